@@ -1,0 +1,196 @@
+//! JWT bearer grant (RFC 7523): Google service accounts with domain-wide
+//! delegation and Salesforce's JWT bearer flow. The assertion is RS256.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use url::Url;
+
+use super::{Cached, TokenResponse, TokenSource, oauth_error};
+use crate::connector::ConnectorError;
+use crate::secret::Secret;
+
+pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// Renew this long before expiry.
+const MARGIN: Duration = Duration::from_secs(60);
+
+/// A Google service-account key file (the fields used here).
+#[derive(Deserialize)]
+pub struct ServiceAccountKey {
+    pub client_email: String,
+    pub private_key: Secret,
+    #[serde(default)]
+    pub private_key_id: Option<String>,
+    #[serde(default)]
+    pub token_uri: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret::new)
+    }
+}
+
+impl ServiceAccountKey {
+    pub fn load(path: &std::path::Path) -> Result<Self, ConnectorError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConnectorError::Config(format!(
+                "service-account key {}: cannot read: {e}",
+                path.display()
+            ))
+        })?;
+        serde_json::from_str(&text).map_err(|e| {
+            ConnectorError::Config(format!(
+                "service-account key {}: not a service-account JSON key (expected client_email and private_key): line {} column {}",
+                path.display(),
+                e.line(),
+                e.column()
+            ))
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'a str>,
+    aud: &'a str,
+    iat: u64,
+    exp: u64,
+}
+
+/// Exchanges a signed assertion for an access token, cached until shortly
+/// before it expires.
+pub struct JwtBearer {
+    http: reqwest::Client,
+    token_url: Url,
+    issuer: String,
+    subject: Option<String>,
+    scope: Option<String>,
+    audience: String,
+    key: EncodingKey,
+    key_id: Option<String>,
+    /// Lifetime asked for (Google allows at most one hour).
+    lifetime: Duration,
+    cache: Mutex<Option<Cached>>,
+}
+
+pub struct JwtBearerConfig {
+    pub token_url: Url,
+    pub issuer: String,
+    pub subject: Option<String>,
+    pub scopes: Vec<String>,
+    /// Defaults to the token URL.
+    pub audience: Option<String>,
+    pub private_key_pem: Secret,
+    pub key_id: Option<String>,
+}
+
+impl JwtBearer {
+    pub fn new(http: reqwest::Client, cfg: JwtBearerConfig) -> Result<Self, ConnectorError> {
+        let key = EncodingKey::from_rsa_pem(cfg.private_key_pem.expose().as_bytes()).map_err(
+            |_| ConnectorError::Config("private key is not an RSA key in PEM form".into()),
+        )?;
+        Ok(Self {
+            http,
+            audience: cfg
+                .audience
+                .unwrap_or_else(|| cfg.token_url.as_str().to_string()),
+            token_url: cfg.token_url,
+            issuer: cfg.issuer,
+            subject: cfg.subject,
+            scope: (!cfg.scopes.is_empty()).then(|| cfg.scopes.join(" ")),
+            key,
+            key_id: cfg.key_id,
+            lifetime: Duration::from_secs(3600),
+            cache: Mutex::new(None),
+        })
+    }
+
+    /// The signed assertion (RS256).
+    pub fn assertion(&self) -> Result<Secret, ConnectorError> {
+        let now = chrono::Utc::now().timestamp().max(0) as u64;
+        let claims = Claims {
+            iss: &self.issuer,
+            sub: self.subject.as_deref(),
+            scope: self.scope.as_deref(),
+            aud: &self.audience,
+            iat: now,
+            exp: now + self.lifetime.as_secs(),
+        };
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = self.key_id.clone();
+        jsonwebtoken::encode(&header, &claims, &self.key)
+            .map(Secret::new)
+            .map_err(|e| ConnectorError::Auth(format!("cannot sign the assertion: {e}")))
+    }
+
+    async fn fetch(&self) -> Result<Cached, ConnectorError> {
+        let assertion = self.assertion()?;
+        let resp = self
+            .http
+            .post(self.token_url.clone())
+            .timeout(Duration::from_secs(30))
+            .form(&[("grant_type", GRANT_TYPE), ("assertion", assertion.expose())])
+            .send()
+            .await
+            .map_err(|e| {
+                ConnectorError::Network(if e.is_timeout() {
+                    "token endpoint timed out".into()
+                } else {
+                    "cannot reach the token endpoint".into()
+                })
+            })?;
+        let status = resp.status();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|_| ConnectorError::Network("token endpoint dropped the connection".into()))?;
+        if !status.is_success() {
+            return Err(oauth_error(status.as_u16(), &body));
+        }
+        let t: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
+            ConnectorError::BadResponse("token endpoint answer has no access_token".into())
+        })?;
+        let ttl = Duration::from_secs(t.expires_in.unwrap_or(1800).clamp(1, 86_400));
+        tracing::info!(token_url = %self.token_url, ttl_secs = ttl.as_secs(), "access token obtained");
+        Ok(Cached {
+            token: Secret::new(t.access_token),
+            expires: Instant::now() + ttl,
+        })
+    }
+}
+
+#[async_trait]
+impl TokenSource for JwtBearer {
+    async fn token(&self) -> Result<Secret, ConnectorError> {
+        let mut cache = self.cache.lock().await;
+        if let Some(c) = cache.as_ref() {
+            let margin = MARGIN.min(Duration::from_secs(5).max(
+                c.expires.saturating_duration_since(Instant::now()) / 10,
+            ));
+            if c.fresh(margin) {
+                return Ok(c.token.clone());
+            }
+        }
+        let fresh = self.fetch().await?;
+        let token = fresh.token.clone();
+        *cache = Some(fresh);
+        Ok(token)
+    }
+
+    async fn invalidate(&self, rejected: &Secret) {
+        let mut cache = self.cache.lock().await;
+        if cache.as_ref().is_some_and(|c| &c.token == rejected) {
+            *cache = None;
+        }
+    }
+}

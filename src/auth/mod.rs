@@ -1,0 +1,134 @@
+//! Access tokens for connectors: the [`TokenSource`] trait and its flows.
+
+pub mod jwt;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use crate::connector::ConnectorError;
+use crate::sanitize;
+use crate::secret::Secret;
+
+/// Gives a connector's client a valid access token.
+#[async_trait]
+pub trait TokenSource: Send + Sync {
+    /// A token valid for at least a little while (refreshed before expiry).
+    async fn token(&self) -> Result<Secret, ConnectorError>;
+    /// The API refused this token (401): forget it, so the next call gets a
+    /// new one.
+    async fn invalidate(&self, rejected: &Secret);
+}
+
+/// A token from an environment variable or a file, never written in config.
+pub struct StaticToken {
+    token: Secret,
+}
+
+impl StaticToken {
+    pub fn new(token: Secret) -> Self {
+        Self { token }
+    }
+
+    /// Reads `env` first, then `file`; says which was tried, never the value.
+    pub fn from_env_or_file(
+        what: &str,
+        env: Option<&str>,
+        file: Option<&std::path::Path>,
+    ) -> Result<Self, ConnectorError> {
+        read_secret(what, env, file).map(Self::new)
+    }
+}
+
+/// Reads a secret from an environment variable or a file.
+pub fn read_secret(
+    what: &str,
+    env: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> Result<Secret, ConnectorError> {
+    if let Some(var) = env {
+        if let Ok(v) = std::env::var(var) {
+            let v = v.trim().to_string();
+            if !v.is_empty() {
+                return Ok(Secret::new(v));
+            }
+        }
+    }
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConnectorError::Config(format!("{what}: cannot read {}: {e}", path.display()))
+        })?;
+        let v = text.trim().to_string();
+        if v.is_empty() {
+            return Err(ConnectorError::Config(format!(
+                "{what}: {} is empty",
+                path.display()
+            )));
+        }
+        return Ok(Secret::new(v));
+    }
+    Err(ConnectorError::Config(match (env, file) {
+        (Some(var), _) => format!("{what}: environment variable {var} is not set"),
+        _ => format!("{what}: no token configured (set token_env or token_file)"),
+    }))
+}
+
+#[async_trait]
+impl TokenSource for StaticToken {
+    async fn token(&self) -> Result<Secret, ConnectorError> {
+        Ok(self.token.clone())
+    }
+
+    async fn invalidate(&self, _rejected: &Secret) {}
+}
+
+/// The success body of an OAuth token endpoint (RFC 6749 §5.1).
+#[derive(Deserialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    #[serde(default)]
+    pub token_type: Option<String>,
+    #[serde(default)]
+    pub expires_in: Option<u64>,
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+/// The error body of an OAuth token endpoint (RFC 6749 §5.2).
+#[derive(Deserialize)]
+pub struct OAuthErrorBody {
+    pub error: String,
+    #[serde(default)]
+    pub error_description: Option<String>,
+}
+
+/// Turns a token endpoint's error answer into a message without secrets.
+pub fn oauth_error(status: u16, body: &[u8]) -> ConnectorError {
+    match serde_json::from_slice::<OAuthErrorBody>(body) {
+        Ok(e) => ConnectorError::Auth(format!(
+            "token endpoint said {}{}",
+            sanitize::clean_max(&e.error, 80),
+            e.error_description
+                .map(|d| format!(": {}", sanitize::clean_max(&d, 200)))
+                .unwrap_or_default()
+        )),
+        Err(_) => ConnectorError::Auth(format!("token endpoint answered HTTP {status}")),
+    }
+}
+
+/// A cached access token with its expiry.
+pub struct Cached {
+    pub token: Secret,
+    pub expires: Instant,
+}
+
+impl Cached {
+    /// Fresh enough to use: more than `margin` left.
+    pub fn fresh(&self, margin: Duration) -> bool {
+        self.expires > Instant::now() + margin
+    }
+}

@@ -1,0 +1,233 @@
+//! Command line: argument parsing and wiring. Exit codes: 0 all done and
+//! verified; 3 something is left (failed, unconfirmed or manual); 2 bad
+//! usage or config; 1 other error.
+
+pub mod sandbox;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "offboard",
+    version,
+    about = "Find a leaver's residual SaaS access, revoke it in a safe order, confirm every removal, keep evidence.",
+    after_help = "Without a command, opens the console on your config. Exit codes: 0 all verified, 3 something left, 2 bad usage or config, 1 other error."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Config file (default: $OFFBOARD_CONFIG, else the platform config dir).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// ASCII borders and symbols (automatic when the locale is not UTF-8).
+    #[arg(long, global = true)]
+    pub ascii: bool,
+    /// No action keys at all; `[RO]` in the header.
+    #[arg(long, global = true)]
+    pub read_only: bool,
+    /// Console theme: default, mono, light, high-contrast, or a file in themes/.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub theme: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the embedded sandbox and the console against it.
+    Demo(sandbox::DemoArgs),
+    /// Show a leaver's residual access; changes nothing.
+    Scan(ScanArgs),
+    /// Revoke a leaver's access in phases, then wait until each removal is verified.
+    Revoke(RevokeArgs),
+    /// Re-read every app and report what is still live.
+    Verify(VerifyArgs),
+    /// Evidence report for a leaver, or `evidence verify` to check the ledger chain.
+    Evidence(EvidenceArgs),
+    /// Sign in to an app and cache its token.
+    Login(LoginArgs),
+    /// Revoke an app's cached token and delete it.
+    Logout(LogoutArgs),
+    /// Check credentials, tokens, scopes and reachability of every connector.
+    Doctor,
+    /// Run the API emulator alone (for scripts and tests).
+    Sandbox(sandbox::SandboxArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    pub email: String,
+    /// Only these apps (connector ids); repeatable.
+    #[arg(long = "app", value_name = "APP")]
+    pub apps: Vec<String>,
+    /// Machine-readable output (see README: JSON output).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    pub email: String,
+    /// Only these apps; repeatable.
+    #[arg(long = "app", value_name = "APP")]
+    pub apps: Vec<String>,
+    /// Only these grant kinds (session, oauth_grant, group, ...); repeatable.
+    #[arg(long = "kind", value_name = "KIND")]
+    pub kinds: Vec<String>,
+    /// Print the phased plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Act without asking (required when stdin is not a terminal).
+    #[arg(long)]
+    pub yes: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    pub email: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EvidenceArgs {
+    /// A leaver's email, or `verify` to check the ledger's hash chain.
+    pub target: String,
+    #[arg(long, default_value = "md", value_parser = ["md", "json", "csv"])]
+    pub format: String,
+    /// Write the report here instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Ledger file to check or read (default: the data directory's).
+    #[arg(long, value_name = "FILE")]
+    pub ledger: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Connector id from the config.
+    pub app: String,
+    /// Use the device authorization grant (show a code to enter elsewhere).
+    #[arg(long, conflicts_with = "no_browser")]
+    pub device: bool,
+    /// Do not open a browser: print the URL and paste the redirect back.
+    #[arg(long)]
+    pub no_browser: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    pub app: String,
+}
+
+/// An error with its exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self {
+            code: 2,
+            message: message.into(),
+        }
+    }
+
+    pub fn other(message: impl Into<String>) -> Self {
+        Self {
+            code: 1,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<crate::config::ConfigError> for Failure {
+    fn from(e: crate::config::ConfigError) -> Self {
+        Failure::usage(format!("config: {e}"))
+    }
+}
+
+pub type CmdResult = Result<u8, Failure>;
+
+/// Starts file logging in the data directory. Never logs to the terminal.
+pub fn init_logging(data_dir: &std::path::Path) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    use tracing_subscriber::EnvFilter;
+    let appender = tracing_appender::rolling::never(data_dir, "offboard.log");
+    let (writer, guard) = tracing_appender::non_blocking(appender);
+    let filter = EnvFilter::try_from_env("OFFBOARD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_writer(writer)
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .try_init()
+        .ok()?;
+    Some(guard)
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let data_dir = match crate::config::data_dir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("offboard: data directory: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let guard = init_logging(&data_dir);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("offboard: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(dispatch(cli, data_dir));
+    drop(runtime);
+    drop(guard); // flush logs before exit
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("offboard: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli, data_dir: PathBuf) -> CmdResult {
+    match cli.command {
+        Some(Command::Sandbox(args)) => sandbox::run(args).await,
+        Some(other) => Err(Failure::other(format!(
+            "`{}` is not available in this build",
+            command_name(&other)
+        ))),
+        None => {
+            let _ = data_dir;
+            Err(Failure::other("the console is not available in this build"))
+        }
+    }
+}
+
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Demo(_) => "demo",
+        Command::Scan(_) => "scan",
+        Command::Revoke(_) => "revoke",
+        Command::Verify(_) => "verify",
+        Command::Evidence(_) => "evidence",
+        Command::Login(_) => "login",
+        Command::Logout(_) => "logout",
+        Command::Doctor => "doctor",
+        Command::Sandbox(_) => "sandbox",
+    }
+}

@@ -1,0 +1,121 @@
+//! `offboard sandbox`: the emulator alone, for scripts and tests.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::{CmdResult, Failure};
+use crate::sandbox::{self, Faults, Options};
+
+#[derive(Debug, Clone, Args)]
+pub struct SandboxArgs {
+    /// Port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 8700)]
+    pub port: u16,
+    /// Write every request as a JSON line to this file.
+    #[arg(long, value_name = "FILE")]
+    pub access_log: Option<PathBuf>,
+    #[command(flatten)]
+    pub faults: FaultArgs,
+    /// Where to write the demo credentials and the config that points at
+    /// this sandbox (default: `sandbox/` in the data directory).
+    #[arg(long, value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FaultArgs {
+    /// Latency added to every request, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// How long a removed item stays listed, in milliseconds.
+    #[arg(long, default_value_t = 1500)]
+    pub consistency_ms: u64,
+    /// Share of requests answered with a 5xx error (0.0 to 1.0).
+    #[arg(long, default_value_t = 0.0)]
+    pub error_rate: f64,
+    /// Share of requests answered with the vendor's rate-limit answer.
+    #[arg(long = "rate-429", default_value_t = 0.0)]
+    pub rate_429: f64,
+    /// Share of requests whose connection is reset mid-body.
+    #[arg(long, default_value_t = 0.0)]
+    pub reset_rate: f64,
+    /// Share of GET requests answered with a malformed body.
+    #[arg(long, default_value_t = 0.0)]
+    pub malformed_rate: f64,
+}
+
+impl FaultArgs {
+    pub fn to_faults(&self) -> Result<Faults, Failure> {
+        for (name, v) in [
+            ("--error-rate", self.error_rate),
+            ("--rate-429", self.rate_429),
+            ("--reset-rate", self.reset_rate),
+            ("--malformed-rate", self.malformed_rate),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(Failure::usage(format!(
+                    "{name}: expected a share from 0.0 to 1.0, found {v}"
+                )));
+            }
+        }
+        Ok(Faults {
+            latency_ms: self.latency_ms,
+            consistency_ms: self.consistency_ms,
+            error_rate: self.error_rate,
+            rate_429: self.rate_429,
+            reset_rate: self.reset_rate,
+            malformed_rate: self.malformed_rate,
+            ..Faults::default()
+        })
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub faults: FaultArgs,
+}
+
+pub async fn run(args: SandboxArgs) -> CmdResult {
+    let faults = args.faults.to_faults()?;
+    let dir = match args.config_dir {
+        Some(d) => d,
+        None => crate::config::data_dir()
+            .map_err(|e| Failure::other(format!("data directory: {e}")))?
+            .join("sandbox"),
+    };
+    let running = sandbox::start(Options {
+        port: args.port,
+        faults,
+        access_log: args.access_log,
+        ..Options::default()
+    })
+    .await
+    .map_err(|e| Failure::other(e.to_string()))?;
+    sandbox::write_demo_keys(&dir)
+        .map_err(|e| Failure::other(format!("{}: {e}", dir.display())))?;
+    let config = sandbox::demo_config(&running.base_url, &dir);
+    let config_path = dir.join("config.toml");
+    std::fs::write(&config_path, &config)
+        .map_err(|e| Failure::other(format!("{}: {e}", config_path.display())))?;
+    println!("offboard sandbox listening on {}", running.base_url);
+    println!("config written to {} (use: export OFFBOARD_CONFIG={})", config_path.display(), config_path.display());
+    println!();
+    println!("{config}");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate() => {}
+    }
+    running.stop().await;
+    Ok(0)
+}
+
+async fn terminate() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}

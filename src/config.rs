@@ -1,0 +1,190 @@
+//! The user's config file and the data directory.
+//!
+//! Config: `$OFFBOARD_CONFIG` (a file), else `--config`, else
+//! `config.toml` in the platform config directory. Data: `$OFFBOARD_DATA`,
+//! else the platform data directory.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::connector::manifest::{self, ConnectorConfig, ResolvedConnector};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {error}")]
+    Io { path: PathBuf, error: String },
+    #[error("{origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("key `{key}`: expected {expected}, found {found}")]
+    Key {
+        key: String,
+        expected: String,
+        found: String,
+    },
+    #[error("unknown connector manifest `{name}` (built in: {known})")]
+    UnknownManifest { name: String, known: String },
+    #[error("{path}: {inner}")]
+    InFile { path: PathBuf, inner: Box<ConfigError> },
+    #[error("no config file at {path}; create one (see README: Configuration), or run `offboard demo`")]
+    Missing { path: PathBuf },
+}
+
+/// Parses TOML into `T`, naming the key that is wrong.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    origin: &str,
+) -> Result<T, ConfigError> {
+    let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::Parse {
+        origin: origin.to_string(),
+        message: one_line(&e.to_string()),
+    })?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = one_line(&e.inner().to_string());
+        ConfigError::Parse {
+            origin: origin.to_string(),
+            message: if path == "." || path.is_empty() {
+                inner
+            } else {
+                format!("key `{path}`: {inner}")
+            },
+        }
+    })
+}
+
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Who runs the tool (recorded in the ledger). Default: $USER.
+    pub operator: Option<String>,
+    #[serde(default)]
+    pub engine: EngineConfig,
+    /// Console options.
+    #[serde(default)]
+    pub console: ConsoleConfig,
+    #[serde(default)]
+    pub connectors: BTreeMap<String, ConnectorConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// How long verification keeps re-reading before escalating `unconfirmed`.
+    pub verify_deadline_secs: u64,
+    /// First wait between verification reads (doubles, up to 10 s).
+    pub verify_initial_delay_ms: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            verify_deadline_secs: 120,
+            verify_initial_delay_ms: 250,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    pub theme: Option<String>,
+    /// Leavers to open the console with.
+    pub leavers: Vec<String>,
+}
+
+/// A loaded config with where it came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub path: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl Loaded {
+    /// Every enabled connector, resolved against its manifest.
+    pub fn connectors(&self) -> Result<Vec<ResolvedConnector>, ConfigError> {
+        let mut out = Vec::new();
+        for (id, c) in &self.config.connectors {
+            if !c.enabled {
+                continue;
+            }
+            let r = manifest::resolve(id, c, &self.dir).map_err(|e| ConfigError::InFile {
+                path: self.path.clone(),
+                inner: Box::new(e),
+            })?;
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    pub fn operator(&self) -> String {
+        self.config
+            .operator
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "operator".into())
+    }
+}
+
+pub fn project_dirs() -> Option<directories::ProjectDirs> {
+    directories::ProjectDirs::from("", "", "offboard")
+}
+
+/// The config file to use.
+pub fn config_path(flag: Option<&Path>) -> PathBuf {
+    if let Some(p) = flag {
+        return p.to_path_buf();
+    }
+    if let Some(p) = std::env::var_os("OFFBOARD_CONFIG") {
+        return PathBuf::from(p);
+    }
+    project_dirs()
+        .map(|d| d.config_dir().join("config.toml"))
+        .unwrap_or_else(|| PathBuf::from("offboard.toml"))
+}
+
+/// The data directory (ledger, logs, token cache), created if missing.
+pub fn data_dir() -> std::io::Result<PathBuf> {
+    let dir = std::env::var_os("OFFBOARD_DATA")
+        .map(PathBuf::from)
+        .or_else(|| project_dirs().map(|d| d.data_dir().to_path_buf()))
+        .unwrap_or_else(|| PathBuf::from(".offboard"));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    if !path.exists() {
+        return Err(ConfigError::Missing {
+            path: path.to_path_buf(),
+        });
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+        path: path.to_path_buf(),
+        error: e.to_string(),
+    })?;
+    let config: Config = parse_toml(&text, &path.display().to_string())?;
+    let dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    let loaded = Loaded {
+        config,
+        path: path.to_path_buf(),
+        dir,
+    };
+    // Resolve now so that every error shows at start, with the file named.
+    loaded.connectors()?;
+    Ok(loaded)
+}

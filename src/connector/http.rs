@@ -1,0 +1,819 @@
+//! The one HTTP client every driver uses.
+//!
+//! It owns: timeouts, retries with backoff and full jitter on 5xx, resets and
+//! rate limits (honouring `Retry-After`, and whatever each vendor uses
+//! instead, through [`VendorPolicy`]), a per-connector concurrency limit and
+//! token bucket, a cap on response size, percent-encoded path segments, and a
+//! pagination guard that refuses next-page links to another origin and stops
+//! on a repeated page token. Bearer tokens are [`Secret`]s and never logged.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::time::Instant;
+use url::Url;
+
+use crate::auth::TokenSource;
+use crate::connector::ConnectorError;
+use crate::sanitize;
+
+/// Settings for one connector's client, from its manifest `[limits]`.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Connector id, for logs and notices.
+    pub connector: String,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Retries after the first attempt, for transient failures.
+    pub max_retries: u32,
+    /// Retries after the first attempt, for rate-limit answers.
+    pub max_rate_limit_retries: u32,
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// A Retry-After longer than this is returned as an error rather than waited.
+    pub max_retry_after: Duration,
+    pub max_concurrency: usize,
+    pub requests_per_second: f64,
+    pub burst: u32,
+    pub max_body_bytes: usize,
+}
+
+impl HttpSettings {
+    pub fn new(connector: impl Into<String>) -> Self {
+        Self {
+            connector: connector.into(),
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            max_retries: 4,
+            max_rate_limit_retries: 8,
+            base_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(20),
+            max_retry_after: Duration::from_secs(120),
+            max_concurrency: 8,
+            requests_per_second: 20.0,
+            burst: 20,
+            max_body_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// What a vendor's answer means for the client.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Hand the response to the driver.
+    Ok,
+    /// Rate limited: wait (the given time, or backoff) and try again.
+    RateLimited(Option<Duration>),
+    /// Transient failure (5xx and the like): back off and try again.
+    Transient,
+    /// The access token was refused: get a new one once, then try again.
+    Unauthorized,
+    /// A final error.
+    Fail(ConnectorError),
+}
+
+/// Vendor-specific reading of answers: error bodies and rate-limit signals.
+pub trait VendorPolicy: Send + Sync {
+    fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Verdict;
+
+    /// A rate-limit headroom report, when the vendor sends one in headers
+    /// (Salesforce `Sforce-Limit-Info`, Okta `X-Rate-Limit-*`).
+    fn limit_info(&self, _headers: &HeaderMap) -> Option<String> {
+        None
+    }
+}
+
+/// Status-code-only policy: 2xx ok, 429 rate limited, 401 unauthorized,
+/// 408/5xx transient, other 4xx fail with the body's text.
+pub struct DefaultPolicy;
+
+impl VendorPolicy for DefaultPolicy {
+    fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Verdict {
+        default_classify(status, headers, body)
+    }
+}
+
+pub fn default_classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Verdict {
+    if status.is_success() {
+        return Verdict::Ok;
+    }
+    match status.as_u16() {
+        429 => Verdict::RateLimited(retry_after(headers)),
+        401 => Verdict::Unauthorized,
+        408 | 500 | 502 | 503 | 504 => Verdict::Transient,
+        s => Verdict::Fail(ConnectorError::Api {
+            status: s,
+            code: String::new(),
+            message: body_excerpt(body),
+        }),
+    }
+}
+
+/// The first 300 characters of a body, sanitised.
+pub fn body_excerpt(body: &[u8]) -> String {
+    sanitize::clean_max(&String::from_utf8_lossy(body), 300)
+}
+
+/// Parses `Retry-After` as seconds or an HTTP date.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Some(Duration::from_secs_f64(secs.min(86_400.0)));
+        }
+        return None;
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// Something the client did that the operator should see (activity pane).
+#[derive(Debug, Clone)]
+pub enum HttpNotice {
+    RateLimited {
+        connector: String,
+        wait: Duration,
+        attempt: u32,
+    },
+    Retrying {
+        connector: String,
+        wait: Duration,
+        attempt: u32,
+        reason: String,
+    },
+    TokenRenewed {
+        connector: String,
+    },
+}
+
+/// Health counters of one connector's client.
+#[derive(Debug, Clone, Default)]
+pub struct ClientStats {
+    pub requests: u64,
+    pub rate_limited: u64,
+    pub retries: u64,
+    pub last_rate_limited: Option<chrono::DateTime<chrono::Utc>>,
+    pub last_error: Option<String>,
+    pub last_auth_error: Option<String>,
+    pub last_success: Option<chrono::DateTime<chrono::Utc>>,
+    pub limit_info: Option<String>,
+}
+
+/// A request body.
+#[derive(Debug, Clone)]
+pub enum Body {
+    None,
+    Json(serde_json::Value),
+    Form(Vec<(String, String)>),
+}
+
+/// One request, before it is sent (and possibly re-sent).
+#[derive(Debug, Clone)]
+pub struct ApiRequest {
+    pub method: Method,
+    pub url: Url,
+    pub body: Body,
+    pub headers: Vec<(&'static str, String)>,
+    /// Safe to send again after a transient failure. Rate-limit answers are
+    /// always retried: the vendor did not act on the request.
+    pub idempotent: bool,
+    /// Send the connector's bearer token.
+    pub authenticated: bool,
+}
+
+impl ApiRequest {
+    pub fn new(method: Method, url: Url) -> Self {
+        let idempotent = method != Method::POST;
+        Self {
+            method,
+            url,
+            body: Body::None,
+            headers: Vec::new(),
+            idempotent,
+            authenticated: true,
+        }
+    }
+
+    pub fn get(url: Url) -> Self {
+        Self::new(Method::GET, url)
+    }
+
+    pub fn json(mut self, value: serde_json::Value) -> Self {
+        self.body = Body::Json(value);
+        self
+    }
+
+    pub fn form(mut self, fields: Vec<(String, String)>) -> Self {
+        self.body = Body::Form(fields);
+        self
+    }
+
+    pub fn query(mut self, pairs: &[(&str, &str)]) -> Self {
+        {
+            let mut q = self.url.query_pairs_mut();
+            for (k, v) in pairs {
+                q.append_pair(k, v);
+            }
+        }
+        self
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn idempotent(mut self, yes: bool) -> Self {
+        self.idempotent = yes;
+        self
+    }
+
+    pub fn unauthenticated(mut self) -> Self {
+        self.authenticated = false;
+        self
+    }
+}
+
+/// A successful answer with its body read (within the size cap).
+#[derive(Debug, Clone)]
+pub struct ApiResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl ApiResponse {
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ConnectorError> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            ConnectorError::BadResponse(format!(
+                "body is not the expected JSON ({e}): {}",
+                body_excerpt(&self.body)
+            ))
+        })
+    }
+}
+
+/// Token bucket shared by one connector's requests, with a pause that a
+/// rate-limit answer sets for everyone ("slower when the API asks").
+struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    state: Mutex<BucketState>,
+}
+
+struct BucketState {
+    tokens: f64,
+    last: Instant,
+    paused_until: Option<Instant>,
+}
+
+impl RateLimiter {
+    fn new(rate: f64, burst: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self {
+            rate: if rate > 0.0 { rate } else { f64::INFINITY },
+            burst,
+            state: Mutex::new(BucketState {
+                tokens: burst,
+                last: Instant::now(),
+                paused_until: None,
+            }),
+        }
+    }
+
+    async fn acquire(&self) {
+        loop {
+            let wait = {
+                let mut s = self.state.lock().expect("rate limiter lock");
+                let now = Instant::now();
+                if let Some(until) = s.paused_until {
+                    if until > now {
+                        Some(until - now)
+                    } else {
+                        s.paused_until = None;
+                        None
+                    }
+                } else {
+                    None
+                }
+                .or_else(|| {
+                    let elapsed = now.duration_since(s.last).as_secs_f64();
+                    s.tokens = (s.tokens + elapsed * self.rate).min(self.burst);
+                    s.last = now;
+                    if s.tokens >= 1.0 {
+                        s.tokens -= 1.0;
+                        None
+                    } else {
+                        Some(Duration::from_secs_f64((1.0 - s.tokens) / self.rate))
+                    }
+                })
+            };
+            match wait {
+                None => return,
+                Some(d) => tokio::time::sleep(d).await,
+            }
+        }
+    }
+
+    fn pause(&self, d: Duration) {
+        let mut s = self.state.lock().expect("rate limiter lock");
+        let until = Instant::now() + d;
+        if s.paused_until.is_none_or(|p| p < until) {
+            s.paused_until = Some(until);
+        }
+    }
+}
+
+/// One connector's view of the shared client.
+#[derive(Clone)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    settings: Arc<HttpSettings>,
+    /// Origins this connector may talk to (its configured base URLs).
+    origins: Arc<Vec<url::Origin>>,
+    auth: Option<Arc<dyn TokenSource>>,
+    policy: Arc<dyn VendorPolicy>,
+    limiter: Arc<RateLimiter>,
+    permits: Arc<Semaphore>,
+    notices: Option<mpsc::UnboundedSender<HttpNotice>>,
+    stats: Arc<Mutex<ClientStats>>,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient")
+            .field("connector", &self.settings.connector)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the process-wide reqwest client: rustls, no redirects (a redirect
+/// could carry the bearer token elsewhere), connection pooling.
+pub fn shared_reqwest() -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(64)
+        .user_agent(concat!("offboard/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("the TLS backend initialises")
+}
+
+impl ApiClient {
+    pub fn new(
+        http: reqwest::Client,
+        settings: HttpSettings,
+        bases: &[Url],
+        auth: Option<Arc<dyn TokenSource>>,
+        policy: Arc<dyn VendorPolicy>,
+        notices: Option<mpsc::UnboundedSender<HttpNotice>>,
+    ) -> Self {
+        let origins = bases.iter().map(Url::origin).collect();
+        Self {
+            http,
+            limiter: Arc::new(RateLimiter::new(settings.requests_per_second, settings.burst)),
+            permits: Arc::new(Semaphore::new(settings.max_concurrency.max(1))),
+            settings: Arc::new(settings),
+            origins: Arc::new(origins),
+            auth,
+            policy,
+            notices,
+            stats: Arc::new(Mutex::new(ClientStats::default())),
+        }
+    }
+
+    pub fn connector(&self) -> &str {
+        &self.settings.connector
+    }
+
+    pub fn stats(&self) -> ClientStats {
+        self.stats.lock().expect("stats lock").clone()
+    }
+
+    pub fn reqwest(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub fn token_source(&self) -> Option<&Arc<dyn TokenSource>> {
+        self.auth.as_ref()
+    }
+
+    /// `base` with each segment appended, percent-encoded (so `/`, `?`, `#`,
+    /// `%` and spaces in user values cannot change the path).
+    pub fn url(&self, base: &Url, segments: &[&str]) -> Url {
+        join_segments(base, segments)
+    }
+
+    /// Resolves a next-page link (absolute or relative to `base`) and refuses
+    /// it unless it stays on one of the connector's configured origins.
+    pub fn resolve_link(&self, base: &Url, link: &str) -> Result<Url, ConnectorError> {
+        let url = base
+            .join(link)
+            .map_err(|e| ConnectorError::BadResponse(format!("bad next-page link: {e}")))?;
+        if !self.origins.contains(&url.origin()) {
+            return Err(ConnectorError::ForeignLink(sanitize::clean_max(
+                &url.origin().ascii_serialization(),
+                120,
+            )));
+        }
+        Ok(url)
+    }
+
+    /// GET and decode JSON.
+    pub async fn get_json<T: DeserializeOwned>(&self, url: Url) -> Result<T, ConnectorError> {
+        self.send(ApiRequest::get(url)).await?.json()
+    }
+
+    /// Sends with retries, backoff, rate limiting and token renewal.
+    pub async fn send(&self, req: ApiRequest) -> Result<ApiResponse, ConnectorError> {
+        if !self.origins.contains(&req.url.origin()) {
+            // Never send a request, and so never a token, off the configured hosts.
+            return Err(ConnectorError::ForeignLink(sanitize::clean_max(
+                &req.url.origin().ascii_serialization(),
+                120,
+            )));
+        }
+        let span = tracing::debug_span!(
+            "http",
+            connector = %self.settings.connector,
+            method = %req.method,
+            path = %req.url.path()
+        );
+        let _enter = span.enter();
+        drop(_enter);
+
+        let mut transient_tries = 0u32;
+        let mut limit_tries = 0u32;
+        let mut renewed = false;
+        loop {
+            let attempt = transient_tries + limit_tries;
+            let token = match (&self.auth, req.authenticated) {
+                (Some(a), true) => Some(a.token().await.inspect_err(|e| {
+                    self.stats.lock().expect("stats").last_auth_error = Some(e.to_string());
+                })?),
+                _ => None,
+            };
+            let outcome = {
+                let _permit = self.permits.acquire().await.expect("semaphore open");
+                self.limiter.acquire().await;
+                self.attempt(&req, token.as_ref().map(|t| t.expose())).await
+            };
+            self.stats.lock().expect("stats").requests += 1;
+            let (status, headers, body) = match outcome {
+                Ok(r) => r,
+                Err(AttemptError::Final(e)) => {
+                    self.record_error(&e);
+                    return Err(e);
+                }
+                Err(AttemptError::Transient(e)) => {
+                    if req.idempotent && transient_tries < self.settings.max_retries {
+                        transient_tries += 1;
+                        let wait = self.backoff(transient_tries);
+                        self.notice_retry(attempt + 1, wait, &e.to_string());
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    self.record_error(&e);
+                    return Err(e);
+                }
+            };
+            if let Some(info) = self.policy.limit_info(&headers) {
+                self.stats.lock().expect("stats").limit_info = Some(info);
+            }
+            match self.policy.classify(status, &headers, &body) {
+                Verdict::Ok => {
+                    self.stats.lock().expect("stats").last_success = Some(chrono::Utc::now());
+                    return Ok(ApiResponse {
+                        status,
+                        headers,
+                        body,
+                    });
+                }
+                Verdict::RateLimited(after) => {
+                    {
+                        let mut s = self.stats.lock().expect("stats");
+                        s.rate_limited += 1;
+                        s.last_rate_limited = Some(chrono::Utc::now());
+                    }
+                    let wait = match after {
+                        Some(d) => d + jitter(Duration::from_millis(50)),
+                        None => self.backoff(limit_tries + 1),
+                    };
+                    if limit_tries >= self.settings.max_rate_limit_retries
+                        || wait > self.settings.max_retry_after
+                    {
+                        let e = ConnectorError::RateLimited {
+                            retry_after: after,
+                            message: body_excerpt(&body),
+                        };
+                        self.record_error(&e);
+                        return Err(e);
+                    }
+                    limit_tries += 1;
+                    self.limiter.pause(wait);
+                    if let Some(tx) = &self.notices {
+                        let _ = tx.send(HttpNotice::RateLimited {
+                            connector: self.settings.connector.clone(),
+                            wait,
+                            attempt: limit_tries,
+                        });
+                    }
+                    tracing::info!(connector = %self.settings.connector, ?wait, "rate limited; waiting");
+                    tokio::time::sleep(wait).await;
+                }
+                Verdict::Transient => {
+                    let e = ConnectorError::Api {
+                        status: status.as_u16(),
+                        code: String::new(),
+                        message: body_excerpt(&body),
+                    };
+                    if req.idempotent && transient_tries < self.settings.max_retries {
+                        transient_tries += 1;
+                        let wait = retry_after(&headers)
+                            .filter(|d| *d <= self.settings.max_retry_after)
+                            .unwrap_or_else(|| self.backoff(transient_tries));
+                        self.notice_retry(attempt + 1, wait, &format!("HTTP {status}"));
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    self.record_error(&e);
+                    return Err(e);
+                }
+                Verdict::Unauthorized => {
+                    match (&self.auth, token, renewed) {
+                        (Some(a), Some(t), false) => {
+                            renewed = true;
+                            a.invalidate(&t).await;
+                            if let Some(tx) = &self.notices {
+                                let _ = tx.send(HttpNotice::TokenRenewed {
+                                    connector: self.settings.connector.clone(),
+                                });
+                            }
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    let e = ConnectorError::Auth(format!(
+                        "HTTP {}: {}",
+                        status.as_u16(),
+                        body_excerpt(&body)
+                    ));
+                    self.stats.lock().expect("stats").last_auth_error = Some(e.to_string());
+                    return Err(e);
+                }
+                Verdict::Fail(e) => {
+                    if matches!(e, ConnectorError::Auth(_)) {
+                        self.stats.lock().expect("stats").last_auth_error = Some(e.to_string());
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    fn record_error(&self, e: &ConnectorError) {
+        self.stats.lock().expect("stats").last_error = Some(e.to_string());
+    }
+
+    fn notice_retry(&self, attempt: u32, wait: Duration, reason: &str) {
+        self.stats.lock().expect("stats").retries += 1;
+        tracing::info!(connector = %self.settings.connector, attempt, ?wait, reason, "retrying");
+        if let Some(tx) = &self.notices {
+            let _ = tx.send(HttpNotice::Retrying {
+                connector: self.settings.connector.clone(),
+                wait,
+                attempt,
+                reason: reason.to_string(),
+            });
+        }
+    }
+
+    /// Exponential backoff with full jitter.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let cap = self
+            .settings
+            .base_backoff
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.settings.max_backoff);
+        // Full jitter, but never less than half the base, so that a server
+        // that is still recovering is not hammered.
+        self.settings.base_backoff / 2 + jitter(cap)
+    }
+
+    async fn attempt(
+        &self,
+        req: &ApiRequest,
+        token: Option<&str>,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), AttemptError> {
+        let mut builder = self
+            .http
+            .request(req.method.clone(), req.url.clone())
+            .timeout(self.settings.timeout);
+        if let Some(t) = token {
+            let mut v = HeaderValue::from_str(&format!("Bearer {t}"))
+                .map_err(|_| AttemptError::Final(ConnectorError::Auth("token is not a valid header value".into())))?;
+            v.set_sensitive(true);
+            builder = builder.header(AUTHORIZATION, v);
+        }
+        for (name, value) in &req.headers {
+            builder = builder.header(*name, value);
+        }
+        builder = match &req.body {
+            Body::None => builder,
+            Body::Json(v) => builder.json(v),
+            Body::Form(f) => builder.form(f),
+        };
+        let resp = builder.send().await.map_err(classify_send_error)?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let cap = self.settings.max_body_bytes;
+        if resp.content_length().is_some_and(|n| n as usize > cap) {
+            return Err(AttemptError::Final(ConnectorError::BadResponse(format!(
+                "response larger than {cap} bytes"
+            ))));
+        }
+        let mut body = Vec::new();
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(classify_send_error)?;
+            if body.len() + chunk.len() > cap {
+                return Err(AttemptError::Final(ConnectorError::BadResponse(format!(
+                    "response larger than {cap} bytes"
+                ))));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        tracing::debug!(connector = %self.settings.connector, status = status.as_u16(), bytes = body.len(), "answer");
+        Ok((status, headers, Bytes::from(body)))
+    }
+}
+
+enum AttemptError {
+    Transient(ConnectorError),
+    Final(ConnectorError),
+}
+
+fn classify_send_error(e: reqwest::Error) -> AttemptError {
+    // reqwest errors may carry the URL (never headers); the URL holds no secret
+    // in any driver, but keep only the kind of failure to be safe.
+    if e.is_timeout() {
+        AttemptError::Transient(ConnectorError::Timeout)
+    } else if e.is_connect() || e.is_request() || e.is_body() {
+        AttemptError::Transient(ConnectorError::Network(describe(&e)))
+    } else if e.is_decode() {
+        AttemptError::Final(ConnectorError::BadResponse(describe(&e)))
+    } else {
+        AttemptError::Transient(ConnectorError::Network(describe(&e)))
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    use std::error::Error;
+    let mut parts = Vec::new();
+    let mut src: Option<&dyn Error> = e.source();
+    while let Some(s) = src {
+        parts.push(s.to_string());
+        src = s.source();
+    }
+    let kind = if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() {
+        "connection dropped while reading"
+    } else {
+        "request failed"
+    };
+    if parts.is_empty() {
+        kind.to_string()
+    } else {
+        sanitize::clean_max(&format!("{kind}: {}", parts.join(": ")), 200)
+    }
+}
+
+fn jitter(max: Duration) -> Duration {
+    if max.is_zero() {
+        return max;
+    }
+    let nanos = rand::random_range(0..=max.as_nanos().min(u128::from(u64::MAX)) as u64);
+    Duration::from_nanos(nanos)
+}
+
+/// Appends percent-encoded segments to a base URL's path.
+pub fn join_segments(base: &Url, segments: &[&str]) -> Url {
+    let mut url = base.clone();
+    {
+        let mut path = url
+            .path_segments_mut()
+            .expect("base URLs are http(s) URLs, which have paths");
+        path.pop_if_empty();
+        path.extend(segments);
+    }
+    url
+}
+
+/// Stops pagination on a repeated page token, an endless run of pages, or
+/// (with [`ApiClient::resolve_link`]) a link to another origin.
+#[derive(Debug, Default)]
+pub struct PageGuard {
+    seen: HashSet<String>,
+    pages: usize,
+}
+
+impl PageGuard {
+    /// At most this many pages for one listing.
+    pub const MAX_PAGES: usize = 10_000;
+
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes the token or link the API gave for the next page. `None` or an
+    /// empty string ends the listing. A token seen before is an error: the
+    /// listing would never end, and what was read is not the whole list.
+    pub fn next(&mut self, token: Option<&str>) -> Result<Option<String>, ConnectorError> {
+        self.pages += 1;
+        let Some(t) = token.filter(|t| !t.is_empty()) else {
+            return Ok(None);
+        };
+        if self.pages >= Self::MAX_PAGES {
+            return Err(ConnectorError::BadResponse(format!(
+                "more than {} pages; stopping",
+                Self::MAX_PAGES
+            )));
+        }
+        if !self.seen.insert(t.to_string()) {
+            return Err(ConnectorError::BadResponse(
+                "the API repeated a page token; the listing is incomplete".into(),
+            ));
+        }
+        Ok(Some(t.to_string()))
+    }
+
+    pub fn pages(&self) -> usize {
+        self.pages
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_percent_encoded() {
+        let base = Url::parse("http://127.0.0.1:1/admin/directory/v1/").unwrap();
+        let u = join_segments(&base, &["users", "o'hara/x?y#z%20 w@example.com", "tokens"]);
+        assert_eq!(
+            u.path(),
+            "/admin/directory/v1/users/o'hara%2Fx%3Fy%23z%2520%20w@example.com/tokens"
+        );
+        assert!(u.query().is_none());
+    }
+
+    #[test]
+    fn page_guard_stops_on_repeat() {
+        let mut g = PageGuard::new();
+        assert_eq!(g.next(Some("a")).unwrap().as_deref(), Some("a"));
+        assert_eq!(g.next(Some("b")).unwrap().as_deref(), Some("b"));
+        assert!(g.next(Some("a")).is_err());
+        let mut g = PageGuard::new();
+        assert_eq!(g.next(Some("")).unwrap(), None);
+        assert_eq!(g.next(None).unwrap(), None);
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("3"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
+        h.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn foreign_links_refused() {
+        let base = Url::parse("http://127.0.0.1:8700/services/data/v62.0/query").unwrap();
+        let c = ApiClient::new(
+            reqwest::Client::new(),
+            HttpSettings::new("t"),
+            &[Url::parse("http://127.0.0.1:8700/").unwrap()],
+            None,
+            Arc::new(DefaultPolicy),
+            None,
+        );
+        assert!(c.resolve_link(&base, "/services/data/v62.0/query/01g-2000").is_ok());
+        assert!(matches!(
+            c.resolve_link(&base, "http://evil.example:8700/x"),
+            Err(ConnectorError::ForeignLink(_))
+        ));
+        assert!(c.resolve_link(&base, "http://127.0.0.1:8701/x").is_err());
+    }
+}

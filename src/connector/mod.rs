@@ -1,0 +1,259 @@
+//! The Connector trait every driver implements, manifest loading, and the
+//! shared HTTP client.
+
+pub mod http;
+pub mod manifest;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Account, Grant, GrantKind, Person};
+pub use manifest::{Manifest, ResolvedConnector};
+
+/// An error from talking to an app. Its text never holds a secret, and any
+/// text from the API in it has been sanitised.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectorError {
+    #[error("HTTP {status}{}: {message}", if code.is_empty() { String::new() } else { format!(" {code}") })]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("rate limited{}{}", retry_after.map(|d| format!(" (retry after {}s)", d.as_secs())).unwrap_or_default(), if message.is_empty() { String::new() } else { format!(": {message}") })]
+    RateLimited {
+        retry_after: Option<Duration>,
+        message: String,
+    },
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    #[error("timed out")]
+    Timeout,
+    #[error("network error: {0}")]
+    Network(String),
+    #[error("unexpected response: {0}")]
+    BadResponse(String),
+    #[error("refused to follow a link to {0}: not this connector's host")]
+    ForeignLink(String),
+    /// The app refused the change for a reason a person must fix.
+    #[error("refused by the app: {message}")]
+    Refused {
+        code: String,
+        message: String,
+        /// What the operator should do about it.
+        manual: String,
+    },
+    #[error("{0}")]
+    Config(String),
+}
+
+impl ConnectorError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ConnectorError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(404)
+    }
+
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ConnectorError::Api { code, .. } | ConnectorError::Refused { code, .. } => {
+                Some(code.as_str())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The result of looking a person up in one app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Lookup {
+    Found { account: Account },
+    /// The app answered, and has no such account.
+    NotFound,
+    /// Several accounts match (e.g. Salesforce email is not unique): the
+    /// operator picks; the tool never guesses.
+    Ambiguous { candidates: Vec<Account> },
+}
+
+/// What a connector read of one account's grants.
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    pub grants: Vec<Grant>,
+    /// Kinds whose listing failed: nothing may be concluded about them
+    /// (a failed or partial read never counts as absence).
+    pub failed: Vec<(GrantKind, ConnectorError)>,
+}
+
+impl Inventory {
+    pub fn kind_failed(&self, kind: GrantKind) -> Option<&ConnectorError> {
+        self.failed.iter().find(|(k, _)| *k == kind).map(|(_, e)| e)
+    }
+}
+
+/// What the app said to a revoke request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevokeOutcome {
+    /// Accepted; a fresh read must now confirm it.
+    Accepted,
+    /// The app says it was already gone (e.g. 404 on DELETE): success, and
+    /// still confirmed by a fresh read.
+    AlreadyGone,
+    /// Accepted, and no API can list it (e.g. Google web sign-out): ends as
+    /// `acknowledged`, never `verified`.
+    Acknowledged,
+}
+
+/// What a fresh read says about one grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    Present,
+    Absent,
+}
+
+/// Connector health as shown in the console header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthState {
+    Unknown,
+    Ok,
+    Degraded,
+    AuthError,
+    RateLimited,
+}
+
+impl HealthState {
+    pub fn label(self) -> &'static str {
+        match self {
+            HealthState::Unknown => "…",
+            HealthState::Ok => "ok",
+            HealthState::Degraded => "degraded",
+            HealthState::AuthError => "auth error",
+            HealthState::RateLimited => "rate-limited",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Health {
+    pub state: HealthState,
+    pub detail: Option<String>,
+    /// Rate-limit headroom when the API reports it.
+    pub limit_info: Option<String>,
+}
+
+impl Health {
+    /// Derives health from the client's counters.
+    pub fn from_stats(stats: &http::ClientStats) -> Health {
+        let recent = |t: Option<chrono::DateTime<chrono::Utc>>| {
+            t.is_some_and(|t| chrono::Utc::now() - t < chrono::Duration::seconds(30))
+        };
+        let state = if stats.last_auth_error.is_some()
+            && stats.last_success.is_none_or(|_| stats.last_error == stats.last_auth_error)
+        {
+            HealthState::AuthError
+        } else if recent(stats.last_rate_limited) {
+            HealthState::RateLimited
+        } else if stats.last_error.is_some() && stats.last_success.is_none() {
+            HealthState::Degraded
+        } else if stats.last_success.is_some() {
+            HealthState::Ok
+        } else {
+            HealthState::Unknown
+        };
+        Health {
+            state,
+            detail: stats.last_error.clone(),
+            limit_info: stats.limit_info.clone(),
+        }
+    }
+}
+
+/// One app's driver. Every method goes over HTTP through the shared client.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    /// The connector id from the config (e.g. `google`).
+    fn id(&self) -> &str;
+    /// The app's name for people (e.g. `Google Workspace`).
+    fn display_name(&self) -> &str;
+    /// Default seconds between live refreshes (manifest `refresh_secs`).
+    fn refresh_interval(&self) -> Duration {
+        Duration::from_secs(5)
+    }
+
+    /// Resolves the person: primary email first, then aliases.
+    async fn find_person(&self, person: &Person) -> Result<Lookup, ConnectorError>;
+
+    /// Lists every grant of the account. Kinds whose listing failed go into
+    /// [`Inventory::failed`]; the rest are complete listings.
+    async fn list_grants(&self, account: &Account) -> Inventory;
+
+    /// Revokes one grant. Idempotent: a grant already gone is
+    /// [`RevokeOutcome::AlreadyGone`].
+    async fn revoke(&self, account: &Account, grant: &Grant)
+    -> Result<RevokeOutcome, ConnectorError>;
+
+    /// Re-reads the API for these grants. A grant is `Absent` only when a
+    /// fresh, complete, successful read no longer lists it (or answers 404).
+    async fn verify(
+        &self,
+        account: &Account,
+        grants: &[Grant],
+    ) -> Vec<(String, Result<Presence, ConnectorError>)> {
+        let inv = self.list_grants(account).await;
+        presence_from_inventory(&inv, grants)
+    }
+
+    /// Current health from the connector's client.
+    fn health(&self) -> Health;
+}
+
+/// Presence of each grant in a fresh inventory; grants of a kind whose
+/// listing failed get that error.
+pub fn presence_from_inventory(
+    inv: &Inventory,
+    grants: &[Grant],
+) -> Vec<(String, Result<Presence, ConnectorError>)> {
+    grants
+        .iter()
+        .map(|g| {
+            let r = match inv.kind_failed(g.kind) {
+                Some(e) => Err(e.clone()),
+                None if inv.grants.iter().any(|x| x.id == g.id) => Ok(Presence::Present),
+                None => Ok(Presence::Absent),
+            };
+            (g.id.clone(), r)
+        })
+        .collect()
+}
+
+/// What building a driver needs besides its resolved manifest.
+#[derive(Clone)]
+pub struct BuildContext {
+    pub http: reqwest::Client,
+    pub notices: Option<tokio::sync::mpsc::UnboundedSender<http::HttpNotice>>,
+    /// Data directory (token cache).
+    pub data_dir: std::path::PathBuf,
+}
+
+/// Builds the driver a resolved connector names.
+pub fn build(
+    resolved: &ResolvedConnector,
+    _ctx: &BuildContext,
+) -> Result<Arc<dyn Connector>, ConnectorError> {
+    match resolved.manifest.driver.as_str() {
+        other => Err(ConnectorError::Config(format!(
+            "connector `{}`: unknown driver `{other}`",
+            resolved.id
+        ))),
+    }
+}

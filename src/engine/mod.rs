@@ -1,0 +1,120 @@
+//! The engine: a case per leaver; discovery across connectors concurrently;
+//! the phased plan; execution with per-connector concurrency; the verify
+//! loop; events on a channel for the command line and the console.
+//!
+//! The engine knows nothing of the console. It never counts a failed or
+//! partial read as absence, and never reports a grant `verified` without a
+//! fresh read that no longer lists it.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::connector::http::HttpNotice;
+use crate::connector::{Health, Lookup};
+use crate::model::{Grant, GrantKind, GrantState, Phase, Plan};
+
+/// What the engine tells its listeners. Every text in here is sanitised.
+#[derive(Debug, Clone)]
+pub enum Event {
+    CaseOpened {
+        email: String,
+    },
+    Discovering {
+        email: String,
+        connector: String,
+    },
+    Lookup {
+        email: String,
+        connector: String,
+        lookup: Lookup,
+    },
+    LookupFailed {
+        email: String,
+        connector: String,
+        error: String,
+    },
+    /// A complete read of one connector's grants for the leaver (discovery
+    /// or refresh). Kinds in `failed` could not be read.
+    Inventory {
+        email: String,
+        connector: String,
+        grants: Vec<Grant>,
+        failed: Vec<(GrantKind, String)>,
+        at: DateTime<Utc>,
+    },
+    Planned {
+        email: String,
+        plan: Plan,
+    },
+    /// A grant changed state. `key` is `connector/id`.
+    State {
+        email: String,
+        key: String,
+        state: GrantState,
+        at: DateTime<Utc>,
+    },
+    /// What the API answered to a revoke request.
+    ApiAnswer {
+        email: String,
+        key: String,
+        answer: String,
+    },
+    PhaseProgress {
+        email: String,
+        phase: Phase,
+        done: usize,
+        total: usize,
+    },
+    Finished {
+        email: String,
+        summary: Summary,
+    },
+    Http(HttpNotice),
+    Health {
+        connector: String,
+        health: Health,
+    },
+    Error {
+        email: Option<String>,
+        message: String,
+    },
+}
+
+/// Counts of grant states for one leaver.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub live: usize,
+    pub removing: usize,
+    pub verified: usize,
+    pub acknowledged: usize,
+    pub unconfirmed: usize,
+    pub failed: usize,
+    pub manual: usize,
+    /// Connectors whose lookup or listing failed.
+    pub read_failures: usize,
+}
+
+impl Summary {
+    pub fn add(&mut self, state: &GrantState) {
+        match state {
+            GrantState::Live => self.live += 1,
+            GrantState::Revoking | GrantState::Removed => self.removing += 1,
+            GrantState::Verified { .. } => self.verified += 1,
+            GrantState::Acknowledged { .. } => self.acknowledged += 1,
+            GrantState::Unconfirmed { .. } => self.unconfirmed += 1,
+            GrantState::Failed { .. } => self.failed += 1,
+            GrantState::Manual => self.manual += 1,
+        }
+    }
+
+    /// Exit code per DESIGN.md: 0 all done and verified, 3 something left.
+    pub fn exit_code(&self) -> u8 {
+        if self.unconfirmed + self.failed + self.manual + self.live + self.removing + self.read_failures
+            > 0
+        {
+            3
+        } else {
+            0
+        }
+    }
+}

@@ -1,0 +1,522 @@
+//! The embedded emulator of every vendor API offboard speaks, on 127.0.0.1.
+//!
+//! One axum server holds all vendors on their own path prefixes (Google
+//! `/admin/…`, `/apps/licensing/…`, `/token`; Slack `/api/…`, `/scim/…`;
+//! Salesforce `/services/…`). Faults (latency, error rate, 429 rate, resets,
+//! malformed bodies) and the eventual-consistency delay can be set at start
+//! and changed while running through `/_sandbox/faults`. The access log
+//! records every request as one JSON line, never the Authorization header.
+
+pub mod google;
+pub mod tenant;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+/// Demo keys. These are not secrets: they exist so that the sandbox's token
+/// endpoints can check real RS256 signatures.
+pub const GOOGLE_DEMO_PRIVATE_KEY: &str = include_str!("keys/google-demo.key.pem");
+pub const GOOGLE_DEMO_PUBLIC_KEY: &str = include_str!("keys/google-demo.pub.pem");
+pub const SALESFORCE_DEMO_PRIVATE_KEY: &str = include_str!("keys/salesforce-demo.key.pem");
+pub const SALESFORCE_DEMO_PUBLIC_KEY: &str = include_str!("keys/salesforce-demo.pub.pem");
+pub const GOOGLE_DEMO_CLIENT_EMAIL: &str = "offboard-demo@offboard-sandbox.iam.gserviceaccount.com";
+pub const DEMO_ADMIN: &str = "admin@example.com";
+
+/// Fault switches. All can be changed while running.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Faults {
+    /// Added to every request.
+    pub latency_ms: u64,
+    /// How long a removed item stays listed (eventual consistency).
+    pub consistency_ms: u64,
+    /// Share of requests answered with the vendor's 5xx error body.
+    pub error_rate: f64,
+    /// Share of requests answered with the vendor's rate-limit answer.
+    pub rate_429: f64,
+    /// Share of requests whose connection drops mid-body.
+    pub reset_rate: f64,
+    /// Share of GET requests answered 200 with a truncated body.
+    pub malformed_rate: f64,
+    /// Seconds sent in Retry-After on injected 429s.
+    pub retry_after_secs: u64,
+    /// Google per-user quota (requests per minute per user key), answered
+    /// with 403 rateLimitExceeded. None: no quota.
+    pub google_user_quota_per_min: Option<u32>,
+    /// Only inject faults on paths starting with this (None: all vendor paths).
+    pub path_prefix: Option<String>,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            latency_ms: 0,
+            consistency_ms: 1500,
+            error_rate: 0.0,
+            rate_429: 0.0,
+            reset_rate: 0.0,
+            malformed_rate: 0.0,
+            retry_after_secs: 1,
+            google_user_quota_per_min: None,
+            path_prefix: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// 0 picks a free port.
+    pub port: u16,
+    pub faults: Faults,
+    pub access_log: Option<PathBuf>,
+    /// Seed for the fault dice (the tenant itself is always the same).
+    pub seed: u64,
+    /// Extra people for benchmarks: a leaver with this many Google grants.
+    pub bench_grants: Option<tenant::BenchShape>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            port: 0,
+            faults: Faults::default(),
+            access_log: None,
+            seed: 7,
+            bench_grants: None,
+        }
+    }
+}
+
+/// Everything the handlers share.
+pub struct SandboxState {
+    pub faults: RwLock<Faults>,
+    pub google: Mutex<google::State>,
+    pub base_url: String,
+    rng: Mutex<rand::rngs::StdRng>,
+    access_log: Option<Mutex<std::fs::File>>,
+}
+
+pub type Shared = Arc<SandboxState>;
+
+impl SandboxState {
+    pub fn faults(&self) -> Faults {
+        self.faults.read().expect("faults lock").clone()
+    }
+
+    /// The eventual-consistency delay now in force.
+    pub fn consistency(&self) -> Duration {
+        Duration::from_millis(self.faults().consistency_ms)
+    }
+
+    /// Whether an item removed at `removed_at` is still listed.
+    pub fn still_listed(&self, removed_at: Option<Instant>) -> bool {
+        match removed_at {
+            None => true,
+            Some(t) => t.elapsed() < self.consistency(),
+        }
+    }
+
+    fn roll(&self, p: f64) -> bool {
+        p > 0.0 && self.rng.lock().expect("rng lock").random_bool(p.min(1.0))
+    }
+}
+
+/// A running sandbox.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub base_url: String,
+    pub state: Shared,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Waits until the server ends (Ctrl-C for `offboard sandbox`).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+
+    pub fn set_faults(&self, f: Faults) {
+        *self.state.faults.write().expect("faults lock") = f;
+    }
+}
+
+/// Binds 127.0.0.1 and serves until stopped.
+pub async fn start(opts: Options) -> anyhow::Result<Running> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{}: {e}", opts.port))?;
+    let addr = listener.local_addr()?;
+    let base_url = format!("http://{addr}");
+    let access_log = match &opts.access_log {
+        Some(p) => Some(Mutex::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| anyhow::anyhow!("access log {}: {e}", p.display()))?,
+        )),
+        None => None,
+    };
+    let state: Shared = Arc::new(SandboxState {
+        faults: RwLock::new(opts.faults.clone()),
+        google: Mutex::new(google::State::seed(opts.bench_grants.as_ref())),
+        base_url: base_url.clone(),
+        rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(opts.seed)),
+        access_log,
+    });
+    let app = router(state.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    Ok(Running {
+        addr,
+        base_url,
+        state,
+        shutdown: Some(tx),
+        task,
+    })
+}
+
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .merge(google::routes())
+        .route("/_sandbox/faults", get(get_faults).put(put_faults))
+        .route("/_sandbox/config", get(get_config))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), faults_and_log))
+        .with_state(state)
+}
+
+async fn get_faults(State(s): State<Shared>) -> Json<Faults> {
+    Json(s.faults())
+}
+
+async fn put_faults(State(s): State<Shared>, Json(f): Json<Faults>) -> Json<Faults> {
+    *s.faults.write().expect("faults lock") = f.clone();
+    Json(f)
+}
+
+async fn get_config(State(s): State<Shared>) -> String {
+    demo_config(&s.base_url, std::path::Path::new("."))
+}
+
+async fn not_found(req: Request) -> Response {
+    let vendor = Vendor::of(req.uri().path());
+    vendor_error(vendor, StatusCode::NOT_FOUND, "not found")
+}
+
+/// Which vendor a path belongs to, for error bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vendor {
+    Google,
+    Slack,
+    SlackScim,
+    Salesforce,
+    OAuth,
+    Sandbox,
+}
+
+impl Vendor {
+    pub fn of(path: &str) -> Vendor {
+        if path.starts_with("/admin/") || path.starts_with("/apps/licensing/") {
+            Vendor::Google
+        } else if path.starts_with("/api/") {
+            Vendor::Slack
+        } else if path.starts_with("/scim/") {
+            Vendor::SlackScim
+        } else if path.starts_with("/services/") {
+            Vendor::Salesforce
+        } else if path.starts_with("/_sandbox") {
+            Vendor::Sandbox
+        } else {
+            Vendor::OAuth
+        }
+    }
+}
+
+/// Google's error body: `{"error":{"code","message","status","errors":[…]}}`.
+pub fn google_error(status: StatusCode, reason: &str, message: &str) -> Response {
+    let status_name = match status.as_u16() {
+        400 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        409 => "ALREADY_EXISTS",
+        429 => "RESOURCE_EXHAUSTED",
+        503 => "UNAVAILABLE",
+        _ => "INTERNAL",
+    };
+    let domain = if reason.contains("RateLimit") || reason.contains("quota") {
+        "usageLimits"
+    } else {
+        "global"
+    };
+    let body = serde_json::json!({
+        "error": {
+            "code": status.as_u16(),
+            "message": message,
+            "status": status_name,
+            "errors": [{"domain": domain, "reason": reason, "message": message}],
+        }
+    });
+    (status, Json(body)).into_response()
+}
+
+/// An error answer in the vendor's own shape.
+pub fn vendor_error(vendor: Vendor, status: StatusCode, message: &str) -> Response {
+    match vendor {
+        Vendor::Google => {
+            let reason = match status.as_u16() {
+                404 => "notFound",
+                401 => "authError",
+                403 => "forbidden",
+                400 => "invalid",
+                503 => "backendError",
+                _ => "internalError",
+            };
+            google_error(status, reason, message)
+        }
+        Vendor::Slack => {
+            // Slack answers errors with HTTP 200 and ok:false, except 429.
+            let code = match status.as_u16() {
+                404 => "unknown_method",
+                s if s >= 500 => "internal_error",
+                _ => "invalid_arguments",
+            };
+            let st = if status.as_u16() >= 500 {
+                status
+            } else {
+                StatusCode::OK
+            };
+            (st, Json(serde_json::json!({"ok": false, "error": code}))).into_response()
+        }
+        Vendor::SlackScim => (
+            status,
+            Json(serde_json::json!({"Errors": {"code": status.as_u16(), "description": message}})),
+        )
+            .into_response(),
+        Vendor::Salesforce => {
+            let code = match status.as_u16() {
+                404 => "NOT_FOUND",
+                401 => "INVALID_SESSION_ID",
+                400 => "MALFORMED_QUERY",
+                _ => "UNKNOWN_EXCEPTION",
+            };
+            (
+                status,
+                Json(serde_json::json!([{"message": message, "errorCode": code, "fields": []}])),
+            )
+                .into_response()
+        }
+        Vendor::OAuth | Vendor::Sandbox => (
+            status,
+            Json(serde_json::json!({"error": if status.as_u16() >= 500 {"server_error"} else {"invalid_request"}, "error_description": message})),
+        )
+            .into_response(),
+    }
+}
+
+/// The vendor's rate-limit answer.
+pub fn rate_limited(vendor: Vendor, retry_after_secs: u64) -> Response {
+    let mut resp = match vendor {
+        Vendor::Google => google_error(
+            StatusCode::FORBIDDEN,
+            "rateLimitExceeded",
+            "Rate Limit Exceeded",
+        ),
+        Vendor::Slack => (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(serde_json::json!({"ok": false, "error": "ratelimited"})),
+        )
+            .into_response(),
+        Vendor::Salesforce => (
+            StatusCode::FORBIDDEN,
+            Json(serde_json::json!([{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}])),
+        )
+            .into_response(),
+        Vendor::SlackScim | Vendor::OAuth | Vendor::Sandbox => (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(serde_json::json!({"error": "rate_limited"})),
+        )
+            .into_response(),
+    };
+    // Google and Salesforce send no Retry-After; the others do.
+    if !matches!(vendor, Vendor::Google | Vendor::Salesforce) {
+        resp.headers_mut().insert(
+            "retry-after",
+            HeaderValue::from_str(&retry_after_secs.to_string()).expect("digits"),
+        );
+    }
+    resp
+}
+
+#[derive(Serialize)]
+struct LogLine<'a> {
+    ts: String,
+    method: &'a str,
+    path: &'a str,
+    query: Option<&'a str>,
+    status: u16,
+    ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fault: Option<&'static str>,
+}
+
+async fn faults_and_log(State(s): State<Shared>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().map(str::to_string);
+    let vendor = Vendor::of(&path);
+    let f = s.faults();
+    let applies = vendor != Vendor::Sandbox
+        && f.path_prefix.as_deref().is_none_or(|p| path.starts_with(p));
+
+    let mut fault = None;
+    let resp = if applies {
+        if f.latency_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(f.latency_ms)).await;
+        }
+        if s.roll(f.rate_429) {
+            fault = Some("rate_limit");
+            rate_limited(vendor, f.retry_after_secs)
+        } else if s.roll(f.error_rate) {
+            fault = Some("error");
+            vendor_error(vendor, StatusCode::SERVICE_UNAVAILABLE, "The service is currently unavailable.")
+        } else if s.roll(f.reset_rate) {
+            fault = Some("reset");
+            let stream = futures::stream::iter(vec![
+                Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"{\"partial\":")),
+                Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset")),
+            ]);
+            Response::builder()
+                .status(200)
+                .header("content-type", "application/json")
+                .body(Body::from_stream(stream))
+                .expect("static response")
+        } else if method == "GET" && s.roll(f.malformed_rate) {
+            fault = Some("malformed");
+            Response::builder()
+                .status(200)
+                .header("content-type", "application/json")
+                .body(Body::from("{\"kind\": \"admin#directory#"))
+                .expect("static response")
+        } else {
+            next.run(req).await
+        }
+    } else {
+        next.run(req).await
+    };
+
+    if let Some(log) = &s.access_log {
+        let line = LogLine {
+            ts: chrono::Utc::now().to_rfc3339(),
+            method: &method,
+            path: &path,
+            query: query.as_deref(),
+            status: resp.status().as_u16(),
+            ms: started.elapsed().as_millis() as u64,
+            fault,
+        };
+        if let Ok(mut text) = serde_json::to_string(&line) {
+            text.push('\n');
+            let mut f = log.lock().expect("log lock");
+            let _ = f.write_all(text.as_bytes());
+        }
+    }
+    resp
+}
+
+/// The config that points offboard at a sandbox on `base_url`, with the
+/// demo key files written into `keys_dir` by [`write_demo_keys`].
+pub fn demo_config(base_url: &str, keys_dir: &std::path::Path) -> String {
+    let google_key = keys_dir.join("google-service-account.json");
+    format!(
+        r#"# offboard config for the sandbox at {base_url}
+operator = "demo-operator@example.com"
+
+[engine]
+verify_deadline_secs = 60
+
+[connectors.google]
+manifest = "google-workspace"
+
+[connectors.google.api]
+base_url = "{base_url}"
+licensing_url = "{base_url}"
+
+[connectors.google.auth]
+token_url = "{base_url}/token"
+key_file = "{google_key}"
+subject = "{DEMO_ADMIN}"
+"#,
+        google_key = google_key.display(),
+    )
+}
+
+/// Writes the demo credentials (not secrets; see the consts above) into `dir`.
+pub fn write_demo_keys(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let sa = serde_json::json!({
+        "type": "service_account",
+        "project_id": "offboard-sandbox",
+        "private_key_id": "demo-key-1",
+        "private_key": GOOGLE_DEMO_PRIVATE_KEY,
+        "client_email": GOOGLE_DEMO_CLIENT_EMAIL,
+        "client_id": "100000000000000000001",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    });
+    write_private(
+        &dir.join("google-service-account.json"),
+        serde_json::to_string_pretty(&sa)?.as_bytes(),
+    )?;
+    write_private(
+        &dir.join("salesforce-demo.key.pem"),
+        SALESFORCE_DEMO_PRIVATE_KEY.as_bytes(),
+    )?;
+    Ok(())
+}
+
+/// Creates or replaces a file readable only by its owner (0600).
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
