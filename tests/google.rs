@@ -413,11 +413,12 @@ async fn device_account_wipe_is_confirmed_by_the_device_status() {
         }
     })
     .await;
-    let st = e.sb.state.google.lock().unwrap();
-    let rid = d.id.strip_prefix("device:").unwrap();
-    let dev = st.devices.iter().find(|x| x.resource_id == rid).unwrap();
-    assert_eq!(dev.action.as_ref().unwrap().0, "admin_account_wipe");
-    drop(st);
+    {
+        let st = e.sb.state.google.lock().unwrap();
+        let rid = d.id.strip_prefix("device:").unwrap();
+        let dev = st.devices.iter().find(|x| x.resource_id == rid).unwrap();
+        assert_eq!(dev.action.as_ref().unwrap().0, "admin_account_wipe");
+    }
     e.sb.stop().await;
 }
 
