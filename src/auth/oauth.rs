@@ -477,26 +477,70 @@ impl OAuth {
     /// Revokes a refresh token (RFC 7009); by §2.1 the server should also
     /// end the access tokens issued from it.
     pub async fn revoke_refresh(&self, token: &Secret) -> Result<(), ConnectorError> {
-        self.revoke(StandardRevocableToken::RefreshToken(RefreshToken::new(
-            token.expose().to_string(),
-        )))
-        .await
+        self.revoke(token, "refresh_token").await
     }
 
     pub async fn revoke_access(&self, token: &Secret) -> Result<(), ConnectorError> {
-        self.revoke(StandardRevocableToken::AccessToken(oauth2::AccessToken::new(
-            token.expose().to_string(),
-        )))
-        .await
+        self.revoke(token, "access_token").await
     }
 
-    async fn revoke(&self, token: StandardRevocableToken) -> Result<(), ConnectorError> {
-        self.client
-            .revoke_token(token)
-            .map_err(|_| self.missing("revocation endpoint", "revoke_url"))?
-            .request_async(&self.http)
-            .await
-            .map_err(|e| token_error(e, "token revocation"))
+    /// RFC 7009 §2.1: POST `token` and `token_type_hint` with the client's
+    /// authentication (HTTP Basic for confidential clients, `client_id` in
+    /// the body for public ones). Sent directly rather than through the
+    /// `oauth2` crate, which refuses plain-http revocation URLs even on the
+    /// loopback interface; here plain http is allowed for loopback hosts only.
+    async fn revoke(&self, token: &Secret, hint: &str) -> Result<(), ConnectorError> {
+        let url = self
+            .settings
+            .revoke_url
+            .clone()
+            .ok_or_else(|| self.missing("revocation endpoint", "revoke_url"))?;
+        let loopback = matches!(
+            url.host(),
+            Some(url::Host::Ipv4(ip)) if ip.is_loopback()
+        ) || matches!(url.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
+            || url.host_str() == Some("localhost");
+        if url.scheme() != "https" && !loopback {
+            return Err(ConnectorError::Config(format!(
+                "connector `{}`: the revocation endpoint must use https",
+                self.settings.connector
+            )));
+        }
+        let mut form = vec![("token", token.expose()), ("token_type_hint", hint)];
+        let mut req = self.http.client.post(url).timeout(self.http.timeout);
+        match &self.settings.client_secret {
+            Some(secret) => {
+                let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                req = req.basic_auth(enc(&self.settings.client_id), Some(enc(secret.expose())));
+            }
+            None => form.push(("client_id", self.settings.client_id.as_str())),
+        }
+        let resp = req.form(&form).send().await.map_err(|e| {
+            ConnectorError::Network(if e.is_timeout() {
+                "token revocation: the authorization server did not answer in time".into()
+            } else {
+                "token revocation: cannot reach the authorization server".into()
+            })
+        })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = resp.bytes().await.unwrap_or_default();
+        Err(match serde_json::from_slice::<super::OAuthErrorBody>(&body) {
+            Ok(e) => ConnectorError::Auth(format!(
+                "token revocation: the authorization server said {}{}",
+                sanitize::clean_max(&e.error, 80),
+                e.error_description
+                    .map(|d| format!(" ({})", sanitize::clean_max(&d, 200)))
+                    .unwrap_or_default()
+            )),
+            Err(_) => ConnectorError::Api {
+                status: status.as_u16(),
+                code: String::new(),
+                message: "token revocation failed".into(),
+            },
+        })
     }
 }
 

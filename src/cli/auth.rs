@@ -82,9 +82,14 @@ fn print_outcome(o: &LoginOutcome) {
         None => println!("Granted scopes: not reported by the server"),
     }
     if let Some(d) = o.expires_in {
+        let secs = d.as_secs();
         println!(
-            "Access token valid for {} min{}.",
-            d.as_secs() / 60,
+            "Access token valid for {}{}.",
+            if secs < 120 {
+                format!("{secs} s")
+            } else {
+                format!("{} min", secs / 60)
+            },
             if o.has_refresh_token {
                 "; it is renewed automatically"
             } else {
