@@ -114,7 +114,10 @@ fn query_param(u: &str, key: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-async fn userinfo(base: &str, ts: Arc<dyn TokenSource>) -> Result<serde_json::Value, ConnectorError> {
+async fn userinfo(
+    base: &str,
+    ts: Arc<dyn TokenSource>,
+) -> Result<serde_json::Value, ConnectorError> {
     let base_url = url::Url::parse(base).unwrap();
     let client = ApiClient::new(
         shared_reqwest(),
@@ -134,7 +137,10 @@ async fn login_loopback(r: &ResolvedConnector, data: &Path) -> login::LoginOutco
     let (oauth, cache) = login::client_for(r, shared_reqwest(), data).unwrap();
     let code_login = CodeLogin::start(oauth, cache).await.unwrap();
     let url = code_login.url().to_string();
-    assert_eq!(query_param(&url, "code_challenge_method").as_deref(), Some("S256"));
+    assert_eq!(
+        query_param(&url, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
     assert!(query_param(&url, "state").is_some());
     let redirect = code_login.redirect_uri().to_string();
     assert!(redirect.starts_with("http://127.0.0.1:"), "{redirect}");
@@ -169,14 +175,27 @@ fn cached(data: &Path) -> serde_json::Value {
 async fn authorization_code_with_pkce_through_the_loopback_redirect() {
     let sb = common::sandbox(Faults::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let r = resolved(&sb.base_url, "authorization-code", PUBLIC_CLIENT, "", dir.path());
+    let r = resolved(
+        &sb.base_url,
+        "authorization-code",
+        PUBLIC_CLIENT,
+        "",
+        dir.path(),
+    );
     let out = login_loopback(&r, dir.path()).await;
     assert_eq!(
         out.scopes,
-        Some(vec!["directory.read".to_string(), "directory.write".to_string()])
+        Some(vec![
+            "directory.read".to_string(),
+            "directory.write".to_string()
+        ])
     );
     assert!(out.has_refresh_token);
-    let mode = std::fs::metadata(&out.cache_path).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&out.cache_path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
 
     let ts = token_source(&r, &ctx(dir.path())).unwrap();
@@ -190,14 +209,22 @@ async fn authorization_code_with_pkce_through_the_loopback_redirect() {
 async fn redirected_url_pasted_back_completes_the_sign_in() {
     let sb = common::sandbox(Faults::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let r = resolved(&sb.base_url, "authorization-code", PUBLIC_CLIENT, "", dir.path());
+    let r = resolved(
+        &sb.base_url,
+        "authorization-code",
+        PUBLIC_CLIENT,
+        "",
+        dir.path(),
+    );
     let (oauth, cache) = login::client_for(&r, shared_reqwest(), dir.path()).unwrap();
     let code_login = CodeLogin::start(oauth, cache).await.unwrap();
     // The browser is elsewhere: the redirect never reaches the listener.
     let location = consent(code_login.url().as_str(), true).await;
     let pasted = format!("\n  {location}  \n");
     let out = code_login
-        .complete(Some(BufReader::new(std::io::Cursor::new(pasted.into_bytes()))))
+        .complete(Some(BufReader::new(std::io::Cursor::new(
+            pasted.into_bytes(),
+        ))))
         .await
         .unwrap();
     assert!(out.cache_path.exists());
@@ -210,7 +237,13 @@ async fn redirected_url_pasted_back_completes_the_sign_in() {
 async fn state_mismatch_and_denial_are_refused() {
     let sb = common::sandbox(Faults::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let r = resolved(&sb.base_url, "authorization-code", PUBLIC_CLIENT, "", dir.path());
+    let r = resolved(
+        &sb.base_url,
+        "authorization-code",
+        PUBLIC_CLIENT,
+        "",
+        dir.path(),
+    );
 
     // Pasted URL with another state.
     let (oauth, cache) = login::client_for(&r, shared_reqwest(), dir.path()).unwrap();
@@ -249,7 +282,13 @@ async fn state_mismatch_and_denial_are_refused() {
 async fn pkce_with_a_wrong_verifier_is_refused() {
     let sb = common::sandbox(Faults::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let r = resolved(&sb.base_url, "authorization-code", PUBLIC_CLIENT, "", dir.path());
+    let r = resolved(
+        &sb.base_url,
+        "authorization-code",
+        PUBLIC_CLIENT,
+        "",
+        dir.path(),
+    );
     let (oauth, _) = login::client_for(&r, shared_reqwest(), dir.path()).unwrap();
     let redirect = "http://127.0.0.1:9/callback";
     let first = oauth.authorize(redirect).unwrap();
@@ -315,7 +354,12 @@ async fn device_flow_waits_through_pending_and_slow_down() {
     let p = device.prompt().clone();
     assert_eq!(p.user_code.len(), 9);
     assert_eq!(p.verification_uri, format!("{}/oauth2/device", sb.base_url));
-    assert!(p.verification_uri_complete.as_deref().unwrap().ends_with(&p.user_code));
+    assert!(
+        p.verification_uri_complete
+            .as_deref()
+            .unwrap()
+            .ends_with(&p.user_code)
+    );
     approve_device(&sb.base_url, &p.user_code, true).await;
     let out = device.finish().await.unwrap();
     assert!(out.has_refresh_token);
@@ -346,7 +390,9 @@ async fn device_flow_denied_and_expired() {
     let r = resolved(&sb.base_url, "device-code", PUBLIC_CLIENT, "", dir.path());
     let (oauth, cache) = login::client_for(&r, shared_reqwest(), dir.path()).unwrap();
 
-    let denied = DeviceLogin::start(oauth.clone(), cache.clone()).await.unwrap();
+    let denied = DeviceLogin::start(oauth.clone(), cache.clone())
+        .await
+        .unwrap();
     approve_device(&sb.base_url, &denied.prompt().user_code, false).await;
     let e = denied.finish().await.unwrap_err();
     assert!(e.to_string().contains("access_denied"), "{e}");
@@ -374,7 +420,10 @@ async fn client_credentials_for_app_only_access() {
     let me = userinfo(&sb.base_url, ts.clone()).await.unwrap();
     assert_eq!(me["client_id"], CONFIDENTIAL_CLIENT);
     assert_eq!(me["scope"], "directory.read directory.write");
-    assert!(!dir.path().join("tokens").exists(), "app-only tokens are not cached on disk");
+    assert!(
+        !dir.path().join("tokens").exists(),
+        "app-only tokens are not cached on disk"
+    );
 
     // A wrong secret is refused, and the message does not carry it.
     let wrong = dir.path().join("wrong-secret");
@@ -386,7 +435,11 @@ async fn client_credentials_for_app_only_access() {
         &format!("client_secret_file = \"{}\"", wrong.display()),
         dir.path(),
     );
-    let e = token_source(&r, &ctx(dir.path())).unwrap().token().await.unwrap_err();
+    let e = token_source(&r, &ctx(dir.path()))
+        .unwrap()
+        .token()
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("invalid_client"), "{e}");
     assert!(!e.to_string().contains("not-the-secret-xyz"));
     assert!(!format!("{e:?}").contains("not-the-secret-xyz"));
@@ -405,7 +458,13 @@ async fn refreshes_before_expiry_with_rotation() {
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let r = resolved(&sb.base_url, "authorization-code", PUBLIC_CLIENT, "", dir.path());
+    let r = resolved(
+        &sb.base_url,
+        "authorization-code",
+        PUBLIC_CLIENT,
+        "",
+        dir.path(),
+    );
     login_loopback(&r, dir.path()).await;
     let first = cached(dir.path());
     let ts = token_source(&r, &ctx(dir.path())).unwrap();
@@ -430,7 +489,13 @@ async fn refreshes_before_expiry_with_rotation() {
 async fn refreshes_after_a_401() {
     let sb = common::sandbox(Faults::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let r = resolved(&sb.base_url, "authorization-code", PUBLIC_CLIENT, "", dir.path());
+    let r = resolved(
+        &sb.base_url,
+        "authorization-code",
+        PUBLIC_CLIENT,
+        "",
+        dir.path(),
+    );
     login_loopback(&r, dir.path()).await;
     let ts = token_source(&r, &ctx(dir.path())).unwrap();
     let before = ts.token().await.unwrap();
@@ -443,10 +508,15 @@ async fn refreshes_after_a_401() {
         .await
         .unwrap();
     assert_eq!(r2.status(), 204);
-    userinfo(&sb.base_url, ts.clone()).await.expect("renewed after the 401");
+    userinfo(&sb.base_url, ts.clone())
+        .await
+        .expect("renewed after the 401");
     let after = ts.token().await.unwrap();
     assert_ne!(before, after);
-    assert_eq!(after.expose(), cached(dir.path())["access_token"].as_str().unwrap());
+    assert_eq!(
+        after.expose(),
+        cached(dir.path())["access_token"].as_str().unwrap()
+    );
     sb.stop().await;
 }
 
@@ -454,14 +524,22 @@ async fn refreshes_after_a_401() {
 async fn logout_revokes_at_the_server_then_deletes_the_cache() {
     let sb = common::sandbox(Faults::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let r = resolved(&sb.base_url, "authorization-code", PUBLIC_CLIENT, "", dir.path());
+    let r = resolved(
+        &sb.base_url,
+        "authorization-code",
+        PUBLIC_CLIENT,
+        "",
+        dir.path(),
+    );
     login_loopback(&r, dir.path()).await;
     let c = cached(dir.path());
     let (at, rt) = (
         c["access_token"].as_str().unwrap().to_string(),
         c["refresh_token"].as_str().unwrap().to_string(),
     );
-    let out = login::logout(&r, shared_reqwest(), dir.path()).await.unwrap();
+    let out = login::logout(&r, shared_reqwest(), dir.path())
+        .await
+        .unwrap();
     assert_eq!(out, LogoutOutcome::RevokedAndDeleted);
     assert!(!dir.path().join("tokens/app--default.json").exists());
     assert_eq!(refresh_with(&sb.base_url, &rt).await, 400);
@@ -471,11 +549,21 @@ async fn logout_revokes_at_the_server_then_deletes_the_cache() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 401, "access tokens of a revoked refresh token end too");
-    let e = token_source(&r, &ctx(dir.path())).unwrap().token().await.unwrap_err();
+    assert_eq!(
+        resp.status(),
+        401,
+        "access tokens of a revoked refresh token end too"
+    );
+    let e = token_source(&r, &ctx(dir.path()))
+        .unwrap()
+        .token()
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("offboard login app"), "{e}");
     assert_eq!(
-        login::logout(&r, shared_reqwest(), dir.path()).await.unwrap(),
+        login::logout(&r, shared_reqwest(), dir.path())
+            .await
+            .unwrap(),
         LogoutOutcome::NotSignedIn
     );
     sb.stop().await;
@@ -485,15 +573,32 @@ async fn logout_revokes_at_the_server_then_deletes_the_cache() {
 async fn a_cache_file_others_can_read_is_refused() {
     let sb = common::sandbox(Faults::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let r = resolved(&sb.base_url, "authorization-code", PUBLIC_CLIENT, "", dir.path());
+    let r = resolved(
+        &sb.base_url,
+        "authorization-code",
+        PUBLIC_CLIENT,
+        "",
+        dir.path(),
+    );
     let out = login_loopback(&r, dir.path()).await;
     std::fs::set_permissions(&out.cache_path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let e = token_source(&r, &ctx(dir.path())).unwrap().token().await.unwrap_err();
+    let e = token_source(&r, &ctx(dir.path()))
+        .unwrap()
+        .token()
+        .await
+        .unwrap_err();
     let msg = e.to_string();
-    assert!(msg.contains(&format!("chmod 600 {}", out.cache_path.display())), "{msg}");
+    assert!(
+        msg.contains(&format!("chmod 600 {}", out.cache_path.display())),
+        "{msg}"
+    );
     assert!(!msg.contains("sbx-"), "{msg}");
     std::fs::set_permissions(&out.cache_path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    token_source(&r, &ctx(dir.path())).unwrap().token().await.unwrap();
+    token_source(&r, &ctx(dir.path()))
+        .unwrap()
+        .token()
+        .await
+        .unwrap();
     sb.stop().await;
 }
 
@@ -543,7 +648,10 @@ async fn no_token_leaks_after_a_full_run() {
     let mut url = None;
     while url.is_none() {
         let mut line = String::new();
-        assert!(stdout.read_line(&mut line).await.unwrap() > 0, "login ended early");
+        assert!(
+            stdout.read_line(&mut line).await.unwrap() > 0,
+            "login ended early"
+        );
         outputs.push_str(&line);
         if let Some(i) = line.find("http") {
             if line.contains("/oauth2/authorize?") {
@@ -553,10 +661,15 @@ async fn no_token_leaks_after_a_full_run() {
     }
     let location = consent(url.as_deref().unwrap(), true).await;
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(format!("{location}\n").as_bytes()).await.unwrap();
+    stdin
+        .write_all(format!("{location}\n").as_bytes())
+        .await
+        .unwrap();
     drop(stdin);
     let mut rest = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut rest).await.unwrap();
+    tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut rest)
+        .await
+        .unwrap();
     outputs.push_str(&rest);
     let out = child.wait_with_output().await.unwrap();
     outputs.push_str(&String::from_utf8_lossy(&out.stderr));
@@ -566,9 +679,11 @@ async fn no_token_leaks_after_a_full_run() {
     // Doctor once the access token has expired: it refreshes.
     let first = cached(&data);
     let expires_at = first["expires_at"].as_i64().unwrap();
-    common::wait_for(Duration::from_secs(5), "the access token to expire", || async move {
-        (chrono::Utc::now().timestamp() > expires_at).then_some(())
-    })
+    common::wait_for(
+        Duration::from_secs(5),
+        "the access token to expire",
+        || async move { (chrono::Utc::now().timestamp() > expires_at).then_some(()) },
+    )
     .await;
     let out = cmd(&["doctor"]).output().await.unwrap();
     let text = format!(
@@ -585,7 +700,13 @@ async fn no_token_leaks_after_a_full_run() {
     assert_ne!(first["refresh_token"], cached(&data)["refresh_token"]);
 
     // Use, with the server ending the token early: refresh on the 401.
-    let r = resolved(&sb.base_url, "authorization-code", PUBLIC_CLIENT, "", dir.path());
+    let r = resolved(
+        &sb.base_url,
+        "authorization-code",
+        PUBLIC_CLIENT,
+        "",
+        dir.path(),
+    );
     let ts = token_source(&r, &ctx(&data)).unwrap();
     shared_reqwest()
         .post(format!("{}/_sandbox/oauth/expire", sb.base_url))
@@ -622,7 +743,10 @@ async fn no_token_leaks_after_a_full_run() {
     }
     let log = data.join("offboard.log");
     assert!(files.contains(&log), "{files:?}");
-    assert!(std::fs::metadata(&log).unwrap().len() > 0, "the log was written");
+    assert!(
+        std::fs::metadata(&log).unwrap().len() > 0,
+        "the log was written"
+    );
     assert!(
         !files.iter().any(|f| f.starts_with(data.join("tokens"))),
         "cache leftovers: {files:?}"
@@ -630,11 +754,18 @@ async fn no_token_leaks_after_a_full_run() {
     for f in &files {
         let text = String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned();
         for t in &tokens {
-            assert!(!text.contains(t.as_str()), "{} holds an issued token", f.display());
+            assert!(
+                !text.contains(t.as_str()),
+                "{} holds an issued token",
+                f.display()
+            );
         }
     }
     for t in &tokens {
-        assert!(!outputs.contains(t.as_str()), "command output holds an issued token");
+        assert!(
+            !outputs.contains(t.as_str()),
+            "command output holds an issued token"
+        );
     }
     sb.stop().await;
 }

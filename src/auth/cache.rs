@@ -237,7 +237,10 @@ mod tests {
         c.save(&sample()).unwrap();
         std::fs::set_permissions(c.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = c.load().unwrap_err().to_string();
-        assert!(e.contains(&format!("chmod 600 {}", c.path().display())), "{e}");
+        assert!(
+            e.contains(&format!("chmod 600 {}", c.path().display())),
+            "{e}"
+        );
         assert!(!e.contains("at-123"));
     }
 

@@ -113,7 +113,9 @@ impl CodeLogin {
     /// the authorization URL with PKCE and state.
     pub async fn start(oauth: Arc<OAuth>, cache: TokenCache) -> Result<Self, ConnectorError> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(|e| {
-            ConnectorError::Network(format!("cannot listen on 127.0.0.1 for the sign-in redirect: {e}"))
+            ConnectorError::Network(format!(
+                "cannot listen on 127.0.0.1 for the sign-in redirect: {e}"
+            ))
         })?;
         let port = listener
             .local_addr()
@@ -235,9 +237,8 @@ pub fn parse_redirect(text: &str, request: &AuthRequest) -> Result<Secret, Conne
             "the redirect's state does not match this sign-in (a stale or forged redirect); refused, start `offboard login` again".into(),
         ));
     }
-    code.filter(|c| !c.is_empty()).ok_or_else(|| {
-        ConnectorError::Auth("the redirected URL has no authorization code".into())
-    })
+    code.filter(|c| !c.is_empty())
+        .ok_or_else(|| ConnectorError::Auth("the redirected URL has no authorization code".into()))
 }
 
 /// Serves the loopback listener until the callback arrives.

@@ -19,8 +19,8 @@ use oauth2::{
     AsyncHttpClient, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
     DeviceAuthorizationUrl, EndpointMaybeSet, EndpointNotSet, HttpClientError, HttpRequest,
     HttpResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
-    RequestTokenError, RevocationUrl, Scope, StandardErrorResponse,
-    StandardDeviceAuthorizationResponse, StandardRevocableToken, TokenResponse as _, TokenUrl,
+    RequestTokenError, RevocationUrl, Scope, StandardDeviceAuthorizationResponse,
+    StandardErrorResponse, StandardRevocableToken, TokenResponse as _, TokenUrl,
 };
 use url::Url;
 
@@ -510,7 +510,9 @@ impl OAuth {
         let mut req = self.http.client.post(url).timeout(self.http.timeout);
         match &self.settings.client_secret {
             Some(secret) => {
-                let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                let enc = |s: &str| {
+                    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
+                };
                 req = req.basic_auth(enc(&self.settings.client_id), Some(enc(secret.expose())));
             }
             None => form.push(("client_id", self.settings.client_id.as_str())),
@@ -527,27 +529,31 @@ impl OAuth {
             return Ok(());
         }
         let body = resp.bytes().await.unwrap_or_default();
-        Err(match serde_json::from_slice::<super::OAuthErrorBody>(&body) {
-            Ok(e) => ConnectorError::Auth(format!(
-                "token revocation: the authorization server said {}{}",
-                sanitize::clean_max(&e.error, 80),
-                e.error_description
-                    .map(|d| format!(" ({})", sanitize::clean_max(&d, 200)))
-                    .unwrap_or_default()
-            )),
-            Err(_) => ConnectorError::Api {
-                status: status.as_u16(),
-                code: String::new(),
-                message: "token revocation failed".into(),
+        Err(
+            match serde_json::from_slice::<super::OAuthErrorBody>(&body) {
+                Ok(e) => ConnectorError::Auth(format!(
+                    "token revocation: the authorization server said {}{}",
+                    sanitize::clean_max(&e.error, 80),
+                    e.error_description
+                        .map(|d| format!(" ({})", sanitize::clean_max(&d, 200)))
+                        .unwrap_or_default()
+                )),
+                Err(_) => ConnectorError::Api {
+                    status: status.as_u16(),
+                    code: String::new(),
+                    message: "token revocation failed".into(),
+                },
             },
-        })
+        )
     }
 }
 
 /// Maps the crate's error without formatting anything that could hold a
 /// token: the server's `error` code and description are shown (cleaned),
 /// network failures by kind, unparsable bodies not at all.
-fn token_error<T: oauth2::ErrorResponseType + AsRef<str> + std::fmt::Display + Send + Sync + 'static>(
+fn token_error<
+    T: oauth2::ErrorResponseType + AsRef<str> + std::fmt::Display + Send + Sync + 'static,
+>(
     e: RequestTokenError<HttpClientError<reqwest::Error>, StandardErrorResponse<T>>,
     what: &str,
 ) -> ConnectorError {

@@ -210,10 +210,8 @@ impl TokenSource for CachedToken {
 
     async fn invalidate(&self, rejected: &Secret) {
         let mut current = self.current.lock().await;
-        if let Some(t) = current.as_mut() {
-            if &t.access_token == rejected {
-                t.expires_at = Some(0);
-            }
+        if let Some(t) = current.as_mut().filter(|t| &t.access_token == rejected) {
+            t.expires_at = Some(0);
         }
     }
 
@@ -249,15 +247,14 @@ impl ClientCredentials {
 impl TokenSource for ClientCredentials {
     async fn token(&self) -> Result<Secret, ConnectorError> {
         let mut cache = self.cache.lock().await;
-        if let Some(c) = cache.as_ref() {
-            if c.fresh(margin_for(c.lifetime)) {
-                return Ok(c.token.clone());
-            }
+        if let Some(c) = cache.as_ref().filter(|c| c.fresh(margin_for(c.lifetime))) {
+            return Ok(c.token.clone());
         }
         let t = self.oauth.client_credentials().await?;
         let lifetime = t.expires_in.unwrap_or(Duration::from_secs(3600));
-        *self.scopes.lock().expect("scopes lock") =
-            t.scopes.or_else(|| Some(self.oauth.settings.scopes.clone()));
+        *self.scopes.lock().expect("scopes lock") = t
+            .scopes
+            .or_else(|| Some(self.oauth.settings.scopes.clone()));
         tracing::info!(connector = %self.oauth.settings.connector, ttl_secs = lifetime.as_secs(), "access token obtained");
         let token = t.access_token.clone();
         *cache = Some(Cached {

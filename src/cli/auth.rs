@@ -142,15 +142,25 @@ pub async fn login(global: &Global, args: LoginArgs, data_dir: PathBuf) -> CmdRe
         device.finish().await.map_err(auth_failure)?
     } else {
         let code = CodeLogin::start(oauth, cache).await.map_err(auth_failure)?;
-        let browser = !args.no_browser && login::browser_available() && login::open_browser(code.url());
+        let browser =
+            !args.no_browser && login::browser_available() && login::open_browser(code.url());
         if browser {
-            println!("Your browser was opened to sign in to `{}`. If it did not open, visit:", r.id);
+            println!(
+                "Your browser was opened to sign in to `{}`. If it did not open, visit:",
+                r.id
+            );
             println!();
             println!("    {}", code.url());
             println!();
-            println!("Waiting for the browser to come back to {} ...", code.redirect_uri());
+            println!(
+                "Waiting for the browser to come back to {} ...",
+                code.redirect_uri()
+            );
         } else {
-            println!("Open this URL in a browser on any machine to sign in to `{}`:", r.id);
+            println!(
+                "Open this URL in a browser on any machine to sign in to `{}`:",
+                r.id
+            );
             println!();
             println!("    {}", code.url());
             println!();
@@ -182,11 +192,17 @@ pub async fn logout(global: &Global, args: LogoutArgs, data_dir: PathBuf) -> Cmd
     }
     match login::logout(&r, shared_reqwest(), &data_dir).await {
         Ok(LogoutOutcome::RevokedAndDeleted) => {
-            println!("Signed out of `{}`: the token was revoked at the server and the cache deleted.", r.id);
+            println!(
+                "Signed out of `{}`: the token was revoked at the server and the cache deleted.",
+                r.id
+            );
             Ok(0)
         }
         Ok(LogoutOutcome::DeletedOnly) => {
-            println!("Signed out of `{}`: the cache was deleted (this app has no revocation endpoint; the token stays valid until it expires).", r.id);
+            println!(
+                "Signed out of `{}`: the cache was deleted (this app has no revocation endpoint; the token stays valid until it expires).",
+                r.id
+            );
             Ok(0)
         }
         Ok(LogoutOutcome::NotSignedIn) => {
@@ -273,7 +289,11 @@ async fn check(r: &ResolvedConnector, ctx: &BuildContext, report: &mut Report) {
                 .map(String::as_str)
                 .collect();
             if missing.is_empty() {
-                report.line(Some(true), "scopes", &format!("all {} granted", needed.len()));
+                report.line(
+                    Some(true),
+                    "scopes",
+                    &format!("all {} granted", needed.len()),
+                );
             } else {
                 report.line(
                     Some(false),
@@ -300,7 +320,11 @@ async fn check(r: &ResolvedConnector, ctx: &BuildContext, report: &mut Report) {
         Err(e) => report.line(Some(false), "api", &e.to_string()),
     }
     match conn.health().limit_info {
-        Some(info) => report.line(Some(true), "rate limit", &crate::sanitize::clean_max(&info, 120)),
+        Some(info) => report.line(
+            Some(true),
+            "rate limit",
+            &crate::sanitize::clean_max(&info, 120),
+        ),
         None => report.line(None, "rate limit", "not reported by this API"),
     }
 }

@@ -193,7 +193,10 @@ impl State {
 
 pub fn routes() -> Router<Shared> {
     Router::new()
-        .route("/oauth2/authorize", get(authorize_page).post(authorize_decide))
+        .route(
+            "/oauth2/authorize",
+            get(authorize_page).post(authorize_decide),
+        )
         .route("/oauth2/device/authorize", post(device_authorize))
         .route("/oauth2/device", get(device_page).post(device_decide))
         .route("/oauth2/token", post(token))
@@ -329,12 +332,12 @@ struct Decision {
 
 async fn authorize_decide(Ax(s): Ax<Shared>, Form(d): Form<Decision>) -> Response {
     let mut st = s.oauth.lock().expect("oauth lock");
-    let Some(p) = d
-        .request_id
-        .as_deref()
-        .and_then(|id| st.pending.remove(id))
-    else {
-        return (StatusCode::BAD_REQUEST, Html("unknown or used sign-in request")).into_response();
+    let Some(p) = d.request_id.as_deref().and_then(|id| st.pending.remove(id)) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Html("unknown or used sign-in request"),
+        )
+            .into_response();
     };
     let mut u = url::Url::parse(&p.redirect_uri).expect("checked at authorize");
     if d.decision.as_deref() == Some("approve") {
@@ -361,6 +364,7 @@ async fn authorize_decide(Ax(s): Ax<Shared>, Form(d): Form<Decision>) -> Respons
     (StatusCode::FOUND, [(header::LOCATION, u.to_string())]).into_response()
 }
 
+#[allow(clippy::result_large_err)] // the error is the answer to send
 /// Client authentication: HTTP Basic (RFC 6749 §2.3.1, form-urlencoded
 /// id and secret) or `client_id`/`client_secret` in the body.
 fn client_auth(
@@ -433,29 +437,53 @@ async fn token(
     match get("grant_type") {
         "authorization_code" => {
             let Some(c) = st.codes.remove(get("code")) else {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "unknown, used or expired code");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "unknown, used or expired code",
+                );
             };
             if c.client_id != client_id || c.expires < Instant::now() {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "code not valid for this client");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "code not valid for this client",
+                );
             }
             if c.redirect_uri != get("redirect_uri") {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "redirect_uri does not match");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "redirect_uri does not match",
+                );
             }
             let verifier = get("code_verifier");
             let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .encode(sha2::Sha256::digest(verifier.as_bytes()));
             if verifier.len() < 43 || computed != c.challenge {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "PKCE verification failed");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "PKCE verification failed",
+                );
             }
             token_ok(st.issue(&client_id, &c.scope, true))
         }
         "refresh_token" => {
             let rt = get("refresh_token");
             let Some(r) = st.refresh.get(rt) else {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "unknown, rotated or revoked refresh token");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "unknown, rotated or revoked refresh token",
+                );
             };
             if r.client_id != client_id {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "refresh token of another client");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "refresh token of another client",
+                );
             }
             let scope = r.scope.clone();
             // Rotation: the old refresh token stops working.
@@ -466,10 +494,18 @@ async fn token(
             let dc = get("device_code").to_string();
             let now = Instant::now();
             let Some(d) = st.devices.get_mut(&dc) else {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "unknown device code");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "unknown device code",
+                );
             };
             if d.client_id != client_id {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "device code of another client");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "device code of another client",
+                );
             }
             let too_fast = d
                 .last_poll
@@ -484,12 +520,20 @@ async fn token(
             }
             if expired {
                 st.devices.remove(&dc);
-                return oauth_error(StatusCode::BAD_REQUEST, "expired_token", "the device code has expired");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "expired_token",
+                    "the device code has expired",
+                );
             }
             match state {
                 DeviceState::Denied => {
                     st.devices.remove(&dc);
-                    oauth_error(StatusCode::BAD_REQUEST, "access_denied", "the user denied the request")
+                    oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "access_denied",
+                        "the user denied the request",
+                    )
                 }
                 DeviceState::Pending if too_fast => {
                     oauth_error(StatusCode::BAD_REQUEST, "slow_down", "polling too fast")
@@ -507,13 +551,25 @@ async fn token(
         }
         "client_credentials" => {
             if !confidential {
-                return oauth_error(StatusCode::BAD_REQUEST, "unauthorized_client", "client credentials need a confidential client");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "unauthorized_client",
+                    "client credentials need a confidential client",
+                );
             }
             let scope = st.grant_scope(get("scope"));
             token_ok(st.issue(&client_id, &scope, false))
         }
-        "" => oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "grant_type is missing"),
-        _ => oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "grant type not supported"),
+        "" => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "grant_type is missing",
+        ),
+        _ => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "grant type not supported",
+        ),
     }
 }
 
@@ -610,14 +666,26 @@ async fn revoke(
         Err(r) => return r,
     };
     let Some(token) = form.get("token") else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "token is missing");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "token is missing",
+        );
     };
     let mut st = s.oauth.lock().expect("oauth lock");
-    if st.refresh.get(token).is_some_and(|r| r.client_id == client_id) {
+    if st
+        .refresh
+        .get(token)
+        .is_some_and(|r| r.client_id == client_id)
+    {
         st.refresh.remove(token);
         st.access
             .retain(|_, a| a.family.as_deref() != Some(token.as_str()));
-    } else if st.access.get(token).is_some_and(|a| a.client_id == client_id) {
+    } else if st
+        .access
+        .get(token)
+        .is_some_and(|a| a.client_id == client_id)
+    {
         st.access.remove(token);
     }
     StatusCode::OK.into_response()
