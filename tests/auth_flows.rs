@@ -653,10 +653,11 @@ async fn no_token_leaks_after_a_full_run() {
             "login ended early"
         );
         outputs.push_str(&line);
-        if let Some(i) = line.find("http") {
-            if line.contains("/oauth2/authorize?") {
-                url = Some(line[i..].trim().to_string());
-            }
+        if let Some(i) = line
+            .find("http")
+            .filter(|_| line.contains("/oauth2/authorize?"))
+        {
+            url = Some(line[i..].trim().to_string());
         }
     }
     let location = consent(url.as_deref().unwrap(), true).await;

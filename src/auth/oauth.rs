@@ -597,3 +597,69 @@ pub fn error_code(e: &ConnectorError) -> Option<&str> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> OAuthSettings {
+        OAuthSettings {
+            connector: "app".into(),
+            flow: Flow::ClientCredentials,
+            client_id: "client".into(),
+            client_secret: Some(Secret::new("s3cr3t-value")),
+            token_url: Url::parse("https://auth.example.com/token").unwrap(),
+            authorize_url: Some(Url::parse("https://auth.example.com/authorize").unwrap()),
+            device_url: None,
+            revoke_url: None,
+            scopes: vec!["a".into()],
+            account: "default".into(),
+        }
+    }
+
+    #[test]
+    fn debug_output_holds_no_secret() {
+        let s = settings();
+        assert!(!format!("{s:?}").contains("s3cr3t-value"));
+        let t = TokenSet {
+            access_token: Secret::new("at-secret"),
+            refresh_token: Some(Secret::new("rt-secret")),
+            expires_in: None,
+            scopes: None,
+        };
+        let d = format!("{t:?}");
+        assert!(!d.contains("at-secret") && !d.contains("rt-secret"), "{d}");
+        let oauth = OAuth::new(s, reqwest::Client::new()).unwrap();
+        let req = oauth.authorize("http://127.0.0.1:1/callback").unwrap();
+        let d = format!("{req:?}");
+        assert!(!d.contains(req.state.secret().as_str()), "{d}");
+        assert!(!d.contains(req.verifier.secret().as_str()), "{d}");
+        // The URL carries the challenge and state, never the verifier.
+        assert!(!req.url.as_str().contains(req.verifier.secret().as_str()));
+        assert!(req.state_matches(&req.state.secret().clone()));
+        assert!(!req.state_matches("other"));
+    }
+
+    #[test]
+    fn flow_names_round_trip() {
+        for f in [
+            Flow::AuthorizationCode,
+            Flow::DeviceCode,
+            Flow::ClientCredentials,
+            Flow::JwtBearer,
+            Flow::Static,
+        ] {
+            assert_eq!(Flow::parse(f.name()), Some(f));
+        }
+        assert_eq!(Flow::parse("password"), None);
+    }
+
+    #[tokio::test]
+    async fn revocation_over_plain_http_only_on_loopback() {
+        let mut s = settings();
+        s.revoke_url = Some(Url::parse("http://auth.example.com/revoke").unwrap());
+        let oauth = OAuth::new(s, reqwest::Client::new()).unwrap();
+        let e = oauth.revoke_refresh(&Secret::new("rt")).await.unwrap_err();
+        assert!(e.to_string().contains("must use https"), "{e}");
+    }
+}

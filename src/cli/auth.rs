@@ -105,7 +105,7 @@ pub async fn login(global: &Global, args: LoginArgs, data_dir: PathBuf) -> CmdRe
     let r = find(&loaded, &args.app)?;
     let flow = Flow::of(&r).map_err(auth_failure)?;
     let http = shared_reqwest();
-    if !flow.is_interactive() && !args.device {
+    if !flow.is_interactive() {
         // Nothing to sign in to: check that a token can be obtained.
         let ctx = context(&data_dir);
         let ts = token_source(&r, &ctx).map_err(auth_failure)?;
