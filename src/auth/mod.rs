@@ -59,7 +59,7 @@ pub fn read_secret(
     env: Option<&str>,
     file: Option<&std::path::Path>,
 ) -> Result<Secret, ConnectorError> {
-    if let Some(v) = env.and_then(|var| std::env::var(var).ok()) {
+    if let Some(Ok(v)) = env.map(std::env::var) {
         let v = v.trim().to_string();
         if !v.is_empty() {
             return Ok(Secret::new(v));
