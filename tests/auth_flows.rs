@@ -470,6 +470,9 @@ async fn refreshes_before_expiry_with_rotation() {
     let ts = token_source(&r, &ctx(dir.path())).unwrap();
     let t1 = ts.token().await.unwrap();
     assert_eq!(t1.expose(), first["access_token"].as_str().unwrap());
+    // A second process holding the same sign-in.
+    let other = token_source(&r, &ctx(dir.path())).unwrap();
+    assert_eq!(other.token().await.unwrap(), t1);
     let t2 = common::wait_for(Duration::from_secs(5), "a refreshed token", || {
         let ts = ts.clone();
         let t1 = t1.clone();
@@ -482,6 +485,9 @@ async fn refreshes_before_expiry_with_rotation() {
     // The rotated-out refresh token no longer works; the new one is kept.
     let old_rt = first["refresh_token"].as_str().unwrap();
     assert_eq!(refresh_with(&sb.base_url, old_rt).await, 400);
+    // The other process picks up the renewed tokens instead of spending
+    // the rotated-out refresh token.
+    other.token().await.expect("renewed tokens adopted from the cache");
     sb.stop().await;
 }
 

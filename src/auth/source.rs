@@ -181,6 +181,20 @@ impl TokenSource for CachedToken {
         if Self::fresh(stored) {
             return Ok(stored.access_token.clone());
         }
+        // Another process (the console, a second command) may have renewed
+        // the tokens already; with rotation, the refresh token held here
+        // would then be spent.
+        if let Ok(disk) = self.load()
+            && disk.access_token != stored.access_token
+        {
+            *current = Some(disk);
+            let stored = current.as_ref().expect("set above");
+            *self.scopes.lock().expect("scopes lock") = stored.scopes.clone();
+            if Self::fresh(stored) {
+                return Ok(stored.access_token.clone());
+            }
+        }
+        let stored = current.as_ref().expect("loaded above");
         let Some(rt) = stored.refresh_token.clone() else {
             return Err(ConnectorError::Auth(format!(
                 "the sign-in for `{}` has expired and cannot be renewed: {}",
