@@ -487,7 +487,10 @@ async fn refreshes_before_expiry_with_rotation() {
     assert_eq!(refresh_with(&sb.base_url, old_rt).await, 400);
     // The other process picks up the renewed tokens instead of spending
     // the rotated-out refresh token.
-    other.token().await.expect("renewed tokens adopted from the cache");
+    other
+        .token()
+        .await
+        .expect("renewed tokens adopted from the cache");
     sb.stop().await;
 }
 
