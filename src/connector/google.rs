@@ -826,7 +826,6 @@ impl GoogleWorkspace {
 
     fn user_grants(
         &self,
-        account: &Account,
         user: &User,
         codes: Result<usize, ConnectorError>,
     ) -> (Vec<Grant>, Option<ConnectorError>) {
@@ -884,7 +883,6 @@ impl GoogleWorkspace {
                 if critical { Risk::Critical } else { Risk::High },
             ));
         }
-        let _ = account;
         (out, codes_err)
     }
 
@@ -1010,7 +1008,7 @@ impl Connector for GoogleWorkspace {
         let mut inv = Inventory::default();
         match user {
             Ok(u) => {
-                let (grants, codes_err) = self.user_grants(account, &u, codes);
+                let (grants, codes_err) = self.user_grants(&u, codes);
                 inv.grants.extend(grants);
                 if let Some(e) = codes_err {
                     inv.failed.push((GrantKind::BackupCodes, e));
