@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod manifest;
+pub mod slack;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -257,9 +258,10 @@ pub struct BuildContext {
 /// Builds the driver a resolved connector names.
 pub fn build(
     resolved: &ResolvedConnector,
-    _ctx: &BuildContext,
+    ctx: &BuildContext,
 ) -> Result<Arc<dyn Connector>, ConnectorError> {
     match resolved.manifest.driver.as_str() {
+        "slack" => Ok(Arc::new(slack::SlackDriver::build(resolved, ctx)?)),
         other => Err(ConnectorError::Config(format!(
             "connector `{}`: unknown driver `{other}`",
             resolved.id
