@@ -43,9 +43,11 @@ fn connector(
     // Tests must not pick up a real token from the environment.
     cfg.auth.token_env = Some("OFFBOARD_TEST_UNSET_SLACK_TOKEN".into());
     cfg.auth.scim_token_env = Some("OFFBOARD_TEST_UNSET_SLACK_SCIM".into());
-    let mut limits = offboard::connector::manifest::Limits::default();
-    limits.requests_per_second = 500.0;
-    limits.burst = 500;
+    let limits = offboard::connector::manifest::Limits {
+        requests_per_second: 500.0,
+        burst: 500,
+        ..Default::default()
+    };
     cfg.limits = Some(limits);
     for (k, v) in settings {
         cfg.settings.insert((*k).to_string(), v.clone());
@@ -386,16 +388,17 @@ async fn admin_roles_and_workspace_admin_are_removed() {
     for g in &roles {
         wait_absent(&c, &marcus, g).await;
     }
-    let st = sb.state.slack.lock().unwrap();
-    let u = st.user(&marcus.id).unwrap();
-    assert!(!u.is_admin && !u.is_owner);
-    // Others' assignments of the same role are untouched.
-    assert!(
-        st.roles
-            .iter()
-            .any(|r| r.role_id == "Rl0A" && r.user_id == "U0D000021" && r.removed_at.is_none())
-    );
-    drop(st);
+    {
+        let st = sb.state.slack.lock().unwrap();
+        let u = st.user(&marcus.id).unwrap();
+        assert!(!u.is_admin && !u.is_owner);
+        // Others' assignments of the same role are untouched.
+        assert!(
+            st.roles
+                .iter()
+                .any(|r| r.role_id == "Rl0A" && r.user_id == "U0D000021" && r.removed_at.is_none())
+        );
+    }
     sb.stop().await;
 }
 

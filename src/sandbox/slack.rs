@@ -684,16 +684,16 @@ async fn web_api(
         Some(DEMO_READONLY_TOKEN) => READONLY_SCOPES,
         Some(_) => return err("invalid_auth"),
     };
-    if let Some(need) = needed_scope(&method) {
-        if !scopes.contains(&need) {
-            return Json(json!({
-                "ok": false,
-                "error": "missing_scope",
-                "needed": need,
-                "provided": scopes.join(","),
-            }))
-            .into_response();
-        }
+    if let Some(need) = needed_scope(&method)
+        && !scopes.contains(&need)
+    {
+        return Json(json!({
+            "ok": false,
+            "error": "missing_scope",
+            "needed": need,
+            "provided": scopes.join(","),
+        }))
+        .into_response();
     }
     let r = match method.as_str() {
         "auth.test" => Ok(ok(json!({
@@ -853,17 +853,18 @@ fn usergroups_users_list(s: &Shared, st: &mut State, a: &Args) -> R {
         *c += 1;
         *c
     };
-    if let Some((gid, user, after)) = st.hooks.add_member_after_read.clone() {
-        if gid == id && n == after {
-            st.hooks.add_member_after_read = None;
-            if let Some(g) = st.groups.iter_mut().find(|g| g.id == id) {
-                if !g.users.contains(&user) {
-                    g.users.push(user.clone());
-                }
-                g.removed.retain(|(u, _)| *u != user);
-                g.date_update += 1;
-                g.updated_by = ADMIN_USER_ID.into();
+    if let Some((gid, user, after)) = st.hooks.add_member_after_read.clone()
+        && gid == id
+        && n == after
+    {
+        st.hooks.add_member_after_read = None;
+        if let Some(g) = st.groups.iter_mut().find(|g| g.id == id) {
+            if !g.users.contains(&user) {
+                g.users.push(user.clone());
             }
+            g.removed.retain(|(u, _)| *u != user);
+            g.date_update += 1;
+            g.updated_by = ADMIN_USER_ID.into();
         }
     }
     Ok(resp)
@@ -943,16 +944,12 @@ fn session_json(x: &Session) -> Value {
 fn session_list(s: &Shared, st: &State, a: &Args) -> R {
     let limit = a.limit(100, 1000)?;
     let offset = a.cursor("session")?;
-    if let Some(t) = a.get("team_id") {
-        if t != TEAM_ID {
-            return Err("team_not_found");
-        }
+    if a.get("team_id").is_some_and(|t| t != TEAM_ID) {
+        return Err("team_not_found");
     }
     let user = a.get("user_id");
-    if let Some(u) = user {
-        if st.user(u).is_none() {
-            return Err("user_not_found");
-        }
+    if user.is_some_and(|u| st.user(u).is_none()) {
+        return Err("user_not_found");
     }
     let all: Vec<&Session> = st
         .sessions
@@ -1107,7 +1104,7 @@ fn integration_logs(st: &State, a: &Args) -> R {
         .filter(|l| a.get("change_type").is_none_or(|x| l.change_type == x))
         .collect();
     // Newest first, as Slack lists them.
-    all.sort_by(|x, y| y.date.cmp(&x.date));
+    all.sort_by_key(|l| std::cmp::Reverse(l.date));
     let total = all.len();
     let pages = total.div_ceil(count).max(1);
     let items: Vec<Value> = all
@@ -1150,13 +1147,13 @@ fn scim_error(version: &str, status: StatusCode, detail: &str) -> Response {
     r
 }
 
-fn scim_auth(version: &str, headers: &HeaderMap) -> Result<(), Response> {
+fn scim_auth(version: &str, headers: &HeaderMap) -> Result<(), Box<Response>> {
     if !matches!(version, "v1" | "v2") {
-        return Err(scim_error(
+        return Err(Box::new(scim_error(
             "v2",
             StatusCode::NOT_FOUND,
             "unknown SCIM version",
-        ));
+        )));
     }
     let tok = headers
         .get("authorization")
@@ -1164,16 +1161,16 @@ fn scim_auth(version: &str, headers: &HeaderMap) -> Result<(), Response> {
         .and_then(|v| v.strip_prefix("Bearer "));
     match tok {
         Some(DEMO_SCIM_TOKEN) => Ok(()),
-        Some(_) => Err(scim_error(
+        Some(_) => Err(Box::new(scim_error(
             version,
             StatusCode::UNAUTHORIZED,
             "invalid_authentication",
-        )),
-        None => Err(scim_error(
+        ))),
+        None => Err(Box::new(scim_error(
             version,
             StatusCode::UNAUTHORIZED,
             "no_authorization",
-        )),
+        ))),
     }
 }
 
@@ -1205,7 +1202,7 @@ async fn scim_list(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = scim_auth(&version, &headers) {
-        return r;
+        return *r;
     }
     let mut start = 1usize;
     let mut count = 100usize;
@@ -1257,7 +1254,7 @@ async fn scim_get(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = scim_auth(&version, &headers) {
-        return r;
+        return *r;
     }
     let st = s.slack.lock().expect("slack lock");
     match st.user(&id) {
@@ -1295,7 +1292,7 @@ async fn scim_patch(
     body: Bytes,
 ) -> Response {
     if let Err(r) = scim_auth(&version, &headers) {
-        return r;
+        return *r;
     }
     let Ok(v) = serde_json::from_slice::<Value>(&body) else {
         return scim_error(&version, StatusCode::BAD_REQUEST, "invalid JSON body");
@@ -1347,7 +1344,7 @@ async fn scim_delete(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = scim_auth(&version, &headers) {
-        return r;
+        return *r;
     }
     let mut st = s.slack.lock().expect("slack lock");
     match deactivate(&mut st, &id) {
