@@ -9,6 +9,7 @@
 
 pub mod google;
 pub mod slack;
+pub mod oauth;
 pub mod tenant;
 
 use std::io::Write;
@@ -107,6 +108,7 @@ pub struct SandboxState {
     pub faults: RwLock<Faults>,
     pub google: Mutex<google::State>,
     pub slack: Mutex<slack::State>,
+    pub oauth: Mutex<oauth::State>,
     pub base_url: String,
     rng: Mutex<rand::rngs::StdRng>,
     access_log: Option<Mutex<std::fs::File>>,
@@ -185,6 +187,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         faults: RwLock::new(opts.faults.clone()),
         google: Mutex::new(google::State::seed(opts.bench_grants.as_ref())),
         slack: Mutex::new(slack::State::seed()),
+        oauth: Mutex::new(oauth::State::default()),
         base_url: base_url.clone(),
         rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(opts.seed)),
         access_log,
@@ -211,6 +214,7 @@ pub fn router(state: Shared) -> Router {
     Router::new()
         .merge(google::routes())
         .merge(slack::routes())
+        .merge(oauth::routes())
         .route("/_sandbox/faults", get(get_faults).put(put_faults))
         .route("/_sandbox/config", get(get_config))
         .fallback(not_found)
@@ -537,6 +541,10 @@ pub fn write_demo_keys(dir: &std::path::Path) -> std::io::Result<()> {
     write_private(
         &dir.join("slack-scim-token"),
         slack::DEMO_SCIM_TOKEN.as_bytes(),
+    )?;
+    write_private(
+        &dir.join("oauth-demo-client-secret"),
+        oauth::CONFIDENTIAL_SECRET.as_bytes(),
     )?;
     Ok(())
 }
