@@ -8,8 +8,8 @@
 //! records every request as one JSON line, never the Authorization header.
 
 pub mod google;
-pub mod slack;
 pub mod oauth;
+pub mod slack;
 pub mod tenant;
 
 use std::io::Write;
