@@ -532,6 +532,30 @@ async fn sandbox_speaks_slack_on_the_wire() {
         v["schemas"][0],
         "urn:ietf:params:scim:api:messages:2.0:Error"
     );
+    // admin.apps.uninstall shows in team.integrationLogs.
+    let v: serde_json::Value = http
+        .post(api("admin.apps.uninstall"))
+        .bearer_auth(sb_slack::DEMO_USER_TOKEN)
+        .form(&[("app_id", "A0DSTANDUP"), ("team_ids", sb_slack::TEAM_ID)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["ok"], true);
+    let v: serde_json::Value = http
+        .get(api("team.integrationLogs"))
+        .query(&[("app_id", "A0DSTANDUP")])
+        .bearer_auth(sb_slack::DEMO_USER_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["logs"][0]["change_type"], "removed");
+    assert_eq!(v["paging"]["total"], 2);
     // Opaque cursors: a forged one is refused.
     let v: serde_json::Value = http
         .post(api("admin.users.session.list"))
