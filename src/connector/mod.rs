@@ -4,6 +4,7 @@
 pub mod google;
 pub mod http;
 pub mod manifest;
+pub mod slack;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -272,6 +273,7 @@ pub fn build(
 ) -> Result<Arc<dyn Connector>, ConnectorError> {
     match resolved.manifest.driver.as_str() {
         "google-workspace" => google::build(resolved, ctx),
+        "slack" => Ok(Arc::new(slack::SlackDriver::build(resolved, ctx)?)),
         other => Err(ConnectorError::Config(format!(
             "connector `{}`: unknown driver `{other}`",
             resolved.id

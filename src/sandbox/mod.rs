@@ -9,6 +9,7 @@
 
 pub mod google;
 pub mod oauth;
+pub mod slack;
 pub mod tenant;
 
 use std::io::Write;
@@ -110,6 +111,7 @@ impl Default for Options {
 pub struct SandboxState {
     pub faults: RwLock<Faults>,
     pub google: Mutex<google::State>,
+    pub slack: Mutex<slack::State>,
     pub oauth: Mutex<oauth::State>,
     pub base_url: String,
     rng: Mutex<rand::rngs::StdRng>,
@@ -188,6 +190,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let state: Shared = Arc::new(SandboxState {
         faults: RwLock::new(opts.faults.clone()),
         google: Mutex::new(google::State::seed(opts.bench_grants.as_ref())),
+        slack: Mutex::new(slack::State::seed()),
         oauth: Mutex::new(oauth::State::default()),
         base_url: base_url.clone(),
         rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(opts.seed)),
@@ -214,6 +217,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
 pub fn router(state: Shared) -> Router {
     Router::new()
         .merge(google::routes())
+        .merge(slack::routes())
         .merge(oauth::routes())
         .route("/_sandbox/faults", get(get_faults).put(put_faults))
         .route("/_sandbox/config", get(get_config))
@@ -509,6 +513,21 @@ key_file = "{google_key}"
 subject = "{DEMO_ADMIN}"
 "#,
         google_key = google_key.display(),
+    ) + &format!(
+        r#"
+[connectors.slack]
+manifest = "slack"
+
+[connectors.slack.api]
+base_url = "{base_url}/api/"
+scim_url = "{base_url}/scim/v2/"
+
+[connectors.slack.auth]
+token_file = "{user_token}"
+scim_token_file = "{scim_token}"
+"#,
+        user_token = keys_dir.join("slack-user-token").display(),
+        scim_token = keys_dir.join("slack-scim-token").display(),
     )
 }
 
@@ -531,6 +550,14 @@ pub fn write_demo_keys(dir: &std::path::Path) -> std::io::Result<()> {
     write_private(
         &dir.join("salesforce-demo.key.pem"),
         SALESFORCE_DEMO_PRIVATE_KEY.as_bytes(),
+    )?;
+    write_private(
+        &dir.join("slack-user-token"),
+        slack::DEMO_USER_TOKEN.as_bytes(),
+    )?;
+    write_private(
+        &dir.join("slack-scim-token"),
+        slack::DEMO_SCIM_TOKEN.as_bytes(),
     )?;
     write_private(
         &dir.join("oauth-demo-client-secret"),
