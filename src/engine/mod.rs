@@ -128,10 +128,7 @@ impl Summary {
             + self.live
             + self.removing
             + self.read_failures
-<<<<<<< HEAD
             + self.ambiguous
-=======
->>>>>>> main
             > 0
         {
             3
