@@ -251,7 +251,9 @@ fn open(global: &Global, data_dir: &std::path::Path) -> Result<Session, Failure>
     }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let connectors = connectors_from_config(&resolved, data_dir, &tx).map_err(|e| match e {
-        ConnectorError::Config(m) => Failure::usage(format!("config: {}: {m}", loaded.path.display())),
+        ConnectorError::Config(m) => {
+            Failure::usage(format!("config: {}: {m}", loaded.path.display()))
+        }
         other => Failure::other(other.to_string()),
     })?;
     let opts = EngineOptions::from_config(&loaded);
@@ -301,7 +303,9 @@ fn progress_line(e: &Event) -> Option<String> {
             plan.len(),
             plan.phases.len()
         )),
-        Event::State { key, state, .. } => Some(format!("  {}: {}", clean(key), clean(&state.to_string()))),
+        Event::State { key, state, .. } => {
+            Some(format!("  {}: {}", clean(key), clean(&state.to_string())))
+        }
         Event::PhaseProgress {
             phase, done, total, ..
         } if done == total => Some(format!(
@@ -365,7 +369,11 @@ fn pad(s: &str, w: usize) -> String {
 pub fn render_table(view: &CaseView, sel: &Selection) -> String {
     let mut o = String::new();
     o.push_str(&format!("{}\n", clean(&view.email)));
-    for a in view.accounts.iter().filter(|a| sel.matches_app(&a.connector)) {
+    for a in view
+        .accounts
+        .iter()
+        .filter(|a| sel.matches_app(&a.connector))
+    {
         let head = match &a.status {
             AccountStatus::Found { account } => format!(
                 "found: {} <{}>{}{}",
@@ -466,7 +474,11 @@ pub fn render_plan(plan: &Plan) -> String {
         o.push_str("nothing to revoke\n");
     }
     for p in &plan.phases {
-        o.push_str(&format!("phase {}: {}\n", p.phase.number(), p.phase.title()));
+        o.push_str(&format!(
+            "phase {}: {}\n",
+            p.phase.number(),
+            p.phase.title()
+        ));
         for g in &p.steps {
             let how = match &g.revocation {
                 Revocation::Api => String::new(),
@@ -490,9 +502,13 @@ pub fn render_plan(plan: &Plan) -> String {
 pub async fn scan(global: &Global, args: ScanArgs, data_dir: PathBuf) -> CmdResult {
     let sel = selection(&args.apps, &[])?;
     let mut s = open(global, &data_dir)?;
-    let view = with_progress(&mut s.events, false, s.engine.discover_apps(&args.email, &args.apps))
-        .await
-        .map_err(engine_failure)?;
+    let view = with_progress(
+        &mut s.events,
+        false,
+        s.engine.discover_apps(&args.email, &args.apps),
+    )
+    .await
+    .map_err(engine_failure)?;
     let summary = summarise(&view, &sel);
     if args.json {
         print_json(&case_json("scan", &view, &sel, &summary))?;
@@ -508,7 +524,11 @@ fn summarise(view: &CaseView, sel: &Selection) -> Summary {
     for g in view.grants.iter().filter(|g| sel.matches(&g.grant)) {
         s.add(&g.state);
     }
-    for a in view.accounts.iter().filter(|a| sel.matches_app(&a.connector)) {
+    for a in view
+        .accounts
+        .iter()
+        .filter(|a| sel.matches_app(&a.connector))
+    {
         match &a.status {
             AccountStatus::LookupFailed { .. } => s.read_failures += 1,
             AccountStatus::Ambiguous { .. } => s.ambiguous += 1,
@@ -541,9 +561,13 @@ fn confirm(email: &str, n: usize) -> Result<bool, Failure> {
 pub async fn revoke(global: &Global, args: RevokeArgs, data_dir: PathBuf) -> CmdResult {
     let sel = selection(&args.apps, &args.kinds)?;
     let mut s = open(global, &data_dir)?;
-    let view = with_progress(&mut s.events, true, s.engine.discover_apps(&args.email, &args.apps))
-        .await
-        .map_err(engine_failure)?;
+    let view = with_progress(
+        &mut s.events,
+        true,
+        s.engine.discover_apps(&args.email, &args.apps),
+    )
+    .await
+    .map_err(engine_failure)?;
     let email = view.email.clone();
     let plan = s.engine.plan(&email, &sel).map_err(engine_failure)?;
     if args.dry_run {
@@ -638,8 +662,12 @@ pub async fn evidence(args: EvidenceArgs, data_dir: PathBuf) -> CmdResult {
         }
         return Ok(EXIT_CHAIN_BROKEN);
     }
-    let format = Format::parse(&args.format)
-        .ok_or_else(|| Failure::usage(format!("--format {}: expected md, json or csv", clean_max(&args.format, 20))))?;
+    let format = Format::parse(&args.format).ok_or_else(|| {
+        Failure::usage(format!(
+            "--format {}: expected md, json or csv",
+            clean_max(&args.format, 20)
+        ))
+    })?;
     let email = crate::model::Person::new(&args.target).email;
     if !email.contains('@') {
         return Err(Failure::usage(format!(
@@ -647,9 +675,8 @@ pub async fn evidence(args: EvidenceArgs, data_dir: PathBuf) -> CmdResult {
             clean_max(&args.target, 60)
         )));
     }
-    let records = Ledger::read(&path).map_err(|e| {
-        Failure::other(format!("{e} (run `offboard evidence verify`)"))
-    })?;
+    let records = Ledger::read(&path)
+        .map_err(|e| Failure::other(format!("{e} (run `offboard evidence verify`)")))?;
     if !records.iter().any(|r| r.case == email) {
         return Err(Failure::other(format!(
             "no records for {email} in {}",

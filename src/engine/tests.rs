@@ -262,10 +262,10 @@ async fn revoke_runs_phases_in_order_and_verifies_everything() {
     // Events: states pass through revoking and removed? before verified.
     let mut seen = Vec::new();
     while let Ok(e) = s.rx.try_recv() {
-        if let Event::State { key, state, .. } = e {
-            if key == "g/token:x" {
-                seen.push(state.name());
-            }
+        if let Event::State { key, state, .. } = e
+            && key == "g/token:x"
+        {
+            seen.push(state.name());
         }
     }
     assert_eq!(seen, ["revoking", "removed?", "verified"]);

@@ -324,13 +324,9 @@ impl Ledger {
         self.torn.lock().expect("ledger torn").clone()
     }
 
-    /// Number of complete records.
-    pub fn len(&self) -> u64 {
+    /// The last record's `seq` (the number of records in an intact ledger).
+    pub fn last_seq(&self) -> u64 {
         self.head.lock().expect("ledger head").seq
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn file(&self) -> Result<File, LedgerError> {
@@ -576,7 +572,7 @@ fn verify_bytes(path: &Path, bytes: &[u8]) -> ChainReport {
     let mut lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
     // `split` yields a last empty piece when the file ends with a newline.
     let torn = match lines.last() {
-        Some(last) if last.is_empty() => {
+        Some(&[]) => {
             lines.pop();
             None
         }
@@ -708,7 +704,7 @@ mod tests {
         let p = dir.path().join(LEDGER_FILE);
         drop(write_some(&p, 3));
         let l = Ledger::open(&p, "other").unwrap();
-        assert_eq!(l.len(), 3);
+        assert_eq!(l.last_seq(), 3);
         l.append(
             "dana@example.com",
             LedgerEvent::Verified {
