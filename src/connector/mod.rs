@@ -1,6 +1,7 @@
 //! The Connector trait every driver implements, manifest loading, and the
 //! shared HTTP client.
 
+pub mod google;
 pub mod http;
 pub mod manifest;
 
@@ -267,9 +268,10 @@ pub struct BuildContext {
 /// Builds the driver a resolved connector names.
 pub fn build(
     resolved: &ResolvedConnector,
-    _ctx: &BuildContext,
+    ctx: &BuildContext,
 ) -> Result<Arc<dyn Connector>, ConnectorError> {
     match resolved.manifest.driver.as_str() {
+        "google-workspace" => google::build(resolved, ctx),
         other => Err(ConnectorError::Config(format!(
             "connector `{}`: unknown driver `{other}`",
             resolved.id

@@ -58,6 +58,9 @@ pub struct Faults {
     /// Google per-user quota (requests per minute per user key), answered
     /// with 403 rateLimitExceeded. None: no quota.
     pub google_user_quota_per_min: Option<u32>,
+    /// Google answers injected rate limits with 429 RESOURCE_EXHAUSTED and
+    /// Retry-After (as some Google APIs do) instead of 403 rateLimitExceeded.
+    pub google_429: bool,
     /// Only inject faults on paths starting with this (None: all vendor paths).
     pub path_prefix: Option<String>,
 }
@@ -73,6 +76,7 @@ impl Default for Faults {
             malformed_rate: 0.0,
             retry_after_secs: 1,
             google_user_quota_per_min: None,
+            google_429: false,
             path_prefix: None,
         }
     }
@@ -413,7 +417,20 @@ async fn faults_and_log(State(s): State<Shared>, req: Request, next: Next) -> Re
         }
         if s.roll(f.rate_429) {
             fault = Some("rate_limit");
-            rate_limited(vendor, f.retry_after_secs)
+            if vendor == Vendor::Google && f.google_429 {
+                let mut r = google_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rateLimitExceeded",
+                    "Resource has been exhausted (e.g. check quota).",
+                );
+                r.headers_mut().insert(
+                    "retry-after",
+                    HeaderValue::from_str(&f.retry_after_secs.to_string()).expect("digits"),
+                );
+                r
+            } else {
+                rate_limited(vendor, f.retry_after_secs)
+            }
         } else if s.roll(f.error_rate) {
             fault = Some("error");
             vendor_error(
