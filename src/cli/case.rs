@@ -560,6 +560,11 @@ fn confirm(email: &str, n: usize) -> Result<bool, Failure> {
 
 pub async fn revoke(global: &Global, args: RevokeArgs, data_dir: PathBuf) -> CmdResult {
     let sel = selection(&args.apps, &args.kinds)?;
+    if !args.dry_run && !args.yes && !std::io::stdin().is_terminal() {
+        return Err(Failure::usage(
+            "refusing to revoke without --yes: stdin is not a terminal (nothing was changed)",
+        ));
+    }
     let mut s = open(global, &data_dir)?;
     let view = with_progress(
         &mut s.events,
