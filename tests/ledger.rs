@@ -1,5 +1,5 @@
 //! The ledger's hash chain detects every kind of edit, names the line, and
-//! `offboard evidence verify` reports it with a distinct exit code.
+//! `offboard evidence verify` reports it with exit code 1 and the line at fault.
 
 use std::path::Path;
 use std::process::Command;
@@ -88,7 +88,7 @@ fn edited_line_is_found() {
     assert_eq!(rep.problems[0].line, 4);
     assert!(rep.problems[0].what.contains("line 3 was edited"));
     let (code, out) = evidence_verify(&p);
-    assert_eq!(code, 4);
+    assert_eq!(code, 1);
     assert!(out.contains("line 4:"), "{out}");
 }
 
@@ -192,7 +192,7 @@ fn torn_last_line_is_reported_then_set_aside_by_the_next_writer() {
     assert_eq!(rep.problems[0].line, 6);
     assert!(rep.problems[0].what.contains("incomplete last line"));
     let (code, out) = evidence_verify(&p);
-    assert_eq!(code, 4, "{out}");
+    assert_eq!(code, 1, "{out}");
     // The next writer cuts it and keeps its bytes in a record.
     let l = Ledger::open(&p, "op").unwrap();
     assert_eq!(l.torn_tails().len(), 1);

@@ -27,8 +27,9 @@ use crate::evidence::{self, Ledger};
 use crate::model::{GrantKind, Plan, Revocation};
 use crate::sanitize::{clean, clean_max};
 
-/// Exit code of `evidence` when the ledger's hash chain is broken.
-pub const EXIT_CHAIN_BROKEN: u8 = 4;
+/// Exit code of `evidence` when the ledger's hash chain is broken: DESIGN.md's
+/// "other error" (the message says what is broken and where).
+pub const EXIT_CHAIN_BROKEN: u8 = 1;
 
 pub const CASE_SCHEMA: &str = "offboard.case/1";
 pub const PLAN_SCHEMA: &str = "offboard.plan/1";
