@@ -8,6 +8,7 @@
 //! records every request as one JSON line, never the Authorization header.
 
 pub mod google;
+pub mod salesforce;
 pub mod tenant;
 
 use std::io::Write;
@@ -105,6 +106,7 @@ impl Default for Options {
 pub struct SandboxState {
     pub faults: RwLock<Faults>,
     pub google: Mutex<google::State>,
+    pub salesforce: Mutex<salesforce::State>,
     pub base_url: String,
     rng: Mutex<rand::rngs::StdRng>,
     access_log: Option<Mutex<std::fs::File>>,
@@ -182,6 +184,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let state: Shared = Arc::new(SandboxState {
         faults: RwLock::new(opts.faults.clone()),
         google: Mutex::new(google::State::seed(opts.bench_grants.as_ref())),
+        salesforce: Mutex::new(salesforce::State::seed()),
         base_url: base_url.clone(),
         rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(opts.seed)),
         access_log,
@@ -207,10 +210,14 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
 pub fn router(state: Shared) -> Router {
     Router::new()
         .merge(google::routes())
+        .merge(salesforce::routes())
         .route("/_sandbox/faults", get(get_faults).put(put_faults))
         .route("/_sandbox/config", get(get_config))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), faults_and_log))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            faults_and_log,
+        ))
         .with_state(state)
 }
 
@@ -396,8 +403,8 @@ async fn faults_and_log(State(s): State<Shared>, req: Request, next: Next) -> Re
     let query = req.uri().query().map(str::to_string);
     let vendor = Vendor::of(&path);
     let f = s.faults();
-    let applies = vendor != Vendor::Sandbox
-        && f.path_prefix.as_deref().is_none_or(|p| path.starts_with(p));
+    let applies =
+        vendor != Vendor::Sandbox && f.path_prefix.as_deref().is_none_or(|p| path.starts_with(p));
 
     let mut fault = None;
     let resp = if applies {
@@ -409,12 +416,19 @@ async fn faults_and_log(State(s): State<Shared>, req: Request, next: Next) -> Re
             rate_limited(vendor, f.retry_after_secs)
         } else if s.roll(f.error_rate) {
             fault = Some("error");
-            vendor_error(vendor, StatusCode::SERVICE_UNAVAILABLE, "The service is currently unavailable.")
+            vendor_error(
+                vendor,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The service is currently unavailable.",
+            )
         } else if s.roll(f.reset_rate) {
             fault = Some("reset");
             let stream = futures::stream::iter(vec![
                 Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"{\"partial\":")),
-                Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset")),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "reset",
+                )),
             ]);
             Response::builder()
                 .status(200)
@@ -476,8 +490,24 @@ licensing_url = "{base_url}"
 token_url = "{base_url}/token"
 key_file = "{google_key}"
 subject = "{DEMO_ADMIN}"
+
+[connectors.salesforce]
+manifest = "salesforce"
+
+[connectors.salesforce.api]
+base_url = "{base_url}"
+login_url = "{base_url}"
+
+[connectors.salesforce.auth]
+token_url = "{base_url}/services/oauth2/token"
+audience = "{base_url}"
+key_file = "{salesforce_key}"
+client_id = "{salesforce_consumer_key}"
+subject = "{DEMO_ADMIN}"
 "#,
         google_key = google_key.display(),
+        salesforce_key = keys_dir.join("salesforce-demo.key.pem").display(),
+        salesforce_consumer_key = salesforce::DEMO_CONSUMER_KEY,
     )
 }
 
