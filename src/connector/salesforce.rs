@@ -896,7 +896,7 @@ mod tests {
             Verdict::Unauthorized
         ));
         let body =
-            b"[{\"message\":\"bad \x1b[31m\",\"errorCode\":\"MALFORMED_QUERY\",\"fields\":[]}]";
+            br#"[{"message":"bad \u001b[31m","errorCode":"MALFORMED_QUERY","fields":[]}]"#;
         match p.classify(StatusCode::BAD_REQUEST, &h, body) {
             Verdict::Fail(ConnectorError::Api { code, message, .. }) => {
                 assert_eq!(code, "MALFORMED_QUERY");
