@@ -9,7 +9,7 @@ use std::time::Duration;
 use offboard::connector::http::shared_reqwest;
 use offboard::connector::salesforce::Salesforce;
 use offboard::connector::{
-    BuildContext, Connector, ConnectorError, Lookup, Presence, RevokeOutcome,
+    BuildContext, Connector, ConnectorError, Lookup, Presence, ResolvedConnector, RevokeOutcome,
 };
 use offboard::model::{Account, Grant, GrantKind, Person, Phase, Plan};
 use offboard::sandbox::{Faults, Running};
@@ -20,7 +20,7 @@ struct Env {
     _dir: tempfile::TempDir,
 }
 
-async fn env_with(faults: Faults, batch: Option<u32>) -> Env {
+async fn env_with(faults: Faults, tweak: impl FnOnce(&mut ResolvedConnector)) -> Env {
     let sb = common::sandbox(faults).await;
     let dir = tempfile::tempdir().unwrap();
     let path = common::write_config(dir.path(), &sb.base_url);
@@ -31,12 +31,10 @@ async fn env_with(faults: Faults, batch: Option<u32>) -> Env {
         .into_iter()
         .find(|c| c.id == "salesforce")
         .expect("demo config has salesforce");
-    if let Some(b) = batch {
-        resolved
-            .manifest
-            .settings
-            .insert("query_batch_size".into(), toml::Value::Integer(b.into()));
-    }
+    // The manifest's request rate suits a shared org; tests go faster.
+    resolved.manifest.limits.requests_per_second = 500.0;
+    resolved.manifest.limits.burst = 100;
+    tweak(&mut resolved);
     let ctx = BuildContext {
         http: shared_reqwest(),
         notices: None,
@@ -47,7 +45,7 @@ async fn env_with(faults: Faults, batch: Option<u32>) -> Env {
 }
 
 async fn env(consistency_ms: u64) -> Env {
-    env_with(common::quick(consistency_ms), None).await
+    env_with(common::quick(consistency_ms), |_| {}).await
 }
 
 async fn found(sf: &Salesforce, email: &str) -> Account {
@@ -336,7 +334,12 @@ async fn soql_paging_over_many_pages() {
 
 #[tokio::test]
 async fn query_options_header_sets_the_batch_size() {
-    let e = env_with(common::quick(100), Some(200)).await;
+    let e = env_with(common::quick(100), |r| {
+        r.manifest
+            .settings
+            .insert("query_batch_size".into(), toml::Value::Integer(200));
+    })
+    .await;
     let before = e.sf.client_stats().requests;
     let users =
         e.sf.query("SELECT Id FROM User WHERE IsActive=true")
@@ -379,7 +382,7 @@ async fn request_limit_exceeded_is_retried_and_limits_shown() {
         path_prefix: Some("/services/data/".into()),
         ..common::quick(100)
     };
-    let e = env_with(faults, None).await;
+    let e = env_with(faults, |_| {}).await;
     common::wait_for(
         Duration::from_secs(60),
         "a REQUEST_LIMIT_EXCEEDED answer",
@@ -400,7 +403,7 @@ async fn request_limit_exceeded_is_retried_and_limits_shown() {
 
 #[tokio::test]
 async fn delete_tokens_never_leave_the_revoke_call() {
-    let e = env(100).await;
+    let e = env_with(common::quick(100), |r| r.manifest.limits.max_retries = 1).await;
     let tokens = e.sb.state.salesforce.lock().unwrap().delete_tokens();
     assert!(tokens.len() >= 6);
     let leaks = |text: &str| tokens.iter().any(|t| text.contains(t.as_str()));

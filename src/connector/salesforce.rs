@@ -895,8 +895,7 @@ mod tests {
             p.classify(StatusCode::UNAUTHORIZED, &h, body),
             Verdict::Unauthorized
         ));
-        let body =
-            br#"[{"message":"bad \u001b[31m","errorCode":"MALFORMED_QUERY","fields":[]}]"#;
+        let body = br#"[{"message":"bad \u001b[31m","errorCode":"MALFORMED_QUERY","fields":[]}]"#;
         match p.classify(StatusCode::BAD_REQUEST, &h, body) {
             Verdict::Fail(ConnectorError::Api { code, message, .. }) => {
                 assert_eq!(code, "MALFORMED_QUERY");
