@@ -176,6 +176,7 @@ impl JwtBearer {
         Ok(Cached {
             token: Secret::new(t.access_token),
             expires: Instant::now() + ttl,
+            lifetime: ttl,
         })
     }
 }

@@ -551,18 +551,15 @@ impl ApiClient {
                     return Err(e);
                 }
                 Verdict::Unauthorized => {
-                    match (&self.auth, token, renewed) {
-                        (Some(a), Some(t), false) => {
-                            renewed = true;
-                            a.invalidate(&t).await;
-                            if let Some(tx) = &self.notices {
-                                let _ = tx.send(HttpNotice::TokenRenewed {
-                                    connector: self.settings.connector.clone(),
-                                });
-                            }
-                            continue;
+                    if let (Some(a), Some(t), false) = (&self.auth, token, renewed) {
+                        renewed = true;
+                        a.invalidate(&t).await;
+                        if let Some(tx) = &self.notices {
+                            let _ = tx.send(HttpNotice::TokenRenewed {
+                                connector: self.settings.connector.clone(),
+                            });
                         }
-                        _ => {}
+                        continue;
                     }
                     let e = ConnectorError::Auth(format!(
                         "HTTP {}: {}",

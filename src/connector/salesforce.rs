@@ -209,6 +209,70 @@ fn record_id(v: &Value) -> Result<String, ConnectorError> {
     }
 }
 
+/// The JWT bearer flow as Salesforce wants it: `iss` = consumer key
+/// (`auth.client_id`, or `auth.issuer`), `sub` = the admin's username,
+/// `aud` = the login URL (not the token URL), `exp` within 3 minutes; the
+/// token endpoint defaults to `{login_url}/services/oauth2/token`.
+fn salesforce_jwt(
+    resolved: &ResolvedConnector,
+    login: &Url,
+    ctx: &BuildContext,
+) -> Result<Arc<dyn TokenSource>, ConnectorError> {
+    let auth = &resolved.manifest.auth;
+    let login_str = login.as_str().trim_end_matches('/').to_string();
+    let token_url = match &auth.token_url {
+        Some(t) => Url::parse(t).map_err(|e| {
+            ConnectorError::Config(format!(
+                "key `connectors.{}.auth.token_url`: {e}",
+                resolved.id
+            ))
+        })?,
+        None => Url::parse(&format!("{login_str}/services/oauth2/token"))
+            .map_err(|e| ConnectorError::Config(format!("login_url: {e}")))?,
+    };
+    let missing = |k: &str, what: &str| {
+        ConnectorError::Config(format!(
+            "key `connectors.{}.auth.{k}`: expected {what}, found nothing",
+            resolved.id
+        ))
+    };
+    let issuer = auth
+        .client_id
+        .clone()
+        .or_else(|| auth.issuer.clone())
+        .ok_or_else(|| missing("client_id", "the connected app's consumer key"))?;
+    let subject = auth
+        .subject
+        .clone()
+        .ok_or_else(|| missing("subject", "the integration admin's username"))?;
+    let key_path = auth
+        .key_file
+        .as_deref()
+        .map(|p| resolved.path(p))
+        .ok_or_else(|| missing("key_file", "a PEM private key file"))?;
+    let pem = std::fs::read_to_string(&key_path).map_err(|e| {
+        ConnectorError::Config(format!(
+            "connector `{}`: cannot read the private key {}: {e}",
+            resolved.id,
+            key_path.display()
+        ))
+    })?;
+    let jwt = JwtBearer::new(
+        ctx.http.clone(),
+        JwtBearerConfig {
+            token_url,
+            issuer,
+            subject: Some(subject),
+            scopes: Vec::new(),
+            audience: Some(auth.audience.clone().unwrap_or(login_str)),
+            private_key_pem: Secret::new(pem),
+            key_id: None,
+        },
+    )?
+    .with_assertion_lifetime(Duration::from_secs(150));
+    Ok(Arc::new(jwt))
+}
+
 pub struct Salesforce {
     id: String,
     display_name: String,
@@ -246,59 +310,11 @@ impl Salesforce {
         }
         let base = resolved.url("base_url").map_err(cfg)?;
         let login = resolved.url("login_url").map_err(cfg)?;
-        let auth = &resolved.manifest.auth;
-        let login_str = login.as_str().trim_end_matches('/').to_string();
-        let token_url = match &auth.token_url {
-            Some(t) => Url::parse(t).map_err(|e| {
-                ConnectorError::Config(format!(
-                    "key `connectors.{}.auth.token_url`: {e}",
-                    resolved.id
-                ))
-            })?,
-            None => Url::parse(&format!("{login_str}/services/oauth2/token"))
-                .map_err(|e| ConnectorError::Config(format!("login_url: {e}")))?,
+        let auth = match crate::auth::oauth::Flow::of(resolved)? {
+            crate::auth::oauth::Flow::JwtBearer => salesforce_jwt(resolved, &login, ctx)?,
+            // Device flow, static tokens, ...: the shared token sources.
+            _ => crate::auth::token_source(resolved, ctx)?,
         };
-        let missing = |k: &str, what: &str| {
-            ConnectorError::Config(format!(
-                "key `connectors.{}.auth.{k}`: expected {what}, found nothing",
-                resolved.id
-            ))
-        };
-        let issuer = auth
-            .client_id
-            .clone()
-            .or_else(|| auth.issuer.clone())
-            .ok_or_else(|| missing("client_id", "the connected app's consumer key"))?;
-        let subject = auth
-            .subject
-            .clone()
-            .ok_or_else(|| missing("subject", "the integration admin's username"))?;
-        let key_path = auth
-            .key_file
-            .as_deref()
-            .map(|p| resolved.path(p))
-            .ok_or_else(|| missing("key_file", "a PEM private key file"))?;
-        let pem = std::fs::read_to_string(&key_path).map_err(|e| {
-            ConnectorError::Config(format!(
-                "connector `{}`: cannot read the private key {}: {e}",
-                resolved.id,
-                key_path.display()
-            ))
-        })?;
-        let jwt = JwtBearer::new(
-            ctx.http.clone(),
-            JwtBearerConfig {
-                token_url,
-                issuer,
-                subject: Some(subject),
-                scopes: Vec::new(),
-                audience: Some(auth.audience.clone().unwrap_or(login_str)),
-                private_key_pem: Secret::new(pem),
-                key_id: None,
-            },
-        )?
-        .with_assertion_lifetime(Duration::from_secs(150));
-        let auth: Arc<dyn TokenSource> = Arc::new(jwt);
         // Only My Domain may receive the bearer token (the login host is
         // reached by the token source alone).
         let client = ApiClient::new(

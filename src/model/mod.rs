@@ -359,7 +359,7 @@ impl Plan {
         }
         for p in &mut phases {
             // Stable: keeps the driver's order for equal risks.
-            p.steps.sort_by(|a, b| b.risk.cmp(&a.risk));
+            p.steps.sort_by_key(|s| std::cmp::Reverse(s.risk));
         }
         phases.retain(|p| !p.steps.is_empty());
         Plan { phases }

@@ -8,6 +8,7 @@
 //! records every request as one JSON line, never the Authorization header.
 
 pub mod google;
+pub mod oauth;
 pub mod salesforce;
 pub mod tenant;
 
@@ -107,6 +108,7 @@ pub struct SandboxState {
     pub faults: RwLock<Faults>,
     pub google: Mutex<google::State>,
     pub salesforce: Mutex<salesforce::State>,
+    pub oauth: Mutex<oauth::State>,
     pub base_url: String,
     rng: Mutex<rand::rngs::StdRng>,
     access_log: Option<Mutex<std::fs::File>>,
@@ -185,6 +187,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         faults: RwLock::new(opts.faults.clone()),
         google: Mutex::new(google::State::seed(opts.bench_grants.as_ref())),
         salesforce: Mutex::new(salesforce::State::seed()),
+        oauth: Mutex::new(oauth::State::default()),
         base_url: base_url.clone(),
         rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(opts.seed)),
         access_log,
@@ -211,6 +214,7 @@ pub fn router(state: Shared) -> Router {
     Router::new()
         .merge(google::routes())
         .merge(salesforce::routes())
+        .merge(oauth::routes())
         .route("/_sandbox/faults", get(get_faults).put(put_faults))
         .route("/_sandbox/config", get(get_config))
         .fallback(not_found)
@@ -530,6 +534,10 @@ pub fn write_demo_keys(dir: &std::path::Path) -> std::io::Result<()> {
     write_private(
         &dir.join("salesforce-demo.key.pem"),
         SALESFORCE_DEMO_PRIVATE_KEY.as_bytes(),
+    )?;
+    write_private(
+        &dir.join("oauth-demo-client-secret"),
+        oauth::CONFIDENTIAL_SECRET.as_bytes(),
     )?;
     Ok(())
 }

@@ -570,7 +570,7 @@ fn with_limits(mut resp: Response, used: u64) -> Response {
 }
 
 /// Checks the bearer token and counts the call; the error is already a response.
-fn authorize(s: &Shared, headers: &HeaderMap, version: &str) -> Result<u64, Response> {
+fn authorize(s: &Shared, headers: &HeaderMap, version: &str) -> Result<u64, Box<Response>> {
     let mut st = s.salesforce.lock().expect("salesforce lock");
     st.stats.api_requests += 1;
     let used = st.stats.api_requests;
@@ -583,7 +583,7 @@ fn authorize(s: &Shared, headers: &HeaderMap, version: &str) -> Result<u64, Resp
         })
         .map(str::trim);
     if !token.is_some_and(|t| st.access_tokens.contains(t)) {
-        return Err(with_limits(
+        return Err(Box::new(with_limits(
             sf_error(
                 StatusCode::UNAUTHORIZED,
                 "INVALID_SESSION_ID",
@@ -591,10 +591,10 @@ fn authorize(s: &Shared, headers: &HeaderMap, version: &str) -> Result<u64, Resp
                 &[],
             ),
             used,
-        ));
+        )));
     }
     if !VERSIONS.contains(&version) {
-        return Err(with_limits(
+        return Err(Box::new(with_limits(
             sf_error(
                 StatusCode::NOT_FOUND,
                 "NOT_FOUND",
@@ -602,7 +602,7 @@ fn authorize(s: &Shared, headers: &HeaderMap, version: &str) -> Result<u64, Resp
                 &[],
             ),
             used,
-        ));
+        )));
     }
     Ok(used)
 }
@@ -1164,7 +1164,7 @@ async fn query(
 ) -> Response {
     let used = match authorize(&s, &headers, &version) {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(q) = params.q.filter(|q| !q.trim().is_empty()) else {
         return with_limits(
@@ -1240,7 +1240,7 @@ async fn query_more(
 ) -> Response {
     let used = match authorize(&s, &headers, &version) {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let invalid = || {
         with_limits(
@@ -1305,7 +1305,7 @@ async fn retrieve(
 ) -> Response {
     let used = match authorize(&s, &headers, &version) {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some((object, fields)) = object_schema(&object) else {
         return with_limits(
@@ -1340,7 +1340,7 @@ async fn update(
 ) -> Response {
     let used = match authorize(&s, &headers, &version) {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let resp = update_inner(&s, &object, &id, &body);
     with_limits(resp, used)
@@ -1390,10 +1390,10 @@ fn update_inner(s: &Shared, object: &str, id: &str, body: &[u8]) -> Response {
         return missing(object, id, false);
     };
     row.settle(delay);
-    if object == "User" && changes.get("IsActive") == Some(&Value::Bool(false)) {
-        if let Some(r) = refusal {
-            return sf_error(StatusCode::BAD_REQUEST, r.code, r.message, &[]);
-        }
+    if let Some(r) =
+        refusal.filter(|_| object == "User" && changes.get("IsActive") == Some(&Value::Bool(false)))
+    {
+        return sf_error(StatusCode::BAD_REQUEST, r.code, r.message, &[]);
     }
     let now = Instant::now();
     for (k, v) in changes {
@@ -1410,7 +1410,7 @@ async fn delete(
 ) -> Response {
     let used = match authorize(&s, &headers, &version) {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some((object, _)) = object_schema(&object) else {
         return with_limits(
