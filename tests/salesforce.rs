@@ -454,6 +454,20 @@ async fn removed_rows_stay_listed_until_consistent() {
     let now = e.sf.verify(&tom, std::slice::from_ref(&session)).await;
     assert!(matches!(now[0].1, Ok(Presence::Present)), "{now:?}");
     wait_absent(&e.sf, &tom, std::slice::from_ref(&session)).await;
+
+    // A revoked connected-app token is still listed for a moment; revoking
+    // it again meets 400 invalid_token, which is success (already gone).
+    let inv = e.sf.list_grants(&tom).await;
+    let token = by_kind(&inv.grants, GrantKind::OauthGrant)[0].clone();
+    assert_eq!(
+        e.sf.revoke(&tom, &token).await.unwrap(),
+        RevokeOutcome::Accepted
+    );
+    assert_eq!(
+        e.sf.revoke(&tom, &token).await.unwrap(),
+        RevokeOutcome::AlreadyGone
+    );
+    wait_absent(&e.sf, &tom, std::slice::from_ref(&token)).await;
     e.sb.stop().await;
 }
 
