@@ -22,6 +22,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "salesforce",
         include_str!("../../connectors/salesforce.toml"),
     ),
+    ("slack", include_str!("../../connectors/slack.toml")),
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -10,6 +10,7 @@
 pub mod google;
 pub mod oauth;
 pub mod salesforce;
+pub mod slack;
 pub mod tenant;
 
 use std::io::Write;
@@ -59,6 +60,9 @@ pub struct Faults {
     /// Google per-user quota (requests per minute per user key), answered
     /// with 403 rateLimitExceeded. None: no quota.
     pub google_user_quota_per_min: Option<u32>,
+    /// Google answers injected rate limits with 429 RESOURCE_EXHAUSTED and
+    /// Retry-After (as some Google APIs do) instead of 403 rateLimitExceeded.
+    pub google_429: bool,
     /// Only inject faults on paths starting with this (None: all vendor paths).
     pub path_prefix: Option<String>,
 }
@@ -74,6 +78,7 @@ impl Default for Faults {
             malformed_rate: 0.0,
             retry_after_secs: 1,
             google_user_quota_per_min: None,
+            google_429: false,
             path_prefix: None,
         }
     }
@@ -108,6 +113,7 @@ pub struct SandboxState {
     pub faults: RwLock<Faults>,
     pub google: Mutex<google::State>,
     pub salesforce: Mutex<salesforce::State>,
+    pub slack: Mutex<slack::State>,
     pub oauth: Mutex<oauth::State>,
     pub base_url: String,
     rng: Mutex<rand::rngs::StdRng>,
@@ -187,6 +193,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         faults: RwLock::new(opts.faults.clone()),
         google: Mutex::new(google::State::seed(opts.bench_grants.as_ref())),
         salesforce: Mutex::new(salesforce::State::seed()),
+        slack: Mutex::new(slack::State::seed()),
         oauth: Mutex::new(oauth::State::default()),
         base_url: base_url.clone(),
         rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(opts.seed)),
@@ -214,6 +221,7 @@ pub fn router(state: Shared) -> Router {
     Router::new()
         .merge(google::routes())
         .merge(salesforce::routes())
+        .merge(slack::routes())
         .merge(oauth::routes())
         .route("/_sandbox/faults", get(get_faults).put(put_faults))
         .route("/_sandbox/config", get(get_config))
@@ -417,7 +425,20 @@ async fn faults_and_log(State(s): State<Shared>, req: Request, next: Next) -> Re
         }
         if s.roll(f.rate_429) {
             fault = Some("rate_limit");
-            rate_limited(vendor, f.retry_after_secs)
+            if vendor == Vendor::Google && f.google_429 {
+                let mut r = google_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rateLimitExceeded",
+                    "Resource has been exhausted (e.g. check quota).",
+                );
+                r.headers_mut().insert(
+                    "retry-after",
+                    HeaderValue::from_str(&f.retry_after_secs.to_string()).expect("digits"),
+                );
+                r
+            } else {
+                rate_limited(vendor, f.retry_after_secs)
+            }
         } else if s.roll(f.error_rate) {
             fault = Some("error");
             vendor_error(
@@ -512,6 +533,21 @@ subject = "{DEMO_ADMIN}"
         google_key = google_key.display(),
         salesforce_key = keys_dir.join("salesforce-demo.key.pem").display(),
         salesforce_consumer_key = salesforce::DEMO_CONSUMER_KEY,
+    ) + &format!(
+        r#"
+[connectors.slack]
+manifest = "slack"
+
+[connectors.slack.api]
+base_url = "{base_url}/api/"
+scim_url = "{base_url}/scim/v2/"
+
+[connectors.slack.auth]
+token_file = "{user_token}"
+scim_token_file = "{scim_token}"
+"#,
+        user_token = keys_dir.join("slack-user-token").display(),
+        scim_token = keys_dir.join("slack-scim-token").display(),
     )
 }
 
@@ -534,6 +570,14 @@ pub fn write_demo_keys(dir: &std::path::Path) -> std::io::Result<()> {
     write_private(
         &dir.join("salesforce-demo.key.pem"),
         SALESFORCE_DEMO_PRIVATE_KEY.as_bytes(),
+    )?;
+    write_private(
+        &dir.join("slack-user-token"),
+        slack::DEMO_USER_TOKEN.as_bytes(),
+    )?;
+    write_private(
+        &dir.join("slack-scim-token"),
+        slack::DEMO_SCIM_TOKEN.as_bytes(),
     )?;
     write_private(
         &dir.join("oauth-demo-client-secret"),
