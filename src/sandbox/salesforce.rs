@@ -607,8 +607,7 @@ fn authorize(s: &Shared, headers: &HeaderMap, version: &str) -> Result<u64, Box<
     Ok(used)
 }
 
-async fn versions(AxState(s): AxState<Shared>) -> Response {
-    let _ = &s;
+async fn versions() -> Response {
     let list: Vec<Value> = VERSIONS
         .iter()
         .map(|v| json!({"version": &v[1..], "url": format!("/services/data/{v}")}))
@@ -1279,7 +1278,7 @@ fn find_row<'a>(st: &'a mut State, object: &str, id: &str) -> Option<&'a mut Row
         .find(|r| r.id() == Some(id))
 }
 
-fn missing(object: &str, id: &str, deleted: bool) -> Response {
+fn missing(deleted: bool) -> Response {
     if deleted {
         sf_error(
             StatusCode::NOT_FOUND,
@@ -1288,7 +1287,6 @@ fn missing(object: &str, id: &str, deleted: bool) -> Response {
             &[],
         )
     } else {
-        let _ = (object, id);
         sf_error(
             StatusCode::NOT_FOUND,
             "NOT_FOUND",
@@ -1326,8 +1324,8 @@ async fn retrieve(
             let fields: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
             Json(render(object, &version, r, &fields)).into_response()
         }
-        Some(_) => missing(object, &id, true),
-        None => missing(object, &id, false),
+        Some(_) => missing(true),
+        None => missing(false),
     };
     with_limits(resp, used)
 }
@@ -1387,7 +1385,7 @@ fn update_inner(s: &Shared, object: &str, id: &str, body: &[u8]) -> Response {
     let mut st = s.salesforce.lock().expect("salesforce lock");
     let refusal = st.refusals.get(id).cloned();
     let Some(row) = find_row(&mut st, object, id) else {
-        return missing(object, id, false);
+        return missing(false);
     };
     row.settle(delay);
     if let Some(r) =
@@ -1436,8 +1434,8 @@ async fn delete(
     }
     let mut st = s.salesforce.lock().expect("salesforce lock");
     let resp = match find_row(&mut st, object, &id) {
-        None => missing(object, &id, false),
-        Some(r) if r.removed_at.is_some() => missing(object, &id, true),
+        None => missing(false),
+        Some(r) if r.removed_at.is_some() => missing(true),
         Some(r) if r.fields.get("PermissionSet.IsOwnedByProfile") == Some(&Value::Bool(true)) => {
             sf_error(
                 StatusCode::BAD_REQUEST,
