@@ -63,7 +63,7 @@ async fn scan_dry_run_and_refusal_change_nothing() {
     let sb = common::sandbox(common::quick(200)).await;
     let e = env(&sb.base_url);
 
-    let (code, out, err) = run(&e, &["scan", DANA, "--json"]).await;
+    let (code, out, err) = run(&e, &["scan", DANA, "--app", "google", "--json"]).await;
     assert_eq!(code, 3, "live access left: {err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["schema"], "offboard.case/1");
@@ -76,7 +76,7 @@ async fn scan_dry_run_and_refusal_change_nothing() {
     assert!(grants.iter().any(|g| g["kind"] == "oauth_grant"));
     assert_eq!(v["exit_code"], 3);
 
-    let (code, out, _) = run(&e, &["revoke", DANA, "--dry-run", "--json"]).await;
+    let (code, out, _) = run(&e, &["revoke", DANA, "--app", "google", "--dry-run", "--json"]).await;
     assert_eq!(code, 0);
     let plan: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(plan["schema"], "offboard.plan/1");
@@ -95,13 +95,13 @@ async fn scan_dry_run_and_refusal_change_nothing() {
         .sum();
     assert_eq!(steps, grants.len());
 
-    let (code, _, err) = run(&e, &["revoke", DANA]).await;
+    let (code, _, err) = run(&e, &["revoke", DANA, "--app", "google"]).await;
     assert_eq!(code, 2);
     assert!(err.contains("refusing to revoke without --yes"), "{err}");
     assert!(!ledger_text(&e.data).contains("revoke_requested"));
 
     // Still all live.
-    let (code, out, _) = run(&e, &["scan", DANA, "--json"]).await;
+    let (code, out, _) = run(&e, &["scan", DANA, "--app", "google", "--json"]).await;
     assert_eq!(code, 3);
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["grants"].as_array().unwrap().len(), grants.len());
@@ -113,7 +113,7 @@ async fn revoke_verifies_everything_and_leaves_evidence() {
     let sb = common::sandbox(common::quick(200)).await;
     let e = env(&sb.base_url);
 
-    let (code, out, err) = run(&e, &["revoke", DANA, "--yes", "--json"]).await;
+    let (code, out, err) = run(&e, &["revoke", DANA, "--app", "google", "--yes", "--json"]).await;
     assert_eq!(code, 0, "{err}\n{out}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["command"], "revoke");
@@ -131,7 +131,7 @@ async fn revoke_verifies_everything_and_leaves_evidence() {
         "{err}"
     );
 
-    let (code, out, _) = run(&e, &["verify", DANA]).await;
+    let (code, out, _) = run(&e, &["verify", DANA, "--app", "google"]).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("0 live"), "{out}");
 
@@ -193,7 +193,7 @@ async fn resumes_after_kill_9_mid_revoke() {
     })
     .await;
     let e = env(&sb.base_url);
-    let mut child = cmd(&e, &["revoke", DANA, "--yes"]).spawn().unwrap();
+    let mut child = cmd(&e, &["revoke", DANA, "--app", "google", "--yes"]).spawn().unwrap();
     let data = e.data.clone();
     common::wait_for(Duration::from_secs(30), "revoke_requested records", || {
         let data = data.clone();
@@ -214,7 +214,7 @@ async fn resumes_after_kill_9_mid_revoke() {
     );
 
     sb.set_faults(common::quick(200));
-    let (code, out, err) = run(&e, &["revoke", DANA, "--yes", "--json"]).await;
+    let (code, out, err) = run(&e, &["revoke", DANA, "--app", "google", "--yes", "--json"]).await;
     assert_eq!(code, 0, "{err}\n{out}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert!(

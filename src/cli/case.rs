@@ -615,7 +615,7 @@ pub async fn revoke(global: &Global, args: RevokeArgs, data_dir: PathBuf) -> Cmd
 }
 
 pub async fn verify(global: &Global, args: VerifyArgs, data_dir: PathBuf) -> CmdResult {
-    let sel = Selection::default();
+    let sel = selection(&args.apps, &[])?;
     let mut s = open(global, &data_dir)?;
     let summary = with_progress(&mut s.events, true, s.engine.verify(&args.email, &sel))
         .await

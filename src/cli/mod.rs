@@ -96,6 +96,9 @@ pub struct RevokeArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     pub email: String,
+    /// Only these apps; repeatable.
+    #[arg(long = "app", value_name = "APP")]
+    pub apps: Vec<String>,
     #[arg(long)]
     pub json: bool,
 }
