@@ -10,3 +10,4 @@ pub mod secret;
 pub mod sandbox;
 pub mod cli;
 pub mod engine;
+pub mod tui;
