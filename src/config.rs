@@ -26,8 +26,13 @@ pub enum ConfigError {
     #[error("unknown connector manifest `{name}` (built in: {known})")]
     UnknownManifest { name: String, known: String },
     #[error("{path}: {inner}")]
-    InFile { path: PathBuf, inner: Box<ConfigError> },
-    #[error("no config file at {path}; create one (see README: Configuration), or run `offboard demo`")]
+    InFile {
+        path: PathBuf,
+        inner: Box<ConfigError>,
+    },
+    #[error(
+        "no config file at {path}; create one (see README: Configuration), or run `offboard demo`"
+    )]
     Missing { path: PathBuf },
 }
 

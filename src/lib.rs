@@ -2,12 +2,12 @@
 //! has across SaaS apps, and proves that each one is closed.
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod connector;
+pub mod engine;
 pub mod model;
+pub mod sandbox;
 pub mod sanitize;
 pub mod secret;
-pub mod sandbox;
-pub mod cli;
-pub mod engine;
 pub mod tui;

@@ -96,9 +96,10 @@ pub struct JwtBearerConfig {
 
 impl JwtBearer {
     pub fn new(http: reqwest::Client, cfg: JwtBearerConfig) -> Result<Self, ConnectorError> {
-        let key = EncodingKey::from_rsa_pem(cfg.private_key_pem.expose().as_bytes()).map_err(
-            |_| ConnectorError::Config("private key is not an RSA key in PEM form".into()),
-        )?;
+        let key =
+            EncodingKey::from_rsa_pem(cfg.private_key_pem.expose().as_bytes()).map_err(|_| {
+                ConnectorError::Config("private key is not an RSA key in PEM form".into())
+            })?;
         Ok(Self {
             http,
             audience: cfg
@@ -139,7 +140,10 @@ impl JwtBearer {
             .http
             .post(self.token_url.clone())
             .timeout(Duration::from_secs(30))
-            .form(&[("grant_type", GRANT_TYPE), ("assertion", assertion.expose())])
+            .form(&[
+                ("grant_type", GRANT_TYPE),
+                ("assertion", assertion.expose()),
+            ])
             .send()
             .await
             .map_err(|e| {
@@ -174,9 +178,10 @@ impl TokenSource for JwtBearer {
     async fn token(&self) -> Result<Secret, ConnectorError> {
         let mut cache = self.cache.lock().await;
         if let Some(c) = cache.as_ref() {
-            let margin = MARGIN.min(Duration::from_secs(5).max(
-                c.expires.saturating_duration_since(Instant::now()) / 10,
-            ));
+            let margin = MARGIN.min(
+                Duration::from_secs(5)
+                    .max(c.expires.saturating_duration_since(Instant::now()) / 10),
+            );
             if c.fresh(margin) {
                 return Ok(c.token.clone());
             }

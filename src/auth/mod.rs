@@ -48,12 +48,10 @@ pub fn read_secret(
     env: Option<&str>,
     file: Option<&std::path::Path>,
 ) -> Result<Secret, ConnectorError> {
-    if let Some(var) = env {
-        if let Ok(v) = std::env::var(var) {
-            let v = v.trim().to_string();
-            if !v.is_empty() {
-                return Ok(Secret::new(v));
-            }
+    if let Some(Ok(v)) = env.map(std::env::var) {
+        let v = v.trim().to_string();
+        if !v.is_empty() {
+            return Ok(Secret::new(v));
         }
     }
     if let Some(path) = file {

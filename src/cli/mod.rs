@@ -161,7 +161,9 @@ impl From<crate::config::ConfigError> for Failure {
 pub type CmdResult = Result<u8, Failure>;
 
 /// Starts file logging in the data directory. Never logs to the terminal.
-pub fn init_logging(data_dir: &std::path::Path) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+pub fn init_logging(
+    data_dir: &std::path::Path,
+) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     use tracing_subscriber::EnvFilter;
     let appender = tracing_appender::rolling::never(data_dir, "offboard.log");
     let (writer, guard) = tracing_appender::non_blocking(appender);
@@ -185,7 +187,10 @@ pub fn main() -> ExitCode {
         }
     };
     let guard = init_logging(&data_dir);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("offboard: cannot start the runtime: {e}");

@@ -100,7 +100,11 @@ pub async fn run(args: SandboxArgs) -> CmdResult {
     std::fs::write(&config_path, &config)
         .map_err(|e| Failure::other(format!("{}: {e}", config_path.display())))?;
     println!("offboard sandbox listening on {}", running.base_url);
-    println!("config written to {} (use: export OFFBOARD_CONFIG={})", config_path.display(), config_path.display());
+    println!(
+        "config written to {} (use: export OFFBOARD_CONFIG={})",
+        config_path.display(),
+        config_path.display()
+    );
     println!();
     println!("{config}");
     tokio::select! {

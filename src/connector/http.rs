@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use url::Url;
 
@@ -379,7 +379,10 @@ impl ApiClient {
         let origins = bases.iter().map(Url::origin).collect();
         Self {
             http,
-            limiter: Arc::new(RateLimiter::new(settings.requests_per_second, settings.burst)),
+            limiter: Arc::new(RateLimiter::new(
+                settings.requests_per_second,
+                settings.burst,
+            )),
             permits: Arc::new(Semaphore::new(settings.max_concurrency.max(1))),
             settings: Arc::new(settings),
             origins: Arc::new(origins),
@@ -548,18 +551,15 @@ impl ApiClient {
                     return Err(e);
                 }
                 Verdict::Unauthorized => {
-                    match (&self.auth, token, renewed) {
-                        (Some(a), Some(t), false) => {
-                            renewed = true;
-                            a.invalidate(&t).await;
-                            if let Some(tx) = &self.notices {
-                                let _ = tx.send(HttpNotice::TokenRenewed {
-                                    connector: self.settings.connector.clone(),
-                                });
-                            }
-                            continue;
+                    if let (Some(a), Some(t), false) = (&self.auth, token, renewed) {
+                        renewed = true;
+                        a.invalidate(&t).await;
+                        if let Some(tx) = &self.notices {
+                            let _ = tx.send(HttpNotice::TokenRenewed {
+                                connector: self.settings.connector.clone(),
+                            });
                         }
-                        _ => {}
+                        continue;
                     }
                     let e = ConnectorError::Auth(format!(
                         "HTTP {}: {}",
@@ -618,8 +618,11 @@ impl ApiClient {
             .request(req.method.clone(), req.url.clone())
             .timeout(self.settings.timeout);
         if let Some(t) = token {
-            let mut v = HeaderValue::from_str(&format!("Bearer {t}"))
-                .map_err(|_| AttemptError::Final(ConnectorError::Auth("token is not a valid header value".into())))?;
+            let mut v = HeaderValue::from_str(&format!("Bearer {t}")).map_err(|_| {
+                AttemptError::Final(ConnectorError::Auth(
+                    "token is not a valid header value".into(),
+                ))
+            })?;
             v.set_sensitive(true);
             builder = builder.header(AUTHORIZATION, v);
         }
@@ -794,7 +797,10 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
         h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
-        h.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
     }
 
@@ -809,7 +815,10 @@ mod tests {
             Arc::new(DefaultPolicy),
             None,
         );
-        assert!(c.resolve_link(&base, "/services/data/v62.0/query/01g-2000").is_ok());
+        assert!(
+            c.resolve_link(&base, "/services/data/v62.0/query/01g-2000")
+                .is_ok()
+        );
         assert!(matches!(
             c.resolve_link(&base, "http://evil.example:8700/x"),
             Err(ConnectorError::ForeignLink(_))

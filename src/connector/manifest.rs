@@ -13,12 +13,10 @@ use super::http::HttpSettings;
 use crate::config::ConfigError;
 
 /// Manifests shipped in the binary.
-pub const BUILTIN: &[(&str, &str)] = &[
-    (
-        "google-workspace",
-        include_str!("../../connectors/google-workspace.toml"),
-    ),
-];
+pub const BUILTIN: &[(&str, &str)] = &[(
+    "google-workspace",
+    include_str!("../../connectors/google-workspace.toml"),
+)];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,9 +86,22 @@ impl AuthSpec {
             ($($f:ident),*) => { $( if over.$f.is_some() { self.$f = over.$f.clone(); } )* };
         }
         take!(
-            flow, token_url, authorize_url, device_url, revoke_url, audience, client_id,
-            client_secret_env, client_secret_file, key_file, issuer, subject, token_env,
-            token_file, scim_token_env, scim_token_file
+            flow,
+            token_url,
+            authorize_url,
+            device_url,
+            revoke_url,
+            audience,
+            client_id,
+            client_secret_env,
+            client_secret_file,
+            key_file,
+            issuer,
+            subject,
+            token_env,
+            token_file,
+            scim_token_env,
+            scim_token_file
         );
         if !over.scopes.is_empty() {
             self.scopes = over.scopes.clone();
@@ -158,11 +169,15 @@ pub struct ResolvedConnector {
 impl ResolvedConnector {
     /// A named base URL, parsed.
     pub fn url(&self, name: &str) -> Result<Url, ConfigError> {
-        let raw = self.manifest.api.get(name).ok_or_else(|| ConfigError::Key {
-            key: format!("connectors.{}.api.{name}", self.id),
-            expected: "a base URL (http:// or https://)".into(),
-            found: "nothing".into(),
-        })?;
+        let raw = self
+            .manifest
+            .api
+            .get(name)
+            .ok_or_else(|| ConfigError::Key {
+                key: format!("connectors.{}.api.{name}", self.id),
+                expected: "a base URL (http:// or https://)".into(),
+                found: "nothing".into(),
+            })?;
         parse_base_url(raw).map_err(|why| ConfigError::Key {
             key: format!("connectors.{}.api.{name}", self.id),
             expected: "a base URL (http:// or https://)".into(),
@@ -240,13 +255,18 @@ pub fn load_manifest(name: &str, config_dir: Option<&Path>) -> Result<Manifest, 
             return parse_manifest(&text, &path.display().to_string());
         }
     }
-    let (_, text) = BUILTIN
-        .iter()
-        .find(|(n, _)| *n == name)
-        .ok_or_else(|| ConfigError::UnknownManifest {
-            name: name.to_string(),
-            known: BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
-        })?;
+    let (_, text) =
+        BUILTIN
+            .iter()
+            .find(|(n, _)| *n == name)
+            .ok_or_else(|| ConfigError::UnknownManifest {
+                name: name.to_string(),
+                known: BUILTIN
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
     parse_manifest(text, &format!("built-in connectors/{name}.toml"))
 }
 

@@ -76,12 +76,16 @@ impl ConnectorError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Lookup {
-    Found { account: Account },
+    Found {
+        account: Account,
+    },
     /// The app answered, and has no such account.
     NotFound,
     /// Several accounts match (e.g. Salesforce email is not unique): the
     /// operator picks; the tool never guesses.
-    Ambiguous { candidates: Vec<Account> },
+    Ambiguous {
+        candidates: Vec<Account>,
+    },
 }
 
 /// What a connector read of one account's grants.
@@ -158,7 +162,9 @@ impl Health {
             t.is_some_and(|t| chrono::Utc::now() - t < chrono::Duration::seconds(30))
         };
         let state = if stats.last_auth_error.is_some()
-            && stats.last_success.is_none_or(|_| stats.last_error == stats.last_auth_error)
+            && stats
+                .last_success
+                .is_none_or(|_| stats.last_error == stats.last_auth_error)
         {
             HealthState::AuthError
         } else if recent(stats.last_rate_limited) {
@@ -199,8 +205,11 @@ pub trait Connector: Send + Sync {
 
     /// Revokes one grant. Idempotent: a grant already gone is
     /// [`RevokeOutcome::AlreadyGone`].
-    async fn revoke(&self, account: &Account, grant: &Grant)
-    -> Result<RevokeOutcome, ConnectorError>;
+    async fn revoke(
+        &self,
+        account: &Account,
+        grant: &Grant,
+    ) -> Result<RevokeOutcome, ConnectorError>;
 
     /// Re-reads the API for these grants. A grant is `Absent` only when a
     /// fresh, complete, successful read no longer lists it (or answers 404).

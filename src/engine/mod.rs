@@ -109,7 +109,12 @@ impl Summary {
 
     /// Exit code per DESIGN.md: 0 all done and verified, 3 something left.
     pub fn exit_code(&self) -> u8 {
-        if self.unconfirmed + self.failed + self.manual + self.live + self.removing + self.read_failures
+        if self.unconfirmed
+            + self.failed
+            + self.manual
+            + self.live
+            + self.removing
+            + self.read_failures
             > 0
         {
             3

@@ -305,7 +305,11 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 3] = [Phase::CutAccess, Phase::RemoveEntitlements, Phase::CloseAccount];
+    pub const ALL: [Phase; 3] = [
+        Phase::CutAccess,
+        Phase::RemoveEntitlements,
+        Phase::CloseAccount,
+    ];
 
     pub fn number(self) -> u8 {
         match self {
@@ -350,15 +354,12 @@ impl Plan {
             })
             .collect();
         for g in grants {
-            let idx = Phase::ALL
-                .iter()
-                .position(|p| *p == g.phase())
-                .unwrap_or(0);
+            let idx = Phase::ALL.iter().position(|p| *p == g.phase()).unwrap_or(0);
             phases[idx].steps.push(g.clone());
         }
         for p in &mut phases {
             // Stable: keeps the driver's order for equal risks.
-            p.steps.sort_by(|a, b| b.risk.cmp(&a.risk));
+            p.steps.sort_by_key(|s| std::cmp::Reverse(s.risk));
         }
         phases.retain(|p| !p.steps.is_empty());
         Plan { phases }
@@ -406,7 +407,10 @@ mod tests {
             .iter()
             .flat_map(|p| p.steps.iter().map(|s| s.id.as_str()))
             .collect();
-        assert_eq!(order, ["signout", "token:x", "role:1", "group:a", "suspend"]);
+        assert_eq!(
+            order,
+            ["signout", "token:x", "role:1", "group:a", "suspend"]
+        );
         assert_eq!(plan.phases.len(), 3);
     }
 

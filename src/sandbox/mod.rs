@@ -210,7 +210,10 @@ pub fn router(state: Shared) -> Router {
         .route("/_sandbox/faults", get(get_faults).put(put_faults))
         .route("/_sandbox/config", get(get_config))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), faults_and_log))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            faults_and_log,
+        ))
         .with_state(state)
 }
 
@@ -396,8 +399,8 @@ async fn faults_and_log(State(s): State<Shared>, req: Request, next: Next) -> Re
     let query = req.uri().query().map(str::to_string);
     let vendor = Vendor::of(&path);
     let f = s.faults();
-    let applies = vendor != Vendor::Sandbox
-        && f.path_prefix.as_deref().is_none_or(|p| path.starts_with(p));
+    let applies =
+        vendor != Vendor::Sandbox && f.path_prefix.as_deref().is_none_or(|p| path.starts_with(p));
 
     let mut fault = None;
     let resp = if applies {
@@ -409,12 +412,19 @@ async fn faults_and_log(State(s): State<Shared>, req: Request, next: Next) -> Re
             rate_limited(vendor, f.retry_after_secs)
         } else if s.roll(f.error_rate) {
             fault = Some("error");
-            vendor_error(vendor, StatusCode::SERVICE_UNAVAILABLE, "The service is currently unavailable.")
+            vendor_error(
+                vendor,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The service is currently unavailable.",
+            )
         } else if s.roll(f.reset_rate) {
             fault = Some("reset");
             let stream = futures::stream::iter(vec![
                 Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"{\"partial\":")),
-                Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset")),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "reset",
+                )),
             ]);
             Response::builder()
                 .status(200)

@@ -110,15 +110,37 @@ impl TenantPerson {
 
 const FIRST: &[&str] = &[
     "Ada", "Ben", "Chloe", "Diego", "Elif", "Farah", "Gus", "Hana", "Ivan", "Jade", "Kofi",
-    "Lucia", "Mateo", "Nadia", "Oscar", "Paula", "Quinn", "Rosa", "Sven", "Tara", "Umar",
-    "Vera", "Wes", "Xia", "Yusuf", "Zoe",
+    "Lucia", "Mateo", "Nadia", "Oscar", "Paula", "Quinn", "Rosa", "Sven", "Tara", "Umar", "Vera",
+    "Wes", "Xia", "Yusuf", "Zoe",
 ];
 const LAST: &[&str] = &[
-    "Abbott", "Bauer", "Castro", "Dubois", "Eriksen", "Fischer", "Garcia", "Haddad", "Ito",
-    "Jensen", "Keller", "Lindqvist", "Moreau", "Novak", "Okonkwo", "Petrov", "Rossi",
+    "Abbott",
+    "Bauer",
+    "Castro",
+    "Dubois",
+    "Eriksen",
+    "Fischer",
+    "Garcia",
+    "Haddad",
+    "Ito",
+    "Jensen",
+    "Keller",
+    "Lindqvist",
+    "Moreau",
+    "Novak",
+    "Okonkwo",
+    "Petrov",
+    "Rossi",
 ];
 pub const DEPARTMENTS: &[&str] = &[
-    "Engineering", "Sales", "Marketing", "Finance", "Support", "People", "Legal", "Operations",
+    "Engineering",
+    "Sales",
+    "Marketing",
+    "Finance",
+    "Support",
+    "People",
+    "Legal",
+    "Operations",
 ];
 
 /// About 300 people: the leavers first, then a deterministic crowd.
@@ -145,7 +167,11 @@ pub fn people() -> Vec<TenantPerson> {
     while out.len() < 300 {
         let first = FIRST[k % FIRST.len()];
         let last = LAST[(k / FIRST.len() + k) % LAST.len()];
-        let mut email = format!("{}.{}@example.com", first.to_lowercase(), last.to_lowercase());
+        let mut email = format!(
+            "{}.{}@example.com",
+            first.to_lowercase(),
+            last.to_lowercase()
+        );
         if out.iter().any(|p| p.email == email) {
             email = format!(
                 "{}.{}{}@example.com",
