@@ -169,6 +169,7 @@ impl JwtBearer {
         Ok(Cached {
             token: Secret::new(t.access_token),
             expires: Instant::now() + ttl,
+            lifetime: ttl,
         })
     }
 }

@@ -1,6 +1,12 @@
 //! Access tokens for connectors: the [`TokenSource`] trait and its flows.
 
+pub mod cache;
 pub mod jwt;
+pub mod login;
+pub mod oauth;
+pub mod source;
+
+pub use source::token_source;
 
 use std::time::Duration;
 
@@ -20,6 +26,11 @@ pub trait TokenSource: Send + Sync {
     /// The API refused this token (401): forget it, so the next call gets a
     /// new one.
     async fn invalidate(&self, rejected: &Secret);
+    /// Scopes the server reported granting with the current token, when it
+    /// reported them (after a first `token()` call).
+    fn granted_scopes(&self) -> Option<Vec<String>> {
+        None
+    }
 }
 
 /// A token from an environment variable or a file, never written in config.
@@ -122,6 +133,8 @@ pub fn oauth_error(status: u16, body: &[u8]) -> ConnectorError {
 pub struct Cached {
     pub token: Secret,
     pub expires: Instant,
+    /// The lifetime the server gave.
+    pub lifetime: Duration,
 }
 
 impl Cached {

@@ -2,6 +2,7 @@
 //! verified; 3 something is left (failed, unconfirmed or manual); 2 bad
 //! usage or config; 1 other error.
 
+pub mod auth;
 pub mod sandbox;
 
 use std::path::PathBuf;
@@ -212,6 +213,9 @@ pub fn main() -> ExitCode {
 async fn dispatch(cli: Cli, data_dir: PathBuf) -> CmdResult {
     match cli.command {
         Some(Command::Sandbox(args)) => sandbox::run(args).await,
+        Some(Command::Login(args)) => auth::login(&cli.global, args, data_dir).await,
+        Some(Command::Logout(args)) => auth::logout(&cli.global, args, data_dir).await,
+        Some(Command::Doctor) => auth::doctor(&cli.global, data_dir).await,
         Some(other) => Err(Failure::other(format!(
             "`{}` is not available in this build",
             command_name(&other)

@@ -224,6 +224,16 @@ pub trait Connector: Send + Sync {
 
     /// Current health from the connector's client.
     fn health(&self) -> Health;
+
+    /// A cheap authenticated read showing the API answers with the current
+    /// credentials (`offboard doctor`). Default: look up an address that
+    /// cannot exist; any answer but an error passes. Drivers with a cheaper
+    /// or more telling call override it.
+    async fn probe(&self) -> Result<(), ConnectorError> {
+        self.find_person(&Person::new("offboard-doctor-probe@example.invalid"))
+            .await
+            .map(|_| ())
+    }
 }
 
 /// Presence of each grant in a fresh inventory; grants of a kind whose

@@ -8,6 +8,7 @@
 //! records every request as one JSON line, never the Authorization header.
 
 pub mod google;
+pub mod oauth;
 pub mod tenant;
 
 use std::io::Write;
@@ -105,6 +106,7 @@ impl Default for Options {
 pub struct SandboxState {
     pub faults: RwLock<Faults>,
     pub google: Mutex<google::State>,
+    pub oauth: Mutex<oauth::State>,
     pub base_url: String,
     rng: Mutex<rand::rngs::StdRng>,
     access_log: Option<Mutex<std::fs::File>>,
@@ -182,6 +184,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let state: Shared = Arc::new(SandboxState {
         faults: RwLock::new(opts.faults.clone()),
         google: Mutex::new(google::State::seed(opts.bench_grants.as_ref())),
+        oauth: Mutex::new(oauth::State::default()),
         base_url: base_url.clone(),
         rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(opts.seed)),
         access_log,
@@ -207,6 +210,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
 pub fn router(state: Shared) -> Router {
     Router::new()
         .merge(google::routes())
+        .merge(oauth::routes())
         .route("/_sandbox/faults", get(get_faults).put(put_faults))
         .route("/_sandbox/config", get(get_config))
         .fallback(not_found)
@@ -510,6 +514,10 @@ pub fn write_demo_keys(dir: &std::path::Path) -> std::io::Result<()> {
     write_private(
         &dir.join("salesforce-demo.key.pem"),
         SALESFORCE_DEMO_PRIVATE_KEY.as_bytes(),
+    )?;
+    write_private(
+        &dir.join("oauth-demo-client-secret"),
+        oauth::CONFIDENTIAL_SECRET.as_bytes(),
     )?;
     Ok(())
 }

@@ -1,0 +1,420 @@
+//! Interactive sign-in, as values a caller drives (the command line prints
+//! them; the console shows them in a dialog):
+//!
+//! - [`CodeLogin`]: authorization code with PKCE (S256) and a loopback
+//!   redirect on 127.0.0.1 with an ephemeral port (RFC 8252 §7.3); the
+//!   redirected URL can also be pasted back when the browser runs on another
+//!   machine (SSH).
+//! - [`DeviceLogin`]: device authorization grant (RFC 8628): a user code and
+//!   verification URI to show, then a future that completes on approval.
+//!
+//! Both write the tokens to the token cache (0600) and return a
+//! [`LoginOutcome`] that holds no secret.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use oauth2::StandardDeviceAuthorizationResponse;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use url::Url;
+
+use super::cache::{StoredToken, TokenCache};
+use super::oauth::{AuthRequest, Flow, OAuth, OAuthSettings, TokenSet};
+use super::source::cache_for;
+use crate::connector::{ConnectorError, ResolvedConnector};
+use crate::sanitize;
+use crate::secret::Secret;
+
+/// The loopback listener's path.
+pub const CALLBACK_PATH: &str = "/callback";
+
+/// What a sign-in produced (no secrets).
+#[derive(Debug, Clone)]
+pub struct LoginOutcome {
+    pub connector: String,
+    /// Granted scopes, when the server reported them.
+    pub scopes: Option<Vec<String>>,
+    pub expires_in: Option<Duration>,
+    pub has_refresh_token: bool,
+    pub cache_path: std::path::PathBuf,
+}
+
+/// The OAuth client and cache of a connector, for the sign-in flows.
+pub fn client_for(
+    resolved: &ResolvedConnector,
+    http: reqwest::Client,
+    data_dir: &std::path::Path,
+) -> Result<(Arc<OAuth>, TokenCache), ConnectorError> {
+    let settings = OAuthSettings::from_resolved(resolved)?;
+    let cache = cache_for(&settings, data_dir);
+    Ok((Arc::new(OAuth::new(settings, http)?), cache))
+}
+
+fn store(
+    oauth: &OAuth,
+    cache: &TokenCache,
+    tokens: TokenSet,
+    flow: Flow,
+) -> Result<LoginOutcome, ConnectorError> {
+    let expires_in = tokens.expires_in;
+    let mut stored: StoredToken = tokens.into_stored(&oauth.settings, None);
+    stored.flow = flow.name().to_string();
+    cache.save(&stored)?;
+    tracing::info!(connector = %oauth.settings.connector, flow = flow.name(), "signed in; tokens cached");
+    Ok(LoginOutcome {
+        connector: oauth.settings.connector.clone(),
+        scopes: stored.scopes.clone(),
+        expires_in,
+        has_refresh_token: stored.refresh_token.is_some(),
+        cache_path: cache.path().to_path_buf(),
+    })
+}
+
+/// Whether a local browser can be opened: not over SSH without a display,
+/// and on Linux/BSD only with a display.
+pub fn browser_available() -> bool {
+    let set = |v: &str| std::env::var_os(v).is_some_and(|x| !x.is_empty());
+    let display = set("DISPLAY") || set("WAYLAND_DISPLAY");
+    let ssh = set("SSH_CONNECTION") || set("SSH_TTY") || set("SSH_CLIENT");
+    if cfg!(target_os = "macos") || cfg!(target_os = "windows") {
+        !ssh || display
+    } else {
+        display
+    }
+}
+
+/// Asks the desktop to open `url`; false when no opener could be started.
+pub fn open_browser(url: &Url) -> bool {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    std::process::Command::new(opener)
+        .arg(url.as_str())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .is_ok()
+}
+
+/// An authorization-code sign-in in progress.
+pub struct CodeLogin {
+    oauth: Arc<OAuth>,
+    cache: TokenCache,
+    request: AuthRequest,
+    listener: TcpListener,
+}
+
+impl CodeLogin {
+    /// Binds the loopback listener (127.0.0.1, ephemeral port) and builds
+    /// the authorization URL with PKCE and state.
+    pub async fn start(oauth: Arc<OAuth>, cache: TokenCache) -> Result<Self, ConnectorError> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(|e| {
+            ConnectorError::Network(format!(
+                "cannot listen on 127.0.0.1 for the sign-in redirect: {e}"
+            ))
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| ConnectorError::Network(format!("loopback listener: {e}")))?
+            .port();
+        let redirect = format!("http://127.0.0.1:{port}{CALLBACK_PATH}");
+        let request = oauth.authorize(&redirect)?;
+        Ok(Self {
+            oauth,
+            cache,
+            request,
+            listener,
+        })
+    }
+
+    /// The URL the operator opens (it holds no secret: PKCE sends only the
+    /// challenge).
+    pub fn url(&self) -> &Url {
+        &self.request.url
+    }
+
+    pub fn redirect_uri(&self) -> &str {
+        &self.request.redirect_uri
+    }
+
+    /// Waits for the browser's redirect on the loopback listener, or for a
+    /// redirected URL read from `paste` (one line), whichever comes first;
+    /// then exchanges the code. A state that does not match is refused.
+    pub async fn complete<R: AsyncBufRead + Unpin>(
+        self,
+        paste: Option<R>,
+    ) -> Result<LoginOutcome, ConnectorError> {
+        let code = {
+            let loopback = wait_loopback(&self.listener, &self.request);
+            match paste {
+                Some(mut reader) => {
+                    let pasted = read_pasted(&mut reader);
+                    tokio::select! {
+                        r = loopback => r?,
+                        r = pasted => {
+                            let text = r?;
+                            parse_redirect(&text, &self.request)?
+                        }
+                    }
+                }
+                None => loopback.await?,
+            }
+        };
+        self.exchange(code).await
+    }
+
+    /// Finishes with a redirected URL the operator pasted.
+    pub async fn complete_with_url(self, redirected: &str) -> Result<LoginOutcome, ConnectorError> {
+        let code = parse_redirect(redirected, &self.request)?;
+        self.exchange(code).await
+    }
+
+    async fn exchange(self, code: Secret) -> Result<LoginOutcome, ConnectorError> {
+        let tokens = self.oauth.exchange_code(self.request, &code).await?;
+        store(&self.oauth, &self.cache, tokens, Flow::AuthorizationCode)
+    }
+}
+
+async fn read_pasted<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<String, ConnectorError> {
+    loop {
+        let mut line = String::new();
+        let n = reader
+            .read_line(&mut line)
+            .await
+            .map_err(|e| ConnectorError::Config(format!("cannot read the pasted URL: {e}")))?;
+        if n == 0 {
+            return Err(ConnectorError::Auth(
+                "no redirected URL was pasted (input ended)".into(),
+            ));
+        }
+        if !line.trim().is_empty() {
+            return Ok(line.trim().to_string());
+        }
+    }
+}
+
+/// Reads `code` and `state` from a redirected URL (or just its query), and
+/// refuses it when the state is not the one sent or the server sent an error.
+pub fn parse_redirect(text: &str, request: &AuthRequest) -> Result<Secret, ConnectorError> {
+    let text = text.trim();
+    let query = match Url::parse(text) {
+        Ok(u) => u.query().unwrap_or("").to_string(),
+        Err(_) => text
+            .rsplit_once('?')
+            .map(|(_, q)| q)
+            .unwrap_or(text)
+            .to_string(),
+    };
+    let mut code = None;
+    let mut state = None;
+    let mut error = None;
+    let mut description = None;
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        match k.as_ref() {
+            "code" => code = Some(Secret::new(v.into_owned())),
+            "state" => state = Some(v.into_owned()),
+            "error" => error = Some(v.into_owned()),
+            "error_description" => description = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    let state_ok = state.as_deref().is_some_and(|s| request.state_matches(s));
+    if let Some(e) = error {
+        return Err(ConnectorError::Auth(format!(
+            "sign-in refused: the authorization server said {}{}",
+            sanitize::clean_max(&e, 80),
+            description
+                .map(|d| format!(" ({})", sanitize::clean_max(&d, 200)))
+                .unwrap_or_default()
+        )));
+    }
+    if !state_ok {
+        return Err(ConnectorError::Auth(
+            "the redirect's state does not match this sign-in (a stale or forged redirect); refused, start `offboard login` again".into(),
+        ));
+    }
+    code.filter(|c| !c.is_empty())
+        .ok_or_else(|| ConnectorError::Auth("the redirected URL has no authorization code".into()))
+}
+
+/// Serves the loopback listener until the callback arrives.
+async fn wait_loopback(
+    listener: &TcpListener,
+    request: &AuthRequest,
+) -> Result<Secret, ConnectorError> {
+    loop {
+        let (stream, _) = listener
+            .accept()
+            .await
+            .map_err(|e| ConnectorError::Network(format!("loopback listener: {e}")))?;
+        match handle_callback(stream, request).await {
+            Some(result) => return result,
+            None => continue,
+        }
+    }
+}
+
+/// One HTTP request on the loopback listener: None when it is not the
+/// callback (favicon, probes).
+async fn handle_callback(
+    mut stream: TcpStream,
+    request: &AuthRequest,
+) -> Option<Result<Secret, ConnectorError>> {
+    let mut buf = Vec::with_capacity(2048);
+    let mut chunk = [0u8; 1024];
+    let read = async {
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
+            let n = stream.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        Some(())
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .ok()
+        .flatten()?;
+    let head = String::from_utf8_lossy(&buf);
+    let line = head.lines().next().unwrap_or("");
+    let mut parts = line.split(' ');
+    let (method, target) = (parts.next()?, parts.next()?);
+    let path = target.split('?').next().unwrap_or("");
+    if method != "GET" || path != CALLBACK_PATH {
+        let _ = respond(&mut stream, "404 Not Found", "Not found.").await;
+        return None;
+    }
+    let result = parse_redirect(target, request);
+    let (status, text) = match &result {
+        Ok(_) => (
+            "200 OK",
+            "Signed in to offboard. You can close this tab and return to the terminal.",
+        ),
+        Err(_) => (
+            "400 Bad Request",
+            "Sign-in failed; see the terminal for the reason.",
+        ),
+    };
+    let _ = respond(&mut stream, status, text).await;
+    Some(result)
+}
+
+async fn respond(stream: &mut TcpStream, status: &str, text: &str) -> std::io::Result<()> {
+    let body = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>offboard</title></head><body><p>{text}</p></body></html>"
+    );
+    let resp = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nCache-Control: no-store\r\nReferrer-Policy: no-referrer\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(resp.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// What the operator must see to approve a device sign-in. The user code is
+/// meant to be shown; it is not a token.
+#[derive(Debug, Clone)]
+pub struct DevicePrompt {
+    pub connector: String,
+    pub user_code: String,
+    pub verification_uri: String,
+    /// The URI with the code filled in (RFC 8628 §3.3.1), when offered.
+    pub verification_uri_complete: Option<String>,
+    pub expires_in: Duration,
+    pub interval: Duration,
+}
+
+/// A device sign-in in progress: show [`DeviceLogin::prompt`], then await
+/// [`DeviceLogin::finish`].
+pub struct DeviceLogin {
+    oauth: Arc<OAuth>,
+    cache: TokenCache,
+    details: StandardDeviceAuthorizationResponse,
+    prompt: DevicePrompt,
+}
+
+impl DeviceLogin {
+    /// Asks the device authorization endpoint for a code.
+    pub async fn start(oauth: Arc<OAuth>, cache: TokenCache) -> Result<Self, ConnectorError> {
+        let details = oauth.device_authorize().await?;
+        let prompt = DevicePrompt {
+            connector: oauth.settings.connector.clone(),
+            user_code: sanitize::clean_max(details.user_code().secret(), 64),
+            verification_uri: sanitize::clean_max(details.verification_uri().as_str(), 500),
+            verification_uri_complete: details
+                .verification_uri_complete()
+                .map(|u| sanitize::clean_max(u.secret(), 600)),
+            expires_in: details.expires_in(),
+            interval: details.interval(),
+        };
+        Ok(Self {
+            oauth,
+            cache,
+            details,
+            prompt,
+        })
+    }
+
+    pub fn prompt(&self) -> &DevicePrompt {
+        &self.prompt
+    }
+
+    /// Polls until the operator approves (tokens cached), denies
+    /// (`access_denied`) or the code expires (`expired_token`).
+    pub async fn finish(self) -> Result<LoginOutcome, ConnectorError> {
+        let tokens = self.oauth.device_poll(&self.details).await?;
+        store(&self.oauth, &self.cache, tokens, Flow::DeviceCode)
+    }
+}
+
+/// Starts a device sign-in for a connector (for the console's `:login`).
+pub async fn start_device_login(
+    resolved: &ResolvedConnector,
+    http: reqwest::Client,
+    data_dir: &std::path::Path,
+) -> Result<DeviceLogin, ConnectorError> {
+    let (oauth, cache) = client_for(resolved, http, data_dir)?;
+    DeviceLogin::start(oauth, cache).await
+}
+
+/// What `logout` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogoutOutcome {
+    /// Revoked at the server, then the cache was deleted.
+    RevokedAndDeleted,
+    /// The connector has no revocation endpoint; the cache was deleted.
+    DeletedOnly,
+    /// Nothing was cached.
+    NotSignedIn,
+}
+
+/// Revokes the cached refresh token (or the access token when there is
+/// none) at the revocation endpoint (RFC 7009), then deletes the cache. When
+/// revocation fails the cache is kept, so that it can be retried.
+pub async fn logout(
+    resolved: &ResolvedConnector,
+    http: reqwest::Client,
+    data_dir: &std::path::Path,
+) -> Result<LogoutOutcome, ConnectorError> {
+    let (oauth, cache) = client_for(resolved, http, data_dir)?;
+    let Some(stored) = cache.load()? else {
+        return Ok(LogoutOutcome::NotSignedIn);
+    };
+    let outcome = if oauth.can_revoke() {
+        match &stored.refresh_token {
+            Some(rt) => oauth.revoke_refresh(rt).await?,
+            None => oauth.revoke_access(&stored.access_token).await?,
+        }
+        LogoutOutcome::RevokedAndDeleted
+    } else {
+        LogoutOutcome::DeletedOnly
+    };
+    cache.delete()?;
+    tracing::info!(connector = %resolved.id, ?outcome, "signed out");
+    Ok(outcome)
+}

@@ -1,0 +1,782 @@
+//! Every OAuth flow end to end against the sandbox's authorization server,
+//! over HTTP: authorization code + PKCE (loopback and paste-back), device
+//! grant, client credentials, refresh (expiry and 401, with rotation),
+//! revocation at logout, the 0600 cache rule, and a search for leaked tokens
+//! after a full run of the real binary.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use offboard::auth::login::{self, CodeLogin, DeviceLogin, LogoutOutcome};
+use offboard::auth::{TokenSource, token_source};
+use offboard::connector::http::{ApiClient, DefaultPolicy, HttpSettings, shared_reqwest};
+use offboard::connector::manifest::parse_manifest;
+use offboard::connector::{BuildContext, ConnectorError, ResolvedConnector};
+use offboard::sandbox::oauth::{CONFIDENTIAL_CLIENT, PUBLIC_CLIENT, Settings};
+use offboard::sandbox::{Faults, Running};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+const SCOPES: &str = r#"["directory.read", "directory.write"]"#;
+
+fn manifest_text(base: &str, flow: &str, client_id: &str, extra: &str) -> String {
+    format!(
+        r#"id = "oauth-test"
+display_name = "OAuth test app"
+driver = "oauth-test"
+
+[api]
+base_url = "{base}"
+
+[auth]
+flow = "{flow}"
+token_url = "{base}/oauth2/token"
+authorize_url = "{base}/oauth2/authorize"
+device_url = "{base}/oauth2/device/authorize"
+revoke_url = "{base}/oauth2/revoke"
+client_id = "{client_id}"
+scopes = {SCOPES}
+{extra}
+"#
+    )
+}
+
+fn resolved(base: &str, flow: &str, client_id: &str, extra: &str, dir: &Path) -> ResolvedConnector {
+    let manifest = parse_manifest(&manifest_text(base, flow, client_id, extra), "test").unwrap();
+    ResolvedConnector {
+        id: "app".into(),
+        manifest,
+        config_dir: dir.to_path_buf(),
+    }
+}
+
+fn ctx(data: &Path) -> BuildContext {
+    BuildContext {
+        http: shared_reqwest(),
+        notices: None,
+        data_dir: data.to_path_buf(),
+    }
+}
+
+async fn settings(sb: &Running, s: Settings) {
+    let r = reqwest::Client::new()
+        .put(format!("{}/_sandbox/oauth", sb.base_url))
+        .json(&s)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+}
+
+async fn issued(sb: &Running) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(format!("{}/_sandbox/oauth", sb.base_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Plays the browser: opens the consent page, approves (or denies) by
+/// POSTing its form, and returns the redirect's Location.
+async fn consent(auth_url: &str, approve: bool) -> String {
+    let http = shared_reqwest();
+    let page = http.get(auth_url).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    let marker = "name=\"request_id\" value=\"";
+    let start = html.find(marker).expect("consent form") + marker.len();
+    let request_id = &html[start..start + html[start..].find('"').unwrap()];
+    let base = url::Url::parse(auth_url).unwrap();
+    let post = http
+        .post(base.join("/oauth2/authorize").unwrap())
+        .form(&[
+            ("request_id", request_id),
+            ("decision", if approve { "approve" } else { "deny" }),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 302);
+    post.headers()["location"].to_str().unwrap().to_string()
+}
+
+fn query_param(u: &str, key: &str) -> Option<String> {
+    url::Url::parse(u)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+async fn userinfo(
+    base: &str,
+    ts: Arc<dyn TokenSource>,
+) -> Result<serde_json::Value, ConnectorError> {
+    let base_url = url::Url::parse(base).unwrap();
+    let client = ApiClient::new(
+        shared_reqwest(),
+        HttpSettings::new("app"),
+        std::slice::from_ref(&base_url),
+        Some(ts),
+        Arc::new(DefaultPolicy),
+        None,
+    );
+    client
+        .get_json(client.url(&base_url, &["oauth2", "userinfo"]))
+        .await
+}
+
+/// Signs in through the loopback redirect, the test playing the browser.
+async fn login_loopback(r: &ResolvedConnector, data: &Path) -> login::LoginOutcome {
+    let (oauth, cache) = login::client_for(r, shared_reqwest(), data).unwrap();
+    let code_login = CodeLogin::start(oauth, cache).await.unwrap();
+    let url = code_login.url().to_string();
+    assert_eq!(
+        query_param(&url, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
+    assert!(query_param(&url, "state").is_some());
+    let redirect = code_login.redirect_uri().to_string();
+    assert!(redirect.starts_with("http://127.0.0.1:"), "{redirect}");
+    let waiting = tokio::spawn(code_login.complete(None::<BufReader<tokio::io::Empty>>));
+    let location = consent(&url, true).await;
+    assert!(location.starts_with(&redirect), "{location}");
+    let back = shared_reqwest().get(&location).send().await.unwrap();
+    assert_eq!(back.status(), 200);
+    waiting.await.unwrap().expect("login completes")
+}
+
+async fn refresh_with(base: &str, rt: &str) -> reqwest::StatusCode {
+    shared_reqwest()
+        .post(format!("{base}/oauth2/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", rt),
+            ("client_id", PUBLIC_CLIENT),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+fn cached(data: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(data.join("tokens/app--default.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[tokio::test]
+async fn authorization_code_with_pkce_through_the_loopback_redirect() {
+    let sb = common::sandbox(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let r = resolved(
+        &sb.base_url,
+        "authorization-code",
+        PUBLIC_CLIENT,
+        "",
+        dir.path(),
+    );
+    let out = login_loopback(&r, dir.path()).await;
+    assert_eq!(
+        out.scopes,
+        Some(vec![
+            "directory.read".to_string(),
+            "directory.write".to_string()
+        ])
+    );
+    assert!(out.has_refresh_token);
+    let mode = std::fs::metadata(&out.cache_path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+
+    let ts = token_source(&r, &ctx(dir.path())).unwrap();
+    let me = userinfo(&sb.base_url, ts.clone()).await.unwrap();
+    assert_eq!(me["client_id"], PUBLIC_CLIENT);
+    assert_eq!(ts.granted_scopes().unwrap().len(), 2);
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn redirected_url_pasted_back_completes_the_sign_in() {
+    let sb = common::sandbox(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let r = resolved(
+        &sb.base_url,
+        "authorization-code",
+        PUBLIC_CLIENT,
+        "",
+        dir.path(),
+    );
+    let (oauth, cache) = login::client_for(&r, shared_reqwest(), dir.path()).unwrap();
+    let code_login = CodeLogin::start(oauth, cache).await.unwrap();
+    // The browser is elsewhere: the redirect never reaches the listener.
+    let location = consent(code_login.url().as_str(), true).await;
+    let pasted = format!("\n  {location}  \n");
+    let out = code_login
+        .complete(Some(BufReader::new(std::io::Cursor::new(
+            pasted.into_bytes(),
+        ))))
+        .await
+        .unwrap();
+    assert!(out.cache_path.exists());
+    let ts = token_source(&r, &ctx(dir.path())).unwrap();
+    userinfo(&sb.base_url, ts).await.unwrap();
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn state_mismatch_and_denial_are_refused() {
+    let sb = common::sandbox(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let r = resolved(
+        &sb.base_url,
+        "authorization-code",
+        PUBLIC_CLIENT,
+        "",
+        dir.path(),
+    );
+
+    // Pasted URL with another state.
+    let (oauth, cache) = login::client_for(&r, shared_reqwest(), dir.path()).unwrap();
+    let code_login = CodeLogin::start(oauth, cache).await.unwrap();
+    let location = consent(code_login.url().as_str(), true).await;
+    let state = query_param(&location, "state").unwrap();
+    let forged = location.replace(&format!("state={state}"), "state=forged");
+    let e = code_login.complete_with_url(&forged).await.unwrap_err();
+    assert!(e.to_string().contains("state does not match"), "{e}");
+
+    // Redirect on the loopback listener with another state.
+    let (oauth, cache) = login::client_for(&r, shared_reqwest(), dir.path()).unwrap();
+    let code_login = CodeLogin::start(oauth, cache).await.unwrap();
+    let url = code_login.url().to_string();
+    let waiting = tokio::spawn(code_login.complete(None::<BufReader<tokio::io::Empty>>));
+    let location = consent(&url, true).await;
+    let state = query_param(&location, "state").unwrap();
+    let forged = location.replace(&format!("state={state}"), "state=forged");
+    let back = shared_reqwest().get(&forged).send().await.unwrap();
+    assert_eq!(back.status(), 400);
+    let e = waiting.await.unwrap().unwrap_err();
+    assert!(e.to_string().contains("state does not match"), "{e}");
+
+    // The operator denies consent.
+    let (oauth, cache) = login::client_for(&r, shared_reqwest(), dir.path()).unwrap();
+    let code_login = CodeLogin::start(oauth, cache).await.unwrap();
+    let location = consent(code_login.url().as_str(), false).await;
+    let e = code_login.complete_with_url(&location).await.unwrap_err();
+    assert!(e.to_string().contains("access_denied"), "{e}");
+
+    assert!(!dir.path().join("tokens/app--default.json").exists());
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn pkce_with_a_wrong_verifier_is_refused() {
+    let sb = common::sandbox(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let r = resolved(
+        &sb.base_url,
+        "authorization-code",
+        PUBLIC_CLIENT,
+        "",
+        dir.path(),
+    );
+    let (oauth, _) = login::client_for(&r, shared_reqwest(), dir.path()).unwrap();
+    let redirect = "http://127.0.0.1:9/callback";
+    let first = oauth.authorize(redirect).unwrap();
+    let other = oauth.authorize(redirect).unwrap();
+    let location = consent(first.url.as_str(), true).await;
+    let code = login::parse_redirect(&location, &first).unwrap();
+    // Exchanged with another request's verifier: the challenge does not match.
+    let e = oauth.exchange_code(other, &code).await.unwrap_err();
+    assert!(e.to_string().contains("invalid_grant"), "{e}");
+    assert!(e.to_string().contains("PKCE"), "{e}");
+
+    // And with no verifier at all, over raw HTTP.
+    let second = oauth.authorize(redirect).unwrap();
+    let location = consent(second.url.as_str(), true).await;
+    let code = query_param(&location, "code").unwrap();
+    let resp = shared_reqwest()
+        .post(format!("{}/oauth2/token", sb.base_url))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", redirect),
+            ("client_id", PUBLIC_CLIENT),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_grant");
+    sb.stop().await;
+}
+
+async fn approve_device(base: &str, user_code: &str, approve: bool) {
+    let r = shared_reqwest()
+        .post(format!("{base}/oauth2/device"))
+        .form(&[
+            ("user_code", user_code),
+            ("decision", if approve { "approve" } else { "deny" }),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn device_flow_waits_through_pending_and_slow_down() {
+    let sb = common::sandbox(Faults::default()).await;
+    settings(
+        &sb,
+        Settings {
+            device_interval_secs: 0,
+            device_script: vec!["authorization_pending".into(), "slow_down".into()],
+            ..Settings::default()
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let r = resolved(&sb.base_url, "device-code", PUBLIC_CLIENT, "", dir.path());
+    let device = login::start_device_login(&r, shared_reqwest(), dir.path())
+        .await
+        .unwrap();
+    let p = device.prompt().clone();
+    assert_eq!(p.user_code.len(), 9);
+    assert_eq!(p.verification_uri, format!("{}/oauth2/device", sb.base_url));
+    assert!(
+        p.verification_uri_complete
+            .as_deref()
+            .unwrap()
+            .ends_with(&p.user_code)
+    );
+    approve_device(&sb.base_url, &p.user_code, true).await;
+    let out = device.finish().await.unwrap();
+    assert!(out.has_refresh_token);
+
+    // Three polls: pending, slow_down, then success at least 5 s later.
+    let info = issued(&sb).await;
+    let polls: Vec<u64> = serde_json::from_value(info["polls"][&p.user_code].clone()).unwrap();
+    assert_eq!(polls.len(), 3, "{polls:?}");
+    assert!(polls[1] - polls[2] >= 4_900, "{polls:?}");
+    let ts = token_source(&r, &ctx(dir.path())).unwrap();
+    userinfo(&sb.base_url, ts).await.unwrap();
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn device_flow_denied_and_expired() {
+    let sb = common::sandbox(Faults::default()).await;
+    settings(
+        &sb,
+        Settings {
+            device_interval_secs: 1,
+            device_ttl_secs: 1,
+            ..Settings::default()
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let r = resolved(&sb.base_url, "device-code", PUBLIC_CLIENT, "", dir.path());
+    let (oauth, cache) = login::client_for(&r, shared_reqwest(), dir.path()).unwrap();
+
+    let denied = DeviceLogin::start(oauth.clone(), cache.clone())
+        .await
+        .unwrap();
+    approve_device(&sb.base_url, &denied.prompt().user_code, false).await;
+    let e = denied.finish().await.unwrap_err();
+    assert!(e.to_string().contains("access_denied"), "{e}");
+
+    let expired = DeviceLogin::start(oauth, cache).await.unwrap();
+    let e = expired.finish().await.unwrap_err();
+    assert!(e.to_string().contains("expired_token"), "{e}");
+    assert!(!dir.path().join("tokens/app--default.json").exists());
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn client_credentials_for_app_only_access() {
+    let sb = common::sandbox(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    offboard::sandbox::write_demo_keys(dir.path()).unwrap();
+    let r = resolved(
+        &sb.base_url,
+        "client-credentials",
+        CONFIDENTIAL_CLIENT,
+        r#"client_secret_file = "oauth-demo-client-secret""#,
+        dir.path(),
+    );
+    let ts = token_source(&r, &ctx(dir.path())).unwrap();
+    let me = userinfo(&sb.base_url, ts.clone()).await.unwrap();
+    assert_eq!(me["client_id"], CONFIDENTIAL_CLIENT);
+    assert_eq!(me["scope"], "directory.read directory.write");
+    assert!(
+        !dir.path().join("tokens").exists(),
+        "app-only tokens are not cached on disk"
+    );
+
+    // A wrong secret is refused, and the message does not carry it.
+    let wrong = dir.path().join("wrong-secret");
+    std::fs::write(&wrong, "not-the-secret-xyz").unwrap();
+    let r = resolved(
+        &sb.base_url,
+        "client-credentials",
+        CONFIDENTIAL_CLIENT,
+        &format!("client_secret_file = \"{}\"", wrong.display()),
+        dir.path(),
+    );
+    let e = token_source(&r, &ctx(dir.path()))
+        .unwrap()
+        .token()
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("invalid_client"), "{e}");
+    assert!(!e.to_string().contains("not-the-secret-xyz"));
+    assert!(!format!("{e:?}").contains("not-the-secret-xyz"));
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn refreshes_before_expiry_with_rotation() {
+    let sb = common::sandbox(Faults::default()).await;
+    settings(
+        &sb,
+        Settings {
+            access_ttl_secs: 1,
+            ..Settings::default()
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let r = resolved(
+        &sb.base_url,
+        "authorization-code",
+        PUBLIC_CLIENT,
+        "",
+        dir.path(),
+    );
+    login_loopback(&r, dir.path()).await;
+    let first = cached(dir.path());
+    let ts = token_source(&r, &ctx(dir.path())).unwrap();
+    let t1 = ts.token().await.unwrap();
+    assert_eq!(t1.expose(), first["access_token"].as_str().unwrap());
+    // A second process holding the same sign-in.
+    let other = token_source(&r, &ctx(dir.path())).unwrap();
+    assert_eq!(other.token().await.unwrap(), t1);
+    let t2 = common::wait_for(Duration::from_secs(5), "a refreshed token", || {
+        let ts = ts.clone();
+        let t1 = t1.clone();
+        async move { ts.token().await.ok().filter(|t| *t != t1) }
+    })
+    .await;
+    let second = cached(dir.path());
+    assert_eq!(t2.expose(), second["access_token"].as_str().unwrap());
+    assert_ne!(first["refresh_token"], second["refresh_token"], "rotated");
+    // The rotated-out refresh token no longer works; the new one is kept.
+    let old_rt = first["refresh_token"].as_str().unwrap();
+    assert_eq!(refresh_with(&sb.base_url, old_rt).await, 400);
+    // The other process picks up the renewed tokens instead of spending
+    // the rotated-out refresh token.
+    other
+        .token()
+        .await
+        .expect("renewed tokens adopted from the cache");
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn refreshes_after_a_401() {
+    let sb = common::sandbox(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let r = resolved(
+        &sb.base_url,
+        "authorization-code",
+        PUBLIC_CLIENT,
+        "",
+        dir.path(),
+    );
+    login_loopback(&r, dir.path()).await;
+    let ts = token_source(&r, &ctx(dir.path())).unwrap();
+    let before = ts.token().await.unwrap();
+    userinfo(&sb.base_url, ts.clone()).await.unwrap();
+    // The server ends every access token early; the client still thinks
+    // its token is good for an hour.
+    let r2 = shared_reqwest()
+        .post(format!("{}/_sandbox/oauth/expire", sb.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r2.status(), 204);
+    userinfo(&sb.base_url, ts.clone())
+        .await
+        .expect("renewed after the 401");
+    let after = ts.token().await.unwrap();
+    assert_ne!(before, after);
+    assert_eq!(
+        after.expose(),
+        cached(dir.path())["access_token"].as_str().unwrap()
+    );
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn logout_revokes_at_the_server_then_deletes_the_cache() {
+    let sb = common::sandbox(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let r = resolved(
+        &sb.base_url,
+        "authorization-code",
+        PUBLIC_CLIENT,
+        "",
+        dir.path(),
+    );
+    login_loopback(&r, dir.path()).await;
+    let c = cached(dir.path());
+    let (at, rt) = (
+        c["access_token"].as_str().unwrap().to_string(),
+        c["refresh_token"].as_str().unwrap().to_string(),
+    );
+    let out = login::logout(&r, shared_reqwest(), dir.path())
+        .await
+        .unwrap();
+    assert_eq!(out, LogoutOutcome::RevokedAndDeleted);
+    assert!(!dir.path().join("tokens/app--default.json").exists());
+    assert_eq!(refresh_with(&sb.base_url, &rt).await, 400);
+    let resp = shared_reqwest()
+        .get(format!("{}/oauth2/userinfo", sb.base_url))
+        .bearer_auth(&at)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        401,
+        "access tokens of a revoked refresh token end too"
+    );
+    let e = token_source(&r, &ctx(dir.path()))
+        .unwrap()
+        .token()
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("offboard login app"), "{e}");
+    assert_eq!(
+        login::logout(&r, shared_reqwest(), dir.path())
+            .await
+            .unwrap(),
+        LogoutOutcome::NotSignedIn
+    );
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn a_cache_file_others_can_read_is_refused() {
+    let sb = common::sandbox(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let r = resolved(
+        &sb.base_url,
+        "authorization-code",
+        PUBLIC_CLIENT,
+        "",
+        dir.path(),
+    );
+    let out = login_loopback(&r, dir.path()).await;
+    std::fs::set_permissions(&out.cache_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = token_source(&r, &ctx(dir.path()))
+        .unwrap()
+        .token()
+        .await
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&format!("chmod 600 {}", out.cache_path.display())),
+        "{msg}"
+    );
+    assert!(!msg.contains("sbx-"), "{msg}");
+    std::fs::set_permissions(&out.cache_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    token_source(&r, &ctx(dir.path()))
+        .unwrap()
+        .token()
+        .await
+        .unwrap();
+    sb.stop().await;
+}
+
+/// Runs the real binary: login (paste-back), doctor after expiry (refresh),
+/// use with a 401 (refresh), logout; then looks for every token the
+/// sandbox issued in the outputs, the log, and every file left in the data
+/// directory.
+#[tokio::test]
+async fn no_token_leaks_after_a_full_run() {
+    let sb = common::sandbox(Faults::default()).await;
+    settings(
+        &sb,
+        Settings {
+            access_ttl_secs: 1,
+            ..Settings::default()
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(dir.path().join("connectors")).unwrap();
+    std::fs::write(
+        dir.path().join("connectors/oauth-test.toml"),
+        manifest_text(&sb.base_url, "authorization-code", PUBLIC_CLIENT, ""),
+    )
+    .unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[connectors.app]\nmanifest = \"oauth-test\"\n").unwrap();
+    let cmd = |args: &[&str]| {
+        let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_offboard"));
+        c.args(args)
+            .env("OFFBOARD_CONFIG", &config)
+            .env("OFFBOARD_DATA", &data)
+            .env("OFFBOARD_LOG", "trace")
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c
+    };
+    let mut outputs = String::new();
+
+    // Login: read the URL from stdout, approve, paste the redirect back.
+    let mut child = cmd(&["login", "app", "--no-browser"]).spawn().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut url = None;
+    while url.is_none() {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).await.unwrap() > 0,
+            "login ended early"
+        );
+        outputs.push_str(&line);
+        if let Some(i) = line
+            .find("http")
+            .filter(|_| line.contains("/oauth2/authorize?"))
+        {
+            url = Some(line[i..].trim().to_string());
+        }
+    }
+    let location = consent(url.as_deref().unwrap(), true).await;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(format!("{location}\n").as_bytes())
+        .await
+        .unwrap();
+    drop(stdin);
+    let mut rest = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut rest)
+        .await
+        .unwrap();
+    outputs.push_str(&rest);
+    let out = child.wait_with_output().await.unwrap();
+    outputs.push_str(&String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{outputs}");
+    assert!(outputs.contains("Signed in to `app`"), "{outputs}");
+
+    // Doctor once the access token has expired: it refreshes.
+    let first = cached(&data);
+    let expires_at = first["expires_at"].as_i64().unwrap();
+    common::wait_for(
+        Duration::from_secs(5),
+        "the access token to expire",
+        || async move { (chrono::Utc::now().timestamp() > expires_at).then_some(()) },
+    )
+    .await;
+    let out = cmd(&["doctor"]).output().await.unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    outputs.push_str(&text);
+    assert!(text.contains("[ok  ] token"), "{text}");
+    assert!(text.contains("[ok  ] scopes"), "{text}");
+    // No driver is named `oauth-test`: the API check fails, so exit 3.
+    assert!(text.contains("[FAIL] api"), "{text}");
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert_ne!(first["refresh_token"], cached(&data)["refresh_token"]);
+
+    // Use, with the server ending the token early: refresh on the 401.
+    let r = resolved(
+        &sb.base_url,
+        "authorization-code",
+        PUBLIC_CLIENT,
+        "",
+        dir.path(),
+    );
+    let ts = token_source(&r, &ctx(&data)).unwrap();
+    shared_reqwest()
+        .post(format!("{}/_sandbox/oauth/expire", sb.base_url))
+        .send()
+        .await
+        .unwrap();
+    let me = userinfo(&sb.base_url, ts.clone()).await;
+    outputs.push_str(&format!("{me:?}"));
+    me.unwrap();
+    outputs.push_str(&format!("{:?}", ts.token().await));
+
+    // Logout.
+    let out = cmd(&["logout", "app"]).output().await.unwrap();
+    outputs.push_str(&String::from_utf8_lossy(&out.stdout));
+    outputs.push_str(&String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{outputs}");
+    assert!(outputs.contains("revoked at the server"), "{outputs}");
+
+    // Everything issued, searched everywhere.
+    let info = issued(&sb).await;
+    let tokens: Vec<String> = serde_json::from_value(info["issued"].clone()).unwrap();
+    assert!(tokens.len() >= 7, "login code + 3 token pairs: {tokens:?}");
+    let mut files = Vec::new();
+    let mut stack = vec![data.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    let log = data.join("offboard.log");
+    assert!(files.contains(&log), "{files:?}");
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log_text.contains("access token refreshed") && log_text.contains("signed out"),
+        "the log records the auth events: {log_text}"
+    );
+    assert!(
+        !files.iter().any(|f| f.starts_with(data.join("tokens"))),
+        "cache leftovers: {files:?}"
+    );
+    for f in &files {
+        let text = String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned();
+        for t in &tokens {
+            assert!(
+                !text.contains(t.as_str()),
+                "{} holds an issued token",
+                f.display()
+            );
+        }
+    }
+    for t in &tokens {
+        assert!(
+            !outputs.contains(t.as_str()),
+            "command output holds an issued token"
+        );
+    }
+    sb.stop().await;
+}
