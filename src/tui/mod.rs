@@ -4,6 +4,8 @@
 
 pub mod action;
 pub mod model;
+pub mod runtime;
+pub mod terminal;
 pub mod theme;
 pub mod update;
 pub mod view;
