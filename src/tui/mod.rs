@@ -13,3 +13,5 @@ pub mod view;
 pub use action::{Action, Effect};
 pub use model::Model;
 pub use update::update;
+#[cfg(test)]
+mod tests;

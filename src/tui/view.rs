@@ -328,12 +328,12 @@ fn draw_matrix(m: &Model, area: Rect, buf: &mut Buffer) {
     let present: Vec<GrantKind> =
         KIND_PRIORITY.into_iter().filter(|k| l.grants.iter().any(|g| g.grant.kind == *k)).collect();
     let app_w: u16 = if inner.width >= 70 { 20 } else { 12 };
-    let acct_w: u16 = 12;
-    let open_w: u16 = 6;
+    let acct_w: u16 = 10;
+    let open_w: u16 = 5;
     let mut used = app_w + acct_w + open_w;
     let mut kinds = Vec::new();
     for k in &present {
-        let w = kind_short(*k).len() as u16 + 2;
+        let w = kind_short(*k).len() as u16 + 1;
         if used + w > inner.width {
             break;
         }
@@ -590,7 +590,7 @@ fn draw_activity(m: &Model, area: Rect, buf: &mut Buffer) {
 /// Key hints for the current view (action keys hidden in read-only mode).
 pub fn hints(m: &Model) -> Vec<(&'static str, &'static str)> {
     let rw = !m.read_only;
-    let mut h: Vec<(&str, &str)> = vec![("j/k", "move")];
+    let mut h: Vec<(&str, &str)> = Vec::new();
     match m.focus {
         Focus::Queue => {
             h.push(("Enter", "open"));
@@ -615,11 +615,10 @@ pub fn hints(m: &Model) -> Vec<(&'static str, &'static str)> {
         }
         Focus::Activity => {}
     }
-    h.extend([("/", "filter"), ("Tab", "pane")]);
     if matches!(m.screen, super::model::Screen::Drill(_)) || m.focus != Focus::Queue {
         h.push(("Esc", "back"));
     }
-    h.extend([(":", "cmd"), ("v", "refresh"), ("?", "help"), ("q", "quit")]);
+    h.extend([("?", "help"), ("q", "quit"), ("/", "filter"), ("Tab", "pane"), (":", "cmd"), ("v", "refresh"), ("j/k", "move")]);
     h
 }
 
