@@ -116,6 +116,13 @@ impl JwtBearer {
         })
     }
 
+    /// Sets how long each signed assertion is valid (Salesforce accepts an
+    /// `exp` at most about three minutes ahead; Google at most one hour).
+    pub fn with_assertion_lifetime(mut self, lifetime: Duration) -> Self {
+        self.lifetime = lifetime;
+        self
+    }
+
     /// The signed assertion (RS256).
     pub fn assertion(&self) -> Result<Secret, ConnectorError> {
         let now = chrono::Utc::now().timestamp().max(0) as u64;
@@ -134,7 +141,40 @@ impl JwtBearer {
             .map_err(|e| ConnectorError::Auth(format!("cannot sign the assertion: {e}")))
     }
 
+    /// One token request, retried (with backoff) when the endpoint is
+    /// unreachable, times out, or answers 429/5xx: an outage of the token
+    /// endpoint is not a credentials problem.
     async fn fetch(&self) -> Result<Cached, ConnectorError> {
+        const ATTEMPTS: u32 = 3;
+        let mut attempt = 0;
+        let body = loop {
+            attempt += 1;
+            match self.request_once().await {
+                Ok(body) => break body,
+                Err(e) if attempt < ATTEMPTS && is_transient(&e) => {
+                    let wait = Duration::from_millis(250 * u64::from(1u32 << attempt))
+                        + Duration::from_millis(rand::random_range(0..200));
+                    tracing::info!(token_url = %self.token_url, attempt, ?wait, "token endpoint unavailable; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let t: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
+            ConnectorError::BadResponse("token endpoint answer has no access_token".into())
+        })?;
+        let ttl = Duration::from_secs(t.expires_in.unwrap_or(1800).clamp(1, 86_400));
+        tracing::info!(token_url = %self.token_url, ttl_secs = ttl.as_secs(), "access token obtained");
+        Ok(Cached {
+            token: Secret::new(t.access_token),
+            expires: Instant::now() + ttl,
+            lifetime: ttl,
+        })
+    }
+}
+
+impl JwtBearer {
+    async fn request_once(&self) -> Result<bytes::Bytes, ConnectorError> {
         let assertion = self.assertion()?;
         let resp = self
             .http
@@ -161,17 +201,13 @@ impl JwtBearer {
         if !status.is_success() {
             return Err(oauth_error(status.as_u16(), &body));
         }
-        let t: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
-            ConnectorError::BadResponse("token endpoint answer has no access_token".into())
-        })?;
-        let ttl = Duration::from_secs(t.expires_in.unwrap_or(1800).clamp(1, 86_400));
-        tracing::info!(token_url = %self.token_url, ttl_secs = ttl.as_secs(), "access token obtained");
-        Ok(Cached {
-            token: Secret::new(t.access_token),
-            expires: Instant::now() + ttl,
-            lifetime: ttl,
-        })
+        Ok(body)
     }
+}
+
+fn is_transient(e: &ConnectorError) -> bool {
+    matches!(e, ConnectorError::Network(_) | ConnectorError::Timeout)
+        || matches!(e, ConnectorError::Api { status, .. } if *status == 429 || *status >= 500)
 }
 
 #[async_trait]
@@ -198,5 +234,84 @@ impl TokenSource for JwtBearer {
         if cache.as_ref().is_some_and(|c| &c.token == rejected) {
             *cache = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A token endpoint that fails `failures` times with `status`, then issues a token.
+    async fn flaky_endpoint(status: u16, failures: u32) -> (Url, Arc<AtomicU32>) {
+        let calls = Arc::new(AtomicU32::new(0));
+        let c = calls.clone();
+        let app = axum::Router::new().route(
+            "/token",
+            axum::routing::post(move || {
+                let c = c.clone();
+                async move {
+                    let n = c.fetch_add(1, Ordering::SeqCst);
+                    if n < failures {
+                        (
+                            axum::http::StatusCode::from_u16(status).unwrap(),
+                            r#"{"error":"server_error"}"#.to_string(),
+                        )
+                    } else {
+                        (
+                            axum::http::StatusCode::OK,
+                            r#"{"access_token":"tok-123","expires_in":3600,"token_type":"Bearer"}"#
+                                .to_string(),
+                        )
+                    }
+                }
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await });
+        (Url::parse(&format!("http://{addr}/token")).unwrap(), calls)
+    }
+
+    fn source(token_url: Url) -> JwtBearer {
+        JwtBearer::new(
+            reqwest::Client::new(),
+            JwtBearerConfig {
+                token_url,
+                issuer: "svc@example.iam".into(),
+                subject: Some("admin@example.com".into()),
+                scopes: vec!["s".into()],
+                audience: None,
+                private_key_pem: Secret::new(crate::sandbox::GOOGLE_DEMO_PRIVATE_KEY),
+                key_id: None,
+            },
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn token_endpoint_outage_is_retried_not_an_auth_error() {
+        let (url, calls) = flaky_endpoint(503, 1).await;
+        let t = source(url).token().await.unwrap();
+        assert_eq!(t.expose(), "tok-123");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn lasting_outage_is_reported_as_unavailable() {
+        let (url, calls) = flaky_endpoint(503, 100).await;
+        let e = source(url).token().await.unwrap_err();
+        assert!(!matches!(e, ConnectorError::Auth(_)), "{e}");
+        assert!(e.to_string().contains("unavailable"), "{e}");
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn refused_credentials_are_not_retried() {
+        let (url, calls) = flaky_endpoint(400, 100).await;
+        let e = source(url).token().await.unwrap_err();
+        assert!(matches!(e, ConnectorError::Auth(_)), "{e}");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 }

@@ -117,6 +117,14 @@ pub struct OAuthErrorBody {
 
 /// Turns a token endpoint's error answer into a message without secrets.
 pub fn oauth_error(status: u16, body: &[u8]) -> ConnectorError {
+    if status == 429 || status >= 500 {
+        // The endpoint is unavailable: not a verdict on the credentials.
+        return ConnectorError::Api {
+            status,
+            code: String::new(),
+            message: "token endpoint unavailable".into(),
+        };
+    }
     match serde_json::from_slice::<OAuthErrorBody>(body) {
         Ok(e) => ConnectorError::Auth(format!(
             "token endpoint said {}{}",

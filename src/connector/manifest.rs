@@ -13,10 +13,17 @@ use super::http::HttpSettings;
 use crate::config::ConfigError;
 
 /// Manifests shipped in the binary.
-pub const BUILTIN: &[(&str, &str)] = &[(
-    "google-workspace",
-    include_str!("../../connectors/google-workspace.toml"),
-)];
+pub const BUILTIN: &[(&str, &str)] = &[
+    (
+        "google-workspace",
+        include_str!("../../connectors/google-workspace.toml"),
+    ),
+    (
+        "salesforce",
+        include_str!("../../connectors/salesforce.toml"),
+    ),
+    ("slack", include_str!("../../connectors/slack.toml")),
+];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,8 +1,11 @@
 //! The Connector trait every driver implements, manifest loading, and the
 //! shared HTTP client.
 
+pub mod google;
 pub mod http;
 pub mod manifest;
+pub mod salesforce;
+pub mod slack;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -267,9 +270,12 @@ pub struct BuildContext {
 /// Builds the driver a resolved connector names.
 pub fn build(
     resolved: &ResolvedConnector,
-    _ctx: &BuildContext,
+    ctx: &BuildContext,
 ) -> Result<Arc<dyn Connector>, ConnectorError> {
     match resolved.manifest.driver.as_str() {
+        "salesforce" => Ok(Arc::new(salesforce::Salesforce::new(resolved, ctx)?)),
+        "google-workspace" => google::build(resolved, ctx),
+        "slack" => Ok(Arc::new(slack::SlackDriver::build(resolved, ctx)?)),
         other => Err(ConnectorError::Config(format!(
             "connector `{}`: unknown driver `{other}`",
             resolved.id

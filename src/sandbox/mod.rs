@@ -9,6 +9,8 @@
 
 pub mod google;
 pub mod oauth;
+pub mod salesforce;
+pub mod slack;
 pub mod tenant;
 
 use std::io::Write;
@@ -58,6 +60,9 @@ pub struct Faults {
     /// Google per-user quota (requests per minute per user key), answered
     /// with 403 rateLimitExceeded. None: no quota.
     pub google_user_quota_per_min: Option<u32>,
+    /// Google answers injected rate limits with 429 RESOURCE_EXHAUSTED and
+    /// Retry-After (as some Google APIs do) instead of 403 rateLimitExceeded.
+    pub google_429: bool,
     /// Only inject faults on paths starting with this (None: all vendor paths).
     pub path_prefix: Option<String>,
 }
@@ -73,6 +78,7 @@ impl Default for Faults {
             malformed_rate: 0.0,
             retry_after_secs: 1,
             google_user_quota_per_min: None,
+            google_429: false,
             path_prefix: None,
         }
     }
@@ -106,6 +112,8 @@ impl Default for Options {
 pub struct SandboxState {
     pub faults: RwLock<Faults>,
     pub google: Mutex<google::State>,
+    pub salesforce: Mutex<salesforce::State>,
+    pub slack: Mutex<slack::State>,
     pub oauth: Mutex<oauth::State>,
     pub base_url: String,
     rng: Mutex<rand::rngs::StdRng>,
@@ -184,6 +192,8 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let state: Shared = Arc::new(SandboxState {
         faults: RwLock::new(opts.faults.clone()),
         google: Mutex::new(google::State::seed(opts.bench_grants.as_ref())),
+        salesforce: Mutex::new(salesforce::State::seed()),
+        slack: Mutex::new(slack::State::seed()),
         oauth: Mutex::new(oauth::State::default()),
         base_url: base_url.clone(),
         rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(opts.seed)),
@@ -210,6 +220,8 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
 pub fn router(state: Shared) -> Router {
     Router::new()
         .merge(google::routes())
+        .merge(salesforce::routes())
+        .merge(slack::routes())
         .merge(oauth::routes())
         .route("/_sandbox/faults", get(get_faults).put(put_faults))
         .route("/_sandbox/config", get(get_config))
@@ -413,7 +425,20 @@ async fn faults_and_log(State(s): State<Shared>, req: Request, next: Next) -> Re
         }
         if s.roll(f.rate_429) {
             fault = Some("rate_limit");
-            rate_limited(vendor, f.retry_after_secs)
+            if vendor == Vendor::Google && f.google_429 {
+                let mut r = google_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rateLimitExceeded",
+                    "Resource has been exhausted (e.g. check quota).",
+                );
+                r.headers_mut().insert(
+                    "retry-after",
+                    HeaderValue::from_str(&f.retry_after_secs.to_string()).expect("digits"),
+                );
+                r
+            } else {
+                rate_limited(vendor, f.retry_after_secs)
+            }
         } else if s.roll(f.error_rate) {
             fault = Some("error");
             vendor_error(
@@ -490,8 +515,39 @@ licensing_url = "{base_url}"
 token_url = "{base_url}/token"
 key_file = "{google_key}"
 subject = "{DEMO_ADMIN}"
+
+[connectors.salesforce]
+manifest = "salesforce"
+
+[connectors.salesforce.api]
+base_url = "{base_url}"
+login_url = "{base_url}"
+
+[connectors.salesforce.auth]
+token_url = "{base_url}/services/oauth2/token"
+audience = "{base_url}"
+key_file = "{salesforce_key}"
+client_id = "{salesforce_consumer_key}"
+subject = "{DEMO_ADMIN}"
 "#,
         google_key = google_key.display(),
+        salesforce_key = keys_dir.join("salesforce-demo.key.pem").display(),
+        salesforce_consumer_key = salesforce::DEMO_CONSUMER_KEY,
+    ) + &format!(
+        r#"
+[connectors.slack]
+manifest = "slack"
+
+[connectors.slack.api]
+base_url = "{base_url}/api/"
+scim_url = "{base_url}/scim/v2/"
+
+[connectors.slack.auth]
+token_file = "{user_token}"
+scim_token_file = "{scim_token}"
+"#,
+        user_token = keys_dir.join("slack-user-token").display(),
+        scim_token = keys_dir.join("slack-scim-token").display(),
     )
 }
 
@@ -514,6 +570,14 @@ pub fn write_demo_keys(dir: &std::path::Path) -> std::io::Result<()> {
     write_private(
         &dir.join("salesforce-demo.key.pem"),
         SALESFORCE_DEMO_PRIVATE_KEY.as_bytes(),
+    )?;
+    write_private(
+        &dir.join("slack-user-token"),
+        slack::DEMO_USER_TOKEN.as_bytes(),
+    )?;
+    write_private(
+        &dir.join("slack-scim-token"),
+        slack::DEMO_SCIM_TOKEN.as_bytes(),
     )?;
     write_private(
         &dir.join("oauth-demo-client-secret"),

@@ -1,0 +1,785 @@
+//! The Google Workspace driver against the sandbox, over HTTP.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use offboard::connector::http::{HttpNotice, shared_reqwest};
+use offboard::connector::{
+    BuildContext, Connector, ConnectorError, Inventory, Lookup, Presence, RevokeOutcome, build,
+};
+use offboard::model::{Account, Grant, GrantKind, Person, Plan, Revocation};
+use offboard::sandbox::google::ODD_EMAIL;
+use offboard::sandbox::{self, Faults, Options, Running};
+use tokio::sync::mpsc;
+
+struct Env {
+    sb: Running,
+    google: Arc<dyn Connector>,
+    notices: mpsc::UnboundedReceiver<HttpNotice>,
+    dir: tempfile::TempDir,
+}
+
+/// A sandbox and a driver built from a config pointing at it; `extra` is
+/// appended to the config (settings, limits).
+async fn env_with(opts: Options, extra: &str) -> Env {
+    let sb = sandbox::start(opts).await.expect("sandbox starts");
+    let dir = tempfile::tempdir().unwrap();
+    let google = connect(&sb, dir.path(), extra);
+    let (google, notices) = google;
+    Env {
+        sb,
+        google,
+        notices,
+        dir,
+    }
+}
+
+fn connect(
+    sb: &Running,
+    dir: &Path,
+    extra: &str,
+) -> (Arc<dyn Connector>, mpsc::UnboundedReceiver<HttpNotice>) {
+    let path = common::write_config(dir, &sb.base_url);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(extra);
+    std::fs::write(&path, text).unwrap();
+    let loaded = offboard::config::load(&path).expect("config loads");
+    let resolved = loaded.connectors().unwrap().remove(0);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let ctx = BuildContext {
+        http: shared_reqwest(),
+        notices: Some(tx),
+        data_dir: dir.to_path_buf(),
+    };
+    (build(&resolved, &ctx).expect("driver builds"), rx)
+}
+
+async fn env(consistency_ms: u64) -> Env {
+    env_with(
+        Options {
+            faults: common::quick(consistency_ms),
+            ..Options::default()
+        },
+        "",
+    )
+    .await
+}
+
+async fn found(c: &dyn Connector, email: &str) -> Account {
+    match c
+        .find_person(&Person::new(email))
+        .await
+        .expect("lookup works")
+    {
+        Lookup::Found { account } => account,
+        other => panic!("{email}: {other:?}"),
+    }
+}
+
+fn of_kind(inv: &Inventory, kind: GrantKind) -> Vec<&Grant> {
+    inv.grants.iter().filter(|g| g.kind == kind).collect()
+}
+
+fn assert_complete(inv: &Inventory) {
+    assert!(inv.failed.is_empty(), "failed kinds: {:?}", inv.failed);
+}
+
+#[tokio::test]
+async fn finds_by_primary_email_and_alias_and_reports_absence() {
+    let e = env(200).await;
+    let dana = found(&*e.google, "dana.whitfield@example.com").await;
+    assert_eq!(dana.connector, "google");
+    assert_eq!(dana.display_name, "Dana Whitfield");
+    assert!(dana.active);
+    assert!(dana.id.len() > 10);
+    assert!(dana.facts.iter().any(|(k, _)| k == "org_unit"));
+
+    let alex = found(&*e.google, "ACHEN@example.com").await;
+    assert_eq!(alex.login, "alex.chen@example.com");
+
+    let tom = found(&*e.google, "tom.becker@example.com").await;
+    assert!(!tom.active);
+    assert!(
+        tom.facts
+            .iter()
+            .any(|(k, v)| k == "suspension_reason" && v == "ADMIN")
+    );
+
+    let marcus = found(&*e.google, "marcus.reyes@example.com").await;
+    assert!(marcus.is_admin);
+
+    for absent in ["sam.okafor@partner.example.net", "nobody@example.com"] {
+        assert_eq!(
+            e.google.find_person(&Person::new(absent)).await.unwrap(),
+            Lookup::NotFound
+        );
+    }
+    e.sb.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_lookup_is_an_error_not_absence() {
+    let e = env_with(
+        Options {
+            faults: common::quick(200),
+            ..Options::default()
+        },
+        "\n[connectors.google.limits]\nmax_retries = 1\n",
+    )
+    .await;
+    e.sb.set_faults(Faults {
+        error_rate: 1.0,
+        path_prefix: Some("/admin/".into()),
+        ..common::quick(200)
+    });
+    let r = tokio::time::timeout(
+        Duration::from_secs(60),
+        e.google
+            .find_person(&Person::new("dana.whitfield@example.com")),
+    )
+    .await
+    .expect("gives up in time");
+    assert!(
+        matches!(r, Err(ConnectorError::Api { status: 503, .. })),
+        "{r:?}"
+    );
+    e.sb.stop().await;
+}
+
+#[tokio::test]
+async fn inventory_of_the_scheduled_leaver() {
+    let e = env(200).await;
+    let dana = found(&*e.google, "dana.whitfield@example.com").await;
+    let inv = e.google.list_grants(&dana).await;
+    assert_complete(&inv);
+    let count = |k| of_kind(&inv, k).len();
+    assert_eq!(count(GrantKind::OauthGrant), 6);
+    assert_eq!(count(GrantKind::AppPassword), 2);
+    assert_eq!(count(GrantKind::Group), 12);
+    assert_eq!(count(GrantKind::AdminRole), 1);
+    assert_eq!(count(GrantKind::License), 2);
+    assert_eq!(count(GrantKind::Device), 2);
+    assert_eq!(count(GrantKind::Session), 1);
+    assert_eq!(count(GrantKind::BackupCodes), 1);
+    assert_eq!(count(GrantKind::Account), 1);
+    let ids: Vec<&str> = inv.grants.iter().map(|g| g.id.as_str()).collect();
+    assert!(ids.contains(&"signout") && ids.contains(&"suspend") && ids.contains(&"backup_codes"));
+    assert!(
+        ids.iter()
+            .any(|i| i.starts_with("token:") && i.ends_with(".apps.googleusercontent.com"))
+    );
+    assert!(ids.contains(&"license:Google-Apps/1010020020"));
+    assert!(ids.contains(&"license:Google-Vault/Google-Vault"));
+    // Backup codes are counted, never shown.
+    let codes = of_kind(&inv, GrantKind::BackupCodes)[0];
+    assert!(
+        codes.details.starts_with("10 unused codes"),
+        "{}",
+        codes.details
+    );
+    let mail_merge = inv
+        .grants
+        .iter()
+        .find(|g| g.label.contains("Mail Merge Pro"))
+        .unwrap();
+    assert_eq!(mail_merge.risk, offboard::model::Risk::Critical);
+    // Ids are stable across reads.
+    let again = e.google.list_grants(&dana).await;
+    let mut a: Vec<_> = inv.grants.iter().map(|g| g.id.clone()).collect();
+    let mut b: Vec<_> = again.grants.iter().map(|g| g.id.clone()).collect();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+    e.sb.stop().await;
+}
+
+#[tokio::test]
+async fn roles_held_through_a_group_are_manual_steps() {
+    let e = env(200).await;
+    let marcus = found(&*e.google, "marcus.reyes@example.com").await;
+    let inv = e.google.list_grants(&marcus).await;
+    assert_complete(&inv);
+    let roles = of_kind(&inv, GrantKind::AdminRole);
+    assert_eq!(roles.len(), 3, "{roles:#?}");
+    let direct: Vec<_> = roles.iter().filter(|g| !g.is_manual()).collect();
+    assert_eq!(direct.len(), 2);
+    assert!(
+        direct
+            .iter()
+            .any(|g| g.label == "Admin role: User Management Admin")
+    );
+    let via_group = roles.iter().find(|g| g.is_manual()).unwrap();
+    assert!(
+        via_group.label.contains("it-admins@example.com"),
+        "{}",
+        via_group.label
+    );
+    match &via_group.revocation {
+        Revocation::Manual { instructions } => {
+            assert!(instructions.contains("it-admins@example.com"))
+        }
+        Revocation::Api => unreachable!(),
+    }
+    let r = e.google.revoke(&marcus, via_group).await;
+    assert!(matches!(r, Err(ConnectorError::Refused { .. })), "{r:?}");
+
+    // Leaving the group is what removes that role.
+    let group = inv
+        .grants
+        .iter()
+        .find(|g| g.kind == GrantKind::Group && g.label.contains("it-admins@"))
+        .unwrap();
+    assert_eq!(
+        e.google.revoke(&marcus, group).await.unwrap(),
+        RevokeOutcome::Accepted
+    );
+    let role = (*via_group).clone();
+    common::wait_for(Duration::from_secs(10), "group-held role gone", || {
+        let (g, m, r) = (e.google.clone(), marcus.clone(), role.clone());
+        async move {
+            let v = g.verify(&m, std::slice::from_ref(&r)).await;
+            matches!(v[0].1, Ok(Presence::Absent)).then_some(())
+        }
+    })
+    .await;
+    e.sb.stop().await;
+}
+
+#[tokio::test]
+async fn already_suspended_user_keeps_tokens_and_codes_need_a_person() {
+    let e = env(200).await;
+    let tom = found(&*e.google, "tom.becker@example.com").await;
+    let inv = e.google.list_grants(&tom).await;
+    assert_complete(&inv);
+    assert_eq!(of_kind(&inv, GrantKind::OauthGrant).len(), 3);
+    assert_eq!(of_kind(&inv, GrantKind::AppPassword).len(), 2);
+    assert!(of_kind(&inv, GrantKind::Account).is_empty());
+    assert!(of_kind(&inv, GrantKind::Session).is_empty());
+    let codes = of_kind(&inv, GrantKind::BackupCodes);
+    assert_eq!(codes.len(), 1);
+    assert!(codes[0].is_manual());
+    // Google refuses invalidation on a suspended user; so does the sandbox.
+    let mut forced = codes[0].clone();
+    forced.revocation = Revocation::Api;
+    let r = e.google.revoke(&tom, &forced).await;
+    match r {
+        Err(ConnectorError::Refused { code, manual, .. }) => {
+            assert_eq!(code, "conditionNotMet");
+            assert!(!manual.is_empty());
+        }
+        other => panic!("{other:?}"),
+    }
+    // The contractor lives in /Contractors with a small footprint.
+    let lena = found(&*e.google, "lena.kowalski@example.com").await;
+    assert!(
+        lena.facts
+            .iter()
+            .any(|(k, v)| k == "org_unit" && v == "/Contractors")
+    );
+    let inv = e.google.list_grants(&lena).await;
+    assert_complete(&inv);
+    assert_eq!(of_kind(&inv, GrantKind::Group).len(), 2);
+    assert_eq!(of_kind(&inv, GrantKind::License).len(), 1);
+    e.sb.stop().await;
+}
+
+/// Revokes every API grant in plan order, suspension last, and waits until a
+/// fresh read confirms each one.
+#[tokio::test]
+async fn revokes_everything_in_order_and_verifies_by_fresh_reads() {
+    let e = env(200).await;
+    let dana = found(&*e.google, "dana.whitfield@example.com").await;
+    let inv = e.google.list_grants(&dana).await;
+    assert_complete(&inv);
+    let plan = Plan::build(&inv.grants);
+    let order: Vec<&Grant> = plan.phases.iter().flat_map(|p| p.steps.iter()).collect();
+    assert_eq!(order.last().unwrap().id, "suspend", "suspension comes last");
+    let codes_at = order.iter().position(|g| g.id == "backup_codes").unwrap();
+    assert!(codes_at < order.len() - 1);
+
+    let mut to_verify = Vec::new();
+    for g in &order {
+        let outcome = e
+            .google
+            .revoke(&dana, g)
+            .await
+            .unwrap_or_else(|err| panic!("{}: {err}", g.id));
+        match g.kind {
+            GrantKind::Session => assert_eq!(outcome, RevokeOutcome::Acknowledged),
+            _ => {
+                assert_eq!(outcome, RevokeOutcome::Accepted, "{}", g.id);
+                to_verify.push((*g).clone());
+            }
+        }
+    }
+    {
+        let st = e.sb.state.google.lock().unwrap();
+        let u = st.user_index("dana.whitfield@example.com").unwrap();
+        assert_eq!(st.users[u].sign_outs, 1);
+        assert!(st.users[u].backup_codes.is_empty());
+    }
+    common::wait_for(Duration::from_secs(15), "every removal confirmed", || {
+        let (g, a, v) = (e.google.clone(), dana.clone(), to_verify.clone());
+        async move {
+            let r = g.verify(&a, &v).await;
+            r.iter()
+                .all(|(_, p)| matches!(p, Ok(Presence::Absent)))
+                .then_some(())
+        }
+    })
+    .await;
+    // Sign-out can never be confirmed by a read.
+    let signout = order.iter().find(|g| g.id == "signout").unwrap();
+    let v = e.google.verify(&dana, std::slice::from_ref(*signout)).await;
+    assert!(matches!(v[0].1, Ok(Presence::Present)));
+    // Revoking again is idempotent.
+    let token = order
+        .iter()
+        .find(|g| g.kind == GrantKind::OauthGrant)
+        .unwrap();
+    assert_eq!(
+        e.google.revoke(&dana, token).await.unwrap(),
+        RevokeOutcome::AlreadyGone
+    );
+    let group = order.iter().find(|g| g.kind == GrantKind::Group).unwrap();
+    assert_eq!(
+        e.google.revoke(&dana, group).await.unwrap(),
+        RevokeOutcome::AlreadyGone
+    );
+    // Suspended now: the account is inactive, and a fresh inventory offers
+    // no sign-out, no suspension, keeps the licenses count at zero.
+    let after = found(&*e.google, "dana.whitfield@example.com").await;
+    assert!(!after.active);
+    let inv = e.google.list_grants(&after).await;
+    assert_complete(&inv);
+    assert!(inv.grants.is_empty(), "{:#?}", inv.grants);
+    e.sb.stop().await;
+}
+
+#[tokio::test]
+async fn a_removal_is_not_verified_until_the_api_stops_listing_it() {
+    let e = env(1200).await;
+    let alex = found(&*e.google, "alex.chen@example.com").await;
+    let inv = e.google.list_grants(&alex).await;
+    let token = of_kind(&inv, GrantKind::OauthGrant)[0].clone();
+    let group = of_kind(&inv, GrantKind::Group)[0].clone();
+    let license = of_kind(&inv, GrantKind::License)[0].clone();
+    let grants = vec![token.clone(), group.clone(), license.clone()];
+    for g in &grants {
+        assert_eq!(
+            e.google.revoke(&alex, g).await.unwrap(),
+            RevokeOutcome::Accepted
+        );
+    }
+    let v = e.google.verify(&alex, &grants).await;
+    assert!(
+        v.iter().all(|(_, p)| matches!(p, Ok(Presence::Present))),
+        "still listed within the delay: {v:?}"
+    );
+    common::wait_for(Duration::from_secs(10), "removals confirmed", || {
+        let (g, a, gr) = (e.google.clone(), alex.clone(), grants.clone());
+        async move {
+            let v = g.verify(&a, &gr).await;
+            v.iter()
+                .all(|(_, p)| matches!(p, Ok(Presence::Absent)))
+                .then_some(())
+        }
+    })
+    .await;
+    e.sb.stop().await;
+}
+
+#[tokio::test]
+async fn device_account_wipe_is_confirmed_by_the_device_status() {
+    let e = env(200).await;
+    let priya = found(&*e.google, "priya.natarajan@example.com").await;
+    let inv = e.google.list_grants(&priya).await;
+    assert_complete(&inv);
+    let devices = of_kind(&inv, GrantKind::Device);
+    assert_eq!(devices.len(), 1);
+    let d = devices[0].clone();
+    assert_eq!(
+        e.google.revoke(&priya, &d).await.unwrap(),
+        RevokeOutcome::Accepted
+    );
+    common::wait_for(Duration::from_secs(10), "device wiped", || {
+        let (g, a, d) = (e.google.clone(), priya.clone(), d.clone());
+        async move {
+            let v = g.verify(&a, std::slice::from_ref(&d)).await;
+            matches!(v[0].1, Ok(Presence::Absent)).then_some(())
+        }
+    })
+    .await;
+    {
+        let st = e.sb.state.google.lock().unwrap();
+        let rid = d.id.strip_prefix("device:").unwrap();
+        let dev = st.devices.iter().find(|x| x.resource_id == rid).unwrap();
+        assert_eq!(dev.action.as_ref().unwrap().0, "admin_account_wipe");
+    }
+    e.sb.stop().await;
+}
+
+#[tokio::test]
+async fn pages_through_long_listings_and_verifies_with_one_read_per_kind() {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let e = env_with(
+        Options {
+            faults: common::quick(100),
+            access_log: Some(log.path().to_path_buf()),
+            ..Options::default()
+        },
+        "\n[connectors.google.settings]\npage_size = 5\n",
+    )
+    .await;
+    let dana = found(&*e.google, "dana.whitfield@example.com").await;
+    let inv = e.google.list_grants(&dana).await;
+    assert_complete(&inv);
+    let groups: Vec<Grant> = of_kind(&inv, GrantKind::Group)
+        .into_iter()
+        .cloned()
+        .collect();
+    assert_eq!(groups.len(), 12, "three pages of 5, 5 and 2");
+    let group_reads = |text: &str| {
+        text.lines()
+            .filter(|l| l.contains("\"path\":\"/admin/directory/v1/groups\""))
+            .count()
+    };
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    assert_eq!(group_reads(&text), 3);
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("/groups\"") && l.contains("pageToken="))
+            .count(),
+        2
+    );
+    // Verify all 12 groups: again three paged reads, not twelve.
+    let v = e.google.verify(&dana, &groups).await;
+    assert!(v.iter().all(|(_, p)| matches!(p, Ok(Presence::Present))));
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    assert_eq!(group_reads(&text), 6);
+    e.sb.stop().await;
+}
+
+#[tokio::test]
+async fn a_leaver_with_hundreds_of_groups_is_listed_completely() {
+    let shape = offboard::sandbox::tenant::BenchShape {
+        email: "bench.leaver@example.com".into(),
+        groups: 450,
+        tokens: 40,
+        app_passwords: 12,
+    };
+    let e = env_with(
+        Options {
+            faults: common::quick(100),
+            bench_grants: Some(shape),
+            ..Options::default()
+        },
+        "",
+    )
+    .await;
+    let b = found(&*e.google, "bench.leaver@example.com").await;
+    let inv = e.google.list_grants(&b).await;
+    assert_complete(&inv);
+    assert_eq!(of_kind(&inv, GrantKind::Group).len(), 450);
+    assert_eq!(of_kind(&inv, GrantKind::OauthGrant).len(), 40);
+    assert_eq!(of_kind(&inv, GrantKind::AppPassword).len(), 12);
+    let v = e.google.verify(&b, &inv.grants).await;
+    assert_eq!(v.len(), inv.grants.len());
+    assert!(v.iter().all(|(_, p)| matches!(p, Ok(Presence::Present))));
+    e.sb.stop().await;
+}
+
+#[tokio::test]
+async fn a_listing_that_fails_mid_pagination_is_failed_not_absent() {
+    let e = env_with(
+        Options {
+            faults: common::quick(100),
+            ..Options::default()
+        },
+        "\n[connectors.google.settings]\npage_size = 5\n\n[connectors.google.limits]\nmax_retries = 1\n",
+    )
+    .await;
+    let dana = found(&*e.google, "dana.whitfield@example.com").await;
+    let before = e.google.list_grants(&dana).await;
+    let groups: Vec<Grant> = of_kind(&before, GrantKind::Group)
+        .into_iter()
+        .cloned()
+        .collect();
+    assert_eq!(groups.len(), 12);
+    e.sb.state.google.lock().unwrap().fail_paged_requests = true;
+    let inv = e.google.list_grants(&dana).await;
+    let err = inv.kind_failed(GrantKind::Group).expect("groups failed");
+    assert!(
+        matches!(err, ConnectorError::Api { status: 503, .. }),
+        "{err:?}"
+    );
+    assert!(
+        of_kind(&inv, GrantKind::Group).is_empty(),
+        "a partial list is not shown"
+    );
+    // Other kinds still read fine.
+    assert_eq!(of_kind(&inv, GrantKind::OauthGrant).len(), 6);
+    // And verification never turns the failure into absence.
+    let v = e.google.verify(&dana, &groups).await;
+    assert!(v.iter().all(|(_, p)| p.is_err()), "{v:?}");
+    e.sb.stop().await;
+}
+
+#[tokio::test]
+async fn per_user_quota_answers_are_retried_until_they_succeed() {
+    let mut e = env_with(
+        Options {
+            faults: Faults {
+                google_user_quota_per_min: Some(240),
+                ..common::quick(100)
+            },
+            ..Options::default()
+        },
+        "",
+    )
+    .await;
+    let dana = found(&*e.google, "dana.whitfield@example.com").await;
+    let inv = tokio::time::timeout(Duration::from_secs(60), e.google.list_grants(&dana))
+        .await
+        .expect("finishes");
+    assert_complete(&inv);
+    assert_eq!(of_kind(&inv, GrantKind::Group).len(), 12);
+    let mut limited = 0;
+    while let Ok(n) = e.notices.try_recv() {
+        if matches!(n, HttpNotice::RateLimited { .. }) {
+            limited += 1;
+        }
+    }
+    assert!(limited > 0, "the quota was hit and waited out");
+    e.sb.stop().await;
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_is_waited_and_retried() {
+    let mut e = env(100).await;
+    let dana = found(&*e.google, "dana.whitfield@example.com").await;
+    e.sb.set_faults(Faults {
+        rate_429: 1.0,
+        google_429: true,
+        retry_after_secs: 1,
+        path_prefix: Some("/admin/directory/v1/users/".into()),
+        ..common::quick(100)
+    });
+    let google = e.google.clone();
+    let a = dana.clone();
+    let task = tokio::spawn(async move {
+        google
+            .verify(
+                &a,
+                &[Grant {
+                    connector: "google".into(),
+                    id: "suspend".into(),
+                    kind: GrantKind::Account,
+                    label: String::new(),
+                    details: String::new(),
+                    risk: offboard::model::Risk::High,
+                    revocation: Revocation::Api,
+                    since: None,
+                    phase: None,
+                }],
+            )
+            .await
+    });
+    let notice = tokio::time::timeout(Duration::from_secs(10), e.notices.recv())
+        .await
+        .expect("a notice comes")
+        .unwrap();
+    match notice {
+        HttpNotice::RateLimited { wait, .. } => assert!(wait >= Duration::from_secs(1), "{wait:?}"),
+        other => panic!("{other:?}"),
+    }
+    e.sb.set_faults(common::quick(100));
+    let v = task.await.unwrap();
+    assert!(matches!(v[0].1, Ok(Presence::Present)), "{v:?}");
+    e.sb.stop().await;
+}
+
+#[tokio::test]
+async fn addresses_that_need_percent_encoding_reach_the_right_user() {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let e = env_with(
+        Options {
+            faults: common::quick(100),
+            access_log: Some(log.path().to_path_buf()),
+            ..Options::default()
+        },
+        "",
+    )
+    .await;
+    let odd = found(&*e.google, ODD_EMAIL).await;
+    assert_eq!(odd.login, ODD_EMAIL);
+    let inv = e.google.list_grants(&odd).await;
+    assert_complete(&inv);
+    assert_eq!(of_kind(&inv, GrantKind::OauthGrant).len(), 1);
+    assert_eq!(of_kind(&inv, GrantKind::AppPassword).len(), 1);
+    assert_eq!(of_kind(&inv, GrantKind::Group).len(), 1);
+    assert_eq!(of_kind(&inv, GrantKind::License).len(), 1);
+    let token = of_kind(&inv, GrantKind::OauthGrant)[0].clone();
+    assert_eq!(
+        e.google.revoke(&odd, &token).await.unwrap(),
+        RevokeOutcome::Accepted
+    );
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    assert!(
+        text.contains("/admin/directory/v1/users/o'brien%2Fops%231%3Fx@example.com/tokens/"),
+        "{text}"
+    );
+    e.sb.stop().await;
+}
+
+#[tokio::test]
+async fn api_calls_without_a_valid_token_get_googles_401() {
+    let sb = common::sandbox(common::quick(100)).await;
+    let client = reqwest::Client::new();
+    for auth in [None, Some("Bearer ya29.forged")] {
+        let mut req = client.get(format!(
+            "{}/admin/directory/v1/users/dana.whitfield@example.com",
+            sb.base_url
+        ));
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], 401);
+        assert_eq!(v["error"]["status"], "UNAUTHENTICATED");
+    }
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn the_token_endpoint_refuses_a_bad_signature_and_the_driver_says_so_safely() {
+    let sb = common::sandbox(common::quick(100)).await;
+    let dir = tempfile::tempdir().unwrap();
+    // A service-account file whose key is not the one Google knows.
+    sandbox::write_demo_keys(dir.path()).unwrap();
+    let sa_path = dir.path().join("google-service-account.json");
+    let mut sa: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&sa_path).unwrap()).unwrap();
+    sa["private_key"] = serde_json::json!(sandbox::SALESFORCE_DEMO_PRIVATE_KEY);
+    std::fs::write(&sa_path, sa.to_string()).unwrap();
+
+    // The endpoint itself answers with Google's OAuth error body.
+    let jwt = offboard::auth::jwt::JwtBearer::new(
+        shared_reqwest(),
+        offboard::auth::jwt::JwtBearerConfig {
+            token_url: url::Url::parse(&format!("{}/token", sb.base_url)).unwrap(),
+            issuer: sandbox::GOOGLE_DEMO_CLIENT_EMAIL.into(),
+            subject: Some(sandbox::DEMO_ADMIN.into()),
+            scopes: vec!["https://www.googleapis.com/auth/admin.directory.user".into()],
+            audience: None,
+            private_key_pem: offboard::secret::Secret::new(sandbox::SALESFORCE_DEMO_PRIVATE_KEY),
+            key_id: None,
+        },
+    )
+    .unwrap();
+    let assertion = jwt.assertion().unwrap();
+    let r = reqwest::Client::new()
+        .post(format!("{}/token", sb.base_url))
+        .form(&[
+            ("grant_type", offboard::auth::jwt::GRANT_TYPE),
+            ("assertion", assertion.expose()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "invalid_grant");
+    assert_eq!(v["error_description"], "Invalid JWT Signature.");
+
+    // The driver surfaces an Auth error that carries neither assertion nor token.
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, sandbox::demo_config(&sb.base_url, dir.path())).unwrap();
+    let loaded = offboard::config::load(&path).unwrap();
+    let resolved = loaded.connectors().unwrap().remove(0);
+    let ctx = BuildContext {
+        http: shared_reqwest(),
+        notices: None,
+        data_dir: dir.path().to_path_buf(),
+    };
+    let google = build(&resolved, &ctx).unwrap();
+    let err = google
+        .find_person(&Person::new("dana.whitfield@example.com"))
+        .await
+        .unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(matches!(err, ConnectorError::Auth(_)), "{text}");
+    assert!(text.contains("invalid_grant"), "{text}");
+    assert!(!text.contains("eyJ"), "no assertion in: {text}");
+    assert!(!text.contains("ya29"), "no token in: {text}");
+    assert!(!text.contains("PRIVATE KEY"), "{text}");
+    assert_eq!(
+        google.health().state,
+        offboard::connector::HealthState::AuthError
+    );
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn the_token_endpoint_refuses_a_subject_that_is_not_an_admin() {
+    let sb = common::sandbox(common::quick(100)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (google, _rx) = connect(&sb, dir.path(), "");
+    drop(google);
+    let path = dir.path().join("config.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "subject = \"admin@example.com\"",
+        "subject = \"ada.abbott@example.com\"",
+    );
+    std::fs::write(&path, text).unwrap();
+    let loaded = offboard::config::load(&path).unwrap();
+    let resolved = loaded.connectors().unwrap().remove(0);
+    let ctx = BuildContext {
+        http: shared_reqwest(),
+        notices: None,
+        data_dir: dir.path().to_path_buf(),
+    };
+    let google = build(&resolved, &ctx).unwrap();
+    let err = google
+        .find_person(&Person::new("dana.whitfield@example.com"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ConnectorError::Auth(m) if m.contains("unauthorized_client")),
+        "{err:?}"
+    );
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn api_text_is_sanitised_before_it_reaches_labels() {
+    let e = env(100).await;
+    {
+        let mut st = e.sb.state.google.lock().unwrap();
+        let u = st.user_index("alex.chen@example.com").unwrap();
+        let t = st.tokens.iter_mut().find(|t| t.user == u).unwrap();
+        t.display_text = "Evil\u{1b}]0;pwned\u{7}\u{202e}App".into();
+    }
+    let alex = found(&*e.google, "alex.chen@example.com").await;
+    let inv = e.google.list_grants(&alex).await;
+    for g in &inv.grants {
+        for s in [&g.label, &g.details, &g.id] {
+            assert!(
+                !s.chars().any(|c| c.is_control() || c == '\u{202e}'),
+                "{s:?}"
+            );
+        }
+    }
+    assert!(
+        inv.grants
+            .iter()
+            .any(|g| g.label.contains("Evil^[]0;pwned^G"))
+    );
+    let _ = &e.dir;
+    e.sb.stop().await;
+}

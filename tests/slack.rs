@@ -1,0 +1,598 @@
+//! The Slack driver against the Slack sandbox, over HTTP.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use offboard::connector::manifest::{self, ConnectorConfig};
+use offboard::connector::{
+    BuildContext, Connector, ConnectorError, Lookup, Presence, RevokeOutcome, build,
+};
+use offboard::model::{Account, Grant, GrantKind, Person};
+use offboard::sandbox::{Running, slack as sb_slack};
+
+/// A Slack connector for the sandbox, with these extra settings and tokens.
+fn connector(
+    sb: &Running,
+    dir: &Path,
+    settings: &[(&str, toml::Value)],
+    user_token: Option<&str>,
+) -> Arc<dyn Connector> {
+    offboard::sandbox::write_demo_keys(dir).unwrap();
+    let token_file = match user_token {
+        Some(t) => {
+            let p = dir.join("other-token");
+            std::fs::write(&p, t).unwrap();
+            p
+        }
+        None => dir.join("slack-user-token"),
+    };
+    let mut cfg = ConnectorConfig {
+        manifest: Some("slack".into()),
+        enabled: true,
+        ..ConnectorConfig::default()
+    };
+    cfg.api
+        .insert("base_url".into(), format!("{}/api/", sb.base_url));
+    cfg.api
+        .insert("scim_url".into(), format!("{}/scim/v2/", sb.base_url));
+    cfg.auth.token_file = Some(token_file.display().to_string());
+    cfg.auth.scim_token_file = Some(dir.join("slack-scim-token").display().to_string());
+    // Tests must not pick up a real token from the environment.
+    cfg.auth.token_env = Some("OFFBOARD_TEST_UNSET_SLACK_TOKEN".into());
+    cfg.auth.scim_token_env = Some("OFFBOARD_TEST_UNSET_SLACK_SCIM".into());
+    let limits = offboard::connector::manifest::Limits {
+        requests_per_second: 500.0,
+        burst: 500,
+        ..Default::default()
+    };
+    cfg.limits = Some(limits);
+    for (k, v) in settings {
+        cfg.settings.insert((*k).to_string(), v.clone());
+    }
+    let resolved = manifest::resolve("slack", &cfg, dir).expect("config resolves");
+    let ctx = BuildContext {
+        http: offboard::connector::http::shared_reqwest(),
+        notices: None,
+        data_dir: dir.to_path_buf(),
+    };
+    build(&resolved, &ctx).expect("driver builds")
+}
+
+async fn find(c: &Arc<dyn Connector>, email: &str) -> Account {
+    match c
+        .find_person(&Person::new(email))
+        .await
+        .expect("lookup works")
+    {
+        Lookup::Found { account } => account,
+        other => panic!("expected {email} to be found, got {other:?}"),
+    }
+}
+
+fn of_kind(grants: &[Grant], kind: GrantKind) -> Vec<&Grant> {
+    grants.iter().filter(|g| g.kind == kind).collect()
+}
+
+async fn presence(c: &Arc<dyn Connector>, a: &Account, g: &Grant) -> Presence {
+    let r = c.verify(a, std::slice::from_ref(g)).await;
+    r[0].1.clone().expect("verification read succeeds")
+}
+
+/// Waits until a fresh read says the grant is gone.
+async fn wait_absent(c: &Arc<dyn Connector>, a: &Account, g: &Grant) {
+    common::wait_for(
+        Duration::from_secs(10),
+        &format!("{} to be gone", g.id),
+        || {
+            let c = c.clone();
+            let a = a.clone();
+            let g = g.clone();
+            async move { (presence(&c, &a, &g).await == Presence::Absent).then_some(()) }
+        },
+    )
+    .await;
+}
+
+fn members(sb: &Running, group: &str) -> Vec<String> {
+    let st = sb.state.slack.lock().unwrap();
+    st.group(group).unwrap().users.clone()
+}
+
+#[tokio::test]
+async fn finds_users_and_reads_their_state() {
+    let sb = common::sandbox(common::quick(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = connector(&sb, dir.path(), &[], None);
+
+    let marcus = find(&c, "Marcus.Reyes@example.com").await;
+    assert!(marcus.active);
+    assert!(marcus.is_admin);
+    assert!(
+        marcus
+            .facts
+            .iter()
+            .any(|(k, v)| k == "team_id" && v == sb_slack::TEAM_ID)
+    );
+
+    let sam = find(&c, "sam.okafor@partner.example.net").await;
+    assert!(
+        sam.facts
+            .iter()
+            .any(|(k, v)| k == "user_type" && v == "multi-channel guest")
+    );
+
+    assert_eq!(
+        c.find_person(&Person::new("nobody@example.com"))
+            .await
+            .unwrap(),
+        Lookup::NotFound
+    );
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn ok_false_is_an_error_never_absence() {
+    let sb = common::sandbox(common::quick(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let admin = connector(&sb, dir.path(), &[], None);
+    let dana = find(&admin, "dana.whitfield@example.com").await;
+
+    // A token with only users:read / users:read.email: the admin reads answer
+    // HTTP 200 ok:false missing_scope.
+    let ro = connector(&sb, dir.path(), &[], Some(sb_slack::DEMO_READONLY_TOKEN));
+    let inv = ro.list_grants(&dana).await;
+    for kind in [
+        GrantKind::Session,
+        GrantKind::Group,
+        GrantKind::AdminRole,
+        GrantKind::OwnedApp,
+    ] {
+        let e = inv
+            .kind_failed(kind)
+            .unwrap_or_else(|| panic!("{kind} must be a failed read"));
+        assert_eq!(e.code(), Some("missing_scope"), "{kind}: {e}");
+        assert_eq!(e.status(), Some(200));
+        assert!(e.to_string().contains("needed scope"), "{e}");
+    }
+    assert!(inv.grants.iter().all(|g| g.kind == GrantKind::Account));
+    // And verification on a failed read is an error, not "gone".
+    let session = Grant {
+        connector: "slack".into(),
+        id: "session:1".into(),
+        kind: GrantKind::Session,
+        label: String::new(),
+        details: String::new(),
+        risk: offboard::model::Risk::High,
+        revocation: offboard::model::Revocation::Api,
+        since: None,
+        phase: None,
+    };
+    let v = ro.verify(&dana, &[session]).await;
+    assert!(v[0].1.is_err());
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn bad_token_is_an_auth_error_without_the_token() {
+    let sb = common::sandbox(common::quick(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "xoxp-9999-not-a-real-token-do-not-print";
+    let c = connector(&sb, dir.path(), &[], Some(secret));
+    let e = c
+        .find_person(&Person::new("dana.whitfield@example.com"))
+        .await
+        .expect_err("a bad token must fail");
+    assert!(matches!(e, ConnectorError::Auth(_)), "{e:?}");
+    let shown = format!("{e} {e:?}");
+    assert!(shown.contains("invalid_auth"), "{shown}");
+    assert!(!shown.contains(secret), "token leaked: {shown}");
+    let h = c.health();
+    assert_eq!(h.state, offboard::connector::HealthState::AuthError);
+    assert!(!format!("{h:?}").contains(secret));
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn inventory_of_the_scheduled_leaver() {
+    let sb = common::sandbox(common::quick(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = connector(&sb, dir.path(), &[], None);
+    let dana = find(&c, "dana.whitfield@example.com").await;
+    let inv = c.list_grants(&dana).await;
+    assert!(inv.failed.is_empty(), "{:?}", inv.failed);
+    assert_eq!(of_kind(&inv.grants, GrantKind::Session).len(), 5);
+    assert_eq!(of_kind(&inv.grants, GrantKind::Account).len(), 1);
+    let groups = of_kind(&inv.grants, GrantKind::Group);
+    // finance dept, finance-approvers, expense-admins, managers; the
+    // disabled legacy group is not listed.
+    assert_eq!(groups.len(), 4, "{groups:#?}");
+    let apps = of_kind(&inv.grants, GrantKind::OwnedApp);
+    assert_eq!(
+        apps.len(),
+        1,
+        "the removed Quick Poll is not listed: {apps:#?}"
+    );
+    assert_eq!(apps[0].id, "app:A0DEXPENSE");
+    assert!(apps[0].is_manual());
+    let roles = of_kind(&inv.grants, GrantKind::AdminRole);
+    assert_eq!(roles.len(), 1);
+    assert_eq!(roles[0].id, format!("role:Rl0D:{}", sb_slack::TEAM_ID));
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn sessions_page_over_three_pages_and_end_with_eventual_consistency() {
+    let sb = common::sandbox(common::quick(400)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = connector(
+        &sb,
+        dir.path(),
+        &[("page_size", toml::Value::Integer(2))],
+        None,
+    );
+    let dana = find(&c, "dana.whitfield@example.com").await;
+    let before = sb
+        .state
+        .slack
+        .lock()
+        .unwrap()
+        .calls
+        .get("admin.users.session.list")
+        .copied()
+        .unwrap_or(0);
+    let inv = c.list_grants(&dana).await;
+    let after = sb.state.slack.lock().unwrap().calls["admin.users.session.list"];
+    let sessions: Vec<Grant> = of_kind(&inv.grants, GrantKind::Session)
+        .into_iter()
+        .cloned()
+        .collect();
+    assert_eq!(sessions.len(), 5);
+    assert_eq!(after - before, 3, "5 sessions at limit=2 take three pages");
+    let mut ids: Vec<_> = sessions.iter().map(|g| g.id.clone()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 5);
+
+    let s = &sessions[0];
+    assert_eq!(c.revoke(&dana, s).await.unwrap(), RevokeOutcome::Accepted);
+    // Still listed right after (eventual consistency): not verified yet.
+    assert_eq!(presence(&c, &dana, s).await, Presence::Present);
+    wait_absent(&c, &dana, s).await;
+    // The others are untouched.
+    assert_eq!(presence(&c, &dana, &sessions[1]).await, Presence::Present);
+    // Invalidating it again is success.
+    let again = c.revoke(&dana, s).await.unwrap();
+    assert!(matches!(
+        again,
+        RevokeOutcome::Accepted | RevokeOutcome::AlreadyGone
+    ));
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn group_removal_keeps_a_member_added_concurrently() {
+    let sb = common::sandbox(common::quick(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = connector(&sb, dir.path(), &[], None);
+    let dana = find(&c, "dana.whitfield@example.com").await;
+    let inv = c.list_grants(&dana).await;
+    let managers = inv
+        .grants
+        .iter()
+        .find(|g| g.label.starts_with("@managers"))
+        .expect("Dana is in @managers")
+        .clone();
+    let gid = managers.id.strip_prefix("usergroup:").unwrap().to_string();
+    let newcomer = "U0D000200".to_string();
+    assert!(!members(&sb, &gid).contains(&newcomer));
+    // Another admin adds a member right after the driver's first read of
+    // the group, i.e. between its read and its write.
+    sb.state.slack.lock().unwrap().hooks.add_member_after_read =
+        Some((gid.clone(), newcomer.clone(), 1));
+    sb.state.slack.lock().unwrap().hooks.reads.clear();
+
+    assert_eq!(
+        c.revoke(&dana, &managers).await.unwrap(),
+        RevokeOutcome::Accepted
+    );
+    // The driver saw the change on its re-read and started over:
+    // read, re-read (changed), read, re-read, then wrote.
+    assert_eq!(sb.state.slack.lock().unwrap().hooks.reads[&gid], 4);
+    let now = members(&sb, &gid);
+    assert!(
+        now.contains(&newcomer),
+        "the concurrent addition was lost: {now:?}"
+    );
+    assert!(!now.contains(&dana.id));
+    assert_eq!(now.len(), 15 - 1 + 1);
+    wait_absent(&c, &dana, &managers).await;
+    // Removing again is already gone.
+    assert_eq!(
+        c.revoke(&dana, &managers).await.unwrap(),
+        RevokeOutcome::AlreadyGone
+    );
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn sole_member_group_is_disabled_or_manual() {
+    let sb = common::sandbox(common::quick(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = connector(&sb, dir.path(), &[], None);
+    let dana = find(&c, "dana.whitfield@example.com").await;
+    let inv = c.list_grants(&dana).await;
+    let sole = inv
+        .grants
+        .iter()
+        .find(|g| g.label.starts_with("@finance-approvers"))
+        .unwrap()
+        .clone();
+    assert!(!sole.is_manual());
+    assert_eq!(
+        c.revoke(&dana, &sole).await.unwrap(),
+        RevokeOutcome::Accepted
+    );
+    wait_absent(&c, &dana, &sole).await;
+
+    let manual = connector(
+        &sb,
+        dir.path(),
+        &[("sole_member_groups", toml::Value::String("manual".into()))],
+        None,
+    );
+    let lena = find(&manual, "lena.kowalski@example.com").await;
+    // Make Lena the only member of a group through the API, then list.
+    sb.state.slack.lock().unwrap().groups[0].users = vec![lena.id.clone()];
+    let inv = manual.list_grants(&lena).await;
+    let g = inv
+        .grants
+        .iter()
+        .find(|g| g.id == "usergroup:S0D000001")
+        .expect("Lena is listed in the group");
+    assert!(g.is_manual(), "{g:?}");
+    assert!(matches!(
+        manual.revoke(&lena, g).await,
+        Err(ConnectorError::Refused { .. })
+    ));
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn admin_roles_and_workspace_admin_are_removed() {
+    let sb = common::sandbox(common::quick(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = connector(
+        &sb,
+        dir.path(),
+        &[("page_size", toml::Value::Integer(2))],
+        None,
+    );
+    let marcus = find(&c, "marcus.reyes@example.com").await;
+    let inv = c.list_grants(&marcus).await;
+    assert!(inv.failed.is_empty(), "{:?}", inv.failed);
+    let roles: Vec<Grant> = of_kind(&inv.grants, GrantKind::AdminRole)
+        .into_iter()
+        .cloned()
+        .collect();
+    // Three role assignments (read over four pages of two) and the
+    // workspace admin flag.
+    assert_eq!(roles.len(), 4, "{roles:#?}");
+    assert!(roles.iter().any(|g| g.id.starts_with("workspace-role:")));
+    assert_eq!(of_kind(&inv.grants, GrantKind::Session).len(), 4);
+    assert_eq!(of_kind(&inv.grants, GrantKind::OwnedApp).len(), 2);
+    for g in &roles {
+        assert_eq!(c.revoke(&marcus, g).await.unwrap(), RevokeOutcome::Accepted);
+    }
+    for g in &roles {
+        wait_absent(&c, &marcus, g).await;
+    }
+    {
+        let st = sb.state.slack.lock().unwrap();
+        let u = st.user(&marcus.id).unwrap();
+        assert!(!u.is_admin && !u.is_owner);
+        // Others' assignments of the same role are untouched.
+        assert!(
+            st.roles
+                .iter()
+                .any(|r| r.role_id == "Rl0A" && r.user_id == "U0D000021" && r.removed_at.is_none())
+        );
+    }
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn scim_deactivation_is_verified_and_last() {
+    let sb = common::sandbox(common::quick(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = connector(&sb, dir.path(), &[], None);
+    let tom = find(&c, "tom.becker@example.com").await;
+    let inv = c.list_grants(&tom).await;
+    let acc = of_kind(&inv.grants, GrantKind::Account)[0].clone();
+    assert_eq!(acc.phase(), offboard::model::Phase::CloseAccount);
+    assert_eq!(presence(&c, &tom, &acc).await, Presence::Present);
+    assert_eq!(c.revoke(&tom, &acc).await.unwrap(), RevokeOutcome::Accepted);
+    assert_eq!(presence(&c, &tom, &acc).await, Presence::Absent);
+    // users.info now says deleted; the sessions Slack ended disappear.
+    let again = find(&c, "tom.becker@example.com").await;
+    assert!(!again.active);
+    common::wait_for(Duration::from_secs(10), "sessions to end", || {
+        let c = c.clone();
+        let a = again.clone();
+        async move {
+            let inv = c.list_grants(&a).await;
+            (inv.failed.is_empty()
+                && of_kind(&inv.grants, GrantKind::Session).is_empty()
+                && of_kind(&inv.grants, GrantKind::Account).is_empty())
+            .then_some(())
+        }
+    })
+    .await;
+    // Deactivating again is fine.
+    assert_eq!(c.revoke(&tom, &acc).await.unwrap(), RevokeOutcome::Accepted);
+    // The primary owner is a manual step.
+    let owner = find(&c, offboard::sandbox::DEMO_ADMIN).await;
+    let inv = c.list_grants(&owner).await;
+    assert!(of_kind(&inv.grants, GrantKind::Account)[0].is_manual());
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn rate_limited_calls_wait_for_retry_after() {
+    let sb = common::sandbox(common::quick(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = connector(&sb, dir.path(), &[], None);
+    sb.state.slack.lock().unwrap().hooks.rate_limit_next = Some((2, 1));
+    let started = tokio::time::Instant::now();
+    let dana = find(&c, "dana.whitfield@example.com").await;
+    assert_eq!(dana.login, "dana.whitfield@example.com");
+    // Two 429s with Retry-After: 1 were honoured before the answer.
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert!(
+        sb.state
+            .slack
+            .lock()
+            .unwrap()
+            .hooks
+            .rate_limit_next
+            .is_none()
+    );
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn sandbox_speaks_slack_on_the_wire() {
+    let sb = common::sandbox(common::quick(200)).await;
+    let http = reqwest::Client::new();
+    let api = |m: &str| format!("{}/api/{m}", sb.base_url);
+    // No token: HTTP 200 ok:false not_authed.
+    let r = http.get(api("users.info")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v, serde_json::json!({"ok": false, "error": "not_authed"}));
+    // JSON body and token as a form argument both work.
+    let v: serde_json::Value = http
+        .post(api("usergroups.users.list"))
+        .bearer_auth(sb_slack::DEMO_USER_TOKEN)
+        .json(&serde_json::json!({"usergroup": "S0D000001"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["ok"], true);
+    let v: serde_json::Value = http
+        .post(api("users.lookupByEmail"))
+        .form(&[
+            ("token", sb_slack::DEMO_USER_TOKEN),
+            ("email", "nobody@example.com"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"ok": false, "error": "users_not_found"})
+    );
+    // Empty list: invalid_users.
+    let v: serde_json::Value = http
+        .post(api("usergroups.users.update"))
+        .bearer_auth(sb_slack::DEMO_USER_TOKEN)
+        .form(&[("usergroup", "S0D000001"), ("users", "")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["error"], "invalid_users");
+    // Rate limit: 429, Retry-After, ratelimited.
+    sb.state.slack.lock().unwrap().hooks.rate_limit_next = Some((1, 3));
+    let r = http.get(api("users.info")).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "3");
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "ratelimited");
+    // SCIM v2 error body.
+    let r = http
+        .get(format!("{}/scim/v2/Users/UNOPE", sb.base_url))
+        .bearer_auth(sb_slack::DEMO_SCIM_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["status"], "404");
+    assert_eq!(
+        v["schemas"][0],
+        "urn:ietf:params:scim:api:messages:2.0:Error"
+    );
+    // admin.apps.uninstall shows in team.integrationLogs.
+    let v: serde_json::Value = http
+        .post(api("admin.apps.uninstall"))
+        .bearer_auth(sb_slack::DEMO_USER_TOKEN)
+        .form(&[("app_id", "A0DSTANDUP"), ("team_ids", sb_slack::TEAM_ID)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["ok"], true);
+    let v: serde_json::Value = http
+        .get(api("team.integrationLogs"))
+        .query(&[("app_id", "A0DSTANDUP")])
+        .bearer_auth(sb_slack::DEMO_USER_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["logs"][0]["change_type"], "removed");
+    assert_eq!(v["paging"]["total"], 2);
+    // Opaque cursors: a forged one is refused.
+    let v: serde_json::Value = http
+        .post(api("admin.users.session.list"))
+        .bearer_auth(sb_slack::DEMO_USER_TOKEN)
+        .form(&[("cursor", "not-a-cursor")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["error"], "invalid_cursor");
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn demo_config_builds_the_slack_connector() {
+    let sb = common::sandbox(common::quick(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::write_config(dir.path(), &sb.base_url);
+    let loaded = offboard::config::load(&path).expect("demo config loads");
+    let slack = loaded
+        .connectors()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.id == "slack")
+        .expect("demo config has [connectors.slack]");
+    let ctx = BuildContext {
+        http: offboard::connector::http::shared_reqwest(),
+        notices: None,
+        data_dir: dir.path().to_path_buf(),
+    };
+    let c = build(&slack, &ctx).unwrap();
+    let sam = find(&c, "sam.okafor@partner.example.net").await;
+    let inv = c.list_grants(&sam).await;
+    assert!(inv.failed.is_empty(), "{:?}", inv.failed);
+    assert_eq!(of_kind(&inv.grants, GrantKind::Session).len(), 1);
+    assert_eq!(of_kind(&inv.grants, GrantKind::Group).len(), 2);
+    sb.stop().await;
+}
