@@ -3,6 +3,7 @@
 //! runtime that performs effects in tasks and sends actions back.
 
 pub mod action;
+pub mod app;
 pub mod model;
 pub mod runtime;
 pub mod terminal;
