@@ -48,17 +48,27 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        let _ = Command::new("tmux").args(["kill-session", "-t", &self.name]).output();
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.name])
+            .output();
     }
 }
 
 fn tmux_available() -> bool {
-    Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success())
+    Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 fn reports(dir: &Path) -> Vec<std::path::PathBuf> {
     std::fs::read_dir(dir)
-        .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "md")).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "md"))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -77,33 +87,59 @@ fn demo_revoke_all_export_quit_in_tmux() {
         data.path().display()
     );
     let status = Command::new("tmux")
-        .args(["new-session", "-d", "-x", "100", "-y", "30", "-s", &name, "sh", "-c", &script])
+        .args([
+            "new-session",
+            "-d",
+            "-x",
+            "100",
+            "-y",
+            "30",
+            "-s",
+            &name,
+            "sh",
+            "-c",
+            &script,
+        ])
         .status()
         .expect("tmux starts");
     assert!(status.success());
     let s = Session { name };
 
     // The queue is discovered.
-    s.wait_for("the demo leavers discovered", Duration::from_secs(20), |t| {
-        t.contains("Leavers (7)") && t.contains("marcus.reyes@example.com") && !t.contains("discovering")
-    });
+    s.wait_for(
+        "the demo leavers discovered",
+        Duration::from_secs(20),
+        |t| {
+            t.contains("Leavers (7)")
+                && t.contains("marcus.reyes@example.com")
+                && !t.contains("discovering")
+        },
+    );
     // Select the urgent termination.
     s.keys(&["j"]);
-    s.wait_for("Marcus selected", Duration::from_secs(5), |t| t.contains("Marcus Reyes <marcus.reyes@example.com>"));
+    s.wait_for("Marcus selected", Duration::from_secs(5), |t| {
+        t.contains("Marcus Reyes <marcus.reyes@example.com>")
+    });
     s.keys(&["R"]);
-    s.wait_for("the revoke-all dialog", Duration::from_secs(5), |t| t.contains("Type the leaver's email"));
+    s.wait_for("the revoke-all dialog", Duration::from_secs(5), |t| {
+        t.contains("Type the leaver's email")
+    });
     s.literal("marcus.reyes@example.com");
     s.keys(&["Enter"]);
-    let screen = s.wait_for("every grant verified or acknowledged", Duration::from_secs(90), |t| {
-        t.contains("all verified") && t.contains(" 0 left ")
-    });
+    let screen = s.wait_for(
+        "every grant verified or acknowledged",
+        Duration::from_secs(90),
+        |t| t.contains("all verified") && t.contains(" 0 left "),
+    );
     assert!(screen.contains("verified"), "{screen}");
 
     // Export the evidence report.
     s.keys(&[":"]);
     s.literal("export");
     s.keys(&["Enter"]);
-    s.wait_for("the export message", Duration::from_secs(10), |t| t.contains("report for marcus.reyes@example.com written to"));
+    s.wait_for("the export message", Duration::from_secs(10), |t| {
+        t.contains("report for marcus.reyes@example.com written to")
+    });
     let found = reports(&data.path().join("reports"));
     assert_eq!(found.len(), 1, "{found:?}");
     let report = std::fs::read_to_string(&found[0]).unwrap();
@@ -111,16 +147,29 @@ fn demo_revoke_all_export_quit_in_tmux() {
 
     // Quit: the terminal is restored.
     s.keys(&["q"]);
-    let screen = s.wait_for("the program to exit", Duration::from_secs(10), |t| t.contains("EXIT="));
+    let screen = s.wait_for("the program to exit", Duration::from_secs(10), |t| {
+        t.contains("EXIT=")
+    });
     assert!(screen.contains("EXIT=0"), "{screen}");
-    assert!(!screen.contains("Leavers ("), "the console is gone:\n{screen}");
+    assert!(
+        !screen.contains("Leavers ("),
+        "the console is gone:\n{screen}"
+    );
     let alt = s.tmux(&["display-message", "-p", "-t", &s.name, "#{alternate_on}"]);
     assert_eq!(alt.trim(), "0", "alternate screen left");
-    let screen = s.wait_for("stty output", Duration::from_secs(5), |t| t.contains("icanon"));
+    let screen = s.wait_for("stty output", Duration::from_secs(5), |t| {
+        t.contains("icanon")
+    });
     let flags: Vec<&str> = screen.split_whitespace().collect();
-    assert!(flags.contains(&"icanon"), "canonical mode back on:\n{screen}");
+    assert!(
+        flags.contains(&"icanon"),
+        "canonical mode back on:\n{screen}"
+    );
     assert!(flags.contains(&"echo"), "echo back on:\n{screen}");
-    assert!(!flags.contains(&"-icanon") && !flags.contains(&"-echo"), "{screen}");
+    assert!(
+        !flags.contains(&"-icanon") && !flags.contains(&"-echo"),
+        "{screen}"
+    );
     // Nothing but the log file received the console's logging.
     let log = std::fs::read_to_string(data.path().join("offboard.log")).unwrap_or_default();
     assert!(log.contains("console closed"), "{log}");

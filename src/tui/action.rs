@@ -57,10 +57,26 @@ pub enum Action {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
-    Discover { email: String },
-    Refresh { email: String, connector: Option<String> },
-    Revoke { email: String, scope: RevokeScope },
-    ManualDone { email: String, key: String, note: String },
-    Export { email: String },
-    Login { app: String },
+    Discover {
+        email: String,
+    },
+    Refresh {
+        email: String,
+        connector: Option<String>,
+    },
+    Revoke {
+        email: String,
+        scope: RevokeScope,
+    },
+    ManualDone {
+        email: String,
+        key: String,
+        note: String,
+    },
+    Export {
+        email: String,
+    },
+    Login {
+        app: String,
+    },
 }

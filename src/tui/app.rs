@@ -17,14 +17,17 @@ use crate::connector::{ConnectorError, Health};
 use crate::engine::{self, CaseView, Engine, EngineOptions, Event, Selection, Summary};
 use crate::evidence::{self, Ledger, report};
 
-use super::model::{AccountStatus, CaseSnapshot, ConnectorRow, GrantRow, LeaverRow, Level, Model, RevokeScope};
+use super::model::{
+    AccountStatus, CaseSnapshot, ConnectorRow, GrantRow, LeaverRow, Level, Model, RevokeScope,
+};
 use super::runtime::{self, Service};
 use super::terminal::{self, TerminalGuard};
 use super::theme::{self, ThemeSet};
 
 /// Signs in to an app from the console (`:login APP`). Returns what to
 /// tell the operator.
-pub type LoginHook = Arc<dyn Fn(String) -> BoxFuture<'static, Result<String, String>> + Send + Sync>;
+pub type LoginHook =
+    Arc<dyn Fn(String) -> BoxFuture<'static, Result<String, String>> + Send + Sync>;
 
 /// The engine as the console sees it.
 pub struct EngineService {
@@ -83,7 +86,11 @@ pub fn snapshot(v: CaseView) -> CaseSnapshot {
 #[async_trait]
 impl Service for EngineService {
     async fn discover(&self, email: &str) -> Result<CaseSnapshot, String> {
-        self.engine.discover(email).await.map(snapshot).map_err(|e| e.to_string())
+        self.engine
+            .discover(email)
+            .await
+            .map(snapshot)
+            .map_err(|e| e.to_string())
     }
 
     async fn refresh(&self, email: &str, connector: Option<&str>) -> Result<CaseSnapshot, String> {
@@ -100,11 +107,17 @@ impl Service for EngineService {
             kinds: scope.kinds.clone(),
             keys: scope.keys.clone(),
         };
-        self.engine.revoke(email, &selection).await.map_err(|e| e.to_string())
+        self.engine
+            .revoke(email, &selection)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn manual_done(&self, email: &str, key: &str, note: &str) -> Result<(), String> {
-        self.engine.manual_done(email, key, note).await.map_err(|e| e.to_string())
+        self.engine
+            .manual_done(email, key, note)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     fn case(&self, email: &str) -> Option<CaseSnapshot> {
@@ -136,17 +149,31 @@ impl Service for EngineService {
 }
 
 /// Writes the Markdown evidence report for `email` into `dir`.
-pub fn export_report(ledger: &Path, dir: &Path, email: &str, now: DateTime<Utc>) -> Result<PathBuf, String> {
+pub fn export_report(
+    ledger: &Path,
+    dir: &Path,
+    email: &str,
+    now: DateTime<Utc>,
+) -> Result<PathBuf, String> {
     let records = Ledger::read(ledger).map_err(|e| e.to_string())?;
     if !records.iter().any(|r| r.case == email) {
-        return Err(format!("no evidence for {email} yet in {}", ledger.display()));
+        return Err(format!(
+            "no evidence for {email} yet in {}",
+            ledger.display()
+        ));
     }
     let chain = evidence::verify_chain(ledger).map_err(|e| e.to_string())?;
     let text = report::render_with_chain(&records, email, report::Format::Markdown, Some(&chain));
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let safe: String = email
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "@.-_".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "@.-_".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let path = dir.join(format!("{safe}-{}.md", now.format("%Y%m%dT%H%M%S")));
     std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -177,13 +204,22 @@ pub struct ConsoleOptions {
 }
 
 impl ConsoleOptions {
-    pub fn from_global(global: &Global, operator: String, config_theme: Option<&str>, config_dir: Option<PathBuf>) -> Self {
+    pub fn from_global(
+        global: &Global,
+        operator: String,
+        config_theme: Option<&str>,
+        config_dir: Option<PathBuf>,
+    ) -> Self {
         let ascii = global.ascii || !locale_is_utf8(|k| std::env::var(k).ok());
         ConsoleOptions {
             operator,
             read_only: global.read_only,
             ascii,
-            theme: theme::initial_name(global.theme.as_deref(), config_theme, theme::no_color_from_env()),
+            theme: theme::initial_name(
+                global.theme.as_deref(),
+                config_theme,
+                theme::no_color_from_env(),
+            ),
             config_dir,
             leavers: Vec::new(),
             notes: Vec::new(),
@@ -194,7 +230,13 @@ impl ConsoleOptions {
 /// Builds the model the console starts with.
 pub fn initial_model(engine: &Engine, opts: ConsoleOptions) -> Model {
     let themes = ThemeSet::load(opts.config_dir.as_deref(), theme::truecolor_from_env());
-    let (mut model, msg) = Model::new(&opts.operator, opts.read_only, opts.ascii, themes, &opts.theme);
+    let (mut model, msg) = Model::new(
+        &opts.operator,
+        opts.read_only,
+        opts.ascii,
+        themes,
+        &opts.theme,
+    );
     model.connectors = engine
         .connectors()
         .into_iter()
@@ -230,9 +272,11 @@ pub async fn open(
     });
     terminal::install_panic_hook(&data_dir.join("offboard.log"));
     let result = {
-        let _guard = TerminalGuard::enter().map_err(|e| Failure::other(format!("terminal: {e}")))?;
+        let _guard =
+            TerminalGuard::enter().map_err(|e| Failure::other(format!("terminal: {e}")))?;
         let backend = ratatui::backend::CrosstermBackend::new(std::io::stdout());
-        let mut term = ratatui::Terminal::new(backend).map_err(|e| Failure::other(format!("terminal: {e}")))?;
+        let mut term = ratatui::Terminal::new(backend)
+            .map_err(|e| Failure::other(format!("terminal: {e}")))?;
         let input = crossterm::event::EventStream::new();
         runtime::run(&mut term, &mut model, service, input, events).await
     };
@@ -252,19 +296,21 @@ pub async fn open(
     }
 }
 
-fn engine_from(
-    loaded: &config::Loaded,
-    data_dir: &Path,
-) -> Result<(Arc<Engine>, UnboundedReceiver<Event>, Vec<String>), Failure> {
+type Built = (Arc<Engine>, UnboundedReceiver<Event>, Vec<String>);
+
+fn engine_from(loaded: &config::Loaded, data_dir: &Path) -> Result<Built, Failure> {
     let resolved = loaded.connectors()?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let connectors = engine::connectors_from_config(&resolved, data_dir, &tx).map_err(|e| match e {
-        ConnectorError::Config(m) => Failure::usage(format!("config: {}: {m}", loaded.path.display())),
-        other => Failure::other(other.to_string()),
-    })?;
+    let connectors =
+        engine::connectors_from_config(&resolved, data_dir, &tx).map_err(|e| match e {
+            ConnectorError::Config(m) => {
+                Failure::usage(format!("config: {}: {m}", loaded.path.display()))
+            }
+            other => Failure::other(other.to_string()),
+        })?;
     let opts = EngineOptions::from_config(loaded);
-    let ledger =
-        Ledger::open_in(data_dir, &opts.operator).map_err(|e| Failure::other(format!("evidence ledger: {e}")))?;
+    let ledger = Ledger::open_in(data_dir, &opts.operator)
+        .map_err(|e| Failure::other(format!("evidence ledger: {e}")))?;
     let notes = ledger
         .torn_tails()
         .into_iter()
@@ -289,7 +335,13 @@ pub async fn console(global: &Global, data_dir: PathBuf) -> CmdResult {
         loaded.config.console.theme.as_deref(),
         Some(loaded.dir.clone()),
     );
-    opts.leavers = loaded.config.console.leavers.iter().map(|e| LeaverRow::new(e)).collect();
+    opts.leavers = loaded
+        .config
+        .console
+        .leavers
+        .iter()
+        .map(|e| LeaverRow::new(e))
+        .collect();
     opts.notes = notes;
     open(engine, events, opts, &data_dir).await
 }
@@ -306,13 +358,22 @@ pub async fn demo(global: &Global, args: DemoArgs, data_dir: PathBuf) -> CmdResu
     .await
     .map_err(|e| Failure::other(e.to_string()))?;
     let dir = data_dir.join("demo");
-    crate::sandbox::write_demo_keys(&dir).map_err(|e| Failure::other(format!("{}: {e}", dir.display())))?;
+    crate::sandbox::write_demo_keys(&dir)
+        .map_err(|e| Failure::other(format!("{}: {e}", dir.display())))?;
     let config_path = dir.join("config.toml");
-    std::fs::write(&config_path, crate::sandbox::demo_config(&running.base_url, &dir))
-        .map_err(|e| Failure::other(format!("{}: {e}", config_path.display())))?;
+    std::fs::write(
+        &config_path,
+        crate::sandbox::demo_config(&running.base_url, &dir),
+    )
+    .map_err(|e| Failure::other(format!("{}: {e}", config_path.display())))?;
     let loaded = config::load(&config_path)?;
     let (engine, events, notes) = engine_from(&loaded, &data_dir)?;
-    let mut opts = ConsoleOptions::from_global(global, loaded.operator(), None, config::project_dirs().map(|d| d.config_dir().to_path_buf()));
+    let mut opts = ConsoleOptions::from_global(
+        global,
+        loaded.operator(),
+        None,
+        config::project_dirs().map(|d| d.config_dir().to_path_buf()),
+    );
     let now = Utc::now();
     opts.leavers = crate::sandbox::tenant::LEAVERS
         .iter()
@@ -336,13 +397,27 @@ mod tests {
     #[test]
     fn locale_detection() {
         let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
         };
         assert!(locale_is_utf8(env(&[("LANG", "en_US.UTF-8")])));
-        assert!(locale_is_utf8(env(&[("LC_CTYPE", "C.utf8"), ("LANG", "C")])));
-        assert!(!locale_is_utf8(env(&[("LC_ALL", "C"), ("LANG", "en_US.UTF-8")])));
+        assert!(locale_is_utf8(env(&[
+            ("LC_CTYPE", "C.utf8"),
+            ("LANG", "C")
+        ])));
+        assert!(!locale_is_utf8(env(&[
+            ("LC_ALL", "C"),
+            ("LANG", "en_US.UTF-8")
+        ])));
         assert!(!locale_is_utf8(env(&[("LANG", "en_US.ISO-8859-1")])));
         assert!(!locale_is_utf8(env(&[])));
-        assert!(locale_is_utf8(env(&[("LC_ALL", ""), ("LANG", "de_DE.UTF-8")])));
+        assert!(locale_is_utf8(env(&[
+            ("LC_ALL", ""),
+            ("LANG", "de_DE.UTF-8")
+        ])));
     }
 }

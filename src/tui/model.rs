@@ -36,10 +36,18 @@ pub struct GrantRow {
 #[derive(Debug, Clone, PartialEq)]
 pub enum AccountStatus {
     Pending,
-    Found { login: String, display_name: String, active: bool },
+    Found {
+        login: String,
+        display_name: String,
+        active: bool,
+    },
     NotFound,
-    Ambiguous { candidates: usize },
-    Failed { error: String },
+    Ambiguous {
+        candidates: usize,
+    },
+    Failed {
+        error: String,
+    },
 }
 
 impl AccountStatus {
@@ -129,13 +137,26 @@ impl LeaverRow {
         if self.revoking || self.grants.iter().any(|g| g.state.is_removing()) {
             return LeaverStatus::Revoking;
         }
-        let attention = self.grants.iter().filter(|g| g.state.needs_attention()).count()
+        let attention = self
+            .grants
+            .iter()
+            .filter(|g| g.state.needs_attention())
+            .count()
             + self
                 .accounts
                 .values()
-                .filter(|a| matches!(a, AccountStatus::Failed { .. } | AccountStatus::Ambiguous { .. }))
+                .filter(|a| {
+                    matches!(
+                        a,
+                        AccountStatus::Failed { .. } | AccountStatus::Ambiguous { .. }
+                    )
+                })
                 .count();
-        let live = self.grants.iter().filter(|g| g.state == GrantState::Live).count();
+        let live = self
+            .grants
+            .iter()
+            .filter(|g| g.state == GrantState::Live)
+            .count();
         if live > 0 {
             return LeaverStatus::Live(live);
         }
@@ -226,9 +247,19 @@ pub enum Dialog {
         yes_focused: bool,
     },
     /// Revoke everything: the operator types the leaver's email.
-    RevokeAll { email: String, typed: String, count: usize },
+    RevokeAll {
+        email: String,
+        typed: String,
+        count: usize,
+    },
     /// Tick off a manual step with a note for the ledger.
-    ManualNote { email: String, key: String, label: String, instructions: String, note: String },
+    ManualNote {
+        email: String,
+        key: String,
+        label: String,
+        instructions: String,
+        note: String,
+    },
     Help,
 }
 
@@ -274,10 +305,18 @@ impl Symbols {
     pub fn spinner(&self, n: usize) -> &'static str {
         const U: [&str; 8] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧"];
         const A: [&str; 4] = ["|", "/", "-", "\\"];
-        if self.ascii { A[n % A.len()] } else { U[n % U.len()] }
+        if self.ascii {
+            A[n % A.len()]
+        } else {
+            U[n % U.len()]
+        }
     }
     pub fn bar(&self) -> (&'static str, &'static str) {
-        if self.ascii { ("#", "-") } else { ("█", "░") }
+        if self.ascii {
+            ("#", "-")
+        } else {
+            ("█", "░")
+        }
     }
     pub fn ellipsis(&self) -> &'static str {
         if self.ascii { "..." } else { "…" }
@@ -323,7 +362,13 @@ pub struct Model {
 }
 
 impl Model {
-    pub fn new(operator: &str, read_only: bool, ascii: bool, themes: ThemeSet, theme: &str) -> (Model, Option<String>) {
+    pub fn new(
+        operator: &str,
+        read_only: bool,
+        ascii: bool,
+        themes: ThemeSet,
+        theme: &str,
+    ) -> (Model, Option<String>) {
         let (theme, msg) = themes.get(theme);
         let model = Model {
             operator: crate::sanitize::clean(operator),
@@ -368,7 +413,9 @@ impl Model {
             .filter(|(_, l)| {
                 f.is_empty()
                     || l.email.contains(&f)
-                    || l.name.as_deref().is_some_and(|n| n.to_lowercase().contains(&f))
+                    || l.name
+                        .as_deref()
+                        .is_some_and(|n| n.to_lowercase().contains(&f))
                     || l.status().label().contains(&f)
             })
             .map(|(i, _)| i)
@@ -393,13 +440,19 @@ impl Model {
         self.connectors
             .iter()
             .enumerate()
-            .filter(|(_, c)| f.is_empty() || c.id.to_lowercase().contains(&f) || c.name.to_lowercase().contains(&f))
+            .filter(|(_, c)| {
+                f.is_empty()
+                    || c.id.to_lowercase().contains(&f)
+                    || c.name.to_lowercase().contains(&f)
+            })
             .map(|(i, _)| i)
             .collect()
     }
 
     pub fn selected_app(&self) -> Option<&ConnectorRow> {
-        self.app_view().get(self.matrix_sel).map(|&i| &self.connectors[i])
+        self.app_view()
+            .get(self.matrix_sel)
+            .map(|&i| &self.connectors[i])
     }
 
     pub fn connector_name(&self, id: &str) -> String {
@@ -413,7 +466,9 @@ impl Model {
     /// The grant under the cursor in the drill-down.
     pub fn selected_grant(&self) -> Option<&GrantRow> {
         let l = self.selected()?;
-        self.grant_view.get(self.grant_sel).and_then(|&i| l.grants.get(i))
+        self.grant_view
+            .get(self.grant_sel)
+            .and_then(|&i| l.grants.get(i))
     }
 
     /// Recomputes [`Model::grant_view`] from the screen, leaver and filter.
@@ -450,7 +505,8 @@ impl Model {
             self.activity.pop_front();
         }
         if self.activity_back > 0 {
-            self.activity_back = (self.activity_back + 1).min(self.activity.len().saturating_sub(1));
+            self.activity_back =
+                (self.activity_back + 1).min(self.activity.len().saturating_sub(1));
         }
     }
 

@@ -45,26 +45,49 @@ pub trait Service: Send + Sync + 'static {
 }
 
 /// Runs one effect in its own task; its result comes back as an action.
-pub fn spawn_effect(service: &Arc<dyn Service>, tx: &mpsc::UnboundedSender<Action>, effect: Effect) {
+pub fn spawn_effect(
+    service: &Arc<dyn Service>,
+    tx: &mpsc::UnboundedSender<Action>,
+    effect: Effect,
+) {
     let s = service.clone();
     let tx = tx.clone();
     tokio::spawn(async move {
         let action = match effect {
             Effect::Discover { email } => {
                 let result = s.discover(&email).await;
-                Action::Discovered { health: s.health(), email, result }
+                Action::Discovered {
+                    health: s.health(),
+                    email,
+                    result,
+                }
             }
             Effect::Refresh { email, connector } => {
                 let result = s.refresh(&email, connector.as_deref()).await;
-                Action::Refreshed { health: s.health(), email, connector, result, at: Utc::now() }
+                Action::Refreshed {
+                    health: s.health(),
+                    email,
+                    connector,
+                    result,
+                    at: Utc::now(),
+                }
             }
             Effect::Revoke { email, scope } => {
                 let result = s.revoke(&email, &scope).await;
-                Action::RevokeFinished { case: s.case(&email), email, result }
+                Action::RevokeFinished {
+                    case: s.case(&email),
+                    email,
+                    result,
+                }
             }
             Effect::ManualDone { email, key, note } => {
                 let result = s.manual_done(&email, &key, &note).await;
-                Action::ManualDone { case: s.case(&email), email, key, result }
+                Action::ManualDone {
+                    case: s.case(&email),
+                    email,
+                    key,
+                    result,
+                }
             }
             Effect::Export { email } => {
                 let result = s.export(&email).await;
@@ -81,7 +104,10 @@ pub fn spawn_effect(service: &Arc<dyn Service>, tx: &mpsc::UnboundedSender<Actio
 
 async fn terminate_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::hangup())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) {
         (Ok(mut t), Ok(mut h)) => {
             tokio::select! {
                 _ = t.recv() => {}
@@ -166,12 +192,19 @@ where
         }
     }
     if panicked {
-        return Err(io::Error::other("a task panicked; the log file has the details"));
+        return Err(io::Error::other(
+            "a task panicked; the log file has the details",
+        ));
     }
     Ok(())
 }
 
-fn handle(model: &mut Model, service: &Arc<dyn Service>, tx: &mpsc::UnboundedSender<Action>, action: Action) {
+fn handle(
+    model: &mut Model,
+    service: &Arc<dyn Service>,
+    tx: &mpsc::UnboundedSender<Action>,
+    action: Action,
+) {
     for fx in update::update(model, action) {
         spawn_effect(service, tx, fx);
     }

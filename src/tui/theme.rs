@@ -14,7 +14,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("default", include_str!("../../themes/default.toml")),
     ("mono", include_str!("../../themes/mono.toml")),
     ("light", include_str!("../../themes/light.toml")),
-    ("high-contrast", include_str!("../../themes/high-contrast.toml")),
+    (
+        "high-contrast",
+        include_str!("../../themes/high-contrast.toml"),
+    ),
 ];
 
 /// Every semantic role a view may ask for.
@@ -132,7 +135,12 @@ struct RawStyle {
 /// Parses a theme. Roles it leaves out take the default theme's style
 /// (`base`), or no style when there is no base. `truecolor`: keep hex colours
 /// as RGB; otherwise they become the nearest ANSI colour.
-pub fn parse(name: &str, text: &str, base: Option<&Theme>, truecolor: bool) -> Result<Theme, String> {
+pub fn parse(
+    name: &str,
+    text: &str,
+    base: Option<&Theme>,
+    truecolor: bool,
+) -> Result<Theme, String> {
     let raw: RawTheme = toml::from_str(text).map_err(|e| one_line(&e.to_string()))?;
     let mut styles = match base {
         Some(b) => b.styles,
@@ -156,7 +164,9 @@ pub fn parse(name: &str, text: &str, base: Option<&Theme>, truecolor: bool) -> R
             s = s.bg(parse_color(bg, truecolor).map_err(|e| format!("roles.{key}.bg: {e}"))?);
         }
         for m in &raw_style.modifiers {
-            s = s.add_modifier(parse_modifier(m).map_err(|e| format!("roles.{key}.modifiers: {e}"))?);
+            s = s.add_modifier(
+                parse_modifier(m).map_err(|e| format!("roles.{key}.modifiers: {e}"))?,
+            );
         }
         styles[role as usize] = s;
     }
@@ -291,7 +301,10 @@ impl ThemeSet {
                 if path.extension().and_then(|e| e.to_str()) != Some("toml") {
                     continue;
                 }
-                let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(str::to_string)
+                let Some(name) = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .map(str::to_string)
                 else {
                     continue;
                 };
@@ -385,12 +398,18 @@ mod tests {
             let s = t.style(r);
             assert!(s.fg.is_none() && s.bg.is_none(), "{r:?} has a colour");
         }
-        assert!(t.style(Role::Selection).add_modifier.contains(Modifier::REVERSED));
+        assert!(
+            t.style(Role::Selection)
+                .add_modifier
+                .contains(Modifier::REVERSED)
+        );
     }
 
     #[test]
     fn hex_colours_never_panic() {
-        for s in ["#", "#f", "#ff", "#ffff", "#fffff", "#gggggg", "#ééé", "#1234567", ""] {
+        for s in [
+            "#", "#f", "#ff", "#ffff", "#fffff", "#gggggg", "#ééé", "#1234567", "",
+        ] {
             assert!(parse_color(s, true).is_err(), "{s}");
         }
         assert_eq!(parse_color("#fff", true), Ok(Color::Rgb(255, 255, 255)));
@@ -422,7 +441,10 @@ mod tests {
         assert!(msg.is_none());
         assert_eq!(light.style(Role::Live).fg, Some(Color::Blue));
         // Roles left out fall back to the default theme.
-        assert_eq!(light.style(Role::Verified), Theme::default_theme().style(Role::Verified));
+        assert_eq!(
+            light.style(Role::Verified),
+            Theme::default_theme().style(Role::Verified)
+        );
         assert!(set.get("nope").1.unwrap().contains("no theme"));
     }
 

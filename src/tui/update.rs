@@ -19,7 +19,9 @@ pub fn init(model: &mut Model) -> Vec<Effect> {
     for l in &mut model.leavers {
         if !l.discovered && !l.discovering {
             l.discovering = true;
-            fx.push(Effect::Discover { email: l.email.clone() });
+            fx.push(Effect::Discover {
+                email: l.email.clone(),
+            });
         }
     }
     model.dirty = true;
@@ -27,6 +29,14 @@ pub fn init(model: &mut Model) -> Vec<Effect> {
 }
 
 pub fn update(model: &mut Model, action: Action) -> Vec<Effect> {
+    // Moving through the grant list changes no grant: skip the recompute.
+    let nav_only = model.focus == Focus::Grants
+        && model.input.is_none()
+        && model.dialog.is_none()
+        && matches!(&action, Action::Key(k) if matches!(
+            k.code,
+            KeyCode::Up | KeyCode::Down | KeyCode::Char('j' | 'k') | KeyCode::PageUp | KeyCode::PageDown
+        ));
     let fx = match action {
         Action::Key(key) => {
             if key.kind != KeyEventKind::Press {
@@ -46,7 +56,11 @@ pub fn update(model: &mut Model, action: Action) -> Vec<Effect> {
             on_event(model, ev);
             Vec::new()
         }
-        Action::Discovered { email, result, health } => {
+        Action::Discovered {
+            email,
+            result,
+            health,
+        } => {
             model.dirty = true;
             apply_health(model, &health);
             let now = model.now;
@@ -61,7 +75,10 @@ pub fn update(model: &mut Model, action: Action) -> Vec<Effect> {
                         c.last_refresh = Some(now);
                         c.next_due = Some(now + chrono_dur(c.effective_interval()));
                     }
-                    let n = model.leaver_mut(&email).map(|l| l.grants.len()).unwrap_or(0);
+                    let n = model
+                        .leaver_mut(&email)
+                        .map(|l| l.grants.len())
+                        .unwrap_or(0);
                     model.log(Level::Info, format!("{email}: discovered {n} grants"));
                 }
                 Err(e) => {
@@ -75,7 +92,13 @@ pub fn update(model: &mut Model, action: Action) -> Vec<Effect> {
             }
             Vec::new()
         }
-        Action::Refreshed { email, connector, result, health, at } => {
+        Action::Refreshed {
+            email,
+            connector,
+            result,
+            health,
+            at,
+        } => {
             model.dirty = true;
             apply_health(model, &health);
             let ok = result.is_ok();
@@ -83,7 +106,11 @@ pub fn update(model: &mut Model, action: Action) -> Vec<Effect> {
                 Ok(snap) => apply_snapshot(model, &email, snap),
                 Err(e) => model.log(
                     Level::Warn,
-                    format!("refresh of {} failed: {}", connector.as_deref().unwrap_or("all apps"), clean(&e)),
+                    format!(
+                        "refresh of {} failed: {}",
+                        connector.as_deref().unwrap_or("all apps"),
+                        clean(&e)
+                    ),
                 ),
             }
             let mut fx = Vec::new();
@@ -105,12 +132,19 @@ pub fn update(model: &mut Model, action: Action) -> Vec<Effect> {
                 if c.pending {
                     c.pending = false;
                     c.in_flight = true;
-                    fx.push(Effect::Refresh { email: email.clone(), connector: Some(c.id.clone()) });
+                    fx.push(Effect::Refresh {
+                        email: email.clone(),
+                        connector: Some(c.id.clone()),
+                    });
                 }
             }
             fx
         }
-        Action::RevokeFinished { email, result, case } => {
+        Action::RevokeFinished {
+            email,
+            result,
+            case,
+        } => {
             model.dirty = true;
             if let Some(snap) = case {
                 apply_snapshot(model, &email, snap);
@@ -142,19 +176,30 @@ pub fn update(model: &mut Model, action: Action) -> Vec<Effect> {
             }
             Vec::new()
         }
-        Action::ManualDone { email, key, result, case } => {
+        Action::ManualDone {
+            email,
+            key,
+            result,
+            case,
+        } => {
             model.dirty = true;
             if let Some(snap) = case {
                 apply_snapshot(model, &email, snap);
             }
             match result {
                 Ok(()) => {
-                    model.log(Level::Good, format!("{key}: manual step done (recorded in the ledger)"));
+                    model.log(
+                        Level::Good,
+                        format!("{key}: manual step done (recorded in the ledger)"),
+                    );
                     model.message = Some((Level::Good, format!("{key}: marked done")));
                 }
                 Err(e) => {
                     let e = clean(&e);
-                    model.log(Level::Error, format!("{key}: could not record the manual step: {e}"));
+                    model.log(
+                        Level::Error,
+                        format!("{key}: could not record the manual step: {e}"),
+                    );
                     model.message = Some((Level::Error, format!("not recorded: {e}")));
                 }
             }
@@ -164,7 +209,10 @@ pub fn update(model: &mut Model, action: Action) -> Vec<Effect> {
             model.dirty = true;
             match result {
                 Ok(path) => {
-                    let text = format!("report for {email} written to {}", clean(&path.display().to_string()));
+                    let text = format!(
+                        "report for {email} written to {}",
+                        clean(&path.display().to_string())
+                    );
                     model.log(Level::Good, text.clone());
                     model.message = Some((Level::Good, text));
                 }
@@ -193,7 +241,9 @@ pub fn update(model: &mut Model, action: Action) -> Vec<Effect> {
             Vec::new()
         }
     };
-    model.recompute_grants();
+    if !nav_only {
+        model.recompute_grants();
+    }
     fx
 }
 
@@ -226,7 +276,10 @@ fn on_tick(model: &mut Model, now: DateTime<Utc>) -> Vec<Effect> {
         }
         if c.next_due.is_none_or(|d| now >= d) {
             c.in_flight = true;
-            fx.push(Effect::Refresh { email: email.clone(), connector: Some(c.id.clone()) });
+            fx.push(Effect::Refresh {
+                email: email.clone(),
+                connector: Some(c.id.clone()),
+            });
         }
     }
     fx
@@ -254,7 +307,10 @@ fn refresh_now(model: &mut Model) -> Vec<Effect> {
             c.pending = true;
         } else {
             c.in_flight = true;
-            fx.push(Effect::Refresh { email: email.clone(), connector: Some(c.id.clone()) });
+            fx.push(Effect::Refresh {
+                email: email.clone(),
+                connector: Some(c.id.clone()),
+            });
         }
     }
     model.message = Some((Level::Info, format!("refreshing {email}")));
@@ -277,28 +333,43 @@ pub fn clean_grant(mut g: Grant) -> Grant {
     g.details = clean(&g.details);
     g.since = g.since.as_deref().map(clean);
     if let Revocation::Manual { instructions } = &g.revocation {
-        g.revocation = Revocation::Manual { instructions: clean(instructions) };
+        g.revocation = Revocation::Manual {
+            instructions: clean(instructions),
+        };
     }
     g
 }
 
 pub fn clean_state(s: GrantState) -> GrantState {
     match s {
-        GrantState::Unconfirmed { reason } => GrantState::Unconfirmed { reason: clean(&reason) },
-        GrantState::Failed { reason } => GrantState::Failed { reason: clean(&reason) },
-        GrantState::Acknowledged { at, note } => GrantState::Acknowledged { at, note: note.as_deref().map(clean) },
+        GrantState::Unconfirmed { reason } => GrantState::Unconfirmed {
+            reason: clean(&reason),
+        },
+        GrantState::Failed { reason } => GrantState::Failed {
+            reason: clean(&reason),
+        },
+        GrantState::Acknowledged { at, note } => GrantState::Acknowledged {
+            at,
+            note: note.as_deref().map(clean),
+        },
         other => other,
     }
 }
 
 fn clean_account(a: AccountStatus) -> AccountStatus {
     match a {
-        AccountStatus::Found { login, display_name, active } => AccountStatus::Found {
+        AccountStatus::Found {
+            login,
+            display_name,
+            active,
+        } => AccountStatus::Found {
             login: clean(&login),
             display_name: clean(&display_name),
             active,
         },
-        AccountStatus::Failed { error } => AccountStatus::Failed { error: clean(&error) },
+        AccountStatus::Failed { error } => AccountStatus::Failed {
+            error: clean(&error),
+        },
         other => other,
     }
 }
@@ -345,7 +416,11 @@ fn on_event(model: &mut Model, ev: Event) {
             }
             model.log(Level::Info, format!("{connector}: looking up {email}"));
         }
-        Event::Lookup { email, connector, lookup } => {
+        Event::Lookup {
+            email,
+            connector,
+            lookup,
+        } => {
             let (email, connector) = (clean(&email), clean(&connector));
             let status = match lookup {
                 Lookup::Found { account } => AccountStatus::Found {
@@ -354,10 +429,15 @@ fn on_event(model: &mut Model, ev: Event) {
                     active: account.active,
                 },
                 Lookup::NotFound => AccountStatus::NotFound,
-                Lookup::Ambiguous { candidates } => AccountStatus::Ambiguous { candidates: candidates.len() },
+                Lookup::Ambiguous { candidates } => AccountStatus::Ambiguous {
+                    candidates: candidates.len(),
+                },
             };
             let status = clean_account(status);
-            model.log(Level::Info, format!("{connector}: {email}: {}", status.label()));
+            model.log(
+                Level::Info,
+                format!("{connector}: {email}: {}", status.label()),
+            );
             if let Some(l) = model.leaver_mut(&email) {
                 if let AccountStatus::Found { display_name, .. } = &status
                     && l.name.is_none()
@@ -368,14 +448,28 @@ fn on_event(model: &mut Model, ev: Event) {
                 l.accounts.insert(connector, status);
             }
         }
-        Event::LookupFailed { email, connector, error } => {
+        Event::LookupFailed {
+            email,
+            connector,
+            error,
+        } => {
             let (email, connector, error) = (clean(&email), clean(&connector), clean(&error));
-            model.log(Level::Error, format!("{connector}: lookup of {email} failed: {error}"));
+            model.log(
+                Level::Error,
+                format!("{connector}: lookup of {email} failed: {error}"),
+            );
             if let Some(l) = model.leaver_mut(&email) {
-                l.accounts.insert(connector, AccountStatus::Failed { error });
+                l.accounts
+                    .insert(connector, AccountStatus::Failed { error });
             }
         }
-        Event::Inventory { email, connector, grants, failed, at } => {
+        Event::Inventory {
+            email,
+            connector,
+            grants,
+            failed,
+            at,
+        } => {
             let (email, connector) = (clean(&email), clean(&connector));
             if let Some(c) = model.connectors.iter_mut().find(|c| c.id == connector) {
                 c.last_refresh = Some(at);
@@ -386,30 +480,59 @@ fn on_event(model: &mut Model, ev: Event) {
                     let g = clean_grant(g);
                     let key = g.key();
                     if l.grant(&key).is_none() {
-                        let state = if g.is_manual() { GrantState::Manual } else { GrantState::Live };
-                        l.grants.push(GrantRow { key, grant: g, state, since_state: Some(at), answer: None });
+                        let state = if g.is_manual() {
+                            GrantState::Manual
+                        } else {
+                            GrantState::Live
+                        };
+                        l.grants.push(GrantRow {
+                            key,
+                            grant: g,
+                            state,
+                            since_state: Some(at),
+                            answer: None,
+                        });
                         added += 1;
                     }
                 }
             }
             if added > 0 {
-                model.log(Level::Info, format!("{connector}: {added} new grants for {email}"));
+                model.log(
+                    Level::Info,
+                    format!("{connector}: {added} new grants for {email}"),
+                );
             }
             for (kind, err) in failed {
-                model.log(Level::Warn, format!("{connector}: could not list {kind}: {}", clean(&err)));
+                model.log(
+                    Level::Warn,
+                    format!("{connector}: could not list {kind}: {}", clean(&err)),
+                );
             }
         }
         Event::Planned { email, plan } => {
             let email = clean(&email);
             model.log(
                 Level::Info,
-                format!("{email}: plan of {} steps in {} phases", plan.len(), plan.phases.len()),
+                format!(
+                    "{email}: plan of {} steps in {} phases",
+                    plan.len(),
+                    plan.phases.len()
+                ),
             );
             if let Some(l) = model.leaver_mut(&email) {
-                l.progress = plan.phases.iter().map(|p| (p.phase, (0, p.steps.len()))).collect();
+                l.progress = plan
+                    .phases
+                    .iter()
+                    .map(|p| (p.phase, (0, p.steps.len())))
+                    .collect();
             }
         }
-        Event::State { email, key, state, at } => {
+        Event::State {
+            email,
+            key,
+            state,
+            at,
+        } => {
             let (email, key) = (clean(&email), clean(&key));
             let state = clean_state(state);
             let mut label = key.clone();
@@ -429,7 +552,9 @@ fn on_event(model: &mut Model, ev: Event) {
             let verb = match &state {
                 GrantState::Revoking => "requested".to_string(),
                 GrantState::Removed => "accepted, confirming".to_string(),
-                GrantState::Verified { at } => format!("verified gone at {}", at.format("%H:%M:%S")),
+                GrantState::Verified { at } => {
+                    format!("verified gone at {}", at.format("%H:%M:%S"))
+                }
                 GrantState::Unconfirmed { reason } => format!("escalated: unconfirmed ({reason})"),
                 other => other.to_string(),
             };
@@ -444,7 +569,12 @@ fn on_event(model: &mut Model, ev: Event) {
             }
             model.log(Level::Info, format!("{key}: API answered {answer}"));
         }
-        Event::PhaseProgress { email, phase, done, total } => {
+        Event::PhaseProgress {
+            email,
+            phase,
+            done,
+            total,
+        } => {
             if let Some(l) = model.leaver_mut(&clean(&email)) {
                 l.revoking = true;
                 l.progress.insert(phase, (done, total));
@@ -454,11 +584,18 @@ fn on_event(model: &mut Model, ev: Event) {
             let email = clean(&email);
             model.log(
                 Level::Info,
-                format!("{email}: finished ({} verified, {} acknowledged)", summary.verified, summary.acknowledged),
+                format!(
+                    "{email}: finished ({} verified, {} acknowledged)",
+                    summary.verified, summary.acknowledged
+                ),
             );
         }
         Event::Http(n) => match n {
-            HttpNotice::RateLimited { connector, wait, attempt } => {
+            HttpNotice::RateLimited {
+                connector,
+                wait,
+                attempt,
+            } => {
                 let connector = clean(&connector);
                 if let Some(c) = model.connectors.iter_mut().find(|c| c.id == connector) {
                     c.health = HealthState::RateLimited;
@@ -467,10 +604,18 @@ fn on_event(model: &mut Model, ev: Event) {
                 }
                 model.log(
                     Level::Warn,
-                    format!("{connector}: rate-limited, waiting {:.1}s (attempt {attempt})", wait.as_secs_f64()),
+                    format!(
+                        "{connector}: rate-limited, waiting {:.1}s (attempt {attempt})",
+                        wait.as_secs_f64()
+                    ),
                 );
             }
-            HttpNotice::Retrying { connector, wait, attempt, reason } => {
+            HttpNotice::Retrying {
+                connector,
+                wait,
+                attempt,
+                reason,
+            } => {
                 model.log(
                     Level::Warn,
                     format!(
@@ -607,7 +752,11 @@ fn next_focus(model: &Model, forward: bool) -> Focus {
     };
     let i = order.iter().position(|f| *f == model.focus).unwrap_or(0);
     let n = order.len();
-    order[if forward { (i + 1) % n } else { (i + n - 1) % n }]
+    order[if forward {
+        (i + 1) % n
+    } else {
+        (i + n - 1) % n
+    }]
 }
 
 fn move_sel(model: &mut Model, delta: i64) {
@@ -678,7 +827,10 @@ fn on_enter(model: &mut Model) -> Vec<Effect> {
                 model.message = Some((Level::Info, format!("{}: already done", g.grant.label)));
                 return Vec::new();
             }
-            let email = model.selected().map(|l| l.email.clone()).unwrap_or_default();
+            let email = model
+                .selected()
+                .map(|l| l.email.clone())
+                .unwrap_or_default();
             model.dialog = Some(Dialog::ManualNote {
                 email,
                 key: g.key.clone(),
@@ -725,7 +877,11 @@ fn on_esc(model: &mut Model) {
                 model.screen = Screen::Overview;
                 model.focus = Focus::Matrix;
                 model.filter_grants.clear();
-                if let Some(i) = model.app_view().iter().position(|&i| model.connectors[i].id == app) {
+                if let Some(i) = model
+                    .app_view()
+                    .iter()
+                    .position(|&i| model.connectors[i].id == app)
+                {
                     model.matrix_sel = i;
                 }
             } else if model.focus != Focus::Queue {
@@ -737,7 +893,10 @@ fn on_esc(model: &mut Model) {
 
 fn toggle_mark(model: &mut Model) {
     if model.focus != Focus::Grants {
-        model.message = Some((Level::Info, "marks apply to grants: Enter an app first".into()));
+        model.message = Some((
+            Level::Info,
+            "marks apply to grants: Enter an app first".into(),
+        ));
         return;
     }
     if let Some(key) = model.selected_grant().map(|g| g.key.clone()) {
@@ -768,10 +927,16 @@ fn open_revoke(model: &mut Model) {
             let chosen: Vec<&GrantRow> = if model.marks.is_empty() {
                 model.selected_grant().into_iter().collect()
             } else {
-                l.grants.iter().filter(|g| model.marks.contains(&g.key)).collect()
+                l.grants
+                    .iter()
+                    .filter(|g| model.marks.contains(&g.key))
+                    .collect()
             };
             if chosen.len() == 1 && chosen[0].grant.is_manual() {
-                model.message = Some((Level::Info, "a manual step: press Enter to mark it done".into()));
+                model.message = Some((
+                    Level::Info,
+                    "a manual step: press Enter to mark it done".into(),
+                ));
                 return;
             }
             let ok: Vec<&GrantRow> = chosen.into_iter().filter(|g| revocable(g)).collect();
@@ -782,9 +947,16 @@ fn open_revoke(model: &mut Model) {
             let retry = ok.iter().all(|g| g.state.needs_attention());
             model.dialog = Some(Dialog::Confirm {
                 email,
-                scope: RevokeScope { keys: ok.iter().map(|g| g.key.clone()).collect(), ..Default::default() },
+                scope: RevokeScope {
+                    keys: ok.iter().map(|g| g.key.clone()).collect(),
+                    ..Default::default()
+                },
                 count: ok.len(),
-                labels: ok.iter().take(5).map(|g| format!("{} ({})", g.grant.label, g.grant.kind)).collect(),
+                labels: ok
+                    .iter()
+                    .take(5)
+                    .map(|g| format!("{} ({})", g.grant.label, g.grant.kind))
+                    .collect(),
                 retry,
                 yes_focused: false,
             });
@@ -793,15 +965,21 @@ fn open_revoke(model: &mut Model) {
             let Some(app) = model.selected_app() else {
                 return;
             };
-            let keys: Vec<&GrantRow> =
-                l.grants.iter().filter(|g| g.grant.connector == app.id && revocable(g)).collect();
+            let keys: Vec<&GrantRow> = l
+                .grants
+                .iter()
+                .filter(|g| g.grant.connector == app.id && revocable(g))
+                .collect();
             if keys.is_empty() {
                 model.message = Some((Level::Info, format!("nothing to revoke in {}", app.name)));
                 return;
             }
             model.dialog = Some(Dialog::Confirm {
                 email,
-                scope: RevokeScope { apps: vec![app.id.clone()], ..Default::default() },
+                scope: RevokeScope {
+                    apps: vec![app.id.clone()],
+                    ..Default::default()
+                },
                 count: keys.len(),
                 labels: vec![format!("everything live in {}", app.name)],
                 retry: false,
@@ -809,7 +987,10 @@ fn open_revoke(model: &mut Model) {
             });
         }
         _ => {
-            model.message = Some((Level::Info, "select an app or grants first (Tab, Enter)".into()));
+            model.message = Some((
+                Level::Info,
+                "select an app or grants first (Tab, Enter)".into(),
+            ));
         }
     }
 }
@@ -819,7 +1000,10 @@ fn open_revoke_all(model: &mut Model) {
         return;
     };
     if !l.discovered {
-        model.message = Some((Level::Info, "still discovering: wait for the inventory".into()));
+        model.message = Some((
+            Level::Info,
+            "still discovering: wait for the inventory".into(),
+        ));
         return;
     }
     let count = l.grants.iter().filter(|g| revocable(g)).count();
@@ -827,7 +1011,11 @@ fn open_revoke_all(model: &mut Model) {
         model.message = Some((Level::Info, "nothing left to revoke".into()));
         return;
     }
-    model.dialog = Some(Dialog::RevokeAll { email: l.email.clone(), typed: String::new(), count });
+    model.dialog = Some(Dialog::RevokeAll {
+        email: l.email.clone(),
+        typed: String::new(),
+        count,
+    });
 }
 
 fn on_dialog_key(model: &mut Model, key: KeyEvent) -> Vec<Effect> {
@@ -836,17 +1024,29 @@ fn on_dialog_key(model: &mut Model, key: KeyEvent) -> Vec<Effect> {
     };
     match dialog {
         Dialog::Help => {
-            if matches!(key.code, KeyCode::Esc | KeyCode::Char('?' | 'q') | KeyCode::Enter) {
+            if matches!(
+                key.code,
+                KeyCode::Esc | KeyCode::Char('?' | 'q') | KeyCode::Enter
+            ) {
                 model.dialog = None;
             }
             Vec::new()
         }
-        Dialog::Confirm { email, scope, yes_focused, .. } => match key.code {
+        Dialog::Confirm {
+            email,
+            scope,
+            yes_focused,
+            ..
+        } => match key.code {
             KeyCode::Esc | KeyCode::Char('n' | 'q') => {
                 model.dialog = None;
                 Vec::new()
             }
-            KeyCode::Left | KeyCode::Right | KeyCode::Tab | KeyCode::BackTab | KeyCode::Char('h' | 'l') => {
+            KeyCode::Left
+            | KeyCode::Right
+            | KeyCode::Tab
+            | KeyCode::BackTab
+            | KeyCode::Char('h' | 'l') => {
                 *yes_focused = !*yes_focused;
                 Vec::new()
             }
@@ -884,13 +1084,21 @@ fn on_dialog_key(model: &mut Model, key: KeyEvent) -> Vec<Effect> {
                     model.dialog = None;
                     start_revoke(model, email, RevokeScope::default())
                 } else {
-                    model.message = Some((Level::Warn, "that is not the leaver's email: nothing revoked".into()));
+                    model.message = Some((
+                        Level::Warn,
+                        "that is not the leaver's email: nothing revoked".into(),
+                    ));
                     Vec::new()
                 }
             }
             _ => Vec::new(),
         },
-        Dialog::ManualNote { email, key: gkey, note, .. } => match key.code {
+        Dialog::ManualNote {
+            email,
+            key: gkey,
+            note,
+            ..
+        } => match key.code {
             KeyCode::Esc => {
                 model.dialog = None;
                 Vec::new()
@@ -907,7 +1115,10 @@ fn on_dialog_key(model: &mut Model, key: KeyEvent) -> Vec<Effect> {
             }
             KeyCode::Enter => {
                 if note.trim().is_empty() {
-                    model.message = Some((Level::Warn, "a note is required: what was done, by whom".into()));
+                    model.message = Some((
+                        Level::Warn,
+                        "a note is required: what was done, by whom".into(),
+                    ));
                     return Vec::new();
                 }
                 let fx = vec![Effect::ManualDone {
@@ -929,7 +1140,10 @@ fn start_revoke(model: &mut Model, email: String, scope: RevokeScope) -> Vec<Eff
         l.progress.clear();
     }
     model.marks.clear();
-    model.log(Level::Info, format!("{email}: revoke requested by {}", model.operator));
+    model.log(
+        Level::Info,
+        format!("{email}: revoke requested by {}", model.operator),
+    );
     vec![Effect::Revoke { email, scope }]
 }
 
@@ -1009,7 +1223,10 @@ fn run_command(model: &mut Model, cmd: &str) -> Vec<Effect> {
         "add" => {
             let email = arg.to_ascii_lowercase();
             if !valid_email(&email) {
-                model.message = Some((Level::Warn, format!("`:add EMAIL`: `{}` is not an email address", clean(arg))));
+                model.message = Some((
+                    Level::Warn,
+                    format!("`:add EMAIL`: `{}` is not an email address", clean(arg)),
+                ));
                 return Vec::new();
             }
             if let Some(i) = model.leavers.iter().position(|l| l.email == email) {
@@ -1033,14 +1250,20 @@ fn run_command(model: &mut Model, cmd: &str) -> Vec<Effect> {
                 .find(|c| c.id.to_lowercase() == want || c.name.to_lowercase() == want)
                 .or_else(|| {
                     model.connectors.iter().find(|c| {
-                        !want.is_empty() && (c.id.to_lowercase().starts_with(&want) || c.name.to_lowercase().starts_with(&want))
+                        !want.is_empty()
+                            && (c.id.to_lowercase().starts_with(&want)
+                                || c.name.to_lowercase().starts_with(&want))
                     })
                 })
                 .map(|c| c.id.clone());
             match found {
                 Some(id) => {
                     model.filter_apps.clear();
-                    if let Some(i) = model.app_view().iter().position(|&i| model.connectors[i].id == id) {
+                    if let Some(i) = model
+                        .app_view()
+                        .iter()
+                        .position(|&i| model.connectors[i].id == id)
+                    {
                         model.matrix_sel = i;
                     }
                     drill(model, id);
@@ -1065,7 +1288,9 @@ fn run_command(model: &mut Model, cmd: &str) -> Vec<Effect> {
             Vec::new()
         }
         "export" => match model.selected() {
-            Some(l) => vec![Effect::Export { email: l.email.clone() }],
+            Some(l) => vec![Effect::Export {
+                email: l.email.clone(),
+            }],
             None => {
                 model.message = Some((Level::Info, "no leaver selected".into()));
                 Vec::new()
@@ -1076,7 +1301,9 @@ fn run_command(model: &mut Model, cmd: &str) -> Vec<Effect> {
                 model.message = Some((Level::Warn, "`:login APP`: name a connector".into()));
                 return Vec::new();
             }
-            vec![Effect::Login { app: arg.to_string() }]
+            vec![Effect::Login {
+                app: arg.to_string(),
+            }]
         }
         "help" => {
             model.dialog = Some(Dialog::Help);
@@ -1086,7 +1313,10 @@ fn run_command(model: &mut Model, cmd: &str) -> Vec<Effect> {
         other => {
             model.message = Some((
                 Level::Warn,
-                format!("unknown command `:{}` (add, app, theme, export, login, quit)", clean(other)),
+                format!(
+                    "unknown command `:{}` (add, app, theme, export, login, quit)",
+                    clean(other)
+                ),
             ));
             Vec::new()
         }
@@ -1107,5 +1337,6 @@ fn valid_email(s: &str) -> bool {
         && domain.contains('.')
         && !domain.starts_with('.')
         && !domain.ends_with('.')
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "@._+-'".contains(c))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@._+-'".contains(c))
 }

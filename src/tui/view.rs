@@ -57,13 +57,15 @@ pub fn draw(m: &Model, area: Rect, buf: &mut Buffer) {
     match &m.screen {
         super::model::Screen::Overview => {
             let qw = if wide { 38 } else { 30 };
-            let [q, main] = Layout::horizontal([Constraint::Length(qw), Constraint::Min(20)]).areas(body);
+            let [q, main] =
+                Layout::horizontal([Constraint::Length(qw), Constraint::Min(20)]).areas(body);
             draw_queue(m, q, buf);
             draw_matrix(m, main, buf);
         }
         super::model::Screen::Drill(app) => {
             if wide {
-                let [q, main] = Layout::horizontal([Constraint::Length(34), Constraint::Min(20)]).areas(body);
+                let [q, main] =
+                    Layout::horizontal([Constraint::Length(34), Constraint::Min(20)]).areas(body);
                 draw_queue(m, q, buf);
                 draw_grants(m, app, main, buf);
             } else {
@@ -79,10 +81,18 @@ pub fn draw(m: &Model, area: Rect, buf: &mut Buffer) {
 }
 
 fn block<'a>(m: &Model, title: impl Into<Line<'a>>, focused: bool) -> Block<'a> {
-    let set = if m.symbols.ascii { ASCII_BORDER } else { border::PLAIN };
+    let set = if m.symbols.ascii {
+        ASCII_BORDER
+    } else {
+        border::PLAIN
+    };
     Block::bordered()
         .border_set(set)
-        .border_style(m.theme.style(if focused { Role::FocusBorder } else { Role::Border }))
+        .border_style(m.theme.style(if focused {
+            Role::FocusBorder
+        } else {
+            Role::Border
+        }))
         .title(title)
 }
 
@@ -99,7 +109,9 @@ pub fn state_role(s: &GrantState) -> Role {
 }
 
 fn hhmmss(t: DateTime<Utc>) -> String {
-    t.with_timezone(&chrono::Local).format("%H:%M:%S").to_string()
+    t.with_timezone(&chrono::Local)
+        .format("%H:%M:%S")
+        .to_string()
 }
 
 fn health_role(h: HealthState) -> Role {
@@ -117,10 +129,21 @@ fn draw_header(m: &Model, area: Rect, buf: &mut Buffer) {
     let row1 = Rect { height: 1, ..area };
     buf.set_style(row1, hs);
     let mode = if m.read_only { "[RO]" } else { "[RW]" };
-    let clock = m.now.with_timezone(&chrono::Local).format("%H:%M").to_string();
+    let clock = m
+        .now
+        .with_timezone(&chrono::Local)
+        .format("%H:%M")
+        .to_string();
     let left = Line::from(vec![
         Span::styled(" offboard ", hs),
-        Span::styled(mode, if m.read_only { hs.patch(t.style(Role::Warning)) } else { hs }),
+        Span::styled(
+            mode,
+            if m.read_only {
+                hs.patch(t.style(Role::Warning))
+            } else {
+                hs
+            },
+        ),
         Span::styled(format!("  operator: {}", m.operator), hs),
     ]);
     buf.set_line(row1.x, row1.y, &left, row1.width);
@@ -134,22 +157,42 @@ fn draw_header(m: &Model, area: Rect, buf: &mut Buffer) {
     let mut spans = Vec::new();
     for (i, c) in m.connectors.iter().enumerate() {
         if i > 0 {
-            spans.push(Span::styled(format!(" {} ", if m.symbols.ascii { "|" } else { "│" }), t.style(Role::Muted)));
+            spans.push(Span::styled(
+                format!(" {} ", if m.symbols.ascii { "|" } else { "│" }),
+                t.style(Role::Muted),
+            ));
         }
         spans.push(Span::styled(c.name.clone(), t.style(Role::Accent)));
         spans.push(Span::raw(" "));
-        spans.push(Span::styled(c.health.label(), t.style(health_role(c.health))));
+        spans.push(Span::styled(
+            c.health.label(),
+            t.style(health_role(c.health)),
+        ));
         if c.in_flight {
-            spans.push(Span::styled(format!(" {}", m.symbols.spinner(m.spinner)), t.style(Role::Muted)));
+            spans.push(Span::styled(
+                format!(" {}", m.symbols.spinner(m.spinner)),
+                t.style(Role::Muted),
+            ));
         }
         if let Some(at) = c.last_refresh {
-            spans.push(Span::styled(format!(" {}", hhmmss(at)), t.style(Role::Muted)));
+            spans.push(Span::styled(
+                format!(" {}", hhmmss(at)),
+                t.style(Role::Muted),
+            ));
         }
     }
     if m.connectors.is_empty() {
-        spans.push(Span::styled("no connectors configured", t.style(Role::Warning)));
+        spans.push(Span::styled(
+            "no connectors configured",
+            t.style(Role::Warning),
+        ));
     }
-    buf.set_line(area.x + 1, area.y + 1, &Line::from(spans), area.width.saturating_sub(1));
+    buf.set_line(
+        area.x + 1,
+        area.y + 1,
+        &Line::from(spans),
+        area.width.saturating_sub(1),
+    );
 }
 
 fn exit_label(exit: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<String> {
@@ -192,29 +235,63 @@ fn draw_queue(m: &Model, area: Rect, buf: &mut Buffer) {
         let l = &m.leavers[i];
         let y = inner.y + (row - offset) as u16 * per;
         let sel = row == m.queue_sel;
-        let r = Rect { x: inner.x, y, width: inner.width, height: per.min(inner.y + inner.height - y) };
+        let r = Rect {
+            x: inner.x,
+            y,
+            width: inner.width,
+            height: per.min(inner.y + inner.height - y),
+        };
         if sel {
-            buf.set_style(r, t.style(if focused { Role::Selection } else { Role::Accent }));
+            buf.set_style(
+                r,
+                t.style(if focused {
+                    Role::Selection
+                } else {
+                    Role::Accent
+                }),
+            );
         }
         let pointer = if sel { m.symbols.pointer() } else { " " };
-        buf.set_stringn(r.x, y, format!("{pointer} {}", l.email), r.width as usize, Style::default());
+        buf.set_stringn(
+            r.x,
+            y,
+            format!("{pointer} {}", l.email),
+            r.width as usize,
+            Style::default(),
+        );
         if r.height < 2 {
             continue;
         }
         let status = l.status();
         let mut spans = vec![Span::raw("  ")];
         if matches!(status, LeaverStatus::Discovering | LeaverStatus::Revoking) {
-            spans.push(Span::styled(format!("{} ", m.symbols.spinner(m.spinner)), t.style(Role::Removing)));
+            spans.push(Span::styled(
+                format!("{} ", m.symbols.spinner(m.spinner)),
+                t.style(Role::Removing),
+            ));
         }
         spans.push(Span::styled(status.label(), t.style(status_role(&status))));
         if let Some(e) = exit_label(l.exit_at, m.now) {
-            spans.push(Span::styled(format!(" {} {e}", m.symbols.dot()), t.style(Role::Muted)));
+            spans.push(Span::styled(
+                format!(" {} {e}", m.symbols.dot()),
+                t.style(Role::Muted),
+            ));
         }
         buf.set_line(r.x, y + 1, &Line::from(spans), r.width);
     }
     if view.is_empty() {
-        let text = if m.leavers.is_empty() { "no leavers: `:add EMAIL`" } else { "no match" };
-        buf.set_stringn(inner.x + 1, inner.y, text, inner.width as usize, t.style(Role::Muted));
+        let text = if m.leavers.is_empty() {
+            "no leavers: `:add EMAIL`"
+        } else {
+            "no match"
+        };
+        buf.set_stringn(
+            inner.x + 1,
+            inner.y,
+            text,
+            inner.width as usize,
+            t.style(Role::Muted),
+        );
     }
 }
 
@@ -292,7 +369,10 @@ fn summary_spans<'a>(m: &Model, l: &LeaverRow) -> Vec<Span<'a>> {
     let mut spans = Vec::new();
     for (i, (name, role)) in names.iter().enumerate() {
         if counts[i] > 0 {
-            spans.push(Span::styled(format!(" {} {name} ", counts[i]), t.style(*role)));
+            spans.push(Span::styled(
+                format!(" {} {name} ", counts[i]),
+                t.style(*role),
+            ));
         }
     }
     let open = counts[0] + counts[1] + counts[4] + counts[5] + counts[6];
@@ -307,15 +387,25 @@ fn draw_matrix(m: &Model, area: Rect, buf: &mut Buffer) {
         let b = block(m, " Access ", focused);
         let inner = b.inner(area);
         b.render(area, buf);
-        buf.set_stringn(inner.x + 1, inner.y, "select a leaver", inner.width as usize, t.style(Role::Muted));
+        buf.set_stringn(
+            inner.x + 1,
+            inner.y,
+            "select a leaver",
+            inner.width as usize,
+            t.style(Role::Muted),
+        );
         return;
     };
     let who = match &l.name {
         Some(n) => format!(" {n} <{}> ", l.email),
         None => format!(" {} ", l.email),
     };
-    let b = block(m, Line::from(Span::styled(who, t.style(Role::Accent))), focused)
-        .title_bottom(Line::from(summary_spans(m, l)));
+    let b = block(
+        m,
+        Line::from(Span::styled(who, t.style(Role::Accent))),
+        focused,
+    )
+    .title_bottom(Line::from(summary_spans(m, l)));
     let mut inner = b.inner(area);
     b.render(area, buf);
     // Revoke-all gauge, by phase.
@@ -325,9 +415,11 @@ fn draw_matrix(m: &Model, area: Rect, buf: &mut Buffer) {
         inner.height -= 1;
     }
     // Columns: app, account, open, then the kinds present, by priority.
-    let present: Vec<GrantKind> =
-        KIND_PRIORITY.into_iter().filter(|k| l.grants.iter().any(|g| g.grant.kind == *k)).collect();
-    let app_w: u16 = if inner.width >= 70 { 20 } else { 12 };
+    let present: Vec<GrantKind> = KIND_PRIORITY
+        .into_iter()
+        .filter(|k| l.grants.iter().any(|g| g.grant.kind == *k))
+        .collect();
+    let app_w: u16 = if inner.width >= 56 { 18 } else { 12 };
     let acct_w: u16 = 10;
     let open_w: u16 = 5;
     let mut used = app_w + acct_w + open_w;
@@ -363,14 +455,25 @@ fn draw_matrix(m: &Model, area: Rect, buf: &mut Buffer) {
             break;
         }
         let c = &m.connectors[ci];
-        let rect = Rect { x: inner.x, y, width: inner.width, height: 1 };
+        let rect = Rect {
+            x: inner.x,
+            y,
+            width: inner.width,
+            height: 1,
+        };
         let sel = row == m.matrix_sel;
         if sel && focused {
             buf.set_style(rect, t.style(Role::Selection));
         }
         let mut x = inner.x;
         let pointer = if sel { m.symbols.pointer() } else { " " };
-        buf.set_stringn(x, y, format!("{pointer}{}", c.name), app_w as usize - 1, Style::default());
+        buf.set_stringn(
+            x,
+            y,
+            format!("{pointer}{}", c.name),
+            app_w as usize - 1,
+            Style::default(),
+        );
         x += app_w;
         let (acct, role) = match l.accounts.get(&c.id) {
             Some(a @ AccountStatus::Failed { .. }) => (a.label(), Role::Error),
@@ -381,10 +484,24 @@ fn draw_matrix(m: &Model, area: Rect, buf: &mut Buffer) {
         };
         buf.set_stringn(x, y, acct, acct_w as usize - 1, t.style(role));
         x += acct_w;
-        let grants: Vec<&GrantRow> = l.grants.iter().filter(|g| g.grant.connector == c.id).collect();
+        let grants: Vec<&GrantRow> = l
+            .grants
+            .iter()
+            .filter(|g| g.grant.connector == c.id)
+            .collect();
         let open = grants.iter().filter(|g| !g.state.is_closed()).count();
-        let open_role = if open > 0 { dominant(grants.iter().map(|g| &g.state)).unwrap_or(Role::Text) } else { Role::Verified };
-        buf.set_stringn(x, y, open.to_string(), open_w as usize - 1, t.style(open_role));
+        let open_role = if open > 0 {
+            dominant(grants.iter().map(|g| &g.state)).unwrap_or(Role::Text)
+        } else {
+            Role::Verified
+        };
+        buf.set_stringn(
+            x,
+            y,
+            open.to_string(),
+            open_w as usize - 1,
+            t.style(open_role),
+        );
         x += open_w;
         for (k, w) in &kinds {
             let of_kind = grants.iter().filter(|g| g.grant.kind == *k);
@@ -402,7 +519,10 @@ fn draw_matrix(m: &Model, area: Rect, buf: &mut Buffer) {
 
 fn draw_gauge(m: &Model, l: &LeaverRow, area: Rect, buf: &mut Buffer) {
     let t = &m.theme;
-    let (done, total): (usize, usize) = l.progress.values().fold((0, 0), |(d, n), (a, b)| (d + a, n + b));
+    let (done, total): (usize, usize) = l
+        .progress
+        .values()
+        .fold((0, 0), |(d, n), (a, b)| (d + a, n + b));
     let current = l
         .progress
         .iter()
@@ -415,7 +535,7 @@ fn draw_gauge(m: &Model, l: &LeaverRow, area: Rect, buf: &mut Buffer) {
         current.title()
     );
     let bar_w = area.width.saturating_sub(label.width() as u16 + 2) as usize;
-    let filled = if total == 0 { 0 } else { bar_w * done / total };
+    let filled = (bar_w * done).checked_div(total).unwrap_or(0).min(bar_w);
     let (full, empty) = m.symbols.bar();
     let bar = format!("{}{}", full.repeat(filled), empty.repeat(bar_w - filled));
     let line = Line::from(vec![
@@ -430,14 +550,22 @@ fn draw_grants(m: &Model, app: &str, area: Rect, buf: &mut Buffer) {
     let focused = m.focus == Focus::Grants;
     let name = m.connector_name(app);
     let who = m.selected().map(|l| l.email.clone()).unwrap_or_default();
-    let mut title = format!(" {name} {} {who} ({}) ", m.symbols.dot(), m.grant_view.len());
+    let mut title = format!(
+        " {name} {} {who} ({}) ",
+        m.symbols.dot(),
+        m.grant_view.len()
+    );
     if !m.filter_grants.is_empty() {
         title.push_str(&format!("/{} ", m.filter_grants));
     }
     if !m.marks.is_empty() {
         title.push_str(&format!("{} marked ", m.marks.len()));
     }
-    let b = block(m, Line::from(Span::styled(title, t.style(Role::Accent))), focused);
+    let b = block(
+        m,
+        Line::from(Span::styled(title, t.style(Role::Accent))),
+        focused,
+    );
     let b = match m.selected() {
         Some(l) => b.title_bottom(Line::from(summary_spans(m, l))),
         None => b,
@@ -468,7 +596,11 @@ fn draw_grants(m: &Model, app: &str, area: Rect, buf: &mut Buffer) {
     let kind_w = if show_kind { 13 } else { 0 };
     let fixed = mark_w + state_w + since_w + risk_w + kind_w;
     let flex = w.saturating_sub(fixed);
-    let (label_w, details_w) = if show_details { (flex * 11 / 20, flex - flex * 11 / 20) } else { (flex, 0) };
+    let (label_w, details_w) = if show_details {
+        (flex * 11 / 20, flex - flex * 11 / 20)
+    } else {
+        (flex, 0)
+    };
     let hdr = t.style(Role::Muted);
     let mut x = inner.x + mark_w;
     for (text, width) in [
@@ -498,7 +630,12 @@ fn draw_grants(m: &Model, app: &str, area: Rect, buf: &mut Buffer) {
     for (row, &gi) in m.grant_view[offset..end].iter().enumerate() {
         let g = &l.grants[gi];
         let y = inner.y + 1 + row as u16;
-        let rect = Rect { x: inner.x, y, width: inner.width, height: 1 };
+        let rect = Rect {
+            x: inner.x,
+            y,
+            width: inner.width,
+            height: 1,
+        };
         let role = state_role(&g.state);
         let base = t.style(role);
         buf.set_style(rect, base);
@@ -512,7 +649,13 @@ fn draw_grants(m: &Model, app: &str, area: Rect, buf: &mut Buffer) {
                 let room = width.saturating_sub(1) as usize;
                 if text.width() > room && room > 1 {
                     let cut = truncate(text, room.saturating_sub(1));
-                    buf.set_stringn(*x, y, format!("{cut}{}", if m.symbols.ascii { "~" } else { "…" }), room, style);
+                    buf.set_stringn(
+                        *x,
+                        y,
+                        format!("{cut}{}", if m.symbols.ascii { "~" } else { "…" }),
+                        room,
+                        style,
+                    );
                 } else {
                     buf.set_stringn(*x, y, text, room, style);
                 }
@@ -523,7 +666,9 @@ fn draw_grants(m: &Model, app: &str, area: Rect, buf: &mut Buffer) {
         cell(buf, &mut x, g.grant.kind.as_str(), kind_w, base);
         cell(buf, &mut x, g.grant.risk.as_str(), risk_w, base);
         let state_text = match &g.state {
-            GrantState::Revoking | GrantState::Removed => format!("removing {}", m.symbols.spinner(m.spinner)),
+            GrantState::Revoking | GrantState::Removed => {
+                format!("removing {}", m.symbols.spinner(m.spinner))
+            }
             GrantState::Verified { at } => format!("verified {}", hhmmss(*at)),
             GrantState::Manual if g.grant.is_manual() => "manual step".to_string(),
             other => other.to_string(),
@@ -532,7 +677,9 @@ fn draw_grants(m: &Model, app: &str, area: Rect, buf: &mut Buffer) {
         let since = g.since_state.map(hhmmss).unwrap_or_default();
         cell(buf, &mut x, &since, since_w, base);
         let details = match (&g.state, &g.answer) {
-            (GrantState::Failed { .. } | GrantState::Unconfirmed { .. }, Some(a)) => format!("{a} {}", g.grant.details),
+            (GrantState::Failed { .. } | GrantState::Unconfirmed { .. }, Some(a)) => {
+                format!("{a} {}", g.grant.details)
+            }
             _ => g.grant.details.clone(),
         };
         cell(buf, &mut x, &details, details_w, base);
@@ -541,8 +688,18 @@ fn draw_grants(m: &Model, app: &str, area: Rect, buf: &mut Buffer) {
         }
     }
     if m.grant_view.is_empty() {
-        let text = if m.filter_grants.is_empty() { "no grants in this app" } else { "no grant matches the filter" };
-        buf.set_stringn(inner.x + 2, inner.y + 1, text, inner.width as usize - 2, t.style(Role::Muted));
+        let text = if m.filter_grants.is_empty() {
+            "no grants in this app"
+        } else {
+            "no grant matches the filter"
+        };
+        buf.set_stringn(
+            inner.x + 2,
+            inner.y + 1,
+            text,
+            inner.width as usize - 2,
+            t.style(Role::Muted),
+        );
     }
 }
 
@@ -618,7 +775,15 @@ pub fn hints(m: &Model) -> Vec<(&'static str, &'static str)> {
     if matches!(m.screen, super::model::Screen::Drill(_)) || m.focus != Focus::Queue {
         h.push(("Esc", "back"));
     }
-    h.extend([("?", "help"), ("q", "quit"), ("/", "filter"), ("Tab", "pane"), (":", "cmd"), ("v", "refresh"), ("j/k", "move")]);
+    h.extend([
+        ("?", "help"),
+        ("q", "quit"),
+        ("/", "filter"),
+        ("Tab", "pane"),
+        (":", "cmd"),
+        ("v", "refresh"),
+        ("j/k", "move"),
+    ]);
     h
 }
 
@@ -632,7 +797,10 @@ fn draw_footer(m: &Model, area: Rect, buf: &mut Buffer) {
         let line = Line::from(vec![
             Span::styled(prefix, t.style(Role::Accent)),
             Span::raw(text.as_str()),
-            Span::styled(if m.symbols.ascii { "_" } else { "▏" }, t.style(Role::Accent)),
+            Span::styled(
+                if m.symbols.ascii { "_" } else { "▏" },
+                t.style(Role::Accent),
+            ),
         ]);
         buf.set_line(area.x, area.y, &line, area.width);
         return;
@@ -664,18 +832,34 @@ fn draw_footer(m: &Model, area: Rect, buf: &mut Buffer) {
 fn popup(area: Rect, w: u16, h: u16) -> Rect {
     let w = w.min(area.width);
     let h = h.min(area.height);
-    Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h }
+    Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    }
 }
 
 fn draw_dialog(m: &Model, d: &Dialog, area: Rect, buf: &mut Buffer) {
     let t = &m.theme;
     match d {
-        Dialog::Confirm { email, count, labels, retry, yes_focused, .. } => {
+        Dialog::Confirm {
+            email,
+            count,
+            labels,
+            retry,
+            yes_focused,
+            ..
+        } => {
             let r = popup(area, 64, 9 + labels.len().min(5) as u16);
             Clear.render(r, buf);
             let verb = if *retry { "Retry revoking" } else { "Revoke" };
-            let b = block(m, Span::styled(format!(" {verb} "), t.style(Role::Danger)), true)
-                .border_style(t.style(Role::Danger));
+            let b = block(
+                m,
+                Span::styled(format!(" {verb} "), t.style(Role::Danger)),
+                true,
+            )
+            .border_style(t.style(Role::Danger));
             let inner = b.inner(r);
             b.render(r, buf);
             let mut lines = vec![
@@ -688,14 +872,28 @@ fn draw_dialog(m: &Model, d: &Dialog, area: Rect, buf: &mut Buffer) {
             if *count > labels.len() && labels.len() > 1 {
                 lines.push(Line::from(format!("  and {} more", count - labels.len())));
             }
-            Paragraph::new(lines).render(Rect { height: inner.height.saturating_sub(2), ..inner }, buf);
+            Paragraph::new(lines).render(
+                Rect {
+                    height: inner.height.saturating_sub(2),
+                    ..inner
+                },
+                buf,
+            );
             let by = inner.y + inner.height.saturating_sub(1);
             let cancel = " Cancel ";
             let yes = if *retry { " Retry " } else { " Revoke " };
-            let cancel_style = if *yes_focused { t.style(Role::Text) } else { t.style(Role::Selection) };
-            let yes_style = if *yes_focused { t.style(Role::Danger) } else { t.style(Role::Muted) };
+            let cancel_style = if *yes_focused {
+                t.style(Role::Text)
+            } else {
+                t.style(Role::Selection)
+            };
+            let yes_style = if *yes_focused {
+                t.style(Role::Danger)
+            } else {
+                t.style(Role::Muted)
+            };
             let bx = inner.x + inner.width.saturating_sub(22) / 2;
-            let (lb, rb) = if m.symbols.ascii { ("[", "]") } else { ("[", "]") };
+            let (lb, rb) = ("[", "]");
             buf.set_string(bx, by, lb, t.style(Role::Muted));
             buf.set_string(bx + 1, by, cancel, cancel_style);
             buf.set_string(bx + 1 + cancel.len() as u16, by, rb, t.style(Role::Muted));
@@ -704,31 +902,56 @@ fn draw_dialog(m: &Model, d: &Dialog, area: Rect, buf: &mut Buffer) {
             buf.set_string(yx + 1, by, yes, yes_style);
             buf.set_string(yx + 1 + yes.len() as u16, by, rb, t.style(Role::Muted));
         }
-        Dialog::RevokeAll { email, typed, count } => {
+        Dialog::RevokeAll {
+            email,
+            typed,
+            count,
+        } => {
             let r = popup(area, 70, 9);
             Clear.render(r, buf);
-            let b = block(m, Span::styled(" Revoke everything ", t.style(Role::Danger)), true)
-                .border_style(t.style(Role::Danger));
+            let b = block(
+                m,
+                Span::styled(" Revoke everything ", t.style(Role::Danger)),
+                true,
+            )
+            .border_style(t.style(Role::Danger));
             let inner = b.inner(r);
             b.render(r, buf);
             let lines = vec![
-                Line::from(format!("Cut all access of {email}: {count} grant(s), in phases.")),
+                Line::from(format!(
+                    "Cut all access of {email}: {count} grant(s), in phases."
+                )),
                 Line::from("Type the leaver's email to confirm:"),
                 Line::from(""),
                 Line::from(vec![
                     Span::styled("> ", t.style(Role::Accent)),
                     Span::raw(typed.as_str()),
-                    Span::styled(if m.symbols.ascii { "_" } else { "▏" }, t.style(Role::Accent)),
+                    Span::styled(
+                        if m.symbols.ascii { "_" } else { "▏" },
+                        t.style(Role::Accent),
+                    ),
                 ]),
                 Line::from(""),
-                Line::from(Span::styled("Enter confirm   Esc cancel", t.style(Role::Muted))),
+                Line::from(Span::styled(
+                    "Enter confirm   Esc cancel",
+                    t.style(Role::Muted),
+                )),
             ];
             Paragraph::new(lines).render(inner, buf);
         }
-        Dialog::ManualNote { label, instructions, note, .. } => {
+        Dialog::ManualNote {
+            label,
+            instructions,
+            note,
+            ..
+        } => {
             let r = popup(area, 72, 12);
             Clear.render(r, buf);
-            let b = block(m, Span::styled(" Manual step done ", t.style(Role::Manual)), true);
+            let b = block(
+                m,
+                Span::styled(" Manual step done ", t.style(Role::Manual)),
+                true,
+            );
             let inner = b.inner(r);
             b.render(r, buf);
             let lines = vec![
@@ -739,11 +962,19 @@ fn draw_dialog(m: &Model, d: &Dialog, area: Rect, buf: &mut Buffer) {
                 Line::from(vec![
                     Span::styled("> ", t.style(Role::Accent)),
                     Span::raw(note.as_str()),
-                    Span::styled(if m.symbols.ascii { "_" } else { "▏" }, t.style(Role::Accent)),
+                    Span::styled(
+                        if m.symbols.ascii { "_" } else { "▏" },
+                        t.style(Role::Accent),
+                    ),
                 ]),
-                Line::from(Span::styled("Enter record   Esc cancel", t.style(Role::Muted))),
+                Line::from(Span::styled(
+                    "Enter record   Esc cancel",
+                    t.style(Role::Muted),
+                )),
             ];
-            Paragraph::new(lines).wrap(Wrap { trim: true }).render(inner, buf);
+            Paragraph::new(lines)
+                .wrap(Wrap { trim: true })
+                .render(inner, buf);
         }
         Dialog::Help => {
             let r = popup(area, 66, 22);
@@ -776,7 +1007,10 @@ fn draw_dialog(m: &Model, d: &Dialog, area: Rect, buf: &mut Buffer) {
             let lines: Vec<Line> = rows
                 .into_iter()
                 .map(|(k, v)| {
-                    Line::from(vec![Span::styled(format!("{k:<16}"), t.style(Role::Accent)), Span::raw(v)])
+                    Line::from(vec![
+                        Span::styled(format!("{k:<16}"), t.style(Role::Accent)),
+                        Span::raw(v),
+                    ])
                 })
                 .collect();
             Paragraph::new(lines).render(inner, buf);
