@@ -126,9 +126,51 @@ fn demo_revoke_all_export_quit_in_tmux() {
     });
     s.literal("marcus.reyes@example.com");
     s.keys(&["Enter"]);
+    s.wait_for("the revoke to finish", Duration::from_secs(90), |t| {
+        t.contains("marcus.reyes@example.com: finished (")
+    });
+    // Manual steps (e.g. Slack apps the leaver owns) are ticked off with a
+    // note for the ledger: Enter on the step, type the note, Enter.
+    for _ in 0..6 {
+        let screen = s.capture();
+        if screen.contains("all verified") && screen.contains(" 0 left ") {
+            break;
+        }
+        if !screen.contains(" manual ") {
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        }
+        for app in ["slack", "salesforce", "google"] {
+            s.keys(&[":"]);
+            s.literal(&format!("app {app}"));
+            s.keys(&["Enter", "/"]);
+            s.literal("manual");
+            s.keys(&["Enter"]);
+            let t = s.wait_for("the drill-down", Duration::from_secs(5), |t| {
+                t.contains("/manual")
+            });
+            if t.contains("no grant matches the filter") {
+                s.keys(&["Escape"]);
+                s.keys(&["Escape"]);
+                continue;
+            }
+            s.keys(&["Enter"]);
+            s.wait_for("the manual-step dialog", Duration::from_secs(5), |t| {
+                t.contains("Manual step done")
+            });
+            s.literal("done by the e2e test");
+            s.keys(&["Enter"]);
+            s.wait_for("the note recorded", Duration::from_secs(10), |t| {
+                t.contains("marked done")
+            });
+            s.keys(&["Escape"]);
+            s.keys(&["Escape"]);
+            break;
+        }
+    }
     let screen = s.wait_for(
         "every grant verified or acknowledged",
-        Duration::from_secs(90),
+        Duration::from_secs(30),
         |t| t.contains("all verified") && t.contains(" 0 left "),
     );
     assert!(screen.contains("verified"), "{screen}");
