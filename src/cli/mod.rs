@@ -184,6 +184,18 @@ pub fn init_logging(
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Some(Command::Scan(_) | Command::Verify(_) | Command::Evidence(_) | Command::Doctor)
+    ) {
+        // Read-only commands end quietly when their reader goes away
+        // (`offboard scan … | head`), like other Unix tools. Sockets are
+        // unaffected: they are written with MSG_NOSIGNAL.
+        // SAFETY: called before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let data_dir = match crate::config::data_dir() {
         Ok(d) => d,
         Err(e) => {
