@@ -276,6 +276,16 @@ async fn check(r: &ResolvedConnector, ctx: &BuildContext, report: &mut Report) {
         Ok(_) => report.line(Some(true), "token", "obtained"),
         Err(e) => {
             report.line(Some(false), "token", &e.to_string());
+            if let Some(refused) = refused_delegation(r, ctx, &e).await {
+                report.line(
+                    Some(false),
+                    "scopes",
+                    &format!(
+                        "not authorised for domain-wide delegation: {}",
+                        refused.join(" ")
+                    ),
+                );
+            }
             return;
         }
     }
@@ -327,4 +337,39 @@ async fn check(r: &ResolvedConnector, ctx: &BuildContext, report: &mut Report) {
         ),
         None => report.line(None, "rate limit", "not reported by this API"),
     }
+}
+
+/// Google refuses a JWT-bearer token for all scopes when one of them is
+/// not authorised for domain-wide delegation (`unauthorized_client`), and
+/// does not say which: ask for each scope alone to name them. None when the
+/// failure is something else or every scope alone is granted.
+async fn refused_delegation(
+    r: &ResolvedConnector,
+    ctx: &BuildContext,
+    e: &ConnectorError,
+) -> Option<Vec<String>> {
+    let scopes = &r.manifest.auth.scopes;
+    if Flow::of(r).ok() != Some(Flow::JwtBearer)
+        || scopes.len() < 2
+        || !matches!(e, ConnectorError::Auth(m) if m.contains("unauthorized_client"))
+    {
+        return None;
+    }
+    let mut refused = Vec::new();
+    for scope in scopes {
+        let mut one = r.clone();
+        one.manifest.auth.scopes = vec![scope.clone()];
+        let Ok(ts) = token_source(&one, ctx) else {
+            return None;
+        };
+        match ts.token().await {
+            Ok(_) => {}
+            Err(ConnectorError::Auth(m)) if m.contains("unauthorized_client") => {
+                refused.push(crate::sanitize::clean_max(scope, 200));
+            }
+            // Another failure says nothing about this scope.
+            Err(_) => return None,
+        }
+    }
+    (!refused.is_empty() && refused.len() < scopes.len()).then_some(refused)
 }

@@ -217,7 +217,10 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
 
 pub fn router(state: Shared) -> Router {
     Router::new()
-        .merge(google::routes())
+        .merge(google::routes().route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            google::scope_check,
+        )))
         .merge(slack::routes())
         .merge(oauth::routes())
         .merge(slack_oauth::routes())
