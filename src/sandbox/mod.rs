@@ -10,6 +10,7 @@
 pub mod google;
 pub mod oauth;
 pub mod slack;
+pub mod salesforce_oauth;
 pub mod slack_oauth;
 pub mod tenant;
 
@@ -224,6 +225,7 @@ pub fn router(state: Shared) -> Router {
         .merge(slack::routes())
         .merge(oauth::routes())
         .merge(slack_oauth::routes())
+        .merge(salesforce_oauth::routes())
         .route("/_sandbox/faults", get(get_faults).put(put_faults))
         .route("/_sandbox/config", get(get_config))
         .fallback(not_found)

@@ -126,6 +126,8 @@ pub struct State {
     pub polls: HashMap<String, Vec<Instant>>,
     /// Slack's OAuth v2 twin.
     pub slack: super::slack_oauth::State,
+    /// Salesforce's device flow twin.
+    pub salesforce: super::salesforce_oauth::State,
 }
 
 fn random(prefix: &str) -> String {
@@ -146,7 +148,7 @@ fn user_code() -> String {
 }
 
 impl State {
-    fn grant_scope(&self, asked: &str) -> String {
+    pub(super) fn grant_scope(&self, asked: &str) -> String {
         asked
             .split_whitespace()
             .filter(|s| !self.settings.withhold_scopes.iter().any(|w| w == s))
@@ -767,5 +769,6 @@ async fn sandbox_expire(Ax(s): Ax<Shared>) -> StatusCode {
         a.expires = now;
     }
     st.slack.expire_all();
+    st.salesforce.expire_all();
     StatusCode::NO_CONTENT
 }
