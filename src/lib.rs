@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod connector;
 pub mod engine;
+pub mod evidence;
 pub mod model;
 pub mod sandbox;
 pub mod sanitize;

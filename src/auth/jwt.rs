@@ -116,6 +116,13 @@ impl JwtBearer {
         })
     }
 
+    /// Sets how long each signed assertion is valid (Salesforce accepts an
+    /// `exp` at most about three minutes ahead; Google at most one hour).
+    pub fn with_assertion_lifetime(mut self, lifetime: Duration) -> Self {
+        self.lifetime = lifetime;
+        self
+    }
+
     /// The signed assertion (RS256).
     pub fn assertion(&self) -> Result<Secret, ConnectorError> {
         let now = chrono::Utc::now().timestamp().max(0) as u64;

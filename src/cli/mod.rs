@@ -3,6 +3,7 @@
 //! usage or config; 1 other error.
 
 pub mod auth;
+pub mod case;
 pub mod sandbox;
 
 use std::path::PathBuf;
@@ -95,6 +96,9 @@ pub struct RevokeArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     pub email: String,
+    /// Only these apps; repeatable.
+    #[arg(long = "app", value_name = "APP")]
+    pub apps: Vec<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -216,6 +220,10 @@ async fn dispatch(cli: Cli, data_dir: PathBuf) -> CmdResult {
         Some(Command::Login(args)) => auth::login(&cli.global, args, data_dir).await,
         Some(Command::Logout(args)) => auth::logout(&cli.global, args, data_dir).await,
         Some(Command::Doctor) => auth::doctor(&cli.global, data_dir).await,
+        Some(Command::Scan(args)) => case::scan(&cli.global, args, data_dir).await,
+        Some(Command::Revoke(args)) => case::revoke(&cli.global, args, data_dir).await,
+        Some(Command::Verify(args)) => case::verify(&cli.global, args, data_dir).await,
+        Some(Command::Evidence(args)) => case::evidence(args, data_dir).await,
         Some(other) => Err(Failure::other(format!(
             "`{}` is not available in this build",
             command_name(&other)

@@ -167,12 +167,26 @@ pub struct ClientStats {
     pub limit_info: Option<String>,
 }
 
-/// A request body.
-#[derive(Debug, Clone)]
+/// A request body. Its Debug form shows only field names: form fields
+/// may carry credentials (a token to revoke).
+#[derive(Clone)]
 pub enum Body {
     None,
     Json(serde_json::Value),
     Form(Vec<(String, String)>),
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Body::None => f.write_str("None"),
+            Body::Json(_) => f.write_str("Json(..)"),
+            Body::Form(fields) => f
+                .debug_list()
+                .entries(fields.iter().map(|(k, _)| format!("{k}=***")))
+                .finish(),
+        }
+    }
 }
 
 /// One request, before it is sent (and possibly re-sent).
@@ -777,6 +791,18 @@ mod tests {
             "/admin/directory/v1/users/o'hara%2Fx%3Fy%23z%2520%20w@example.com/tokens"
         );
         assert!(u.query().is_none());
+    }
+
+    #[test]
+    fn request_debug_hides_form_values() {
+        let req = ApiRequest::new(
+            Method::POST,
+            Url::parse("http://127.0.0.1:1/revoke").unwrap(),
+        )
+        .form(vec![("token".into(), "00D!delete-token-value".into())]);
+        let dbg = format!("{req:?}");
+        assert!(!dbg.contains("delete-token-value"), "{dbg}");
+        assert!(dbg.contains("token=***"), "{dbg}");
     }
 
     #[test]

@@ -18,6 +18,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "google-workspace",
         include_str!("../../connectors/google-workspace.toml"),
     ),
+    (
+        "salesforce",
+        include_str!("../../connectors/salesforce.toml"),
+    ),
     ("slack", include_str!("../../connectors/slack.toml")),
 ];
 

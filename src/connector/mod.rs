@@ -4,6 +4,7 @@
 pub mod google;
 pub mod http;
 pub mod manifest;
+pub mod salesforce;
 pub mod slack;
 
 use std::sync::Arc;
@@ -272,6 +273,7 @@ pub fn build(
     ctx: &BuildContext,
 ) -> Result<Arc<dyn Connector>, ConnectorError> {
     match resolved.manifest.driver.as_str() {
+        "salesforce" => Ok(Arc::new(salesforce::Salesforce::new(resolved, ctx)?)),
         "google-workspace" => google::build(resolved, ctx),
         "slack" => Ok(Arc::new(slack::SlackDriver::build(resolved, ctx)?)),
         other => Err(ConnectorError::Config(format!(

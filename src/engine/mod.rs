@@ -6,8 +6,18 @@
 //! partial read as absence, and never reports a grant `verified` without a
 //! fresh read that no longer lists it.
 
+mod case;
+mod run;
+#[cfg(test)]
+mod tests;
+
+pub use case::{AccountStatus, AccountView, CaseView, GrantView};
+pub use run::{
+    ConnectorInfo, Engine, EngineError, EngineOptions, Selection, connectors_from_config,
+};
+
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::connector::http::HttpNotice;
 use crate::connector::{Health, Lookup};
@@ -81,7 +91,8 @@ pub enum Event {
 }
 
 /// Counts of grant states for one leaver.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Summary {
     pub live: usize,
     pub removing: usize,
@@ -92,6 +103,8 @@ pub struct Summary {
     pub manual: usize,
     /// Connectors whose lookup or listing failed.
     pub read_failures: usize,
+    /// Connectors where several accounts match and the operator must pick.
+    pub ambiguous: usize,
 }
 
 impl Summary {
@@ -115,6 +128,7 @@ impl Summary {
             + self.live
             + self.removing
             + self.read_failures
+            + self.ambiguous
             > 0
         {
             3

@@ -9,6 +9,7 @@
 
 pub mod google;
 pub mod oauth;
+pub mod salesforce;
 pub mod slack;
 pub mod salesforce_oauth;
 pub mod slack_oauth;
@@ -113,6 +114,7 @@ impl Default for Options {
 pub struct SandboxState {
     pub faults: RwLock<Faults>,
     pub google: Mutex<google::State>,
+    pub salesforce: Mutex<salesforce::State>,
     pub slack: Mutex<slack::State>,
     pub oauth: Mutex<oauth::State>,
     pub base_url: String,
@@ -192,6 +194,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let state: Shared = Arc::new(SandboxState {
         faults: RwLock::new(opts.faults.clone()),
         google: Mutex::new(google::State::seed(opts.bench_grants.as_ref())),
+        salesforce: Mutex::new(salesforce::State::seed()),
         slack: Mutex::new(slack::State::seed()),
         oauth: Mutex::new(oauth::State::default()),
         base_url: base_url.clone(),
@@ -222,6 +225,7 @@ pub fn router(state: Shared) -> Router {
             state.clone(),
             google::scope_check,
         )))
+        .merge(salesforce::routes())
         .merge(slack::routes())
         .merge(oauth::routes())
         .merge(slack_oauth::routes())
@@ -518,8 +522,24 @@ licensing_url = "{base_url}"
 token_url = "{base_url}/token"
 key_file = "{google_key}"
 subject = "{DEMO_ADMIN}"
+
+[connectors.salesforce]
+manifest = "salesforce"
+
+[connectors.salesforce.api]
+base_url = "{base_url}"
+login_url = "{base_url}"
+
+[connectors.salesforce.auth]
+token_url = "{base_url}/services/oauth2/token"
+audience = "{base_url}"
+key_file = "{salesforce_key}"
+client_id = "{salesforce_consumer_key}"
+subject = "{DEMO_ADMIN}"
 "#,
         google_key = google_key.display(),
+        salesforce_key = keys_dir.join("salesforce-demo.key.pem").display(),
+        salesforce_consumer_key = salesforce::DEMO_CONSUMER_KEY,
     ) + &format!(
         r#"
 [connectors.slack]

@@ -1,0 +1,708 @@
+//! `offboard scan`, `revoke`, `verify` and `evidence`: one leaver's case
+//! from the command line. Progress goes to stderr, results to stdout; every
+//! text from an API is sanitised before it is printed.
+//!
+//! `--json` output (stable; `schema` names the shape and its version):
+//! - scan / revoke / verify: `offboard.case/1`, see [`CaseJson`];
+//! - revoke --dry-run: `offboard.plan/1`, see [`PlanJson`].
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::{CmdResult, EvidenceArgs, Failure, Global, RevokeArgs, ScanArgs, VerifyArgs};
+use crate::config::{self, Loaded};
+use crate::connector::ConnectorError;
+use crate::connector::http::HttpNotice;
+use crate::engine::{
+    AccountStatus, CaseView, Engine, EngineError, EngineOptions, Event, GrantView, Selection,
+    Summary, connectors_from_config,
+};
+use crate::evidence::report::{self, Format};
+use crate::evidence::{self, Ledger};
+use crate::model::{GrantKind, Plan, Revocation};
+use crate::sanitize::{clean, clean_max};
+
+/// Exit code of `evidence` when the ledger's hash chain is broken: DESIGN.md's
+/// "other error" (the message says what is broken and where).
+pub const EXIT_CHAIN_BROKEN: u8 = 1;
+
+pub const CASE_SCHEMA: &str = "offboard.case/1";
+pub const PLAN_SCHEMA: &str = "offboard.plan/1";
+
+/// `--json` of scan, revoke and verify.
+#[derive(Debug, Serialize)]
+pub struct CaseJson {
+    pub schema: &'static str,
+    /// `scan`, `revoke` or `verify`.
+    pub command: &'static str,
+    pub email: String,
+    pub apps: Vec<AppJson>,
+    pub grants: Vec<GrantJson>,
+    pub summary: Summary,
+    /// The process's exit code: 0 all verified/acknowledged, 3 something left.
+    pub exit_code: u8,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AppJson {
+    pub app: String,
+    pub name: String,
+    /// `found`, `not_found`, `ambiguous`, `lookup_failed` or `pending`.
+    pub status: &'static str,
+    pub account: Option<AccountJson>,
+    pub candidates: Vec<AccountJson>,
+    pub error: Option<String>,
+    /// Kinds whose listing failed: nothing is known about them.
+    pub unreadable_kinds: Vec<KindErrorJson>,
+    pub read_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AccountJson {
+    pub id: String,
+    pub login: String,
+    pub display_name: String,
+    pub active: bool,
+    pub is_admin: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct KindErrorJson {
+    pub kind: GrantKind,
+    pub error: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GrantJson {
+    /// `app/id`.
+    pub key: String,
+    pub app: String,
+    pub id: String,
+    pub kind: GrantKind,
+    pub label: String,
+    pub details: String,
+    /// `low`, `medium`, `high`, `critical`.
+    pub risk: crate::model::Risk,
+    /// `api` or `manual`.
+    pub revocation: &'static str,
+    pub instructions: Option<String>,
+    /// 1 cut access, 2 remove entitlements, 3 close the account.
+    pub phase: u8,
+    /// live, revoking, removed?, verified, unconfirmed, failed, manual, acknowledged.
+    pub state: &'static str,
+    /// Why failed/unconfirmed, or the note of an acknowledged step.
+    pub reason: Option<String>,
+    pub state_since: DateTime<Utc>,
+    pub last_answer: Option<String>,
+}
+
+/// `--json` of `revoke --dry-run`.
+#[derive(Debug, Serialize)]
+pub struct PlanJson {
+    pub schema: &'static str,
+    pub email: String,
+    pub phases: Vec<PhaseJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PhaseJson {
+    pub phase: u8,
+    pub title: &'static str,
+    pub steps: Vec<GrantJson>,
+}
+
+fn account_json(a: &crate::model::Account) -> AccountJson {
+    AccountJson {
+        id: clean(&a.id),
+        login: clean(&a.login),
+        display_name: clean(&a.display_name),
+        active: a.active,
+        is_admin: a.is_admin,
+    }
+}
+
+fn grant_json(g: &GrantView) -> GrantJson {
+    GrantJson {
+        key: clean(&g.key),
+        app: g.grant.connector.clone(),
+        id: clean(&g.grant.id),
+        kind: g.grant.kind,
+        label: clean(&g.grant.label),
+        details: clean(&g.grant.details),
+        risk: g.grant.risk,
+        revocation: match g.grant.revocation {
+            Revocation::Api => "api",
+            Revocation::Manual { .. } => "manual",
+        },
+        instructions: match &g.grant.revocation {
+            Revocation::Manual { instructions } => Some(clean(instructions)),
+            Revocation::Api => None,
+        },
+        phase: g.grant.phase().number(),
+        state: g.state.name(),
+        reason: g.state.reason().map(clean),
+        state_since: g.since_state,
+        last_answer: g.last_answer.as_deref().map(clean),
+    }
+}
+
+pub fn case_json(
+    command: &'static str,
+    view: &CaseView,
+    sel: &Selection,
+    summary: &Summary,
+) -> CaseJson {
+    CaseJson {
+        schema: CASE_SCHEMA,
+        command,
+        email: view.email.clone(),
+        apps: view
+            .accounts
+            .iter()
+            .filter(|a| sel.matches_app(&a.connector))
+            .map(|a| AppJson {
+                app: a.connector.clone(),
+                name: clean(&a.display_name),
+                status: a.status.name(),
+                account: a.status.account().map(account_json),
+                candidates: match &a.status {
+                    AccountStatus::Ambiguous { candidates } => {
+                        candidates.iter().map(account_json).collect()
+                    }
+                    _ => Vec::new(),
+                },
+                error: match &a.status {
+                    AccountStatus::LookupFailed { error } => Some(clean(error)),
+                    _ => None,
+                },
+                unreadable_kinds: a
+                    .failed_kinds
+                    .iter()
+                    .filter(|f| sel.matches_kind(f.kind))
+                    .map(|f| KindErrorJson {
+                        kind: f.kind,
+                        error: clean(&f.error),
+                    })
+                    .collect(),
+                read_at: a.read_at,
+            })
+            .collect(),
+        grants: view
+            .grants
+            .iter()
+            .filter(|g| sel.matches(&g.grant))
+            .map(grant_json)
+            .collect(),
+        summary: summary.clone(),
+        exit_code: summary.exit_code(),
+    }
+}
+
+pub fn plan_json(email: &str, plan: &Plan, view: &CaseView) -> PlanJson {
+    PlanJson {
+        schema: PLAN_SCHEMA,
+        email: email.to_string(),
+        phases: plan
+            .phases
+            .iter()
+            .map(|p| PhaseJson {
+                phase: p.phase.number(),
+                title: p.phase.title(),
+                steps: p
+                    .steps
+                    .iter()
+                    .filter_map(|g| view.grant(&g.key()))
+                    .map(grant_json)
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+struct Session {
+    engine: Arc<Engine>,
+    events: UnboundedReceiver<Event>,
+}
+
+fn engine_failure(e: EngineError) -> Failure {
+    match e {
+        EngineError::Invalid(m) => Failure::usage(m),
+        other => Failure::other(other.to_string()),
+    }
+}
+
+fn load_config(global: &Global) -> Result<Loaded, Failure> {
+    let path = config::config_path(global.config.as_deref());
+    Ok(config::load(&path)?)
+}
+
+fn open(global: &Global, data_dir: &std::path::Path) -> Result<Session, Failure> {
+    let loaded = load_config(global)?;
+    let resolved = loaded.connectors()?;
+    if resolved.is_empty() {
+        return Err(Failure::usage(format!(
+            "config: {}: no enabled connector in [connectors]",
+            loaded.path.display()
+        )));
+    }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let connectors = connectors_from_config(&resolved, data_dir, &tx).map_err(|e| match e {
+        ConnectorError::Config(m) => {
+            Failure::usage(format!("config: {}: {m}", loaded.path.display()))
+        }
+        other => Failure::other(other.to_string()),
+    })?;
+    let opts = EngineOptions::from_config(&loaded);
+    let ledger = Ledger::open_in(data_dir, &opts.operator)
+        .map_err(|e| Failure::other(format!("evidence ledger: {e}")))?;
+    for t in ledger.torn_tails() {
+        eprintln!(
+            "offboard: ledger line {} was incomplete ({} bytes, a crash while writing); \
+             kept in record {} and cut from the file",
+            t.line, t.bytes, t.kept_in_seq
+        );
+    }
+    Ok(Session {
+        engine: Engine::new(connectors, ledger, opts, tx),
+        events: rx,
+    })
+}
+
+fn selection(apps: &[String], kinds: &[String]) -> Result<Selection, Failure> {
+    let mut sel = Selection {
+        apps: apps.to_vec(),
+        ..Selection::default()
+    };
+    for k in kinds {
+        match GrantKind::parse(k) {
+            Some(k) => sel.kinds.push(k),
+            None => {
+                return Err(Failure::usage(format!(
+                    "--kind `{}`: expected one of {}",
+                    clean_max(k, 40),
+                    GrantKind::ALL.map(|k| k.as_str()).join(", ")
+                )));
+            }
+        }
+    }
+    Ok(sel)
+}
+
+/// One progress line for an event (stderr), or None.
+fn progress_line(e: &Event) -> Option<String> {
+    match e {
+        Event::LookupFailed {
+            connector, error, ..
+        } => Some(format!("[{connector}] lookup failed: {}", clean(error))),
+        Event::Planned { plan, .. } => Some(format!(
+            "plan: {} step(s) in {} phase(s)",
+            plan.len(),
+            plan.phases.len()
+        )),
+        Event::State { key, state, .. } => {
+            Some(format!("  {}: {}", clean(key), clean(&state.to_string())))
+        }
+        Event::PhaseProgress {
+            phase, done, total, ..
+        } if done == total => Some(format!(
+            "phase {} ({}): {total} request(s) answered",
+            phase.number(),
+            phase.title()
+        )),
+        Event::Http(HttpNotice::RateLimited {
+            connector, wait, ..
+        }) => Some(format!(
+            "[{connector}] rate limited, waiting {:.1}s",
+            wait.as_secs_f64()
+        )),
+        Event::Http(HttpNotice::Retrying {
+            connector,
+            wait,
+            reason,
+            ..
+        }) => Some(format!(
+            "[{connector}] retrying in {:.1}s: {}",
+            wait.as_secs_f64(),
+            clean(reason)
+        )),
+        Event::Error { message, .. } => Some(format!("error: {}", clean(message))),
+        _ => None,
+    }
+}
+
+/// Runs `fut` while printing progress lines (when `progress`), then drains
+/// what is left.
+async fn with_progress<T>(
+    events: &mut UnboundedReceiver<Event>,
+    progress: bool,
+    fut: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::pin!(fut);
+    let show = |e: &Event| {
+        if progress && let Some(line) = progress_line(e) {
+            eprintln!("{line}");
+        }
+    };
+    let out = loop {
+        tokio::select! {
+            r = &mut fut => break r,
+            Some(e) = events.recv() => show(&e),
+        }
+    };
+    while let Ok(e) = events.try_recv() {
+        show(&e);
+    }
+    out
+}
+
+fn pad(s: &str, w: usize) -> String {
+    let s = clean_max(s, w);
+    let n = s.chars().count();
+    format!("{s}{}", " ".repeat(w.saturating_sub(n)))
+}
+
+/// The human table: per app, its lookup result and its grants.
+pub fn render_table(view: &CaseView, sel: &Selection) -> String {
+    let mut o = String::new();
+    o.push_str(&format!("{}\n", clean(&view.email)));
+    for a in view
+        .accounts
+        .iter()
+        .filter(|a| sel.matches_app(&a.connector))
+    {
+        let head = match &a.status {
+            AccountStatus::Found { account } => format!(
+                "found: {} <{}>{}{}",
+                account.display_name,
+                account.login,
+                if account.active { "" } else { ", inactive" },
+                if account.is_admin { ", ADMIN" } else { "" }
+            ),
+            AccountStatus::NotFound => "no account (the app answered: not found)".into(),
+            AccountStatus::Ambiguous { candidates } => format!(
+                "AMBIGUOUS: {} accounts match ({}); pick one in the app, nothing was guessed",
+                candidates.len(),
+                candidates
+                    .iter()
+                    .map(|c| format!("{} {}", c.id, c.login))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            AccountStatus::LookupFailed { error } => {
+                format!("LOOKUP FAILED: {error} (unknown, not \"no account\")")
+            }
+            AccountStatus::Pending => "not read".into(),
+        };
+        o.push_str(&format!(
+            "\n{} ({}): {}\n",
+            clean(&a.display_name),
+            a.connector,
+            clean(&head)
+        ));
+        for f in a.failed_kinds.iter().filter(|f| sel.matches_kind(f.kind)) {
+            o.push_str(&format!(
+                "  could not read {}: {} (unknown, not absent)\n",
+                f.kind,
+                clean(&f.error)
+            ));
+        }
+        let grants: Vec<&GrantView> = view
+            .grants
+            .iter()
+            .filter(|g| g.grant.connector == a.connector && sel.matches(&g.grant))
+            .collect();
+        if grants.is_empty() {
+            continue;
+        }
+        o.push_str(&format!(
+            "  {} {} {} {} {}\n",
+            pad("KIND", 13),
+            pad("RISK", 8),
+            pad("STATE", 12),
+            pad("LABEL", 26),
+            "DETAILS"
+        ));
+        for g in grants {
+            o.push_str(&format!(
+                "  {} {} {} {} {}\n",
+                pad(g.grant.kind.as_str(), 13),
+                pad(g.grant.risk.as_str(), 8),
+                pad(g.state.name(), 12),
+                pad(&g.grant.label, 26),
+                clean_max(&g.grant.details, 60)
+            ));
+            if let Some(r) = g.state.reason() {
+                o.push_str(&format!("      {}\n", clean_max(r, 200)));
+            } else if let Revocation::Manual { instructions } = &g.grant.revocation
+                && !g.state.is_closed()
+            {
+                o.push_str(&format!("      manual: {}\n", clean_max(instructions, 200)));
+            }
+        }
+    }
+    o
+}
+
+fn summary_line(s: &Summary) -> String {
+    format!(
+        "summary: {} verified, {} acknowledged, {} live, {} removing, {} unconfirmed, {} failed, {} manual, {} read failure(s), {} ambiguous",
+        s.verified,
+        s.acknowledged,
+        s.live,
+        s.removing,
+        s.unconfirmed,
+        s.failed,
+        s.manual,
+        s.read_failures,
+        s.ambiguous
+    )
+}
+
+fn print_json<T: Serialize>(v: &T) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(v).map_err(|e| Failure::other(e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}
+
+pub fn render_plan(plan: &Plan) -> String {
+    let mut o = String::new();
+    if plan.is_empty() {
+        o.push_str("nothing to revoke\n");
+    }
+    for p in &plan.phases {
+        o.push_str(&format!(
+            "phase {}: {}\n",
+            p.phase.number(),
+            p.phase.title()
+        ));
+        for g in &p.steps {
+            let how = match &g.revocation {
+                Revocation::Api => String::new(),
+                Revocation::Manual { instructions } => {
+                    format!("  [manual: {}]", clean_max(instructions, 120))
+                }
+            };
+            o.push_str(&format!(
+                "  {} {} {} {}{}\n",
+                pad(&g.connector, 10),
+                pad(g.kind.as_str(), 13),
+                pad(g.risk.as_str(), 8),
+                clean_max(&g.label, 40),
+                how
+            ));
+        }
+    }
+    o
+}
+
+pub async fn scan(global: &Global, args: ScanArgs, data_dir: PathBuf) -> CmdResult {
+    let sel = selection(&args.apps, &[])?;
+    let mut s = open(global, &data_dir)?;
+    let view = with_progress(
+        &mut s.events,
+        false,
+        s.engine.discover_apps(&args.email, &args.apps),
+    )
+    .await
+    .map_err(engine_failure)?;
+    let summary = summarise(&view, &sel);
+    if args.json {
+        print_json(&case_json("scan", &view, &sel, &summary))?;
+    } else {
+        print!("{}", render_table(&view, &sel));
+        println!("\n{}", summary_line(&summary));
+    }
+    Ok(summary.exit_code())
+}
+
+fn summarise(view: &CaseView, sel: &Selection) -> Summary {
+    let mut s = Summary::default();
+    for g in view.grants.iter().filter(|g| sel.matches(&g.grant)) {
+        s.add(&g.state);
+    }
+    for a in view
+        .accounts
+        .iter()
+        .filter(|a| sel.matches_app(&a.connector))
+    {
+        match &a.status {
+            AccountStatus::LookupFailed { .. } => s.read_failures += 1,
+            AccountStatus::Ambiguous { .. } => s.ambiguous += 1,
+            AccountStatus::Found { .. }
+                if a.failed_kinds.iter().any(|f| sel.matches_kind(f.kind)) =>
+            {
+                s.read_failures += 1
+            }
+            _ => {}
+        }
+    }
+    s
+}
+
+fn confirm(email: &str, n: usize) -> Result<bool, Failure> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::usage(
+            "refusing to revoke without --yes: stdin is not a terminal (nothing was changed)",
+        ));
+    }
+    eprint!("Revoke {n} grant(s) of {email}? Type the email to confirm: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| Failure::other(format!("reading the confirmation: {e}")))?;
+    Ok(line.trim().eq_ignore_ascii_case(email))
+}
+
+pub async fn revoke(global: &Global, args: RevokeArgs, data_dir: PathBuf) -> CmdResult {
+    let sel = selection(&args.apps, &args.kinds)?;
+    if !args.dry_run && !args.yes && !std::io::stdin().is_terminal() {
+        return Err(Failure::usage(
+            "refusing to revoke without --yes: stdin is not a terminal (nothing was changed)",
+        ));
+    }
+    let mut s = open(global, &data_dir)?;
+    let view = with_progress(
+        &mut s.events,
+        true,
+        s.engine.discover_apps(&args.email, &args.apps),
+    )
+    .await
+    .map_err(engine_failure)?;
+    let email = view.email.clone();
+    let plan = s.engine.plan(&email, &sel).map_err(engine_failure)?;
+    if args.dry_run {
+        if args.json {
+            print_json(&plan_json(&email, &plan, &view))?;
+        } else {
+            print!("{}", render_plan(&plan));
+            let other = summarise(&view, &sel);
+            if other.read_failures + other.ambiguous > 0 {
+                println!(
+                    "note: {} app(s) could not be read completely and {} lookup(s) are ambiguous; the plan cannot cover them",
+                    other.read_failures, other.ambiguous
+                );
+            }
+        }
+        return Ok(0);
+    }
+    if !args.yes {
+        eprint!("{}", render_plan(&plan));
+        if !confirm(&email, plan.len())? {
+            return Err(Failure::other("cancelled; nothing was changed"));
+        }
+    }
+    let summary = with_progress(&mut s.events, true, s.engine.revoke(&email, &sel))
+        .await
+        .map_err(engine_failure)?;
+    let view = s
+        .engine
+        .case(&email)
+        .ok_or_else(|| Failure::other("the case vanished"))?;
+    if args.json {
+        print_json(&case_json("revoke", &view, &sel, &summary))?;
+    } else {
+        print!("{}", render_table(&view, &sel));
+        println!("\n{}", summary_line(&summary));
+        println!("evidence: offboard evidence {email} --format md");
+    }
+    Ok(summary.exit_code())
+}
+
+pub async fn verify(global: &Global, args: VerifyArgs, data_dir: PathBuf) -> CmdResult {
+    let sel = selection(&args.apps, &[])?;
+    let mut s = open(global, &data_dir)?;
+    let summary = with_progress(&mut s.events, true, s.engine.verify(&args.email, &sel))
+        .await
+        .map_err(engine_failure)?;
+    let email = crate::model::Person::new(&args.email).email;
+    let view = s
+        .engine
+        .case(&email)
+        .ok_or_else(|| Failure::other("the case vanished"))?;
+    if args.json {
+        print_json(&case_json("verify", &view, &sel, &summary))?;
+    } else {
+        print!("{}", render_table(&view, &sel));
+        println!("\n{}", summary_line(&summary));
+    }
+    Ok(summary.exit_code())
+}
+
+pub async fn evidence(args: EvidenceArgs, data_dir: PathBuf) -> CmdResult {
+    let path = args
+        .ledger
+        .clone()
+        .unwrap_or_else(|| data_dir.join(evidence::LEDGER_FILE));
+    if args.target == "verify" {
+        if !path.exists() {
+            return Err(Failure::other(format!("no ledger at {}", path.display())));
+        }
+        let rep = evidence::verify_chain(&path).map_err(|e| Failure::other(e.to_string()))?;
+        if rep.ok() {
+            println!(
+                "OK: {} records, hash chain intact ({}){}",
+                rep.records,
+                path.display(),
+                if rep.set_aside > 0 {
+                    format!("; {} torn line(s) from crashes set aside", rep.set_aside)
+                } else {
+                    String::new()
+                }
+            );
+            return Ok(0);
+        }
+        println!(
+            "BROKEN: {} problem(s) in {} ({} lines)",
+            rep.problems.len(),
+            path.display(),
+            rep.records
+        );
+        for p in &rep.problems {
+            println!("  line {}: {}", p.line, p.what);
+        }
+        return Ok(EXIT_CHAIN_BROKEN);
+    }
+    let format = Format::parse(&args.format).ok_or_else(|| {
+        Failure::usage(format!(
+            "--format {}: expected md, json or csv",
+            clean_max(&args.format, 20)
+        ))
+    })?;
+    let email = crate::model::Person::new(&args.target).email;
+    if !email.contains('@') {
+        return Err(Failure::usage(format!(
+            "`{}` is neither `verify` nor an email address",
+            clean_max(&args.target, 60)
+        )));
+    }
+    let records = Ledger::read(&path)
+        .map_err(|e| Failure::other(format!("{e} (run `offboard evidence verify`)")))?;
+    if !records.iter().any(|r| r.case == email) {
+        return Err(Failure::other(format!(
+            "no records for {email} in {}",
+            path.display()
+        )));
+    }
+    let chain = evidence::verify_chain(&path).map_err(|e| Failure::other(e.to_string()))?;
+    let text = report::render_with_chain(&records, &email, format, Some(&chain));
+    match &args.output {
+        Some(out) => std::fs::write(out, text)
+            .map_err(|e| Failure::other(format!("{}: {e}", out.display())))?,
+        None => print!("{text}"),
+    }
+    if chain.ok() {
+        Ok(0)
+    } else {
+        eprintln!(
+            "offboard: the ledger's hash chain is broken ({} problem(s)); run `offboard evidence verify`",
+            chain.problems.len()
+        );
+        Ok(EXIT_CHAIN_BROKEN)
+    }
+}

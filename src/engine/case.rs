@@ -1,0 +1,467 @@
+//! One leaver's case: accounts per connector, grants with their states, and
+//! how a fresh read or the ledger's history changes them. Pure: no I/O.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{Selection, Summary};
+use crate::connector::RevokeOutcome;
+use crate::evidence::{KindFailure, LedgerEvent, Record};
+use crate::model::{Account, Grant, GrantKind, GrantState, Person};
+use crate::sanitize::clean;
+
+/// What the lookup of the leaver in one connector found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum AccountStatus {
+    /// Not looked up yet.
+    Pending,
+    Found {
+        account: Account,
+    },
+    /// The app answered, and has no such account.
+    NotFound,
+    /// Several accounts match; the operator must pick (never guessed).
+    Ambiguous {
+        candidates: Vec<Account>,
+    },
+    /// The lookup failed: nothing is known (never shown as "no account").
+    LookupFailed {
+        error: String,
+    },
+}
+
+impl AccountStatus {
+    pub fn name(&self) -> &'static str {
+        match self {
+            AccountStatus::Pending => "pending",
+            AccountStatus::Found { .. } => "found",
+            AccountStatus::NotFound => "not_found",
+            AccountStatus::Ambiguous { .. } => "ambiguous",
+            AccountStatus::LookupFailed { .. } => "lookup_failed",
+        }
+    }
+
+    pub fn account(&self) -> Option<&Account> {
+        match self {
+            AccountStatus::Found { account } => Some(account),
+            _ => None,
+        }
+    }
+}
+
+/// One connector's part of a case.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountView {
+    pub connector: String,
+    pub display_name: String,
+    #[serde(flatten)]
+    pub status: AccountStatus,
+    /// Kinds whose listing failed in the last read.
+    pub failed_kinds: Vec<KindFailure>,
+    /// When the last complete read of this connector finished.
+    pub read_at: Option<DateTime<Utc>>,
+}
+
+/// One grant and where it stands.
+#[derive(Debug, Clone, Serialize)]
+pub struct GrantView {
+    /// `connector/id`.
+    pub key: String,
+    pub grant: Grant,
+    pub state: GrantState,
+    /// When the grant entered its current state.
+    pub since_state: DateTime<Utc>,
+    /// The last thing the API said about it (revoke answer or read error).
+    pub last_answer: Option<String>,
+}
+
+/// A snapshot of one leaver's case.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseView {
+    pub email: String,
+    pub accounts: Vec<AccountView>,
+    pub grants: Vec<GrantView>,
+    pub summary: Summary,
+}
+
+impl CaseView {
+    pub fn grant(&self, key: &str) -> Option<&GrantView> {
+        self.grants.iter().find(|g| g.key == key)
+    }
+}
+
+/// What a fresh read changed (for the ledger and the event stream).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// A removing, failed or unconfirmed grant is no longer listed.
+    Verified(String),
+    /// A grant verified gone is listed again.
+    Reappeared(String),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub grant: Grant,
+    pub state: GrantState,
+    pub since: DateTime<Utc>,
+    pub answer: Option<String>,
+}
+
+impl Entry {
+    pub fn key(&self) -> String {
+        self.grant.key()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Case {
+    pub person: Person,
+    pub accounts: BTreeMap<String, AccountView>,
+    pub grants: Vec<Entry>,
+}
+
+/// Display text from an API, made safe (ids are kept exact: drivers need
+/// them; printers clean them).
+pub(crate) fn clean_grant(mut g: Grant) -> Grant {
+    g.label = clean(&g.label);
+    g.details = clean(&g.details);
+    g.since = g.since.map(|s| clean(&s));
+    if let crate::model::Revocation::Manual { instructions } = &mut g.revocation {
+        *instructions = clean(instructions);
+    }
+    g
+}
+
+pub(crate) fn clean_account(mut a: Account) -> Account {
+    a.login = clean(&a.login);
+    a.display_name = clean(&a.display_name);
+    a.last_login = a.last_login.map(|s| clean(&s));
+    a.facts = a
+        .facts
+        .into_iter()
+        .map(|(k, v)| (clean(&k), clean(&v)))
+        .collect();
+    a
+}
+
+impl Case {
+    pub fn new(person: Person) -> Case {
+        Case {
+            person,
+            accounts: BTreeMap::new(),
+            grants: Vec::new(),
+        }
+    }
+
+    /// Rebuilds what the ledger says about this case: every grant that was
+    /// requested, answered, verified, escalated or ticked off, in its last
+    /// recorded state. Grants merely discovered are not carried over: a
+    /// fresh read lists them.
+    pub fn from_ledger(person: Person, records: &[Record]) -> Case {
+        let email = person.email.clone();
+        let mut case = Case::new(person);
+        for r in records.iter().filter(|r| r.case == email) {
+            let at = r.ts;
+            match &r.event {
+                LedgerEvent::RevokeRequested { grant, .. } => {
+                    case.set_from_history(grant.clone(), GrantState::Revoking, at, None);
+                }
+                LedgerEvent::ManualRequired { grant, .. } => {
+                    case.set_from_history(grant.clone(), GrantState::Manual, at, None);
+                }
+                LedgerEvent::ApiAnswer {
+                    key,
+                    outcome,
+                    error,
+                    manual,
+                } => {
+                    let (state, answer) =
+                        answer_state(*outcome, error.as_deref(), manual.as_deref(), at);
+                    case.update_history(key, state, at, Some(answer));
+                }
+                LedgerEvent::Verified { key, .. } => {
+                    case.update_history(key, GrantState::Verified { at }, at, None);
+                }
+                LedgerEvent::Escalated { key, reason } => {
+                    case.update_history(
+                        key,
+                        GrantState::Unconfirmed {
+                            reason: reason.clone(),
+                        },
+                        at,
+                        None,
+                    );
+                }
+                LedgerEvent::ManualDone { key, note, .. } => {
+                    case.update_history(
+                        key,
+                        GrantState::Acknowledged {
+                            at,
+                            note: Some(note.clone()),
+                        },
+                        at,
+                        None,
+                    );
+                }
+                LedgerEvent::Reappeared { key } => {
+                    case.update_history(key, GrantState::Live, at, None);
+                }
+                _ => {}
+            }
+        }
+        case
+    }
+
+    fn set_from_history(
+        &mut self,
+        grant: Grant,
+        state: GrantState,
+        at: DateTime<Utc>,
+        answer: Option<String>,
+    ) {
+        let key = grant.key();
+        match self.grants.iter_mut().find(|e| e.key() == key) {
+            Some(e) => {
+                e.grant = grant;
+                e.state = state;
+                e.since = at;
+                if answer.is_some() {
+                    e.answer = answer;
+                }
+            }
+            None => self.grants.push(Entry {
+                grant,
+                state,
+                since: at,
+                answer,
+            }),
+        }
+    }
+
+    fn update_history(
+        &mut self,
+        key: &str,
+        state: GrantState,
+        at: DateTime<Utc>,
+        answer: Option<String>,
+    ) {
+        if let Some(e) = self.grants.iter_mut().find(|e| e.key() == key) {
+            e.state = state;
+            e.since = at;
+            if answer.is_some() {
+                e.answer = answer;
+            }
+        }
+    }
+
+    /// Grants whose removal is under way or unresolved (for `resumed`).
+    pub fn pending_keys(&self) -> Vec<String> {
+        self.grants
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.state,
+                    GrantState::Revoking | GrantState::Removed | GrantState::Unconfirmed { .. }
+                )
+            })
+            .map(Entry::key)
+            .collect()
+    }
+
+    pub fn entry(&self, key: &str) -> Option<&Entry> {
+        self.grants.iter().find(|e| e.key() == key)
+    }
+
+    pub fn entry_mut(&mut self, key: &str) -> Option<&mut Entry> {
+        self.grants.iter_mut().find(|e| e.key() == key)
+    }
+
+    pub fn account(&self, connector: &str) -> Option<&Account> {
+        self.accounts
+            .get(connector)
+            .and_then(|a| a.status.account())
+    }
+
+    pub fn set_status(&mut self, connector: &str, display_name: &str, status: AccountStatus) {
+        let a = self
+            .accounts
+            .entry(connector.to_string())
+            .or_insert_with(|| AccountView {
+                connector: connector.to_string(),
+                display_name: display_name.to_string(),
+                status: AccountStatus::Pending,
+                failed_kinds: Vec::new(),
+                read_at: None,
+            });
+        a.status = status;
+        if a.status.account().is_none() {
+            a.failed_kinds.clear();
+        }
+    }
+
+    /// Merges a fresh read of one connector. Kinds in `failed` are left as
+    /// they were: a failed read never counts as absence. For the others the
+    /// read is complete: a removing, failed or unconfirmed grant it no
+    /// longer lists is verified gone; a live grant it no longer lists was
+    /// removed by someone else and leaves the view; a verified grant listed
+    /// again is live again (an acknowledged one stays acknowledged: what
+    /// cannot be listed is listed every time).
+    pub fn apply_read(
+        &mut self,
+        connector: &str,
+        listed: Vec<Grant>,
+        failed: &[(GrantKind, String)],
+        now: DateTime<Utc>,
+    ) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let kind_failed = |k: GrantKind| failed.iter().any(|(f, _)| *f == k);
+        let mut listed: Vec<Grant> = listed.into_iter().map(clean_grant).collect();
+        let mut keep = Vec::with_capacity(self.grants.len());
+        for mut e in std::mem::take(&mut self.grants) {
+            if e.grant.connector != connector || kind_failed(e.grant.kind) {
+                keep.push(e);
+                continue;
+            }
+            if let Some(pos) = listed.iter().position(|g| g.id == e.grant.id) {
+                e.grant = listed.remove(pos);
+                if matches!(e.state, GrantState::Verified { .. }) {
+                    e.state = GrantState::Live;
+                    e.since = now;
+                    changes.push(Change::Reappeared(e.key()));
+                }
+                keep.push(e);
+                continue;
+            }
+            match e.state {
+                GrantState::Revoking
+                | GrantState::Removed
+                | GrantState::Failed { .. }
+                | GrantState::Unconfirmed { .. } => {
+                    e.state = GrantState::Verified { at: now };
+                    e.since = now;
+                    changes.push(Change::Verified(e.key()));
+                    keep.push(e);
+                }
+                GrantState::Verified { .. } | GrantState::Acknowledged { .. } => keep.push(e),
+                GrantState::Live | GrantState::Manual => {}
+            }
+        }
+        for g in listed {
+            keep.push(Entry {
+                grant: g,
+                state: GrantState::Live,
+                since: now,
+                answer: None,
+            });
+        }
+        self.grants = keep;
+        if let Some(a) = self.accounts.get_mut(connector) {
+            a.failed_kinds = failed
+                .iter()
+                .map(|(kind, error)| KindFailure {
+                    kind: *kind,
+                    error: error.clone(),
+                })
+                .collect();
+            a.read_at = Some(now);
+        }
+        changes
+    }
+
+    /// Counts states of the selected grants, and read failures and
+    /// ambiguous lookups of the selected connectors (only failed kinds the
+    /// selection covers count).
+    pub fn summary(&self, sel: &Selection) -> Summary {
+        let mut s = Summary::default();
+        for e in self.grants.iter().filter(|e| sel.matches(&e.grant)) {
+            s.add(&e.state);
+        }
+        for a in self
+            .accounts
+            .values()
+            .filter(|a| sel.matches_app(&a.connector))
+        {
+            match &a.status {
+                AccountStatus::LookupFailed { .. } => s.read_failures += 1,
+                AccountStatus::Found { .. }
+                    if a.failed_kinds.iter().any(|f| sel.matches_kind(f.kind)) =>
+                {
+                    s.read_failures += 1
+                }
+                AccountStatus::Ambiguous { .. } => s.ambiguous += 1,
+                _ => {}
+            }
+        }
+        s
+    }
+
+    pub fn view(&self, order: &[String]) -> CaseView {
+        let mut accounts: Vec<AccountView> = self.accounts.values().cloned().collect();
+        accounts.sort_by_key(|a| {
+            order
+                .iter()
+                .position(|c| *c == a.connector)
+                .unwrap_or(usize::MAX)
+        });
+        let mut grants: Vec<GrantView> = self
+            .grants
+            .iter()
+            .map(|e| GrantView {
+                key: e.key(),
+                grant: e.grant.clone(),
+                state: e.state.clone(),
+                since_state: e.since,
+                last_answer: e.answer.clone(),
+            })
+            .collect();
+        grants.sort_by(|a, b| {
+            let pa = order.iter().position(|c| *c == a.grant.connector);
+            let pb = order.iter().position(|c| *c == b.grant.connector);
+            pa.cmp(&pb)
+                .then(a.grant.phase().cmp(&b.grant.phase()))
+                .then(b.grant.risk.cmp(&a.grant.risk))
+        });
+        CaseView {
+            email: self.person.email.clone(),
+            accounts,
+            grants,
+            summary: self.summary(&Selection::default()),
+        }
+    }
+}
+
+/// The state and answer text for a revoke answer.
+pub(crate) fn answer_state(
+    outcome: Option<RevokeOutcome>,
+    error: Option<&str>,
+    manual: Option<&str>,
+    at: DateTime<Utc>,
+) -> (GrantState, String) {
+    match (outcome, error) {
+        (Some(RevokeOutcome::Accepted), _) => (GrantState::Removed, "accepted".into()),
+        (Some(RevokeOutcome::AlreadyGone), _) => (
+            GrantState::Removed,
+            "already gone (idempotent success)".into(),
+        ),
+        (Some(RevokeOutcome::Acknowledged), _) => (
+            GrantState::Acknowledged { at, note: None },
+            "acknowledged (no API can list it)".into(),
+        ),
+        (None, e) => {
+            let e = e.unwrap_or("no answer");
+            let reason = match manual {
+                Some(m) if !m.is_empty() => format!("{e}; manual step: {m}"),
+                _ => e.to_string(),
+            };
+            (
+                GrantState::Failed {
+                    reason: reason.clone(),
+                },
+                reason,
+            )
+        }
+    }
+}

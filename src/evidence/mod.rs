@@ -1,0 +1,816 @@
+//! The evidence ledger: an append-only JSON Lines file (`ledger.jsonl` in the
+//! data directory), one record per event, each carrying `prev`, the SHA-256
+//! (hex) of the previous line's exact bytes without its newline (64 zeros
+//! for the first record).
+//!
+//! Writers: every append takes an exclusive `flock` on `ledger.jsonl.lock`,
+//! re-reads whatever other processes appended since (so the chain stays one
+//! chain when two processes write), writes one line with `O_APPEND` and
+//! fsyncs it. A lock held for more than [`LOCK_WAIT`] is refused with a
+//! clear error.
+//!
+//! A crash can leave a torn last line (bytes without a final newline). The
+//! next append detects it, cuts the file back to the last complete line and
+//! writes a `torn_line_set_aside` record that keeps the torn bytes (as text,
+//! with their SHA-256 and length), so nothing is silently lost and the chain
+//! continues from the last complete record. `verify_chain` reports a torn
+//! last line that has not yet been set aside as a problem.
+//!
+//! A hash chain cannot show that complete records were cut from the end:
+//! compare the record count with an earlier `evidence verify` output or a
+//! report.
+
+pub mod report;
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::connector::RevokeOutcome;
+use crate::model::{Account, Grant, GrantKind};
+
+/// The ledger's file name in the data directory.
+pub const LEDGER_FILE: &str = "ledger.jsonl";
+/// `prev` of the first record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+/// How long an append waits for another process's lock.
+pub const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// One line of the ledger.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub seq: u64,
+    pub ts: DateTime<Utc>,
+    pub operator: String,
+    /// The leaver's email (empty for ledger housekeeping records).
+    pub case: String,
+    #[serde(flatten)]
+    pub event: LedgerEvent,
+    pub prev: String,
+}
+
+impl Record {
+    /// The grant key this record is about, if any.
+    pub fn key(&self) -> Option<&str> {
+        self.event.key()
+    }
+}
+
+/// A lookup result as recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LookupResult {
+    Found,
+    NotFound,
+    Ambiguous,
+    Failed,
+}
+
+impl LookupResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LookupResult::Found => "found",
+            LookupResult::NotFound => "not_found",
+            LookupResult::Ambiguous => "ambiguous",
+            LookupResult::Failed => "lookup_failed",
+        }
+    }
+}
+
+/// A kind whose listing failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KindFailure {
+    pub kind: GrantKind,
+    pub error: String,
+}
+
+/// One step of a recorded plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedStep {
+    pub phase: u8,
+    pub key: String,
+    pub kind: GrantKind,
+    pub label: String,
+    pub manual: bool,
+}
+
+/// What happened. Field names are part of the ledger format.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum LedgerEvent {
+    /// One connector's read of the leaver: the snapshot of their access.
+    Discovered {
+        connector: String,
+        result: LookupResult,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        account: Option<Account>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        candidates: Vec<Account>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        #[serde(default)]
+        grants: Vec<Grant>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        failed_kinds: Vec<KindFailure>,
+    },
+    Planned {
+        steps: Vec<PlannedStep>,
+    },
+    /// Written before the request is sent.
+    RevokeRequested {
+        key: String,
+        phase: u8,
+        grant: Grant,
+    },
+    ApiAnswer {
+        key: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        outcome: Option<RevokeOutcome>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// The manual step when the app refused.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        manual: Option<String>,
+    },
+    /// A fresh, complete read no longer lists the grant.
+    Verified {
+        key: String,
+        how: String,
+    },
+    /// Past the deadline without a confirming read: `unconfirmed`.
+    Escalated {
+        key: String,
+        reason: String,
+    },
+    /// A step a person must do.
+    ManualRequired {
+        key: String,
+        grant: Grant,
+        instructions: String,
+    },
+    ManualDone {
+        key: String,
+        note: String,
+        previous_state: String,
+    },
+    /// A listed grant that had been verified gone is listed again.
+    Reappeared {
+        key: String,
+    },
+    /// A case picked up again from the ledger (after a crash or a new run).
+    Resumed {
+        pending: Vec<String>,
+    },
+    Finished {
+        summary: crate::engine::Summary,
+    },
+    /// A torn last line (a crash mid-write) was cut from the file; its
+    /// bytes are kept here.
+    TornLineSetAside {
+        line: usize,
+        bytes: usize,
+        sha256: String,
+        text: String,
+    },
+}
+
+impl LedgerEvent {
+    pub fn name(&self) -> &'static str {
+        match self {
+            LedgerEvent::Discovered { .. } => "discovered",
+            LedgerEvent::Planned { .. } => "planned",
+            LedgerEvent::RevokeRequested { .. } => "revoke_requested",
+            LedgerEvent::ApiAnswer { .. } => "api_answer",
+            LedgerEvent::Verified { .. } => "verified",
+            LedgerEvent::Escalated { .. } => "escalated",
+            LedgerEvent::ManualRequired { .. } => "manual_required",
+            LedgerEvent::ManualDone { .. } => "manual_done",
+            LedgerEvent::Reappeared { .. } => "reappeared",
+            LedgerEvent::Resumed { .. } => "resumed",
+            LedgerEvent::Finished { .. } => "finished",
+            LedgerEvent::TornLineSetAside { .. } => "torn_line_set_aside",
+        }
+    }
+
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            LedgerEvent::RevokeRequested { key, .. }
+            | LedgerEvent::ApiAnswer { key, .. }
+            | LedgerEvent::Verified { key, .. }
+            | LedgerEvent::Escalated { key, .. }
+            | LedgerEvent::ManualRequired { key, .. }
+            | LedgerEvent::ManualDone { key, .. }
+            | LedgerEvent::Reappeared { key } => Some(key),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: String },
+    #[error(
+        "{path}: another offboard process has held the ledger lock for more than {}s; \
+         wait for it to finish or stop it",
+        LOCK_WAIT.as_secs()
+    )]
+    Locked { path: PathBuf },
+    #[error("{path}: line {line}: {what}")]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        what: String,
+    },
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> LedgerError + '_ {
+    move |e| LedgerError::Io {
+        path: path.to_path_buf(),
+        error: e.to_string(),
+    }
+}
+
+/// SHA-256 of some bytes, lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A torn last line found and set aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    pub line: usize,
+    pub bytes: usize,
+    pub sha256: String,
+    /// seq of the record that keeps it.
+    pub kept_in_seq: u64,
+}
+
+struct Head {
+    /// File length up to which the head is known.
+    len: u64,
+    seq: u64,
+    hash: String,
+    lines: usize,
+}
+
+/// The append-only ledger. Cheap to share behind an `Arc`; appends are
+/// serialised in-process by a mutex and across processes by `flock`.
+pub struct Ledger {
+    path: PathBuf,
+    lock_path: PathBuf,
+    operator: String,
+    head: Mutex<Head>,
+    torn: Mutex<Vec<TornTail>>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger").field("path", &self.path).finish()
+    }
+}
+
+impl Ledger {
+    /// Opens (or creates) the ledger in `data_dir`.
+    pub fn open_in(data_dir: &Path, operator: &str) -> Result<Ledger, LedgerError> {
+        Self::open(&data_dir.join(LEDGER_FILE), operator)
+    }
+
+    /// Opens (or creates) a ledger file. Appends continue its chain; a torn
+    /// last line is set aside right away (see the module docs).
+    pub fn open(path: &Path, operator: &str) -> Result<Ledger, LedgerError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        let mut lock_name = path.file_name().unwrap_or_default().to_os_string();
+        lock_name.push(".lock");
+        let ledger = Ledger {
+            path: path.to_path_buf(),
+            lock_path: path.with_file_name(lock_name),
+            operator: crate::sanitize::clean(operator),
+            head: Mutex::new(Head {
+                len: 0,
+                seq: 0,
+                hash: GENESIS.to_string(),
+                lines: 0,
+            }),
+            torn: Mutex::new(Vec::new()),
+        };
+        {
+            let _lock = ledger.lock()?;
+            let mut file = ledger.file()?;
+            let mut head = ledger.head.lock().expect("ledger head");
+            ledger.catch_up(&mut file, &mut head)?;
+        }
+        Ok(ledger)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn operator(&self) -> &str {
+        &self.operator
+    }
+
+    /// Torn lines this handle set aside (for a warning to the operator).
+    pub fn torn_tails(&self) -> Vec<TornTail> {
+        self.torn.lock().expect("ledger torn").clone()
+    }
+
+    /// The last record's `seq` (the number of records in an intact ledger).
+    pub fn last_seq(&self) -> u64 {
+        self.head.lock().expect("ledger head").seq
+    }
+
+    fn file(&self) -> Result<File, LedgerError> {
+        OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&self.path)
+            .map_err(io_err(&self.path))
+    }
+
+    fn lock(&self) -> Result<FileLock, LedgerError> {
+        FileLock::acquire(&self.lock_path)
+    }
+
+    /// Reads whatever was appended since `head.len` (by another process or
+    /// before this handle was opened) and sets aside a torn last line.
+    fn catch_up(&self, file: &mut File, head: &mut Head) -> Result<(), LedgerError> {
+        let len = file.metadata().map_err(io_err(&self.path))?.len();
+        if len < head.len {
+            return Err(LedgerError::Corrupt {
+                path: self.path.clone(),
+                line: head.lines,
+                what: format!(
+                    "the file shrank from {} to {len} bytes: it was cut or replaced",
+                    head.len
+                ),
+            });
+        }
+        if len == head.len {
+            return Ok(());
+        }
+        file.seek(SeekFrom::Start(head.len))
+            .map_err(io_err(&self.path))?;
+        let mut buf = Vec::with_capacity((len - head.len) as usize);
+        file.read_to_end(&mut buf).map_err(io_err(&self.path))?;
+        let complete = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        for line in buf[..complete].split(|b| *b == b'\n') {
+            if line.is_empty() {
+                continue;
+            }
+            head.lines += 1;
+            let v: serde_json::Value =
+                serde_json::from_slice(line).map_err(|e| LedgerError::Corrupt {
+                    path: self.path.clone(),
+                    line: head.lines,
+                    what: format!("not a JSON record ({e}); run `offboard evidence verify`"),
+                })?;
+            head.seq =
+                v.get("seq")
+                    .and_then(|s| s.as_u64())
+                    .ok_or_else(|| LedgerError::Corrupt {
+                        path: self.path.clone(),
+                        line: head.lines,
+                        what: "no `seq`; run `offboard evidence verify`".into(),
+                    })?;
+            head.hash = sha256_hex(line);
+        }
+        head.len += complete as u64;
+        if complete < buf.len() {
+            let torn = &buf[complete..];
+            let line = head.lines + 1;
+            file.set_len(head.len).map_err(io_err(&self.path))?;
+            file.sync_all().map_err(io_err(&self.path))?;
+            let tail = TornTail {
+                line,
+                bytes: torn.len(),
+                sha256: sha256_hex(torn),
+                kept_in_seq: head.seq + 1,
+            };
+            tracing::warn!(line, bytes = torn.len(), "ledger: torn last line set aside");
+            self.write_locked(
+                file,
+                head,
+                "",
+                LedgerEvent::TornLineSetAside {
+                    line,
+                    bytes: torn.len(),
+                    sha256: tail.sha256.clone(),
+                    text: String::from_utf8_lossy(torn).into_owned(),
+                },
+            )?;
+            self.torn.lock().expect("ledger torn").push(tail);
+        }
+        Ok(())
+    }
+
+    fn write_locked(
+        &self,
+        file: &mut File,
+        head: &mut Head,
+        case: &str,
+        event: LedgerEvent,
+    ) -> Result<Record, LedgerError> {
+        let record = Record {
+            seq: head.seq + 1,
+            ts: Utc::now(),
+            operator: self.operator.clone(),
+            case: case.to_string(),
+            event,
+            prev: head.hash.clone(),
+        };
+        let mut line = serde_json::to_vec(&record).map_err(|e| LedgerError::Io {
+            path: self.path.clone(),
+            error: format!("cannot encode a record: {e}"),
+        })?;
+        let hash = sha256_hex(&line);
+        line.push(b'\n');
+        file.write_all(&line).map_err(io_err(&self.path))?;
+        file.sync_data().map_err(io_err(&self.path))?;
+        head.len += line.len() as u64;
+        head.seq = record.seq;
+        head.hash = hash;
+        head.lines += 1;
+        Ok(record)
+    }
+
+    /// Appends one record for `case` and fsyncs it.
+    pub fn append(&self, case: &str, event: LedgerEvent) -> Result<Record, LedgerError> {
+        let mut head = self.head.lock().expect("ledger head");
+        let _lock = self.lock()?;
+        let mut file = self.file()?;
+        self.catch_up(&mut file, &mut head)?;
+        self.write_locked(&mut file, &mut head, case, event)
+    }
+
+    /// Every complete record of a ledger file, in order. A line that is not
+    /// a record is an error naming its line; a torn last line is skipped
+    /// (it is reported by [`verify_chain`] and set aside by the next append).
+    pub fn read(path: &Path) -> Result<Vec<Record>, LedgerError> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(path)(e)),
+        };
+        let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let mut out = Vec::new();
+        for (i, line) in bytes[..complete].split(|b| *b == b'\n').enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            let r: Record = serde_json::from_slice(line).map_err(|e| LedgerError::Corrupt {
+                path: path.to_path_buf(),
+                line: i + 1,
+                what: format!("not a ledger record: {e}"),
+            })?;
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    /// The records of one case.
+    pub fn read_case(path: &Path, email: &str) -> Result<Vec<Record>, LedgerError> {
+        let email = email.trim().to_ascii_lowercase();
+        Ok(Self::read(path)?
+            .into_iter()
+            .filter(|r| r.case == email)
+            .collect())
+    }
+}
+
+/// An exclusive advisory lock on a file, released on drop (and by the
+/// kernel when the process dies, so a crash never leaves a stale lock).
+struct FileLock {
+    _file: File,
+}
+
+impl FileLock {
+    fn acquire(path: &Path) -> Result<FileLock, LedgerError> {
+        use std::os::unix::io::AsRawFd;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(io_err(path))?;
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            // SAFETY: flock on a file descriptor this function owns.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc == 0 {
+                return Ok(FileLock { _file: file });
+            }
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::WouldBlock {
+                return Err(io_err(path)(err));
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(LedgerError::Locked {
+                    path: path.to_path_buf(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// What is wrong with one line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// 1-based line number.
+    pub line: usize,
+    pub what: String,
+}
+
+/// The result of checking a ledger's chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainReport {
+    pub path: PathBuf,
+    /// Complete lines read.
+    pub records: usize,
+    pub problems: Vec<Problem>,
+    /// Torn lines that were set aside by a later append (not problems).
+    pub set_aside: usize,
+}
+
+impl ChainReport {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Checks every line: it parses, its `seq` follows the previous one, its
+/// `prev` is the SHA-256 of the previous line's bytes; and the file ends
+/// with a complete line. An edited line breaks the next line's `prev` (and
+/// usually its own parse); a deleted, inserted or reordered line breaks
+/// `seq` and `prev`.
+pub fn verify_chain(path: &Path) -> Result<ChainReport, LedgerError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    Ok(verify_bytes(path, &bytes))
+}
+
+fn verify_bytes(path: &Path, bytes: &[u8]) -> ChainReport {
+    let mut problems = Vec::new();
+    let mut prev_hash = GENESIS.to_string();
+    let mut prev_seq = 0u64;
+    let mut records = 0usize;
+    let mut set_aside = 0usize;
+    let mut lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+    // `split` yields a last empty piece when the file ends with a newline.
+    let torn = match lines.last() {
+        Some(&[]) => {
+            lines.pop();
+            None
+        }
+        Some(_) => lines.pop(),
+        None => None,
+    };
+    for (i, line) in lines.iter().enumerate() {
+        let n = i + 1;
+        records += 1;
+        let hash = sha256_hex(line);
+        let v: Result<serde_json::Value, _> = serde_json::from_slice(line);
+        match v {
+            Err(e) => problems.push(Problem {
+                line: n,
+                what: if line.is_empty() {
+                    "empty line (inserted or a line was cut)".into()
+                } else {
+                    format!("not valid JSON: {e}")
+                },
+            }),
+            Ok(v) => {
+                let seq = v.get("seq").and_then(|s| s.as_u64());
+                let prev = v.get("prev").and_then(|s| s.as_str());
+                match seq {
+                    None => problems.push(Problem {
+                        line: n,
+                        what: "no `seq` field".into(),
+                    }),
+                    Some(s) if s != prev_seq + 1 => problems.push(Problem {
+                        line: n,
+                        what: format!(
+                            "seq {s} where {} was expected (a line was deleted, inserted or moved)",
+                            prev_seq + 1
+                        ),
+                    }),
+                    Some(_) => {}
+                }
+                match prev {
+                    None => problems.push(Problem {
+                        line: n,
+                        what: "no `prev` field".into(),
+                    }),
+                    Some(p) if p != prev_hash => problems.push(Problem {
+                        line: n,
+                        what: if n == 1 {
+                            "`prev` of the first line is not the genesis value (lines were cut from the start?)".into()
+                        } else {
+                            format!(
+                                "`prev` does not match the SHA-256 of line {} (line {} was edited, or lines were deleted, inserted or moved)",
+                                n - 1,
+                                n - 1
+                            )
+                        },
+                    }),
+                    Some(_) => {}
+                }
+                if serde_json::from_value::<Record>(v.clone()).is_err() {
+                    problems.push(Problem {
+                        line: n,
+                        what: "not a ledger record (fields missing or of the wrong type)".into(),
+                    });
+                }
+                if v.get("event").and_then(|e| e.as_str()) == Some("torn_line_set_aside") {
+                    set_aside += 1;
+                }
+                if let Some(s) = seq {
+                    prev_seq = s;
+                }
+            }
+        }
+        prev_hash = hash;
+    }
+    if let Some(t) = torn {
+        problems.push(Problem {
+            line: lines.len() + 1,
+            what: format!(
+                "incomplete last line ({} bytes, no newline): a crash while writing, or a cut; \
+                 the next run sets it aside in a `torn_line_set_aside` record",
+                t.len()
+            ),
+        });
+    }
+    ChainReport {
+        path: path.to_path_buf(),
+        records,
+        problems,
+        set_aside,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Revocation, Risk};
+
+    fn grant(id: &str) -> Grant {
+        Grant {
+            connector: "google".into(),
+            id: id.into(),
+            kind: GrantKind::OauthGrant,
+            label: format!("App {id}"),
+            details: String::new(),
+            risk: Risk::High,
+            revocation: Revocation::Api,
+            since: None,
+            phase: None,
+        }
+    }
+
+    fn write_some(path: &Path, n: usize) -> Ledger {
+        let l = Ledger::open(path, "op@example.com").unwrap();
+        for i in 0..n {
+            l.append(
+                "dana@example.com",
+                LedgerEvent::RevokeRequested {
+                    key: format!("google/t{i}"),
+                    phase: 1,
+                    grant: grant(&format!("t{i}")),
+                },
+            )
+            .unwrap();
+        }
+        l
+    }
+
+    #[test]
+    fn chain_links_and_continues_after_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(LEDGER_FILE);
+        drop(write_some(&p, 3));
+        let l = Ledger::open(&p, "other").unwrap();
+        assert_eq!(l.last_seq(), 3);
+        l.append(
+            "dana@example.com",
+            LedgerEvent::Verified {
+                key: "google/t0".into(),
+                how: "absent".into(),
+            },
+        )
+        .unwrap();
+        let recs = Ledger::read(&p).unwrap();
+        assert_eq!(recs.len(), 4);
+        assert_eq!(recs[0].prev, GENESIS);
+        let text = std::fs::read_to_string(&p).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for i in 1..4 {
+            assert_eq!(recs[i].prev, sha256_hex(lines[i - 1].as_bytes()));
+            assert_eq!(recs[i].seq, i as u64 + 1);
+        }
+        let rep = verify_chain(&p).unwrap();
+        assert!(rep.ok(), "{:?}", rep.problems);
+        assert_eq!(rep.records, 4);
+    }
+
+    #[test]
+    fn two_handles_interleave_into_one_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(LEDGER_FILE);
+        let a = Ledger::open(&p, "a").unwrap();
+        let b = Ledger::open(&p, "b").unwrap();
+        for i in 0..5 {
+            let l = if i % 2 == 0 { &a } else { &b };
+            l.append(
+                "x@example.com",
+                LedgerEvent::Reappeared {
+                    key: format!("k{i}"),
+                },
+            )
+            .unwrap();
+        }
+        let rep = verify_chain(&p).unwrap();
+        assert!(rep.ok(), "{:?}", rep.problems);
+        assert_eq!(rep.records, 5);
+    }
+
+    #[test]
+    fn torn_tail_is_reported_then_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(LEDGER_FILE);
+        drop(write_some(&p, 2));
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"{\"seq\":3,\"ts\":\"2025").unwrap();
+        drop(f);
+        let rep = verify_chain(&p).unwrap();
+        assert_eq!(rep.problems.len(), 1);
+        assert_eq!(rep.problems[0].line, 3);
+        assert!(rep.problems[0].what.contains("incomplete last line"));
+        // Reading skips it; opening sets it aside.
+        assert_eq!(Ledger::read(&p).unwrap().len(), 2);
+        let l = Ledger::open(&p, "op").unwrap();
+        let torn = l.torn_tails();
+        assert_eq!(torn.len(), 1);
+        assert_eq!(torn[0].line, 3);
+        let recs = Ledger::read(&p).unwrap();
+        assert_eq!(recs.len(), 3);
+        match &recs[2].event {
+            LedgerEvent::TornLineSetAside { text, bytes, .. } => {
+                assert_eq!(text, "{\"seq\":3,\"ts\":\"2025");
+                assert_eq!(*bytes, 19);
+            }
+            e => panic!("{e:?}"),
+        }
+        let rep = verify_chain(&p).unwrap();
+        assert!(rep.ok(), "{:?}", rep.problems);
+        assert_eq!(rep.set_aside, 1);
+    }
+
+    #[test]
+    fn records_round_trip_with_flattened_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(LEDGER_FILE);
+        let l = Ledger::open(&p, "op").unwrap();
+        let ev = LedgerEvent::ApiAnswer {
+            key: "google/t1".into(),
+            outcome: Some(RevokeOutcome::AlreadyGone),
+            error: None,
+            manual: None,
+        };
+        l.append("dana@example.com", ev.clone()).unwrap();
+        let line = std::fs::read_to_string(&p).unwrap();
+        assert!(line.starts_with("{\"seq\":1,\"ts\":"), "{line}");
+        assert!(line.contains("\"event\":\"api_answer\""));
+        assert!(line.contains("\"outcome\":\"already_gone\""));
+        let recs = Ledger::read(&p).unwrap();
+        assert_eq!(recs[0].event, ev);
+    }
+
+    #[test]
+    fn a_shrunk_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(LEDGER_FILE);
+        let l = write_some(&p, 2);
+        let text = std::fs::read_to_string(&p).unwrap();
+        let first = text.lines().next().unwrap();
+        std::fs::write(&p, format!("{first}\n")).unwrap();
+        let err = l
+            .append("x", LedgerEvent::Reappeared { key: "k".into() })
+            .unwrap_err();
+        assert!(err.to_string().contains("shrank"), "{err}");
+    }
+}
