@@ -15,11 +15,11 @@ use std::time::Duration;
 use offboard::auth::login::{self, CodeLogin, DeviceLogin, LogoutOutcome};
 use offboard::auth::{TokenSource, token_source};
 use offboard::connector::http::shared_reqwest;
-use offboard::connector::manifest::{self, ConnectorConfig, parse_manifest};
+use offboard::connector::manifest::{self, ConnectorConfig};
 use offboard::connector::{BuildContext, Lookup, ResolvedConnector, build};
 use offboard::model::Person;
 use offboard::sandbox::oauth::Settings;
-use offboard::sandbox::salesforce_oauth::{self, CONSUMER_KEY, LOGIN_PATH};
+use offboard::sandbox::salesforce_oauth::{self, CONSUMER_KEY};
 use offboard::sandbox::slack_oauth::{CLIENT_ID, CLIENT_SECRET, PUBLIC_CLIENT_ID};
 use offboard::sandbox::{Faults, Running};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -115,7 +115,12 @@ async fn slack_consent(auth_url: &str, approve: bool) -> String {
     let start = html.find(marker).expect("consent form") + marker.len();
     let request_id = &html[start..start + html[start..].find('"').unwrap()];
     let post = http
-        .post(url::Url::parse(auth_url).unwrap().join("/oauth/v2/authorize").unwrap())
+        .post(
+            url::Url::parse(auth_url)
+                .unwrap()
+                .join("/oauth/v2/authorize")
+                .unwrap(),
+        )
         .form(&[
             ("request_id", request_id),
             ("decision", if approve { "approve" } else { "deny" }),
@@ -195,7 +200,11 @@ async fn slack_v2_sign_in_and_the_driver_on_the_cached_token() {
         Some(SLACK_SCOPES.iter().map(|s| s.to_string()).collect())
     );
     assert!(out.has_refresh_token, "rotation gives a refresh token");
-    let mode = std::fs::metadata(&out.cache_path).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&out.cache_path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
     let c = cached(dir.path(), "slack--default.json");
     let token = c["access_token"].as_str().unwrap().to_string();
@@ -258,7 +267,11 @@ async fn slack_v2_errors_are_refused_by_name() {
     let (oauth, cache) = login::client_for(&r, shared_reqwest(), dir.path()).unwrap();
     let l = CodeLogin::start(oauth, cache).await.unwrap();
     let location = slack_consent(l.url().as_str(), false).await;
-    let e = l.complete_with_url(&location).await.unwrap_err().to_string();
+    let e = l
+        .complete_with_url(&location)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("access_denied"), "{e}");
 
     // A wrong client secret.
@@ -266,7 +279,11 @@ async fn slack_v2_errors_are_refused_by_name() {
     let (oauth, cache) = login::client_for(&wrong, shared_reqwest(), dir.path()).unwrap();
     let l = CodeLogin::start(oauth, cache).await.unwrap();
     let location = slack_consent(l.url().as_str(), true).await;
-    let e = l.complete_with_url(&location).await.unwrap_err().to_string();
+    let e = l
+        .complete_with_url(&location)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("bad_client_secret"), "{e}");
     assert!(!e.contains("not-the-secret"), "{e}");
     assert!(
@@ -287,7 +304,10 @@ async fn slack_v2_errors_are_refused_by_name() {
         ],
     )
     .await;
-    assert_eq!((status, body["error"].clone()), (200, "invalid_grant_type".into()));
+    assert_eq!(
+        (status, body["error"].clone()),
+        (200, "invalid_grant_type".into())
+    );
     sb.stop().await;
 }
 
@@ -307,9 +327,11 @@ async fn slack_v2_token_rotation_renews_and_spends_the_old_refresh_token() {
     slack_login(&r, dir.path()).await;
     let first = cached(dir.path(), "slack--default.json");
     let expires_at = first["expires_at"].as_i64().unwrap();
-    common::wait_for(Duration::from_secs(5), "the token to expire", || async move {
-        (chrono::Utc::now().timestamp() > expires_at).then_some(())
-    })
+    common::wait_for(
+        Duration::from_secs(5),
+        "the token to expire",
+        || async move { (chrono::Utc::now().timestamp() > expires_at).then_some(()) },
+    )
     .await;
     let old = first["access_token"].as_str().unwrap().to_string();
     let t = slack_call(&sb.base_url, "auth.test", &old).await;
@@ -367,14 +389,26 @@ async fn slack_v2_public_app_uses_pkce_and_logout_revokes() {
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(slack_call(&sb.base_url, "auth.test", &token).await["ok"], true);
+    assert_eq!(
+        slack_call(&sb.base_url, "auth.test", &token).await["ok"],
+        true
+    );
 
     // Slack has no device grant: the message says what to do instead.
     let (oauth, cache) = login::client_for(&r, shared_reqwest(), dir.path()).unwrap();
-    let e = DeviceLogin::start(oauth, cache).await.err().unwrap().to_string();
-    assert!(e.contains("no device sign-in") && e.contains("paste"), "{e}");
+    let e = DeviceLogin::start(oauth, cache)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("no device sign-in") && e.contains("paste"),
+        "{e}"
+    );
 
-    let out = login::logout(&r, shared_reqwest(), dir.path()).await.unwrap();
+    let out = login::logout(&r, shared_reqwest(), dir.path())
+        .await
+        .unwrap();
     assert_eq!(out, LogoutOutcome::RevokedAndDeleted);
     assert!(!dir.path().join("tokens/slack--default.json").exists());
     let t = slack_call(&sb.base_url, "auth.test", &token).await;
@@ -382,34 +416,25 @@ async fn slack_v2_public_app_uses_pkce_and_logout_revokes() {
     sb.stop().await;
 }
 
-/// A connector on the Salesforce driver signing in with the device flow.
+/// The built-in Salesforce connector signing in with the device flow at
+/// the sandbox's login host (token endpoint left to its default).
 fn salesforce(sb: &Running, dir: &Path, client_id: &str) -> ResolvedConnector {
-    let text = format!(
-        r#"id = "salesforce"
-display_name = "Salesforce"
-driver = "salesforce"
-
-[api]
-base_url = "{base}"
-
-[auth]
-flow = "device-code"
-token_url = "{base}{LOGIN_PATH}/services/oauth2/token"
-client_id = "{client_id}"
-scopes = ["api", "refresh_token"]
-"#,
-        base = sb.base_url
-    );
-    ResolvedConnector {
-        id: "salesforce".into(),
-        manifest: parse_manifest(&text, "test").unwrap(),
-        config_dir: dir.to_path_buf(),
-    }
+    let mut cfg = ConnectorConfig {
+        manifest: Some("salesforce".into()),
+        enabled: true,
+        ..ConnectorConfig::default()
+    };
+    cfg.api.insert("base_url".into(), sb.base_url.clone());
+    cfg.api.insert("login_url".into(), sb.base_url.clone());
+    cfg.auth.flow = Some("device-code".into());
+    cfg.auth.client_id = Some(client_id.into());
+    cfg.auth.scopes = vec!["api".into(), "refresh_token".into()];
+    manifest::resolve("salesforce", &cfg, dir).expect("config resolves")
 }
 
 async fn sf_decide(base: &str, user_code: &str, approve: bool) {
     let r = shared_reqwest()
-        .post(format!("{base}{LOGIN_PATH}/setup/connect"))
+        .post(format!("{base}/setup/connect"))
         .form(&[
             ("user_code", user_code),
             ("decision", if approve { "approve" } else { "deny" }),
@@ -437,11 +462,12 @@ async fn salesforce_device_flow_waits_through_pending_and_slow_down() {
     let (oauth, cache) = login::client_for(&r, shared_reqwest(), dir.path()).unwrap();
     let device = DeviceLogin::start(oauth, cache).await.unwrap();
     let p = device.prompt().clone();
+    assert_eq!(p.verification_uri, format!("{}/setup/connect", sb.base_url));
     assert_eq!(
-        p.verification_uri,
-        format!("{}{LOGIN_PATH}/setup/connect", sb.base_url)
+        p.expires_in,
+        Duration::from_secs(600),
+        "Salesforce sends no expires_in"
     );
-    assert_eq!(p.expires_in, Duration::from_secs(600), "Salesforce sends no expires_in");
     sf_decide(&sb.base_url, &p.user_code, true).await;
     let out = device.finish().await.expect("approved");
     assert_eq!(
@@ -466,6 +492,14 @@ async fn salesforce_device_flow_waits_through_pending_and_slow_down() {
     assert_eq!(c["flow"], "device-code");
     let token = c["access_token"].as_str().unwrap().to_string();
     assert!(salesforce_oauth::check_access(&sb.state, &token).is_some());
+
+    // The driver works on the device sign-in: /limits answers.
+    let conn = build(&r, &ctx(dir.path())).expect("driver builds");
+    conn.probe()
+        .await
+        .expect("limits read with the device token");
+    let info = conn.health().limit_info.expect("Sforce-Limit-Info read");
+    assert!(info.contains("/15000"), "{info}");
 
     // A refused token is renewed with the refresh token (no rotation at
     // Salesforce: the refresh token and instance_url are kept).
@@ -516,7 +550,11 @@ async fn salesforce_device_flow_denied_expired_and_unknown_client() {
 
     let other = salesforce(&sb, dir.path(), "3MVG9unknown");
     let (oauth, cache) = login::client_for(&other, shared_reqwest(), dir.path()).unwrap();
-    let e = DeviceLogin::start(oauth, cache).await.err().unwrap().to_string();
+    let e = DeviceLogin::start(oauth, cache)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("invalid_client_id"), "{e}");
     assert!(!dir.path().join("tokens/salesforce--default.json").exists());
     sb.stop().await;
@@ -581,7 +619,8 @@ async fn doctor_on_the_demo_config_and_with_withheld_scopes() {
     let (code, text) = run(demo.clone(), vec!["doctor"]).await;
     outputs.push_str(&text);
     assert_eq!(code, Some(0), "{text}");
-    assert_eq!(text.matches("[ok  ] api").count(), 2, "{text}");
+    assert_eq!(text.matches("[ok  ] api").count(), 3, "{text}");
+    assert!(text.contains("[ok  ] rate limit   API requests "), "{text}");
     assert!(!text.contains("FAIL"), "{text}");
 
     // Slack signed in with OAuth v2, one admin scope withheld.
@@ -600,15 +639,24 @@ async fn doctor_on_the_demo_config_and_with_withheld_scopes() {
     let mut url = None;
     while url.is_none() {
         let mut line = String::new();
-        assert!(stdout.read_line(&mut line).await.unwrap() > 0, "login ended early: {outputs}");
+        assert!(
+            stdout.read_line(&mut line).await.unwrap() > 0,
+            "login ended early: {outputs}"
+        );
         outputs.push_str(&line);
-        if let Some(i) = line.find("http").filter(|_| line.contains("/oauth/v2/authorize?")) {
+        if let Some(i) = line
+            .find("http")
+            .filter(|_| line.contains("/oauth/v2/authorize?"))
+        {
             url = Some(line[i..].trim().to_string());
         }
     }
     let location = slack_consent(url.as_deref().unwrap(), true).await;
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(format!("{location}\n").as_bytes()).await.unwrap();
+    stdin
+        .write_all(format!("{location}\n").as_bytes())
+        .await
+        .unwrap();
     drop(stdin);
     let mut rest = String::new();
     tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut rest)
@@ -624,8 +672,14 @@ async fn doctor_on_the_demo_config_and_with_withheld_scopes() {
     outputs.push_str(&text);
     assert_eq!(code, Some(3), "{text}");
     let slack_part = &text[text.find("slack (Slack, authorization-code)").expect(&text)..];
-    assert!(slack_part.contains("[FAIL] scopes       missing: admin.users:write"), "{text}");
-    assert!(slack_part.contains("lacks scopes: admin.users:write"), "{text}");
+    assert!(
+        slack_part.contains("[FAIL] scopes       missing: admin.users:write"),
+        "{text}"
+    );
+    assert!(
+        slack_part.contains("lacks scopes: admin.users:write"),
+        "{text}"
+    );
 
     // Google: a scope without domain-wide delegation is named.
     let licensing = "https://www.googleapis.com/auth/apps.licensing";
@@ -641,7 +695,9 @@ async fn doctor_on_the_demo_config_and_with_withheld_scopes() {
     outputs.push_str(&text);
     assert_eq!(code, Some(3), "{text}");
     assert!(
-        text.contains(&format!("not authorised for domain-wide delegation: {licensing}")),
+        text.contains(&format!(
+            "not authorised for domain-wide delegation: {licensing}"
+        )),
         "{text}"
     );
 
@@ -655,9 +711,23 @@ async fn doctor_on_the_demo_config_and_with_withheld_scopes() {
     assert_eq!(code, Some(3), "{text}");
     assert!(text.contains("not signed in to `slack`"), "{text}");
 
+    // A credential file gone: named.
+    std::fs::remove_file(dir.path().join("slack-user-token")).unwrap();
+    let (code, text) = run(demo.clone(), vec!["doctor"]).await;
+    outputs.push_str(&text);
+    assert_eq!(code, Some(3), "{text}");
+    let slack_part = &text[text.find("slack (Slack, static)").expect(&text)..];
+    assert!(
+        slack_part.contains("[FAIL] credentials") && slack_part.contains("slack-user-token"),
+        "{text}"
+    );
+
     // No token, code or secret in anything printed or logged.
     let log = std::fs::read_to_string(data.join("offboard.log")).unwrap_or_default();
-    assert!(log.contains("signed in"), "the log records the sign-in: {log}");
+    assert!(
+        log.contains("signed in"),
+        "the log records the sign-in: {log}"
+    );
     let all = format!("{outputs}\n{log}");
     let mut secrets: Vec<String> = issued(&sb).await["issued"]
         .as_array()

@@ -142,10 +142,18 @@ pub fn for_connector(
     resolved: &ResolvedConnector,
     http: reqwest::Client,
 ) -> Result<Arc<dyn Authority>, ConnectorError> {
-    let settings = OAuthSettings::from_resolved(resolved)?;
     Ok(match resolved.manifest.driver.as_str() {
-        "slack" => Arc::new(super::slack::SlackOAuth::new(settings, http)?),
-        "salesforce" => Arc::new(super::salesforce::SalesforceOAuth::new(settings, http)?),
-        _ => Arc::new(OAuth::new(settings, http)?),
+        "slack" => Arc::new(super::slack::SlackOAuth::new(
+            OAuthSettings::from_resolved(resolved)?,
+            http,
+        )?),
+        "salesforce" => {
+            let r = super::salesforce::with_login_defaults(resolved);
+            Arc::new(super::salesforce::SalesforceOAuth::new(
+                OAuthSettings::from_resolved(&r)?,
+                http,
+            )?)
+        }
+        _ => Arc::new(OAuth::new(OAuthSettings::from_resolved(resolved)?, http)?),
     })
 }

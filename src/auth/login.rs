@@ -189,7 +189,12 @@ impl CodeLogin {
 
     async fn exchange(self, code: Secret) -> Result<LoginOutcome, ConnectorError> {
         let tokens = self.oauth.exchange_code(self.request, &code).await?;
-        store(self.oauth.as_ref(), &self.cache, tokens, Flow::AuthorizationCode)
+        store(
+            self.oauth.as_ref(),
+            &self.cache,
+            tokens,
+            Flow::AuthorizationCode,
+        )
     }
 }
 

@@ -306,7 +306,12 @@ impl std::fmt::Debug for AuthRequest {
 
 impl AuthRequest {
     /// A request built by a vendor-specific authorization URL.
-    pub(crate) fn new(url: Url, redirect_uri: String, state: CsrfToken, verifier: PkceCodeVerifier) -> Self {
+    pub(crate) fn new(
+        url: Url,
+        redirect_uri: String,
+        state: CsrfToken,
+        verifier: PkceCodeVerifier,
+    ) -> Self {
         Self {
             url,
             redirect_uri,

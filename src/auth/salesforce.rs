@@ -23,7 +23,7 @@ use serde::Deserialize;
 use super::authority::{Authority, DeviceGrant, DeviceInner};
 use super::cache::StoredToken;
 use super::oauth::{AuthRequest, OAuth, OAuthSettings, TokenSet};
-use crate::connector::ConnectorError;
+use crate::connector::{ConnectorError, ResolvedConnector};
 use crate::sanitize;
 use crate::secret::Secret;
 
@@ -69,6 +69,23 @@ struct ErrorAnswer {
     error: String,
     #[serde(default)]
     error_description: Option<String>,
+}
+
+/// The token and revocation endpoints default to the login host's
+/// (`{api.login_url}/services/oauth2/token` and `/revoke`).
+pub fn with_login_defaults(r: &ResolvedConnector) -> ResolvedConnector {
+    let mut r = r.clone();
+    if let Some(login) = r.manifest.api.get("login_url").cloned() {
+        let login = login.trim_end_matches('/').to_string();
+        let a = &mut r.manifest.auth;
+        if a.token_url.is_none() {
+            a.token_url = Some(format!("{login}/services/oauth2/token"));
+        }
+        if a.revoke_url.is_none() {
+            a.revoke_url = Some(format!("{login}/services/oauth2/revoke"));
+        }
+    }
+    r
 }
 
 impl SalesforceOAuth {
@@ -140,9 +157,9 @@ impl SalesforceOAuth {
                     .map(|d| format!(" ({})", sanitize::clean_max(&d, 200)))
                     .unwrap_or_default()
             )),
-            Err(_) => ConnectorError::Auth(format!(
-                "{what}: the token endpoint answered HTTP {status}"
-            )),
+            Err(_) => {
+                ConnectorError::Auth(format!("{what}: the token endpoint answered HTTP {status}"))
+            }
         }
     }
 }

@@ -421,7 +421,10 @@ mod tests {
         let s = SlackOAuth::new(settings(Some("sec")), reqwest::Client::new()).unwrap();
         let r = Authority::authorize(&s, "http://127.0.0.1:9/callback").unwrap();
         assert_eq!(r.url.path(), "/oauth/v2/authorize");
-        assert_eq!(param(&r.url, "user_scope").as_deref(), Some("admin,users:read"));
+        assert_eq!(
+            param(&r.url, "user_scope").as_deref(),
+            Some("admin,users:read")
+        );
         assert_eq!(param(&r.url, "scope"), None);
         assert_eq!(param(&r.url, "client_id").as_deref(), Some("111.222"));
         // Confidential: no PKCE arguments.
@@ -454,7 +457,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            SlackOAuth::user_tokens(a, "x").unwrap().access_token.expose(),
+            SlackOAuth::user_tokens(a, "x")
+                .unwrap()
+                .access_token
+                .expose(),
             "xoxe.xoxp-n"
         );
         let a: Access =

@@ -37,6 +37,11 @@ pub fn token_source(
                 file.as_deref(),
             )?))
         }
+        // Salesforce's JWT differs (issuer = consumer key, audience = login
+        // host): the driver's own.
+        Flow::JwtBearer if resolved.manifest.driver == "salesforce" => {
+            crate::connector::salesforce::jwt_token_source(resolved, ctx)
+        }
         Flow::JwtBearer => Ok(Arc::new(jwt_bearer(resolved, ctx.http.clone())?)),
         Flow::ClientCredentials => {
             let oauth = OAuth::new(OAuthSettings::from_resolved(resolved)?, ctx.http.clone())?;

@@ -1199,7 +1199,13 @@ async fn token(AxState(s): AxState<Shared>, Form(form): Form<TokenForm>) -> Resp
         .collect();
     // Domain-wide delegation is all or nothing: one scope the client is not
     // authorised for refuses the whole request.
-    let withheld = s.oauth.lock().expect("oauth lock").settings.withhold_scopes.clone();
+    let withheld = s
+        .oauth
+        .lock()
+        .expect("oauth lock")
+        .settings
+        .withhold_scopes
+        .clone();
     if asked.iter().any(|a| withheld.contains(a)) {
         return oauth_error(
             StatusCode::UNAUTHORIZED,

@@ -10,8 +10,8 @@
 pub mod google;
 pub mod oauth;
 pub mod salesforce;
-pub mod slack;
 pub mod salesforce_oauth;
+pub mod slack;
 pub mod slack_oauth;
 pub mod tenant;
 

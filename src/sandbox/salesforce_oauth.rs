@@ -7,12 +7,12 @@
 //! The operator approves at `/setup/connect` (Salesforce's verification
 //! page) by POSTing its form.
 //!
-//! The handlers live under [`LOGIN_PATH`] (the sandbox's "login host"), so
-//! that a Salesforce org emulator's own `/services/oauth2/token` can call
-//! [`token_request`] for these grants and share the state.
+//! The org emulator's `/services/oauth2/token` hands these grants to
+//! [`token_request`], and its REST API accepts the tokens issued here
+//! ([`check_access`]).
 //!
-//! Demo connected app (not a secret): [`CONSUMER_KEY`], device flow enabled,
-//! no secret required. Polling, expiry and withheld scopes follow the
+//! Demo connected apps (not secrets), device flow enabled, no secret
+//! required: [`CONSUMER_KEY`] and the org emulator's JWT consumer key. Polling, expiry and withheld scopes follow the
 //! switches in `/_sandbox/oauth` (`device_interval_secs`, `device_ttl_secs`,
 //! `device_script`, `withhold_scopes`, `access_ttl_secs`).
 
@@ -22,7 +22,7 @@ use std::time::Duration;
 use axum::extract::{Form, Query, State as Ax};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine;
 use serde::Deserialize;
@@ -31,8 +31,6 @@ use tokio::time::Instant;
 
 use super::Shared;
 
-/// The sandbox's Salesforce login host, under the sandbox's base URL.
-pub const LOGIN_PATH: &str = "/sf-login";
 pub const CONSUMER_KEY: &str = "3MVG9DEMO_offboard_sandbox_device_consumer_key";
 pub const ORG_ID: &str = "00DDEMO000000001";
 pub const ADMIN_USER_ID: &str = "005DEMO000000001";
@@ -87,15 +85,7 @@ pub fn check_access(s: &Shared, token: &str) -> Option<String> {
 }
 
 pub fn routes() -> Router<Shared> {
-    Router::new()
-        .route(
-            &format!("{LOGIN_PATH}/services/oauth2/token"),
-            post(token),
-        )
-        .route(
-            &format!("{LOGIN_PATH}/setup/connect"),
-            get(connect_page).post(connect_decide),
-        )
+    Router::new().route("/setup/connect", get(connect_page).post(connect_decide))
 }
 
 fn error(error: &str, description: &str) -> Response {
@@ -128,15 +118,6 @@ fn user_code() -> String {
         .collect()
 }
 
-async fn token(Ax(s): Ax<Shared>, Form(form): Form<HashMap<String, String>>) -> Response {
-    token_request(&s, &form).unwrap_or_else(|| {
-        error(
-            "unsupported_grant_type",
-            "grant type not supported",
-        )
-    })
-}
-
 /// Answers the device-flow and refresh requests of a token endpoint form;
 /// None for other grants (left to the caller).
 pub fn token_request(s: &Shared, form: &HashMap<String, String>) -> Option<Response> {
@@ -146,7 +127,7 @@ pub fn token_request(s: &Shared, form: &HashMap<String, String>) -> Option<Respo
     if !start && grant != "device" && grant != "refresh_token" {
         return None;
     }
-    if get("client_id") != CONSUMER_KEY {
+    if ![CONSUMER_KEY, super::salesforce::DEMO_CONSUMER_KEY].contains(&get("client_id")) {
         return Some(error("invalid_client_id", "client identifier invalid"));
     }
     let mut st = s.oauth.lock().expect("oauth lock");
@@ -172,7 +153,7 @@ pub fn token_request(s: &Shared, form: &HashMap<String, String>) -> Option<Respo
         return Some(ok(json!({
             "device_code": device_code,
             "user_code": code,
-            "verification_uri": format!("{}{LOGIN_PATH}/setup/connect", s.base_url),
+            "verification_uri": format!("{}/setup/connect", s.base_url),
             "interval": interval,
         })));
     }
@@ -191,8 +172,12 @@ pub fn token_request(s: &Shared, form: &HashMap<String, String>) -> Option<Respo
         .last_poll
         .is_some_and(|t| now.duration_since(t) + Duration::from_millis(200) < d.interval);
     d.last_poll = Some(now);
-    let (decision, expired, scope, user) =
-        (d.decision, d.expires <= now, d.scope.clone(), d.user_code.clone());
+    let (decision, expired, scope, user) = (
+        d.decision,
+        d.expires <= now,
+        d.scope.clone(),
+        d.user_code.clone(),
+    );
     st.polls.entry(user).or_default().push(now);
     if !st.settings.device_script.is_empty() {
         let e = st.settings.device_script.remove(0);
@@ -237,7 +222,7 @@ fn issue(
         "signature": random(32),
         "scope": scope,
         "instance_url": s.base_url,
-        "id": format!("{}{LOGIN_PATH}/id/{ORG_ID}/{ADMIN_USER_ID}", s.base_url),
+        "id": format!("{}/id/{ORG_ID}/{ADMIN_USER_ID}", s.base_url),
         "token_type": "Bearer",
         "issued_at": chrono::Utc::now().timestamp_millis().to_string(),
     });
@@ -265,7 +250,7 @@ async fn connect_page(Query(q): Query<CodeQuery>) -> Html<String> {
     Html(format!(
         r#"<!doctype html><html><head><meta charset="utf-8"><title>Connect Your Device</title></head><body>
 <h1>Connect Your Device</h1>
-<form method="post" action="{LOGIN_PATH}/setup/connect">
+<form method="post" action="/setup/connect">
 <input name="user_code" value="{safe}" autocomplete="off">
 <button type="submit" name="decision" value="approve">Allow</button>
 <button type="submit" name="decision" value="deny">Deny</button>
@@ -280,11 +265,7 @@ struct Approval {
 }
 
 async fn connect_decide(Ax(s): Ax<Shared>, Form(a): Form<Approval>) -> Response {
-    let wanted = a
-        .user_code
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_uppercase();
+    let wanted = a.user_code.unwrap_or_default().trim().to_ascii_uppercase();
     let mut st = s.oauth.lock().expect("oauth lock");
     let now = Instant::now();
     let Some(d) = st

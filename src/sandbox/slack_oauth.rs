@@ -99,7 +99,10 @@ fn known(id: &str) -> bool {
 fn loopback_redirect(uri: &str) -> bool {
     url::Url::parse(uri).is_ok_and(|u| {
         u.scheme() == "http"
-            && matches!(u.host_str(), Some("127.0.0.1") | Some("[::1]") | Some("localhost"))
+            && matches!(
+                u.host_str(),
+                Some("127.0.0.1") | Some("[::1]") | Some("localhost")
+            )
             && u.fragment().is_none()
     })
 }
@@ -256,7 +259,10 @@ fn args(query: Option<&str>, body: &[u8]) -> HashMap<String, String> {
 }
 
 /// The client: HTTP Basic or `client_id`/`client_secret` arguments.
-fn client(headers: &HeaderMap, a: &HashMap<String, String>) -> Result<(String, bool), &'static str> {
+fn client(
+    headers: &HeaderMap,
+    a: &HashMap<String, String>,
+) -> Result<(String, bool), &'static str> {
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -267,7 +273,10 @@ fn client(headers: &HeaderMap, a: &HashMap<String, String>) -> Result<(String, b
                 .ok()
         })
         .and_then(|raw| String::from_utf8(raw).ok())
-        .and_then(|s| s.split_once(':').map(|(i, p)| (i.to_string(), p.to_string())));
+        .and_then(|s| {
+            s.split_once(':')
+                .map(|(i, p)| (i.to_string(), p.to_string()))
+        });
     let (id, secret) = match basic {
         Some((i, p)) => (i, Some(p)),
         None => (
