@@ -586,6 +586,13 @@ async fn doctor_on_the_demo_config_and_with_withheld_scopes() {
             b = sb.base_url
         ),
     );
+    // A fixed redirect port, as a registered Slack redirect URL needs.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let oauth_text = format!("{oauth_text}\n[connectors.slack.settings]\nredirect_port = {port}\n");
     let oauth_cfg = dir.path().join("oauth.toml");
     std::fs::write(&oauth_cfg, oauth_text).unwrap();
     let cmd = |config: &Path, args: &[&str]| {
@@ -651,7 +658,12 @@ async fn doctor_on_the_demo_config_and_with_withheld_scopes() {
             url = Some(line[i..].trim().to_string());
         }
     }
-    let location = slack_consent(url.as_deref().unwrap(), true).await;
+    let url = url.unwrap();
+    assert_eq!(
+        query_param(&url, "redirect_uri"),
+        Some(format!("http://127.0.0.1:{port}/callback"))
+    );
+    let location = slack_consent(&url, true).await;
     let mut stdin = child.stdin.take().unwrap();
     stdin
         .write_all(format!("{location}\n").as_bytes())

@@ -141,7 +141,26 @@ pub async fn login(global: &Global, args: LoginArgs, data_dir: PathBuf) -> CmdRe
         let _ = std::io::stdout().flush();
         device.finish().await.map_err(auth_failure)?
     } else {
-        let code = CodeLogin::start(oauth, cache).await.map_err(auth_failure)?;
+        // A fixed loopback port for apps whose registered redirect URL
+        // names one (`settings.redirect_port`, Slack).
+        let port = r
+            .manifest
+            .settings
+            .get("redirect_port")
+            .and_then(|v| v.as_integer())
+            .map(|p| {
+                u16::try_from(p).map_err(|_| {
+                    Failure::usage(format!(
+                        "key `connectors.{}.settings.redirect_port`: expected a port (0 to 65535), found {p}",
+                        r.id
+                    ))
+                })
+            })
+            .transpose()?
+            .unwrap_or(0);
+        let code = CodeLogin::start_on(oauth, cache, port)
+            .await
+            .map_err(auth_failure)?;
         let browser =
             !args.no_browser && login::browser_available() && login::open_browser(code.url());
         if browser {

@@ -84,6 +84,9 @@ pub struct SlackSettings {
     pub page_size: u32,
     pub sole_member_groups: SoleMember,
     pub group_write_attempts: u32,
+    /// Loopback port of `offboard login`'s redirect (0: any free port); set
+    /// it when the Slack app's registered redirect URL names a port.
+    pub redirect_port: u16,
 }
 
 impl Default for SlackSettings {
@@ -93,6 +96,7 @@ impl Default for SlackSettings {
             page_size: 200,
             sole_member_groups: SoleMember::Disable,
             group_write_attempts: 5,
+            redirect_port: 0,
         }
     }
 }
