@@ -759,3 +759,46 @@ async fn doctor_on_the_demo_config_and_with_withheld_scopes() {
     assert!(!all.contains("ya29."), "a Google token leaked:\n{all}");
     sb.stop().await;
 }
+
+/// The Google twin grants what the assertion asked for and refuses calls
+/// whose scope was not asked for (403 insufficientPermissions).
+#[tokio::test]
+async fn google_calls_need_their_scopes() {
+    let sb = common::sandbox(common::quick(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    offboard::sandbox::write_demo_keys(dir.path()).unwrap();
+    let mut cfg = ConnectorConfig {
+        manifest: Some("google-workspace".into()),
+        enabled: true,
+        ..ConnectorConfig::default()
+    };
+    cfg.api.insert("base_url".into(), sb.base_url.clone());
+    cfg.api.insert("licensing_url".into(), sb.base_url.clone());
+    cfg.auth.token_url = Some(format!("{}/token", sb.base_url));
+    cfg.auth.key_file = Some(
+        dir.path()
+            .join("google-service-account.json")
+            .display()
+            .to_string(),
+    );
+    cfg.auth.subject = Some(offboard::sandbox::DEMO_ADMIN.into());
+    cfg.auth.scopes = vec!["https://www.googleapis.com/auth/admin.directory.user".into()];
+    let r = manifest::resolve("google", &cfg, dir.path()).unwrap();
+    let conn = build(&r, &ctx(dir.path())).unwrap();
+    conn.probe()
+        .await
+        .expect("users.get needs only admin.directory.user");
+    let leaver = offboard::sandbox::tenant::LEAVERS[0].email;
+    let Lookup::Found { account } = conn.find_person(&Person::new(leaver)).await.unwrap() else {
+        panic!("{leaver} not found");
+    };
+    let inv = conn.list_grants(&account).await;
+    assert!(!inv.failed.is_empty(), "security listings need more scopes");
+    for (kind, e) in &inv.failed {
+        assert!(
+            e.to_string().contains("insufficient"),
+            "{kind:?} failed for another reason: {e}"
+        );
+    }
+    sb.stop().await;
+}
