@@ -224,27 +224,7 @@ async fn dispatch(cli: Cli, data_dir: PathBuf) -> CmdResult {
         Some(Command::Revoke(args)) => case::revoke(&cli.global, args, data_dir).await,
         Some(Command::Verify(args)) => case::verify(&cli.global, args, data_dir).await,
         Some(Command::Evidence(args)) => case::evidence(args, data_dir).await,
-        Some(other) => Err(Failure::other(format!(
-            "`{}` is not available in this build",
-            command_name(&other)
-        ))),
-        None => {
-            let _ = data_dir;
-            Err(Failure::other("the console is not available in this build"))
-        }
-    }
-}
-
-fn command_name(c: &Command) -> &'static str {
-    match c {
-        Command::Demo(_) => "demo",
-        Command::Scan(_) => "scan",
-        Command::Revoke(_) => "revoke",
-        Command::Verify(_) => "verify",
-        Command::Evidence(_) => "evidence",
-        Command::Login(_) => "login",
-        Command::Logout(_) => "logout",
-        Command::Doctor => "doctor",
-        Command::Sandbox(_) => "sandbox",
+        Some(Command::Demo(args)) => crate::tui::app::demo(&cli.global, args, data_dir).await,
+        None => crate::tui::app::console(&cli.global, data_dir).await,
     }
 }
