@@ -172,6 +172,8 @@ pub struct GoogleWorkspace {
     directory: Url,
     licensing: Url,
     settings: Settings,
+    /// The admin the service account acts as.
+    subject: String,
 }
 
 /// Builds the driver from a resolved `google-workspace` connector.
@@ -208,7 +210,7 @@ pub fn build(
         JwtBearerConfig {
             token_url,
             issuer: key.client_email.clone(),
-            subject: Some(subject),
+            subject: Some(subject.clone()),
             scopes: auth.scopes.clone(),
             audience: auth.audience.clone(),
             private_key_pem: key.private_key,
@@ -231,6 +233,7 @@ pub fn build(
         licensing: http::join_segments(&lic, &["apps", "licensing", "v1"]),
         client,
         settings,
+        subject,
     }))
 }
 
@@ -1171,6 +1174,14 @@ impl Connector for GoogleWorkspace {
 
     fn health(&self) -> Health {
         Health::from_stats(&self.client.stats())
+    }
+
+    /// Reads the admin the service account acts as
+    /// (`users.get`, needs `admin.directory.user`): the token itself was
+    /// granted for every manifest scope at once (domain-wide delegation is
+    /// all or nothing).
+    async fn probe(&self) -> Result<(), ConnectorError> {
+        self.read_user(&self.subject).await.map(|_| ())
     }
 }
 
