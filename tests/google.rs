@@ -584,6 +584,7 @@ async fn a_429_with_retry_after_is_waited_and_retried() {
                     revocation: Revocation::Api,
                     since: None,
                     phase: None,
+                    after: Vec::new(),
                 }],
             )
             .await

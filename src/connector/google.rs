@@ -257,6 +257,10 @@ struct User {
     org_unit_path: Option<String>,
     #[serde(default)]
     aliases: Vec<String>,
+    /// Aliases outside the customer's own domains (e.g. from a secondary
+    /// domain that was removed); read-only, still deliver mail.
+    #[serde(default)]
+    non_editable_aliases: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -469,6 +473,7 @@ impl GoogleWorkspace {
             revocation: Revocation::Api,
             since: None,
             phase: None,
+            after: Vec::new(),
         }
     }
 
@@ -526,7 +531,16 @@ impl GoogleWorkspace {
             let a: Vec<String> = u.aliases.iter().map(|a| clean_max(a, 120)).collect();
             facts.push(("aliases".into(), a.join(", ")));
         }
+        let mut addresses = vec![clean_max(&u.primary_email, 254).to_ascii_lowercase()];
+        for a in u.aliases.iter().chain(&u.non_editable_aliases) {
+            let a = clean_max(a, 254).to_ascii_lowercase();
+            if !addresses.contains(&a) {
+                addresses.push(a);
+            }
+        }
         Account {
+            addresses,
+            matched_by: None,
             connector: self.id.clone(),
             id: clean_max(&u.id, 64),
             login: clean_max(&u.primary_email, 254),
@@ -981,14 +995,23 @@ impl Connector for GoogleWorkspace {
     }
 
     async fn find_person(&self, person: &Person) -> Result<Lookup, ConnectorError> {
-        // users.get resolves the primary address and aliases alike.
-        match self.read_user(&person.email).await {
-            Ok(u) => Ok(Lookup::Found {
-                account: self.account_of(&u),
-            }),
-            Err(e) if e.is_not_found() => Ok(Lookup::NotFound),
-            Err(e) => Err(e),
+        // users.get resolves the primary address and aliases alike. The
+        // person's primary address first, then each alias learned elsewhere;
+        // only a 404 moves on (any other error is a failed lookup).
+        for address in person.addresses() {
+            match self.read_user(address).await {
+                Ok(u) => {
+                    let mut account = self.account_of(&u);
+                    if address != person.email {
+                        account.matched_by = Some(address.to_string());
+                    }
+                    return Ok(Lookup::Found { account });
+                }
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e),
+            }
         }
+        Ok(Lookup::NotFound)
     }
 
     async fn list_grants(&self, account: &Account) -> Inventory {

@@ -98,9 +98,16 @@ impl CaseView {
 pub(crate) enum Change {
     /// A removing, failed or unconfirmed grant is no longer listed.
     Verified(String),
-    /// A grant verified gone is listed again.
+    /// A grant verified gone (or vanished) is listed again.
     Reappeared(String),
+    /// A live or manual grant nobody here asked to remove is no longer
+    /// listed: gone without us.
+    Vanished(Grant),
 }
+
+/// The answer shown for a removal requested before an interruption that a
+/// fresh read still lists.
+pub const STILL_LISTED_NOTE: &str = "requested before an interruption, no answer recorded; a fresh read still lists it: run `offboard revoke` again";
 
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
@@ -121,6 +128,8 @@ pub(crate) struct Case {
     pub person: Person,
     pub accounts: BTreeMap<String, AccountView>,
     pub grants: Vec<Entry>,
+    /// Accounts the operator picked where several match: connector → id.
+    pub picks: BTreeMap<String, String>,
 }
 
 /// Display text from an API, made safe (ids are kept exact: drivers need
@@ -153,6 +162,7 @@ impl Case {
             person,
             accounts: BTreeMap::new(),
             grants: Vec::new(),
+            picks: BTreeMap::new(),
         }
     }
 
@@ -208,6 +218,24 @@ impl Case {
                 }
                 LedgerEvent::Reappeared { key } => {
                     case.update_history(key, GrantState::Live, at, None);
+                }
+                LedgerEvent::Vanished { grant, read_at, .. } => {
+                    case.set_from_history(
+                        grant.clone(),
+                        GrantState::Vanished { at: *read_at },
+                        at,
+                        None,
+                    );
+                }
+                LedgerEvent::StillListed { key, note } => {
+                    case.update_history(key, GrantState::Live, at, Some(note.clone()));
+                }
+                LedgerEvent::AccountPicked {
+                    connector,
+                    account_id,
+                    ..
+                } => {
+                    case.picks.insert(connector.clone(), account_id.clone());
                 }
                 _ => {}
             }
@@ -304,11 +332,12 @@ impl Case {
 
     /// Merges a fresh read of one connector. Kinds in `failed` are left as
     /// they were: a failed read never counts as absence. For the others the
-    /// read is complete: a removing, failed or unconfirmed grant it no
-    /// longer lists is verified gone; a live grant it no longer lists was
-    /// removed by someone else and leaves the view; a verified grant listed
-    /// again is live again (an acknowledged one stays acknowledged: what
-    /// cannot be listed is listed every time).
+    /// read is complete: a grant whose removal was requested here
+    /// (removing, failed or unconfirmed) that it no longer lists is
+    /// verified gone; a live or manual grant it no longer lists went without
+    /// us and becomes `vanished`; a verified or vanished grant listed again
+    /// is live again (an acknowledged one stays acknowledged: what cannot be
+    /// listed is listed every time).
     pub fn apply_read(
         &mut self,
         connector: &str,
@@ -327,7 +356,10 @@ impl Case {
             }
             if let Some(pos) = listed.iter().position(|g| g.id == e.grant.id) {
                 e.grant = listed.remove(pos);
-                if matches!(e.state, GrantState::Verified { .. }) {
+                if matches!(
+                    e.state,
+                    GrantState::Verified { .. } | GrantState::Vanished { .. }
+                ) {
                     e.state = GrantState::Live;
                     e.since = now;
                     changes.push(Change::Reappeared(e.key()));
@@ -345,8 +377,17 @@ impl Case {
                     changes.push(Change::Verified(e.key()));
                     keep.push(e);
                 }
-                GrantState::Verified { .. } | GrantState::Acknowledged { .. } => keep.push(e),
-                GrantState::Live | GrantState::Manual => {}
+                GrantState::Verified { .. }
+                | GrantState::Acknowledged { .. }
+                | GrantState::Vanished { .. } => keep.push(e),
+                // Nobody here asked to remove it, and a fresh complete read
+                // no longer lists it: gone without us, kept in the view.
+                GrantState::Live | GrantState::Manual => {
+                    e.state = GrantState::Vanished { at: now };
+                    e.since = now;
+                    changes.push(Change::Vanished(e.grant.clone()));
+                    keep.push(e);
+                }
             }
         }
         for g in listed {
@@ -369,6 +410,24 @@ impl Case {
             a.read_at = Some(now);
         }
         changes
+    }
+
+    /// Grants still `revoking` (requested, no answer recorded) that the last
+    /// complete read of their connector, finished at or after `since`,
+    /// still lists.
+    pub fn revoking_still_listed(&self, since: DateTime<Utc>) -> Vec<String> {
+        self.grants
+            .iter()
+            .filter(|e| e.state == GrantState::Revoking)
+            .filter(|e| {
+                self.accounts.get(&e.grant.connector).is_some_and(|a| {
+                    a.status.account().is_some()
+                        && a.read_at.is_some_and(|t| t >= since)
+                        && !a.failed_kinds.iter().any(|f| f.kind == e.grant.kind)
+                })
+            })
+            .map(Entry::key)
+            .collect()
     }
 
     /// Counts states of the selected grants, and read failures and
