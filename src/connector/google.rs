@@ -172,7 +172,19 @@ pub struct GoogleWorkspace {
     directory: Url,
     licensing: Url,
     settings: Settings,
+    /// The manifest's `[manual_steps]`.
+    manual_steps: std::collections::BTreeMap<String, String>,
 }
+
+/// Manifest steps that apply to every Google account: Drive and Calendar
+/// stay with the account until they are transferred (Data Transfer API /
+/// Admin console), which this tool does not do on its own.
+const ACCOUNT_STEPS: &[super::steps::AccountStep] = &[super::steps::AccountStep {
+    step: "data_transfer",
+    kind: GrantKind::Delegation,
+    label: "Drive and Calendar hand-over",
+    risk: Risk::Medium,
+}];
 
 /// Builds the driver from a resolved `google-workspace` connector.
 pub fn build(
@@ -231,6 +243,7 @@ pub fn build(
         licensing: http::join_segments(&lic, &["apps", "licensing", "v1"]),
         client,
         settings,
+        manual_steps: resolved.manifest.manual_steps.clone(),
     }))
 }
 
@@ -1066,6 +1079,11 @@ impl Connector for GoogleWorkspace {
         );
         put(GrantKind::Group, groups.map(|g| self.group_grants(&g)));
         put(GrantKind::License, licenses);
+        inv.grants.extend(super::steps::account_step_grants(
+            &self.id,
+            &self.manual_steps,
+            ACCOUNT_STEPS,
+        ));
         inv
     }
 
