@@ -61,7 +61,10 @@ mod tests {
     #[test]
     fn lists_only_the_steps_the_manifest_names() {
         let mut m = BTreeMap::new();
-        m.insert("data_transfer".to_string(), "Transfer \u{1b}[31mDrive".to_string());
+        m.insert(
+            "data_transfer".to_string(),
+            "Transfer \u{1b}[31mDrive".to_string(),
+        );
         m.insert("empty".to_string(), "  ".to_string());
         let steps = [
             AccountStep {

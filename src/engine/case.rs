@@ -115,6 +115,9 @@ pub(crate) struct Entry {
     pub state: GrantState,
     pub since: DateTime<Utc>,
     pub answer: Option<String>,
+    /// Its removal was requested in this case (a later absence is ours to
+    /// verify, never "vanished").
+    pub requested: bool,
 }
 
 impl Entry {
@@ -230,6 +233,14 @@ impl Case {
                 LedgerEvent::StillListed { key, note } => {
                     case.update_history(key, GrantState::Live, at, Some(note.clone()));
                 }
+                // Addresses of accounts found earlier are aliases to try.
+                LedgerEvent::Discovered {
+                    account: Some(a), ..
+                } => {
+                    for address in &a.addresses {
+                        case.person.add_alias(address);
+                    }
+                }
                 LedgerEvent::AccountPicked {
                     connector,
                     account_id,
@@ -253,6 +264,7 @@ impl Case {
         let key = grant.key();
         match self.grants.iter_mut().find(|e| e.key() == key) {
             Some(e) => {
+                e.requested |= matches!(state, GrantState::Revoking);
                 e.grant = grant;
                 e.state = state;
                 e.since = at;
@@ -261,6 +273,7 @@ impl Case {
                 }
             }
             None => self.grants.push(Entry {
+                requested: matches!(state, GrantState::Revoking),
                 grant,
                 state,
                 since: at,
@@ -382,6 +395,12 @@ impl Case {
                 | GrantState::Vanished { .. } => keep.push(e),
                 // Nobody here asked to remove it, and a fresh complete read
                 // no longer lists it: gone without us, kept in the view.
+                GrantState::Live if e.requested => {
+                    e.state = GrantState::Verified { at: now };
+                    e.since = now;
+                    changes.push(Change::Verified(e.key()));
+                    keep.push(e);
+                }
                 GrantState::Live | GrantState::Manual => {
                     e.state = GrantState::Vanished { at: now };
                     e.since = now;
@@ -396,6 +415,7 @@ impl Case {
                 state: GrantState::Live,
                 since: now,
                 answer: None,
+                requested: false,
             });
         }
         self.grants = keep;

@@ -192,6 +192,7 @@ impl Engine {
         let now = Utc::now();
         let changed = self.with_case(email, |c| {
             c.entry_mut(key).map(|e| {
+                e.requested |= state == GrantState::Revoking;
                 e.state = state.clone();
                 e.since = now;
                 if answer.is_some() {
@@ -382,8 +383,10 @@ impl Engine {
         self.check_apps(&[connector.to_string()])?;
         self.open_case(&person)?;
         let status = || {
-            self.with_case(email, |c| c.accounts.get(connector).map(|a| a.status.clone()))
-                .flatten()
+            self.with_case(email, |c| {
+                c.accounts.get(connector).map(|a| a.status.clone())
+            })
+            .flatten()
         };
         if !matches!(
             status(),
@@ -796,7 +799,12 @@ impl Engine {
                     note: STILL_LISTED_NOTE.into(),
                 },
             )?;
-            self.set_state(email, &key, GrantState::Live, Some(STILL_LISTED_NOTE.into()));
+            self.set_state(
+                email,
+                &key,
+                GrantState::Live,
+                Some(STILL_LISTED_NOTE.into()),
+            );
         }
         let scope: HashSet<String> = self
             .with_case(email, |c| {
@@ -848,14 +856,14 @@ impl Engine {
                     }
                     let r = self.execute_one(email, phase.phase, g, wake).await;
                     answered.send_replace(true);
-                let n = done.fetch_add(1, Ordering::SeqCst) + 1;
-                self.emit(Event::PhaseProgress {
-                    email: email.into(),
-                    phase: phase.phase,
-                    done: n,
-                    total,
-                });
-                r
+                    let n = done.fetch_add(1, Ordering::SeqCst) + 1;
+                    self.emit(Event::PhaseProgress {
+                        email: email.into(),
+                        phase: phase.phase,
+                        done: n,
+                        total,
+                    });
+                    r
                 }
             });
             // Every request of the phase is answered before the next starts.

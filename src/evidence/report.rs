@@ -281,9 +281,7 @@ pub fn build(records: &[Record], email: &str, chain: Option<&ChainReport>) -> Re
                 t.outcome_at = at;
                 t.reason = Some("listed again".into());
             }
-            LedgerEvent::Vanished {
-                grant, read_at, ..
-            } => {
+            LedgerEvent::Vanished { grant, read_at, .. } => {
                 t.kind = grant.kind.as_str().into();
                 t.label = grant.label.clone();
                 t.outcome = "vanished".into();
