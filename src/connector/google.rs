@@ -957,6 +957,16 @@ impl GoogleWorkspace {
             }
             // Sessions cannot be listed: a sign-out is never confirmed absent.
             GrantKind::Session => Ok(HashSet::from([SIGNOUT.to_string()])),
+            // Manifest steps apply while the account exists; only a person
+            // ticks them off.
+            GrantKind::Delegation => {
+                self.read_user(login).await?;
+                Ok(ids(super::steps::account_step_grants(
+                    &self.id,
+                    &self.manual_steps,
+                    ACCOUNT_STEPS,
+                )))
+            }
             other => Err(ConnectorError::Config(format!(
                 "the Google driver has no `{other}` grants"
             ))),
