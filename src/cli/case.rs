@@ -462,8 +462,71 @@ fn pad(s: &str, w: usize) -> String {
     format!("{s}{}", " ".repeat(w.saturating_sub(n)))
 }
 
+/// Columns to lay the table out in: the terminal's width, else `$COLUMNS`,
+/// else 120 (a file or a pipe).
+fn output_width() -> usize {
+    use std::io::IsTerminal;
+    let from_tty = std::io::stdout()
+        .is_terminal()
+        .then(|| crossterm::terminal::size().ok())
+        .flatten()
+        .map(|(w, _)| usize::from(w));
+    from_tty
+        .or_else(|| std::env::var("COLUMNS").ok()?.parse().ok())
+        .unwrap_or(120)
+        .clamp(60, 400)
+}
+
+fn push_row(out: &mut String, row: String) {
+    out.push_str(row.trim_end());
+    out.push('\n');
+}
+
+/// Word-wraps `text` into lines of at most `width` characters, each
+/// starting with `indent`.
+fn wrap(text: &str, indent: &str, width: usize) -> String {
+    let max = width.saturating_sub(indent.chars().count()).max(20);
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > max {
+            out.push_str(indent);
+            out.push_str(&line);
+            out.push('\n');
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        out.push_str(indent);
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
 /// The human table: per app, its lookup result and its grants.
 pub fn render_table(view: &CaseView, sel: &Selection) -> String {
+    render_table_width(view, sel, output_width())
+}
+
+/// The table for `width` columns: the label gets what the fixed columns
+/// leave, details what is left after it; reasons and manual steps are
+/// wrapped, never cut.
+pub fn render_table_width(view: &CaseView, sel: &Selection, width: usize) -> String {
+    const FIXED: usize = 2 + 13 + 1 + 8 + 1 + 12 + 1;
+    // One column spare: a line that fills the terminal exactly wraps on some.
+    let width = width.saturating_sub(1);
+    let room = width.saturating_sub(FIXED);
+    let label_w = if room >= 26 + 1 + 20 {
+        26.max(room / 3)
+    } else {
+        room.max(12)
+    };
+    let details_w = room.saturating_sub(label_w + 1);
     let mut o = String::new();
     o.push_str(&format!("{}\n", clean(&view.email)));
     for a in view
@@ -524,39 +587,57 @@ pub fn render_table(view: &CaseView, sel: &Selection) -> String {
         if grants.is_empty() {
             continue;
         }
-        o.push_str(&format!(
-            "  {} {} {} {} {}\n",
-            pad("KIND", 13),
-            pad("RISK", 8),
-            pad("STATE", 12),
-            pad("LABEL", 26),
-            "DETAILS"
-        ));
+        push_row(
+            &mut o,
+            format!(
+                "  {} {} {} {} {}",
+                pad("KIND", 13),
+                pad("RISK", 8),
+                pad("STATE", 12),
+                pad("LABEL", label_w),
+                if details_w >= 10 { "DETAILS" } else { "" }
+            ),
+        );
         for g in grants {
-            o.push_str(&format!(
-                "  {} {} {} {} {}\n",
-                pad(g.grant.kind.as_str(), 13),
-                pad(g.grant.risk.as_str(), 8),
-                pad(g.state.name(), 12),
-                pad(&g.grant.label, 26),
-                clean_max(&g.grant.details, 60)
-            ));
+            push_row(
+                &mut o,
+                format!(
+                    "  {} {} {} {} {}",
+                    pad(g.grant.kind.as_str(), 13),
+                    pad(g.grant.risk.as_str(), 8),
+                    pad(g.state.name(), 12),
+                    pad(&g.grant.label, label_w),
+                    if details_w >= 10 {
+                        clean_max(&g.grant.details, details_w)
+                    } else {
+                        String::new()
+                    }
+                ),
+            );
             if let crate::model::GrantState::Vanished { at } = &g.state {
-                o.push_str(&format!(
-                    "      gone without us: the read at {} no longer lists it (not removed by this tool)\n",
-                    at.format("%Y-%m-%d %H:%M:%S UTC")
+                o.push_str(&wrap(
+                    &format!(
+                        "gone without us: the read at {} no longer lists it (not removed by this tool)",
+                        at.format("%Y-%m-%d %H:%M:%S UTC")
+                    ),
+                    "      ",
+                    width,
                 ));
             } else if g.state == crate::model::GrantState::Live
                 && let Some(a) = g.last_answer.as_deref()
                 && a == crate::engine::STILL_LISTED_NOTE
             {
-                o.push_str(&format!("      {}\n", clean_max(a, 200)));
+                o.push_str(&wrap(a, "      ", width));
             } else if let Some(r) = g.state.reason() {
-                o.push_str(&format!("      {}\n", clean_max(r, 200)));
+                o.push_str(&wrap(&clean(r), "      ", width));
             } else if let Revocation::Manual { instructions } = &g.grant.revocation
                 && !g.state.is_closed()
             {
-                o.push_str(&format!("      manual: {}\n", clean_max(instructions, 200)));
+                o.push_str(&wrap(
+                    &format!("manual: {}", clean(instructions)),
+                    "      ",
+                    width,
+                ));
             }
         }
     }
@@ -639,7 +720,7 @@ pub async fn scan(global: &Global, args: ScanArgs, data_dir: PathBuf) -> CmdResu
         print_json(&case_json("scan", &view, &sel, &summary))?;
     } else {
         print!("{}", render_table(&view, &sel));
-        println!("\n{}", summary_line(&summary));
+        print!("\n{}", wrap(&summary_line(&summary), "", output_width()));
         print_hints(&view, &sel);
     }
     Ok(summary.exit_code())
@@ -647,7 +728,7 @@ pub async fn scan(global: &Global, args: ScanArgs, data_dir: PathBuf) -> CmdResu
 
 fn print_hints(view: &CaseView, sel: &Selection) {
     for h in hints(view, sel) {
-        println!("hint: {h}");
+        print!("{}", wrap(&format!("hint: {h}"), "", output_width()));
     }
 }
 
@@ -745,7 +826,7 @@ pub async fn revoke(global: &Global, args: RevokeArgs, data_dir: PathBuf) -> Cmd
         print_json(&case_json("revoke", &view, &sel, &summary))?;
     } else {
         print!("{}", render_table(&view, &sel));
-        println!("\n{}", summary_line(&summary));
+        print!("\n{}", wrap(&summary_line(&summary), "", output_width()));
         print_hints(&view, &sel);
         println!("evidence: offboard evidence {email} --format md");
     }
@@ -778,7 +859,7 @@ pub async fn verify(global: &Global, args: VerifyArgs, data_dir: PathBuf) -> Cmd
         print_json(&case_json("verify", &view, &sel, &summary))?;
     } else {
         print!("{}", render_table(&view, &sel));
-        println!("\n{}", summary_line(&summary));
+        print!("\n{}", wrap(&summary_line(&summary), "", output_width()));
         print_hints(&view, &sel);
     }
     Ok(summary.exit_code())
@@ -854,5 +935,20 @@ pub async fn evidence(args: EvidenceArgs, data_dir: PathBuf) -> CmdResult {
             chain.problems.len()
         );
         Ok(EXIT_CHAIN_BROKEN)
+    }
+}
+
+#[cfg(test)]
+mod width_tests {
+    use super::wrap;
+
+    #[test]
+    fn wrap_keeps_every_word_within_the_width() {
+        let text = "Salesforce refused to deactivate the user: change the Default Case Owner in Support Settings, then deactivate again; the login stays frozen meanwhile.";
+        let out = wrap(text, "      ", 60);
+        assert!(out.lines().all(|l| l.chars().count() <= 60), "{out}");
+        assert!(out.lines().all(|l| l.starts_with("      ")));
+        let words: Vec<&str> = out.split_whitespace().collect();
+        assert_eq!(words, text.split_whitespace().collect::<Vec<_>>());
     }
 }

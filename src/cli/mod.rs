@@ -196,6 +196,18 @@ pub fn init_logging(
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Some(Command::Scan(_) | Command::Verify(_) | Command::Evidence(_) | Command::Doctor)
+    ) {
+        // Read-only commands end quietly when their reader goes away
+        // (`offboard scan … | head`), like other Unix tools. Sockets are
+        // unaffected: they are written with MSG_NOSIGNAL.
+        // SAFETY: called before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let data_dir = match crate::config::data_dir() {
         Ok(d) => d,
         Err(e) => {
@@ -236,27 +248,7 @@ async fn dispatch(cli: Cli, data_dir: PathBuf) -> CmdResult {
         Some(Command::Revoke(args)) => case::revoke(&cli.global, args, data_dir).await,
         Some(Command::Verify(args)) => case::verify(&cli.global, args, data_dir).await,
         Some(Command::Evidence(args)) => case::evidence(args, data_dir).await,
-        Some(other) => Err(Failure::other(format!(
-            "`{}` is not available in this build",
-            command_name(&other)
-        ))),
-        None => {
-            let _ = data_dir;
-            Err(Failure::other("the console is not available in this build"))
-        }
-    }
-}
-
-fn command_name(c: &Command) -> &'static str {
-    match c {
-        Command::Demo(_) => "demo",
-        Command::Scan(_) => "scan",
-        Command::Revoke(_) => "revoke",
-        Command::Verify(_) => "verify",
-        Command::Evidence(_) => "evidence",
-        Command::Login(_) => "login",
-        Command::Logout(_) => "logout",
-        Command::Doctor => "doctor",
-        Command::Sandbox(_) => "sandbox",
+        Some(Command::Demo(args)) => crate::tui::app::demo(&cli.global, args, data_dir).await,
+        None => crate::tui::app::console(&cli.global, data_dir).await,
     }
 }

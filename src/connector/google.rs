@@ -174,6 +174,8 @@ pub struct GoogleWorkspace {
     settings: Settings,
     /// The manifest's `[manual_steps]`.
     manual_steps: std::collections::BTreeMap<String, String>,
+    /// The admin the service account acts as.
+    subject: String,
 }
 
 /// Manifest steps that apply to every Google account: Drive and Calendar
@@ -220,7 +222,7 @@ pub fn build(
         JwtBearerConfig {
             token_url,
             issuer: key.client_email.clone(),
-            subject: Some(subject),
+            subject: Some(subject.clone()),
             scopes: auth.scopes.clone(),
             audience: auth.audience.clone(),
             private_key_pem: key.private_key,
@@ -244,6 +246,7 @@ pub fn build(
         client,
         settings,
         manual_steps: resolved.manifest.manual_steps.clone(),
+        subject,
     }))
 }
 
@@ -1222,6 +1225,14 @@ impl Connector for GoogleWorkspace {
 
     fn health(&self) -> Health {
         Health::from_stats(&self.client.stats())
+    }
+
+    /// Reads the admin the service account acts as
+    /// (`users.get`, needs `admin.directory.user`): the token itself was
+    /// granted for every manifest scope at once (domain-wide delegation is
+    /// all or nothing).
+    async fn probe(&self) -> Result<(), ConnectorError> {
+        self.read_user(&self.subject).await.map(|_| ())
     }
 }
 

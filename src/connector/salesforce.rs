@@ -209,6 +209,18 @@ fn record_id(v: &Value) -> Result<String, ConnectorError> {
     }
 }
 
+/// The driver's JWT bearer token source, for callers outside the driver
+/// (`offboard doctor`, `offboard login`).
+pub fn jwt_token_source(
+    resolved: &ResolvedConnector,
+    ctx: &BuildContext,
+) -> Result<Arc<dyn TokenSource>, ConnectorError> {
+    let login = resolved
+        .url("login_url")
+        .map_err(|e| ConnectorError::Config(e.to_string()))?;
+    salesforce_jwt(resolved, &login, ctx)
+}
+
 /// The JWT bearer flow as Salesforce wants it: `iss` = consumer key
 /// (`auth.client_id`, or `auth.issuer`), `sub` = the admin's username,
 /// `aud` = the login URL (not the token URL), `exp` within 3 minutes; the
@@ -923,6 +935,36 @@ impl Connector for Salesforce {
 
     fn health(&self) -> Health {
         Health::from_stats(&self.client.stats())
+    }
+
+    /// `GET /services/data/vNN.0/limits`: needs a valid session and the
+    /// `api` scope; its `Sforce-Limit-Info` header feeds the limit line, and
+    /// an exhausted `DailyApiRequests` allocation fails the check.
+    async fn probe(&self) -> Result<(), ConnectorError> {
+        #[derive(Deserialize)]
+        struct Allocation {
+            #[serde(rename = "Max")]
+            max: u64,
+            #[serde(rename = "Remaining")]
+            remaining: u64,
+        }
+        #[derive(Deserialize)]
+        struct Limits {
+            #[serde(rename = "DailyApiRequests")]
+            daily: Option<Allocation>,
+        }
+        let url = super::http::join_segments(&self.api, &["limits"]);
+        let limits: Limits = self.client.get_json(url).await?;
+        match limits.daily {
+            Some(d) if d.remaining == 0 => Err(ConnectorError::RateLimited {
+                retry_after: None,
+                message: format!(
+                    "the org's daily API allocation is used up (0 of {} left)",
+                    d.max
+                ),
+            }),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -531,6 +531,7 @@ pub fn routes() -> Router<Shared> {
         .route("/services/oauth2/token", post(token))
         .route("/services/oauth2/revoke", post(revoke))
         .route("/services/data/", get(versions))
+        .route("/services/data/{version}/limits", get(limits))
         .route("/services/data/{version}/query", get(query))
         .route("/services/data/{version}/query/{locator}", get(query_more))
         .route(
@@ -582,7 +583,9 @@ fn authorize(s: &Shared, headers: &HeaderMap, version: &str) -> Result<u64, Box<
                 .or_else(|| v.strip_prefix("OAuth "))
         })
         .map(str::trim);
-    if !token.is_some_and(|t| st.access_tokens.contains(t)) {
+    if !token.is_some_and(|t| {
+        st.access_tokens.contains(t) || super::salesforce_oauth::check_access(s, t).is_some()
+    }) {
         return Err(Box::new(with_limits(
             sf_error(
                 StatusCode::UNAUTHORIZED,
@@ -605,6 +608,25 @@ fn authorize(s: &Shared, headers: &HeaderMap, version: &str) -> Result<u64, Box<
         )));
     }
     Ok(used)
+}
+
+/// `GET /services/data/vNN.0/limits`: the org's allocations, as
+/// `{"DailyApiRequests":{"Max","Remaining"}, ...}`.
+async fn limits(
+    AxState(s): AxState<Shared>,
+    Path(version): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let used = match authorize(&s, &headers, &version) {
+        Ok(u) => u,
+        Err(r) => return *r,
+    };
+    let body = json!({
+        "DailyApiRequests": {"Max": DAILY_API_LIMIT, "Remaining": DAILY_API_LIMIT.saturating_sub(used)},
+        "DailyBulkApiBatches": {"Max": 15000, "Remaining": 15000},
+        "DataStorageMB": {"Max": 5, "Remaining": 5},
+    });
+    with_limits(Json(body).into_response(), used)
 }
 
 async fn versions() -> Response {
@@ -631,6 +653,10 @@ async fn token(AxState(s): AxState<Shared>, Form(form): Form<HashMap<String, Str
         .expect("salesforce lock")
         .stats
         .token_requests += 1;
+    // The device flow and refresh grants (shared with the login twin).
+    if let Some(r) = super::salesforce_oauth::token_request(&s, &form) {
+        return r;
+    }
     if form.get("grant_type").map(String::as_str) != Some(crate::auth::jwt::GRANT_TYPE) {
         return oauth_error(
             StatusCode::BAD_REQUEST,
