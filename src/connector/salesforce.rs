@@ -458,7 +458,16 @@ impl Salesforce {
         if !active {
             facts.push(("status".into(), "inactive (deactivated)".into()));
         }
+        let email = s(r, "Email").to_ascii_lowercase();
         Ok(Account {
+            // Salesforce's deliverable address is `Email`; `Username` is
+            // email-shaped but need not receive mail.
+            addresses: if email.is_empty() {
+                Vec::new()
+            } else {
+                vec![email]
+            },
+            matched_by: None,
             connector: self.id.clone(),
             id: record_id(r)?,
             login: s(r, "Username"),
@@ -488,6 +497,7 @@ impl Salesforce {
             revocation: Revocation::Api,
             since: None,
             phase: None,
+            after: Vec::new(),
         }
     }
 
@@ -790,8 +800,29 @@ impl Connector for Salesforce {
     }
 
     async fn find_person(&self, person: &Person) -> Result<Lookup, ConnectorError> {
-        self.find_by_addresses(std::slice::from_ref(&person.email))
-            .await
+        // The primary address, then each alias on its own, so that a match
+        // says which address found it. Several users for one address are
+        // ambiguous: the operator picks.
+        for address in person.addresses() {
+            match self.find_by_addresses(&[address.to_string()]).await? {
+                Lookup::NotFound => continue,
+                Lookup::Found { mut account } => {
+                    if address != person.email {
+                        account.matched_by = Some(address.to_string());
+                    }
+                    return Ok(Lookup::Found { account });
+                }
+                Lookup::Ambiguous { mut candidates } => {
+                    if address != person.email {
+                        for c in &mut candidates {
+                            c.matched_by = Some(address.to_string());
+                        }
+                    }
+                    return Ok(Lookup::Ambiguous { candidates });
+                }
+            }
+        }
+        Ok(Lookup::NotFound)
     }
 
     async fn list_grants(&self, account: &Account) -> Inventory {
@@ -829,6 +860,21 @@ impl Connector for Salesforce {
             }
         }
         if inv.kind_failed(GrantKind::License).is_none() {
+            // Salesforce refuses to delete a PermissionSetLicenseAssign while
+            // permission sets that need the licence are still assigned: each
+            // licence waits for every permission set assignment of the user
+            // (the query does not say which set needs which licence).
+            let permsets: Vec<String> = inv
+                .grants
+                .iter()
+                .filter(|g| g.id.starts_with("permset:"))
+                .map(|g| g.id.clone())
+                .collect();
+            for g in &mut licences {
+                if g.id.starts_with("psl:") {
+                    g.after = permsets.clone();
+                }
+            }
             inv.grants.extend(licences);
         }
         inv

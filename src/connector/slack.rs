@@ -565,6 +565,14 @@ impl SlackDriver {
             facts.push(("status".into(), "deactivated".into()));
         }
         Account {
+            // Slack keeps one address per user: `profile.email`.
+            addresses: u
+                .profile
+                .email
+                .iter()
+                .map(|e| sanitize::clean_max(e, 254).to_ascii_lowercase())
+                .collect(),
+            matched_by: None,
             connector: self.id.clone(),
             id: sanitize::clean_max(&u.id, 40),
             login: sanitize::clean_max(u.profile.email.as_deref().unwrap_or(&u.name), 200),
@@ -592,6 +600,7 @@ impl SlackDriver {
             revocation: Revocation::Api,
             since: None,
             phase: None,
+            after: Vec::new(),
         }
     }
 
@@ -1061,18 +1070,26 @@ impl Connector for SlackDriver {
     }
 
     async fn find_person(&self, person: &Person) -> Result<Lookup, ConnectorError> {
-        match self
-            .read::<UserResp>("users.lookupByEmail", &[("email", &person.email)])
-            .await
-        {
-            Ok(r) => Ok(Lookup::Found {
-                account: self.account_of(&r.user),
-            }),
-            // The only answer that means "no such user"; every other error
-            // is a failed read.
-            Err(e) if e.code() == Some("users_not_found") => Ok(Lookup::NotFound),
-            Err(e) => Err(e),
+        // The primary address, then each alias learned elsewhere.
+        for address in person.addresses() {
+            match self
+                .read::<UserResp>("users.lookupByEmail", &[("email", address)])
+                .await
+            {
+                Ok(r) => {
+                    let mut account = self.account_of(&r.user);
+                    if address != person.email {
+                        account.matched_by = Some(address.to_string());
+                    }
+                    return Ok(Lookup::Found { account });
+                }
+                // The only answer that means "no such user"; every other
+                // error is a failed read.
+                Err(e) if e.code() == Some("users_not_found") => continue,
+                Err(e) => return Err(e),
+            }
         }
+        Ok(Lookup::NotFound)
     }
 
     async fn list_grants(&self, account: &Account) -> Inventory {

@@ -43,6 +43,8 @@ pub struct User {
     pub id: String,
     pub primary_email: String,
     pub aliases: Vec<String>,
+    /// `nonEditableAliases`: aliases outside the customer's domains.
+    pub non_editable_aliases: Vec<String>,
     pub given: String,
     pub family: String,
     pub org_unit: String,
@@ -398,6 +400,12 @@ impl State {
             };
             let aliases: Vec<&str> = p.aliases.iter().map(String::as_str).collect();
             let u = s.add_user(&p.email, &p.first, &p.last, &org, p.n, &aliases);
+            if p.scenario == Some(Scenario::DifferentEmail) {
+                // An address from a domain the customer no longer owns.
+                s.users[u]
+                    .non_editable_aliases
+                    .push("alex.chen@legacy.example.org".to_string());
+            }
             let dept = p.department.to_lowercase();
             match p.scenario {
                 None => s.seed_crowd(u, p.n, &dept),
@@ -441,6 +449,7 @@ impl State {
             id: format!("1{:020}", 1_157_000_000_000u64 + u64::from(n) * 104_729),
             primary_email: email.to_string(),
             aliases: aliases.iter().map(|a| a.to_string()).collect(),
+            non_editable_aliases: Vec::new(),
             given: given.to_string(),
             family: family.to_string(),
             org_unit: org.to_string(),
@@ -730,6 +739,9 @@ impl State {
             u.id == k
                 || u.primary_email.eq_ignore_ascii_case(k)
                 || u.aliases.iter().any(|a| a.eq_ignore_ascii_case(k))
+                || u.non_editable_aliases
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(k))
         })
     }
 
@@ -871,6 +883,9 @@ impl State {
         }
         if !u.aliases.is_empty() {
             v["aliases"] = json!(u.aliases);
+        }
+        if !u.non_editable_aliases.is_empty() {
+            v["nonEditableAliases"] = json!(u.non_editable_aliases);
         }
         v
     }

@@ -1297,6 +1297,26 @@ async fn query_more(
 
 // ----- sObject rows ------------------------------------------------------
 
+/// Whether the assignee of this PermissionSetLicenseAssign still has a
+/// permission set assigned (not owned by a profile).
+fn psl_in_use(st: &State, id: &str) -> bool {
+    let Some(assignee) = st
+        .objects
+        .get("PermissionSetLicenseAssign")
+        .and_then(|v| v.iter().find(|r| r.id() == Some(id)))
+        .and_then(|r| r.str("AssigneeId"))
+    else {
+        return false;
+    };
+    st.objects.get("PermissionSetAssignment").is_some_and(|v| {
+        v.iter().any(|a| {
+            a.removed_at.is_none()
+                && a.str("AssigneeId") == Some(assignee)
+                && a.fields.get("PermissionSet.IsOwnedByProfile") != Some(&Value::Bool(true))
+        })
+    })
+}
+
 fn find_row<'a>(st: &'a mut State, object: &str, id: &str) -> Option<&'a mut Row> {
     st.objects
         .get_mut(object)?
@@ -1459,6 +1479,7 @@ async fn delete(
         );
     }
     let mut st = s.salesforce.lock().expect("salesforce lock");
+    let licence_in_use = object == "PermissionSetLicenseAssign" && psl_in_use(&st, &id);
     let resp = match find_row(&mut st, object, &id) {
         None => missing(false),
         Some(r) if r.removed_at.is_some() => missing(true),
@@ -1467,6 +1488,17 @@ async fn delete(
                 StatusCode::BAD_REQUEST,
                 "DELETE_FAILED",
                 "You can't delete a permission set assignment that's owned by a profile.",
+                &[],
+            )
+        }
+        Some(r) if r.removed_at.is_none() && licence_in_use => {
+            // Salesforce refuses while permission sets that need the licence
+            // are assigned (the emulator does not model which set needs which
+            // licence: any assigned permission set blocks).
+            sf_error(
+                StatusCode::BAD_REQUEST,
+                "DELETE_FAILED",
+                "This user is assigned permission sets that require this permission set license. Remove those permission set assignments first.",
                 &[],
             )
         }
