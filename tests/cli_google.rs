@@ -144,6 +144,32 @@ async fn revoke_verifies_everything_and_leaves_evidence() {
     assert!(out.contains("1 manual"), "{out}");
     assert!(out.contains("0 live"), "{out}");
 
+    // The hand-over is ticked off from the command line, with a note.
+    let (code, _, err) = run(&e, &["done", DANA, "google/suspend", "--note", "x"]).await;
+    assert_eq!(code, 2, "a verified grant cannot be ticked off: {err}");
+    let (code, _, err) = run(
+        &e,
+        &["done", DANA, "google/manual:data_transfer", "--note", " "],
+    )
+    .await;
+    assert_eq!(code, 2, "a note is required: {err}");
+    let (code, out, err) = run(
+        &e,
+        &[
+            "done",
+            DANA,
+            "google/manual:data_transfer",
+            "--note",
+            "Drive and Calendar transferred to the manager (ticket 4711)",
+        ],
+    )
+    .await;
+    // Slack and Salesforce (in the demo config, not revoked here) keep it at 3.
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(out.contains("ticked off"), "{out}");
+    let (code, out, _) = run(&e, &["verify", DANA, "--app", "google"]).await;
+    assert_eq!(code, 0, "{out}");
+
     let (code, out, _) = run(&e, &["evidence", DANA, "--format", "md"]).await;
     assert_eq!(code, 0);
     assert!(out.contains("Ledger chain: OK"), "{out}");

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::{CmdResult, EvidenceArgs, Failure, Global, RevokeArgs, ScanArgs, VerifyArgs};
+use super::{CmdResult, DoneArgs, EvidenceArgs, Failure, Global, RevokeArgs, ScanArgs, VerifyArgs};
 use crate::config::{self, Loaded};
 use crate::connector::ConnectorError;
 use crate::connector::http::HttpNotice;
@@ -257,9 +257,7 @@ pub fn hints(view: &CaseView, sel: &Selection) -> Vec<String> {
             clean(&view.email)
         ));
     }
-    let vanished = grants()
-        .filter(|g| matches!(g.state, crate::model::GrantState::Vanished { .. }))
-        .count();
+    let vanished = grants().filter(|g| g.vanished).count();
     if vanished > 0 {
         out.push(format!(
             "{vanished} grant(s) vanished: a fresh read no longer lists them although this tool did not remove them (someone else did, or they expired)"
@@ -482,6 +480,27 @@ fn push_row(out: &mut String, row: String) {
     out.push('\n');
 }
 
+/// Wraps a `, `-separated list at item boundaries, so that a count never
+/// parts from its noun.
+fn wrap_items(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for item in text.split(", ") {
+        if !line.is_empty() && line.chars().count() + 2 + item.chars().count() > width {
+            out.push_str(&line);
+            out.push_str(",\n");
+            line.clear();
+            line.push_str("  ");
+        } else if !line.is_empty() {
+            line.push_str(", ");
+        }
+        line.push_str(item);
+    }
+    out.push_str(&line);
+    out.push('\n');
+    out
+}
+
 /// Word-wraps `text` into lines of at most `width` characters, each
 /// starting with `indent`.
 fn wrap(text: &str, indent: &str, width: usize) -> String {
@@ -614,7 +633,7 @@ pub fn render_table_width(view: &CaseView, sel: &Selection, width: usize) -> Str
                     }
                 ),
             );
-            if let crate::model::GrantState::Vanished { at } = &g.state {
+            if let (true, crate::model::GrantState::Verified { at }) = (g.vanished, &g.state) {
                 o.push_str(&wrap(
                     &format!(
                         "gone without us: the read at {} no longer lists it (not removed by this tool)",
@@ -646,10 +665,14 @@ pub fn render_table_width(view: &CaseView, sel: &Selection, width: usize) -> Str
 
 fn summary_line(s: &Summary) -> String {
     format!(
-        "summary: {} verified, {} acknowledged, {} vanished, {} live, {} removing, {} unconfirmed, {} failed, {} manual, {} read failure(s), {} ambiguous",
+        "summary: {} verified{}, {} acknowledged, {} live, {} removing, {} unconfirmed, {} failed, {} manual, {} read failure(s), {} ambiguous",
         s.verified,
+        if s.vanished > 0 {
+            format!(" ({} of them gone without offboard)", s.vanished)
+        } else {
+            String::new()
+        },
         s.acknowledged,
-        s.vanished,
         s.live,
         s.removing,
         s.unconfirmed,
@@ -720,7 +743,7 @@ pub async fn scan(global: &Global, args: ScanArgs, data_dir: PathBuf) -> CmdResu
         print_json(&case_json("scan", &view, &sel, &summary))?;
     } else {
         print!("{}", render_table(&view, &sel));
-        print!("\n{}", wrap(&summary_line(&summary), "", output_width()));
+        print!("\n{}", wrap_items(&summary_line(&summary), output_width()));
         print_hints(&view, &sel);
     }
     Ok(summary.exit_code())
@@ -826,9 +849,41 @@ pub async fn revoke(global: &Global, args: RevokeArgs, data_dir: PathBuf) -> Cmd
         print_json(&case_json("revoke", &view, &sel, &summary))?;
     } else {
         print!("{}", render_table(&view, &sel));
-        print!("\n{}", wrap(&summary_line(&summary), "", output_width()));
+        print!("\n{}", wrap_items(&summary_line(&summary), output_width()));
         print_hints(&view, &sel);
         println!("evidence: offboard evidence {email} --format md");
+    }
+    Ok(summary.exit_code())
+}
+
+/// `offboard done EMAIL KEY --note …`: ticks off a manual step after a fresh
+/// read of the case, recording the note in the ledger.
+pub async fn done(global: &Global, args: DoneArgs, data_dir: PathBuf) -> CmdResult {
+    if args.note.trim().is_empty() {
+        return Err(Failure::usage(
+            "--note: say what was done (it goes into the evidence)",
+        ));
+    }
+    let sel = Selection::default();
+    let mut s = open(global, &data_dir)?;
+    with_progress(&mut s.events, false, s.engine.discover(&args.email))
+        .await
+        .map_err(engine_failure)?;
+    s.engine
+        .manual_done(&args.email, &args.key, &args.note)
+        .await
+        .map_err(engine_failure)?;
+    let email = crate::model::Person::new(&args.email).email;
+    let view = s
+        .engine
+        .case(&email)
+        .ok_or_else(|| Failure::other("the case vanished"))?;
+    let summary = view.summary.clone();
+    if args.json {
+        print_json(&case_json("done", &view, &sel, &summary))?;
+    } else {
+        println!("{}: {} ticked off", clean(&email), clean(&args.key));
+        print!("\n{}", wrap_items(&summary_line(&summary), output_width()));
     }
     Ok(summary.exit_code())
 }
@@ -859,7 +914,7 @@ pub async fn verify(global: &Global, args: VerifyArgs, data_dir: PathBuf) -> Cmd
         print_json(&case_json("verify", &view, &sel, &summary))?;
     } else {
         print!("{}", render_table(&view, &sel));
-        print!("\n{}", wrap(&summary_line(&summary), "", output_width()));
+        print!("\n{}", wrap_items(&summary_line(&summary), output_width()));
         print_hints(&view, &sel);
     }
     Ok(summary.exit_code())

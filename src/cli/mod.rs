@@ -51,6 +51,8 @@ pub enum Command {
     Revoke(RevokeArgs),
     /// Re-read every app and report what is still live.
     Verify(VerifyArgs),
+    /// Tick off a manual step (or a failed/unconfirmed grant fixed by hand), with a note for the evidence.
+    Done(DoneArgs),
     /// Evidence report for a leaver, or `evidence verify` to check the ledger chain.
     Evidence(EvidenceArgs),
     /// Sign in to an app and cache its token.
@@ -111,6 +113,18 @@ pub struct VerifyArgs {
     /// ids are listed by `scan`); repeatable. Recorded in the ledger.
     #[arg(long = "account", value_name = "APP=ID")]
     pub accounts: Vec<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoneArgs {
+    pub email: String,
+    /// The grant's key as `scan` shows it in --json (`connector/id`, e.g. `google/manual:data_transfer`).
+    pub key: String,
+    /// What was done, by whom: goes into the evidence ledger.
+    #[arg(long)]
+    pub note: String,
     #[arg(long)]
     pub json: bool,
 }
@@ -248,6 +262,7 @@ async fn dispatch(cli: Cli, data_dir: PathBuf) -> CmdResult {
         Some(Command::Revoke(args)) => case::revoke(&cli.global, args, data_dir).await,
         Some(Command::Verify(args)) => case::verify(&cli.global, args, data_dir).await,
         Some(Command::Evidence(args)) => case::evidence(args, data_dir).await,
+        Some(Command::Done(args)) => case::done(&cli.global, args, data_dir).await,
         Some(Command::Demo(args)) => crate::tui::app::demo(&cli.global, args, data_dir).await,
         None => crate::tui::app::console(&cli.global, data_dir).await,
     }

@@ -76,6 +76,10 @@ pub struct GrantView {
     pub since_state: DateTime<Utc>,
     /// The last thing the API said about it (revoke answer or read error).
     pub last_answer: Option<String>,
+    /// Verified gone, but not removed by this tool (someone else did, or it
+    /// expired): see the ledger's `vanished` record.
+    #[serde(default)]
+    pub vanished: bool,
 }
 
 /// A snapshot of one leaver's case.
@@ -101,9 +105,14 @@ pub(crate) enum Change {
     /// A grant verified gone (or vanished) is listed again.
     Reappeared(String),
     /// A live or manual grant nobody here asked to remove is no longer
-    /// listed: gone without us.
+    /// listed: gone without us. Its state is `verified` (a fresh read
+    /// confirms the absence); the ledger and the view say who removed it.
     Vanished(Grant),
 }
+
+/// The answer shown for a grant a fresh read no longer lists although this
+/// tool did not remove it.
+pub const VANISHED_NOTE: &str = "gone without offboard: a fresh read no longer lists it (someone else removed it, or it expired)";
 
 /// The answer shown for a removal requested before an interruption that a
 /// fresh read still lists.
@@ -118,6 +127,8 @@ pub(crate) struct Entry {
     /// Its removal was requested in this case (a later absence is ours to
     /// verify, never "vanished").
     pub requested: bool,
+    /// Verified gone, but not removed by this tool.
+    pub vanished: bool,
 }
 
 impl Entry {
@@ -223,12 +234,16 @@ impl Case {
                     case.update_history(key, GrantState::Live, at, None);
                 }
                 LedgerEvent::Vanished { grant, read_at, .. } => {
+                    let key = grant.key();
                     case.set_from_history(
                         grant.clone(),
-                        GrantState::Vanished { at: *read_at },
+                        GrantState::Verified { at: *read_at },
                         at,
-                        None,
+                        Some(VANISHED_NOTE.to_string()),
                     );
+                    if let Some(e) = case.grants.iter_mut().find(|e| e.key() == key) {
+                        e.vanished = true;
+                    }
                 }
                 LedgerEvent::StillListed { key, note } => {
                     case.update_history(key, GrantState::Live, at, Some(note.clone()));
@@ -265,6 +280,7 @@ impl Case {
         match self.grants.iter_mut().find(|e| e.key() == key) {
             Some(e) => {
                 e.requested |= matches!(state, GrantState::Revoking);
+                e.vanished = false;
                 e.grant = grant;
                 e.state = state;
                 e.since = at;
@@ -274,6 +290,7 @@ impl Case {
             }
             None => self.grants.push(Entry {
                 requested: matches!(state, GrantState::Revoking),
+                vanished: false,
                 grant,
                 state,
                 since: at,
@@ -290,6 +307,7 @@ impl Case {
         answer: Option<String>,
     ) {
         if let Some(e) = self.grants.iter_mut().find(|e| e.key() == key) {
+            e.vanished = false;
             e.state = state;
             e.since = at;
             if answer.is_some() {
@@ -369,10 +387,8 @@ impl Case {
             }
             if let Some(pos) = listed.iter().position(|g| g.id == e.grant.id) {
                 e.grant = listed.remove(pos);
-                if matches!(
-                    e.state,
-                    GrantState::Verified { .. } | GrantState::Vanished { .. }
-                ) {
+                if matches!(e.state, GrantState::Verified { .. }) {
+                    e.vanished = false;
                     e.state = GrantState::Live;
                     e.since = now;
                     changes.push(Change::Reappeared(e.key()));
@@ -390,9 +406,7 @@ impl Case {
                     changes.push(Change::Verified(e.key()));
                     keep.push(e);
                 }
-                GrantState::Verified { .. }
-                | GrantState::Acknowledged { .. }
-                | GrantState::Vanished { .. } => keep.push(e),
+                GrantState::Verified { .. } | GrantState::Acknowledged { .. } => keep.push(e),
                 // Nobody here asked to remove it, and a fresh complete read
                 // no longer lists it: gone without us, kept in the view.
                 GrantState::Live if e.requested => {
@@ -402,7 +416,9 @@ impl Case {
                     keep.push(e);
                 }
                 GrantState::Live | GrantState::Manual => {
-                    e.state = GrantState::Vanished { at: now };
+                    e.state = GrantState::Verified { at: now };
+                    e.vanished = true;
+                    e.answer = Some(VANISHED_NOTE.to_string());
                     e.since = now;
                     changes.push(Change::Vanished(e.grant.clone()));
                     keep.push(e);
@@ -416,6 +432,7 @@ impl Case {
                 since: now,
                 answer: None,
                 requested: false,
+                vanished: false,
             });
         }
         self.grants = keep;
@@ -457,6 +474,9 @@ impl Case {
         let mut s = Summary::default();
         for e in self.grants.iter().filter(|e| sel.matches(&e.grant)) {
             s.add(&e.state);
+            if e.vanished && matches!(e.state, GrantState::Verified { .. }) {
+                s.vanished += 1;
+            }
         }
         for a in self
             .accounts
@@ -494,6 +514,7 @@ impl Case {
                 state: e.state.clone(),
                 since_state: e.since,
                 last_answer: e.answer.clone(),
+                vanished: e.vanished,
             })
             .collect();
         grants.sort_by(|a, b| {

@@ -98,8 +98,8 @@ pub struct Summary {
     pub removing: usize,
     pub verified: usize,
     pub acknowledged: usize,
-    /// Gone without this tool: a fresh read no longer lists a grant that
-    /// nobody here asked to remove (closed, not counted as removed by us).
+    /// Of the verified: gone without this tool (a fresh read no longer
+    /// lists a grant that nobody here asked to remove).
     pub vanished: usize,
     pub unconfirmed: usize,
     pub failed: usize,
@@ -120,7 +120,6 @@ impl Summary {
             GrantState::Unconfirmed { .. } => self.unconfirmed += 1,
             GrantState::Failed { .. } => self.failed += 1,
             GrantState::Manual => self.manual += 1,
-            GrantState::Vanished { .. } => self.vanished += 1,
         }
     }
 

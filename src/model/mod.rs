@@ -258,12 +258,6 @@ pub enum GrantState {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
     },
-    /// Gone without us: a fresh complete read (at `at`) no longer lists a
-    /// grant that was live, manual or refused. Closed (the read proves
-    /// absence) but never counted as removed by this tool.
-    Vanished {
-        at: DateTime<Utc>,
-    },
 }
 
 impl GrantState {
@@ -277,7 +271,6 @@ impl GrantState {
             GrantState::Failed { .. } => "failed",
             GrantState::Manual => "manual",
             GrantState::Acknowledged { .. } => "acknowledged",
-            GrantState::Vanished { .. } => "vanished",
         }
     }
 
@@ -289,18 +282,14 @@ impl GrantState {
                 | GrantState::Unconfirmed { .. }
                 | GrantState::Failed { .. }
                 | GrantState::Acknowledged { .. }
-                | GrantState::Vanished { .. }
         )
     }
 
-    /// Closed for good: verified by a fresh read, acknowledged, or shown
-    /// gone by a fresh read (vanished).
+    /// Closed for good: verified by a fresh read, or acknowledged.
     pub fn is_closed(&self) -> bool {
         matches!(
             self,
-            GrantState::Verified { .. }
-                | GrantState::Acknowledged { .. }
-                | GrantState::Vanished { .. }
+            GrantState::Verified { .. } | GrantState::Acknowledged { .. }
         )
     }
 

@@ -106,7 +106,6 @@ pub fn state_role(s: &GrantState) -> Role {
         GrantState::Manual => Role::Manual,
         GrantState::Acknowledged { .. } => Role::Acknowledged,
         // Closed by a fresh read, not by us: styled as closed, named apart.
-        GrantState::Vanished { .. } => Role::Acknowledged,
     }
 }
 
@@ -339,14 +338,14 @@ fn dominant<'a>(states: impl Iterator<Item = &'a GrantState>) -> Option<Role> {
         GrantState::Revoking | GrantState::Removed => 4,
         GrantState::Manual => 3,
         GrantState::Verified { .. } => 1,
-        GrantState::Acknowledged { .. } | GrantState::Vanished { .. } => 0,
+        GrantState::Acknowledged { .. } => 0,
     };
     states.max_by_key(|s| rank(s)).map(state_role)
 }
 
 fn summary_spans<'a>(m: &Model, l: &LeaverRow) -> Vec<Span<'a>> {
     let t = &m.theme;
-    let mut counts = [0usize; 8];
+    let mut counts = [0usize; 7];
     for g in &l.grants {
         let i = match g.state {
             GrantState::Live => 0,
@@ -356,7 +355,6 @@ fn summary_spans<'a>(m: &Model, l: &LeaverRow) -> Vec<Span<'a>> {
             GrantState::Unconfirmed { .. } => 4,
             GrantState::Failed { .. } => 5,
             GrantState::Manual => 6,
-            GrantState::Vanished { .. } => 7,
         };
         counts[i] += 1;
     }
@@ -368,7 +366,6 @@ fn summary_spans<'a>(m: &Model, l: &LeaverRow) -> Vec<Span<'a>> {
         ("unconfirmed", Role::Unconfirmed),
         ("failed", Role::Failed),
         ("manual", Role::Manual),
-        ("vanished", Role::Acknowledged),
     ];
     let mut spans = Vec::new();
     for (i, (name, role)) in names.iter().enumerate() {
