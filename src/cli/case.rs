@@ -38,7 +38,7 @@ pub const PLAN_SCHEMA: &str = "offboard.plan/1";
 #[derive(Debug, Serialize)]
 pub struct CaseJson {
     pub schema: &'static str,
-    /// `scan`, `revoke` or `verify`.
+    /// `scan`, `revoke`, `verify` or `done`.
     pub command: &'static str,
     pub email: String,
     pub apps: Vec<AppJson>,
@@ -106,6 +106,8 @@ pub struct GrantJson {
     pub reason: Option<String>,
     pub state_since: DateTime<Utc>,
     pub last_answer: Option<String>,
+    /// Verified gone, but not removed by offboard (someone else did, or it expired).
+    pub vanished: bool,
 }
 
 /// `--json` of `revoke --dry-run`.
@@ -157,6 +159,7 @@ fn grant_json(g: &GrantView) -> GrantJson {
         reason: g.state.reason().map(clean),
         state_since: g.since_state,
         last_answer: g.last_answer.as_deref().map(clean),
+        vanished: g.vanished,
     }
 }
 
