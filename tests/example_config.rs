@@ -23,7 +23,10 @@ fn shipped_example_matches_the_sandbox() {
         }
     }
     let shipped = std::fs::read_to_string(dir.join("config.toml")).unwrap();
-    assert_eq!(shipped, expected_config, "run with OFFBOARD_UPDATE_EXAMPLE=1");
+    assert_eq!(
+        shipped, expected_config,
+        "run with OFFBOARD_UPDATE_EXAMPLE=1"
+    );
     for entry in std::fs::read_dir(fresh.path()).unwrap() {
         let entry = entry.unwrap();
         let want = std::fs::read(entry.path()).unwrap();

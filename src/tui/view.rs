@@ -56,7 +56,7 @@ pub fn draw(m: &Model, area: Rect, buf: &mut Buffer) {
     let wide = area.width >= 100;
     match &m.screen {
         super::model::Screen::Overview => {
-            let qw = if wide { 38 } else { 30 };
+            let qw = if wide { 38 } else { 32 };
             let [q, main] =
                 Layout::horizontal([Constraint::Length(qw), Constraint::Min(20)]).areas(body);
             draw_queue(m, q, buf);
@@ -114,6 +114,10 @@ fn hhmmss(t: DateTime<Utc>) -> String {
         .to_string()
 }
 
+fn hhmm(t: DateTime<Utc>) -> String {
+    t.with_timezone(&chrono::Local).format("%H:%M").to_string()
+}
+
 fn health_role(h: HealthState) -> Role {
     match h {
         HealthState::Ok => Role::Ok,
@@ -154,33 +158,8 @@ fn draw_header(m: &Model, area: Rect, buf: &mut Buffer) {
     if area.height < 2 {
         return;
     }
-    let mut spans = Vec::new();
-    for (i, c) in m.connectors.iter().enumerate() {
-        if i > 0 {
-            spans.push(Span::styled(
-                format!(" {} ", if m.symbols.ascii { "|" } else { "│" }),
-                t.style(Role::Muted),
-            ));
-        }
-        spans.push(Span::styled(c.name.clone(), t.style(Role::Accent)));
-        spans.push(Span::raw(" "));
-        spans.push(Span::styled(
-            c.health.label(),
-            t.style(health_role(c.health)),
-        ));
-        if c.in_flight {
-            spans.push(Span::styled(
-                format!(" {}", m.symbols.spinner(m.spinner)),
-                t.style(Role::Muted),
-            ));
-        }
-        if let Some(at) = c.last_refresh {
-            spans.push(Span::styled(
-                format!(" {}", hhmmss(at)),
-                t.style(Role::Muted),
-            ));
-        }
-    }
+    let spans = header_health(m, area.width.saturating_sub(1) as usize);
+    let mut spans = spans;
     if m.connectors.is_empty() {
         spans.push(Span::styled(
             "no connectors configured",
@@ -193,6 +172,52 @@ fn draw_header(m: &Model, area: Rect, buf: &mut Buffer) {
         &Line::from(spans),
         area.width.saturating_sub(1),
     );
+}
+
+/// The header's health line, made shorter until it fits: full names with
+/// times, then without times, then connector ids.
+fn header_health<'a>(m: &Model, width: usize) -> Vec<Span<'a>> {
+    let t = &m.theme;
+    let sep = if m.symbols.ascii { " | " } else { " │ " };
+    for (long_names, times) in [(true, true), (true, false), (false, false)] {
+        let mut spans = Vec::new();
+        for (i, c) in m.connectors.iter().enumerate() {
+            if i > 0 {
+                spans.push(Span::styled(sep, t.style(Role::Muted)));
+            }
+            let name = if long_names { &c.name } else { &c.id };
+            spans.push(Span::styled(name.clone(), t.style(Role::Accent)));
+            spans.push(Span::raw(" "));
+            spans.push(Span::styled(
+                health_label(m, c.health),
+                t.style(health_role(c.health)),
+            ));
+            if c.in_flight {
+                spans.push(Span::styled(
+                    format!(" {}", m.symbols.spinner(m.spinner)),
+                    t.style(Role::Muted),
+                ));
+            }
+            if times && let Some(at) = c.last_refresh {
+                spans.push(Span::styled(
+                    format!(" {}", hhmmss(at)),
+                    t.style(Role::Muted),
+                ));
+            }
+        }
+        let w: usize = spans.iter().map(|s| s.width()).sum();
+        if w <= width || !long_names {
+            return spans;
+        }
+    }
+    Vec::new()
+}
+
+pub fn health_label(m: &Model, h: HealthState) -> &'static str {
+    match h {
+        HealthState::Unknown => m.symbols.ellipsis(),
+        other => other.label(),
+    }
 }
 
 fn exit_label(exit: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<String> {
@@ -211,6 +236,7 @@ fn status_role(s: &LeaverStatus) -> Role {
         LeaverStatus::Queued | LeaverStatus::NothingFound => Role::Muted,
         LeaverStatus::Discovering | LeaverStatus::Revoking => Role::Removing,
         LeaverStatus::Live(_) => Role::Live,
+        LeaverStatus::DiscoveryFailed => Role::Error,
         LeaverStatus::AllVerified => Role::Verified,
         LeaverStatus::NeedsAttention(_) => Role::Unconfirmed,
     }
@@ -271,11 +297,24 @@ fn draw_queue(m: &Model, area: Rect, buf: &mut Buffer) {
             ));
         }
         spans.push(Span::styled(status.label(), t.style(status_role(&status))));
-        if let Some(e) = exit_label(l.exit_at, m.now) {
+        // Only the selected leaver is refreshed live: say how old the
+        // others' status is.
+        if !sel
+            && l.discovered
+            && !matches!(status, LeaverStatus::Revoking)
+            && let Some(at) = l.as_of
+        {
             spans.push(Span::styled(
-                format!(" {} {e}", m.symbols.dot()),
+                format!(" as of {}", hhmm(at)),
                 t.style(Role::Muted),
             ));
+        }
+        if let Some(e) = exit_label(l.exit_at, m.now) {
+            let text = format!(" {} {e}", m.symbols.dot());
+            let used: usize = spans.iter().map(|s| s.width()).sum();
+            if used + text.width() <= r.width as usize {
+                spans.push(Span::styled(text, t.style(Role::Muted)));
+            }
         }
         buf.set_line(r.x, y + 1, &Line::from(spans), r.width);
     }
@@ -583,33 +622,34 @@ fn draw_grants(m: &Model, app: &str, area: Rect, buf: &mut Buffer) {
     if inner.height < 2 || inner.width < 10 {
         return;
     }
-    // Columns and their widths; drop by priority when narrow.
-    let w = inner.width;
-    let show_details = w >= 90;
-    let show_since = w >= 70;
-    let show_risk = w >= 60;
-    let show_kind = w >= 50;
-    let mark_w = 2u16;
-    let state_w = 20u16;
-    let since_w = if show_since { 10 } else { 0 };
-    let risk_w = if show_risk { 9 } else { 0 };
-    let kind_w = if show_kind { 13 } else { 0 };
-    let fixed = mark_w + state_w + since_w + risk_w + kind_w;
-    let flex = w.saturating_sub(fixed);
-    let (label_w, details_w) = if show_details {
-        (flex * 11 / 20, flex - flex * 11 / 20)
+    // The selected grant in full, under the table.
+    let detail_h = if inner.height >= 9 {
+        2
+    } else if inner.height >= 5 {
+        1
     } else {
-        (flex, 0)
+        0
     };
+    if detail_h > 0 {
+        let r = Rect {
+            y: inner.y + inner.height - detail_h,
+            height: detail_h,
+            ..inner
+        };
+        draw_grant_status(m, r, buf);
+        inner.height -= detail_h;
+    }
+    let w = inner.width;
+    let c = grant_columns(w);
     let hdr = t.style(Role::Muted);
-    let mut x = inner.x + mark_w;
+    let mut x = inner.x + c.mark;
     for (text, width) in [
-        ("grant", label_w),
-        ("kind", kind_w),
-        ("risk", risk_w),
-        ("state", state_w),
-        ("since", since_w),
-        ("details", details_w),
+        ("grant", c.label),
+        ("kind", c.kind),
+        ("risk", c.risk),
+        ("state", c.state),
+        ("since", c.since),
+        ("details", c.details),
     ] {
         if width > 0 {
             buf.set_stringn(x, inner.y, text, width as usize, hdr);
@@ -627,6 +667,7 @@ fn draw_grants(m: &Model, app: &str, area: Rect, buf: &mut Buffer) {
     offset = offset.min(m.grant_view.len().saturating_sub(rows));
     m.grant_offset.set(offset);
     let end = (offset + rows).min(m.grant_view.len());
+    let short_kind = c.kind < 13;
     for (row, &gi) in m.grant_view[offset..end].iter().enumerate() {
         let g = &l.grants[gi];
         let y = inner.y + 1 + row as u16;
@@ -643,7 +684,7 @@ fn draw_grants(m: &Model, app: &str, area: Rect, buf: &mut Buffer) {
         if marked {
             buf.set_stringn(inner.x, y, m.symbols.mark(), 1, t.style(Role::Mark));
         }
-        let mut x = inner.x + mark_w;
+        let mut x = inner.x + c.mark;
         let cell = |buf: &mut Buffer, x: &mut u16, text: &str, width: u16, style: Style| {
             if width > 0 {
                 let room = width.saturating_sub(1) as usize;
@@ -662,44 +703,206 @@ fn draw_grants(m: &Model, app: &str, area: Rect, buf: &mut Buffer) {
                 *x += width;
             }
         };
-        cell(buf, &mut x, &g.grant.label, label_w, base);
-        cell(buf, &mut x, g.grant.kind.as_str(), kind_w, base);
-        cell(buf, &mut x, g.grant.risk.as_str(), risk_w, base);
-        let state_text = match &g.state {
-            GrantState::Revoking | GrantState::Removed => {
-                format!("removing {}", m.symbols.spinner(m.spinner))
-            }
-            GrantState::Verified { at } => format!("verified {}", hhmmss(*at)),
-            GrantState::Manual if g.grant.is_manual() => "manual step".to_string(),
-            other => other.to_string(),
+        cell(buf, &mut x, &g.grant.label, c.label, base);
+        let kind = if short_kind {
+            kind_short(g.grant.kind)
+        } else {
+            g.grant.kind.as_str()
         };
-        cell(buf, &mut x, &state_text, state_w, base);
+        cell(buf, &mut x, kind, c.kind, base);
+        cell(buf, &mut x, g.grant.risk.as_str(), c.risk, base);
+        cell(buf, &mut x, &state_text(m, g), c.state, base);
         let since = g.since_state.map(hhmmss).unwrap_or_default();
-        cell(buf, &mut x, &since, since_w, base);
-        let details = match (&g.state, &g.answer) {
-            (GrantState::Failed { .. } | GrantState::Unconfirmed { .. }, Some(a)) => {
-                format!("{a} {}", g.grant.details)
-            }
-            _ => g.grant.details.clone(),
-        };
-        cell(buf, &mut x, &details, details_w, base);
+        cell(buf, &mut x, &since, c.since, base);
+        cell(buf, &mut x, &grant_details(g), c.details, base);
         if offset + row == m.grant_sel && focused {
             buf.set_style(rect, t.style(Role::Selection));
         }
     }
     if m.grant_view.is_empty() {
-        let text = if m.filter_grants.is_empty() {
-            "no grants in this app"
+        let ambiguous = match l.accounts.get(app) {
+            Some(AccountStatus::Ambiguous { candidates }) => Some(candidates.len()),
+            _ => None,
+        };
+        let text = if let Some(n) = ambiguous {
+            format!("{n} accounts match this leaver: Enter to see them")
+        } else if m.filter_grants.is_empty() {
+            "no grants in this app".to_string()
         } else {
-            "no grant matches the filter"
+            "no grant matches the filter".to_string()
         };
         buf.set_stringn(
             inner.x + 2,
             inner.y + 1,
             text,
             inner.width as usize - 2,
-            t.style(Role::Muted),
+            t.style(if ambiguous.is_some() {
+                Role::Warning
+            } else {
+                Role::Muted
+            }),
         );
+    }
+}
+
+/// Column widths of the grant table for an inner width `w`: the label gets
+/// what is left once the state stays readable; kind, risk, since and
+/// details come and go with the room there is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrantColumns {
+    pub mark: u16,
+    pub label: u16,
+    pub kind: u16,
+    pub risk: u16,
+    pub state: u16,
+    pub since: u16,
+    pub details: u16,
+}
+
+pub fn grant_columns(w: u16) -> GrantColumns {
+    let mark = 2;
+    // "verified 10:02:03", "acknowledged", "removing ⠋" fit in 18.
+    let state = 18;
+    let kind = if w >= 120 {
+        13
+    } else if w >= 50 {
+        7
+    } else {
+        0
+    };
+    let risk = if w >= 120 {
+        9
+    } else if w >= 60 {
+        7
+    } else {
+        0
+    };
+    let since = if w >= 110 { 10 } else { 0 };
+    let flex = w.saturating_sub(mark + state + kind + risk + since);
+    // Details only when the label keeps at least 34 columns.
+    let (label, details) = if flex >= 34 + 24 {
+        let label = (flex / 2).max(34);
+        (label, flex - label)
+    } else {
+        (flex, 0)
+    };
+    GrantColumns {
+        mark,
+        label,
+        kind,
+        risk,
+        state,
+        since,
+        details,
+    }
+}
+
+/// The state as the table shows it (the reason goes to the details).
+fn state_text(m: &Model, g: &GrantRow) -> String {
+    match &g.state {
+        GrantState::Revoking | GrantState::Removed => {
+            format!("removing {}", m.symbols.spinner(m.spinner))
+        }
+        GrantState::Verified { at } => format!("verified {}", hhmmss(*at)),
+        GrantState::Manual if g.grant.is_manual() => "manual step".to_string(),
+        other => other.name().to_string(),
+    }
+}
+
+/// Details: for a failed or unconfirmed grant the reason and the API's
+/// answer come first.
+fn grant_details(g: &GrantRow) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    if let Some(r) = g.state.reason()
+        && matches!(
+            g.state,
+            GrantState::Failed { .. } | GrantState::Unconfirmed { .. }
+        )
+    {
+        parts.push(r);
+    }
+    if let (GrantState::Failed { .. } | GrantState::Unconfirmed { .. }, Some(a)) =
+        (&g.state, &g.answer)
+    {
+        parts.push(a);
+    }
+    if !g.grant.details.is_empty() {
+        parts.push(&g.grant.details);
+    }
+    parts.join(" - ")
+}
+
+/// What to do about a grant that needs a person: the manual instructions,
+/// or, for a failed revoke, doing it in the app's admin console.
+fn manual_step(m: &Model, g: &GrantRow) -> Option<String> {
+    match (&g.grant.revocation, &g.state) {
+        (crate::model::Revocation::Manual { instructions }, _) => Some(instructions.clone()),
+        (_, GrantState::Failed { .. }) => Some(format!(
+            "retry with r, or remove it in the {} admin console and refresh (v)",
+            m.connector_name(&g.grant.connector)
+        )),
+        (_, GrantState::Unconfirmed { .. }) => Some(format!(
+            "still listed after the revoke: check it in the {} admin console, then retry with r",
+            m.connector_name(&g.grant.connector)
+        )),
+        _ => None,
+    }
+}
+
+/// One or two lines about the selected grant: its full label, then the
+/// reason, manual step or details.
+fn draw_grant_status(m: &Model, area: Rect, buf: &mut Buffer) {
+    let t = &m.theme;
+    let Some(g) = m.selected_grant() else {
+        return;
+    };
+    let role = state_role(&g.state);
+    let mut first = vec![
+        Span::styled(format!("{} ", m.symbols.pointer()), t.style(Role::Accent)),
+        Span::styled(g.grant.label.clone(), t.style(Role::Accent)),
+        Span::styled(
+            format!(
+                " {} {} {} {} risk {} ",
+                m.symbols.dot(),
+                g.grant.kind.as_str(),
+                m.symbols.dot(),
+                g.grant.risk.as_str(),
+                m.symbols.dot()
+            ),
+            t.style(Role::Muted),
+        ),
+        Span::styled(state_text(m, g), t.style(role)),
+    ];
+    let reason = match &g.state {
+        GrantState::Failed { reason } | GrantState::Unconfirmed { reason } => Some(reason.clone()),
+        GrantState::Acknowledged { note: Some(n), .. } => Some(format!("note: {n}")),
+        _ => None,
+    };
+    let second: Vec<Span> = match (reason, manual_step(m, g)) {
+        (Some(r), Some(step)) => vec![
+            Span::styled(r, t.style(role)),
+            Span::styled(format!(" {} ", m.symbols.dot()), t.style(Role::Muted)),
+            Span::styled(format!("manual: {step}"), t.style(Role::Manual)),
+        ],
+        (Some(r), None) => vec![Span::styled(r, t.style(role))],
+        (None, Some(step)) => vec![Span::styled(
+            format!("manual: {step}"),
+            t.style(Role::Manual),
+        )],
+        (None, None) => vec![Span::styled(g.grant.details.clone(), t.style(Role::Text))],
+    };
+    if area.height >= 2 {
+        buf.set_line(area.x, area.y, &Line::from(first), area.width);
+        let mut second = second;
+        second.insert(0, Span::raw("  "));
+        buf.set_line(area.x, area.y + 1, &Line::from(second), area.width);
+    } else {
+        first.push(Span::styled(
+            format!(" {} ", m.symbols.dot()),
+            t.style(Role::Muted),
+        ));
+        first.extend(second);
+        buf.set_line(area.x, area.y, &Line::from(first), area.width);
     }
 }
 
@@ -827,6 +1030,139 @@ fn draw_footer(m: &Model, area: Rect, buf: &mut Buffer) {
         spans.push(Span::styled(format!(" {what} "), t.style(Role::Muted)));
     }
     buf.set_line(area.x, area.y, &Line::from(spans), area.width);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn draw_login(
+    m: &Model,
+    app: &str,
+    prompt: Option<&LoginPrompt>,
+    pasted: &str,
+    submitted: bool,
+    error: Option<&str>,
+    area: Rect,
+    buf: &mut Buffer,
+) {
+    let t = &m.theme;
+    let r = popup(area, 78, 15);
+    Clear.render(r, buf);
+    let b = block(
+        m,
+        Span::styled(format!(" Sign in to {app} "), t.style(Role::Accent)),
+        true,
+    );
+    let inner = b.inner(r);
+    b.render(r, buf);
+    let cursor = if m.symbols.ascii { "_" } else { "▏" };
+    let mut lines: Vec<Line> = Vec::new();
+    match prompt {
+        None if error.is_none() => lines.push(Line::from(format!(
+            "{} asking the authorization server{}",
+            m.symbols.spinner(m.spinner),
+            m.symbols.ellipsis()
+        ))),
+        None => {}
+        Some(LoginPrompt::Device {
+            user_code,
+            verification_uri,
+            verification_uri_complete,
+            expires_at,
+        }) => {
+            lines.push(Line::from("On any device with a browser, open"));
+            lines.push(Line::from(Span::styled(
+                format!("  {verification_uri}"),
+                t.style(Role::Accent),
+            )));
+            lines.push(Line::from(vec![
+                Span::raw("and enter the code  "),
+                Span::styled(user_code.clone(), t.style(Role::Danger)),
+            ]));
+            if let Some(c) = verification_uri_complete {
+                lines.push(Line::from(Span::styled(
+                    "(or open this address, which has the code filled in:)",
+                    t.style(Role::Muted),
+                )));
+                lines.push(Line::from(Span::styled(
+                    format!("  {c}"),
+                    t.style(Role::Accent),
+                )));
+            }
+            if error.is_none() {
+                let left = (*expires_at - m.now).num_seconds().max(0);
+                lines.push(Line::from(""));
+                lines.push(Line::from(Span::styled(
+                    format!(
+                        "{} waiting for approval (code valid {}:{:02} more)",
+                        m.symbols.spinner(m.spinner),
+                        left / 60,
+                        left % 60
+                    ),
+                    t.style(Role::Muted),
+                )));
+            }
+        }
+        Some(LoginPrompt::Code {
+            url,
+            redirect_uri,
+            browser_opened,
+        }) => {
+            lines.push(Line::from(if *browser_opened {
+                "A browser was opened. If it did not, open this URL on any machine:"
+            } else {
+                "Open this URL in a browser on any machine:"
+            }));
+            lines.push(Line::from(Span::styled(url.clone(), t.style(Role::Accent))));
+            lines.push(Line::from(format!(
+                "Approve. If the browser then fails to load {redirect_uri}, copy its whole address and paste it here:"
+            )));
+            lines.push(Line::from(vec![
+                Span::styled("> ", t.style(Role::Accent)),
+                Span::raw(pasted.to_string()),
+                Span::styled(
+                    if submitted || error.is_some() {
+                        ""
+                    } else {
+                        cursor
+                    },
+                    t.style(Role::Accent),
+                ),
+            ]));
+            if submitted && error.is_none() {
+                lines.push(Line::from(Span::styled(
+                    format!("{} exchanging the code", m.symbols.spinner(m.spinner)),
+                    t.style(Role::Muted),
+                )));
+            }
+        }
+    }
+    if let Some(e) = error {
+        lines.push(Line::from(""));
+        lines.push(Line::from(Span::styled(
+            format!("Sign-in failed: {e}"),
+            t.style(Role::Error),
+        )));
+    }
+    let body = Rect {
+        height: inner.height.saturating_sub(1),
+        ..inner
+    };
+    Paragraph::new(lines)
+        .wrap(Wrap { trim: false })
+        .render(body, buf);
+    let keys = if error.is_some() {
+        "Esc close"
+    } else if matches!(prompt, Some(LoginPrompt::Code { .. })) && !submitted {
+        "Enter send the pasted address   Esc cancel"
+    } else {
+        "Esc cancel"
+    };
+    buf.set_stringn(
+        inner.x,
+        inner.y + inner.height.saturating_sub(1),
+        keys,
+        inner.width as usize,
+        t.style(Role::Muted),
+    );
 }
 
 fn popup(area: Rect, w: u16, h: u16) -> Rect {
@@ -975,6 +1311,168 @@ fn draw_dialog(m: &Model, d: &Dialog, area: Rect, buf: &mut Buffer) {
             Paragraph::new(lines)
                 .wrap(Wrap { trim: true })
                 .render(inner, buf);
+        }
+        Dialog::Login {
+            app,
+            prompt,
+            pasted,
+            submitted,
+            error,
+        } => draw_login(
+            m,
+            app,
+            prompt.as_ref(),
+            pasted,
+            *submitted,
+            error.as_deref(),
+            area,
+            buf,
+        ),
+        Dialog::GrantDetail { key } => {
+            let Some(g) = m.selected().and_then(|l| l.grant(key)) else {
+                return;
+            };
+            let r = popup(area, 76, 16);
+            Clear.render(r, buf);
+            let b = block(m, Span::styled(" Grant ", t.style(Role::Accent)), true);
+            let inner = b.inner(r);
+            b.render(r, buf);
+            let field = |k: &str, v: String, role: Role| {
+                Line::from(vec![
+                    Span::styled(format!("{k:<9}"), t.style(Role::Muted)),
+                    Span::styled(v, t.style(role)),
+                ])
+            };
+            let mut lines = vec![
+                field("grant", g.grant.label.clone(), Role::Accent),
+                field(
+                    "app",
+                    format!("{} ({})", m.connector_name(&g.grant.connector), g.key),
+                    Role::Text,
+                ),
+                field(
+                    "kind",
+                    format!("{}, {} risk", g.grant.kind.as_str(), g.grant.risk.as_str()),
+                    Role::Text,
+                ),
+                field(
+                    "state",
+                    match g.since_state {
+                        Some(at) => format!("{} since {}", state_text(m, g), hhmmss(at)),
+                        None => state_text(m, g),
+                    },
+                    state_role(&g.state),
+                ),
+            ];
+            match &g.state {
+                GrantState::Failed { reason } | GrantState::Unconfirmed { reason } => {
+                    lines.push(field("reason", reason.clone(), state_role(&g.state)));
+                }
+                GrantState::Acknowledged { note: Some(n), .. } => {
+                    lines.push(field("note", n.clone(), Role::Text));
+                }
+                _ => {}
+            }
+            if let Some(a) = &g.answer {
+                lines.push(field("API said", a.clone(), Role::Text));
+            }
+            if !g.grant.details.is_empty() {
+                lines.push(field("details", g.grant.details.clone(), Role::Text));
+            }
+            if let Some(s) = &g.grant.since {
+                lines.push(field("granted", s.clone(), Role::Text));
+            }
+            if let Some(step) = manual_step(m, g) {
+                lines.push(field("manual", step, Role::Manual));
+            }
+            let body = Rect {
+                height: inner.height.saturating_sub(1),
+                ..inner
+            };
+            Paragraph::new(lines)
+                .wrap(Wrap { trim: false })
+                .render(body, buf);
+            buf.set_stringn(
+                inner.x,
+                inner.y + inner.height.saturating_sub(1),
+                "Esc close",
+                inner.width as usize,
+                t.style(Role::Muted),
+            );
+        }
+        Dialog::Accounts {
+            email,
+            app,
+            candidates,
+            selected,
+        } => {
+            let r = popup(area, 78, 10 + candidates.len().min(8) as u16);
+            Clear.render(r, buf);
+            let b = block(
+                m,
+                Span::styled(
+                    format!(
+                        " {} accounts match in {} ",
+                        candidates.len(),
+                        m.connector_name(app)
+                    ),
+                    t.style(Role::Warning),
+                ),
+                true,
+            );
+            let inner = b.inner(r);
+            b.render(r, buf);
+            let mut lines = vec![
+                Line::from(format!("{email} matches several accounts:")),
+                Line::from(Span::styled(
+                    format!(
+                        "  {:<30} {:<18} {:<9} last login",
+                        "login", "name", "status"
+                    ),
+                    t.style(Role::Muted),
+                )),
+            ];
+            for (i, c) in candidates.iter().take(8).enumerate() {
+                let sel = i == *selected;
+                let style = if sel {
+                    t.style(Role::Selection)
+                } else {
+                    t.style(Role::Text)
+                };
+                let login = truncate(&c.login, 30);
+                let name = truncate(&c.display_name, 18);
+                lines.push(Line::from(Span::styled(
+                    format!(
+                        "{} {login:<30} {name:<18} {:<9} {}",
+                        if sel { m.symbols.pointer() } else { " " },
+                        if c.active { "active" } else { "inactive" },
+                        c.last_login.as_deref().unwrap_or("never")
+                    ),
+                    style,
+                )));
+            }
+            lines.push(Line::from(""));
+            lines.push(Line::from(Span::styled(
+                format!(
+                    "offboard never guesses: nothing in {} is read or revoked for this leaver until one is picked. Compare them in the app's admin console.",
+                    m.connector_name(app)
+                ),
+                t.style(Role::Warning),
+            )));
+            Paragraph::new(lines).wrap(Wrap { trim: false }).render(
+                Rect {
+                    height: inner.height.saturating_sub(1),
+                    ..inner
+                },
+                buf,
+            );
+            buf.set_stringn(
+                inner.x,
+                inner.y + inner.height.saturating_sub(1),
+                "j/k move   Esc close",
+                inner.width as usize,
+                t.style(Role::Muted),
+            );
         }
         Dialog::Help => {
             let r = popup(area, 66, 22);
