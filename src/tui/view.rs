@@ -459,7 +459,7 @@ fn draw_matrix(m: &Model, area: Rect, buf: &mut Buffer) {
         .filter(|k| l.grants.iter().any(|g| g.grant.kind == *k))
         .collect();
     let app_w: u16 = if inner.width >= 56 { 18 } else { 12 };
-    let acct_w: u16 = 10;
+    let acct_w: u16 = if inner.width >= 60 { 14 } else { 10 };
     let open_w: u16 = 5;
     let mut used = app_w + acct_w + open_w;
     let mut kinds = Vec::new();
@@ -520,6 +520,14 @@ fn draw_matrix(m: &Model, area: Rect, buf: &mut Buffer) {
             Some(a @ AccountStatus::Found { active: true, .. }) => (a.label(), Role::Text),
             Some(a) => (a.label(), Role::Muted),
             None => ("-".to_string(), Role::Muted),
+        };
+        let acct = if acct.width() >= acct_w as usize {
+            match l.accounts.get(&c.id) {
+                Some(AccountStatus::Failed { .. }) => "failed".to_string(),
+                _ => acct,
+            }
+        } else {
+            acct
         };
         buf.set_stringn(x, y, acct, acct_w as usize - 1, t.style(role));
         x += acct_w;
