@@ -133,7 +133,11 @@ impl Keys {
     }
 }
 
-async fn screen_until(screen: &Arc<Mutex<String>>, what: &str, pred: impl Fn(&str) -> bool) -> String {
+async fn screen_until(
+    screen: &Arc<Mutex<String>>,
+    what: &str,
+    pred: impl Fn(&str) -> bool,
+) -> String {
     common::wait_for(Duration::from_secs(20), what, || {
         let s = screen.lock().unwrap().clone();
         let ok = pred(&s);
@@ -174,7 +178,14 @@ fn wrapped(screen: &str, start: &str, end: &str) -> String {
 
 async fn consent(auth_url: &str, approve: bool) -> String {
     let http = shared_reqwest();
-    let html = http.get(auth_url).send().await.unwrap().text().await.unwrap();
+    let html = http
+        .get(auth_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let marker = "name=\"request_id\" value=\"";
     let start = html.find(marker).expect("consent form") + marker.len();
     let request_id = &html[start..start + html[start..].find('"').unwrap()];
@@ -232,7 +243,12 @@ async fn login_dialogs_run_the_real_flows() {
     let engine = Engine::new(connectors, ledger, opts, tx);
     let mut sign_in = resolved.clone();
     sign_in.push(oauth_app("device-app", &base, "device-code", dir.path()));
-    sign_in.push(oauth_app("web-app", &base, "authorization-code", dir.path()));
+    sign_in.push(oauth_app(
+        "web-app",
+        &base,
+        "authorization-code",
+        dir.path(),
+    ));
 
     let console = ConsoleOptions {
         operator: "tester".into(),
@@ -267,7 +283,9 @@ async fn login_dialogs_run_the_real_flows() {
     let driver = async {
         // The failing token shows in the header once Slack was read.
         screen_until(&screen, "Slack auth error in the header", |s| {
-            s.lines().nth(1).is_some_and(|h| h.contains("Slack auth error"))
+            s.lines()
+                .nth(1)
+                .is_some_and(|h| h.contains("Slack auth error"))
         })
         .await;
 
@@ -307,7 +325,10 @@ async fn login_dialogs_run_the_real_flows() {
 
         // Esc while polling cancels: the dialog goes and nothing is signed in.
         keys.command("login device-app");
-        screen_until(&screen, "a third code", |s| s.contains("and enter the code")).await;
+        screen_until(&screen, "a third code", |s| {
+            s.contains("and enter the code")
+        })
+        .await;
         keys.key(KeyCode::Esc);
         screen_until(&screen, "the cancel", |s| {
             !s.contains("Sign in to") && s.contains("device-app: sign-in cancelled")
@@ -321,7 +342,10 @@ async fn login_dialogs_run_the_real_flows() {
         })
         .await;
         let url = wrapped(&s, "Open this URL", "Approve.");
-        assert!(url.starts_with(&format!("{base}/oauth2/authorize?")), "{url}\n{s}");
+        assert!(
+            url.starts_with(&format!("{base}/oauth2/authorize?")),
+            "{url}\n{s}"
+        );
         let location = consent(&url, true).await;
         assert!(location.contains("code="), "{location}");
         keys.paste(&location);
@@ -348,7 +372,11 @@ async fn login_dialogs_run_the_real_flows() {
         .await
         .unwrap();
     let shown = screen.lock().unwrap().clone();
-    let log: String = model.activity.iter().map(|l| l.text.clone() + "\n").collect();
+    let log: String = model
+        .activity
+        .iter()
+        .map(|l| l.text.clone() + "\n")
+        .collect();
     for t in issued["issued"].as_array().unwrap() {
         let t = t.as_str().unwrap();
         assert!(!shown.contains(t) && !log.contains(t), "{t} leaked");
