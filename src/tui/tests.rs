@@ -1167,3 +1167,45 @@ fn display_names_with_escape_sequences_are_sanitised() {
         );
     }
 }
+
+#[test]
+fn a_refused_revoke_shows_its_reason_and_the_manual_step() {
+    let mut m = model_with(false, "default");
+    in_google(&mut m);
+    update(&mut m, ch('G'));
+    update(
+        &mut m,
+        Action::Engine(Event::State {
+            email: "marcus.reyes@example.com".into(),
+            key: "google/token:f".into(),
+            state: GrantState::Failed {
+                reason: "refused by the app: default case owner; manual step: Reassign the Default Case Owner in Setup, then deactivate again".into(),
+            },
+            at: t0(),
+        }),
+    );
+    let s = text(&render(&m, 80, 24));
+    assert!(
+        s.contains("  refused by the app: default case owner"),
+        "{s}"
+    );
+    assert!(
+        s.contains("  manual: Reassign the Default Case Owner in Setup"),
+        "{s}"
+    );
+    update(&mut m, key(KeyCode::Enter));
+    let s = text(&render(&m, 80, 24));
+    // The popup wraps the whole step under its label.
+    assert!(s.contains("then deactivate again"), "{s}");
+    assert!(!s.contains("; manual step:"), "{s}");
+}
+
+#[test]
+fn wrap_text_keeps_words_and_cuts_long_ones() {
+    assert_eq!(
+        view::wrap_text("one two three four", 9),
+        vec!["one two", "three", "four"]
+    );
+    assert_eq!(view::wrap_text("abcdefghij", 4), vec!["abcd", "efgh", "ij"]);
+    assert_eq!(view::wrap_text("", 4), vec![""]);
+}

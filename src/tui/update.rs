@@ -557,6 +557,10 @@ pub fn apply_snapshot(model: &mut Model, email: &str, snap: CaseSnapshot) {
     }
 }
 
+fn is_selected(model: &Model, email: &str) -> bool {
+    model.selected().is_some_and(|l| l.email == email)
+}
+
 fn on_event(model: &mut Model, ev: Event) {
     match ev {
         Event::CaseOpened { email } => {
@@ -567,7 +571,9 @@ fn on_event(model: &mut Model, ev: Event) {
             if let Some(l) = model.leaver_mut(&email) {
                 l.accounts.insert(connector.clone(), AccountStatus::Pending);
             }
-            model.log(Level::Info, format!("{connector}: looking up {email}"));
+            if is_selected(model, &email) {
+                model.log(Level::Info, format!("{connector}: looking up {email}"));
+            }
         }
         Event::Lookup {
             email,
@@ -587,10 +593,14 @@ fn on_event(model: &mut Model, ev: Event) {
                 },
             };
             let status = clean_account(status);
-            model.log(
-                Level::Info,
-                format!("{connector}: {email}: {}", status.label()),
-            );
+            // Background discoveries log one summary line each, not every
+            // step: the pane stays about the leaver on screen.
+            if is_selected(model, &email) || matches!(status, AccountStatus::Ambiguous { .. }) {
+                model.log(
+                    Level::Info,
+                    format!("{connector}: {email}: account {}", status.label()),
+                );
+            }
             if let Some(l) = model.leaver_mut(&email) {
                 if let AccountStatus::Found { display_name, .. } = &status
                     && l.name.is_none()
@@ -649,7 +659,7 @@ fn on_event(model: &mut Model, ev: Event) {
                     }
                 }
             }
-            if added > 0 {
+            if added > 0 && is_selected(model, &email) {
                 model.log(
                     Level::Info,
                     format!("{connector}: {added} new grants for {email}"),

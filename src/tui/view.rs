@@ -381,7 +381,8 @@ fn dominant<'a>(states: impl Iterator<Item = &'a GrantState>) -> Option<Role> {
     states.max_by_key(|s| rank(s)).map(state_role)
 }
 
-fn summary_spans<'a>(m: &Model, l: &LeaverRow) -> Vec<Span<'a>> {
+/// Counts by state for a block's bottom title, shortened to fit `width`.
+fn summary_spans<'a>(m: &Model, l: &LeaverRow, width: u16) -> Vec<Span<'a>> {
     let t = &m.theme;
     let mut counts = [0usize; 7];
     for g in &l.grants {
@@ -397,26 +398,43 @@ fn summary_spans<'a>(m: &Model, l: &LeaverRow) -> Vec<Span<'a>> {
         counts[i] += 1;
     }
     let names = [
-        ("live", Role::Live),
-        ("removing", Role::Removing),
-        ("verified", Role::Verified),
-        ("acknowledged", Role::Acknowledged),
-        ("unconfirmed", Role::Unconfirmed),
-        ("failed", Role::Failed),
-        ("manual", Role::Manual),
+        ("live", "live", Role::Live),
+        ("removing", "removing", Role::Removing),
+        ("verified", "verified", Role::Verified),
+        ("acknowledged", "ack", Role::Acknowledged),
+        ("unconfirmed", "unconf", Role::Unconfirmed),
+        ("failed", "failed", Role::Failed),
+        ("manual", "manual", Role::Manual),
     ];
-    let mut spans = Vec::new();
-    for (i, (name, role)) in names.iter().enumerate() {
-        if counts[i] > 0 {
-            spans.push(Span::styled(
-                format!(" {} {name} ", counts[i]),
-                t.style(*role),
-            ));
+    let open = counts[0] + counts[1] + counts[4] + counts[5] + counts[6];
+    let build = |short: bool, left: bool| {
+        let mut spans = Vec::new();
+        for (i, (long, brief, role)) in names.iter().enumerate() {
+            if counts[i] > 0 {
+                let name = if short { brief } else { long };
+                let text = if short {
+                    format!(" {} {name}", counts[i])
+                } else {
+                    format!(" {} {name} ", counts[i])
+                };
+                spans.push(Span::styled(text, t.style(*role)));
+            }
+        }
+        if left {
+            spans.push(Span::styled(format!(" {open} left "), t.style(Role::Muted)));
+        } else if short {
+            spans.push(Span::raw(" "));
+        }
+        spans
+    };
+    let fits = |spans: &Vec<Span>| spans.iter().map(|s| s.width()).sum::<usize>() <= width as usize;
+    for (short, left) in [(false, true), (true, true), (true, false)] {
+        let spans = build(short, left);
+        if fits(&spans) {
+            return spans;
         }
     }
-    let open = counts[0] + counts[1] + counts[4] + counts[5] + counts[6];
-    spans.push(Span::styled(format!(" {open} left "), t.style(Role::Muted)));
-    spans
+    build(true, false)
 }
 
 fn draw_matrix(m: &Model, area: Rect, buf: &mut Buffer) {
@@ -444,7 +462,11 @@ fn draw_matrix(m: &Model, area: Rect, buf: &mut Buffer) {
         Line::from(Span::styled(who, t.style(Role::Accent))),
         focused,
     )
-    .title_bottom(Line::from(summary_spans(m, l)));
+    .title_bottom(Line::from(summary_spans(
+        m,
+        l,
+        area.width.saturating_sub(2),
+    )));
     let mut inner = b.inner(area);
     b.render(area, buf);
     // Revoke-all gauge, by phase.
@@ -509,7 +531,14 @@ fn draw_matrix(m: &Model, area: Rect, buf: &mut Buffer) {
         buf.set_stringn(
             x,
             y,
-            format!("{pointer}{}", c.name),
+            format!(
+                "{pointer}{}",
+                if c.name.width() + 2 > app_w as usize && c.id.width() < c.name.width() {
+                    &c.id
+                } else {
+                    &c.name
+                }
+            ),
             app_w as usize - 1,
             Style::default(),
         );
@@ -577,7 +606,7 @@ fn draw_gauge(m: &Model, l: &LeaverRow, area: Rect, buf: &mut Buffer) {
         .map(|(p, _)| *p)
         .unwrap_or(Phase::CloseAccount);
     let label = format!(
-        " phase {}/3 {} {done}/{total} ",
+        " phase {}/3 {}: {done}/{total} done ",
         current.number(),
         current.title()
     );
@@ -614,7 +643,11 @@ fn draw_grants(m: &Model, app: &str, area: Rect, buf: &mut Buffer) {
         focused,
     );
     let b = match m.selected() {
-        Some(l) => b.title_bottom(Line::from(summary_spans(m, l))),
+        Some(l) => b.title_bottom(Line::from(summary_spans(
+            m,
+            l,
+            area.width.saturating_sub(2),
+        ))),
         None => b,
     };
     let mut inner = b.inner(area);
@@ -631,7 +664,12 @@ fn draw_grants(m: &Model, app: &str, area: Rect, buf: &mut Buffer) {
         return;
     }
     // The selected grant in full, under the table.
-    let detail_h = if inner.height >= 9 {
+    let attention = m
+        .selected_grant()
+        .is_some_and(|g| g.state.needs_attention());
+    let detail_h = if inner.height >= 12 && attention {
+        3
+    } else if inner.height >= 9 {
         2
     } else if inner.height >= 5 {
         1
@@ -778,13 +816,7 @@ pub fn grant_columns(w: u16) -> GrantColumns {
     } else {
         0
     };
-    let risk = if w >= 120 {
-        9
-    } else if w >= 60 {
-        7
-    } else {
-        0
-    };
+    let risk = if w >= 60 { 9 } else { 0 };
     let since = if w >= 110 { 10 } else { 0 };
     let flex = w.saturating_sub(mark + state + kind + risk + since);
     // Details only when the label keeps at least 34 columns.
@@ -840,9 +872,27 @@ fn grant_details(g: &GrantRow) -> String {
     parts.join(" - ")
 }
 
+/// A failure reason without the manual step the engine appended to it.
+fn reason_of(g: &GrantRow) -> Option<&str> {
+    match &g.state {
+        GrantState::Failed { reason } | GrantState::Unconfirmed { reason } => Some(
+            reason
+                .split_once("; manual step: ")
+                .map_or(reason.as_str(), |(r, _)| r),
+        ),
+        _ => None,
+    }
+}
+
 /// What to do about a grant that needs a person: the manual instructions,
-/// or, for a failed revoke, doing it in the app's admin console.
+/// the step the engine named for a refused revoke, or else doing it in the
+/// app's admin console.
 fn manual_step(m: &Model, g: &GrantRow) -> Option<String> {
+    if let GrantState::Failed { reason } | GrantState::Unconfirmed { reason } = &g.state
+        && let Some((_, step)) = reason.split_once("; manual step: ")
+    {
+        return Some(step.to_string());
+    }
     match (&g.grant.revocation, &g.state) {
         (crate::model::Revocation::Manual { instructions }, _) => Some(instructions.clone()),
         (_, GrantState::Failed { .. }) => Some(format!(
@@ -855,6 +905,41 @@ fn manual_step(m: &Model, g: &GrantRow) -> Option<String> {
         )),
         _ => None,
     }
+}
+
+/// Word-wraps `text` to `width` columns (words longer than a line are cut).
+pub fn wrap_text(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut lines = Vec::new();
+    let mut cur = String::new();
+    for word in text.split_whitespace() {
+        let mut word = word.to_string();
+        loop {
+            let need = if cur.is_empty() { 0 } else { 1 } + word.width();
+            if cur.width() + need <= width {
+                if !cur.is_empty() {
+                    cur.push(' ');
+                }
+                cur.push_str(&word);
+                break;
+            }
+            if !cur.is_empty() {
+                lines.push(std::mem::take(&mut cur));
+                continue;
+            }
+            let head = truncate(&word, width).to_string();
+            let rest = word[head.len()..].to_string();
+            lines.push(head);
+            if rest.is_empty() {
+                break;
+            }
+            word = rest;
+        }
+    }
+    if !cur.is_empty() || lines.is_empty() {
+        lines.push(cur);
+    }
+    lines
 }
 
 /// One or two lines about the selected grant: its full label, then the
@@ -882,17 +967,17 @@ fn draw_grant_status(m: &Model, area: Rect, buf: &mut Buffer) {
         Span::styled(state_text(m, g), t.style(role)),
     ];
     let reason = match &g.state {
-        GrantState::Failed { reason } | GrantState::Unconfirmed { reason } => Some(reason.clone()),
         GrantState::Acknowledged { note: Some(n), .. } => Some(format!("note: {n}")),
-        _ => None,
+        _ => reason_of(g).map(str::to_string),
     };
-    let second: Vec<Span> = match (reason, manual_step(m, g)) {
-        (Some(r), Some(step)) => vec![
-            Span::styled(r, t.style(role)),
+    let step = manual_step(m, g);
+    let second: Vec<Span> = match (&reason, &step) {
+        (Some(r), Some(step)) if area.height < 3 => vec![
+            Span::styled(r.clone(), t.style(role)),
             Span::styled(format!(" {} ", m.symbols.dot()), t.style(Role::Muted)),
             Span::styled(format!("manual: {step}"), t.style(Role::Manual)),
         ],
-        (Some(r), None) => vec![Span::styled(r, t.style(role))],
+        (Some(r), _) => vec![Span::styled(r.clone(), t.style(role))],
         (None, Some(step)) => vec![Span::styled(
             format!("manual: {step}"),
             t.style(Role::Manual),
@@ -904,6 +989,16 @@ fn draw_grant_status(m: &Model, area: Rect, buf: &mut Buffer) {
         let mut second = second;
         second.insert(0, Span::raw("  "));
         buf.set_line(area.x, area.y + 1, &Line::from(second), area.width);
+        if area.height >= 3
+            && reason.is_some()
+            && let Some(step) = &step
+        {
+            let line = Line::from(vec![
+                Span::raw("  "),
+                Span::styled(format!("manual: {step}"), t.style(Role::Manual)),
+            ]);
+            buf.set_line(area.x, area.y + 2, &line, area.width);
+        }
     } else {
         first.push(Span::styled(
             format!(" {} ", m.symbols.dot()),
@@ -977,8 +1072,10 @@ pub fn hints(m: &Model) -> Vec<(&'static str, &'static str)> {
             if rw {
                 h.push(("Space", "mark"));
                 h.push(("r", "revoke/retry"));
-                h.push(("Enter", "manual done"));
+                h.push(("Enter", "details/done"));
                 h.push(("R", "all"));
+            } else {
+                h.push(("Enter", "details"));
             }
         }
         Focus::Activity => {}
@@ -1340,66 +1437,71 @@ fn draw_dialog(m: &Model, d: &Dialog, area: Rect, buf: &mut Buffer) {
             let Some(g) = m.selected().and_then(|l| l.grant(key)) else {
                 return;
             };
-            let r = popup(area, 76, 16);
-            Clear.render(r, buf);
-            let b = block(m, Span::styled(" Grant ", t.style(Role::Accent)), true);
-            let inner = b.inner(r);
-            b.render(r, buf);
-            let field = |k: &str, v: String, role: Role| {
-                Line::from(vec![
-                    Span::styled(format!("{k:<9}"), t.style(Role::Muted)),
-                    Span::styled(v, t.style(role)),
-                ])
-            };
-            let mut lines = vec![
-                field("grant", g.grant.label.clone(), Role::Accent),
-                field(
+            let w = area.width.min(84);
+            let value_w = w.saturating_sub(2 + 9) as usize;
+            let mut fields: Vec<(&str, String, Role)> = vec![
+                ("grant", g.grant.label.clone(), Role::Accent),
+                (
                     "app",
                     format!("{} ({})", m.connector_name(&g.grant.connector), g.key),
                     Role::Text,
                 ),
-                field(
+                (
                     "kind",
                     format!("{}, {} risk", g.grant.kind.as_str(), g.grant.risk.as_str()),
                     Role::Text,
                 ),
-                field(
+                (
                     "state",
                     match g.since_state {
-                        Some(at) => format!("{} since {}", state_text(m, g), hhmmss(at)),
-                        None => state_text(m, g),
+                        Some(at) if !matches!(g.state, GrantState::Verified { .. }) => {
+                            format!("{} since {}", state_text(m, g), hhmmss(at))
+                        }
+                        _ => state_text(m, g),
                     },
                     state_role(&g.state),
                 ),
             ];
-            match &g.state {
-                GrantState::Failed { reason } | GrantState::Unconfirmed { reason } => {
-                    lines.push(field("reason", reason.clone(), state_role(&g.state)));
-                }
-                GrantState::Acknowledged { note: Some(n), .. } => {
-                    lines.push(field("note", n.clone(), Role::Text));
-                }
-                _ => {}
+            if let Some(r) = reason_of(g) {
+                fields.push(("reason", r.to_string(), state_role(&g.state)));
+            }
+            if let GrantState::Acknowledged { note: Some(n), .. } = &g.state {
+                fields.push(("note", n.clone(), Role::Text));
             }
             if let Some(a) = &g.answer {
-                lines.push(field("API said", a.clone(), Role::Text));
+                fields.push(("API said", a.clone(), Role::Text));
             }
             if !g.grant.details.is_empty() {
-                lines.push(field("details", g.grant.details.clone(), Role::Text));
+                fields.push(("details", g.grant.details.clone(), Role::Text));
             }
             if let Some(s) = &g.grant.since {
-                lines.push(field("granted", s.clone(), Role::Text));
+                fields.push(("granted", s.clone(), Role::Text));
             }
             if let Some(step) = manual_step(m, g) {
-                lines.push(field("manual", step, Role::Manual));
+                fields.push(("manual", step, Role::Manual));
             }
+            let mut lines = Vec::new();
+            for (k, v, role) in fields {
+                for (i, part) in wrap_text(&v, value_w).into_iter().enumerate() {
+                    lines.push(Line::from(vec![
+                        Span::styled(
+                            format!("{:<9}", if i == 0 { k } else { "" }),
+                            t.style(Role::Muted),
+                        ),
+                        Span::styled(part, t.style(role)),
+                    ]));
+                }
+            }
+            let r = popup(area, w, lines.len() as u16 + 3);
+            Clear.render(r, buf);
+            let b = block(m, Span::styled(" Grant ", t.style(Role::Accent)), true);
+            let inner = b.inner(r);
+            b.render(r, buf);
             let body = Rect {
                 height: inner.height.saturating_sub(1),
                 ..inner
             };
-            Paragraph::new(lines)
-                .wrap(Wrap { trim: false })
-                .render(body, buf);
+            Paragraph::new(lines).render(body, buf);
             buf.set_stringn(
                 inner.x,
                 inner.y + inner.height.saturating_sub(1),
