@@ -1209,3 +1209,25 @@ fn wrap_text_keeps_words_and_cuts_long_ones() {
     assert_eq!(view::wrap_text("abcdefghij", 4), vec!["abcd", "efgh", "ij"]);
     assert_eq!(view::wrap_text("", 4), vec![""]);
 }
+
+#[test]
+fn a_burst_of_rate_limits_is_one_activity_line() {
+    let mut m = model_with(false, "default");
+    let before = m.activity.len();
+    for _ in 0..5 {
+        update(
+            &mut m,
+            Action::Engine(Event::Http(
+                crate::connector::http::HttpNotice::RateLimited {
+                    connector: "slack".into(),
+                    wait: Duration::from_millis(500),
+                    attempt: 1,
+                },
+            )),
+        );
+    }
+    assert_eq!(m.activity.len(), before + 1);
+    let last = &m.activity.back().unwrap().text;
+    assert!(last.contains("slack: rate-limited 5 times"), "{last}");
+    assert_eq!(m.connectors[1].health, HealthState::RateLimited);
+}

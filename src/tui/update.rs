@@ -564,7 +564,10 @@ fn is_selected(model: &Model, email: &str) -> bool {
 fn on_event(model: &mut Model, ev: Event) {
     match ev {
         Event::CaseOpened { email } => {
-            model.log(Level::Info, format!("case opened for {}", clean(&email)));
+            let email = clean(&email);
+            if is_selected(model, &email) {
+                model.log(Level::Info, format!("case opened for {email}"));
+            }
         }
         Event::Discovering { email, connector } => {
             let (email, connector) = (clean(&email), clean(&connector));
@@ -765,13 +768,33 @@ fn on_event(model: &mut Model, ev: Event) {
                     let until = model.now + chrono_dur(wait.max(c.effective_interval()));
                     c.next_due = Some(c.next_due.map_or(until, |d| d.max(until)));
                 }
-                model.log(
-                    Level::Warn,
-                    format!(
-                        "{connector}: rate-limited, waiting {:.1}s (attempt {attempt})",
-                        wait.as_secs_f64()
+                // One line per burst: a run of rate limits updates the
+                // last line instead of flooding the pane.
+                let prefix = format!("{connector}: rate-limited");
+                let now = model.now;
+                match model.activity.back_mut() {
+                    Some(last) if last.text.starts_with(&prefix) => {
+                        let n = last
+                            .text
+                            .strip_prefix(&format!("{prefix} "))
+                            .and_then(|r| r.split_once(" times"))
+                            .and_then(|(n, _)| n.parse::<u64>().ok())
+                            .unwrap_or(1);
+                        last.text = format!(
+                            "{prefix} {} times, waiting {:.1}s before retrying",
+                            n + 1,
+                            wait.as_secs_f64()
+                        );
+                        last.at = now;
+                    }
+                    _ => model.log(
+                        Level::Warn,
+                        format!(
+                            "{prefix}, waiting {:.1}s before retrying (attempt {attempt})",
+                            wait.as_secs_f64()
+                        ),
                     ),
-                );
+                }
             }
             HttpNotice::Retrying {
                 connector,

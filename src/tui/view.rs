@@ -480,7 +480,17 @@ fn draw_matrix(m: &Model, area: Rect, buf: &mut Buffer) {
         .into_iter()
         .filter(|k| l.grants.iter().any(|g| g.grant.kind == *k))
         .collect();
-    let app_w: u16 = if inner.width >= 56 { 18 } else { 12 };
+    let longest = m
+        .connectors
+        .iter()
+        .map(|c| c.name.width())
+        .max()
+        .unwrap_or(8) as u16;
+    let app_w: u16 = if inner.width >= 40 {
+        (longest + 2).clamp(8, 18)
+    } else {
+        12
+    };
     let acct_w: u16 = if inner.width >= 60 { 14 } else { 10 };
     let open_w: u16 = 5;
     let mut used = app_w + acct_w + open_w;
@@ -531,14 +541,7 @@ fn draw_matrix(m: &Model, area: Rect, buf: &mut Buffer) {
         buf.set_stringn(
             x,
             y,
-            format!(
-                "{pointer}{}",
-                if c.name.width() + 2 > app_w as usize && c.id.width() < c.name.width() {
-                    &c.id
-                } else {
-                    &c.name
-                }
-            ),
+            format!("{pointer}{}", c.name),
             app_w as usize - 1,
             Style::default(),
         );
