@@ -38,6 +38,7 @@ fn main() {
                 revocation: Revocation::Api,
                 since: None,
                 phase: None,
+                after: Vec::new(),
             };
             let state = match i % 4 {
                 0 => GrantState::Live,

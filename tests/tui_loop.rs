@@ -71,7 +71,7 @@ async fn scripted_keys_drive_the_real_loop() {
                 keys.unbounded_send(key(KeyCode::Char(c))).unwrap();
             }
             keys.unbounded_send(key(KeyCode::Enter)).unwrap();
-            common::wait_for(Duration::from_secs(60), "every grant closed", || {
+            common::wait_for(Duration::from_secs(150), "every grant closed", || {
                 let e = engine.clone();
                 async move {
                     e.case(email)

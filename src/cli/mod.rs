@@ -69,6 +69,10 @@ pub struct ScanArgs {
     /// Only these apps (connector ids); repeatable.
     #[arg(long = "app", value_name = "APP")]
     pub apps: Vec<String>,
+    /// Pick one of several accounts that match in an app: `APP=ID` (the
+    /// ids are listed by `scan`); repeatable. Recorded in the ledger.
+    #[arg(long = "account", value_name = "APP=ID")]
+    pub accounts: Vec<String>,
     /// Machine-readable output (see README: JSON output).
     #[arg(long)]
     pub json: bool,
@@ -80,6 +84,10 @@ pub struct RevokeArgs {
     /// Only these apps; repeatable.
     #[arg(long = "app", value_name = "APP")]
     pub apps: Vec<String>,
+    /// Pick one of several accounts that match in an app: `APP=ID` (the
+    /// ids are listed by `scan`); repeatable. Recorded in the ledger.
+    #[arg(long = "account", value_name = "APP=ID")]
+    pub accounts: Vec<String>,
     /// Only these grant kinds (session, oauth_grant, group, ...); repeatable.
     #[arg(long = "kind", value_name = "KIND")]
     pub kinds: Vec<String>,
@@ -99,6 +107,10 @@ pub struct VerifyArgs {
     /// Only these apps; repeatable.
     #[arg(long = "app", value_name = "APP")]
     pub apps: Vec<String>,
+    /// Pick one of several accounts that match in an app: `APP=ID` (the
+    /// ids are listed by `scan`); repeatable. Recorded in the ledger.
+    #[arg(long = "account", value_name = "APP=ID")]
+    pub accounts: Vec<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -184,6 +196,18 @@ pub fn init_logging(
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Some(Command::Scan(_) | Command::Verify(_) | Command::Evidence(_) | Command::Doctor)
+    ) {
+        // Read-only commands end quietly when their reader goes away
+        // (`offboard scan … | head`), like other Unix tools. Sockets are
+        // unaffected: they are written with MSG_NOSIGNAL.
+        // SAFETY: called before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let data_dir = match crate::config::data_dir() {
         Ok(d) => d,
         Err(e) => {

@@ -98,9 +98,16 @@ impl CaseView {
 pub(crate) enum Change {
     /// A removing, failed or unconfirmed grant is no longer listed.
     Verified(String),
-    /// A grant verified gone is listed again.
+    /// A grant verified gone (or vanished) is listed again.
     Reappeared(String),
+    /// A live or manual grant nobody here asked to remove is no longer
+    /// listed: gone without us.
+    Vanished(Grant),
 }
+
+/// The answer shown for a removal requested before an interruption that a
+/// fresh read still lists.
+pub const STILL_LISTED_NOTE: &str = "requested before an interruption, no answer recorded; a fresh read still lists it: run `offboard revoke` again";
 
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
@@ -108,6 +115,9 @@ pub(crate) struct Entry {
     pub state: GrantState,
     pub since: DateTime<Utc>,
     pub answer: Option<String>,
+    /// Its removal was requested in this case (a later absence is ours to
+    /// verify, never "vanished").
+    pub requested: bool,
 }
 
 impl Entry {
@@ -121,6 +131,8 @@ pub(crate) struct Case {
     pub person: Person,
     pub accounts: BTreeMap<String, AccountView>,
     pub grants: Vec<Entry>,
+    /// Accounts the operator picked where several match: connector → id.
+    pub picks: BTreeMap<String, String>,
 }
 
 /// Display text from an API, made safe (ids are kept exact: drivers need
@@ -153,6 +165,7 @@ impl Case {
             person,
             accounts: BTreeMap::new(),
             grants: Vec::new(),
+            picks: BTreeMap::new(),
         }
     }
 
@@ -209,6 +222,32 @@ impl Case {
                 LedgerEvent::Reappeared { key } => {
                     case.update_history(key, GrantState::Live, at, None);
                 }
+                LedgerEvent::Vanished { grant, read_at, .. } => {
+                    case.set_from_history(
+                        grant.clone(),
+                        GrantState::Vanished { at: *read_at },
+                        at,
+                        None,
+                    );
+                }
+                LedgerEvent::StillListed { key, note } => {
+                    case.update_history(key, GrantState::Live, at, Some(note.clone()));
+                }
+                // Addresses of accounts found earlier are aliases to try.
+                LedgerEvent::Discovered {
+                    account: Some(a), ..
+                } => {
+                    for address in &a.addresses {
+                        case.person.add_alias(address);
+                    }
+                }
+                LedgerEvent::AccountPicked {
+                    connector,
+                    account_id,
+                    ..
+                } => {
+                    case.picks.insert(connector.clone(), account_id.clone());
+                }
                 _ => {}
             }
         }
@@ -225,6 +264,7 @@ impl Case {
         let key = grant.key();
         match self.grants.iter_mut().find(|e| e.key() == key) {
             Some(e) => {
+                e.requested |= matches!(state, GrantState::Revoking);
                 e.grant = grant;
                 e.state = state;
                 e.since = at;
@@ -233,6 +273,7 @@ impl Case {
                 }
             }
             None => self.grants.push(Entry {
+                requested: matches!(state, GrantState::Revoking),
                 grant,
                 state,
                 since: at,
@@ -304,11 +345,12 @@ impl Case {
 
     /// Merges a fresh read of one connector. Kinds in `failed` are left as
     /// they were: a failed read never counts as absence. For the others the
-    /// read is complete: a removing, failed or unconfirmed grant it no
-    /// longer lists is verified gone; a live grant it no longer lists was
-    /// removed by someone else and leaves the view; a verified grant listed
-    /// again is live again (an acknowledged one stays acknowledged: what
-    /// cannot be listed is listed every time).
+    /// read is complete: a grant whose removal was requested here
+    /// (removing, failed or unconfirmed) that it no longer lists is
+    /// verified gone; a live or manual grant it no longer lists went without
+    /// us and becomes `vanished`; a verified or vanished grant listed again
+    /// is live again (an acknowledged one stays acknowledged: what cannot be
+    /// listed is listed every time).
     pub fn apply_read(
         &mut self,
         connector: &str,
@@ -327,7 +369,10 @@ impl Case {
             }
             if let Some(pos) = listed.iter().position(|g| g.id == e.grant.id) {
                 e.grant = listed.remove(pos);
-                if matches!(e.state, GrantState::Verified { .. }) {
+                if matches!(
+                    e.state,
+                    GrantState::Verified { .. } | GrantState::Vanished { .. }
+                ) {
                     e.state = GrantState::Live;
                     e.since = now;
                     changes.push(Change::Reappeared(e.key()));
@@ -345,8 +390,23 @@ impl Case {
                     changes.push(Change::Verified(e.key()));
                     keep.push(e);
                 }
-                GrantState::Verified { .. } | GrantState::Acknowledged { .. } => keep.push(e),
-                GrantState::Live | GrantState::Manual => {}
+                GrantState::Verified { .. }
+                | GrantState::Acknowledged { .. }
+                | GrantState::Vanished { .. } => keep.push(e),
+                // Nobody here asked to remove it, and a fresh complete read
+                // no longer lists it: gone without us, kept in the view.
+                GrantState::Live if e.requested => {
+                    e.state = GrantState::Verified { at: now };
+                    e.since = now;
+                    changes.push(Change::Verified(e.key()));
+                    keep.push(e);
+                }
+                GrantState::Live | GrantState::Manual => {
+                    e.state = GrantState::Vanished { at: now };
+                    e.since = now;
+                    changes.push(Change::Vanished(e.grant.clone()));
+                    keep.push(e);
+                }
             }
         }
         for g in listed {
@@ -355,6 +415,7 @@ impl Case {
                 state: GrantState::Live,
                 since: now,
                 answer: None,
+                requested: false,
             });
         }
         self.grants = keep;
@@ -369,6 +430,24 @@ impl Case {
             a.read_at = Some(now);
         }
         changes
+    }
+
+    /// Grants still `revoking` (requested, no answer recorded) that the last
+    /// complete read of their connector, finished at or after `since`,
+    /// still lists.
+    pub fn revoking_still_listed(&self, since: DateTime<Utc>) -> Vec<String> {
+        self.grants
+            .iter()
+            .filter(|e| e.state == GrantState::Revoking)
+            .filter(|e| {
+                self.accounts.get(&e.grant.connector).is_some_and(|a| {
+                    a.status.account().is_some()
+                        && a.read_at.is_some_and(|t| t >= since)
+                        && !a.failed_kinds.iter().any(|f| f.kind == e.grant.kind)
+                })
+            })
+            .map(Entry::key)
+            .collect()
     }
 
     /// Counts states of the selected grants, and read failures and

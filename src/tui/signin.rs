@@ -77,7 +77,21 @@ impl SignIn {
             });
             device.finish().await.map_err(|e| e.to_string())?
         } else {
-            let code = CodeLogin::start(oauth, cache)
+            // A fixed loopback port for apps whose registered redirect URL
+            // names one (`settings.redirect_port`, Slack).
+            let port = match r.manifest.settings.get("redirect_port") {
+                None => 0,
+                Some(v) => v
+                    .as_integer()
+                    .and_then(|p| u16::try_from(p).ok())
+                    .ok_or_else(|| {
+                        format!(
+                            "key `connectors.{}.settings.redirect_port`: expected a port (0 to 65535)",
+                            r.id
+                        )
+                    })?,
+            };
+            let code = CodeLogin::start_on(oauth, cache, port)
                 .await
                 .map_err(|e| e.to_string())?;
             let opened =

@@ -32,6 +32,7 @@ fn grant(connector: &str, id: &str, kind: GrantKind, label: &str) -> Grant {
         revocation: Revocation::Api,
         since: None,
         phase: None,
+        after: Vec::new(),
     }
 }
 
@@ -1135,6 +1136,8 @@ fn display_names_with_escape_sequences_are_sanitised() {
                     is_admin: false,
                     last_login: None,
                     facts: vec![],
+                    addresses: vec![],
+                    matched_by: None,
                 },
             },
         }),

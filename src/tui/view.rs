@@ -105,6 +105,8 @@ pub fn state_role(s: &GrantState) -> Role {
         GrantState::Failed { .. } => Role::Failed,
         GrantState::Manual => Role::Manual,
         GrantState::Acknowledged { .. } => Role::Acknowledged,
+        // Closed by a fresh read, not by us: styled as closed, named apart.
+        GrantState::Vanished { .. } => Role::Acknowledged,
     }
 }
 
@@ -376,7 +378,7 @@ fn dominant<'a>(states: impl Iterator<Item = &'a GrantState>) -> Option<Role> {
         GrantState::Revoking | GrantState::Removed => 4,
         GrantState::Manual => 3,
         GrantState::Verified { .. } => 1,
-        GrantState::Acknowledged { .. } => 0,
+        GrantState::Acknowledged { .. } | GrantState::Vanished { .. } => 0,
     };
     states.max_by_key(|s| rank(s)).map(state_role)
 }
@@ -384,7 +386,7 @@ fn dominant<'a>(states: impl Iterator<Item = &'a GrantState>) -> Option<Role> {
 /// Counts by state for a block's bottom title, shortened to fit `width`.
 fn summary_spans<'a>(m: &Model, l: &LeaverRow, width: u16) -> Vec<Span<'a>> {
     let t = &m.theme;
-    let mut counts = [0usize; 7];
+    let mut counts = [0usize; 8];
     for g in &l.grants {
         let i = match g.state {
             GrantState::Live => 0,
@@ -394,6 +396,7 @@ fn summary_spans<'a>(m: &Model, l: &LeaverRow, width: u16) -> Vec<Span<'a>> {
             GrantState::Unconfirmed { .. } => 4,
             GrantState::Failed { .. } => 5,
             GrantState::Manual => 6,
+            GrantState::Vanished { .. } => 7,
         };
         counts[i] += 1;
     }
@@ -405,6 +408,7 @@ fn summary_spans<'a>(m: &Model, l: &LeaverRow, width: u16) -> Vec<Span<'a>> {
         ("unconfirmed", "unconf", Role::Unconfirmed),
         ("failed", "failed", Role::Failed),
         ("manual", "manual", Role::Manual),
+        ("vanished", "vanished", Role::Acknowledged),
     ];
     let open = counts[0] + counts[1] + counts[4] + counts[5] + counts[6];
     let build = |short: bool, left: bool| {
