@@ -58,6 +58,14 @@ pub enum Action {
     },
     /// Text pasted into the terminal (bracketed paste).
     Paste(String),
+    /// The operator's pick among several matching accounts was applied.
+    Picked {
+        email: String,
+        app: String,
+        account: String,
+        result: Result<CaseSnapshot, String>,
+        health: Vec<(String, Health)>,
+    },
     /// SIGTERM, SIGINT, or a panic somewhere: leave now.
     Terminate(String),
 }
@@ -82,6 +90,13 @@ pub enum Effect {
     },
     Export {
         email: String,
+    },
+    /// Use this account of the leaver in an app where several match
+    /// (recorded in the ledger).
+    PickAccount {
+        email: String,
+        app: String,
+        account_id: String,
     },
     /// Start a sign-in (`:login APP`).
     Login {

@@ -117,6 +117,19 @@ impl Service for EngineService {
             .map_err(|e| e.to_string())
     }
 
+    async fn pick_account(
+        &self,
+        email: &str,
+        app: &str,
+        account_id: &str,
+    ) -> Result<CaseSnapshot, String> {
+        self.engine
+            .pick_account(email, app, account_id)
+            .await
+            .map(snapshot)
+            .map_err(|e| e.to_string())
+    }
+
     fn case(&self, email: &str) -> Option<CaseSnapshot> {
         self.engine.case(email).map(snapshot)
     }

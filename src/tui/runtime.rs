@@ -39,6 +39,13 @@ pub trait Service: Send + Sync + 'static {
     async fn refresh(&self, email: &str, connector: Option<&str>) -> Result<CaseSnapshot, String>;
     async fn revoke(&self, email: &str, scope: &RevokeScope) -> Result<Summary, String>;
     async fn manual_done(&self, email: &str, key: &str, note: &str) -> Result<(), String>;
+    /// Picks one of several accounts that match the leaver in an app.
+    async fn pick_account(
+        &self,
+        email: &str,
+        app: &str,
+        account_id: &str,
+    ) -> Result<CaseSnapshot, String>;
     fn case(&self, email: &str) -> Option<CaseSnapshot>;
     fn health(&self) -> Vec<(String, Health)>;
     /// Writes the evidence report for a leaver; returns where.
@@ -201,6 +208,20 @@ fn spawn_effect(service: &Arc<dyn Service>, tx: &mpsc::UnboundedSender<Action>, 
                     case: s.case(&email),
                     email,
                     key,
+                    result,
+                }
+            }
+            Effect::PickAccount {
+                email,
+                app,
+                account_id,
+            } => {
+                let result = s.pick_account(&email, &app, &account_id).await;
+                Action::Picked {
+                    health: s.health(),
+                    email,
+                    app,
+                    account: account_id,
                     result,
                 }
             }

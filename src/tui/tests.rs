@@ -1077,6 +1077,52 @@ fn ambiguous_accounts_are_listed() {
     }
     update(&mut m, key(KeyCode::Esc));
     assert!(m.dialog.is_none());
+    // Enter picks the selected candidate; the engine records it.
+    update(&mut m, key(KeyCode::Enter));
+    update(&mut m, ch('j'));
+    assert_eq!(
+        update(&mut m, key(KeyCode::Enter)),
+        vec![Effect::PickAccount {
+            email: "dana.whitfield@example.com".into(),
+            app: "slack".into(),
+            account_id: "005B".into()
+        }]
+    );
+    assert!(m.dialog.is_none());
+    update(
+        &mut m,
+        Action::Picked {
+            email: "dana.whitfield@example.com".into(),
+            app: "slack".into(),
+            account: "005B".into(),
+            result: Err("not one of the candidates".into()),
+            health: vec![],
+        },
+    );
+    assert!(m.message.as_ref().unwrap().1.contains("pick not applied"));
+}
+
+#[test]
+fn read_only_cannot_pick_an_account() {
+    let mut m = model_with(true, "default");
+    m.leavers[0].accounts.insert(
+        "slack".into(),
+        AccountStatus::Ambiguous {
+            candidates: vec![Candidate {
+                id: "A".into(),
+                login: "a".into(),
+                display_name: String::new(),
+                active: true,
+                last_login: None,
+            }],
+        },
+    );
+    update(&mut m, key(KeyCode::Enter));
+    update(&mut m, ch('j'));
+    update(&mut m, key(KeyCode::Enter));
+    assert!(matches!(m.dialog, Some(Dialog::Accounts { .. })));
+    assert!(update(&mut m, key(KeyCode::Enter)).is_empty());
+    assert!(m.message.as_ref().unwrap().1.contains("read-only"));
 }
 
 #[test]

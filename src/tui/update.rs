@@ -281,6 +281,32 @@ pub fn update(model: &mut Model, action: Action) -> Vec<Effect> {
             model.dirty = true;
             login_finished(model, app, result)
         }
+        Action::Picked {
+            email,
+            app,
+            account,
+            result,
+            health,
+        } => {
+            model.dirty = true;
+            apply_health(model, &health);
+            let account = clean(&account);
+            match result {
+                Ok(snap) => {
+                    apply_snapshot(model, &email, snap);
+                    let text =
+                        format!("{app}: {email} is account {account} (recorded in the ledger)");
+                    model.log(Level::Good, text.clone());
+                    model.message = Some((Level::Good, text));
+                }
+                Err(e) => {
+                    let text = format!("{app}: pick not applied: {}", clean(&e));
+                    model.log(Level::Error, text.clone());
+                    model.message = Some((Level::Error, text));
+                }
+            }
+            Vec::new()
+        }
         Action::Paste(text) => {
             model.dirty = true;
             on_paste(model, &text);
@@ -1254,12 +1280,31 @@ fn on_dialog_key(model: &mut Model, key: KeyEvent) -> Vec<Effect> {
             Vec::new()
         }
         Dialog::Accounts {
+            email,
+            app,
             candidates,
             selected,
-            ..
         } => {
             match key.code {
-                KeyCode::Esc | KeyCode::Char('q') | KeyCode::Enter => model.dialog = None,
+                KeyCode::Esc | KeyCode::Char('q') => model.dialog = None,
+                KeyCode::Enter if model.read_only => {
+                    model.message = Some((Level::Info, "read-only: no changes can be made".into()));
+                }
+                KeyCode::Enter => {
+                    let Some(c) = candidates.get(*selected) else {
+                        return Vec::new();
+                    };
+                    let fx = vec![Effect::PickAccount {
+                        email: email.clone(),
+                        app: app.clone(),
+                        account_id: c.id.clone(),
+                    }];
+                    let text = format!("{app}: picking {} ({}) for {email}", c.login, c.id);
+                    model.log(Level::Info, text.clone());
+                    model.message = Some((Level::Info, text));
+                    model.dialog = None;
+                    return fx;
+                }
                 KeyCode::Down | KeyCode::Char('j') => {
                     *selected = (*selected + 1).min(candidates.len().saturating_sub(1));
                 }

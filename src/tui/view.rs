@@ -1571,7 +1571,7 @@ fn draw_dialog(m: &Model, d: &Dialog, area: Rect, buf: &mut Buffer) {
             lines.push(Line::from(""));
             lines.push(Line::from(Span::styled(
                 format!(
-                    "offboard never guesses: nothing in {} is read or revoked for this leaver until one is picked. Compare them in the app's admin console.",
+                    "offboard never guesses: nothing in {} is read or revoked for this leaver until you pick the leaver's account; the pick is recorded in the ledger.",
                     m.connector_name(app)
                 ),
                 t.style(Role::Warning),
@@ -1586,7 +1586,11 @@ fn draw_dialog(m: &Model, d: &Dialog, area: Rect, buf: &mut Buffer) {
             buf.set_stringn(
                 inner.x,
                 inner.y + inner.height.saturating_sub(1),
-                "j/k move   Esc close",
+                if m.read_only {
+                    "j/k move   Esc close"
+                } else {
+                    "j/k move   Enter pick this account   Esc close"
+                },
                 inner.width as usize,
                 t.style(Role::Muted),
             );
