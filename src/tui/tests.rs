@@ -1071,6 +1071,7 @@ fn ambiguous_accounts_are_listed() {
         "lena.kowalski@example.com.old",
         "inactive",
         "2026-02-01",
+        "id 005B",
         "never guesses",
     ] {
         assert!(s.contains(want), "missing {want:?}\n{s}");

@@ -1523,7 +1523,8 @@ fn draw_dialog(m: &Model, d: &Dialog, area: Rect, buf: &mut Buffer) {
             candidates,
             selected,
         } => {
-            let r = popup(area, 78, 10 + candidates.len().min(8) as u16);
+            let shown = candidates.len().min(6);
+            let r = popup(area, 78, 10 + 2 * shown as u16);
             Clear.render(r, buf);
             let b = block(
                 m,
@@ -1539,33 +1540,48 @@ fn draw_dialog(m: &Model, d: &Dialog, area: Rect, buf: &mut Buffer) {
             );
             let inner = b.inner(r);
             b.render(r, buf);
-            let mut lines = vec![
-                Line::from(format!("{email} matches several accounts:")),
-                Line::from(Span::styled(
-                    format!(
-                        "  {:<30} {:<18} {:<9} last login",
-                        "login", "name", "status"
-                    ),
-                    t.style(Role::Muted),
-                )),
-            ];
-            for (i, c) in candidates.iter().take(8).enumerate() {
+            let mut lines = vec![Line::from(format!("{email} matches several accounts:"))];
+            // Keep the selected one in view.
+            let first = selected.saturating_sub(shown.saturating_sub(1));
+            for (i, c) in candidates.iter().enumerate().skip(first).take(shown) {
                 let sel = i == *selected;
                 let style = if sel {
                     t.style(Role::Selection)
                 } else {
                     t.style(Role::Text)
                 };
-                let login = truncate(&c.login, 30);
-                let name = truncate(&c.display_name, 18);
+                lines.push(Line::from(vec![
+                    Span::styled(
+                        format!(
+                            "{} {}",
+                            if sel { m.symbols.pointer() } else { " " },
+                            c.login
+                        ),
+                        style,
+                    ),
+                    Span::styled(
+                        format!("  {}", if c.active { "active" } else { "inactive" }),
+                        t.style(if c.active { Role::Text } else { Role::Muted }),
+                    ),
+                ]));
+                let last = c
+                    .last_login
+                    .as_deref()
+                    .map(|l| truncate(l, 16).replace('T', " "))
+                    .unwrap_or_else(|| "never".into());
                 lines.push(Line::from(Span::styled(
                     format!(
-                        "{} {login:<30} {name:<18} {:<9} {}",
-                        if sel { m.symbols.pointer() } else { " " },
-                        if c.active { "active" } else { "inactive" },
-                        c.last_login.as_deref().unwrap_or("never")
+                        "    {} {} id {} {} last login {last}",
+                        if c.display_name.is_empty() {
+                            "(no name)"
+                        } else {
+                            &c.display_name
+                        },
+                        m.symbols.dot(),
+                        c.id,
+                        m.symbols.dot()
                     ),
-                    style,
+                    t.style(Role::Muted),
                 )));
             }
             lines.push(Line::from(""));
