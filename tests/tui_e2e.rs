@@ -105,20 +105,21 @@ fn demo_revoke_all_export_quit_in_tmux() {
     assert!(status.success());
     let s = Session { name };
 
-    // The queue is discovered.
-    s.wait_for(
-        "the demo leavers discovered",
-        Duration::from_secs(20),
-        |t| {
-            t.contains("Leavers (7)")
-                && t.contains("marcus.reyes@example.com")
-                && !t.contains("discovering")
-        },
-    );
-    // Select the urgent termination.
+    s.wait_for("the queue", Duration::from_secs(20), |t| {
+        t.contains("Leavers (7)") && t.contains("marcus.reyes@example.com")
+    });
+    // Select the urgent termination: it is discovered next.
     s.keys(&["j"]);
-    s.wait_for("Marcus selected", Duration::from_secs(5), |t| {
+    s.wait_for("Marcus discovered", Duration::from_secs(30), |t| {
+        let lines: Vec<&str> = t.lines().collect();
         t.contains("Marcus Reyes <marcus.reyes@example.com>")
+            && lines
+                .iter()
+                .position(|l| {
+                    l.contains("> marcus.reyes@example.com")
+                        || l.contains("▶ marcus.reyes@example.com")
+                })
+                .is_some_and(|i| lines.get(i + 1).is_some_and(|n| n.contains(" live")))
     });
     s.keys(&["R"]);
     s.wait_for("the revoke-all dialog", Duration::from_secs(5), |t| {
@@ -215,4 +216,95 @@ fn demo_revoke_all_export_quit_in_tmux() {
     // Nothing but the log file received the console's logging.
     let log = std::fs::read_to_string(data.path().join("offboard.log")).unwrap_or_default();
     assert!(log.contains("console closed"), "{log}");
+}
+
+/// The pid of the console started with this data directory.
+fn console_pid(bin: &str, data: &Path) -> Option<u32> {
+    let want = format!("OFFBOARD_DATA={}", data.display());
+    let bin = std::fs::canonicalize(bin).ok()?;
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let exe = std::fs::read_link(e.path().join("exe")).ok();
+        if exe.as_deref() != Some(bin.as_path()) {
+            continue;
+        }
+        let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
+        if env.split(|b| *b == 0).any(|v| v == want.as_bytes()) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+#[test]
+fn sigterm_restores_the_terminal_and_exits() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed; the console end-to-end test needs it");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_offboard");
+    let name = format!("offboard-e2e-term-{}", std::process::id());
+    let script = format!(
+        "env OFFBOARD_DATA='{}' LANG=C TERM=xterm NO_COLOR=1 '{bin}' demo --consistency-ms 200; \
+         echo \"EXIT=$?\"; stty -a; sleep 120",
+        data.path().display()
+    );
+    let status = Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-x",
+            "80",
+            "-y",
+            "24",
+            "-s",
+            &name,
+            "sh",
+            "-c",
+            &script,
+        ])
+        .status()
+        .expect("tmux starts");
+    assert!(status.success());
+    let s = Session { name };
+    let screen = s.wait_for("the console at 80x24", Duration::from_secs(20), |t| {
+        t.contains("Leavers (7)")
+    });
+    assert!(screen.is_ascii(), "LANG=C draws ASCII only:\n{screen}");
+    let alt = s.tmux(&["display-message", "-p", "-t", &s.name, "#{alternate_on}"]);
+    assert_eq!(alt.trim(), "1", "the console runs on the alternate screen");
+    let pid = console_pid(bin, data.path()).expect("the console's pid");
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let screen = s.wait_for("the program to exit", Duration::from_secs(10), |t| {
+        t.contains("EXIT=")
+    });
+    assert!(
+        !screen.contains("Leavers ("),
+        "the console is gone:\n{screen}"
+    );
+    let alt = s.tmux(&["display-message", "-p", "-t", &s.name, "#{alternate_on}"]);
+    assert_eq!(alt.trim(), "0", "alternate screen left");
+    let screen = s.wait_for("stty output", Duration::from_secs(5), |t| {
+        t.contains("icanon")
+    });
+    let flags: Vec<&str> = screen.split_whitespace().collect();
+    assert!(
+        flags.contains(&"icanon") && flags.contains(&"echo"),
+        "{screen}"
+    );
+    assert!(
+        !flags.contains(&"-icanon") && !flags.contains(&"-echo"),
+        "{screen}"
+    );
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the process is gone"
+    );
 }

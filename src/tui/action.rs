@@ -9,7 +9,7 @@ use crossterm::event::KeyEvent;
 use crate::connector::Health;
 use crate::engine::{Event, Summary};
 
-use super::model::{CaseSnapshot, RevokeScope};
+use super::model::{CaseSnapshot, LoginPrompt, RevokeScope};
 
 #[derive(Debug, Clone)]
 pub enum Action {
@@ -47,9 +47,24 @@ pub enum Action {
         email: String,
         result: Result<PathBuf, String>,
     },
+    /// A sign-in started: what to show the operator.
+    LoginPrompt {
+        app: String,
+        prompt: LoginPrompt,
+    },
     LoginFinished {
         app: String,
         result: Result<String, String>,
+    },
+    /// Text pasted into the terminal (bracketed paste).
+    Paste(String),
+    /// The operator's pick among several matching accounts was applied.
+    Picked {
+        email: String,
+        app: String,
+        account: String,
+        result: Result<CaseSnapshot, String>,
+        health: Vec<(String, Health)>,
     },
     /// SIGTERM, SIGINT, or a panic somewhere: leave now.
     Terminate(String),
@@ -76,7 +91,24 @@ pub enum Effect {
     Export {
         email: String,
     },
+    /// Use this account of the leaver in an app where several match
+    /// (recorded in the ledger).
+    PickAccount {
+        email: String,
+        app: String,
+        account_id: String,
+    },
+    /// Start a sign-in (`:login APP`).
     Login {
+        app: String,
+    },
+    /// The redirected URL pasted back for an authorization-code sign-in.
+    LoginPaste {
+        app: String,
+        url: String,
+    },
+    /// Abandon the sign-in in progress (its task is dropped).
+    LoginCancel {
         app: String,
     },
 }

@@ -7,33 +7,30 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use futures::future::BoxFuture;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::cli::sandbox::DemoArgs;
 use crate::cli::{CmdResult, Failure, Global};
 use crate::config;
-use crate::connector::{ConnectorError, Health};
+use crate::connector::{ConnectorError, Health, ResolvedConnector};
 use crate::engine::{self, CaseView, Engine, EngineOptions, Event, Selection, Summary};
 use crate::evidence::{self, Ledger, report};
 
 use super::model::{
-    AccountStatus, CaseSnapshot, ConnectorRow, GrantRow, LeaverRow, Level, Model, RevokeScope,
+    AccountStatus, Candidate, CaseSnapshot, ConnectorRow, GrantRow, LeaverRow, Level, Model,
+    RevokeScope,
 };
-use super::runtime::{self, Service};
+use super::runtime::{self, LoginIo, Service};
+use super::signin::SignIn;
 use super::terminal::{self, TerminalGuard};
 use super::theme::{self, ThemeSet};
-
-/// Signs in to an app from the console (`:login APP`). Returns what to
-/// tell the operator.
-pub type LoginHook =
-    Arc<dyn Fn(String) -> BoxFuture<'static, Result<String, String>> + Send + Sync>;
 
 /// The engine as the console sees it.
 pub struct EngineService {
     pub engine: Arc<Engine>,
     pub data_dir: PathBuf,
-    pub login: Option<LoginHook>,
+    /// Sign-in for `:login`; None: sign in from the command line instead.
+    pub login: Option<SignIn>,
 }
 
 /// The engine's view of a case, in the console's terms.
@@ -57,7 +54,7 @@ pub fn snapshot(v: CaseView) -> CaseSnapshot {
                 }
                 engine::AccountStatus::NotFound => AccountStatus::NotFound,
                 engine::AccountStatus::Ambiguous { candidates } => AccountStatus::Ambiguous {
-                    candidates: candidates.len(),
+                    candidates: candidates.iter().map(Candidate::from_account).collect(),
                 },
                 engine::AccountStatus::LookupFailed { error } => AccountStatus::Failed { error },
             };
@@ -120,6 +117,19 @@ impl Service for EngineService {
             .map_err(|e| e.to_string())
     }
 
+    async fn pick_account(
+        &self,
+        email: &str,
+        app: &str,
+        account_id: &str,
+    ) -> Result<CaseSnapshot, String> {
+        self.engine
+            .pick_account(email, app, account_id)
+            .await
+            .map(snapshot)
+            .map_err(|e| e.to_string())
+    }
+
     fn case(&self, email: &str) -> Option<CaseSnapshot> {
         self.engine.case(email).map(snapshot)
     }
@@ -137,9 +147,9 @@ impl Service for EngineService {
             .map_err(|e| e.to_string())?
     }
 
-    async fn login(&self, app: &str) -> Result<String, String> {
+    async fn login(&self, app: &str, io: LoginIo) -> Result<String, String> {
         match &self.login {
-            Some(hook) => hook(app.to_string()).await,
+            Some(signin) => signin.run(app, io).await,
             None => Err(format!(
                 "sign-in needs the terminal: quit, run `offboard login {}`, then reopen the console (the token is cached)",
                 crate::sanitize::clean_max(app, 40)
@@ -258,6 +268,7 @@ pub async fn open(
     events: UnboundedReceiver<Event>,
     opts: ConsoleOptions,
     data_dir: &Path,
+    connectors: Vec<ResolvedConnector>,
 ) -> CmdResult {
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         return Err(Failure::usage(
@@ -268,7 +279,12 @@ pub async fn open(
     let service: Arc<dyn Service> = Arc::new(EngineService {
         engine: engine.clone(),
         data_dir: data_dir.to_path_buf(),
-        login: None,
+        login: Some(SignIn {
+            connectors,
+            data_dir: data_dir.to_path_buf(),
+            http: crate::connector::http::shared_reqwest(),
+            open_browser: true,
+        }),
     });
     terminal::install_panic_hook(&data_dir.join("offboard.log"));
     let result = {
@@ -296,7 +312,12 @@ pub async fn open(
     }
 }
 
-type Built = (Arc<Engine>, UnboundedReceiver<Event>, Vec<String>);
+type Built = (
+    Arc<Engine>,
+    UnboundedReceiver<Event>,
+    Vec<String>,
+    Vec<ResolvedConnector>,
+);
 
 fn engine_from(loaded: &config::Loaded, data_dir: &Path) -> Result<Built, Failure> {
     let resolved = loaded.connectors()?;
@@ -321,14 +342,19 @@ fn engine_from(loaded: &config::Loaded, data_dir: &Path) -> Result<Built, Failur
             )
         })
         .collect();
-    Ok((Engine::new(connectors, ledger, opts, tx), rx, notes))
+    Ok((
+        Engine::new(connectors, ledger, opts, tx),
+        rx,
+        notes,
+        resolved,
+    ))
 }
 
 /// `offboard`: the console on the user's config.
 pub async fn console(global: &Global, data_dir: PathBuf) -> CmdResult {
     let path = config::config_path(global.config.as_deref());
     let loaded = config::load(&path)?;
-    let (engine, events, notes) = engine_from(&loaded, &data_dir)?;
+    let (engine, events, notes, resolved) = engine_from(&loaded, &data_dir)?;
     let mut opts = ConsoleOptions::from_global(
         global,
         loaded.operator(),
@@ -343,7 +369,7 @@ pub async fn console(global: &Global, data_dir: PathBuf) -> CmdResult {
         .map(|e| LeaverRow::new(e))
         .collect();
     opts.notes = notes;
-    open(engine, events, opts, &data_dir).await
+    open(engine, events, opts, &data_dir, resolved).await
 }
 
 /// `offboard demo`: the embedded sandbox on a free loopback port and the
@@ -367,7 +393,7 @@ pub async fn demo(global: &Global, args: DemoArgs, data_dir: PathBuf) -> CmdResu
     )
     .map_err(|e| Failure::other(format!("{}: {e}", config_path.display())))?;
     let loaded = config::load(&config_path)?;
-    let (engine, events, notes) = engine_from(&loaded, &data_dir)?;
+    let (engine, events, notes, resolved) = engine_from(&loaded, &data_dir)?;
     let mut opts = ConsoleOptions::from_global(
         global,
         loaded.operator(),
@@ -385,7 +411,7 @@ pub async fn demo(global: &Global, args: DemoArgs, data_dir: PathBuf) -> CmdResu
         })
         .collect();
     opts.notes = notes;
-    let result = open(engine, events, opts, &data_dir).await;
+    let result = open(engine, events, opts, &data_dir, resolved).await;
     running.stop().await;
     result
 }

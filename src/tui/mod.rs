@@ -6,6 +6,7 @@ pub mod action;
 pub mod app;
 pub mod model;
 pub mod runtime;
+pub mod signin;
 pub mod terminal;
 pub mod theme;
 pub mod update;

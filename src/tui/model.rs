@@ -42,8 +42,9 @@ pub enum AccountStatus {
         active: bool,
     },
     NotFound,
+    /// Several accounts match: the operator picks (the tool never guesses).
     Ambiguous {
-        candidates: usize,
+        candidates: Vec<Candidate>,
     },
     Failed {
         error: String,
@@ -57,8 +58,32 @@ impl AccountStatus {
             AccountStatus::Found { active: true, .. } => "active".into(),
             AccountStatus::Found { active: false, .. } => "suspended".into(),
             AccountStatus::NotFound => "no account".into(),
-            AccountStatus::Ambiguous { candidates } => format!("{candidates} matches"),
+            AccountStatus::Ambiguous { candidates } => format!("{} matches", candidates.len()),
             AccountStatus::Failed { .. } => "lookup failed".into(),
+        }
+    }
+}
+
+/// One of several accounts that match a leaver in an app (sanitised).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// The app's id for the account.
+    pub id: String,
+    pub login: String,
+    pub display_name: String,
+    pub active: bool,
+    pub last_login: Option<String>,
+}
+
+impl Candidate {
+    pub fn from_account(a: &crate::model::Account) -> Candidate {
+        use crate::sanitize::clean;
+        Candidate {
+            id: clean(&a.id),
+            login: clean(&a.login),
+            display_name: clean(&a.display_name),
+            active: a.active,
+            last_login: a.last_login.as_deref().map(clean),
         }
     }
 }
@@ -77,6 +102,7 @@ pub struct CaseSnapshot {
 pub enum LeaverStatus {
     Queued,
     Discovering,
+    DiscoveryFailed,
     Live(usize),
     Revoking,
     AllVerified,
@@ -89,6 +115,7 @@ impl LeaverStatus {
         match self {
             LeaverStatus::Queued => "queued".into(),
             LeaverStatus::Discovering => "discovering".into(),
+            LeaverStatus::DiscoveryFailed => "discovery failed".into(),
             LeaverStatus::Live(n) => format!("{n} live"),
             LeaverStatus::Revoking => "revoking".into(),
             LeaverStatus::AllVerified => "all verified".into(),
@@ -105,6 +132,10 @@ pub struct LeaverRow {
     pub exit_at: Option<DateTime<Utc>>,
     pub discovering: bool,
     pub discovered: bool,
+    /// The last discovery failed (not retried until asked: `v`).
+    pub discovery_error: Option<String>,
+    /// When the grants shown were last read from the apps.
+    pub as_of: Option<DateTime<Utc>>,
     pub revoking: bool,
     pub accounts: BTreeMap<String, AccountStatus>,
     pub grants: Vec<GrantRow>,
@@ -120,6 +151,8 @@ impl LeaverRow {
             exit_at: None,
             discovering: false,
             discovered: false,
+            discovery_error: None,
+            as_of: None,
             revoking: false,
             accounts: BTreeMap::new(),
             grants: Vec::new(),
@@ -130,6 +163,9 @@ impl LeaverRow {
     pub fn status(&self) -> LeaverStatus {
         if self.discovering && !self.discovered {
             return LeaverStatus::Discovering;
+        }
+        if !self.discovered && self.discovery_error.is_some() {
+            return LeaverStatus::DiscoveryFailed;
         }
         if !self.discovered {
             return LeaverStatus::Queued;
@@ -260,7 +296,46 @@ pub enum Dialog {
         instructions: String,
         note: String,
     },
+    /// `:login APP`: the sign-in in progress.
+    Login {
+        app: String,
+        /// None until the authorization server answered.
+        prompt: Option<LoginPrompt>,
+        /// The redirected URL typed or pasted back (authorization code).
+        pasted: String,
+        /// The pasted URL was sent; waiting for the token exchange.
+        submitted: bool,
+        error: Option<String>,
+    },
+    /// Details of one grant (Enter on a grant that is not a manual step).
+    GrantDetail {
+        key: String,
+    },
+    /// The accounts that match a leaver in one app.
+    Accounts {
+        email: String,
+        app: String,
+        candidates: Vec<Candidate>,
+        selected: usize,
+    },
     Help,
+}
+
+/// What the operator needs to approve a sign-in. Holds no secret: the user
+/// code and URLs are meant to be shown (PKCE sends only the challenge).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginPrompt {
+    Device {
+        user_code: String,
+        verification_uri: String,
+        verification_uri_complete: Option<String>,
+        expires_at: DateTime<Utc>,
+    },
+    Code {
+        url: String,
+        redirect_uri: String,
+        browser_opened: bool,
+    },
 }
 
 /// Which grants a revoke covers (empty: all of the leaver's).
@@ -512,9 +587,10 @@ impl Model {
 
     /// Whether anything is moving (the spinner turns, ticks redraw).
     pub fn busy(&self) -> bool {
-        self.leavers
-            .iter()
-            .any(|l| l.discovering || l.revoking || l.grants.iter().any(|g| g.state.is_removing()))
+        matches!(self.dialog, Some(Dialog::Login { .. }))
+            || self.leavers.iter().any(|l| {
+                l.discovering || l.revoking || l.grants.iter().any(|g| g.state.is_removing())
+            })
     }
 }
 

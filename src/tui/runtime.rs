@@ -2,9 +2,12 @@
 //! draw once when something changed. Effects run as tokio tasks that send
 //! actions back; the loop itself never awaits the network.
 
+use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,7 +22,7 @@ use crate::connector::Health;
 use crate::engine::{Event, Summary};
 
 use super::action::{Action, Effect};
-use super::model::{CaseSnapshot, Model, RevokeScope};
+use super::model::{CaseSnapshot, LoginPrompt, Model, RevokeScope};
 use super::{update, view};
 
 /// Woken by the panic hook: a panic anywhere ends the console cleanly.
@@ -36,20 +39,139 @@ pub trait Service: Send + Sync + 'static {
     async fn refresh(&self, email: &str, connector: Option<&str>) -> Result<CaseSnapshot, String>;
     async fn revoke(&self, email: &str, scope: &RevokeScope) -> Result<Summary, String>;
     async fn manual_done(&self, email: &str, key: &str, note: &str) -> Result<(), String>;
+    /// Picks one of several accounts that match the leaver in an app.
+    async fn pick_account(
+        &self,
+        email: &str,
+        app: &str,
+        account_id: &str,
+    ) -> Result<CaseSnapshot, String>;
     fn case(&self, email: &str) -> Option<CaseSnapshot>;
     fn health(&self) -> Vec<(String, Health)>;
     /// Writes the evidence report for a leaver; returns where.
     async fn export(&self, email: &str) -> Result<PathBuf, String>;
-    /// Signs in to an app (`:login APP`); returns what to tell the operator.
-    async fn login(&self, app: &str) -> Result<String, String>;
+    /// Signs in to an app (`:login APP`): tells the operator what to do
+    /// through `io`, and returns what to tell them at the end. Dropping the
+    /// future abandons the sign-in.
+    async fn login(&self, app: &str, io: LoginIo) -> Result<String, String>;
+}
+
+/// The console's side of a sign-in in progress.
+pub struct LoginIo {
+    /// Shows what the operator must do (user code, URL).
+    pub prompt: Box<dyn Fn(LoginPrompt) + Send + Sync>,
+    /// Redirected URLs pasted back by the operator, one per item.
+    pub pasted: mpsc::UnboundedReceiver<String>,
+}
+
+/// A sign-in task: cancelled by aborting it, fed pasted URLs.
+struct LoginTask {
+    id: u64,
+    abort: tokio::task::AbortHandle,
+    paste: mpsc::UnboundedSender<String>,
+}
+
+/// Runs effects as tasks whose results come back as actions.
+pub struct Effects {
+    service: Arc<dyn Service>,
+    tx: mpsc::UnboundedSender<Action>,
+    logins: Arc<Mutex<HashMap<String, LoginTask>>>,
+    next_id: AtomicU64,
+}
+
+impl Effects {
+    pub fn new(service: Arc<dyn Service>, tx: mpsc::UnboundedSender<Action>) -> Effects {
+        Effects {
+            service,
+            tx,
+            logins: Arc::new(Mutex::new(HashMap::new())),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    pub fn spawn(&self, effect: Effect) {
+        match effect {
+            Effect::Login { app } => self.start_login(app),
+            Effect::LoginPaste { app, url } => {
+                let logins = self.logins.lock().expect("logins lock");
+                match logins.get(&app) {
+                    Some(t) => {
+                        let _ = t.paste.send(url);
+                    }
+                    None => {
+                        let _ = self.tx.send(Action::LoginFinished {
+                            app,
+                            result: Err("this sign-in has ended; start it again".into()),
+                        });
+                    }
+                }
+            }
+            Effect::LoginCancel { app } => {
+                if let Some(t) = self.logins.lock().expect("logins lock").remove(&app) {
+                    t.abort.abort();
+                }
+            }
+            other => spawn_effect(&self.service, &self.tx, other),
+        }
+    }
+
+    fn start_login(&self, app: String) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (paste, pasted) = mpsc::unbounded_channel();
+        let prompt_tx = self.tx.clone();
+        let prompt_app = app.clone();
+        let io = LoginIo {
+            prompt: Box::new(move |prompt| {
+                let _ = prompt_tx.send(Action::LoginPrompt {
+                    app: prompt_app.clone(),
+                    prompt,
+                });
+            }),
+            pasted,
+        };
+        let (s, tx, logins) = (self.service.clone(), self.tx.clone(), self.logins.clone());
+        let task_app = app.clone();
+        // Hold the lock while spawning, so the task cannot finish (and
+        // remove its entry) before the entry exists.
+        let mut map = self.logins.lock().expect("logins lock");
+        let handle = tokio::spawn(async move {
+            let result = s.login(&task_app, io).await;
+            {
+                let mut map = logins.lock().expect("logins lock");
+                if map.get(&task_app).is_some_and(|t| t.id == id) {
+                    map.remove(&task_app);
+                }
+            }
+            let _ = tx.send(Action::LoginFinished {
+                app: task_app,
+                result,
+            });
+        });
+        if let Some(old) = map.insert(
+            app,
+            LoginTask {
+                id,
+                abort: handle.abort_handle(),
+                paste,
+            },
+        ) {
+            old.abort.abort();
+        }
+    }
+}
+
+impl Drop for Effects {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.logins.lock() {
+            for (_, t) in map.drain() {
+                t.abort.abort();
+            }
+        }
+    }
 }
 
 /// Runs one effect in its own task; its result comes back as an action.
-pub fn spawn_effect(
-    service: &Arc<dyn Service>,
-    tx: &mpsc::UnboundedSender<Action>,
-    effect: Effect,
-) {
+fn spawn_effect(service: &Arc<dyn Service>, tx: &mpsc::UnboundedSender<Action>, effect: Effect) {
     let s = service.clone();
     let tx = tx.clone();
     tokio::spawn(async move {
@@ -89,13 +211,27 @@ pub fn spawn_effect(
                     result,
                 }
             }
+            Effect::PickAccount {
+                email,
+                app,
+                account_id,
+            } => {
+                let result = s.pick_account(&email, &app, &account_id).await;
+                Action::Picked {
+                    health: s.health(),
+                    email,
+                    app,
+                    account: account_id,
+                    result,
+                }
+            }
             Effect::Export { email } => {
                 let result = s.export(&email).await;
                 Action::Exported { email, result }
             }
-            Effect::Login { app } => {
-                let result = s.login(&app).await;
-                Action::LoginFinished { app, result }
+            Effect::Login { .. } | Effect::LoginPaste { .. } | Effect::LoginCancel { .. } => {
+                // Sign-ins keep state between effects: see [`Effects`].
+                return;
             }
         };
         let _ = tx.send(action);
@@ -141,8 +277,9 @@ where
     if let Ok(size) = terminal.size() {
         model.size = (size.width, size.height);
     }
+    let effects = Effects::new(service, tx);
     for fx in update::init(model) {
-        spawn_effect(&service, &tx, fx);
+        effects.spawn(fx);
     }
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -167,19 +304,20 @@ where
             ev = input.next() => match ev {
                 Some(Ok(TermEvent::Key(k))) if k.kind == KeyEventKind::Press => Action::Key(k),
                 Some(Ok(TermEvent::Resize(w, h))) => Action::Resize(w, h),
+                Some(Ok(TermEvent::Paste(text))) => Action::Paste(text),
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => return Err(e),
                 None => Action::Terminate("input closed".into()),
             },
             _ = ticker.tick() => Action::Tick(Utc::now()),
         };
-        handle(model, &service, &tx, action);
+        handle(model, &effects, action);
         // Drain whatever else is queued before drawing once.
         loop {
             if let Ok(a) = rx.try_recv() {
-                handle(model, &service, &tx, a);
+                handle(model, &effects, a);
             } else if let Ok(ev) = events.try_recv() {
-                handle(model, &service, &tx, Action::Engine(ev));
+                handle(model, &effects, Action::Engine(ev));
             } else {
                 break;
             }
@@ -199,14 +337,9 @@ where
     Ok(())
 }
 
-fn handle(
-    model: &mut Model,
-    service: &Arc<dyn Service>,
-    tx: &mpsc::UnboundedSender<Action>,
-    action: Action,
-) {
+fn handle(model: &mut Model, effects: &Effects, action: Action) {
     for fx in update::update(model, action) {
-        spawn_effect(service, tx, fx);
+        effects.spawn(fx);
     }
 }
 

@@ -271,6 +271,14 @@ fn command_bar_add_app_theme_export_quit() {
             app: "slack".into()
         }]
     );
+    assert!(matches!(m.dialog, Some(Dialog::Login { .. })));
+    assert_eq!(
+        update(&mut m, key(KeyCode::Esc)),
+        vec![Effect::LoginCancel {
+            app: "slack".into()
+        }]
+    );
+    assert!(m.dialog.is_none());
 
     update(&mut m, ch(':'));
     typed(&mut m, "bogus");
@@ -767,15 +775,378 @@ fn drill_down_at_80x24_keeps_label_and_state() {
     let mut m = model_with(false, "default");
     in_google(&mut m);
     let s = text(&render(&m, 80, 24));
+    for want in ["Calendly", "live", "verified 10:00:00", "Space mark"] {
+        assert!(s.contains(want), "missing {want:?}\n{s}");
+    }
+    // The label gets the spare width: a 40-column label is not cut.
+    m.leaver_mut("marcus.reyes@example.com").unwrap().grants[1]
+        .grant
+        .label = "Calendly Scheduling for Enterprise Teams".into();
+    m.recompute_grants();
+    let s = text(&render(&m, 80, 24));
+    assert!(
+        s.contains("Calendly Scheduling for Enterprise Teams"),
+        "{s}"
+    );
+    // The selected failed grant shows its reason and the manual step.
+    update(&mut m, ch('G'));
+    assert_eq!(m.selected_grant().unwrap().grant.label, "Broken");
+    let s = text(&render(&m, 80, 24));
+    assert!(s.contains("HTTP 500"), "{s}");
+    assert!(s.contains("manual: retry with r, or remove it in"), "{s}");
+    // Enter shows the whole grant.
+    update(&mut m, key(KeyCode::Enter));
+    assert!(matches!(m.dialog, Some(Dialog::GrantDetail { .. })));
+    let s = text(&render(&m, 80, 24));
+    for want in ["reason", "HTTP 500", "details of Broken", "token:f"] {
+        assert!(s.contains(want), "missing {want:?}\n{s}");
+    }
+    update(&mut m, key(KeyCode::Esc));
+    assert!(m.dialog.is_none());
+}
+
+#[test]
+fn grant_columns_give_the_label_the_spare_width() {
+    let c = view::grant_columns(78);
+    assert!(c.label >= 40, "{c:?}");
+    assert!(c.state >= 17, "{c:?}");
+    assert_eq!(c.details, 0);
+    let wide = view::grant_columns(160);
+    assert!(wide.details >= 24 && wide.label >= 34, "{wide:?}");
+    for w in [20u16, 50, 78, 100, 160, 300] {
+        let c = view::grant_columns(w);
+        let sum = c.mark + c.label + c.kind + c.risk + c.state + c.since + c.details;
+        assert!(sum <= w.max(20), "{w}: {c:?}");
+    }
+}
+
+fn queue_of(n: usize) -> Model {
+    let mut m = model_with(false, "default");
+    m.leavers = (0..n)
+        .map(|i| LeaverRow::new(&format!("leaver{i}@example.com")))
+        .collect();
+    m
+}
+
+fn discovers(fx: &[Effect]) -> Vec<String> {
+    fx.iter()
+        .filter_map(|f| match f {
+            Effect::Discover { email } => Some(email.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_selected_leaver_is_discovered_first_then_the_rest_in_order() {
+    let mut m = queue_of(4);
+    let fx = super::update::init(&mut m);
+    assert_eq!(discovers(&fx), vec!["leaver0@example.com"]);
+    // Nothing else starts while the selected leaver is being discovered.
+    assert!(discovers(&update(&mut m, Action::Tick(t0()))).is_empty());
+    let done = |email: &str| Action::Discovered {
+        email: email.into(),
+        result: Ok(CaseSnapshot::default()),
+        health: vec![],
+    };
+    let fx = update(&mut m, done("leaver0@example.com"));
+    assert_eq!(discovers(&fx), vec!["leaver1@example.com"]);
+    // The selection moves to an undiscovered leaver: it goes next, now.
+    update(&mut m, ch('/'));
+    typed(&mut m, "leaver3");
+    update(&mut m, key(KeyCode::Enter));
+    assert_eq!(m.selected().unwrap().email, "leaver3@example.com");
+    let fx = update(&mut m, ch('j'));
+    assert!(discovers(&fx).is_empty(), "already running");
+    assert!(m.leavers[3].discovering);
+    let fx = update(&mut m, done("leaver1@example.com"));
+    assert!(
+        discovers(&fx).is_empty(),
+        "the selected one is still running"
+    );
+    let fx = update(&mut m, done("leaver3@example.com"));
+    assert_eq!(discovers(&fx), vec!["leaver2@example.com"]);
+    update(&mut m, key(KeyCode::Esc));
+    assert_eq!(m.selected().unwrap().email, "leaver3@example.com");
+    // A failed discovery is not retried by itself; v asks again.
+    let fx = update(
+        &mut m,
+        Action::Discovered {
+            email: "leaver2@example.com".into(),
+            result: Err("boom".into()),
+            health: vec![],
+        },
+    );
+    assert!(discovers(&fx).is_empty());
+    assert_eq!(m.leavers[2].status(), LeaverStatus::DiscoveryFailed);
+    update(&mut m, ch('k'));
+    let fx = update(&mut m, ch('v'));
+    assert_eq!(discovers(&fx), vec!["leaver2@example.com"]);
+}
+
+#[test]
+fn other_leavers_show_how_old_their_status_is() {
+    let mut m = queue_of(2);
+    for l in &mut m.leavers {
+        l.discovered = true;
+        l.as_of = Some(t0());
+    }
+    let s = text(&render(&m, 80, 24));
+    let as_of = format!(
+        "as of {}",
+        t0().with_timezone(&chrono::Local).format("%H:%M")
+    );
+    // Shown for the second leaver, not for the selected (live) one.
+    assert_eq!(s.matches(&as_of).count(), 1, "{s}");
+}
+
+#[test]
+fn login_dialog_device_code() {
+    let mut m = model_with(false, "default");
+    update(&mut m, ch('j'));
+    update(&mut m, ch(':'));
+    typed(&mut m, "login slack");
+    assert_eq!(
+        update(&mut m, key(KeyCode::Enter)),
+        vec![Effect::Login {
+            app: "slack".into()
+        }]
+    );
+    let s = text(&render(&m, 80, 24));
+    assert!(s.contains("Sign in to slack"), "{s}");
+    assert!(s.contains("asking the authorization server"), "{s}");
+    update(
+        &mut m,
+        Action::LoginPrompt {
+            app: "slack".into(),
+            prompt: LoginPrompt::Device {
+                user_code: "WDJB-MJHT".into(),
+                verification_uri: "https://example.com/device".into(),
+                verification_uri_complete: Some(
+                    "https://example.com/device?user_code=WDJB-MJHT".into(),
+                ),
+                expires_at: t0() + chrono::Duration::minutes(10),
+            },
+        },
+    );
+    let s = text(&render(&m, 80, 24));
     for want in [
-        "Calendly",
-        "live",
-        "failed(HTTP 500)",
-        "Space mark",
-        "Google Workspace",
+        "WDJB-MJHT",
+        "https://example.com/device",
+        "user_code=WDJB-MJHT",
+        "waiting for approval",
+        "10:00 more",
     ] {
         assert!(s.contains(want), "missing {want:?}\n{s}");
     }
+    // Keys other than Esc do nothing while waiting.
+    assert!(update(&mut m, ch('q')).is_empty());
+    assert!(!m.quit && m.dialog.is_some());
+    // A failure is shown in the dialog.
+    update(
+        &mut m,
+        Action::LoginFinished {
+            app: "slack".into(),
+            result: Err("access_denied: the user refused".into()),
+        },
+    );
+    let s = text(&render(&m, 80, 24));
+    assert!(s.contains("Sign-in failed: access_denied"), "{s}");
+    assert!(update(&mut m, key(KeyCode::Esc)).is_empty());
+    assert!(m.dialog.is_none());
+
+    // Success closes the dialog and reads the app again at once.
+    update(&mut m, ch(':'));
+    typed(&mut m, "login slack");
+    update(&mut m, key(KeyCode::Enter));
+    m.connectors[1].backoff = 3;
+    let fx = update(
+        &mut m,
+        Action::LoginFinished {
+            app: "slack".into(),
+            result: Ok("signed in".into()),
+        },
+    );
+    assert!(m.dialog.is_none());
+    assert_eq!(
+        fx,
+        vec![Effect::Refresh {
+            email: "marcus.reyes@example.com".into(),
+            connector: Some("slack".into())
+        }]
+    );
+    assert_eq!(m.connectors[1].backoff, 0);
+    // The refresh's health reaches the header.
+    update(
+        &mut m,
+        Action::Refreshed {
+            email: "marcus.reyes@example.com".into(),
+            connector: Some("slack".into()),
+            result: Ok(CaseSnapshot::default()),
+            health: vec![(
+                "slack".into(),
+                crate::connector::Health {
+                    state: HealthState::Ok,
+                    detail: None,
+                    limit_info: None,
+                },
+            )],
+            at: t0(),
+        },
+    );
+    let s = text(&render(&m, 80, 24));
+    assert!(!s.contains("auth error"), "{s}");
+}
+
+#[test]
+fn login_dialog_paste_back() {
+    let mut m = model_with(false, "default");
+    update(&mut m, ch(':'));
+    typed(&mut m, "login google");
+    update(&mut m, key(KeyCode::Enter));
+    update(
+        &mut m,
+        Action::LoginPrompt {
+            app: "google".into(),
+            prompt: LoginPrompt::Code {
+                url: "https://auth.example.com/authorize?client_id=x&state=s1".into(),
+                redirect_uri: "http://127.0.0.1:4000/callback".into(),
+                browser_opened: false,
+            },
+        },
+    );
+    let s = text(&render(&m, 100, 30));
+    assert!(s.contains("https://auth.example.com/authorize"), "{s}");
+    assert!(s.contains("paste it here"), "{s}");
+    typed(&mut m, "nonsense");
+    assert!(update(&mut m, key(KeyCode::Enter)).is_empty());
+    assert!(m.message.as_ref().unwrap().1.contains("code="));
+    for _ in 0.."nonsense".len() {
+        update(&mut m, key(KeyCode::Backspace));
+    }
+    update(
+        &mut m,
+        Action::Paste("http://127.0.0.1:4000/callback?code=abc&state=s1\n".into()),
+    );
+    let fx = update(&mut m, key(KeyCode::Enter));
+    assert_eq!(
+        fx,
+        vec![Effect::LoginPaste {
+            app: "google".into(),
+            url: "http://127.0.0.1:4000/callback?code=abc&state=s1".into()
+        }]
+    );
+    let s = text(&render(&m, 100, 30));
+    assert!(s.contains("exchanging the code"), "{s}");
+}
+
+#[test]
+fn ambiguous_accounts_are_listed() {
+    let mut m = model_with(false, "default");
+    let cand = |id: &str, login: &str, active: bool| Candidate {
+        id: id.into(),
+        login: login.into(),
+        display_name: "Lena Kowalski".into(),
+        active,
+        last_login: Some("2026-02-01".into()),
+    };
+    m.leavers[0].accounts.insert(
+        "slack".into(),
+        AccountStatus::Ambiguous {
+            candidates: vec![
+                cand("005A", "lena.kowalski@example.com", true),
+                cand("005B", "lena.kowalski@example.com.old", false),
+            ],
+        },
+    );
+    update(&mut m, key(KeyCode::Enter)); // to the matrix
+    update(&mut m, ch('j')); // Slack
+    let s = text(&render(&m, 80, 24));
+    assert!(s.contains("2 matches"), "{s}");
+    update(&mut m, key(KeyCode::Enter));
+    assert!(matches!(m.dialog, Some(Dialog::Accounts { .. })));
+    let s = text(&render(&m, 80, 24));
+    for want in [
+        "2 accounts match in Slack",
+        "lena.kowalski@example.com.old",
+        "inactive",
+        "2026-02-01",
+        "id 005B",
+        "never guesses",
+    ] {
+        assert!(s.contains(want), "missing {want:?}\n{s}");
+    }
+    update(&mut m, key(KeyCode::Esc));
+    assert!(m.dialog.is_none());
+    // Enter picks the selected candidate; the engine records it.
+    update(&mut m, key(KeyCode::Enter));
+    update(&mut m, ch('j'));
+    assert_eq!(
+        update(&mut m, key(KeyCode::Enter)),
+        vec![Effect::PickAccount {
+            email: "dana.whitfield@example.com".into(),
+            app: "slack".into(),
+            account_id: "005B".into()
+        }]
+    );
+    assert!(m.dialog.is_none());
+    update(
+        &mut m,
+        Action::Picked {
+            email: "dana.whitfield@example.com".into(),
+            app: "slack".into(),
+            account: "005B".into(),
+            result: Err("not one of the candidates".into()),
+            health: vec![],
+        },
+    );
+    assert!(m.message.as_ref().unwrap().1.contains("pick not applied"));
+}
+
+#[test]
+fn read_only_cannot_pick_an_account() {
+    let mut m = model_with(true, "default");
+    m.leavers[0].accounts.insert(
+        "slack".into(),
+        AccountStatus::Ambiguous {
+            candidates: vec![Candidate {
+                id: "A".into(),
+                login: "a".into(),
+                display_name: String::new(),
+                active: true,
+                last_login: None,
+            }],
+        },
+    );
+    update(&mut m, key(KeyCode::Enter));
+    update(&mut m, ch('j'));
+    update(&mut m, key(KeyCode::Enter));
+    assert!(matches!(m.dialog, Some(Dialog::Accounts { .. })));
+    assert!(update(&mut m, key(KeyCode::Enter)).is_empty());
+    assert!(m.message.as_ref().unwrap().1.contains("read-only"));
+}
+
+#[test]
+fn header_fits_at_80_columns_when_rate_limited() {
+    let mut m = model_with(false, "default");
+    m.connectors.push(ConnectorRow::new(
+        "salesforce",
+        "Salesforce",
+        Duration::from_secs(5),
+    ));
+    for c in &mut m.connectors {
+        c.last_refresh = Some(t0());
+    }
+    m.connectors[1].health = HealthState::RateLimited;
+    m.connectors[2].health = HealthState::Unknown;
+    let s = text(&render(&m, 80, 24));
+    let header = s.lines().nth(1).unwrap();
+    for want in ["Google Workspace ok", "Slack rate-limited", "Salesforce"] {
+        assert!(header.contains(want), "missing {want:?} in {header:?}");
+    }
+    m.symbols.ascii = true;
+    let s = text(&render(&m, 80, 24));
+    assert!(s.lines().nth(1).unwrap().contains("Salesforce ..."), "{s}");
 }
 
 #[test]
@@ -845,4 +1216,68 @@ fn display_names_with_escape_sequences_are_sanitised() {
             "{c:?} on screen"
         );
     }
+}
+
+#[test]
+fn a_refused_revoke_shows_its_reason_and_the_manual_step() {
+    let mut m = model_with(false, "default");
+    in_google(&mut m);
+    update(&mut m, ch('G'));
+    update(
+        &mut m,
+        Action::Engine(Event::State {
+            email: "marcus.reyes@example.com".into(),
+            key: "google/token:f".into(),
+            state: GrantState::Failed {
+                reason: "refused by the app: default case owner; manual step: Reassign the Default Case Owner in Setup, then deactivate again".into(),
+            },
+            at: t0(),
+        }),
+    );
+    let s = text(&render(&m, 80, 24));
+    assert!(
+        s.contains("  refused by the app: default case owner"),
+        "{s}"
+    );
+    assert!(
+        s.contains("  manual: Reassign the Default Case Owner in Setup"),
+        "{s}"
+    );
+    update(&mut m, key(KeyCode::Enter));
+    let s = text(&render(&m, 80, 24));
+    // The popup wraps the whole step under its label.
+    assert!(s.contains("then deactivate again"), "{s}");
+    assert!(!s.contains("; manual step:"), "{s}");
+}
+
+#[test]
+fn wrap_text_keeps_words_and_cuts_long_ones() {
+    assert_eq!(
+        view::wrap_text("one two three four", 9),
+        vec!["one two", "three", "four"]
+    );
+    assert_eq!(view::wrap_text("abcdefghij", 4), vec!["abcd", "efgh", "ij"]);
+    assert_eq!(view::wrap_text("", 4), vec![""]);
+}
+
+#[test]
+fn a_burst_of_rate_limits_is_one_activity_line() {
+    let mut m = model_with(false, "default");
+    let before = m.activity.len();
+    for _ in 0..5 {
+        update(
+            &mut m,
+            Action::Engine(Event::Http(
+                crate::connector::http::HttpNotice::RateLimited {
+                    connector: "slack".into(),
+                    wait: Duration::from_millis(500),
+                    attempt: 1,
+                },
+            )),
+        );
+    }
+    assert_eq!(m.activity.len(), before + 1);
+    let last = &m.activity.back().unwrap().text;
+    assert!(last.contains("slack: rate-limited 5 times"), "{last}");
+    assert_eq!(m.connectors[1].health, HealthState::RateLimited);
 }

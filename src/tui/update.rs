@@ -13,18 +13,50 @@ use crate::sanitize::clean;
 use super::action::{Action, Effect};
 use super::model::*;
 
-/// What the console does when it opens: discover every queued leaver.
+/// Background discoveries run at most this many at a time: the apps' rate
+/// limits are shared, and the selected leaver comes first.
+pub const BACKGROUND_DISCOVERIES: usize = 1;
+
+/// What the console does when it opens: discover the selected leaver, then
+/// the rest of the queue in order.
 pub fn init(model: &mut Model) -> Vec<Effect> {
+    model.dirty = true;
+    schedule_discovery(model)
+}
+
+/// Starts the discoveries due: the selected leaver's first (whenever the
+/// selection moves to a leaver not yet discovered), then, once it is done,
+/// the others in queue order, [`BACKGROUND_DISCOVERIES`] at a time. A failed
+/// discovery waits until the operator asks again (`v`).
+pub fn schedule_discovery(model: &mut Model) -> Vec<Effect> {
     let mut fx = Vec::new();
-    for l in &mut model.leavers {
-        if !l.discovered && !l.discovering {
+    let due = |l: &LeaverRow| !l.discovered && !l.discovering && l.discovery_error.is_none();
+    let selected = model.selected_index();
+    if let Some(i) = selected {
+        let l = &mut model.leavers[i];
+        if due(l) {
             l.discovering = true;
             fx.push(Effect::Discover {
                 email: l.email.clone(),
             });
         }
+        if l.discovering {
+            return fx;
+        }
     }
-    model.dirty = true;
+    let mut running = model.leavers.iter().filter(|l| l.discovering).count();
+    for l in &mut model.leavers {
+        if running >= BACKGROUND_DISCOVERIES {
+            break;
+        }
+        if due(l) {
+            l.discovering = true;
+            running += 1;
+            fx.push(Effect::Discover {
+                email: l.email.clone(),
+            });
+        }
+    }
     fx
 }
 
@@ -70,6 +102,8 @@ pub fn update(model: &mut Model, action: Action) -> Vec<Effect> {
                     if let Some(l) = model.leaver_mut(&email) {
                         l.discovering = false;
                         l.discovered = true;
+                        l.discovery_error = None;
+                        l.as_of = Some(now);
                     }
                     for c in &mut model.connectors {
                         c.last_refresh = Some(now);
@@ -82,10 +116,11 @@ pub fn update(model: &mut Model, action: Action) -> Vec<Effect> {
                     model.log(Level::Info, format!("{email}: discovered {n} grants"));
                 }
                 Err(e) => {
+                    let e = clean(&e);
                     if let Some(l) = model.leaver_mut(&email) {
                         l.discovering = false;
+                        l.discovery_error = Some(e.clone());
                     }
-                    let e = clean(&e);
                     model.log(Level::Error, format!("{email}: discovery failed: {e}"));
                     model.message = Some((Level::Error, format!("discovery failed: {e}")));
                 }
@@ -103,7 +138,12 @@ pub fn update(model: &mut Model, action: Action) -> Vec<Effect> {
             apply_health(model, &health);
             let ok = result.is_ok();
             match result {
-                Ok(snap) => apply_snapshot(model, &email, snap),
+                Ok(snap) => {
+                    apply_snapshot(model, &email, snap);
+                    if let Some(l) = model.leaver_mut(&email) {
+                        l.as_of = Some(at);
+                    }
+                }
                 Err(e) => model.log(
                     Level::Warn,
                     format!(
@@ -224,14 +264,52 @@ pub fn update(model: &mut Model, action: Action) -> Vec<Effect> {
             }
             Vec::new()
         }
+        Action::LoginPrompt { app, prompt } => {
+            model.dirty = true;
+            if let Some(Dialog::Login {
+                app: open,
+                prompt: p,
+                ..
+            }) = &mut model.dialog
+                && *open == app
+            {
+                *p = Some(prompt);
+            }
+            Vec::new()
+        }
         Action::LoginFinished { app, result } => {
             model.dirty = true;
-            let (level, text) = match result {
-                Ok(t) => (Level::Good, format!("{app}: {}", clean(&t))),
-                Err(e) => (Level::Error, format!("{app}: login failed: {}", clean(&e))),
-            };
-            model.log(level, text.clone());
-            model.message = Some((level, text));
+            login_finished(model, app, result)
+        }
+        Action::Picked {
+            email,
+            app,
+            account,
+            result,
+            health,
+        } => {
+            model.dirty = true;
+            apply_health(model, &health);
+            let account = clean(&account);
+            match result {
+                Ok(snap) => {
+                    apply_snapshot(model, &email, snap);
+                    let text =
+                        format!("{app}: {email} is account {account} (recorded in the ledger)");
+                    model.log(Level::Good, text.clone());
+                    model.message = Some((Level::Good, text));
+                }
+                Err(e) => {
+                    let text = format!("{app}: pick not applied: {}", clean(&e));
+                    model.log(Level::Error, text.clone());
+                    model.message = Some((Level::Error, text));
+                }
+            }
+            Vec::new()
+        }
+        Action::Paste(text) => {
+            model.dirty = true;
+            on_paste(model, &text);
             Vec::new()
         }
         Action::Terminate(why) => {
@@ -244,7 +322,94 @@ pub fn update(model: &mut Model, action: Action) -> Vec<Effect> {
     if !nav_only {
         model.recompute_grants();
     }
+    let mut fx = fx;
+    fx.extend(schedule_discovery(model));
     fx
+}
+
+fn login_finished(model: &mut Model, app: String, result: Result<String, String>) -> Vec<Effect> {
+    let open = matches!(&model.dialog, Some(Dialog::Login { app: a, .. }) if *a == app);
+    match result {
+        Ok(text) => {
+            let text = format!("{app}: {}", clean(&text));
+            model.log(Level::Good, text.clone());
+            model.message = Some((Level::Good, text));
+            if open {
+                model.dialog = None;
+            }
+            // Read again with the new token, so that the header's health
+            // reflects it now rather than at the next scheduled refresh.
+            let email = model
+                .selected()
+                .filter(|l| l.discovered)
+                .map(|l| l.email.clone());
+            let mut fx = Vec::new();
+            if let Some(c) = model.connectors.iter_mut().find(|c| c.id == app) {
+                c.backoff = 0;
+                c.health_detail = None;
+                match email {
+                    Some(email) if !c.in_flight => {
+                        c.in_flight = true;
+                        fx.push(Effect::Refresh {
+                            email,
+                            connector: Some(c.id.clone()),
+                        });
+                    }
+                    Some(_) => c.pending = true,
+                    None => c.next_due = None,
+                }
+            }
+            fx
+        }
+        Err(e) => {
+            let e = clean(&e);
+            model.log(Level::Error, format!("{app}: sign-in failed: {e}"));
+            if let Some(Dialog::Login {
+                error, submitted, ..
+            }) = &mut model.dialog
+                && open
+            {
+                *error = Some(e);
+                *submitted = false;
+            } else {
+                model.message = Some((Level::Error, format!("{app}: sign-in failed: {e}")));
+            }
+            Vec::new()
+        }
+    }
+}
+
+/// Pasted text goes to whatever text field is open (control characters and
+/// line breaks dropped).
+fn on_paste(model: &mut Model, text: &str) {
+    let text: String = text.chars().filter(|c| !c.is_control()).collect();
+    let field: Option<(&mut String, usize)> = match (&mut model.dialog, &mut model.input) {
+        (
+            Some(Dialog::Login {
+                prompt: Some(LoginPrompt::Code { .. }),
+                pasted,
+                submitted: false,
+                ..
+            }),
+            _,
+        ) => Some((pasted, 4000)),
+        (Some(Dialog::RevokeAll { typed, .. }), _) => Some((typed, 320)),
+        (Some(Dialog::ManualNote { note, .. }), _) => Some((note, 1000)),
+        (None, Some(Input::Command(t) | Input::Filter(t))) => Some((t, 400)),
+        _ => None,
+    };
+    if let Some((field, cap)) = field {
+        for c in text.chars() {
+            if field.len() >= cap {
+                break;
+            }
+            field.push(c);
+        }
+    }
+    if let (None, Some(Input::Filter(t))) = (&model.dialog, &model.input) {
+        let t = t.clone();
+        set_filter(model, t);
+    }
 }
 
 fn chrono_dur(d: std::time::Duration) -> chrono::Duration {
@@ -298,7 +463,9 @@ fn refresh_now(model: &mut Model) -> Vec<Effect> {
         }
         if let Some(l) = model.leaver_mut(&email) {
             l.discovering = true;
+            l.discovery_error = None;
         }
+        model.message = Some((Level::Info, format!("discovering {email}")));
         return vec![Effect::Discover { email }];
     }
     let mut fx = Vec::new();
@@ -370,6 +537,18 @@ fn clean_account(a: AccountStatus) -> AccountStatus {
         AccountStatus::Failed { error } => AccountStatus::Failed {
             error: clean(&error),
         },
+        AccountStatus::Ambiguous { candidates } => AccountStatus::Ambiguous {
+            candidates: candidates
+                .into_iter()
+                .map(|c| Candidate {
+                    id: clean(&c.id),
+                    login: clean(&c.login),
+                    display_name: clean(&c.display_name),
+                    active: c.active,
+                    last_login: c.last_login.as_deref().map(clean),
+                })
+                .collect(),
+        },
         other => other,
     }
 }
@@ -404,17 +583,26 @@ pub fn apply_snapshot(model: &mut Model, email: &str, snap: CaseSnapshot) {
     }
 }
 
+fn is_selected(model: &Model, email: &str) -> bool {
+    model.selected().is_some_and(|l| l.email == email)
+}
+
 fn on_event(model: &mut Model, ev: Event) {
     match ev {
         Event::CaseOpened { email } => {
-            model.log(Level::Info, format!("case opened for {}", clean(&email)));
+            let email = clean(&email);
+            if is_selected(model, &email) {
+                model.log(Level::Info, format!("case opened for {email}"));
+            }
         }
         Event::Discovering { email, connector } => {
             let (email, connector) = (clean(&email), clean(&connector));
             if let Some(l) = model.leaver_mut(&email) {
                 l.accounts.insert(connector.clone(), AccountStatus::Pending);
             }
-            model.log(Level::Info, format!("{connector}: looking up {email}"));
+            if is_selected(model, &email) {
+                model.log(Level::Info, format!("{connector}: looking up {email}"));
+            }
         }
         Event::Lookup {
             email,
@@ -430,14 +618,18 @@ fn on_event(model: &mut Model, ev: Event) {
                 },
                 Lookup::NotFound => AccountStatus::NotFound,
                 Lookup::Ambiguous { candidates } => AccountStatus::Ambiguous {
-                    candidates: candidates.len(),
+                    candidates: candidates.iter().map(Candidate::from_account).collect(),
                 },
             };
             let status = clean_account(status);
-            model.log(
-                Level::Info,
-                format!("{connector}: {email}: {}", status.label()),
-            );
+            // Background discoveries log one summary line each, not every
+            // step: the pane stays about the leaver on screen.
+            if is_selected(model, &email) || matches!(status, AccountStatus::Ambiguous { .. }) {
+                model.log(
+                    Level::Info,
+                    format!("{connector}: {email}: account {}", status.label()),
+                );
+            }
             if let Some(l) = model.leaver_mut(&email) {
                 if let AccountStatus::Found { display_name, .. } = &status
                     && l.name.is_none()
@@ -496,7 +688,7 @@ fn on_event(model: &mut Model, ev: Event) {
                     }
                 }
             }
-            if added > 0 {
+            if added > 0 && is_selected(model, &email) {
                 model.log(
                     Level::Info,
                     format!("{connector}: {added} new grants for {email}"),
@@ -602,13 +794,33 @@ fn on_event(model: &mut Model, ev: Event) {
                     let until = model.now + chrono_dur(wait.max(c.effective_interval()));
                     c.next_due = Some(c.next_due.map_or(until, |d| d.max(until)));
                 }
-                model.log(
-                    Level::Warn,
-                    format!(
-                        "{connector}: rate-limited, waiting {:.1}s (attempt {attempt})",
-                        wait.as_secs_f64()
+                // One line per burst: a run of rate limits updates the
+                // last line instead of flooding the pane.
+                let prefix = format!("{connector}: rate-limited");
+                let now = model.now;
+                match model.activity.back_mut() {
+                    Some(last) if last.text.starts_with(&prefix) => {
+                        let n = last
+                            .text
+                            .strip_prefix(&format!("{prefix} "))
+                            .and_then(|r| r.split_once(" times"))
+                            .and_then(|(n, _)| n.parse::<u64>().ok())
+                            .unwrap_or(1);
+                        last.text = format!(
+                            "{prefix} {} times, waiting {:.1}s before retrying",
+                            n + 1,
+                            wait.as_secs_f64()
+                        );
+                        last.at = now;
+                    }
+                    _ => model.log(
+                        Level::Warn,
+                        format!(
+                            "{prefix}, waiting {:.1}s before retrying (attempt {attempt})",
+                            wait.as_secs_f64()
+                        ),
                     ),
-                );
+                }
             }
             HttpNotice::Retrying {
                 connector,
@@ -807,18 +1019,28 @@ fn on_enter(model: &mut Model) -> Vec<Effect> {
         Focus::Matrix => {
             if let Some(app) = model.selected_app() {
                 let id = app.id.clone();
-                drill(model, id);
+                if !open_accounts(model, &id) {
+                    drill(model, id);
+                }
             }
             Vec::new()
         }
         Focus::Grants => {
             let Some(g) = model.selected_grant().cloned() else {
+                if let Screen::Drill(app) = &model.screen {
+                    let app = app.clone();
+                    open_accounts(model, &app);
+                }
                 return Vec::new();
             };
             let Revocation::Manual { instructions } = &g.grant.revocation else {
-                model.message = Some((Level::Info, format!("{}: {}", g.grant.label, g.state)));
+                model.dialog = Some(Dialog::GrantDetail { key: g.key.clone() });
                 return Vec::new();
             };
+            if g.state.is_closed() {
+                model.dialog = Some(Dialog::GrantDetail { key: g.key.clone() });
+                return Vec::new();
+            }
             if model.read_only {
                 model.message = Some((Level::Info, "read-only: no changes can be made".into()));
                 return Vec::new();
@@ -842,6 +1064,24 @@ fn on_enter(model: &mut Model) -> Vec<Effect> {
         }
         Focus::Activity => Vec::new(),
     }
+}
+
+/// Opens the list of accounts that match the selected leaver in `app`,
+/// when there are several. Returns whether it did.
+fn open_accounts(model: &mut Model, app: &str) -> bool {
+    let Some(l) = model.selected() else {
+        return false;
+    };
+    let Some(AccountStatus::Ambiguous { candidates }) = l.accounts.get(app) else {
+        return false;
+    };
+    model.dialog = Some(Dialog::Accounts {
+        email: l.email.clone(),
+        app: app.to_string(),
+        candidates: candidates.clone(),
+        selected: 0,
+    });
+    true
 }
 
 fn refresh_if_new(model: &mut Model) -> Vec<Effect> {
@@ -869,7 +1109,14 @@ fn drill(model: &mut Model, app: String) {
 fn on_esc(model: &mut Model) {
     match model.focus {
         Focus::Grants if !model.filter_grants.is_empty() => model.filter_grants.clear(),
-        Focus::Queue if !model.filter_queue.is_empty() => model.filter_queue.clear(),
+        Focus::Queue if !model.filter_queue.is_empty() => {
+            // Keep the selected leaver selected once the filter is gone.
+            let keep = model.selected_index();
+            model.filter_queue.clear();
+            if let Some(i) = keep {
+                model.queue_sel = i;
+            }
+        }
         Focus::Matrix if !model.filter_apps.is_empty() => model.filter_apps.clear(),
         _ => {
             if let Screen::Drill(app) = &model.screen {
@@ -1023,7 +1270,7 @@ fn on_dialog_key(model: &mut Model, key: KeyEvent) -> Vec<Effect> {
         return Vec::new();
     };
     match dialog {
-        Dialog::Help => {
+        Dialog::Help | Dialog::GrantDetail { .. } => {
             if matches!(
                 key.code,
                 KeyCode::Esc | KeyCode::Char('?' | 'q') | KeyCode::Enter
@@ -1031,6 +1278,90 @@ fn on_dialog_key(model: &mut Model, key: KeyEvent) -> Vec<Effect> {
                 model.dialog = None;
             }
             Vec::new()
+        }
+        Dialog::Accounts {
+            email,
+            app,
+            candidates,
+            selected,
+        } => {
+            match key.code {
+                KeyCode::Esc | KeyCode::Char('q') => model.dialog = None,
+                KeyCode::Enter if model.read_only => {
+                    model.message = Some((Level::Info, "read-only: no changes can be made".into()));
+                }
+                KeyCode::Enter => {
+                    let Some(c) = candidates.get(*selected) else {
+                        return Vec::new();
+                    };
+                    let fx = vec![Effect::PickAccount {
+                        email: email.clone(),
+                        app: app.clone(),
+                        account_id: c.id.clone(),
+                    }];
+                    let text = format!("{app}: picking {} ({}) for {email}", c.login, c.id);
+                    model.log(Level::Info, text.clone());
+                    model.message = Some((Level::Info, text));
+                    model.dialog = None;
+                    return fx;
+                }
+                KeyCode::Down | KeyCode::Char('j') => {
+                    *selected = (*selected + 1).min(candidates.len().saturating_sub(1));
+                }
+                KeyCode::Up | KeyCode::Char('k') => *selected = selected.saturating_sub(1),
+                _ => {}
+            }
+            Vec::new()
+        }
+        Dialog::Login {
+            app,
+            prompt,
+            pasted,
+            submitted,
+            error,
+        } => {
+            let app = app.clone();
+            let pasting =
+                matches!(prompt, Some(LoginPrompt::Code { .. })) && !*submitted && error.is_none();
+            match key.code {
+                KeyCode::Esc => {
+                    let ended = error.is_some();
+                    model.dialog = None;
+                    if ended {
+                        return Vec::new();
+                    }
+                    model.log(Level::Warn, format!("{app}: sign-in cancelled"));
+                    vec![Effect::LoginCancel { app }]
+                }
+                KeyCode::Enter if error.is_some() => {
+                    model.dialog = None;
+                    Vec::new()
+                }
+                KeyCode::Backspace if pasting => {
+                    pasted.pop();
+                    Vec::new()
+                }
+                KeyCode::Char(c) if pasting && !key.modifiers.contains(KeyModifiers::CONTROL) => {
+                    if pasted.len() < 4000 {
+                        pasted.push(c);
+                    }
+                    Vec::new()
+                }
+                KeyCode::Enter if pasting => {
+                    let url = pasted.trim().to_string();
+                    if !(url.contains("code=") || url.contains("error=")) {
+                        model.message = Some((
+                            Level::Warn,
+                            "paste the whole address the browser went to (it has code= and state=)"
+                                .into(),
+                        ));
+                        return Vec::new();
+                    }
+                    *submitted = true;
+                    vec![Effect::LoginPaste { app, url }]
+                }
+                _ => Vec::new(),
+            }
         }
         Dialog::Confirm {
             email,
@@ -1301,9 +1632,16 @@ fn run_command(model: &mut Model, cmd: &str) -> Vec<Effect> {
                 model.message = Some((Level::Warn, "`:login APP`: name a connector".into()));
                 return Vec::new();
             }
-            vec![Effect::Login {
-                app: arg.to_string(),
-            }]
+            let app = clean(arg);
+            model.dialog = Some(Dialog::Login {
+                app: app.clone(),
+                prompt: None,
+                pasted: String::new(),
+                submitted: false,
+                error: None,
+            });
+            model.log(Level::Info, format!("{app}: sign-in started"));
+            vec![Effect::Login { app }]
         }
         "help" => {
             model.dialog = Some(Dialog::Help);

@@ -56,7 +56,7 @@ pub fn draw(m: &Model, area: Rect, buf: &mut Buffer) {
     let wide = area.width >= 100;
     match &m.screen {
         super::model::Screen::Overview => {
-            let qw = if wide { 38 } else { 30 };
+            let qw = if wide { 38 } else { 32 };
             let [q, main] =
                 Layout::horizontal([Constraint::Length(qw), Constraint::Min(20)]).areas(body);
             draw_queue(m, q, buf);
@@ -115,6 +115,10 @@ fn hhmmss(t: DateTime<Utc>) -> String {
         .to_string()
 }
 
+fn hhmm(t: DateTime<Utc>) -> String {
+    t.with_timezone(&chrono::Local).format("%H:%M").to_string()
+}
+
 fn health_role(h: HealthState) -> Role {
     match h {
         HealthState::Ok => Role::Ok,
@@ -155,33 +159,8 @@ fn draw_header(m: &Model, area: Rect, buf: &mut Buffer) {
     if area.height < 2 {
         return;
     }
-    let mut spans = Vec::new();
-    for (i, c) in m.connectors.iter().enumerate() {
-        if i > 0 {
-            spans.push(Span::styled(
-                format!(" {} ", if m.symbols.ascii { "|" } else { "│" }),
-                t.style(Role::Muted),
-            ));
-        }
-        spans.push(Span::styled(c.name.clone(), t.style(Role::Accent)));
-        spans.push(Span::raw(" "));
-        spans.push(Span::styled(
-            c.health.label(),
-            t.style(health_role(c.health)),
-        ));
-        if c.in_flight {
-            spans.push(Span::styled(
-                format!(" {}", m.symbols.spinner(m.spinner)),
-                t.style(Role::Muted),
-            ));
-        }
-        if let Some(at) = c.last_refresh {
-            spans.push(Span::styled(
-                format!(" {}", hhmmss(at)),
-                t.style(Role::Muted),
-            ));
-        }
-    }
+    let spans = header_health(m, area.width.saturating_sub(1) as usize);
+    let mut spans = spans;
     if m.connectors.is_empty() {
         spans.push(Span::styled(
             "no connectors configured",
@@ -194,6 +173,52 @@ fn draw_header(m: &Model, area: Rect, buf: &mut Buffer) {
         &Line::from(spans),
         area.width.saturating_sub(1),
     );
+}
+
+/// The header's health line, made shorter until it fits: full names with
+/// times, then without times, then connector ids.
+fn header_health<'a>(m: &Model, width: usize) -> Vec<Span<'a>> {
+    let t = &m.theme;
+    let sep = if m.symbols.ascii { " | " } else { " │ " };
+    for (long_names, times) in [(true, true), (true, false), (false, false)] {
+        let mut spans = Vec::new();
+        for (i, c) in m.connectors.iter().enumerate() {
+            if i > 0 {
+                spans.push(Span::styled(sep, t.style(Role::Muted)));
+            }
+            let name = if long_names { &c.name } else { &c.id };
+            spans.push(Span::styled(name.clone(), t.style(Role::Accent)));
+            spans.push(Span::raw(" "));
+            spans.push(Span::styled(
+                health_label(m, c.health),
+                t.style(health_role(c.health)),
+            ));
+            if c.in_flight {
+                spans.push(Span::styled(
+                    format!(" {}", m.symbols.spinner(m.spinner)),
+                    t.style(Role::Muted),
+                ));
+            }
+            if times && let Some(at) = c.last_refresh {
+                spans.push(Span::styled(
+                    format!(" {}", hhmmss(at)),
+                    t.style(Role::Muted),
+                ));
+            }
+        }
+        let w: usize = spans.iter().map(|s| s.width()).sum();
+        if w <= width || !long_names {
+            return spans;
+        }
+    }
+    Vec::new()
+}
+
+pub fn health_label(m: &Model, h: HealthState) -> &'static str {
+    match h {
+        HealthState::Unknown => m.symbols.ellipsis(),
+        other => other.label(),
+    }
 }
 
 fn exit_label(exit: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<String> {
@@ -212,6 +237,7 @@ fn status_role(s: &LeaverStatus) -> Role {
         LeaverStatus::Queued | LeaverStatus::NothingFound => Role::Muted,
         LeaverStatus::Discovering | LeaverStatus::Revoking => Role::Removing,
         LeaverStatus::Live(_) => Role::Live,
+        LeaverStatus::DiscoveryFailed => Role::Error,
         LeaverStatus::AllVerified => Role::Verified,
         LeaverStatus::NeedsAttention(_) => Role::Unconfirmed,
     }
@@ -272,11 +298,24 @@ fn draw_queue(m: &Model, area: Rect, buf: &mut Buffer) {
             ));
         }
         spans.push(Span::styled(status.label(), t.style(status_role(&status))));
-        if let Some(e) = exit_label(l.exit_at, m.now) {
+        // Only the selected leaver is refreshed live: say how old the
+        // others' status is.
+        if !sel
+            && l.discovered
+            && !matches!(status, LeaverStatus::Revoking)
+            && let Some(at) = l.as_of
+        {
             spans.push(Span::styled(
-                format!(" {} {e}", m.symbols.dot()),
+                format!(" as of {}", hhmm(at)),
                 t.style(Role::Muted),
             ));
+        }
+        if let Some(e) = exit_label(l.exit_at, m.now) {
+            let text = format!(" {} {e}", m.symbols.dot());
+            let used: usize = spans.iter().map(|s| s.width()).sum();
+            if used + text.width() <= r.width as usize {
+                spans.push(Span::styled(text, t.style(Role::Muted)));
+            }
         }
         buf.set_line(r.x, y + 1, &Line::from(spans), r.width);
     }
@@ -343,7 +382,8 @@ fn dominant<'a>(states: impl Iterator<Item = &'a GrantState>) -> Option<Role> {
     states.max_by_key(|s| rank(s)).map(state_role)
 }
 
-fn summary_spans<'a>(m: &Model, l: &LeaverRow) -> Vec<Span<'a>> {
+/// Counts by state for a block's bottom title, shortened to fit `width`.
+fn summary_spans<'a>(m: &Model, l: &LeaverRow, width: u16) -> Vec<Span<'a>> {
     let t = &m.theme;
     let mut counts = [0usize; 7];
     for g in &l.grants {
@@ -359,26 +399,43 @@ fn summary_spans<'a>(m: &Model, l: &LeaverRow) -> Vec<Span<'a>> {
         counts[i] += 1;
     }
     let names = [
-        ("live", Role::Live),
-        ("removing", Role::Removing),
-        ("verified", Role::Verified),
-        ("acknowledged", Role::Acknowledged),
-        ("unconfirmed", Role::Unconfirmed),
-        ("failed", Role::Failed),
-        ("manual", Role::Manual),
+        ("live", "live", Role::Live),
+        ("removing", "removing", Role::Removing),
+        ("verified", "verified", Role::Verified),
+        ("acknowledged", "ack", Role::Acknowledged),
+        ("unconfirmed", "unconf", Role::Unconfirmed),
+        ("failed", "failed", Role::Failed),
+        ("manual", "manual", Role::Manual),
     ];
-    let mut spans = Vec::new();
-    for (i, (name, role)) in names.iter().enumerate() {
-        if counts[i] > 0 {
-            spans.push(Span::styled(
-                format!(" {} {name} ", counts[i]),
-                t.style(*role),
-            ));
+    let open = counts[0] + counts[1] + counts[4] + counts[5] + counts[6];
+    let build = |short: bool, left: bool| {
+        let mut spans = Vec::new();
+        for (i, (long, brief, role)) in names.iter().enumerate() {
+            if counts[i] > 0 {
+                let name = if short { brief } else { long };
+                let text = if short {
+                    format!(" {} {name}", counts[i])
+                } else {
+                    format!(" {} {name} ", counts[i])
+                };
+                spans.push(Span::styled(text, t.style(*role)));
+            }
+        }
+        if left {
+            spans.push(Span::styled(format!(" {open} left "), t.style(Role::Muted)));
+        } else if short {
+            spans.push(Span::raw(" "));
+        }
+        spans
+    };
+    let fits = |spans: &Vec<Span>| spans.iter().map(|s| s.width()).sum::<usize>() <= width as usize;
+    for (short, left) in [(false, true), (true, true), (true, false)] {
+        let spans = build(short, left);
+        if fits(&spans) {
+            return spans;
         }
     }
-    let open = counts[0] + counts[1] + counts[4] + counts[5] + counts[6];
-    spans.push(Span::styled(format!(" {open} left "), t.style(Role::Muted)));
-    spans
+    build(true, false)
 }
 
 fn draw_matrix(m: &Model, area: Rect, buf: &mut Buffer) {
@@ -406,7 +463,11 @@ fn draw_matrix(m: &Model, area: Rect, buf: &mut Buffer) {
         Line::from(Span::styled(who, t.style(Role::Accent))),
         focused,
     )
-    .title_bottom(Line::from(summary_spans(m, l)));
+    .title_bottom(Line::from(summary_spans(
+        m,
+        l,
+        area.width.saturating_sub(2),
+    )));
     let mut inner = b.inner(area);
     b.render(area, buf);
     // Revoke-all gauge, by phase.
@@ -420,8 +481,18 @@ fn draw_matrix(m: &Model, area: Rect, buf: &mut Buffer) {
         .into_iter()
         .filter(|k| l.grants.iter().any(|g| g.grant.kind == *k))
         .collect();
-    let app_w: u16 = if inner.width >= 56 { 18 } else { 12 };
-    let acct_w: u16 = 10;
+    let longest = m
+        .connectors
+        .iter()
+        .map(|c| c.name.width())
+        .max()
+        .unwrap_or(8) as u16;
+    let app_w: u16 = if inner.width >= 40 {
+        (longest + 2).clamp(8, 18)
+    } else {
+        12
+    };
+    let acct_w: u16 = if inner.width >= 60 { 14 } else { 10 };
     let open_w: u16 = 5;
     let mut used = app_w + acct_w + open_w;
     let mut kinds = Vec::new();
@@ -483,6 +554,14 @@ fn draw_matrix(m: &Model, area: Rect, buf: &mut Buffer) {
             Some(a) => (a.label(), Role::Muted),
             None => ("-".to_string(), Role::Muted),
         };
+        let acct = if acct.width() >= acct_w as usize {
+            match l.accounts.get(&c.id) {
+                Some(AccountStatus::Failed { .. }) => "failed".to_string(),
+                _ => acct,
+            }
+        } else {
+            acct
+        };
         buf.set_stringn(x, y, acct, acct_w as usize - 1, t.style(role));
         x += acct_w;
         let grants: Vec<&GrantRow> = l
@@ -531,7 +610,7 @@ fn draw_gauge(m: &Model, l: &LeaverRow, area: Rect, buf: &mut Buffer) {
         .map(|(p, _)| *p)
         .unwrap_or(Phase::CloseAccount);
     let label = format!(
-        " phase {}/3 {} {done}/{total} ",
+        " phase {}/3 {}: {done}/{total} done ",
         current.number(),
         current.title()
     );
@@ -568,7 +647,11 @@ fn draw_grants(m: &Model, app: &str, area: Rect, buf: &mut Buffer) {
         focused,
     );
     let b = match m.selected() {
-        Some(l) => b.title_bottom(Line::from(summary_spans(m, l))),
+        Some(l) => b.title_bottom(Line::from(summary_spans(
+            m,
+            l,
+            area.width.saturating_sub(2),
+        ))),
         None => b,
     };
     let mut inner = b.inner(area);
@@ -584,33 +667,39 @@ fn draw_grants(m: &Model, app: &str, area: Rect, buf: &mut Buffer) {
     if inner.height < 2 || inner.width < 10 {
         return;
     }
-    // Columns and their widths; drop by priority when narrow.
-    let w = inner.width;
-    let show_details = w >= 90;
-    let show_since = w >= 70;
-    let show_risk = w >= 60;
-    let show_kind = w >= 50;
-    let mark_w = 2u16;
-    let state_w = 20u16;
-    let since_w = if show_since { 10 } else { 0 };
-    let risk_w = if show_risk { 9 } else { 0 };
-    let kind_w = if show_kind { 13 } else { 0 };
-    let fixed = mark_w + state_w + since_w + risk_w + kind_w;
-    let flex = w.saturating_sub(fixed);
-    let (label_w, details_w) = if show_details {
-        (flex * 11 / 20, flex - flex * 11 / 20)
+    // The selected grant in full, under the table.
+    let attention = m
+        .selected_grant()
+        .is_some_and(|g| g.state.needs_attention());
+    let detail_h = if inner.height >= 12 && attention {
+        3
+    } else if inner.height >= 9 {
+        2
+    } else if inner.height >= 5 {
+        1
     } else {
-        (flex, 0)
+        0
     };
+    if detail_h > 0 {
+        let r = Rect {
+            y: inner.y + inner.height - detail_h,
+            height: detail_h,
+            ..inner
+        };
+        draw_grant_status(m, r, buf);
+        inner.height -= detail_h;
+    }
+    let w = inner.width;
+    let c = grant_columns(w);
     let hdr = t.style(Role::Muted);
-    let mut x = inner.x + mark_w;
+    let mut x = inner.x + c.mark;
     for (text, width) in [
-        ("grant", label_w),
-        ("kind", kind_w),
-        ("risk", risk_w),
-        ("state", state_w),
-        ("since", since_w),
-        ("details", details_w),
+        ("grant", c.label),
+        ("kind", c.kind),
+        ("risk", c.risk),
+        ("state", c.state),
+        ("since", c.since),
+        ("details", c.details),
     ] {
         if width > 0 {
             buf.set_stringn(x, inner.y, text, width as usize, hdr);
@@ -628,6 +717,7 @@ fn draw_grants(m: &Model, app: &str, area: Rect, buf: &mut Buffer) {
     offset = offset.min(m.grant_view.len().saturating_sub(rows));
     m.grant_offset.set(offset);
     let end = (offset + rows).min(m.grant_view.len());
+    let short_kind = c.kind < 13;
     for (row, &gi) in m.grant_view[offset..end].iter().enumerate() {
         let g = &l.grants[gi];
         let y = inner.y + 1 + row as u16;
@@ -644,7 +734,7 @@ fn draw_grants(m: &Model, app: &str, area: Rect, buf: &mut Buffer) {
         if marked {
             buf.set_stringn(inner.x, y, m.symbols.mark(), 1, t.style(Role::Mark));
         }
-        let mut x = inner.x + mark_w;
+        let mut x = inner.x + c.mark;
         let cell = |buf: &mut Buffer, x: &mut u16, text: &str, width: u16, style: Style| {
             if width > 0 {
                 let room = width.saturating_sub(1) as usize;
@@ -663,44 +753,263 @@ fn draw_grants(m: &Model, app: &str, area: Rect, buf: &mut Buffer) {
                 *x += width;
             }
         };
-        cell(buf, &mut x, &g.grant.label, label_w, base);
-        cell(buf, &mut x, g.grant.kind.as_str(), kind_w, base);
-        cell(buf, &mut x, g.grant.risk.as_str(), risk_w, base);
-        let state_text = match &g.state {
-            GrantState::Revoking | GrantState::Removed => {
-                format!("removing {}", m.symbols.spinner(m.spinner))
-            }
-            GrantState::Verified { at } => format!("verified {}", hhmmss(*at)),
-            GrantState::Manual if g.grant.is_manual() => "manual step".to_string(),
-            other => other.to_string(),
+        cell(buf, &mut x, &g.grant.label, c.label, base);
+        let kind = if short_kind {
+            kind_short(g.grant.kind)
+        } else {
+            g.grant.kind.as_str()
         };
-        cell(buf, &mut x, &state_text, state_w, base);
+        cell(buf, &mut x, kind, c.kind, base);
+        cell(buf, &mut x, g.grant.risk.as_str(), c.risk, base);
+        cell(buf, &mut x, &state_text(m, g), c.state, base);
         let since = g.since_state.map(hhmmss).unwrap_or_default();
-        cell(buf, &mut x, &since, since_w, base);
-        let details = match (&g.state, &g.answer) {
-            (GrantState::Failed { .. } | GrantState::Unconfirmed { .. }, Some(a)) => {
-                format!("{a} {}", g.grant.details)
-            }
-            _ => g.grant.details.clone(),
-        };
-        cell(buf, &mut x, &details, details_w, base);
+        cell(buf, &mut x, &since, c.since, base);
+        cell(buf, &mut x, &grant_details(g), c.details, base);
         if offset + row == m.grant_sel && focused {
             buf.set_style(rect, t.style(Role::Selection));
         }
     }
     if m.grant_view.is_empty() {
-        let text = if m.filter_grants.is_empty() {
-            "no grants in this app"
+        let ambiguous = match l.accounts.get(app) {
+            Some(AccountStatus::Ambiguous { candidates }) => Some(candidates.len()),
+            _ => None,
+        };
+        let text = if let Some(n) = ambiguous {
+            format!("{n} accounts match this leaver: Enter to see them")
+        } else if m.filter_grants.is_empty() {
+            "no grants in this app".to_string()
         } else {
-            "no grant matches the filter"
+            "no grant matches the filter".to_string()
         };
         buf.set_stringn(
             inner.x + 2,
             inner.y + 1,
             text,
             inner.width as usize - 2,
-            t.style(Role::Muted),
+            t.style(if ambiguous.is_some() {
+                Role::Warning
+            } else {
+                Role::Muted
+            }),
         );
+    }
+}
+
+/// Column widths of the grant table for an inner width `w`: the label gets
+/// what is left once the state stays readable; kind, risk, since and
+/// details come and go with the room there is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrantColumns {
+    pub mark: u16,
+    pub label: u16,
+    pub kind: u16,
+    pub risk: u16,
+    pub state: u16,
+    pub since: u16,
+    pub details: u16,
+}
+
+pub fn grant_columns(w: u16) -> GrantColumns {
+    let mark = 2;
+    // "verified 10:02:03", "acknowledged", "removing ⠋" fit in 18.
+    let state = 18;
+    let kind = if w >= 120 {
+        13
+    } else if w >= 50 {
+        7
+    } else {
+        0
+    };
+    let risk = if w >= 60 { 9 } else { 0 };
+    let since = if w >= 110 { 10 } else { 0 };
+    let flex = w.saturating_sub(mark + state + kind + risk + since);
+    // Details only when the label keeps at least 34 columns.
+    let (label, details) = if flex >= 34 + 24 {
+        let label = (flex / 2).max(34);
+        (label, flex - label)
+    } else {
+        (flex, 0)
+    };
+    GrantColumns {
+        mark,
+        label,
+        kind,
+        risk,
+        state,
+        since,
+        details,
+    }
+}
+
+/// The state as the table shows it (the reason goes to the details).
+fn state_text(m: &Model, g: &GrantRow) -> String {
+    match &g.state {
+        GrantState::Revoking | GrantState::Removed => {
+            format!("removing {}", m.symbols.spinner(m.spinner))
+        }
+        GrantState::Verified { at } => format!("verified {}", hhmmss(*at)),
+        GrantState::Manual if g.grant.is_manual() => "manual step".to_string(),
+        other => other.name().to_string(),
+    }
+}
+
+/// Details: for a failed or unconfirmed grant the reason and the API's
+/// answer come first.
+fn grant_details(g: &GrantRow) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    if let Some(r) = g.state.reason()
+        && matches!(
+            g.state,
+            GrantState::Failed { .. } | GrantState::Unconfirmed { .. }
+        )
+    {
+        parts.push(r);
+    }
+    if let (GrantState::Failed { .. } | GrantState::Unconfirmed { .. }, Some(a)) =
+        (&g.state, &g.answer)
+    {
+        parts.push(a);
+    }
+    if !g.grant.details.is_empty() {
+        parts.push(&g.grant.details);
+    }
+    parts.join(" - ")
+}
+
+/// A failure reason without the manual step the engine appended to it.
+fn reason_of(g: &GrantRow) -> Option<&str> {
+    match &g.state {
+        GrantState::Failed { reason } | GrantState::Unconfirmed { reason } => Some(
+            reason
+                .split_once("; manual step: ")
+                .map_or(reason.as_str(), |(r, _)| r),
+        ),
+        _ => None,
+    }
+}
+
+/// What to do about a grant that needs a person: the manual instructions,
+/// the step the engine named for a refused revoke, or else doing it in the
+/// app's admin console.
+fn manual_step(m: &Model, g: &GrantRow) -> Option<String> {
+    if let GrantState::Failed { reason } | GrantState::Unconfirmed { reason } = &g.state
+        && let Some((_, step)) = reason.split_once("; manual step: ")
+    {
+        return Some(step.to_string());
+    }
+    match (&g.grant.revocation, &g.state) {
+        (crate::model::Revocation::Manual { instructions }, _) => Some(instructions.clone()),
+        (_, GrantState::Failed { .. }) => Some(format!(
+            "retry with r, or remove it in the {} admin console and refresh (v)",
+            m.connector_name(&g.grant.connector)
+        )),
+        (_, GrantState::Unconfirmed { .. }) => Some(format!(
+            "still listed after the revoke: check it in the {} admin console, then retry with r",
+            m.connector_name(&g.grant.connector)
+        )),
+        _ => None,
+    }
+}
+
+/// Word-wraps `text` to `width` columns (words longer than a line are cut).
+pub fn wrap_text(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut lines = Vec::new();
+    let mut cur = String::new();
+    for word in text.split_whitespace() {
+        let mut word = word.to_string();
+        loop {
+            let need = if cur.is_empty() { 0 } else { 1 } + word.width();
+            if cur.width() + need <= width {
+                if !cur.is_empty() {
+                    cur.push(' ');
+                }
+                cur.push_str(&word);
+                break;
+            }
+            if !cur.is_empty() {
+                lines.push(std::mem::take(&mut cur));
+                continue;
+            }
+            let head = truncate(&word, width).to_string();
+            let rest = word[head.len()..].to_string();
+            lines.push(head);
+            if rest.is_empty() {
+                break;
+            }
+            word = rest;
+        }
+    }
+    if !cur.is_empty() || lines.is_empty() {
+        lines.push(cur);
+    }
+    lines
+}
+
+/// One or two lines about the selected grant: its full label, then the
+/// reason, manual step or details.
+fn draw_grant_status(m: &Model, area: Rect, buf: &mut Buffer) {
+    let t = &m.theme;
+    let Some(g) = m.selected_grant() else {
+        return;
+    };
+    let role = state_role(&g.state);
+    let mut first = vec![
+        Span::styled(format!("{} ", m.symbols.pointer()), t.style(Role::Accent)),
+        Span::styled(g.grant.label.clone(), t.style(Role::Accent)),
+        Span::styled(
+            format!(
+                " {} {} {} {} risk {} ",
+                m.symbols.dot(),
+                g.grant.kind.as_str(),
+                m.symbols.dot(),
+                g.grant.risk.as_str(),
+                m.symbols.dot()
+            ),
+            t.style(Role::Muted),
+        ),
+        Span::styled(state_text(m, g), t.style(role)),
+    ];
+    let reason = match &g.state {
+        GrantState::Acknowledged { note: Some(n), .. } => Some(format!("note: {n}")),
+        _ => reason_of(g).map(str::to_string),
+    };
+    let step = manual_step(m, g);
+    let second: Vec<Span> = match (&reason, &step) {
+        (Some(r), Some(step)) if area.height < 3 => vec![
+            Span::styled(r.clone(), t.style(role)),
+            Span::styled(format!(" {} ", m.symbols.dot()), t.style(Role::Muted)),
+            Span::styled(format!("manual: {step}"), t.style(Role::Manual)),
+        ],
+        (Some(r), _) => vec![Span::styled(r.clone(), t.style(role))],
+        (None, Some(step)) => vec![Span::styled(
+            format!("manual: {step}"),
+            t.style(Role::Manual),
+        )],
+        (None, None) => vec![Span::styled(g.grant.details.clone(), t.style(Role::Text))],
+    };
+    if area.height >= 2 {
+        buf.set_line(area.x, area.y, &Line::from(first), area.width);
+        let mut second = second;
+        second.insert(0, Span::raw("  "));
+        buf.set_line(area.x, area.y + 1, &Line::from(second), area.width);
+        if area.height >= 3
+            && reason.is_some()
+            && let Some(step) = &step
+        {
+            let line = Line::from(vec![
+                Span::raw("  "),
+                Span::styled(format!("manual: {step}"), t.style(Role::Manual)),
+            ]);
+            buf.set_line(area.x, area.y + 2, &line, area.width);
+        }
+    } else {
+        first.push(Span::styled(
+            format!(" {} ", m.symbols.dot()),
+            t.style(Role::Muted),
+        ));
+        first.extend(second);
+        buf.set_line(area.x, area.y, &Line::from(first), area.width);
     }
 }
 
@@ -767,8 +1076,10 @@ pub fn hints(m: &Model) -> Vec<(&'static str, &'static str)> {
             if rw {
                 h.push(("Space", "mark"));
                 h.push(("r", "revoke/retry"));
-                h.push(("Enter", "manual done"));
+                h.push(("Enter", "details/done"));
                 h.push(("R", "all"));
+            } else {
+                h.push(("Enter", "details"));
             }
         }
         Focus::Activity => {}
@@ -828,6 +1139,139 @@ fn draw_footer(m: &Model, area: Rect, buf: &mut Buffer) {
         spans.push(Span::styled(format!(" {what} "), t.style(Role::Muted)));
     }
     buf.set_line(area.x, area.y, &Line::from(spans), area.width);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn draw_login(
+    m: &Model,
+    app: &str,
+    prompt: Option<&LoginPrompt>,
+    pasted: &str,
+    submitted: bool,
+    error: Option<&str>,
+    area: Rect,
+    buf: &mut Buffer,
+) {
+    let t = &m.theme;
+    let r = popup(area, 78, 15);
+    Clear.render(r, buf);
+    let b = block(
+        m,
+        Span::styled(format!(" Sign in to {app} "), t.style(Role::Accent)),
+        true,
+    );
+    let inner = b.inner(r);
+    b.render(r, buf);
+    let cursor = if m.symbols.ascii { "_" } else { "▏" };
+    let mut lines: Vec<Line> = Vec::new();
+    match prompt {
+        None if error.is_none() => lines.push(Line::from(format!(
+            "{} asking the authorization server{}",
+            m.symbols.spinner(m.spinner),
+            m.symbols.ellipsis()
+        ))),
+        None => {}
+        Some(LoginPrompt::Device {
+            user_code,
+            verification_uri,
+            verification_uri_complete,
+            expires_at,
+        }) => {
+            lines.push(Line::from("On any device with a browser, open"));
+            lines.push(Line::from(Span::styled(
+                format!("  {verification_uri}"),
+                t.style(Role::Accent),
+            )));
+            lines.push(Line::from(vec![
+                Span::raw("and enter the code  "),
+                Span::styled(user_code.clone(), t.style(Role::Danger)),
+            ]));
+            if let Some(c) = verification_uri_complete {
+                lines.push(Line::from(Span::styled(
+                    "(or open this address, which has the code filled in:)",
+                    t.style(Role::Muted),
+                )));
+                lines.push(Line::from(Span::styled(
+                    format!("  {c}"),
+                    t.style(Role::Accent),
+                )));
+            }
+            if error.is_none() {
+                let left = (*expires_at - m.now).num_seconds().max(0);
+                lines.push(Line::from(""));
+                lines.push(Line::from(Span::styled(
+                    format!(
+                        "{} waiting for approval (code valid {}:{:02} more)",
+                        m.symbols.spinner(m.spinner),
+                        left / 60,
+                        left % 60
+                    ),
+                    t.style(Role::Muted),
+                )));
+            }
+        }
+        Some(LoginPrompt::Code {
+            url,
+            redirect_uri,
+            browser_opened,
+        }) => {
+            lines.push(Line::from(if *browser_opened {
+                "A browser was opened. If it did not, open this URL on any machine:"
+            } else {
+                "Open this URL in a browser on any machine:"
+            }));
+            lines.push(Line::from(Span::styled(url.clone(), t.style(Role::Accent))));
+            lines.push(Line::from(format!(
+                "Approve. If the browser then fails to load {redirect_uri}, copy its whole address and paste it here:"
+            )));
+            lines.push(Line::from(vec![
+                Span::styled("> ", t.style(Role::Accent)),
+                Span::raw(pasted.to_string()),
+                Span::styled(
+                    if submitted || error.is_some() {
+                        ""
+                    } else {
+                        cursor
+                    },
+                    t.style(Role::Accent),
+                ),
+            ]));
+            if submitted && error.is_none() {
+                lines.push(Line::from(Span::styled(
+                    format!("{} exchanging the code", m.symbols.spinner(m.spinner)),
+                    t.style(Role::Muted),
+                )));
+            }
+        }
+    }
+    if let Some(e) = error {
+        lines.push(Line::from(""));
+        lines.push(Line::from(Span::styled(
+            format!("Sign-in failed: {e}"),
+            t.style(Role::Error),
+        )));
+    }
+    let body = Rect {
+        height: inner.height.saturating_sub(1),
+        ..inner
+    };
+    Paragraph::new(lines)
+        .wrap(Wrap { trim: false })
+        .render(body, buf);
+    let keys = if error.is_some() {
+        "Esc close"
+    } else if matches!(prompt, Some(LoginPrompt::Code { .. })) && !submitted {
+        "Enter send the pasted address   Esc cancel"
+    } else {
+        "Esc cancel"
+    };
+    buf.set_stringn(
+        inner.x,
+        inner.y + inner.height.saturating_sub(1),
+        keys,
+        inner.width as usize,
+        t.style(Role::Muted),
+    );
 }
 
 fn popup(area: Rect, w: u16, h: u16) -> Rect {
@@ -976,6 +1420,193 @@ fn draw_dialog(m: &Model, d: &Dialog, area: Rect, buf: &mut Buffer) {
             Paragraph::new(lines)
                 .wrap(Wrap { trim: true })
                 .render(inner, buf);
+        }
+        Dialog::Login {
+            app,
+            prompt,
+            pasted,
+            submitted,
+            error,
+        } => draw_login(
+            m,
+            app,
+            prompt.as_ref(),
+            pasted,
+            *submitted,
+            error.as_deref(),
+            area,
+            buf,
+        ),
+        Dialog::GrantDetail { key } => {
+            let Some(g) = m.selected().and_then(|l| l.grant(key)) else {
+                return;
+            };
+            let w = area.width.min(84);
+            let value_w = w.saturating_sub(2 + 9) as usize;
+            let mut fields: Vec<(&str, String, Role)> = vec![
+                ("grant", g.grant.label.clone(), Role::Accent),
+                (
+                    "app",
+                    format!("{} ({})", m.connector_name(&g.grant.connector), g.key),
+                    Role::Text,
+                ),
+                (
+                    "kind",
+                    format!("{}, {} risk", g.grant.kind.as_str(), g.grant.risk.as_str()),
+                    Role::Text,
+                ),
+                (
+                    "state",
+                    match g.since_state {
+                        Some(at) if !matches!(g.state, GrantState::Verified { .. }) => {
+                            format!("{} since {}", state_text(m, g), hhmmss(at))
+                        }
+                        _ => state_text(m, g),
+                    },
+                    state_role(&g.state),
+                ),
+            ];
+            if let Some(r) = reason_of(g) {
+                fields.push(("reason", r.to_string(), state_role(&g.state)));
+            }
+            if let GrantState::Acknowledged { note: Some(n), .. } = &g.state {
+                fields.push(("note", n.clone(), Role::Text));
+            }
+            if let Some(a) = &g.answer {
+                fields.push(("API said", a.clone(), Role::Text));
+            }
+            if !g.grant.details.is_empty() {
+                fields.push(("details", g.grant.details.clone(), Role::Text));
+            }
+            if let Some(s) = &g.grant.since {
+                fields.push(("granted", s.clone(), Role::Text));
+            }
+            if let Some(step) = manual_step(m, g) {
+                fields.push(("manual", step, Role::Manual));
+            }
+            let mut lines = Vec::new();
+            for (k, v, role) in fields {
+                for (i, part) in wrap_text(&v, value_w).into_iter().enumerate() {
+                    lines.push(Line::from(vec![
+                        Span::styled(
+                            format!("{:<9}", if i == 0 { k } else { "" }),
+                            t.style(Role::Muted),
+                        ),
+                        Span::styled(part, t.style(role)),
+                    ]));
+                }
+            }
+            let r = popup(area, w, lines.len() as u16 + 3);
+            Clear.render(r, buf);
+            let b = block(m, Span::styled(" Grant ", t.style(Role::Accent)), true);
+            let inner = b.inner(r);
+            b.render(r, buf);
+            let body = Rect {
+                height: inner.height.saturating_sub(1),
+                ..inner
+            };
+            Paragraph::new(lines).render(body, buf);
+            buf.set_stringn(
+                inner.x,
+                inner.y + inner.height.saturating_sub(1),
+                "Esc close",
+                inner.width as usize,
+                t.style(Role::Muted),
+            );
+        }
+        Dialog::Accounts {
+            email,
+            app,
+            candidates,
+            selected,
+        } => {
+            let shown = candidates.len().min(6);
+            let r = popup(area, 78, 10 + 2 * shown as u16);
+            Clear.render(r, buf);
+            let b = block(
+                m,
+                Span::styled(
+                    format!(
+                        " {} accounts match in {} ",
+                        candidates.len(),
+                        m.connector_name(app)
+                    ),
+                    t.style(Role::Warning),
+                ),
+                true,
+            );
+            let inner = b.inner(r);
+            b.render(r, buf);
+            let mut lines = vec![Line::from(format!("{email} matches several accounts:"))];
+            // Keep the selected one in view.
+            let first = selected.saturating_sub(shown.saturating_sub(1));
+            for (i, c) in candidates.iter().enumerate().skip(first).take(shown) {
+                let sel = i == *selected;
+                let style = if sel {
+                    t.style(Role::Selection)
+                } else {
+                    t.style(Role::Text)
+                };
+                lines.push(Line::from(vec![
+                    Span::styled(
+                        format!(
+                            "{} {}",
+                            if sel { m.symbols.pointer() } else { " " },
+                            c.login
+                        ),
+                        style,
+                    ),
+                    Span::styled(
+                        format!("  {}", if c.active { "active" } else { "inactive" }),
+                        t.style(if c.active { Role::Text } else { Role::Muted }),
+                    ),
+                ]));
+                let last = c
+                    .last_login
+                    .as_deref()
+                    .map(|l| truncate(l, 16).replace('T', " "))
+                    .unwrap_or_else(|| "never".into());
+                lines.push(Line::from(Span::styled(
+                    format!(
+                        "    {} {} id {} {} last login {last}",
+                        if c.display_name.is_empty() {
+                            "(no name)"
+                        } else {
+                            &c.display_name
+                        },
+                        m.symbols.dot(),
+                        c.id,
+                        m.symbols.dot()
+                    ),
+                    t.style(Role::Muted),
+                )));
+            }
+            lines.push(Line::from(""));
+            lines.push(Line::from(Span::styled(
+                format!(
+                    "offboard never guesses: nothing in {} is read or revoked for this leaver until you pick the leaver's account; the pick is recorded in the ledger.",
+                    m.connector_name(app)
+                ),
+                t.style(Role::Warning),
+            )));
+            Paragraph::new(lines).wrap(Wrap { trim: false }).render(
+                Rect {
+                    height: inner.height.saturating_sub(1),
+                    ..inner
+                },
+                buf,
+            );
+            buf.set_stringn(
+                inner.x,
+                inner.y + inner.height.saturating_sub(1),
+                if m.read_only {
+                    "j/k move   Esc close"
+                } else {
+                    "j/k move   Enter pick this account   Esc close"
+                },
+                inner.width as usize,
+                t.style(Role::Muted),
+            );
         }
         Dialog::Help => {
             let r = popup(area, 66, 22);
