@@ -505,6 +505,41 @@ impl State {
         }
     }
 
+    /// Adds the benchmark leaver: a standard user with the sessions, tokens,
+    /// permission sets and group memberships of `b`.
+    pub fn seed_bench(&mut self, b: &tenant::BenchShape) {
+        let mut s = Seeder {
+            objects: std::mem::take(&mut self.objects),
+            n: 900_000,
+        };
+        let u = s.user(
+            tenant::BenchShape::PERSON_N,
+            &b.email,
+            &b.email,
+            "Bench Leaver",
+            STANDARD,
+        );
+        for i in 0..b.sf_sessions {
+            s.session(&u, "UI", "Application", "203.0.113.9", (i % 12) as i64);
+        }
+        for i in 0..b.sf_tokens {
+            s.oauth(&u, &format!("Bench app {i}"), i as u64, (i % 60) as i64);
+        }
+        for i in 0..b.sf_permsets {
+            s.permset(&u, &format!("Bench_Set_{i:04}"), &format!("Bench set {i}"));
+        }
+        for i in 0..b.sf_groups {
+            let g = format!("00GSB{:010}AAA", 9000 + i);
+            let (ty, name) = if i % 4 == 0 {
+                ("Queue", format!("Bench queue {i}"))
+            } else {
+                ("Regular", format!("Bench group {i}"))
+            };
+            s.member(&u, &g, ty, &name);
+        }
+        self.objects = s.objects;
+    }
+
     /// Current (settled, still listed) values of an object's rows, for tests.
     pub fn rows(&self, object: &str) -> Vec<BTreeMap<String, Value>> {
         self.objects

@@ -474,6 +474,58 @@ impl State {
         st
     }
 
+    /// Adds the benchmark leaver: an ordinary member with the sessions and
+    /// user groups of `b` (each group has one other member, so removals go
+    /// through `usergroups.users.update`).
+    pub fn seed_bench(&mut self, b: &tenant::BenchShape) {
+        let n = tenant::BenchShape::PERSON_N;
+        let id = slack_id('U', n);
+        self.users.push(User {
+            id: id.clone(),
+            name: b.email.split('@').next().unwrap_or_default().to_string(),
+            real_name: "Bench Leaver".into(),
+            first: "Bench".into(),
+            last: "Leaver".into(),
+            email: b.email.clone(),
+            deleted: false,
+            is_admin: false,
+            is_owner: false,
+            is_primary_owner: false,
+            is_restricted: false,
+            is_ultra_restricted: false,
+            is_bot: false,
+        });
+        for i in 0..b.slack_sessions {
+            self.add_session(
+                &id,
+                Device {
+                    hardware: "MacBookPro18,3",
+                    os: "Mac OS",
+                    os_version: "14.5.0",
+                    client: "4.39.95",
+                    ip: format!("198.51.100.{}", i % 250 + 1),
+                },
+            );
+        }
+        let base_ts: i64 = 1_717_000_000;
+        for i in 0..b.slack_groups {
+            let gn = 9000 + i as u32;
+            self.groups.push(UserGroup {
+                id: slack_id('S', gn),
+                name: format!("Bench group {i}"),
+                handle: format!("bench-{i:04}"),
+                description: "benchmark group".into(),
+                users: vec![id.clone(), slack_id('U', 100 + (i as u32 % 150))],
+                removed: Vec::new(),
+                disabled_at: None,
+                date_create: base_ts,
+                date_update: base_ts,
+                created_by: ADMIN_USER_ID.into(),
+                updated_by: ADMIN_USER_ID.into(),
+            });
+        }
+    }
+
     fn add_session(&mut self, user_id: &str, device: Device) {
         self.next_session += 17;
         self.sessions.push(Session {
