@@ -123,6 +123,14 @@ pub(crate) struct Case {
     pub grants: Vec<Entry>,
 }
 
+/// Whether `key` is `g.key()` (without building it).
+fn is_key(g: &Grant, key: &str) -> bool {
+    key.len() == g.connector.len() + 1 + g.id.len()
+        && key.starts_with(g.connector.as_str())
+        && key.as_bytes()[g.connector.len()] == b'/'
+        && key.ends_with(g.id.as_str())
+}
+
 /// Display text from an API, made safe (ids are kept exact: drivers need
 /// them; printers clean them).
 pub(crate) fn clean_grant(mut g: Grant) -> Grant {
@@ -223,7 +231,7 @@ impl Case {
         answer: Option<String>,
     ) {
         let key = grant.key();
-        match self.grants.iter_mut().find(|e| e.key() == key) {
+        match self.grants.iter_mut().find(|e| is_key(&e.grant, &key)) {
             Some(e) => {
                 e.grant = grant;
                 e.state = state;
@@ -248,7 +256,7 @@ impl Case {
         at: DateTime<Utc>,
         answer: Option<String>,
     ) {
-        if let Some(e) = self.grants.iter_mut().find(|e| e.key() == key) {
+        if let Some(e) = self.grants.iter_mut().find(|e| is_key(&e.grant, key)) {
             e.state = state;
             e.since = at;
             if answer.is_some() {
@@ -272,11 +280,11 @@ impl Case {
     }
 
     pub fn entry(&self, key: &str) -> Option<&Entry> {
-        self.grants.iter().find(|e| e.key() == key)
+        self.grants.iter().find(|e| is_key(&e.grant, key))
     }
 
     pub fn entry_mut(&mut self, key: &str) -> Option<&mut Entry> {
-        self.grants.iter_mut().find(|e| e.key() == key)
+        self.grants.iter_mut().find(|e| is_key(&e.grant, key))
     }
 
     pub fn account(&self, connector: &str) -> Option<&Account> {

@@ -5,8 +5,9 @@
 //!
 //! Writers: every append takes an exclusive `flock` on `ledger.jsonl.lock`,
 //! re-reads whatever other processes appended since (so the chain stays one
-//! chain when two processes write), writes one line with `O_APPEND` and
-//! fsyncs it. A lock held for more than [`LOCK_WAIT`] is refused with a
+//! chain when two processes write), writes its lines with `O_APPEND` and
+//! fsyncs them before the append returns. Concurrent async appends share
+//! one write and one fsync (a group commit, [`Ledger::commit`]). A lock held for more than [`LOCK_WAIT`] is refused with a
 //! clear error.
 //!
 //! A crash can leave a torn last line (bytes without a final newline). The
@@ -25,7 +26,7 @@ pub mod report;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -212,7 +213,7 @@ impl LedgerEvent {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LedgerError {
     #[error("{path}: {error}")]
     Io { path: PathBuf, error: String },
@@ -260,19 +261,47 @@ struct Head {
     lines: usize,
 }
 
-/// The append-only ledger. Cheap to share behind an `Arc`; appends are
-/// serialised in-process by a mutex and across processes by `flock`.
-pub struct Ledger {
+/// Appends waiting for the next group commit, and whether a writer is at
+/// work on them.
+#[derive(Default)]
+struct Queue {
+    jobs: Vec<Job>,
+    writing: bool,
+}
+
+struct Job {
+    case: String,
+    events: Vec<LedgerEvent>,
+    done: tokio::sync::oneshot::Sender<Result<Vec<Record>, LedgerError>>,
+}
+
+struct Core {
     path: PathBuf,
     lock_path: PathBuf,
     operator: String,
     head: Mutex<Head>,
     torn: Mutex<Vec<TornTail>>,
+    queue: Mutex<Queue>,
+}
+
+/// The append-only ledger. Appends are serialised in-process by a mutex
+/// and across processes by `flock`.
+///
+/// [`Ledger::append`] writes and fsyncs one record. [`Ledger::commit`] is
+/// the group commit for async callers: appends that arrive while a write
+/// is under way are written together by the next one, in arrival order,
+/// with one `fdatasync` for all of them; each caller gets its records only
+/// after that fsync, so every record is durable before its step proceeds.
+#[derive(Clone)]
+pub struct Ledger {
+    core: Arc<Core>,
 }
 
 impl std::fmt::Debug for Ledger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ledger").field("path", &self.path).finish()
+        f.debug_struct("Ledger")
+            .field("path", &self.core.path)
+            .finish()
     }
 }
 
@@ -290,7 +319,7 @@ impl Ledger {
         }
         let mut lock_name = path.file_name().unwrap_or_default().to_os_string();
         lock_name.push(".lock");
-        let ledger = Ledger {
+        let core = Core {
             path: path.to_path_buf(),
             lock_path: path.with_file_name(lock_name),
             operator: crate::sanitize::clean(operator),
@@ -301,34 +330,113 @@ impl Ledger {
                 lines: 0,
             }),
             torn: Mutex::new(Vec::new()),
+            queue: Mutex::new(Queue::default()),
         };
         {
-            let _lock = ledger.lock()?;
-            let mut file = ledger.file()?;
-            let mut head = ledger.head.lock().expect("ledger head");
-            ledger.catch_up(&mut file, &mut head)?;
+            let _lock = core.lock()?;
+            let mut file = core.file()?;
+            let mut head = core.head.lock().expect("ledger head");
+            core.catch_up(&mut file, &mut head)?;
         }
-        Ok(ledger)
+        Ok(Ledger {
+            core: Arc::new(core),
+        })
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.core.path
     }
 
     pub fn operator(&self) -> &str {
-        &self.operator
+        &self.core.operator
     }
 
     /// Torn lines this handle set aside (for a warning to the operator).
     pub fn torn_tails(&self) -> Vec<TornTail> {
-        self.torn.lock().expect("ledger torn").clone()
+        self.core.torn.lock().expect("ledger torn").clone()
     }
 
     /// The last record's `seq` (the number of records in an intact ledger).
     pub fn last_seq(&self) -> u64 {
-        self.head.lock().expect("ledger head").seq
+        self.core.head.lock().expect("ledger head").seq
     }
 
+    /// Appends one record for `case` and fsyncs it.
+    pub fn append(&self, case: &str, event: LedgerEvent) -> Result<Record, LedgerError> {
+        let mut records = self.core.write_batch(&[(case, vec![event])])?;
+        Ok(records.remove(0))
+    }
+
+    /// Appends `events` for `case`, in order and next to each other, through
+    /// the group commit. Returns once they are written and fsynced (an
+    /// error means none of this call's records may be taken as durable).
+    /// Needs a Tokio runtime: the write runs on its blocking pool.
+    pub async fn commit(
+        &self,
+        case: &str,
+        events: Vec<LedgerEvent>,
+    ) -> Result<Vec<Record>, LedgerError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let start_writer = {
+            let mut q = self.core.queue.lock().expect("ledger queue");
+            q.jobs.push(Job {
+                case: case.to_string(),
+                events,
+                done,
+            });
+            !std::mem::replace(&mut q.writing, true)
+        };
+        if start_writer {
+            let core = self.core.clone();
+            tokio::task::spawn_blocking(move || core.drain());
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(LedgerError::Io {
+                path: self.core.path.clone(),
+                error: "the ledger writer stopped before confirming the write".into(),
+            })
+        })
+    }
+
+    /// Every complete record of a ledger file, in order. A line that is not
+    /// a record is an error naming its line; a torn last line is skipped
+    /// (it is reported by [`verify_chain`] and set aside by the next append).
+    pub fn read(path: &Path) -> Result<Vec<Record>, LedgerError> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(path)(e)),
+        };
+        let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let mut out = Vec::new();
+        for (i, line) in bytes[..complete].split(|b| *b == b'\n').enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            let r: Record = serde_json::from_slice(line).map_err(|e| LedgerError::Corrupt {
+                path: path.to_path_buf(),
+                line: i + 1,
+                what: format!("not a ledger record: {e}"),
+            })?;
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    /// The records of one case.
+    pub fn read_case(path: &Path, email: &str) -> Result<Vec<Record>, LedgerError> {
+        let email = email.trim().to_ascii_lowercase();
+        Ok(Self::read(path)?
+            .into_iter()
+            .filter(|r| r.case == email)
+            .collect())
+    }
+}
+
+impl Core {
     fn file(&self) -> Result<File, LedgerError> {
         OpenOptions::new()
             .read(true)
@@ -340,6 +448,90 @@ impl Ledger {
 
     fn lock(&self) -> Result<FileLock, LedgerError> {
         FileLock::acquire(&self.lock_path)
+    }
+
+    /// The group-commit writer: writes whatever is queued, one batch per
+    /// fsync, until the queue is empty.
+    fn drain(&self) {
+        loop {
+            let jobs = {
+                let mut q = self.queue.lock().expect("ledger queue");
+                if q.jobs.is_empty() {
+                    q.writing = false;
+                    return;
+                }
+                std::mem::take(&mut q.jobs)
+            };
+            let batch: Vec<(&str, Vec<LedgerEvent>)> = jobs
+                .iter()
+                .map(|j| (j.case.as_str(), j.events.clone()))
+                .collect();
+            match self.write_batch(&batch) {
+                Ok(mut records) => {
+                    for j in jobs {
+                        let rest = records.split_off(j.events.len());
+                        let _ = j.done.send(Ok(std::mem::replace(&mut records, rest)));
+                    }
+                }
+                Err(e) => {
+                    for j in jobs {
+                        let _ = j.done.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes every event of `batch`, in order, as one `write` and one
+    /// `fdatasync`, under the head mutex and the cross-process lock.
+    fn write_batch(&self, batch: &[(&str, Vec<LedgerEvent>)]) -> Result<Vec<Record>, LedgerError> {
+        let mut head = self.head.lock().expect("ledger head");
+        let _lock = self.lock()?;
+        let mut file = self.file()?;
+        self.catch_up(&mut file, &mut head)?;
+        let mut next = Head {
+            len: head.len,
+            seq: head.seq,
+            hash: head.hash.clone(),
+            lines: head.lines,
+        };
+        let mut bytes = Vec::new();
+        let mut records = Vec::new();
+        for (case, events) in batch {
+            for event in events {
+                let record = self.record(&next, case, event.clone());
+                let line = self.encode(&record)?;
+                next.hash = sha256_hex(&line);
+                next.seq = record.seq;
+                next.lines += 1;
+                next.len += line.len() as u64 + 1;
+                bytes.extend_from_slice(&line);
+                bytes.push(b'\n');
+                records.push(record);
+            }
+        }
+        file.write_all(&bytes).map_err(io_err(&self.path))?;
+        file.sync_data().map_err(io_err(&self.path))?;
+        *head = next;
+        Ok(records)
+    }
+
+    fn record(&self, head: &Head, case: &str, event: LedgerEvent) -> Record {
+        Record {
+            seq: head.seq + 1,
+            ts: Utc::now(),
+            operator: self.operator.clone(),
+            case: case.to_string(),
+            event,
+            prev: head.hash.clone(),
+        }
+    }
+
+    fn encode(&self, record: &Record) -> Result<Vec<u8>, LedgerError> {
+        serde_json::to_vec(record).map_err(|e| LedgerError::Io {
+            path: self.path.clone(),
+            error: format!("cannot encode a record: {e}"),
+        })
     }
 
     /// Reads whatever was appended since `head.len` (by another process or
@@ -444,48 +636,6 @@ impl Ledger {
         Ok(record)
     }
 
-    /// Appends one record for `case` and fsyncs it.
-    pub fn append(&self, case: &str, event: LedgerEvent) -> Result<Record, LedgerError> {
-        let mut head = self.head.lock().expect("ledger head");
-        let _lock = self.lock()?;
-        let mut file = self.file()?;
-        self.catch_up(&mut file, &mut head)?;
-        self.write_locked(&mut file, &mut head, case, event)
-    }
-
-    /// Every complete record of a ledger file, in order. A line that is not
-    /// a record is an error naming its line; a torn last line is skipped
-    /// (it is reported by [`verify_chain`] and set aside by the next append).
-    pub fn read(path: &Path) -> Result<Vec<Record>, LedgerError> {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err(path)(e)),
-        };
-        let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        let mut out = Vec::new();
-        for (i, line) in bytes[..complete].split(|b| *b == b'\n').enumerate() {
-            if line.is_empty() {
-                continue;
-            }
-            let r: Record = serde_json::from_slice(line).map_err(|e| LedgerError::Corrupt {
-                path: path.to_path_buf(),
-                line: i + 1,
-                what: format!("not a ledger record: {e}"),
-            })?;
-            out.push(r);
-        }
-        Ok(out)
-    }
-
-    /// The records of one case.
-    pub fn read_case(path: &Path, email: &str) -> Result<Vec<Record>, LedgerError> {
-        let email = email.trim().to_ascii_lowercase();
-        Ok(Self::read(path)?
-            .into_iter()
-            .filter(|r| r.case == email)
-            .collect())
-    }
 }
 
 /// An exclusive advisory lock on a file, released on drop (and by the
