@@ -221,7 +221,12 @@ impl Pages {
                 .max(self.google_roles)
                 .max(self.google_devices),
             // users.info first (the team), then the listings.
-            "slack" => 1 + self.slack_sessions.max(self.slack_roles).max(self.slack_logs),
+            "slack" => {
+                1 + self
+                    .slack_sessions
+                    .max(self.slack_roles)
+                    .max(self.slack_logs)
+            }
             // User, then UserLogin.
             "salesforce" => 2.max(self.salesforce_query),
             _ => 1,
@@ -497,12 +502,18 @@ fn main() -> anyhow::Result<()> {
     );
     let mut all_met = true;
     for sc in scenarios {
-        let keep_dir = keep.as_ref().map(|k| k.join(format!("{sc:?}").to_lowercase()));
+        let keep_dir = keep
+            .as_ref()
+            .map(|k| k.join(format!("{sc:?}").to_lowercase()));
         let r = rt.block_on(run(sc, RAISED, &shape, keep_dir.as_deref()))?;
         let b = bounds(&r, sc, RAISED, consistency);
         let (seq_disc, seq_rev, seq_note) = if quick {
             let (d, v, per) = estimate_sequential(&r, sc, consistency);
-            (d, v, format!("estimated at {:.1} ms per request", per * 1000.0))
+            (
+                d,
+                v,
+                format!("estimated at {:.1} ms per request", per * 1000.0),
+            )
         } else {
             let s = rt.block_on(run(sc, one, &shape, None))?;
             (
@@ -584,13 +595,7 @@ fn main() -> anyhow::Result<()> {
         let s = &r.summary;
         println!(
             "outcome: {} verified, {} acknowledged, {} unconfirmed, {} failed, {} manual, {} live; ledger {} records, chain intact",
-            s.verified,
-            s.acknowledged,
-            s.unconfirmed,
-            s.failed,
-            s.manual,
-            s.live,
-            r.ledger_records
+            s.verified, s.acknowledged, s.unconfirmed, s.failed, s.manual, s.live, r.ledger_records
         );
         anyhow::ensure!(
             s.unconfirmed + s.failed + s.live + s.removing == 0,

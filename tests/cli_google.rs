@@ -76,7 +76,11 @@ async fn scan_dry_run_and_refusal_change_nothing() {
     assert!(grants.iter().any(|g| g["kind"] == "oauth_grant"));
     assert_eq!(v["exit_code"], 3);
 
-    let (code, out, _) = run(&e, &["revoke", DANA, "--app", "google", "--dry-run", "--json"]).await;
+    let (code, out, _) = run(
+        &e,
+        &["revoke", DANA, "--app", "google", "--dry-run", "--json"],
+    )
+    .await;
     assert_eq!(code, 0);
     let plan: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(plan["schema"], "offboard.plan/1");
@@ -193,7 +197,9 @@ async fn resumes_after_kill_9_mid_revoke() {
     })
     .await;
     let e = env(&sb.base_url);
-    let mut child = cmd(&e, &["revoke", DANA, "--app", "google", "--yes"]).spawn().unwrap();
+    let mut child = cmd(&e, &["revoke", DANA, "--app", "google", "--yes"])
+        .spawn()
+        .unwrap();
     let data = e.data.clone();
     common::wait_for(Duration::from_secs(30), "revoke_requested records", || {
         let data = data.clone();

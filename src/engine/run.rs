@@ -433,7 +433,8 @@ impl Engine {
                                 grants: Vec::new(),
                                 failed_kinds: Vec::new(),
                             },
-                        ).await?;
+                        )
+                        .await?;
                     }
                     self.emit_health(&c);
                     return Ok(());
@@ -488,7 +489,8 @@ impl Engine {
                         })
                         .collect(),
                 },
-            ).await?;
+            )
+            .await?;
         }
         self.record_changes(email, changes, "absent from a fresh complete read")
             .await?;
@@ -610,7 +612,8 @@ impl Engine {
             LedgerEvent::Finished {
                 summary: summary.clone(),
             },
-        ).await?;
+        )
+        .await?;
         self.emit(Event::Finished {
             email: email.into(),
             summary: summary.clone(),
@@ -686,7 +689,8 @@ impl Engine {
                         grant: g.clone(),
                         instructions: instructions.clone(),
                     },
-                ).await?;
+                )
+                .await?;
                 self.set_state(email, &key, GrantState::Manual, None);
             }
             return Ok(());
@@ -714,7 +718,8 @@ impl Engine {
                 phase: phase.number(),
                 grant: g.clone(),
             },
-        ).await?;
+        )
+        .await?;
         self.set_state(email, &key, GrantState::Revoking, None);
         let result = c.revoke(&account, g).await;
         let (outcome, error, manual) = match &result {
@@ -734,7 +739,8 @@ impl Engine {
                 error: error.clone(),
                 manual: manual.clone(),
             },
-        ).await?;
+        )
+        .await?;
         let (state, answer) =
             answer_state(outcome, error.as_deref(), manual.as_deref(), Utc::now());
         self.emit(Event::ApiAnswer {
@@ -965,7 +971,8 @@ impl Engine {
                 note: note.clone(),
                 previous_state: state.to_string(),
             },
-        ).await?;
+        )
+        .await?;
         self.set_state(
             email,
             key,

@@ -282,6 +282,8 @@ struct Core {
     head: Mutex<Head>,
     torn: Mutex<Vec<TornTail>>,
     queue: Mutex<Queue>,
+    /// fsyncs of appended records so far.
+    syncs: std::sync::atomic::AtomicU64,
 }
 
 /// The append-only ledger. Appends are serialised in-process by a mutex
@@ -331,6 +333,7 @@ impl Ledger {
             }),
             torn: Mutex::new(Vec::new()),
             queue: Mutex::new(Queue::default()),
+            syncs: std::sync::atomic::AtomicU64::new(0),
         };
         {
             let _lock = core.lock()?;
@@ -359,6 +362,12 @@ impl Ledger {
     /// The last record's `seq` (the number of records in an intact ledger).
     pub fn last_seq(&self) -> u64 {
         self.core.head.lock().expect("ledger head").seq
+    }
+
+    /// How many fsyncs this handle's appends made (group commits make
+    /// fewer than records).
+    pub fn fsyncs(&self) -> u64 {
+        self.core.syncs.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Appends one record for `case` and fsyncs it.
@@ -512,6 +521,8 @@ impl Core {
         }
         file.write_all(&bytes).map_err(io_err(&self.path))?;
         file.sync_data().map_err(io_err(&self.path))?;
+        self.syncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         *head = next;
         Ok(records)
     }
@@ -635,7 +646,6 @@ impl Core {
         head.lines += 1;
         Ok(record)
     }
-
 }
 
 /// An exclusive advisory lock on a file, released on drop (and by the
@@ -948,6 +958,93 @@ mod tests {
         assert!(line.contains("\"outcome\":\"already_gone\""));
         let recs = Ledger::read(&p).unwrap();
         assert_eq!(recs[0].event, ev);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_commits_share_fsyncs_and_keep_one_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(LEDGER_FILE);
+        let l = Ledger::open(&p, "op").unwrap();
+        l.append(
+            "dana@example.com",
+            LedgerEvent::Reappeared { key: "k".into() },
+        )
+        .unwrap();
+        let before = l.fsyncs();
+        let jobs = (0..200).map(|i| {
+            let l = l.clone();
+            async move {
+                let recs = l
+                    .commit(
+                        "dana@example.com",
+                        vec![
+                            LedgerEvent::RevokeRequested {
+                                key: format!("google/t{i}"),
+                                phase: 1,
+                                grant: grant(&format!("t{i}")),
+                            },
+                            LedgerEvent::Verified {
+                                key: format!("google/t{i}"),
+                                how: "absent".into(),
+                            },
+                        ],
+                    )
+                    .await
+                    .unwrap();
+                // Written before the call returned.
+                let on_disk = Ledger::read(l.path()).unwrap();
+                for r in &recs {
+                    assert_eq!(on_disk[(r.seq - 1) as usize], *r);
+                }
+                recs
+            }
+        });
+        let all = futures::future::join_all(jobs).await;
+        let mut seqs: Vec<u64> = Vec::new();
+        for recs in &all {
+            assert_eq!(recs.len(), 2);
+            assert_eq!(
+                recs[1].seq,
+                recs[0].seq + 1,
+                "one call's records stay together"
+            );
+            assert_eq!(recs[0].key(), recs[1].key());
+            seqs.extend(recs.iter().map(|r| r.seq));
+        }
+        seqs.sort();
+        assert_eq!(seqs, (2..=401).collect::<Vec<u64>>());
+        let rep = verify_chain(&p).unwrap();
+        assert!(rep.ok(), "{:?}", rep.problems);
+        assert_eq!(rep.records, 401);
+        let syncs = l.fsyncs() - before;
+        assert!(
+            (1..100).contains(&syncs),
+            "{syncs} fsyncs for 200 concurrent commits"
+        );
+        // A plain append continues the same chain.
+        l.append("x", LedgerEvent::Reappeared { key: "k2".into() })
+            .unwrap();
+        assert_eq!(l.last_seq(), 402);
+        assert!(verify_chain(&p).unwrap().ok());
+    }
+
+    #[tokio::test]
+    async fn a_failed_group_write_fails_every_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(LEDGER_FILE);
+        let l = write_some(&p, 2);
+        let text = std::fs::read_to_string(&p).unwrap();
+        let first = text.lines().next().unwrap();
+        std::fs::write(&p, format!("{first}\n")).unwrap();
+        let (a, b) = tokio::join!(
+            l.commit("x", vec![LedgerEvent::Reappeared { key: "a".into() }]),
+            l.commit("x", vec![LedgerEvent::Reappeared { key: "b".into() }]),
+        );
+        for r in [a, b] {
+            let e = r.unwrap_err();
+            assert!(e.to_string().contains("shrank"), "{e}");
+        }
+        assert_eq!(Ledger::read(&p).unwrap().len(), 1);
     }
 
     #[test]

@@ -1570,6 +1570,47 @@ mod tests {
     }
 
     #[test]
+    fn bench_leaver_has_the_shape_asked_and_the_demo_org_none() {
+        let shape = tenant::BenchShape {
+            sf_sessions: 7,
+            sf_tokens: 5,
+            sf_permsets: 4,
+            sf_groups: 3,
+            ..tenant::BenchShape::default()
+        };
+        let plain = State::seed();
+        let mut st = State::seed();
+        st.seed_bench(&shape);
+        let id = user_id(tenant::BenchShape::PERSON_N);
+        let of = |st: &State, object: &str, field: &str| {
+            st.rows(object)
+                .iter()
+                .filter(|r| r[field] == id.as_str())
+                .count()
+        };
+        assert_eq!(of(&plain, "User", "Id"), 0);
+        assert_eq!(of(&st, "User", "Id"), 1);
+        assert_eq!(of(&st, "AuthSession", "UsersId"), 7);
+        assert_eq!(of(&st, "OauthToken", "UserId"), 5);
+        // Plus the profile's own permission set.
+        assert_eq!(of(&st, "PermissionSetAssignment", "AssigneeId"), 5);
+        assert_eq!(of(&st, "GroupMember", "UserOrGroupId"), 3);
+        let ids: std::collections::HashSet<String> = st
+            .objects
+            .values()
+            .flatten()
+            .filter_map(|r| r.str("Id").map(str::to_string))
+            .collect();
+        let rows = st
+            .objects
+            .values()
+            .flatten()
+            .filter(|r| r.str("Id").is_some())
+            .count();
+        assert_eq!(ids.len(), rows, "record ids stay unique");
+    }
+
+    #[test]
     fn seed_has_the_scenarios() {
         let st = State::seed();
         let users = st.rows("User");

@@ -1404,3 +1404,34 @@ async fn scim_delete(
         Err((code, msg)) => scim_error(&version, code, msg),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_leaver_has_the_shape_asked_and_the_demo_org_none() {
+        let shape = tenant::BenchShape {
+            slack_sessions: 9,
+            slack_groups: 6,
+            ..tenant::BenchShape::default()
+        };
+        let plain = State::seed();
+        assert!(plain.user_by_email(&shape.email).is_none());
+        let mut st = State::seed();
+        st.seed_bench(&shape);
+        let u = st
+            .user_by_email(&shape.email)
+            .expect("bench leaver")
+            .id
+            .clone();
+        assert_eq!(st.sessions.iter().filter(|s| s.user_id == u).count(), 9);
+        let groups: Vec<&UserGroup> = st.groups.iter().filter(|g| g.users.contains(&u)).collect();
+        assert_eq!(groups.len(), 6);
+        assert!(groups.iter().all(|g| g.users.len() == 2));
+        let mut ids: Vec<&str> = st.groups.iter().map(|g| g.id.as_str()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), st.groups.len(), "group ids stay unique");
+    }
+}
