@@ -11,3 +11,4 @@ pub mod model;
 pub mod sandbox;
 pub mod sanitize;
 pub mod secret;
+pub mod tui;

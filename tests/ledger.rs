@@ -18,6 +18,7 @@ fn grant(id: &str) -> Grant {
         revocation: Revocation::Api,
         since: None,
         phase: None,
+        after: Vec::new(),
     }
 }
 

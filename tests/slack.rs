@@ -169,6 +169,7 @@ async fn ok_false_is_an_error_never_absence() {
         revocation: offboard::model::Revocation::Api,
         since: None,
         phase: None,
+        after: Vec::new(),
     };
     let v = ro.verify(&dana, &[session]).await;
     assert!(v[0].1.is_err());

@@ -36,6 +36,10 @@ pub struct StoredToken {
     /// The flow that obtained them.
     pub flow: String,
     pub obtained_at: i64,
+    /// Where the API lives when the token endpoint says so (Salesforce
+    /// `instance_url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_url: Option<String>,
 }
 
 impl std::fmt::Debug for StoredToken {
@@ -48,6 +52,7 @@ impl std::fmt::Debug for StoredToken {
             .field("token_url", &self.token_url)
             .field("client_id", &self.client_id)
             .field("flow", &self.flow)
+            .field("instance_url", &self.instance_url)
             .finish()
     }
 }
@@ -208,6 +213,7 @@ mod tests {
             client_id: "c".into(),
             flow: "authorization-code".into(),
             obtained_at: 0,
+            instance_url: None,
         }
     }
 

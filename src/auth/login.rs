@@ -14,13 +14,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use oauth2::StandardDeviceAuthorizationResponse;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use url::Url;
 
+use super::authority::{self, Authority, DeviceGrant};
 use super::cache::{StoredToken, TokenCache};
-use super::oauth::{AuthRequest, Flow, OAuth, OAuthSettings, TokenSet};
+use super::oauth::{AuthRequest, Flow, TokenSet};
 use super::source::cache_for;
 use crate::connector::{ConnectorError, ResolvedConnector};
 use crate::sanitize;
@@ -40,30 +40,31 @@ pub struct LoginOutcome {
     pub cache_path: std::path::PathBuf,
 }
 
-/// The OAuth client and cache of a connector, for the sign-in flows.
+/// The authorization server and cache of a connector, for the sign-in
+/// flows.
 pub fn client_for(
     resolved: &ResolvedConnector,
     http: reqwest::Client,
     data_dir: &std::path::Path,
-) -> Result<(Arc<OAuth>, TokenCache), ConnectorError> {
-    let settings = OAuthSettings::from_resolved(resolved)?;
-    let cache = cache_for(&settings, data_dir);
-    Ok((Arc::new(OAuth::new(settings, http)?), cache))
+) -> Result<(Arc<dyn Authority>, TokenCache), ConnectorError> {
+    let oauth = authority::for_connector(resolved, http)?;
+    let cache = cache_for(oauth.settings(), data_dir);
+    Ok((oauth, cache))
 }
 
 fn store(
-    oauth: &OAuth,
+    oauth: &dyn Authority,
     cache: &TokenCache,
     tokens: TokenSet,
     flow: Flow,
 ) -> Result<LoginOutcome, ConnectorError> {
     let expires_in = tokens.expires_in;
-    let mut stored: StoredToken = tokens.into_stored(&oauth.settings, None);
+    let mut stored: StoredToken = tokens.into_stored(oauth.settings(), None);
     stored.flow = flow.name().to_string();
     cache.save(&stored)?;
-    tracing::info!(connector = %oauth.settings.connector, flow = flow.name(), "signed in; tokens cached");
+    tracing::info!(connector = %oauth.settings().connector, flow = flow.name(), "signed in; tokens cached");
     Ok(LoginOutcome {
-        connector: oauth.settings.connector.clone(),
+        connector: oauth.settings().connector.clone(),
         scopes: stored.scopes.clone(),
         expires_in,
         has_refresh_token: stored.refresh_token.is_some(),
@@ -102,7 +103,7 @@ pub fn open_browser(url: &Url) -> bool {
 
 /// An authorization-code sign-in in progress.
 pub struct CodeLogin {
-    oauth: Arc<OAuth>,
+    oauth: Arc<dyn Authority>,
     cache: TokenCache,
     request: AuthRequest,
     listener: TcpListener,
@@ -111,8 +112,21 @@ pub struct CodeLogin {
 impl CodeLogin {
     /// Binds the loopback listener (127.0.0.1, ephemeral port) and builds
     /// the authorization URL with PKCE and state.
-    pub async fn start(oauth: Arc<OAuth>, cache: TokenCache) -> Result<Self, ConnectorError> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(|e| {
+    pub async fn start(
+        oauth: Arc<dyn Authority>,
+        cache: TokenCache,
+    ) -> Result<Self, ConnectorError> {
+        Self::start_on(oauth, cache, 0).await
+    }
+
+    /// Like [`CodeLogin::start`] on a fixed loopback port (0: any), for
+    /// vendors that match the registered redirect URL's port exactly.
+    pub async fn start_on(
+        oauth: Arc<dyn Authority>,
+        cache: TokenCache,
+        port: u16,
+    ) -> Result<Self, ConnectorError> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.map_err(|e| {
             ConnectorError::Network(format!(
                 "cannot listen on 127.0.0.1 for the sign-in redirect: {e}"
             ))
@@ -175,7 +189,12 @@ impl CodeLogin {
 
     async fn exchange(self, code: Secret) -> Result<LoginOutcome, ConnectorError> {
         let tokens = self.oauth.exchange_code(self.request, &code).await?;
-        store(&self.oauth, &self.cache, tokens, Flow::AuthorizationCode)
+        store(
+            self.oauth.as_ref(),
+            &self.cache,
+            tokens,
+            Flow::AuthorizationCode,
+        )
     }
 }
 
@@ -332,30 +351,34 @@ pub struct DevicePrompt {
 /// A device sign-in in progress: show [`DeviceLogin::prompt`], then await
 /// [`DeviceLogin::finish`].
 pub struct DeviceLogin {
-    oauth: Arc<OAuth>,
+    oauth: Arc<dyn Authority>,
     cache: TokenCache,
-    details: StandardDeviceAuthorizationResponse,
+    grant: DeviceGrant,
     prompt: DevicePrompt,
 }
 
 impl DeviceLogin {
     /// Asks the device authorization endpoint for a code.
-    pub async fn start(oauth: Arc<OAuth>, cache: TokenCache) -> Result<Self, ConnectorError> {
-        let details = oauth.device_authorize().await?;
+    pub async fn start(
+        oauth: Arc<dyn Authority>,
+        cache: TokenCache,
+    ) -> Result<Self, ConnectorError> {
+        let grant = oauth.device_start().await?;
         let prompt = DevicePrompt {
-            connector: oauth.settings.connector.clone(),
-            user_code: sanitize::clean_max(details.user_code().secret(), 64),
-            verification_uri: sanitize::clean_max(details.verification_uri().as_str(), 500),
-            verification_uri_complete: details
-                .verification_uri_complete()
-                .map(|u| sanitize::clean_max(u.secret(), 600)),
-            expires_in: details.expires_in(),
-            interval: details.interval(),
+            connector: oauth.settings().connector.clone(),
+            user_code: sanitize::clean_max(&grant.user_code, 64),
+            verification_uri: sanitize::clean_max(&grant.verification_uri, 500),
+            verification_uri_complete: grant
+                .verification_uri_complete
+                .as_deref()
+                .map(|u| sanitize::clean_max(u, 600)),
+            expires_in: grant.expires_in,
+            interval: grant.interval,
         };
         Ok(Self {
             oauth,
             cache,
-            details,
+            grant,
             prompt,
         })
     }
@@ -367,8 +390,8 @@ impl DeviceLogin {
     /// Polls until the operator approves (tokens cached), denies
     /// (`access_denied`) or the code expires (`expired_token`).
     pub async fn finish(self) -> Result<LoginOutcome, ConnectorError> {
-        let tokens = self.oauth.device_poll(&self.details).await?;
-        store(&self.oauth, &self.cache, tokens, Flow::DeviceCode)
+        let tokens = self.oauth.device_finish(self.grant).await?;
+        store(self.oauth.as_ref(), &self.cache, tokens, Flow::DeviceCode)
     }
 }
 
@@ -406,10 +429,7 @@ pub async fn logout(
         return Ok(LogoutOutcome::NotSignedIn);
     };
     let outcome = if oauth.can_revoke() {
-        match &stored.refresh_token {
-            Some(rt) => oauth.revoke_refresh(rt).await?,
-            None => oauth.revoke_access(&stored.access_token).await?,
-        }
+        oauth.revoke(&stored).await?;
         LogoutOutcome::RevokedAndDeleted
     } else {
         LogoutOutcome::DeletedOnly

@@ -1,9 +1,12 @@
 //! Access tokens for connectors: the [`TokenSource`] trait and its flows.
 
+pub mod authority;
 pub mod cache;
 pub mod jwt;
 pub mod login;
 pub mod oauth;
+pub mod salesforce;
+pub mod slack;
 pub mod source;
 
 pub use source::token_source;

@@ -234,6 +234,9 @@ pub struct TokenSet {
     /// The `scope` the server reported (None: not reported, which per
     /// RFC 6749 §5.1 means the scopes asked for).
     pub scopes: Option<Vec<String>>,
+    /// The API host the token is for, when the server names one
+    /// (Salesforce `instance_url`).
+    pub instance_url: Option<String>,
 }
 
 impl std::fmt::Debug for TokenSet {
@@ -254,6 +257,7 @@ impl TokenSet {
             scopes: r
                 .scopes()
                 .map(|s| s.iter().map(|x| x.to_string()).collect()),
+            instance_url: None,
         }
     }
 
@@ -276,6 +280,9 @@ impl TokenSet {
                 .map(|p| p.flow.clone())
                 .unwrap_or_else(|| s.flow.name().to_string()),
             obtained_at: now,
+            instance_url: self
+                .instance_url
+                .or_else(|| previous.and_then(|p| p.instance_url.clone())),
         }
     }
 }
@@ -298,6 +305,26 @@ impl std::fmt::Debug for AuthRequest {
 }
 
 impl AuthRequest {
+    /// A request built by a vendor-specific authorization URL.
+    pub(crate) fn new(
+        url: Url,
+        redirect_uri: String,
+        state: CsrfToken,
+        verifier: PkceCodeVerifier,
+    ) -> Self {
+        Self {
+            url,
+            redirect_uri,
+            state,
+            verifier,
+        }
+    }
+
+    /// The PKCE verifier to send with the code.
+    pub(crate) fn verifier(&self) -> &str {
+        self.verifier.secret()
+    }
+
     /// Whether `state` is the one sent (constant-time comparison).
     pub fn state_matches(&self, state: &str) -> bool {
         let a = self.state.secret().as_bytes();
@@ -626,6 +653,7 @@ mod tests {
             refresh_token: Some(Secret::new("rt-secret")),
             expires_in: None,
             scopes: None,
+            instance_url: None,
         };
         let d = format!("{t:?}");
         assert!(!d.contains("at-secret") && !d.contains("rt-secret"), "{d}");

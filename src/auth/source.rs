@@ -9,9 +9,10 @@ use async_trait::async_trait;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use super::authority::{self, Authority};
 use super::cache::{StoredToken, TokenCache};
 use super::jwt::{JwtBearer, JwtBearerConfig, ServiceAccountKey};
-use super::oauth::{Flow, OAuth, OAuthSettings, error_code};
+use super::oauth::{Flow, OAuth, OAuthSettings};
 use super::{Cached, StaticToken, TokenSource};
 use crate::connector::{BuildContext, ConnectorError, ResolvedConnector};
 use crate::secret::Secret;
@@ -36,15 +37,20 @@ pub fn token_source(
                 file.as_deref(),
             )?))
         }
+        // Salesforce's JWT differs (issuer = consumer key, audience = login
+        // host): the driver's own.
+        Flow::JwtBearer if resolved.manifest.driver == "salesforce" => {
+            crate::connector::salesforce::jwt_token_source(resolved, ctx)
+        }
         Flow::JwtBearer => Ok(Arc::new(jwt_bearer(resolved, ctx.http.clone())?)),
         Flow::ClientCredentials => {
             let oauth = OAuth::new(OAuthSettings::from_resolved(resolved)?, ctx.http.clone())?;
             Ok(Arc::new(ClientCredentials::new(oauth)?))
         }
         Flow::AuthorizationCode | Flow::DeviceCode => {
-            let oauth = OAuth::new(OAuthSettings::from_resolved(resolved)?, ctx.http.clone())?;
-            let cache = cache_for(&oauth.settings, &ctx.data_dir);
-            Ok(Arc::new(CachedToken::new(Arc::new(oauth), cache)))
+            let oauth = authority::for_connector(resolved, ctx.http.clone())?;
+            let cache = cache_for(oauth.settings(), &ctx.data_dir);
+            Ok(Arc::new(CachedToken::new(oauth, cache)))
         }
     }
 }
@@ -117,14 +123,14 @@ fn margin_for(lifetime: Duration) -> Duration {
 /// Tokens obtained by a person signing in, read from and written back to
 /// the token cache.
 pub struct CachedToken {
-    oauth: Arc<OAuth>,
+    oauth: Arc<dyn Authority>,
     cache: TokenCache,
     current: Mutex<Option<StoredToken>>,
     scopes: std::sync::Mutex<Option<Vec<String>>>,
 }
 
 impl CachedToken {
-    pub fn new(oauth: Arc<OAuth>, cache: TokenCache) -> Self {
+    pub fn new(oauth: Arc<dyn Authority>, cache: TokenCache) -> Self {
         Self {
             oauth,
             cache,
@@ -134,23 +140,23 @@ impl CachedToken {
     }
 
     fn login_hint(&self) -> String {
-        format!("run `offboard login {}`", self.oauth.settings.connector)
+        format!("run `offboard login {}`", self.oauth.settings().connector)
     }
 
     fn load(&self) -> Result<StoredToken, ConnectorError> {
         let stored = self.cache.load()?.ok_or_else(|| {
             ConnectorError::Auth(format!(
                 "not signed in to `{}`: {}",
-                self.oauth.settings.connector,
+                self.oauth.settings().connector,
                 self.login_hint()
             ))
         })?;
-        if stored.token_url != self.oauth.settings.token_url.as_str()
-            || stored.client_id != self.oauth.settings.client_id
+        if stored.token_url != self.oauth.settings().token_url.as_str()
+            || stored.client_id != self.oauth.settings().client_id
         {
             return Err(ConnectorError::Auth(format!(
                 "the cached sign-in for `{}` is for another authorization server or client: {}",
-                self.oauth.settings.connector,
+                self.oauth.settings().connector,
                 self.login_hint()
             )));
         }
@@ -198,24 +204,24 @@ impl TokenSource for CachedToken {
         let Some(rt) = stored.refresh_token.clone() else {
             return Err(ConnectorError::Auth(format!(
                 "the sign-in for `{}` has expired and cannot be renewed: {}",
-                self.oauth.settings.connector,
+                self.oauth.settings().connector,
                 self.login_hint()
             )));
         };
         let fresh = match self.oauth.refresh(&rt).await {
             Ok(t) => t,
-            Err(e) if error_code(&e) == Some("invalid_grant") => {
+            Err(e) if self.oauth.sign_in_ended(&e) => {
                 return Err(ConnectorError::Auth(format!(
                     "the sign-in for `{}` was revoked or has expired: {}",
-                    self.oauth.settings.connector,
+                    self.oauth.settings().connector,
                     self.login_hint()
                 )));
             }
             Err(e) => return Err(e),
         };
-        let stored = fresh.into_stored(&self.oauth.settings, Some(stored));
+        let stored = fresh.into_stored(self.oauth.settings(), Some(stored));
         self.cache.save(&stored)?;
-        tracing::info!(connector = %self.oauth.settings.connector, "access token refreshed");
+        tracing::info!(connector = %self.oauth.settings().connector, "access token refreshed");
         let token = stored.access_token.clone();
         *self.scopes.lock().expect("scopes lock") = stored.scopes.clone();
         *current = Some(stored);
@@ -268,8 +274,8 @@ impl TokenSource for ClientCredentials {
         let lifetime = t.expires_in.unwrap_or(Duration::from_secs(3600));
         *self.scopes.lock().expect("scopes lock") = t
             .scopes
-            .or_else(|| Some(self.oauth.settings.scopes.clone()));
-        tracing::info!(connector = %self.oauth.settings.connector, ttl_secs = lifetime.as_secs(), "access token obtained");
+            .or_else(|| Some(self.oauth.settings().scopes.clone()));
+        tracing::info!(connector = %self.oauth.settings().connector, ttl_secs = lifetime.as_secs(), "access token obtained");
         let token = t.access_token.clone();
         *cache = Some(Cached {
             token: t.access_token,

@@ -141,7 +141,26 @@ pub async fn login(global: &Global, args: LoginArgs, data_dir: PathBuf) -> CmdRe
         let _ = std::io::stdout().flush();
         device.finish().await.map_err(auth_failure)?
     } else {
-        let code = CodeLogin::start(oauth, cache).await.map_err(auth_failure)?;
+        // A fixed loopback port for apps whose registered redirect URL
+        // names one (`settings.redirect_port`, Slack).
+        let port = r
+            .manifest
+            .settings
+            .get("redirect_port")
+            .and_then(|v| v.as_integer())
+            .map(|p| {
+                u16::try_from(p).map_err(|_| {
+                    Failure::usage(format!(
+                        "key `connectors.{}.settings.redirect_port`: expected a port (0 to 65535), found {p}",
+                        r.id
+                    ))
+                })
+            })
+            .transpose()?
+            .unwrap_or(0);
+        let code = CodeLogin::start_on(oauth, cache, port)
+            .await
+            .map_err(auth_failure)?;
         let browser =
             !args.no_browser && login::browser_available() && login::open_browser(code.url());
         if browser {
@@ -276,6 +295,16 @@ async fn check(r: &ResolvedConnector, ctx: &BuildContext, report: &mut Report) {
         Ok(_) => report.line(Some(true), "token", "obtained"),
         Err(e) => {
             report.line(Some(false), "token", &e.to_string());
+            if let Some(refused) = refused_delegation(r, ctx, &e).await {
+                report.line(
+                    Some(false),
+                    "scopes",
+                    &format!(
+                        "not authorised for domain-wide delegation: {}",
+                        refused.join(" ")
+                    ),
+                );
+            }
             return;
         }
     }
@@ -327,4 +356,39 @@ async fn check(r: &ResolvedConnector, ctx: &BuildContext, report: &mut Report) {
         ),
         None => report.line(None, "rate limit", "not reported by this API"),
     }
+}
+
+/// Google refuses a JWT-bearer token for all scopes when one of them is
+/// not authorised for domain-wide delegation (`unauthorized_client`), and
+/// does not say which: ask for each scope alone to name them. None when the
+/// failure is something else or every scope alone is granted.
+async fn refused_delegation(
+    r: &ResolvedConnector,
+    ctx: &BuildContext,
+    e: &ConnectorError,
+) -> Option<Vec<String>> {
+    let scopes = &r.manifest.auth.scopes;
+    if Flow::of(r).ok() != Some(Flow::JwtBearer)
+        || scopes.len() < 2
+        || !matches!(e, ConnectorError::Auth(m) if m.contains("unauthorized_client"))
+    {
+        return None;
+    }
+    let mut refused = Vec::new();
+    for scope in scopes {
+        let mut one = r.clone();
+        one.manifest.auth.scopes = vec![scope.clone()];
+        let Ok(ts) = token_source(&one, ctx) else {
+            return None;
+        };
+        match ts.token().await {
+            Ok(_) => {}
+            Err(ConnectorError::Auth(m)) if m.contains("unauthorized_client") => {
+                refused.push(crate::sanitize::clean_max(scope, 200));
+            }
+            // Another failure says nothing about this scope.
+            Err(_) => return None,
+        }
+    }
+    (!refused.is_empty() && refused.len() < scopes.len()).then_some(refused)
 }

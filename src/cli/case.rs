@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::{CmdResult, EvidenceArgs, Failure, Global, RevokeArgs, ScanArgs, VerifyArgs};
+use super::{CmdResult, DoneArgs, EvidenceArgs, Failure, Global, RevokeArgs, ScanArgs, VerifyArgs};
 use crate::config::{self, Loaded};
 use crate::connector::ConnectorError;
 use crate::connector::http::HttpNotice;
@@ -38,7 +38,7 @@ pub const PLAN_SCHEMA: &str = "offboard.plan/1";
 #[derive(Debug, Serialize)]
 pub struct CaseJson {
     pub schema: &'static str,
-    /// `scan`, `revoke` or `verify`.
+    /// `scan`, `revoke`, `verify` or `done`.
     pub command: &'static str,
     pub email: String,
     pub apps: Vec<AppJson>,
@@ -46,6 +46,9 @@ pub struct CaseJson {
     pub summary: Summary,
     /// The process's exit code: 0 all verified/acknowledged, 3 something left.
     pub exit_code: u8,
+    /// What the operator can do next (ambiguous lookups, removals to
+    /// request again), in plain words.
+    pub hints: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -69,6 +72,10 @@ pub struct AccountJson {
     pub display_name: String,
     pub active: bool,
     pub is_admin: bool,
+    /// Every address the app knows for the account.
+    pub addresses: Vec<String>,
+    /// The alias the account was found through (not the primary address).
+    pub matched_by: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -99,6 +106,8 @@ pub struct GrantJson {
     pub reason: Option<String>,
     pub state_since: DateTime<Utc>,
     pub last_answer: Option<String>,
+    /// Verified gone, but not removed by offboard (someone else did, or it expired).
+    pub vanished: bool,
 }
 
 /// `--json` of `revoke --dry-run`.
@@ -123,6 +132,8 @@ fn account_json(a: &crate::model::Account) -> AccountJson {
         display_name: clean(&a.display_name),
         active: a.active,
         is_admin: a.is_admin,
+        addresses: a.addresses.iter().map(|x| clean(x)).collect(),
+        matched_by: a.matched_by.as_deref().map(clean),
     }
 }
 
@@ -148,6 +159,7 @@ fn grant_json(g: &GrantView) -> GrantJson {
         reason: g.state.reason().map(clean),
         state_since: g.since_state,
         last_answer: g.last_answer.as_deref().map(clean),
+        vanished: g.vanished,
     }
 }
 
@@ -200,7 +212,61 @@ pub fn case_json(
             .collect(),
         summary: summary.clone(),
         exit_code: summary.exit_code(),
+        hints: hints(view, sel),
     }
+}
+
+/// What the operator can do next, for the table and `--json`.
+pub fn hints(view: &CaseView, sel: &Selection) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in view
+        .accounts
+        .iter()
+        .filter(|a| sel.matches_app(&a.connector))
+    {
+        if let AccountStatus::Ambiguous { candidates } = &a.status {
+            out.push(format!(
+                "{app}: {} accounts match {} ({}); nothing was guessed: pick one with --account {app}=ID",
+                candidates.len(),
+                clean(&view.email),
+                candidates
+                    .iter()
+                    .map(|c| format!("{} <{}>", clean(&c.id), clean(&c.login)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                app = a.connector
+            ));
+        }
+    }
+    let grants = || view.grants.iter().filter(|g| sel.matches(&g.grant));
+    let still = grants()
+        .filter(|g| {
+            g.state == crate::model::GrantState::Live
+                && g.last_answer.as_deref() == Some(crate::engine::STILL_LISTED_NOTE)
+        })
+        .count();
+    if still > 0 {
+        out.push(format!(
+            "{still} grant(s) requested before an interruption are still listed by a fresh read: run `offboard revoke {} --yes` again",
+            clean(&view.email)
+        ));
+    }
+    let revoking = grants()
+        .filter(|g| g.state == crate::model::GrantState::Revoking)
+        .count();
+    if revoking > 0 {
+        out.push(format!(
+            "{revoking} grant(s) were requested but no answer is recorded and no fresh read could settle them: nothing is known about them; run `offboard verify {}` again once the app answers",
+            clean(&view.email)
+        ));
+    }
+    let vanished = grants().filter(|g| g.vanished).count();
+    if vanished > 0 {
+        out.push(format!(
+            "{vanished} grant(s) vanished: a fresh read no longer lists them although this tool did not remove them (someone else did, or they expired)"
+        ));
+    }
+    out
 }
 
 pub fn plan_json(email: &str, plan: &Plan, view: &CaseView) -> PlanJson {
@@ -271,6 +337,37 @@ fn open(global: &Global, data_dir: &std::path::Path) -> Result<Session, Failure>
         engine: Engine::new(connectors, ledger, opts, tx),
         events: rx,
     })
+}
+
+/// `--account APP=ID` values.
+fn parse_picks(values: &[String]) -> Result<Vec<(String, String)>, Failure> {
+    values
+        .iter()
+        .map(|v| match v.split_once('=') {
+            Some((app, id)) if !app.trim().is_empty() && !id.trim().is_empty() => {
+                Ok((app.trim().to_string(), id.trim().to_string()))
+            }
+            _ => Err(Failure::usage(format!(
+                "--account `{}`: expected APP=ID (e.g. salesforce=005000000000001AAA)",
+                clean_max(v, 80)
+            ))),
+        })
+        .collect()
+}
+
+/// Applies the operator's picks (after a discovery that found the
+/// candidates).
+async fn apply_picks(
+    s: &mut Session,
+    email: &str,
+    picks: &[(String, String)],
+) -> Result<(), Failure> {
+    for (app, id) in picks {
+        with_progress(&mut s.events, false, s.engine.pick_account(email, app, id))
+            .await
+            .map_err(engine_failure)?;
+    }
+    Ok(())
 }
 
 fn selection(apps: &[String], kinds: &[String]) -> Result<Selection, Failure> {
@@ -366,8 +463,92 @@ fn pad(s: &str, w: usize) -> String {
     format!("{s}{}", " ".repeat(w.saturating_sub(n)))
 }
 
+/// Columns to lay the table out in: the terminal's width, else `$COLUMNS`,
+/// else 120 (a file or a pipe).
+fn output_width() -> usize {
+    use std::io::IsTerminal;
+    let from_tty = std::io::stdout()
+        .is_terminal()
+        .then(|| crossterm::terminal::size().ok())
+        .flatten()
+        .map(|(w, _)| usize::from(w));
+    from_tty
+        .or_else(|| std::env::var("COLUMNS").ok()?.parse().ok())
+        .unwrap_or(120)
+        .clamp(60, 400)
+}
+
+fn push_row(out: &mut String, row: String) {
+    out.push_str(row.trim_end());
+    out.push('\n');
+}
+
+/// Wraps a `, `-separated list at item boundaries, so that a count never
+/// parts from its noun.
+fn wrap_items(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for item in text.split(", ") {
+        if !line.is_empty() && line.chars().count() + 2 + item.chars().count() > width {
+            out.push_str(&line);
+            out.push_str(",\n");
+            line.clear();
+            line.push_str("  ");
+        } else if !line.is_empty() {
+            line.push_str(", ");
+        }
+        line.push_str(item);
+    }
+    out.push_str(&line);
+    out.push('\n');
+    out
+}
+
+/// Word-wraps `text` into lines of at most `width` characters, each
+/// starting with `indent`.
+fn wrap(text: &str, indent: &str, width: usize) -> String {
+    let max = width.saturating_sub(indent.chars().count()).max(20);
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > max {
+            out.push_str(indent);
+            out.push_str(&line);
+            out.push('\n');
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        out.push_str(indent);
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
 /// The human table: per app, its lookup result and its grants.
 pub fn render_table(view: &CaseView, sel: &Selection) -> String {
+    render_table_width(view, sel, output_width())
+}
+
+/// The table for `width` columns: the label gets what the fixed columns
+/// leave, details what is left after it; reasons and manual steps are
+/// wrapped, never cut.
+pub fn render_table_width(view: &CaseView, sel: &Selection, width: usize) -> String {
+    const FIXED: usize = 2 + 13 + 1 + 8 + 1 + 12 + 1;
+    // One column spare: a line that fills the terminal exactly wraps on some.
+    let width = width.saturating_sub(1);
+    let room = width.saturating_sub(FIXED);
+    let label_w = if room >= 26 + 1 + 20 {
+        26.max(room / 3)
+    } else {
+        room.max(12)
+    };
+    let details_w = room.saturating_sub(label_w + 1);
     let mut o = String::new();
     o.push_str(&format!("{}\n", clean(&view.email)));
     for a in view
@@ -377,15 +558,24 @@ pub fn render_table(view: &CaseView, sel: &Selection) -> String {
     {
         let head = match &a.status {
             AccountStatus::Found { account } => format!(
-                "found: {} <{}>{}{}",
+                "found: {} <{}>{}{}{}{}",
                 account.display_name,
                 account.login,
                 if account.active { "" } else { ", inactive" },
-                if account.is_admin { ", ADMIN" } else { "" }
+                if account.is_admin { ", ADMIN" } else { "" },
+                match &account.matched_by {
+                    Some(alias) => format!(", matched by alias {alias}"),
+                    None => String::new(),
+                },
+                if account.facts.iter().any(|(k, _)| k == "picked") {
+                    ", picked by the operator"
+                } else {
+                    ""
+                }
             ),
             AccountStatus::NotFound => "no account (the app answered: not found)".into(),
             AccountStatus::Ambiguous { candidates } => format!(
-                "AMBIGUOUS: {} accounts match ({}); pick one in the app, nothing was guessed",
+                "AMBIGUOUS: {} accounts match ({}); nothing was guessed: pick one with --account APP=ID",
                 candidates.len(),
                 candidates
                     .iter()
@@ -419,29 +609,57 @@ pub fn render_table(view: &CaseView, sel: &Selection) -> String {
         if grants.is_empty() {
             continue;
         }
-        o.push_str(&format!(
-            "  {} {} {} {} {}\n",
-            pad("KIND", 13),
-            pad("RISK", 8),
-            pad("STATE", 12),
-            pad("LABEL", 26),
-            "DETAILS"
-        ));
+        push_row(
+            &mut o,
+            format!(
+                "  {} {} {} {} {}",
+                pad("KIND", 13),
+                pad("RISK", 8),
+                pad("STATE", 12),
+                pad("LABEL", label_w),
+                if details_w >= 10 { "DETAILS" } else { "" }
+            ),
+        );
         for g in grants {
-            o.push_str(&format!(
-                "  {} {} {} {} {}\n",
-                pad(g.grant.kind.as_str(), 13),
-                pad(g.grant.risk.as_str(), 8),
-                pad(g.state.name(), 12),
-                pad(&g.grant.label, 26),
-                clean_max(&g.grant.details, 60)
-            ));
-            if let Some(r) = g.state.reason() {
-                o.push_str(&format!("      {}\n", clean_max(r, 200)));
+            push_row(
+                &mut o,
+                format!(
+                    "  {} {} {} {} {}",
+                    pad(g.grant.kind.as_str(), 13),
+                    pad(g.grant.risk.as_str(), 8),
+                    pad(g.state.name(), 12),
+                    pad(&g.grant.label, label_w),
+                    if details_w >= 10 {
+                        clean_max(&g.grant.details, details_w)
+                    } else {
+                        String::new()
+                    }
+                ),
+            );
+            if let (true, crate::model::GrantState::Verified { at }) = (g.vanished, &g.state) {
+                o.push_str(&wrap(
+                    &format!(
+                        "gone without us: the read at {} no longer lists it (not removed by this tool)",
+                        at.format("%Y-%m-%d %H:%M:%S UTC")
+                    ),
+                    "      ",
+                    width,
+                ));
+            } else if g.state == crate::model::GrantState::Live
+                && let Some(a) = g.last_answer.as_deref()
+                && a == crate::engine::STILL_LISTED_NOTE
+            {
+                o.push_str(&wrap(a, "      ", width));
+            } else if let Some(r) = g.state.reason() {
+                o.push_str(&wrap(&clean(r), "      ", width));
             } else if let Revocation::Manual { instructions } = &g.grant.revocation
                 && !g.state.is_closed()
             {
-                o.push_str(&format!("      manual: {}\n", clean_max(instructions, 200)));
+                o.push_str(&wrap(
+                    &format!("manual: {}", clean(instructions)),
+                    "      ",
+                    width,
+                ));
             }
         }
     }
@@ -450,8 +668,13 @@ pub fn render_table(view: &CaseView, sel: &Selection) -> String {
 
 fn summary_line(s: &Summary) -> String {
     format!(
-        "summary: {} verified, {} acknowledged, {} live, {} removing, {} unconfirmed, {} failed, {} manual, {} read failure(s), {} ambiguous",
+        "summary: {} verified{}, {} acknowledged, {} live, {} removing, {} unconfirmed, {} failed, {} manual, {} read failure(s), {} ambiguous",
         s.verified,
+        if s.vanished > 0 {
+            format!(" ({} of them gone without offboard)", s.vanished)
+        } else {
+            String::new()
+        },
         s.acknowledged,
         s.live,
         s.removing,
@@ -502,22 +725,37 @@ pub fn render_plan(plan: &Plan) -> String {
 
 pub async fn scan(global: &Global, args: ScanArgs, data_dir: PathBuf) -> CmdResult {
     let sel = selection(&args.apps, &[])?;
+    let picks = parse_picks(&args.accounts)?;
     let mut s = open(global, &data_dir)?;
-    let view = with_progress(
+    let mut view = with_progress(
         &mut s.events,
         false,
         s.engine.discover_apps(&args.email, &args.apps),
     )
     .await
     .map_err(engine_failure)?;
+    if !picks.is_empty() {
+        apply_picks(&mut s, &view.email.clone(), &picks).await?;
+        view = s
+            .engine
+            .case(&view.email)
+            .ok_or_else(|| Failure::other("the case vanished"))?;
+    }
     let summary = summarise(&view, &sel);
     if args.json {
         print_json(&case_json("scan", &view, &sel, &summary))?;
     } else {
         print!("{}", render_table(&view, &sel));
-        println!("\n{}", summary_line(&summary));
+        print!("\n{}", wrap_items(&summary_line(&summary), output_width()));
+        print_hints(&view, &sel);
     }
     Ok(summary.exit_code())
+}
+
+fn print_hints(view: &CaseView, sel: &Selection) {
+    for h in hints(view, sel) {
+        print!("{}", wrap(&format!("hint: {h}"), "", output_width()));
+    }
 }
 
 fn summarise(view: &CaseView, sel: &Selection) -> Summary {
@@ -561,6 +799,7 @@ fn confirm(email: &str, n: usize) -> Result<bool, Failure> {
 
 pub async fn revoke(global: &Global, args: RevokeArgs, data_dir: PathBuf) -> CmdResult {
     let sel = selection(&args.apps, &args.kinds)?;
+    let picks = parse_picks(&args.accounts)?;
     if !args.dry_run && !args.yes && !std::io::stdin().is_terminal() {
         return Err(Failure::usage(
             "refusing to revoke without --yes: stdin is not a terminal (nothing was changed)",
@@ -575,6 +814,11 @@ pub async fn revoke(global: &Global, args: RevokeArgs, data_dir: PathBuf) -> Cmd
     .await
     .map_err(engine_failure)?;
     let email = view.email.clone();
+    apply_picks(&mut s, &email, &picks).await?;
+    let view = s
+        .engine
+        .case(&email)
+        .ok_or_else(|| Failure::other("the case vanished"))?;
     let plan = s.engine.plan(&email, &sel).map_err(engine_failure)?;
     if args.dry_run {
         if args.json {
@@ -608,15 +852,59 @@ pub async fn revoke(global: &Global, args: RevokeArgs, data_dir: PathBuf) -> Cmd
         print_json(&case_json("revoke", &view, &sel, &summary))?;
     } else {
         print!("{}", render_table(&view, &sel));
-        println!("\n{}", summary_line(&summary));
+        print!("\n{}", wrap_items(&summary_line(&summary), output_width()));
+        print_hints(&view, &sel);
         println!("evidence: offboard evidence {email} --format md");
+    }
+    Ok(summary.exit_code())
+}
+
+/// `offboard done EMAIL KEY --note …`: ticks off a manual step after a fresh
+/// read of the case, recording the note in the ledger.
+pub async fn done(global: &Global, args: DoneArgs, data_dir: PathBuf) -> CmdResult {
+    if args.note.trim().is_empty() {
+        return Err(Failure::usage(
+            "--note: say what was done (it goes into the evidence)",
+        ));
+    }
+    let sel = Selection::default();
+    let mut s = open(global, &data_dir)?;
+    with_progress(&mut s.events, false, s.engine.discover(&args.email))
+        .await
+        .map_err(engine_failure)?;
+    s.engine
+        .manual_done(&args.email, &args.key, &args.note)
+        .await
+        .map_err(engine_failure)?;
+    let email = crate::model::Person::new(&args.email).email;
+    let view = s
+        .engine
+        .case(&email)
+        .ok_or_else(|| Failure::other("the case vanished"))?;
+    let summary = view.summary.clone();
+    if args.json {
+        print_json(&case_json("done", &view, &sel, &summary))?;
+    } else {
+        println!("{}: {} ticked off", clean(&email), clean(&args.key));
+        print!("\n{}", wrap_items(&summary_line(&summary), output_width()));
     }
     Ok(summary.exit_code())
 }
 
 pub async fn verify(global: &Global, args: VerifyArgs, data_dir: PathBuf) -> CmdResult {
     let sel = selection(&args.apps, &[])?;
+    let picks = parse_picks(&args.accounts)?;
     let mut s = open(global, &data_dir)?;
+    if !picks.is_empty() {
+        let view = with_progress(
+            &mut s.events,
+            false,
+            s.engine.discover_apps(&args.email, &args.apps),
+        )
+        .await
+        .map_err(engine_failure)?;
+        apply_picks(&mut s, &view.email, &picks).await?;
+    }
     let summary = with_progress(&mut s.events, true, s.engine.verify(&args.email, &sel))
         .await
         .map_err(engine_failure)?;
@@ -629,7 +917,8 @@ pub async fn verify(global: &Global, args: VerifyArgs, data_dir: PathBuf) -> Cmd
         print_json(&case_json("verify", &view, &sel, &summary))?;
     } else {
         print!("{}", render_table(&view, &sel));
-        println!("\n{}", summary_line(&summary));
+        print!("\n{}", wrap_items(&summary_line(&summary), output_width()));
+        print_hints(&view, &sel);
     }
     Ok(summary.exit_code())
 }
@@ -704,5 +993,20 @@ pub async fn evidence(args: EvidenceArgs, data_dir: PathBuf) -> CmdResult {
             chain.problems.len()
         );
         Ok(EXIT_CHAIN_BROKEN)
+    }
+}
+
+#[cfg(test)]
+mod width_tests {
+    use super::wrap;
+
+    #[test]
+    fn wrap_keeps_every_word_within_the_width() {
+        let text = "Salesforce refused to deactivate the user: change the Default Case Owner in Support Settings, then deactivate again; the login stays frozen meanwhile.";
+        let out = wrap(text, "      ", 60);
+        assert!(out.lines().all(|l| l.chars().count() <= 60), "{out}");
+        assert!(out.lines().all(|l| l.starts_with("      ")));
+        let words: Vec<&str> = out.split_whitespace().collect();
+        assert_eq!(words, text.split_whitespace().collect::<Vec<_>>());
     }
 }

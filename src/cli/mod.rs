@@ -51,6 +51,8 @@ pub enum Command {
     Revoke(RevokeArgs),
     /// Re-read every app and report what is still live.
     Verify(VerifyArgs),
+    /// Tick off a manual step (or a failed/unconfirmed grant fixed by hand), with a note for the evidence.
+    Done(DoneArgs),
     /// Evidence report for a leaver, or `evidence verify` to check the ledger chain.
     Evidence(EvidenceArgs),
     /// Sign in to an app and cache its token.
@@ -69,6 +71,10 @@ pub struct ScanArgs {
     /// Only these apps (connector ids); repeatable.
     #[arg(long = "app", value_name = "APP")]
     pub apps: Vec<String>,
+    /// Pick one of several accounts that match in an app: `APP=ID` (the
+    /// ids are listed by `scan`); repeatable. Recorded in the ledger.
+    #[arg(long = "account", value_name = "APP=ID")]
+    pub accounts: Vec<String>,
     /// Machine-readable output (see README: JSON output).
     #[arg(long)]
     pub json: bool,
@@ -80,6 +86,10 @@ pub struct RevokeArgs {
     /// Only these apps; repeatable.
     #[arg(long = "app", value_name = "APP")]
     pub apps: Vec<String>,
+    /// Pick one of several accounts that match in an app: `APP=ID` (the
+    /// ids are listed by `scan`); repeatable. Recorded in the ledger.
+    #[arg(long = "account", value_name = "APP=ID")]
+    pub accounts: Vec<String>,
     /// Only these grant kinds (session, oauth_grant, group, ...); repeatable.
     #[arg(long = "kind", value_name = "KIND")]
     pub kinds: Vec<String>,
@@ -99,6 +109,22 @@ pub struct VerifyArgs {
     /// Only these apps; repeatable.
     #[arg(long = "app", value_name = "APP")]
     pub apps: Vec<String>,
+    /// Pick one of several accounts that match in an app: `APP=ID` (the
+    /// ids are listed by `scan`); repeatable. Recorded in the ledger.
+    #[arg(long = "account", value_name = "APP=ID")]
+    pub accounts: Vec<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoneArgs {
+    pub email: String,
+    /// The grant's key as `scan` shows it in --json (`connector/id`, e.g. `google/manual:data_transfer`).
+    pub key: String,
+    /// What was done, by whom: goes into the evidence ledger.
+    #[arg(long)]
+    pub note: String,
     #[arg(long)]
     pub json: bool,
 }
@@ -184,6 +210,18 @@ pub fn init_logging(
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Some(Command::Scan(_) | Command::Verify(_) | Command::Evidence(_) | Command::Doctor)
+    ) {
+        // Read-only commands end quietly when their reader goes away
+        // (`offboard scan … | head`), like other Unix tools. Sockets are
+        // unaffected: they are written with MSG_NOSIGNAL.
+        // SAFETY: called before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let data_dir = match crate::config::data_dir() {
         Ok(d) => d,
         Err(e) => {
@@ -224,27 +262,8 @@ async fn dispatch(cli: Cli, data_dir: PathBuf) -> CmdResult {
         Some(Command::Revoke(args)) => case::revoke(&cli.global, args, data_dir).await,
         Some(Command::Verify(args)) => case::verify(&cli.global, args, data_dir).await,
         Some(Command::Evidence(args)) => case::evidence(args, data_dir).await,
-        Some(other) => Err(Failure::other(format!(
-            "`{}` is not available in this build",
-            command_name(&other)
-        ))),
-        None => {
-            let _ = data_dir;
-            Err(Failure::other("the console is not available in this build"))
-        }
-    }
-}
-
-fn command_name(c: &Command) -> &'static str {
-    match c {
-        Command::Demo(_) => "demo",
-        Command::Scan(_) => "scan",
-        Command::Revoke(_) => "revoke",
-        Command::Verify(_) => "verify",
-        Command::Evidence(_) => "evidence",
-        Command::Login(_) => "login",
-        Command::Logout(_) => "logout",
-        Command::Doctor => "doctor",
-        Command::Sandbox(_) => "sandbox",
+        Some(Command::Done(args)) => case::done(&cli.global, args, data_dir).await,
+        Some(Command::Demo(args)) => crate::tui::app::demo(&cli.global, args, data_dir).await,
+        None => crate::tui::app::console(&cli.global, data_dir).await,
     }
 }

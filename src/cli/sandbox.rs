@@ -75,6 +75,9 @@ impl FaultArgs {
 pub struct DemoArgs {
     #[command(flatten)]
     pub faults: FaultArgs,
+    /// Port for the embedded sandbox on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
 }
 
 pub async fn run(args: SandboxArgs) -> CmdResult {

@@ -172,7 +172,21 @@ pub struct GoogleWorkspace {
     directory: Url,
     licensing: Url,
     settings: Settings,
+    /// The manifest's `[manual_steps]`.
+    manual_steps: std::collections::BTreeMap<String, String>,
+    /// The admin the service account acts as.
+    subject: String,
 }
+
+/// Manifest steps that apply to every Google account: Drive and Calendar
+/// stay with the account until they are transferred (Data Transfer API /
+/// Admin console), which this tool does not do on its own.
+const ACCOUNT_STEPS: &[super::steps::AccountStep] = &[super::steps::AccountStep {
+    step: "data_transfer",
+    kind: GrantKind::Delegation,
+    label: "Drive and Calendar hand-over",
+    risk: Risk::Medium,
+}];
 
 /// Builds the driver from a resolved `google-workspace` connector.
 pub fn build(
@@ -208,7 +222,7 @@ pub fn build(
         JwtBearerConfig {
             token_url,
             issuer: key.client_email.clone(),
-            subject: Some(subject),
+            subject: Some(subject.clone()),
             scopes: auth.scopes.clone(),
             audience: auth.audience.clone(),
             private_key_pem: key.private_key,
@@ -231,6 +245,8 @@ pub fn build(
         licensing: http::join_segments(&lic, &["apps", "licensing", "v1"]),
         client,
         settings,
+        manual_steps: resolved.manifest.manual_steps.clone(),
+        subject,
     }))
 }
 
@@ -257,6 +273,10 @@ struct User {
     org_unit_path: Option<String>,
     #[serde(default)]
     aliases: Vec<String>,
+    /// Aliases outside the customer's own domains (e.g. from a secondary
+    /// domain that was removed); read-only, still deliver mail.
+    #[serde(default)]
+    non_editable_aliases: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -469,6 +489,7 @@ impl GoogleWorkspace {
             revocation: Revocation::Api,
             since: None,
             phase: None,
+            after: Vec::new(),
         }
     }
 
@@ -526,7 +547,16 @@ impl GoogleWorkspace {
             let a: Vec<String> = u.aliases.iter().map(|a| clean_max(a, 120)).collect();
             facts.push(("aliases".into(), a.join(", ")));
         }
+        let mut addresses = vec![clean_max(&u.primary_email, 254).to_ascii_lowercase()];
+        for a in u.aliases.iter().chain(&u.non_editable_aliases) {
+            let a = clean_max(a, 254).to_ascii_lowercase();
+            if !addresses.contains(&a) {
+                addresses.push(a);
+            }
+        }
         Account {
+            addresses,
+            matched_by: None,
             connector: self.id.clone(),
             id: clean_max(&u.id, 64),
             login: clean_max(&u.primary_email, 254),
@@ -930,6 +960,16 @@ impl GoogleWorkspace {
             }
             // Sessions cannot be listed: a sign-out is never confirmed absent.
             GrantKind::Session => Ok(HashSet::from([SIGNOUT.to_string()])),
+            // Manifest steps apply while the account exists; only a person
+            // ticks them off.
+            GrantKind::Delegation => {
+                self.read_user(login).await?;
+                Ok(ids(super::steps::account_step_grants(
+                    &self.id,
+                    &self.manual_steps,
+                    ACCOUNT_STEPS,
+                )))
+            }
             other => Err(ConnectorError::Config(format!(
                 "the Google driver has no `{other}` grants"
             ))),
@@ -981,14 +1021,23 @@ impl Connector for GoogleWorkspace {
     }
 
     async fn find_person(&self, person: &Person) -> Result<Lookup, ConnectorError> {
-        // users.get resolves the primary address and aliases alike.
-        match self.read_user(&person.email).await {
-            Ok(u) => Ok(Lookup::Found {
-                account: self.account_of(&u),
-            }),
-            Err(e) if e.is_not_found() => Ok(Lookup::NotFound),
-            Err(e) => Err(e),
+        // users.get resolves the primary address and aliases alike. The
+        // person's primary address first, then each alias learned elsewhere;
+        // only a 404 moves on (any other error is a failed lookup).
+        for address in person.addresses() {
+            match self.read_user(address).await {
+                Ok(u) => {
+                    let mut account = self.account_of(&u);
+                    if address != person.email {
+                        account.matched_by = Some(address.to_string());
+                    }
+                    return Ok(Lookup::Found { account });
+                }
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e),
+            }
         }
+        Ok(Lookup::NotFound)
     }
 
     async fn list_grants(&self, account: &Account) -> Inventory {
@@ -1043,6 +1092,11 @@ impl Connector for GoogleWorkspace {
         );
         put(GrantKind::Group, groups.map(|g| self.group_grants(&g)));
         put(GrantKind::License, licenses);
+        inv.grants.extend(super::steps::account_step_grants(
+            &self.id,
+            &self.manual_steps,
+            ACCOUNT_STEPS,
+        ));
         inv
     }
 
@@ -1171,6 +1225,14 @@ impl Connector for GoogleWorkspace {
 
     fn health(&self) -> Health {
         Health::from_stats(&self.client.stats())
+    }
+
+    /// Reads the admin the service account acts as
+    /// (`users.get`, needs `admin.directory.user`): the token itself was
+    /// granted for every manifest scope at once (domain-wide delegation is
+    /// all or nothing).
+    async fn probe(&self) -> Result<(), ConnectorError> {
+        self.read_user(&self.subject).await.map(|_| ())
     }
 }
 

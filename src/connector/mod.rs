@@ -6,6 +6,7 @@ pub mod http;
 pub mod manifest;
 pub mod salesforce;
 pub mod slack;
+pub mod steps;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -209,6 +209,18 @@ fn record_id(v: &Value) -> Result<String, ConnectorError> {
     }
 }
 
+/// The driver's JWT bearer token source, for callers outside the driver
+/// (`offboard doctor`, `offboard login`).
+pub fn jwt_token_source(
+    resolved: &ResolvedConnector,
+    ctx: &BuildContext,
+) -> Result<Arc<dyn TokenSource>, ConnectorError> {
+    let login = resolved
+        .url("login_url")
+        .map_err(|e| ConnectorError::Config(e.to_string()))?;
+    salesforce_jwt(resolved, &login, ctx)
+}
+
 /// The JWT bearer flow as Salesforce wants it: `iss` = consumer key
 /// (`auth.client_id`, or `auth.issuer`), `sub` = the admin's username,
 /// `aud` = the login URL (not the token URL), `exp` within 3 minutes; the
@@ -446,7 +458,16 @@ impl Salesforce {
         if !active {
             facts.push(("status".into(), "inactive (deactivated)".into()));
         }
+        let email = s(r, "Email").to_ascii_lowercase();
         Ok(Account {
+            // Salesforce's deliverable address is `Email`; `Username` is
+            // email-shaped but need not receive mail.
+            addresses: if email.is_empty() {
+                Vec::new()
+            } else {
+                vec![email]
+            },
+            matched_by: None,
             connector: self.id.clone(),
             id: record_id(r)?,
             login: s(r, "Username"),
@@ -476,6 +497,7 @@ impl Salesforce {
             revocation: Revocation::Api,
             since: None,
             phase: None,
+            after: Vec::new(),
         }
     }
 
@@ -791,8 +813,29 @@ impl Connector for Salesforce {
     }
 
     async fn find_person(&self, person: &Person) -> Result<Lookup, ConnectorError> {
-        self.find_by_addresses(std::slice::from_ref(&person.email))
-            .await
+        // The primary address, then each alias on its own, so that a match
+        // says which address found it. Several users for one address are
+        // ambiguous: the operator picks.
+        for address in person.addresses() {
+            match self.find_by_addresses(&[address.to_string()]).await? {
+                Lookup::NotFound => continue,
+                Lookup::Found { mut account } => {
+                    if address != person.email {
+                        account.matched_by = Some(address.to_string());
+                    }
+                    return Ok(Lookup::Found { account });
+                }
+                Lookup::Ambiguous { mut candidates } => {
+                    if address != person.email {
+                        for c in &mut candidates {
+                            c.matched_by = Some(address.to_string());
+                        }
+                    }
+                    return Ok(Lookup::Ambiguous { candidates });
+                }
+            }
+        }
+        Ok(Lookup::NotFound)
     }
 
     async fn list_grants(&self, account: &Account) -> Inventory {
@@ -830,6 +873,21 @@ impl Connector for Salesforce {
             }
         }
         if inv.kind_failed(GrantKind::License).is_none() {
+            // Salesforce refuses to delete a PermissionSetLicenseAssign while
+            // permission sets that need the licence are still assigned: each
+            // licence waits for every permission set assignment of the user
+            // (the query does not say which set needs which licence).
+            let permsets: Vec<String> = inv
+                .grants
+                .iter()
+                .filter(|g| g.id.starts_with("permset:"))
+                .map(|g| g.id.clone())
+                .collect();
+            for g in &mut licences {
+                if g.id.starts_with("psl:") {
+                    g.after = permsets.clone();
+                }
+            }
             inv.grants.extend(licences);
         }
         inv
@@ -942,6 +1000,36 @@ impl Connector for Salesforce {
 
     fn health(&self) -> Health {
         Health::from_stats(&self.client.stats())
+    }
+
+    /// `GET /services/data/vNN.0/limits`: needs a valid session and the
+    /// `api` scope; its `Sforce-Limit-Info` header feeds the limit line, and
+    /// an exhausted `DailyApiRequests` allocation fails the check.
+    async fn probe(&self) -> Result<(), ConnectorError> {
+        #[derive(Deserialize)]
+        struct Allocation {
+            #[serde(rename = "Max")]
+            max: u64,
+            #[serde(rename = "Remaining")]
+            remaining: u64,
+        }
+        #[derive(Deserialize)]
+        struct Limits {
+            #[serde(rename = "DailyApiRequests")]
+            daily: Option<Allocation>,
+        }
+        let url = super::http::join_segments(&self.api, &["limits"]);
+        let limits: Limits = self.client.get_json(url).await?;
+        match limits.daily {
+            Some(d) if d.remaining == 0 => Err(ConnectorError::RateLimited {
+                retry_after: None,
+                message: format!(
+                    "the org's daily API allocation is used up (0 of {} left)",
+                    d.max
+                ),
+            }),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -84,6 +84,9 @@ pub struct SlackSettings {
     pub page_size: u32,
     pub sole_member_groups: SoleMember,
     pub group_write_attempts: u32,
+    /// Loopback port of `offboard login`'s redirect (0: any free port); set
+    /// it when the Slack app's registered redirect URL names a port.
+    pub redirect_port: u16,
 }
 
 impl Default for SlackSettings {
@@ -93,6 +96,7 @@ impl Default for SlackSettings {
             page_size: 200,
             sole_member_groups: SoleMember::Disable,
             group_write_attempts: 5,
+            redirect_port: 0,
         }
     }
 }
@@ -146,6 +150,10 @@ impl VendorPolicy for WebPolicy {
             (_, Some("ratelimited")) => Verdict::RateLimited(retry_after(headers)),
             (_, Some(code)) => {
                 let code = sanitize::clean_max(code, 80);
+                if code == "token_expired" {
+                    // A rotating token ran out: renew it once and retry.
+                    return Verdict::Unauthorized;
+                }
                 if AUTH_CODES.contains(&code.as_str()) {
                     return Verdict::Fail(ConnectorError::Auth(format!(
                         "Slack refused the admin token: {code}"
@@ -403,6 +411,8 @@ pub struct SlackDriver {
     scim_base: Url,
     settings: SlackSettings,
     manual_steps: BTreeMap<String, String>,
+    /// Scopes the admin token needs (manifest `auth.scopes`).
+    scopes: Vec<String>,
 }
 
 impl SlackDriver {
@@ -418,17 +428,14 @@ impl SlackDriver {
             )));
         }
         let a = &r.manifest.auth;
-        let what = format!("connectors.{} admin token", r.id);
-        let token = StaticToken::from_env_or_file(
-            &what,
-            a.token_env.as_deref(),
-            a.token_file.as_deref().map(|p| r.path(p)).as_deref(),
-        )?;
+        // The admin user token: static (token_env / token_file), or from
+        // `offboard login` (Slack OAuth v2, cached and renewed) per auth.flow.
+        let token = crate::auth::token_source(r, ctx)?;
         let web = ApiClient::new(
             ctx.http.clone(),
             r.http_settings(),
             std::slice::from_ref(&base),
-            Some(Arc::new(token) as Arc<dyn TokenSource>),
+            Some(token),
             Arc::new(WebPolicy),
             ctx.notices.clone(),
         );
@@ -462,6 +469,7 @@ impl SlackDriver {
             scim_base,
             settings,
             manual_steps: r.manifest.manual_steps.clone(),
+            scopes: a.scopes.clone(),
         })
     }
 
@@ -557,6 +565,14 @@ impl SlackDriver {
             facts.push(("status".into(), "deactivated".into()));
         }
         Account {
+            // Slack keeps one address per user: `profile.email`.
+            addresses: u
+                .profile
+                .email
+                .iter()
+                .map(|e| sanitize::clean_max(e, 254).to_ascii_lowercase())
+                .collect(),
+            matched_by: None,
             connector: self.id.clone(),
             id: sanitize::clean_max(&u.id, 40),
             login: sanitize::clean_max(u.profile.email.as_deref().unwrap_or(&u.name), 200),
@@ -584,6 +600,7 @@ impl SlackDriver {
             revocation: Revocation::Api,
             since: None,
             phase: None,
+            after: Vec::new(),
         }
     }
 
@@ -1066,18 +1083,26 @@ impl Connector for SlackDriver {
     }
 
     async fn find_person(&self, person: &Person) -> Result<Lookup, ConnectorError> {
-        match self
-            .read::<UserResp>("users.lookupByEmail", &[("email", &person.email)])
-            .await
-        {
-            Ok(r) => Ok(Lookup::Found {
-                account: self.account_of(&r.user),
-            }),
-            // The only answer that means "no such user"; every other error
-            // is a failed read.
-            Err(e) if e.code() == Some("users_not_found") => Ok(Lookup::NotFound),
-            Err(e) => Err(e),
+        // The primary address, then each alias learned elsewhere.
+        for address in person.addresses() {
+            match self
+                .read::<UserResp>("users.lookupByEmail", &[("email", address)])
+                .await
+            {
+                Ok(r) => {
+                    let mut account = self.account_of(&r.user);
+                    if address != person.email {
+                        account.matched_by = Some(address.to_string());
+                    }
+                    return Ok(Lookup::Found { account });
+                }
+                // The only answer that means "no such user"; every other
+                // error is a failed read.
+                Err(e) if e.code() == Some("users_not_found") => continue,
+                Err(e) => return Err(e),
+            }
         }
+        Ok(Lookup::NotFound)
     }
 
     async fn list_grants(&self, account: &Account) -> Inventory {
@@ -1282,5 +1307,37 @@ impl Connector for SlackDriver {
 
     fn health(&self) -> Health {
         Health::from_stats(&self.web.stats())
+    }
+
+    /// `auth.test` (`ok:true` checked by the policy), then the token's
+    /// scopes from Slack's `x-oauth-scopes` header against the manifest's.
+    async fn probe(&self) -> Result<(), ConnectorError> {
+        let url = self.web.url(&self.base, &["auth.test"]);
+        let resp = self.web.send(ApiRequest::get(url)).await?;
+        let _: Value = resp.json()?;
+        let Some(have) = resp
+            .headers
+            .get("x-oauth-scopes")
+            .and_then(|v| v.to_str().ok())
+        else {
+            // Not reported: the admin methods' `missing_scope` answers will
+            // name any scope that is lacking.
+            return Ok(());
+        };
+        let have: BTreeSet<&str> = have.split(',').map(str::trim).collect();
+        let missing: Vec<&str> = self
+            .scopes
+            .iter()
+            .map(String::as_str)
+            .filter(|s| !have.contains(s))
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(ConnectorError::Auth(format!(
+                "the Slack token lacks scopes: {}",
+                sanitize::clean_max(&missing.join(" "), 400)
+            )))
+        }
     }
 }

@@ -76,6 +76,10 @@ pub struct GrantView {
     pub since_state: DateTime<Utc>,
     /// The last thing the API said about it (revoke answer or read error).
     pub last_answer: Option<String>,
+    /// Verified gone, but not removed by this tool (someone else did, or it
+    /// expired): see the ledger's `vanished` record.
+    #[serde(default)]
+    pub vanished: bool,
 }
 
 /// A snapshot of one leaver's case.
@@ -98,9 +102,21 @@ impl CaseView {
 pub(crate) enum Change {
     /// A removing, failed or unconfirmed grant is no longer listed.
     Verified(String),
-    /// A grant verified gone is listed again.
+    /// A grant verified gone (or vanished) is listed again.
     Reappeared(String),
+    /// A live or manual grant nobody here asked to remove is no longer
+    /// listed: gone without us. Its state is `verified` (a fresh read
+    /// confirms the absence); the ledger and the view say who removed it.
+    Vanished(Grant),
 }
+
+/// The answer shown for a grant a fresh read no longer lists although this
+/// tool did not remove it.
+pub const VANISHED_NOTE: &str = "gone without offboard: a fresh read no longer lists it (someone else removed it, or it expired)";
+
+/// The answer shown for a removal requested before an interruption that a
+/// fresh read still lists.
+pub const STILL_LISTED_NOTE: &str = "requested before an interruption, no answer recorded; a fresh read still lists it: run `offboard revoke` again";
 
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
@@ -108,6 +124,11 @@ pub(crate) struct Entry {
     pub state: GrantState,
     pub since: DateTime<Utc>,
     pub answer: Option<String>,
+    /// Its removal was requested in this case (a later absence is ours to
+    /// verify, never "vanished").
+    pub requested: bool,
+    /// Verified gone, but not removed by this tool.
+    pub vanished: bool,
 }
 
 impl Entry {
@@ -121,6 +142,8 @@ pub(crate) struct Case {
     pub person: Person,
     pub accounts: BTreeMap<String, AccountView>,
     pub grants: Vec<Entry>,
+    /// Accounts the operator picked where several match: connector → id.
+    pub picks: BTreeMap<String, String>,
 }
 
 /// Whether `key` is `g.key()` (without building it).
@@ -161,6 +184,7 @@ impl Case {
             person,
             accounts: BTreeMap::new(),
             grants: Vec::new(),
+            picks: BTreeMap::new(),
         }
     }
 
@@ -217,6 +241,36 @@ impl Case {
                 LedgerEvent::Reappeared { key } => {
                     case.update_history(key, GrantState::Live, at, None);
                 }
+                LedgerEvent::Vanished { grant, read_at, .. } => {
+                    let key = grant.key();
+                    case.set_from_history(
+                        grant.clone(),
+                        GrantState::Verified { at: *read_at },
+                        at,
+                        Some(VANISHED_NOTE.to_string()),
+                    );
+                    if let Some(e) = case.grants.iter_mut().find(|e| e.key() == key) {
+                        e.vanished = true;
+                    }
+                }
+                LedgerEvent::StillListed { key, note } => {
+                    case.update_history(key, GrantState::Live, at, Some(note.clone()));
+                }
+                // Addresses of accounts found earlier are aliases to try.
+                LedgerEvent::Discovered {
+                    account: Some(a), ..
+                } => {
+                    for address in &a.addresses {
+                        case.person.add_alias(address);
+                    }
+                }
+                LedgerEvent::AccountPicked {
+                    connector,
+                    account_id,
+                    ..
+                } => {
+                    case.picks.insert(connector.clone(), account_id.clone());
+                }
                 _ => {}
             }
         }
@@ -233,6 +287,8 @@ impl Case {
         let key = grant.key();
         match self.grants.iter_mut().find(|e| is_key(&e.grant, &key)) {
             Some(e) => {
+                e.requested |= matches!(state, GrantState::Revoking);
+                e.vanished = false;
                 e.grant = grant;
                 e.state = state;
                 e.since = at;
@@ -241,6 +297,8 @@ impl Case {
                 }
             }
             None => self.grants.push(Entry {
+                requested: matches!(state, GrantState::Revoking),
+                vanished: false,
                 grant,
                 state,
                 since: at,
@@ -257,6 +315,7 @@ impl Case {
         answer: Option<String>,
     ) {
         if let Some(e) = self.grants.iter_mut().find(|e| is_key(&e.grant, key)) {
+            e.vanished = false;
             e.state = state;
             e.since = at;
             if answer.is_some() {
@@ -312,11 +371,12 @@ impl Case {
 
     /// Merges a fresh read of one connector. Kinds in `failed` are left as
     /// they were: a failed read never counts as absence. For the others the
-    /// read is complete: a removing, failed or unconfirmed grant it no
-    /// longer lists is verified gone; a live grant it no longer lists was
-    /// removed by someone else and leaves the view; a verified grant listed
-    /// again is live again (an acknowledged one stays acknowledged: what
-    /// cannot be listed is listed every time).
+    /// read is complete: a grant whose removal was requested here
+    /// (removing, failed or unconfirmed) that it no longer lists is
+    /// verified gone; a live or manual grant it no longer lists went without
+    /// us and becomes `vanished`; a verified or vanished grant listed again
+    /// is live again (an acknowledged one stays acknowledged: what cannot be
+    /// listed is listed every time).
     pub fn apply_read(
         &mut self,
         connector: &str,
@@ -336,6 +396,7 @@ impl Case {
             if let Some(pos) = listed.iter().position(|g| g.id == e.grant.id) {
                 e.grant = listed.remove(pos);
                 if matches!(e.state, GrantState::Verified { .. }) {
+                    e.vanished = false;
                     e.state = GrantState::Live;
                     e.since = now;
                     changes.push(Change::Reappeared(e.key()));
@@ -354,7 +415,22 @@ impl Case {
                     keep.push(e);
                 }
                 GrantState::Verified { .. } | GrantState::Acknowledged { .. } => keep.push(e),
-                GrantState::Live | GrantState::Manual => {}
+                // Nobody here asked to remove it, and a fresh complete read
+                // no longer lists it: gone without us, kept in the view.
+                GrantState::Live if e.requested => {
+                    e.state = GrantState::Verified { at: now };
+                    e.since = now;
+                    changes.push(Change::Verified(e.key()));
+                    keep.push(e);
+                }
+                GrantState::Live | GrantState::Manual => {
+                    e.state = GrantState::Verified { at: now };
+                    e.vanished = true;
+                    e.answer = Some(VANISHED_NOTE.to_string());
+                    e.since = now;
+                    changes.push(Change::Vanished(e.grant.clone()));
+                    keep.push(e);
+                }
             }
         }
         for g in listed {
@@ -363,6 +439,8 @@ impl Case {
                 state: GrantState::Live,
                 since: now,
                 answer: None,
+                requested: false,
+                vanished: false,
             });
         }
         self.grants = keep;
@@ -379,6 +457,24 @@ impl Case {
         changes
     }
 
+    /// Grants still `revoking` (requested, no answer recorded) that the last
+    /// complete read of their connector, finished at or after `since`,
+    /// still lists.
+    pub fn revoking_still_listed(&self, since: DateTime<Utc>) -> Vec<String> {
+        self.grants
+            .iter()
+            .filter(|e| e.state == GrantState::Revoking)
+            .filter(|e| {
+                self.accounts.get(&e.grant.connector).is_some_and(|a| {
+                    a.status.account().is_some()
+                        && a.read_at.is_some_and(|t| t >= since)
+                        && !a.failed_kinds.iter().any(|f| f.kind == e.grant.kind)
+                })
+            })
+            .map(Entry::key)
+            .collect()
+    }
+
     /// Counts states of the selected grants, and read failures and
     /// ambiguous lookups of the selected connectors (only failed kinds the
     /// selection covers count).
@@ -386,6 +482,9 @@ impl Case {
         let mut s = Summary::default();
         for e in self.grants.iter().filter(|e| sel.matches(&e.grant)) {
             s.add(&e.state);
+            if e.vanished && matches!(e.state, GrantState::Verified { .. }) {
+                s.vanished += 1;
+            }
         }
         for a in self
             .accounts
@@ -423,6 +522,7 @@ impl Case {
                 state: e.state.clone(),
                 since_state: e.since,
                 last_answer: e.answer.clone(),
+                vanished: e.vanished,
             })
             .collect();
         grants.sort_by(|a, b| {

@@ -11,7 +11,7 @@ mod run;
 #[cfg(test)]
 mod tests;
 
-pub use case::{AccountStatus, AccountView, CaseView, GrantView};
+pub use case::{AccountStatus, AccountView, CaseView, GrantView, STILL_LISTED_NOTE};
 pub use run::{
     ConnectorInfo, Engine, EngineError, EngineOptions, Selection, connectors_from_config,
 };
@@ -98,6 +98,9 @@ pub struct Summary {
     pub removing: usize,
     pub verified: usize,
     pub acknowledged: usize,
+    /// Of the verified: gone without this tool (a fresh read no longer
+    /// lists a grant that nobody here asked to remove).
+    pub vanished: usize,
     pub unconfirmed: usize,
     pub failed: usize,
     pub manual: usize,

@@ -11,7 +11,9 @@ use chrono::Utc;
 use futures::future::join_all;
 use tokio::sync::{Notify, mpsc::UnboundedSender};
 
-use super::case::{AccountStatus, Case, CaseView, Change, answer_state, clean_account};
+use super::case::{
+    AccountStatus, Case, CaseView, Change, STILL_LISTED_NOTE, answer_state, clean_account,
+};
 use super::{Event, Summary};
 use crate::connector::{
     BuildContext, Connector, ConnectorError, Health, Lookup, Presence, RevokeOutcome,
@@ -199,6 +201,7 @@ impl Engine {
         let now = Utc::now();
         let changed = self.with_case(email, |c| {
             c.entry_mut(key).map(|e| {
+                e.requested |= state == GrantState::Revoking;
                 e.state = state.clone();
                 e.since = now;
                 if answer.is_some() {
@@ -309,15 +312,147 @@ impl Engine {
         let person = Self::normalise(email)?;
         self.check_apps(apps)?;
         self.open_case(&person).await?;
-        let jobs = self
+        let selected: Vec<Arc<dyn Connector>> = self
             .connectors
             .iter()
             .filter(|c| apps.is_empty() || apps.iter().any(|a| a == c.id()))
-            .map(|c| self.read_connector(&person, c.clone(), true, true));
-        for r in join_all(jobs).await {
-            r?;
+            .cloned()
+            .collect();
+        let mut round = selected.clone();
+        // First every connector with what is known; then, while accounts
+        // found elsewhere teach new addresses, the connectors that answered
+        // "not found" again with them. Bounded: each round needs a new alias.
+        for _ in 0..=self.connectors.len() {
+            let person = self.case_person(&person.email);
+            let jobs = round
+                .iter()
+                .map(|c| self.read_connector(&person, c.clone(), true, true));
+            for r in join_all(jobs).await {
+                r?;
+            }
+            if !self.learn_aliases(&person.email) {
+                break;
+            }
+            round = selected
+                .iter()
+                .filter(|c| {
+                    self.with_case(&person.email, |case| {
+                        case.accounts
+                            .get(c.id())
+                            .is_some_and(|a| a.status == AccountStatus::NotFound)
+                    })
+                    .unwrap_or(false)
+                })
+                .cloned()
+                .collect();
+            if round.is_empty() {
+                break;
+            }
         }
         Ok(self.case(&person.email).expect("case opened"))
+    }
+
+    /// The case's person, with the aliases learned so far.
+    fn case_person(&self, email: &str) -> Person {
+        self.with_case(email, |c| c.person.clone())
+            .unwrap_or_else(|| Person::new(email))
+    }
+
+    /// Adds to the person's aliases every address of the accounts found
+    /// (never of ambiguous candidates); true when one is new.
+    fn learn_aliases(&self, email: &str) -> bool {
+        self.with_case(email, |c| {
+            let addresses: Vec<String> = c
+                .accounts
+                .values()
+                .filter_map(|a| a.status.account())
+                .flat_map(|a| a.addresses.iter().cloned())
+                .collect();
+            let mut new = false;
+            for a in addresses {
+                new |= c.person.add_alias(&a);
+            }
+            new
+        })
+        .unwrap_or(false)
+    }
+
+    /// Picks one of the accounts that match the leaver in `connector`
+    /// (where the lookup was ambiguous), records the choice in the ledger,
+    /// and reads that account's grants. Later lookups keep the pick while
+    /// the account is still among the candidates. Picking the account
+    /// already found is a no-op. Anything else is refused: never guessed.
+    pub async fn pick_account(
+        &self,
+        email: &str,
+        connector: &str,
+        account_id: &str,
+    ) -> Result<CaseView, EngineError> {
+        let person = Self::normalise(email)?;
+        let email = person.email.as_str();
+        self.check_apps(&[connector.to_string()])?;
+        self.open_case(&person).await?;
+        let status = || {
+            self.with_case(email, |c| {
+                c.accounts.get(connector).map(|a| a.status.clone())
+            })
+            .flatten()
+        };
+        if !matches!(
+            status(),
+            Some(AccountStatus::Ambiguous { .. } | AccountStatus::Found { .. })
+        ) {
+            self.discover_apps(email, &[connector.to_string()]).await?;
+        }
+        match status() {
+            Some(AccountStatus::Found { account }) if account.id == account_id => {}
+            Some(AccountStatus::Ambiguous { candidates })
+                if candidates.iter().any(|a| a.id == account_id) =>
+            {
+                self.record(
+                    email,
+                    LedgerEvent::AccountPicked {
+                        connector: connector.to_string(),
+                        account_id: account_id.to_string(),
+                        candidates: candidates.iter().map(|a| a.id.clone()).collect(),
+                    },
+                )
+                .await?;
+                self.with_case(email, |c| {
+                    c.picks
+                        .insert(connector.to_string(), account_id.to_string())
+                });
+                let c = self.connector(connector).cloned().expect("checked");
+                let person = self.case_person(email);
+                self.read_connector(&person, c, true, true).await?;
+            }
+            Some(AccountStatus::Ambiguous { candidates }) => {
+                return Err(EngineError::Invalid(format!(
+                    "`{}` is not one of the accounts that match {email} in {connector}: {}",
+                    clean(account_id),
+                    candidates
+                        .iter()
+                        .map(|a| format!("{} ({})", a.id, a.login))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            Some(AccountStatus::Found { account }) => {
+                return Err(EngineError::Invalid(format!(
+                    "{connector} has one account for {email} ({} {}); `{}` is not it",
+                    account.id,
+                    account.login,
+                    clean(account_id)
+                )));
+            }
+            other => {
+                return Err(EngineError::Invalid(format!(
+                    "{connector}: nothing to pick for {email} (lookup: {})",
+                    other.as_ref().map_or("pending", AccountStatus::name)
+                )));
+            }
+        }
+        Ok(self.case(email).expect("case opened"))
     }
 
     /// Re-reads one connector (None: all). New grants appear; removing
@@ -404,11 +539,38 @@ impl Engine {
                             Lookup::NotFound => {
                                 (AccountStatus::NotFound, LookupResult::NotFound, None)
                             }
-                            Lookup::Ambiguous { candidates } => (
-                                AccountStatus::Ambiguous { candidates },
-                                LookupResult::Ambiguous,
-                                None,
-                            ),
+                            Lookup::Ambiguous { candidates } => {
+                                let pick = self
+                                    .with_case(email, |case| case.picks.get(&id).cloned())
+                                    .flatten();
+                                match candidates
+                                    .iter()
+                                    .find(|a| pick.as_deref() == Some(a.id.as_str()))
+                                {
+                                    // The operator's recorded pick, still a
+                                    // candidate.
+                                    Some(a) => {
+                                        let mut account = a.clone();
+                                        account.facts.push((
+                                            "picked".into(),
+                                            format!(
+                                                "by the operator, one of {} matching accounts",
+                                                candidates.len()
+                                            ),
+                                        ));
+                                        (
+                                            AccountStatus::Found { account },
+                                            LookupResult::Found,
+                                            None,
+                                        )
+                                    }
+                                    None => (
+                                        AccountStatus::Ambiguous { candidates },
+                                        LookupResult::Ambiguous,
+                                        None,
+                                    ),
+                                }
+                            }
                         }
                     }
                 };
@@ -515,6 +677,20 @@ impl Engine {
                     },
                 ),
                 Change::Reappeared(key) => (key.clone(), LedgerEvent::Reappeared { key }),
+                Change::Vanished(grant) => (
+                    grant.key(),
+                    LedgerEvent::Vanished {
+                        key: grant.key(),
+                        read_at: self
+                            .with_case(email, |c| {
+                                c.accounts.get(&grant.connector).and_then(|a| a.read_at)
+                            })
+                            .flatten()
+                            .unwrap_or_else(Utc::now),
+                        grant,
+                        how: format!("{how}; not removed by this tool"),
+                    },
+                ),
             })
             .unzip();
         self.record_all(email, events).await?;
@@ -626,7 +802,29 @@ impl Engine {
     pub async fn verify(&self, email: &str, selection: &Selection) -> Result<Summary, EngineError> {
         let person = Self::normalise(email)?;
         let email = person.email.as_str();
+        let started = Utc::now();
         self.discover_apps(email, &selection.apps).await?;
+        // Requested before an interruption, never answered, and still
+        // listed by the read just made: live, to be requested again.
+        let still = self
+            .with_case(email, |c| c.revoking_still_listed(started))
+            .unwrap_or_default();
+        for key in still {
+            self.record(
+                email,
+                LedgerEvent::StillListed {
+                    key: key.clone(),
+                    note: STILL_LISTED_NOTE.into(),
+                },
+            )
+            .await?;
+            self.set_state(
+                email,
+                &key,
+                GrantState::Live,
+                Some(STILL_LISTED_NOTE.into()),
+            );
+        }
         let scope: HashSet<String> = self
             .with_case(email, |c| {
                 c.grants
@@ -653,16 +851,39 @@ impl Engine {
         for phase in &plan.phases {
             let total = phase.steps.len();
             let done = std::sync::atomic::AtomicUsize::new(0);
-            let jobs = phase.steps.iter().map(|g| async {
-                let r = self.execute_one(email, phase.phase, g, wake).await;
-                let n = done.fetch_add(1, Ordering::SeqCst) + 1;
-                self.emit(Event::PhaseProgress {
-                    email: email.into(),
-                    phase: phase.phase,
-                    done: n,
-                    total,
-                });
-                r
+            // One flag per step, set once its request is answered. A step
+            // waits only for the steps it names in `after` that come before
+            // it in the phase (the plan puts them first; a cycle is not
+            // waited on): everything else runs concurrently.
+            let answered: Vec<tokio::sync::watch::Sender<bool>> = phase
+                .steps
+                .iter()
+                .map(|_| tokio::sync::watch::channel(false).0)
+                .collect();
+            let jobs = phase.steps.iter().enumerate().map(|(i, g)| {
+                let waits: Vec<tokio::sync::watch::Receiver<bool>> = phase.steps[..i]
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.connector == g.connector && g.after.contains(&p.id))
+                    .map(|(j, _)| answered[j].subscribe())
+                    .collect();
+                let answered = &answered[i];
+                let done = &done;
+                async move {
+                    for mut w in waits {
+                        let _ = w.wait_for(|d| *d).await;
+                    }
+                    let r = self.execute_one(email, phase.phase, g, wake).await;
+                    answered.send_replace(true);
+                    let n = done.fetch_add(1, Ordering::SeqCst) + 1;
+                    self.emit(Event::PhaseProgress {
+                        email: email.into(),
+                        phase: phase.phase,
+                        done: n,
+                        total,
+                    });
+                    r
+                }
             });
             // Every request of the phase is answered before the next starts.
             for r in join_all(jobs).await {

@@ -44,6 +44,7 @@ fn grant(conn: &str, id: &str, kind: GrantKind) -> Grant {
         revocation: Revocation::Api,
         since: None,
         phase: None,
+        after: Vec::new(),
     }
 }
 
@@ -94,6 +95,8 @@ impl Connector for Fake {
             is_admin: false,
             last_login: None,
             facts: vec![],
+            addresses: vec![],
+            matched_by: None,
         };
         if self.ambiguous {
             return Ok(Lookup::Ambiguous {

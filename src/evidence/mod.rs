@@ -164,6 +164,29 @@ pub enum LedgerEvent {
     Reappeared {
         key: String,
     },
+    /// A fresh complete read (finished at `read_at`) no longer lists a grant
+    /// nobody here asked to remove: gone without us (removed by someone
+    /// else, or expired).
+    Vanished {
+        key: String,
+        grant: Grant,
+        read_at: DateTime<Utc>,
+        how: String,
+    },
+    /// A removal requested before an interruption, with no answer recorded,
+    /// that a fresh read still lists: live again, to be requested again.
+    StillListed {
+        key: String,
+        note: String,
+    },
+    /// The operator picked one of several accounts that match the leaver
+    /// in an app (never guessed).
+    AccountPicked {
+        connector: String,
+        account_id: String,
+        #[serde(default)]
+        candidates: Vec<String>,
+    },
     /// A case picked up again from the ledger (after a crash or a new run).
     Resumed {
         pending: Vec<String>,
@@ -193,6 +216,9 @@ impl LedgerEvent {
             LedgerEvent::ManualRequired { .. } => "manual_required",
             LedgerEvent::ManualDone { .. } => "manual_done",
             LedgerEvent::Reappeared { .. } => "reappeared",
+            LedgerEvent::Vanished { .. } => "vanished",
+            LedgerEvent::StillListed { .. } => "still_listed",
+            LedgerEvent::AccountPicked { .. } => "account_picked",
             LedgerEvent::Resumed { .. } => "resumed",
             LedgerEvent::Finished { .. } => "finished",
             LedgerEvent::TornLineSetAside { .. } => "torn_line_set_aside",
@@ -207,6 +233,8 @@ impl LedgerEvent {
             | LedgerEvent::Escalated { key, .. }
             | LedgerEvent::ManualRequired { key, .. }
             | LedgerEvent::ManualDone { key, .. }
+            | LedgerEvent::Vanished { key, .. }
+            | LedgerEvent::StillListed { key, .. }
             | LedgerEvent::Reappeared { key } => Some(key),
             _ => None,
         }
@@ -839,6 +867,7 @@ mod tests {
             revocation: Revocation::Api,
             since: None,
             phase: None,
+            after: Vec::new(),
         }
     }
 

@@ -281,6 +281,18 @@ pub fn build(records: &[Record], email: &str, chain: Option<&ChainReport>) -> Re
                 t.outcome_at = at;
                 t.reason = Some("listed again".into());
             }
+            LedgerEvent::Vanished { grant, read_at, .. } => {
+                t.kind = grant.kind.as_str().into();
+                t.label = grant.label.clone();
+                t.outcome = "vanished".into();
+                t.outcome_at = Some(*read_at);
+                t.reason = Some("gone without us: a fresh read no longer lists it".into());
+            }
+            LedgerEvent::StillListed { note, .. } => {
+                t.outcome = "live".into();
+                t.outcome_at = at;
+                t.reason = Some(note.clone());
+            }
             _ => {}
         }
     }
@@ -359,9 +371,13 @@ fn event_detail(e: &LedgerEvent) -> String {
             grants,
             error,
             failed_kinds,
+            account,
             ..
         } => {
             let mut s = format!("{connector}: {}, {} grants", result.as_str(), grants.len());
+            if let Some(alias) = account.as_ref().and_then(|a| a.matched_by.as_ref()) {
+                s.push_str(&format!(", matched by alias {alias}"));
+            }
             if let Some(e) = error {
                 s.push_str(&format!(", error: {e}"));
             }
@@ -385,6 +401,18 @@ fn event_detail(e: &LedgerEvent) -> String {
         LedgerEvent::ManualRequired { instructions, .. } => instructions.clone(),
         LedgerEvent::ManualDone { note, .. } => note.clone(),
         LedgerEvent::Reappeared { .. } => "listed again".into(),
+        LedgerEvent::Vanished { how, read_at, .. } => {
+            format!("gone without us ({how}, read at {})", read_at.to_rfc3339())
+        }
+        LedgerEvent::StillListed { note, .. } => note.clone(),
+        LedgerEvent::AccountPicked {
+            connector,
+            account_id,
+            candidates,
+        } => format!(
+            "{connector}: operator picked {account_id} of {} matching accounts",
+            candidates.len()
+        ),
         LedgerEvent::Resumed { pending } => format!("{} pending", pending.len()),
         LedgerEvent::Finished { summary } => format!(
             "verified {}, acknowledged {}, failed {}, unconfirmed {}, manual {}",
@@ -598,6 +626,7 @@ mod tests {
             revocation: Revocation::Api,
             since: None,
             phase: None,
+            after: Vec::new(),
         }
     }
 

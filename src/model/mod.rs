@@ -14,6 +14,10 @@ pub struct Person {
     /// When the person leaves (from the operator or an HR feed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_at: Option<DateTime<Utc>>,
+    /// Other addresses of the same person (lower case), learned from
+    /// accounts found elsewhere; drivers try them after `email`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 impl Person {
@@ -22,7 +26,24 @@ impl Person {
             email: email.into().trim().to_ascii_lowercase(),
             display_name: None,
             exit_at: None,
+            aliases: Vec::new(),
         }
+    }
+
+    /// Adds an alias (normalised); false when it is the primary address,
+    /// already known, or not an address.
+    pub fn add_alias(&mut self, address: &str) -> bool {
+        let a = address.trim().to_ascii_lowercase();
+        if !a.contains('@') || a == self.email || self.aliases.contains(&a) {
+            return false;
+        }
+        self.aliases.push(a);
+        true
+    }
+
+    /// The primary address, then each alias.
+    pub fn addresses(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.email.as_str()).chain(self.aliases.iter().map(String::as_str))
     }
 }
 
@@ -46,6 +67,13 @@ pub struct Account {
     /// Free-form facts worth showing (profile, user type, suspension reason).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub facts: Vec<(String, String)>,
+    /// Every email address the app knows for the user (primary, aliases).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
+    /// The alias the account was found through, when not the leaver's
+    /// primary address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matched_by: Option<String>,
 }
 
 /// Every kind of access a leaver can keep. Names as in DESIGN.md.
@@ -180,6 +208,11 @@ pub struct Grant {
     /// The phase the vendor needs, when it differs from the kind's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
+    /// Ids of grants of the same connector whose removal the vendor needs
+    /// answered before this one is requested (when they are in the same
+    /// phase of the plan). Everything else stays concurrent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
 }
 
 impl Grant {
@@ -199,7 +232,9 @@ impl Grant {
 
 /// `live` → `revoking` → `removed?` → `verified` | `unconfirmed` |
 /// `failed(reason)`; `manual` for steps a person does and ticks off;
-/// `acknowledged` for what no API can list (and for ticked manual steps).
+/// `acknowledged` for what no API can list (and for ticked manual steps);
+/// `vanished` for what a fresh read showed gone although this tool did not
+/// remove it (someone else did, or it expired).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum GrantState {
@@ -341,6 +376,29 @@ pub struct PlanPhase {
     pub steps: Vec<Grant>,
 }
 
+/// Stable reorder so that each step comes after the steps of the same phase
+/// it must wait for ([`Grant::after`]). Steps caught in a cycle keep their
+/// order (the engine ignores such constraints).
+fn order_after(steps: Vec<Grant>) -> Vec<Grant> {
+    let mut left = steps;
+    let mut out: Vec<Grant> = Vec::with_capacity(left.len());
+    while !left.is_empty() {
+        let ready = left.iter().position(|g| {
+            !g.after.iter().any(|a| {
+                left.iter()
+                    .any(|o| o.connector == g.connector && &o.id == a && o.id != g.id)
+            })
+        });
+        match ready {
+            Some(i) => out.push(left.remove(i)),
+            None => {
+                out.append(&mut left);
+            }
+        }
+    }
+    out
+}
+
 impl Plan {
     /// Builds the default phased plan from the grants to revoke. Within a
     /// phase, the vendor's order is kept (drivers list in the order they need)
@@ -360,6 +418,7 @@ impl Plan {
         for p in &mut phases {
             // Stable: keeps the driver's order for equal risks.
             p.steps.sort_by_key(|s| std::cmp::Reverse(s.risk));
+            p.steps = order_after(std::mem::take(&mut p.steps));
         }
         phases.retain(|p| !p.steps.is_empty());
         Plan { phases }
@@ -389,6 +448,7 @@ mod tests {
             revocation: Revocation::Api,
             since: None,
             phase: None,
+            after: Vec::new(),
         }
     }
 
@@ -420,6 +480,41 @@ mod tests {
         freeze.phase = Some(Phase::CutAccess);
         let plan = Plan::build([&freeze]);
         assert_eq!(plan.phases[0].phase, Phase::CutAccess);
+    }
+
+    #[test]
+    fn plan_puts_steps_after_what_they_wait_for() {
+        let mut psl = g(GrantKind::License, Risk::Critical, "psl:1");
+        psl.after = vec!["permset:1".into(), "permset:2".into()];
+        let grants = [
+            psl,
+            g(GrantKind::AdminRole, Risk::Low, "permset:1"),
+            g(GrantKind::Group, Risk::Medium, "group:x"),
+            g(GrantKind::AdminRole, Risk::Low, "permset:2"),
+        ];
+        let plan = Plan::build(&grants);
+        let order: Vec<_> = plan.phases[0].steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(order, ["group:x", "permset:1", "permset:2", "psl:1"]);
+        // A cycle keeps the risk order instead of looping.
+        let mut a = g(GrantKind::Group, Risk::High, "a");
+        a.after = vec!["b".into()];
+        let mut b = g(GrantKind::Group, Risk::Low, "b");
+        b.after = vec!["a".into()];
+        let plan = Plan::build([&a, &b]);
+        assert_eq!(plan.len(), 2);
+    }
+
+    #[test]
+    fn person_aliases_are_normalised_and_unique() {
+        let mut p = Person::new("Alex.Chen@example.com");
+        assert!(p.add_alias(" ACHEN@example.com"));
+        assert!(!p.add_alias("achen@example.com"));
+        assert!(!p.add_alias("alex.chen@example.com"));
+        assert!(!p.add_alias("not-an-address"));
+        assert_eq!(
+            p.addresses().collect::<Vec<_>>(),
+            ["alex.chen@example.com", "achen@example.com"]
+        );
     }
 
     #[test]

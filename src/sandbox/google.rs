@@ -43,6 +43,8 @@ pub struct User {
     pub id: String,
     pub primary_email: String,
     pub aliases: Vec<String>,
+    /// `nonEditableAliases`: aliases outside the customer's domains.
+    pub non_editable_aliases: Vec<String>,
     pub given: String,
     pub family: String,
     pub org_unit: String,
@@ -143,6 +145,8 @@ pub struct Device {
 
 struct Issued {
     expires: Instant,
+    /// The scopes asked for in the assertion (all granted, or none).
+    scopes: Vec<String>,
 }
 
 struct Bucket {
@@ -396,6 +400,12 @@ impl State {
             };
             let aliases: Vec<&str> = p.aliases.iter().map(String::as_str).collect();
             let u = s.add_user(&p.email, &p.first, &p.last, &org, p.n, &aliases);
+            if p.scenario == Some(Scenario::DifferentEmail) {
+                // An address from a domain the customer no longer owns.
+                s.users[u]
+                    .non_editable_aliases
+                    .push("alex.chen@legacy.example.org".to_string());
+            }
             let dept = p.department.to_lowercase();
             match p.scenario {
                 None => s.seed_crowd(u, p.n, &dept),
@@ -439,6 +449,7 @@ impl State {
             id: format!("1{:020}", 1_157_000_000_000u64 + u64::from(n) * 104_729),
             primary_email: email.to_string(),
             aliases: aliases.iter().map(|a| a.to_string()).collect(),
+            non_editable_aliases: Vec::new(),
             given: given.to_string(),
             family: family.to_string(),
             org_unit: org.to_string(),
@@ -728,6 +739,9 @@ impl State {
             u.id == k
                 || u.primary_email.eq_ignore_ascii_case(k)
                 || u.aliases.iter().any(|a| a.eq_ignore_ascii_case(k))
+                || u.non_editable_aliases
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(k))
         })
     }
 
@@ -870,6 +884,9 @@ impl State {
         if !u.aliases.is_empty() {
             v["aliases"] = json!(u.aliases);
         }
+        if !u.non_editable_aliases.is_empty() {
+            v["nonEditableAliases"] = json!(u.non_editable_aliases);
+        }
         v
     }
 
@@ -1001,6 +1018,113 @@ pub fn routes() -> Router<Shared> {
         )
 }
 
+// ---- scopes -----------------------------------------------------------------
+
+const SCOPE_PREFIX: &str = "https://www.googleapis.com/auth/";
+
+/// The scopes (any one suffices) Google documents for each emulated call.
+fn required_scopes(method: &axum::http::Method, path: &str) -> &'static [&'static str] {
+    let read = method == axum::http::Method::GET;
+    let under = |p: &str| path.starts_with(&format!("{D}{p}"));
+    if path.starts_with("/apps/licensing/") {
+        &["apps.licensing"]
+    } else if under("/users/{userKey}/tokens")
+        || under("/users/{userKey}/asps")
+        || under("/users/{userKey}/verificationCodes")
+        || under("/users/{userKey}/signOut")
+    {
+        &["admin.directory.user.security"]
+    } else if under("/users/") {
+        if read {
+            &["admin.directory.user", "admin.directory.user.readonly"]
+        } else {
+            &["admin.directory.user"]
+        }
+    } else if under("/groups/{groupKey}/members") {
+        &["admin.directory.group.member", "admin.directory.group"]
+    } else if under("/groups") {
+        &[
+            "admin.directory.group.readonly",
+            "admin.directory.group",
+            "admin.directory.group.member.readonly",
+            "admin.directory.group.member",
+        ]
+    } else if under("/customer/{customer}/role") {
+        if read {
+            &[
+                "admin.directory.rolemanagement",
+                "admin.directory.rolemanagement.readonly",
+            ]
+        } else {
+            &["admin.directory.rolemanagement"]
+        }
+    } else if under("/customer/{customer}/devices/mobile") {
+        if read {
+            &[
+                "admin.directory.device.mobile.readonly",
+                "admin.directory.device.mobile",
+            ]
+        } else {
+            &[
+                "admin.directory.device.mobile.action",
+                "admin.directory.device.mobile",
+            ]
+        }
+    } else {
+        &[]
+    }
+}
+
+/// Route layer: a known token without a scope the call needs gets Google's
+/// 403 `insufficientPermissions` (unknown tokens are left to the handlers'
+/// 401).
+pub async fn scope_check(
+    AxState(s): AxState<Shared>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_default();
+    let need = required_scopes(req.method(), &path);
+    let token = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_string());
+    if !need.is_empty()
+        && let Some(t) = token
+    {
+        let g = s.google.lock().expect("google state lock");
+        if let Some(i) = g.issued.get(&t)
+            && !need
+                .iter()
+                .any(|n| i.scopes.iter().any(|x| x == &format!("{SCOPE_PREFIX}{n}")))
+        {
+            let mut r = google_error(
+                StatusCode::FORBIDDEN,
+                "insufficientPermissions",
+                "Request had insufficient authentication scopes.",
+            );
+            let wanted = need
+                .iter()
+                .map(|n| format!("{SCOPE_PREFIX}{n}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            if let Ok(v) = axum::http::HeaderValue::from_str(&format!(
+                "Bearer realm=\"https://accounts.google.com/\", error=\"insufficient_scope\", scope=\"{wanted}\""
+            )) {
+                r.headers_mut().insert("www-authenticate", v);
+            }
+            return r;
+        }
+    }
+    next.run(req).await
+}
+
 // ---- token endpoint -------------------------------------------------------
 
 #[derive(Deserialize)]
@@ -1081,6 +1205,29 @@ async fn token(AxState(s): AxState<Shared>, Form(form): Form<TokenForm>) -> Resp
             "Invalid OAuth scope or ID token audience provided.",
         );
     }
+    let asked: Vec<String> = claims
+        .scope
+        .as_deref()
+        .unwrap_or("")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    // Domain-wide delegation is all or nothing: one scope the client is not
+    // authorised for refuses the whole request.
+    let withheld = s
+        .oauth
+        .lock()
+        .expect("oauth lock")
+        .settings
+        .withhold_scopes
+        .clone();
+    if asked.iter().any(|a| withheld.contains(a)) {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized_client",
+            "Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of the scopes requested.",
+        );
+    }
     let mut g = s.google.lock().expect("google state lock");
     let Some(sub) = claims.sub.as_deref() else {
         // No subject: the service account itself, which holds no Admin SDK
@@ -1113,6 +1260,7 @@ async fn token(AxState(s): AxState<Shared>, Form(form): Form<TokenForm>) -> Resp
         token.clone(),
         Issued {
             expires: now + std::time::Duration::from_secs(TOKEN_TTL_SECS),
+            scopes: asked,
         },
     );
     Json(json!({

@@ -10,7 +10,9 @@
 pub mod google;
 pub mod oauth;
 pub mod salesforce;
+pub mod salesforce_oauth;
 pub mod slack;
+pub mod slack_oauth;
 pub mod tenant;
 
 use std::io::Write;
@@ -226,10 +228,15 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
 
 pub fn router(state: Shared) -> Router {
     Router::new()
-        .merge(google::routes())
+        .merge(google::routes().route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            google::scope_check,
+        )))
         .merge(salesforce::routes())
         .merge(slack::routes())
         .merge(oauth::routes())
+        .merge(slack_oauth::routes())
+        .merge(salesforce_oauth::routes())
         .route("/_sandbox/faults", get(get_faults).put(put_faults))
         .route("/_sandbox/config", get(get_config))
         .fallback(not_found)

@@ -47,6 +47,9 @@ pub struct Settings {
     /// Scopes never granted even when asked (the `scope` of the answer
     /// then says what was granted).
     pub withhold_scopes: Vec<String>,
+    /// Slack twin: issue rotating user tokens (`refresh_token`,
+    /// `expires_in`) rather than ones that never expire.
+    pub slack_rotation: bool,
 }
 
 impl Default for Settings {
@@ -57,6 +60,7 @@ impl Default for Settings {
             device_ttl_secs: 600,
             device_script: Vec::new(),
             withhold_scopes: Vec::new(),
+            slack_rotation: true,
         }
     }
 }
@@ -120,6 +124,10 @@ pub struct State {
     pub issued: Vec<String>,
     /// Times of device-code polls, per user code.
     pub polls: HashMap<String, Vec<Instant>>,
+    /// Slack's OAuth v2 twin.
+    pub slack: super::slack_oauth::State,
+    /// Salesforce's device flow twin.
+    pub salesforce: super::salesforce_oauth::State,
 }
 
 fn random(prefix: &str) -> String {
@@ -140,7 +148,7 @@ fn user_code() -> String {
 }
 
 impl State {
-    fn grant_scope(&self, asked: &str) -> String {
+    pub(super) fn grant_scope(&self, asked: &str) -> String {
         asked
             .split_whitespace()
             .filter(|s| !self.settings.withhold_scopes.iter().any(|w| w == s))
@@ -760,5 +768,7 @@ async fn sandbox_expire(Ax(s): Ax<Shared>) -> StatusCode {
     for a in st.access.values_mut() {
         a.expires = now;
     }
+    st.slack.expire_all();
+    st.salesforce.expire_all();
     StatusCode::NO_CONTENT
 }

@@ -566,6 +566,7 @@ pub fn routes() -> Router<Shared> {
         .route("/services/oauth2/token", post(token))
         .route("/services/oauth2/revoke", post(revoke))
         .route("/services/data/", get(versions))
+        .route("/services/data/{version}/limits", get(limits))
         .route("/services/data/{version}/query", get(query))
         .route("/services/data/{version}/query/{locator}", get(query_more))
         .route(
@@ -617,7 +618,9 @@ fn authorize(s: &Shared, headers: &HeaderMap, version: &str) -> Result<u64, Box<
                 .or_else(|| v.strip_prefix("OAuth "))
         })
         .map(str::trim);
-    if !token.is_some_and(|t| st.access_tokens.contains(t)) {
+    if !token.is_some_and(|t| {
+        st.access_tokens.contains(t) || super::salesforce_oauth::check_access(s, t).is_some()
+    }) {
         return Err(Box::new(with_limits(
             sf_error(
                 StatusCode::UNAUTHORIZED,
@@ -640,6 +643,25 @@ fn authorize(s: &Shared, headers: &HeaderMap, version: &str) -> Result<u64, Box<
         )));
     }
     Ok(used)
+}
+
+/// `GET /services/data/vNN.0/limits`: the org's allocations, as
+/// `{"DailyApiRequests":{"Max","Remaining"}, ...}`.
+async fn limits(
+    AxState(s): AxState<Shared>,
+    Path(version): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let used = match authorize(&s, &headers, &version) {
+        Ok(u) => u,
+        Err(r) => return *r,
+    };
+    let body = json!({
+        "DailyApiRequests": {"Max": DAILY_API_LIMIT, "Remaining": DAILY_API_LIMIT.saturating_sub(used)},
+        "DailyBulkApiBatches": {"Max": 15000, "Remaining": 15000},
+        "DataStorageMB": {"Max": 5, "Remaining": 5},
+    });
+    with_limits(Json(body).into_response(), used)
 }
 
 async fn versions() -> Response {
@@ -666,6 +688,10 @@ async fn token(AxState(s): AxState<Shared>, Form(form): Form<HashMap<String, Str
         .expect("salesforce lock")
         .stats
         .token_requests += 1;
+    // The device flow and refresh grants (shared with the login twin).
+    if let Some(r) = super::salesforce_oauth::token_request(&s, &form) {
+        return r;
+    }
     if form.get("grant_type").map(String::as_str) != Some(crate::auth::jwt::GRANT_TYPE) {
         return oauth_error(
             StatusCode::BAD_REQUEST,
@@ -1306,6 +1332,26 @@ async fn query_more(
 
 // ----- sObject rows ------------------------------------------------------
 
+/// Whether the assignee of this PermissionSetLicenseAssign still has a
+/// permission set assigned (not owned by a profile).
+fn psl_in_use(st: &State, id: &str) -> bool {
+    let Some(assignee) = st
+        .objects
+        .get("PermissionSetLicenseAssign")
+        .and_then(|v| v.iter().find(|r| r.id() == Some(id)))
+        .and_then(|r| r.str("AssigneeId"))
+    else {
+        return false;
+    };
+    st.objects.get("PermissionSetAssignment").is_some_and(|v| {
+        v.iter().any(|a| {
+            a.removed_at.is_none()
+                && a.str("AssigneeId") == Some(assignee)
+                && a.fields.get("PermissionSet.IsOwnedByProfile") != Some(&Value::Bool(true))
+        })
+    })
+}
+
 fn find_row<'a>(st: &'a mut State, object: &str, id: &str) -> Option<&'a mut Row> {
     st.objects
         .get_mut(object)?
@@ -1468,6 +1514,7 @@ async fn delete(
         );
     }
     let mut st = s.salesforce.lock().expect("salesforce lock");
+    let licence_in_use = object == "PermissionSetLicenseAssign" && psl_in_use(&st, &id);
     let resp = match find_row(&mut st, object, &id) {
         None => missing(false),
         Some(r) if r.removed_at.is_some() => missing(true),
@@ -1476,6 +1523,17 @@ async fn delete(
                 StatusCode::BAD_REQUEST,
                 "DELETE_FAILED",
                 "You can't delete a permission set assignment that's owned by a profile.",
+                &[],
+            )
+        }
+        Some(r) if r.removed_at.is_none() && licence_in_use => {
+            // Salesforce refuses while permission sets that need the licence
+            // are assigned (the emulator does not model which set needs which
+            // licence: any assigned permission set blocks).
+            sf_error(
+                StatusCode::BAD_REQUEST,
+                "DELETE_FAILED",
+                "This user is assigned permission sets that require this permission set license. Remove those permission set assignments first.",
                 &[],
             )
         }

@@ -730,12 +730,18 @@ async fn web_api(
         st.hooks.rate_limit_next = (n > 1).then(|| (n - 1, secs));
         return super::rate_limited(super::Vendor::Slack, secs);
     }
-    let scopes: &[&str] = match bearer(&headers, &args).as_deref() {
+    let owned: Vec<String> = match bearer(&headers, &args).as_deref() {
         None => return err("not_authed"),
-        Some(DEMO_USER_TOKEN) => ALL_SCOPES,
-        Some(DEMO_READONLY_TOKEN) => READONLY_SCOPES,
-        Some(_) => return err("invalid_auth"),
+        Some(DEMO_USER_TOKEN) => ALL_SCOPES.iter().map(|x| x.to_string()).collect(),
+        Some(DEMO_READONLY_TOKEN) => READONLY_SCOPES.iter().map(|x| x.to_string()).collect(),
+        // User tokens from the OAuth v2 twin.
+        Some(t) => match super::slack_oauth::user_token(&s, t) {
+            Ok(granted) => granted,
+            Err(code) => return err(code),
+        },
     };
+    let scopes: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let scope_header = HeaderValue::from_str(&scopes.join(",")).ok();
     if let Some(need) = needed_scope(&method)
         && !scopes.contains(&need)
     {
@@ -770,7 +776,12 @@ async fn web_api(
         "team.integrationLogs" => integration_logs(&st, &args),
         _ => Err("unknown_method"),
     };
-    r.unwrap_or_else(err)
+    // Like Slack, every answer names the token's scopes.
+    let mut resp = r.unwrap_or_else(err);
+    if let Some(v) = scope_header {
+        resp.headers_mut().insert("x-oauth-scopes", v);
+    }
+    resp
 }
 
 type R = Result<Response, &'static str>;

@@ -1,0 +1,423 @@
+//! Wiring: the engine behind the console's [`Service`], and the two entry
+//! points `offboard` (the user's config) and `offboard demo` (sandbox).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::cli::sandbox::DemoArgs;
+use crate::cli::{CmdResult, Failure, Global};
+use crate::config;
+use crate::connector::{ConnectorError, Health};
+use crate::engine::{self, CaseView, Engine, EngineOptions, Event, Selection, Summary};
+use crate::evidence::{self, Ledger, report};
+
+use super::model::{
+    AccountStatus, CaseSnapshot, ConnectorRow, GrantRow, LeaverRow, Level, Model, RevokeScope,
+};
+use super::runtime::{self, Service};
+use super::terminal::{self, TerminalGuard};
+use super::theme::{self, ThemeSet};
+
+/// Signs in to an app from the console (`:login APP`). Returns what to
+/// tell the operator.
+pub type LoginHook =
+    Arc<dyn Fn(String) -> BoxFuture<'static, Result<String, String>> + Send + Sync>;
+
+/// The engine as the console sees it.
+pub struct EngineService {
+    pub engine: Arc<Engine>,
+    pub data_dir: PathBuf,
+    pub login: Option<LoginHook>,
+}
+
+/// The engine's view of a case, in the console's terms.
+pub fn snapshot(v: CaseView) -> CaseSnapshot {
+    let mut display_name = None;
+    let accounts = v
+        .accounts
+        .into_iter()
+        .map(|a| {
+            let status = match a.status {
+                engine::AccountStatus::Pending => AccountStatus::Pending,
+                engine::AccountStatus::Found { account } => {
+                    if display_name.is_none() && !account.display_name.is_empty() {
+                        display_name = Some(account.display_name.clone());
+                    }
+                    AccountStatus::Found {
+                        login: account.login,
+                        display_name: account.display_name,
+                        active: account.active,
+                    }
+                }
+                engine::AccountStatus::NotFound => AccountStatus::NotFound,
+                engine::AccountStatus::Ambiguous { candidates } => AccountStatus::Ambiguous {
+                    candidates: candidates.len(),
+                },
+                engine::AccountStatus::LookupFailed { error } => AccountStatus::Failed { error },
+            };
+            (a.connector, status)
+        })
+        .collect();
+    let grants = v
+        .grants
+        .into_iter()
+        .map(|g| GrantRow {
+            key: g.key,
+            grant: g.grant,
+            state: g.state,
+            since_state: Some(g.since_state),
+            answer: g.last_answer,
+        })
+        .collect();
+    CaseSnapshot {
+        email: v.email,
+        display_name,
+        accounts,
+        grants,
+    }
+}
+
+#[async_trait]
+impl Service for EngineService {
+    async fn discover(&self, email: &str) -> Result<CaseSnapshot, String> {
+        self.engine
+            .discover(email)
+            .await
+            .map(snapshot)
+            .map_err(|e| e.to_string())
+    }
+
+    async fn refresh(&self, email: &str, connector: Option<&str>) -> Result<CaseSnapshot, String> {
+        self.engine
+            .refresh(email, connector)
+            .await
+            .map(snapshot)
+            .map_err(|e| e.to_string())
+    }
+
+    async fn revoke(&self, email: &str, scope: &RevokeScope) -> Result<Summary, String> {
+        let selection = Selection {
+            apps: scope.apps.clone(),
+            kinds: scope.kinds.clone(),
+            keys: scope.keys.clone(),
+        };
+        self.engine
+            .revoke(email, &selection)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn manual_done(&self, email: &str, key: &str, note: &str) -> Result<(), String> {
+        self.engine
+            .manual_done(email, key, note)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    fn case(&self, email: &str) -> Option<CaseSnapshot> {
+        self.engine.case(email).map(snapshot)
+    }
+
+    fn health(&self) -> Vec<(String, Health)> {
+        self.engine.health()
+    }
+
+    async fn export(&self, email: &str) -> Result<PathBuf, String> {
+        let ledger = self.engine.ledger_path();
+        let dir = self.data_dir.join("reports");
+        let email = email.to_string();
+        tokio::task::spawn_blocking(move || export_report(&ledger, &dir, &email, Utc::now()))
+            .await
+            .map_err(|e| e.to_string())?
+    }
+
+    async fn login(&self, app: &str) -> Result<String, String> {
+        match &self.login {
+            Some(hook) => hook(app.to_string()).await,
+            None => Err(format!(
+                "sign-in needs the terminal: quit, run `offboard login {}`, then reopen the console (the token is cached)",
+                crate::sanitize::clean_max(app, 40)
+            )),
+        }
+    }
+}
+
+/// Writes the Markdown evidence report for `email` into `dir`.
+pub fn export_report(
+    ledger: &Path,
+    dir: &Path,
+    email: &str,
+    now: DateTime<Utc>,
+) -> Result<PathBuf, String> {
+    let records = Ledger::read(ledger).map_err(|e| e.to_string())?;
+    if !records.iter().any(|r| r.case == email) {
+        return Err(format!(
+            "no evidence for {email} yet in {}",
+            ledger.display()
+        ));
+    }
+    let chain = evidence::verify_chain(ledger).map_err(|e| e.to_string())?;
+    let text = report::render_with_chain(&records, email, report::Format::Markdown, Some(&chain));
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let safe: String = email
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "@.-_".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let path = dir.join(format!("{safe}-{}.md", now.format("%Y%m%dT%H%M%S")));
+    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// Whether the locale announces UTF-8 (LC_ALL, then LC_CTYPE, then LANG).
+pub fn locale_is_utf8(get: impl Fn(&str) -> Option<String>) -> bool {
+    ["LC_ALL", "LC_CTYPE", "LANG"]
+        .into_iter()
+        .filter_map(|k| get(k).filter(|v| !v.is_empty()))
+        .next()
+        .is_some_and(|v| {
+            let v = v.to_ascii_lowercase();
+            v.contains("utf-8") || v.contains("utf8")
+        })
+}
+
+/// What the console opens with.
+pub struct ConsoleOptions {
+    pub operator: String,
+    pub read_only: bool,
+    pub ascii: bool,
+    pub theme: String,
+    pub config_dir: Option<PathBuf>,
+    pub leavers: Vec<LeaverRow>,
+    pub notes: Vec<String>,
+}
+
+impl ConsoleOptions {
+    pub fn from_global(
+        global: &Global,
+        operator: String,
+        config_theme: Option<&str>,
+        config_dir: Option<PathBuf>,
+    ) -> Self {
+        let ascii = global.ascii || !locale_is_utf8(|k| std::env::var(k).ok());
+        ConsoleOptions {
+            operator,
+            read_only: global.read_only,
+            ascii,
+            theme: theme::initial_name(
+                global.theme.as_deref(),
+                config_theme,
+                theme::no_color_from_env(),
+            ),
+            config_dir,
+            leavers: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// Builds the model the console starts with.
+pub fn initial_model(engine: &Engine, opts: ConsoleOptions) -> Model {
+    let themes = ThemeSet::load(opts.config_dir.as_deref(), theme::truecolor_from_env());
+    let (mut model, msg) = Model::new(
+        &opts.operator,
+        opts.read_only,
+        opts.ascii,
+        themes,
+        &opts.theme,
+    );
+    model.connectors = engine
+        .connectors()
+        .into_iter()
+        .map(|c| ConnectorRow::new(&c.id, &c.display_name, c.refresh_interval))
+        .collect();
+    model.leavers = opts.leavers;
+    for n in opts.notes {
+        model.log(Level::Warn, crate::sanitize::clean(&n));
+    }
+    if let Some(m) = msg {
+        model.message = Some((Level::Warn, m));
+    }
+    model
+}
+
+/// Opens the full-screen console and runs it until the operator quits.
+pub async fn open(
+    engine: Arc<Engine>,
+    events: UnboundedReceiver<Event>,
+    opts: ConsoleOptions,
+    data_dir: &Path,
+) -> CmdResult {
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        return Err(Failure::usage(
+            "the console needs a terminal; for scripts use `offboard scan|revoke|verify|evidence`",
+        ));
+    }
+    let mut model = initial_model(&engine, opts);
+    let service: Arc<dyn Service> = Arc::new(EngineService {
+        engine: engine.clone(),
+        data_dir: data_dir.to_path_buf(),
+        login: None,
+    });
+    terminal::install_panic_hook(&data_dir.join("offboard.log"));
+    let result = {
+        let _guard =
+            TerminalGuard::enter().map_err(|e| Failure::other(format!("terminal: {e}")))?;
+        let backend = ratatui::backend::CrosstermBackend::new(std::io::stdout());
+        let mut term = ratatui::Terminal::new(backend)
+            .map_err(|e| Failure::other(format!("terminal: {e}")))?;
+        let input = crossterm::event::EventStream::new();
+        runtime::run(&mut term, &mut model, service, input, events).await
+    };
+    let _ = std::panic::take_hook();
+    match result {
+        Ok(()) => {
+            tracing::info!("console closed");
+            Ok(0)
+        }
+        Err(e) => {
+            tracing::error!("console ended: {e}");
+            Err(Failure::other(format!(
+                "console: {e} ({})",
+                data_dir.join("offboard.log").display()
+            )))
+        }
+    }
+}
+
+type Built = (Arc<Engine>, UnboundedReceiver<Event>, Vec<String>);
+
+fn engine_from(loaded: &config::Loaded, data_dir: &Path) -> Result<Built, Failure> {
+    let resolved = loaded.connectors()?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let connectors =
+        engine::connectors_from_config(&resolved, data_dir, &tx).map_err(|e| match e {
+            ConnectorError::Config(m) => {
+                Failure::usage(format!("config: {}: {m}", loaded.path.display()))
+            }
+            other => Failure::other(other.to_string()),
+        })?;
+    let opts = EngineOptions::from_config(loaded);
+    let ledger = Ledger::open_in(data_dir, &opts.operator)
+        .map_err(|e| Failure::other(format!("evidence ledger: {e}")))?;
+    let notes = ledger
+        .torn_tails()
+        .into_iter()
+        .map(|t| {
+            format!(
+                "ledger line {} was incomplete ({} bytes, a crash while writing); kept in record {} and cut from the file",
+                t.line, t.bytes, t.kept_in_seq
+            )
+        })
+        .collect();
+    Ok((Engine::new(connectors, ledger, opts, tx), rx, notes))
+}
+
+/// `offboard`: the console on the user's config.
+pub async fn console(global: &Global, data_dir: PathBuf) -> CmdResult {
+    let path = config::config_path(global.config.as_deref());
+    let loaded = config::load(&path)?;
+    let (engine, events, notes) = engine_from(&loaded, &data_dir)?;
+    let mut opts = ConsoleOptions::from_global(
+        global,
+        loaded.operator(),
+        loaded.config.console.theme.as_deref(),
+        Some(loaded.dir.clone()),
+    );
+    opts.leavers = loaded
+        .config
+        .console
+        .leavers
+        .iter()
+        .map(|e| LeaverRow::new(e))
+        .collect();
+    opts.notes = notes;
+    open(engine, events, opts, &data_dir).await
+}
+
+/// `offboard demo`: the embedded sandbox on a free loopback port and the
+/// console against it, with the demo leavers queued.
+pub async fn demo(global: &Global, args: DemoArgs, data_dir: PathBuf) -> CmdResult {
+    let faults = args.faults.to_faults()?;
+    let running = crate::sandbox::start(crate::sandbox::Options {
+        port: args.port,
+        faults,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| Failure::other(e.to_string()))?;
+    let dir = data_dir.join("demo");
+    crate::sandbox::write_demo_keys(&dir)
+        .map_err(|e| Failure::other(format!("{}: {e}", dir.display())))?;
+    let config_path = dir.join("config.toml");
+    std::fs::write(
+        &config_path,
+        crate::sandbox::demo_config(&running.base_url, &dir),
+    )
+    .map_err(|e| Failure::other(format!("{}: {e}", config_path.display())))?;
+    let loaded = config::load(&config_path)?;
+    let (engine, events, notes) = engine_from(&loaded, &data_dir)?;
+    let mut opts = ConsoleOptions::from_global(
+        global,
+        loaded.operator(),
+        None,
+        config::project_dirs().map(|d| d.config_dir().to_path_buf()),
+    );
+    let now = Utc::now();
+    opts.leavers = crate::sandbox::tenant::LEAVERS
+        .iter()
+        .map(|l| {
+            let mut row = LeaverRow::new(l.email);
+            row.name = Some(l.name.to_string());
+            row.exit_at = Some(now + chrono::Duration::days(l.exit_in_days));
+            row
+        })
+        .collect();
+    opts.notes = notes;
+    let result = open(engine, events, opts, &data_dir).await;
+    running.stop().await;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locale_detection() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert!(locale_is_utf8(env(&[("LANG", "en_US.UTF-8")])));
+        assert!(locale_is_utf8(env(&[
+            ("LC_CTYPE", "C.utf8"),
+            ("LANG", "C")
+        ])));
+        assert!(!locale_is_utf8(env(&[
+            ("LC_ALL", "C"),
+            ("LANG", "en_US.UTF-8")
+        ])));
+        assert!(!locale_is_utf8(env(&[("LANG", "en_US.ISO-8859-1")])));
+        assert!(!locale_is_utf8(env(&[])));
+        assert!(locale_is_utf8(env(&[
+            ("LC_ALL", ""),
+            ("LANG", "de_DE.UTF-8")
+        ])));
+    }
+}

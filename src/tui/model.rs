@@ -1,0 +1,528 @@
+//! The console's state. Only [`super::update::update`] changes it; views
+//! read it. Every text from an API is sanitised before it is stored here.
+
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::connector::HealthState;
+use crate::model::{Grant, GrantKind, GrantState, Phase};
+
+use super::theme::{Theme, ThemeSet};
+
+/// Most activity lines kept.
+pub const ACTIVITY_CAP: usize = 2000;
+/// Never refresh a connector more often than this.
+pub const MIN_REFRESH: Duration = Duration::from_secs(2);
+/// Never wait longer than this between refreshes, however slow the API asks.
+pub const MAX_REFRESH: Duration = Duration::from_secs(120);
+
+/// One grant of a leaver with the engine's state for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrantRow {
+    /// `connector/id`.
+    pub key: String,
+    pub grant: Grant,
+    pub state: GrantState,
+    /// When the grant entered its current state.
+    pub since_state: Option<DateTime<Utc>>,
+    /// The API's last answer to a revoke request.
+    pub answer: Option<String>,
+}
+
+/// A leaver's account in one app.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AccountStatus {
+    Pending,
+    Found {
+        login: String,
+        display_name: String,
+        active: bool,
+    },
+    NotFound,
+    Ambiguous {
+        candidates: usize,
+    },
+    Failed {
+        error: String,
+    },
+}
+
+impl AccountStatus {
+    pub fn label(&self) -> String {
+        match self {
+            AccountStatus::Pending => "looking up".into(),
+            AccountStatus::Found { active: true, .. } => "active".into(),
+            AccountStatus::Found { active: false, .. } => "suspended".into(),
+            AccountStatus::NotFound => "no account".into(),
+            AccountStatus::Ambiguous { candidates } => format!("{candidates} matches"),
+            AccountStatus::Failed { .. } => "lookup failed".into(),
+        }
+    }
+}
+
+/// A snapshot of one leaver's case, as the engine reports it (sanitised).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CaseSnapshot {
+    pub email: String,
+    pub display_name: Option<String>,
+    pub accounts: Vec<(String, AccountStatus)>,
+    pub grants: Vec<GrantRow>,
+}
+
+/// Where a leaver stands, as the queue shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaverStatus {
+    Queued,
+    Discovering,
+    Live(usize),
+    Revoking,
+    AllVerified,
+    NeedsAttention(usize),
+    NothingFound,
+}
+
+impl LeaverStatus {
+    pub fn label(&self) -> String {
+        match self {
+            LeaverStatus::Queued => "queued".into(),
+            LeaverStatus::Discovering => "discovering".into(),
+            LeaverStatus::Live(n) => format!("{n} live"),
+            LeaverStatus::Revoking => "revoking".into(),
+            LeaverStatus::AllVerified => "all verified".into(),
+            LeaverStatus::NeedsAttention(_) => "needs attention".into(),
+            LeaverStatus::NothingFound => "no access found".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaverRow {
+    pub email: String,
+    pub name: Option<String>,
+    pub exit_at: Option<DateTime<Utc>>,
+    pub discovering: bool,
+    pub discovered: bool,
+    pub revoking: bool,
+    pub accounts: BTreeMap<String, AccountStatus>,
+    pub grants: Vec<GrantRow>,
+    /// Revoke-all progress per phase: (done, total).
+    pub progress: BTreeMap<Phase, (usize, usize)>,
+}
+
+impl LeaverRow {
+    pub fn new(email: &str) -> Self {
+        LeaverRow {
+            email: crate::sanitize::clean(email.trim()).to_ascii_lowercase(),
+            name: None,
+            exit_at: None,
+            discovering: false,
+            discovered: false,
+            revoking: false,
+            accounts: BTreeMap::new(),
+            grants: Vec::new(),
+            progress: BTreeMap::new(),
+        }
+    }
+
+    pub fn status(&self) -> LeaverStatus {
+        if self.discovering && !self.discovered {
+            return LeaverStatus::Discovering;
+        }
+        if !self.discovered {
+            return LeaverStatus::Queued;
+        }
+        if self.revoking || self.grants.iter().any(|g| g.state.is_removing()) {
+            return LeaverStatus::Revoking;
+        }
+        let attention = self
+            .grants
+            .iter()
+            .filter(|g| g.state.needs_attention())
+            .count()
+            + self
+                .accounts
+                .values()
+                .filter(|a| {
+                    matches!(
+                        a,
+                        AccountStatus::Failed { .. } | AccountStatus::Ambiguous { .. }
+                    )
+                })
+                .count();
+        let live = self
+            .grants
+            .iter()
+            .filter(|g| g.state == GrantState::Live)
+            .count();
+        if live > 0 {
+            return LeaverStatus::Live(live);
+        }
+        if attention > 0 {
+            return LeaverStatus::NeedsAttention(attention);
+        }
+        if self.grants.is_empty() {
+            return LeaverStatus::NothingFound;
+        }
+        LeaverStatus::AllVerified
+    }
+
+    pub fn grant(&self, key: &str) -> Option<&GrantRow> {
+        self.grants.iter().find(|g| g.key == key)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectorRow {
+    pub id: String,
+    pub name: String,
+    pub health: HealthState,
+    pub health_detail: Option<String>,
+    pub last_refresh: Option<DateTime<Utc>>,
+    pub interval: Duration,
+    /// Extra slowdown after rate limits or failed reads (a power of two).
+    pub backoff: u32,
+    pub next_due: Option<DateTime<Utc>>,
+    pub in_flight: bool,
+    /// A refresh asked for while one was in flight: runs when it ends.
+    pub pending: bool,
+}
+
+impl ConnectorRow {
+    pub fn new(id: &str, name: &str, interval: Duration) -> Self {
+        ConnectorRow {
+            id: crate::sanitize::clean(id),
+            name: crate::sanitize::clean(name),
+            health: HealthState::Unknown,
+            health_detail: None,
+            last_refresh: None,
+            interval: interval.max(MIN_REFRESH),
+            backoff: 0,
+            next_due: None,
+            in_flight: false,
+            pending: false,
+        }
+    }
+
+    /// The wait before the next automatic refresh.
+    pub fn effective_interval(&self) -> Duration {
+        let base = self.interval.max(MIN_REFRESH);
+        let factor = 1u32 << self.backoff.min(6);
+        (base * factor).min(MAX_REFRESH)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    Queue,
+    Matrix,
+    Grants,
+    Activity,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Screen {
+    Overview,
+    /// One app's grants for the selected leaver (connector id).
+    Drill(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    Command(String),
+    Filter(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dialog {
+    /// Revoke some grants. Focus starts on Cancel.
+    Confirm {
+        email: String,
+        scope: RevokeScope,
+        count: usize,
+        labels: Vec<String>,
+        retry: bool,
+        yes_focused: bool,
+    },
+    /// Revoke everything: the operator types the leaver's email.
+    RevokeAll {
+        email: String,
+        typed: String,
+        count: usize,
+    },
+    /// Tick off a manual step with a note for the ledger.
+    ManualNote {
+        email: String,
+        key: String,
+        label: String,
+        instructions: String,
+        note: String,
+    },
+    Help,
+}
+
+/// Which grants a revoke covers (empty: all of the leaver's).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RevokeScope {
+    pub apps: Vec<String>,
+    pub kinds: Vec<GrantKind>,
+    pub keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Good,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivityLine {
+    pub at: DateTime<Utc>,
+    pub level: Level,
+    pub text: String,
+}
+
+/// Symbols, so that ASCII terminals get ASCII.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Symbols {
+    pub ascii: bool,
+}
+
+impl Symbols {
+    pub fn mark(&self) -> &'static str {
+        if self.ascii { "*" } else { "●" }
+    }
+    pub fn pointer(&self) -> &'static str {
+        if self.ascii { ">" } else { "▶" }
+    }
+    pub fn dot(&self) -> &'static str {
+        if self.ascii { "-" } else { "·" }
+    }
+    pub fn spinner(&self, n: usize) -> &'static str {
+        const U: [&str; 8] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧"];
+        const A: [&str; 4] = ["|", "/", "-", "\\"];
+        if self.ascii {
+            A[n % A.len()]
+        } else {
+            U[n % U.len()]
+        }
+    }
+    pub fn bar(&self) -> (&'static str, &'static str) {
+        if self.ascii {
+            ("#", "-")
+        } else {
+            ("█", "░")
+        }
+    }
+    pub fn ellipsis(&self) -> &'static str {
+        if self.ascii { "..." } else { "…" }
+    }
+}
+
+pub struct Model {
+    pub operator: String,
+    pub read_only: bool,
+    pub symbols: Symbols,
+    pub themes: ThemeSet,
+    pub theme: Theme,
+    pub now: DateTime<Utc>,
+    pub spinner: usize,
+    pub connectors: Vec<ConnectorRow>,
+    pub leavers: Vec<LeaverRow>,
+    pub screen: Screen,
+    pub focus: Focus,
+    pub queue_sel: usize,
+    pub matrix_sel: usize,
+    pub grant_sel: usize,
+    pub filter_queue: String,
+    pub filter_apps: String,
+    pub filter_grants: String,
+    /// Indices into the selected leaver's grants shown by the drill-down
+    /// (app and filter applied). Kept by `update`.
+    pub grant_view: Vec<usize>,
+    pub marks: BTreeSet<String>,
+    pub input: Option<Input>,
+    pub dialog: Option<Dialog>,
+    pub message: Option<(Level, String)>,
+    pub activity: VecDeque<ActivityLine>,
+    /// Lines scrolled back from the newest in the activity pane.
+    pub activity_back: usize,
+    pub quit: bool,
+    /// Whether the next frame differs from the last drawn one.
+    pub dirty: bool,
+    /// Scroll memory of the virtualised grant table (set while drawing).
+    pub grant_offset: Cell<usize>,
+    /// Last drawn size (for layout choices made in `update`).
+    pub size: (u16, u16),
+    pub data_dir_hint: Option<String>,
+}
+
+impl Model {
+    pub fn new(
+        operator: &str,
+        read_only: bool,
+        ascii: bool,
+        themes: ThemeSet,
+        theme: &str,
+    ) -> (Model, Option<String>) {
+        let (theme, msg) = themes.get(theme);
+        let model = Model {
+            operator: crate::sanitize::clean(operator),
+            read_only,
+            symbols: Symbols { ascii },
+            themes,
+            theme,
+            now: Utc::now(),
+            spinner: 0,
+            connectors: Vec::new(),
+            leavers: Vec::new(),
+            screen: Screen::Overview,
+            focus: Focus::Queue,
+            queue_sel: 0,
+            matrix_sel: 0,
+            grant_sel: 0,
+            filter_queue: String::new(),
+            filter_apps: String::new(),
+            filter_grants: String::new(),
+            grant_view: Vec::new(),
+            marks: BTreeSet::new(),
+            input: None,
+            dialog: None,
+            message: None,
+            activity: VecDeque::new(),
+            activity_back: 0,
+            quit: false,
+            dirty: true,
+            grant_offset: Cell::new(0),
+            size: (80, 24),
+            data_dir_hint: None,
+        };
+        (model, msg)
+    }
+
+    /// Indices of leavers shown in the queue (filter applied).
+    pub fn queue_view(&self) -> Vec<usize> {
+        let f = self.filter_queue.to_lowercase();
+        self.leavers
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| {
+                f.is_empty()
+                    || l.email.contains(&f)
+                    || l.name
+                        .as_deref()
+                        .is_some_and(|n| n.to_lowercase().contains(&f))
+                    || l.status().label().contains(&f)
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    pub fn selected_index(&self) -> Option<usize> {
+        self.queue_view().get(self.queue_sel).copied()
+    }
+
+    pub fn selected(&self) -> Option<&LeaverRow> {
+        self.selected_index().map(|i| &self.leavers[i])
+    }
+
+    pub fn leaver_mut(&mut self, email: &str) -> Option<&mut LeaverRow> {
+        self.leavers.iter_mut().find(|l| l.email == email)
+    }
+
+    /// Connector ids shown as matrix rows (filter applied).
+    pub fn app_view(&self) -> Vec<usize> {
+        let f = self.filter_apps.to_lowercase();
+        self.connectors
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| {
+                f.is_empty()
+                    || c.id.to_lowercase().contains(&f)
+                    || c.name.to_lowercase().contains(&f)
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    pub fn selected_app(&self) -> Option<&ConnectorRow> {
+        self.app_view()
+            .get(self.matrix_sel)
+            .map(|&i| &self.connectors[i])
+    }
+
+    pub fn connector_name(&self, id: &str) -> String {
+        self.connectors
+            .iter()
+            .find(|c| c.id == id)
+            .map(|c| c.name.clone())
+            .unwrap_or_else(|| id.to_string())
+    }
+
+    /// The grant under the cursor in the drill-down.
+    pub fn selected_grant(&self) -> Option<&GrantRow> {
+        let l = self.selected()?;
+        self.grant_view
+            .get(self.grant_sel)
+            .and_then(|&i| l.grants.get(i))
+    }
+
+    /// Recomputes [`Model::grant_view`] from the screen, leaver and filter.
+    pub fn recompute_grants(&mut self) {
+        let Screen::Drill(app) = &self.screen else {
+            self.grant_view.clear();
+            return;
+        };
+        let f = self.filter_grants.to_lowercase();
+        let view: Vec<usize> = match self.selected() {
+            Some(l) => l
+                .grants
+                .iter()
+                .enumerate()
+                .filter(|(_, g)| &g.grant.connector == app)
+                .filter(|(_, g)| f.is_empty() || grant_matches(g, &f))
+                .map(|(i, _)| i)
+                .collect(),
+            None => Vec::new(),
+        };
+        self.grant_view = view;
+        if self.grant_sel >= self.grant_view.len() {
+            self.grant_sel = self.grant_view.len().saturating_sub(1);
+        }
+    }
+
+    pub fn log(&mut self, level: Level, text: impl Into<String>) {
+        self.activity.push_back(ActivityLine {
+            at: self.now,
+            level,
+            text: text.into(),
+        });
+        while self.activity.len() > ACTIVITY_CAP {
+            self.activity.pop_front();
+        }
+        if self.activity_back > 0 {
+            self.activity_back =
+                (self.activity_back + 1).min(self.activity.len().saturating_sub(1));
+        }
+    }
+
+    /// Whether anything is moving (the spinner turns, ticks redraw).
+    pub fn busy(&self) -> bool {
+        self.leavers
+            .iter()
+            .any(|l| l.discovering || l.revoking || l.grants.iter().any(|g| g.state.is_removing()))
+    }
+}
+
+fn grant_matches(g: &GrantRow, f: &str) -> bool {
+    g.grant.label.to_lowercase().contains(f)
+        || g.grant.details.to_lowercase().contains(f)
+        || g.grant.kind.as_str().contains(f)
+        || g.grant.id.to_lowercase().contains(f)
+        || g.state.name().contains(f)
+        || g.grant.risk.as_str().contains(f)
+}

@@ -1,0 +1,222 @@
+//! The loop: `select!{biased; actions, engine events, input, tick}`, drain,
+//! draw once when something changed. Effects run as tokio tasks that send
+//! actions back; the loop itself never awaits the network.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use crossterm::event::{Event as TermEvent, KeyEventKind};
+use futures::{Stream, StreamExt};
+use ratatui::Terminal;
+use ratatui::backend::Backend;
+use tokio::sync::mpsc;
+
+use crate::connector::Health;
+use crate::engine::{Event, Summary};
+
+use super::action::{Action, Effect};
+use super::model::{CaseSnapshot, Model, RevokeScope};
+use super::{update, view};
+
+/// Woken by the panic hook: a panic anywhere ends the console cleanly.
+pub static PANICKED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Ticks for the clock and spinner: four a second at most.
+pub const TICK: Duration = Duration::from_millis(250);
+
+/// What the console needs from the engine. Errors are plain text (the
+/// console shows them, sanitised).
+#[async_trait]
+pub trait Service: Send + Sync + 'static {
+    async fn discover(&self, email: &str) -> Result<CaseSnapshot, String>;
+    async fn refresh(&self, email: &str, connector: Option<&str>) -> Result<CaseSnapshot, String>;
+    async fn revoke(&self, email: &str, scope: &RevokeScope) -> Result<Summary, String>;
+    async fn manual_done(&self, email: &str, key: &str, note: &str) -> Result<(), String>;
+    fn case(&self, email: &str) -> Option<CaseSnapshot>;
+    fn health(&self) -> Vec<(String, Health)>;
+    /// Writes the evidence report for a leaver; returns where.
+    async fn export(&self, email: &str) -> Result<PathBuf, String>;
+    /// Signs in to an app (`:login APP`); returns what to tell the operator.
+    async fn login(&self, app: &str) -> Result<String, String>;
+}
+
+/// Runs one effect in its own task; its result comes back as an action.
+pub fn spawn_effect(
+    service: &Arc<dyn Service>,
+    tx: &mpsc::UnboundedSender<Action>,
+    effect: Effect,
+) {
+    let s = service.clone();
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        let action = match effect {
+            Effect::Discover { email } => {
+                let result = s.discover(&email).await;
+                Action::Discovered {
+                    health: s.health(),
+                    email,
+                    result,
+                }
+            }
+            Effect::Refresh { email, connector } => {
+                let result = s.refresh(&email, connector.as_deref()).await;
+                Action::Refreshed {
+                    health: s.health(),
+                    email,
+                    connector,
+                    result,
+                    at: Utc::now(),
+                }
+            }
+            Effect::Revoke { email, scope } => {
+                let result = s.revoke(&email, &scope).await;
+                Action::RevokeFinished {
+                    case: s.case(&email),
+                    email,
+                    result,
+                }
+            }
+            Effect::ManualDone { email, key, note } => {
+                let result = s.manual_done(&email, &key, &note).await;
+                Action::ManualDone {
+                    case: s.case(&email),
+                    email,
+                    key,
+                    result,
+                }
+            }
+            Effect::Export { email } => {
+                let result = s.export(&email).await;
+                Action::Exported { email, result }
+            }
+            Effect::Login { app } => {
+                let result = s.login(&app).await;
+                Action::LoginFinished { app, result }
+            }
+        };
+        let _ = tx.send(action);
+    });
+}
+
+async fn terminate_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) {
+        (Ok(mut t), Ok(mut h)) => {
+            tokio::select! {
+                _ = t.recv() => {}
+                _ = h.recv() => {}
+            }
+        }
+        (Ok(mut t), Err(_)) => {
+            t.recv().await;
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+/// The console loop, generic over the backend and the input stream so that
+/// tests drive it with scripted keys on a `TestBackend`. Returns when the
+/// operator quits, the input ends, or a signal or panic ends the program
+/// (`Err` for the last).
+pub async fn run<B, S>(
+    terminal: &mut Terminal<B>,
+    model: &mut Model,
+    service: Arc<dyn Service>,
+    mut input: S,
+    mut events: mpsc::UnboundedReceiver<Event>,
+) -> io::Result<()>
+where
+    B: Backend,
+    B::Error: Send + Sync + 'static,
+    S: Stream<Item = io::Result<TermEvent>> + Unpin,
+{
+    let (tx, mut rx) = mpsc::unbounded_channel::<Action>();
+    if let Ok(size) = terminal.size() {
+        model.size = (size.width, size.height);
+    }
+    for fx in update::init(model) {
+        spawn_effect(&service, &tx, fx);
+    }
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let term = terminate_signal();
+    tokio::pin!(term);
+    let mut events_open = true;
+    let mut panicked = false;
+    draw(terminal, model)?;
+    loop {
+        let action = tokio::select! {
+            biased;
+            _ = PANICKED.notified() => {
+                panicked = true;
+                Action::Terminate("internal error: a task panicked (see the log file)".into())
+            }
+            _ = &mut term => Action::Terminate("terminated by signal".into()),
+            Some(a) = rx.recv() => a,
+            ev = events.recv(), if events_open => match ev {
+                Some(ev) => Action::Engine(ev),
+                None => { events_open = false; continue; }
+            },
+            ev = input.next() => match ev {
+                Some(Ok(TermEvent::Key(k))) if k.kind == KeyEventKind::Press => Action::Key(k),
+                Some(Ok(TermEvent::Resize(w, h))) => Action::Resize(w, h),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(e),
+                None => Action::Terminate("input closed".into()),
+            },
+            _ = ticker.tick() => Action::Tick(Utc::now()),
+        };
+        handle(model, &service, &tx, action);
+        // Drain whatever else is queued before drawing once.
+        loop {
+            if let Ok(a) = rx.try_recv() {
+                handle(model, &service, &tx, a);
+            } else if let Ok(ev) = events.try_recv() {
+                handle(model, &service, &tx, Action::Engine(ev));
+            } else {
+                break;
+            }
+        }
+        if model.quit {
+            break;
+        }
+        if model.dirty {
+            draw(terminal, model)?;
+        }
+    }
+    if panicked {
+        return Err(io::Error::other(
+            "a task panicked; the log file has the details",
+        ));
+    }
+    Ok(())
+}
+
+fn handle(
+    model: &mut Model,
+    service: &Arc<dyn Service>,
+    tx: &mpsc::UnboundedSender<Action>,
+    action: Action,
+) {
+    for fx in update::update(model, action) {
+        spawn_effect(service, tx, fx);
+    }
+}
+
+fn draw<B: Backend>(terminal: &mut Terminal<B>, model: &mut Model) -> io::Result<()>
+where
+    B::Error: Send + Sync + 'static,
+{
+    terminal
+        .draw(|f| view::draw(model, f.area(), f.buffer_mut()))
+        .map_err(io::Error::other)?;
+    model.dirty = false;
+    Ok(())
+}

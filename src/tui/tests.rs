@@ -1,0 +1,848 @@
+//! Pure update tests for every key, and rendering tests on TestBackend that
+//! check text and styles.
+
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::style::Modifier;
+
+use crate::connector::{HealthState, Lookup};
+use crate::engine::Event;
+use crate::model::Account;
+use crate::model::{Grant, GrantKind, GrantState, Revocation, Risk};
+
+use super::action::{Action, Effect};
+use super::model::*;
+use super::theme::{Role, ThemeSet};
+use super::update::update;
+use super::view;
+
+fn grant(connector: &str, id: &str, kind: GrantKind, label: &str) -> Grant {
+    Grant {
+        connector: connector.into(),
+        id: id.into(),
+        kind,
+        label: label.into(),
+        details: format!("details of {label}"),
+        risk: Risk::High,
+        revocation: Revocation::Api,
+        since: None,
+        phase: None,
+        after: Vec::new(),
+    }
+}
+
+fn row(g: Grant, state: GrantState) -> GrantRow {
+    GrantRow {
+        key: g.key(),
+        grant: g,
+        state,
+        since_state: Some(t0()),
+        answer: None,
+    }
+}
+
+fn t0() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 2, 10, 0, 0).unwrap()
+}
+
+fn model_with(read_only: bool, theme: &str) -> Model {
+    let (mut m, _) = Model::new(
+        "ops@example.com",
+        read_only,
+        false,
+        ThemeSet::builtin(false),
+        theme,
+    );
+    m.now = t0();
+    m.connectors = vec![
+        ConnectorRow::new("google", "Google Workspace", Duration::from_secs(5)),
+        ConnectorRow::new("slack", "Slack", Duration::from_secs(1)),
+    ];
+    m.connectors[0].health = HealthState::Ok;
+    m.connectors[1].health = HealthState::AuthError;
+    let mut dana = LeaverRow::new("dana.whitfield@example.com");
+    dana.discovered = true;
+    dana.grants = vec![row(
+        grant("google", "token:a", GrantKind::OauthGrant, "Zoom"),
+        GrantState::Live,
+    )];
+    let mut marcus = LeaverRow::new("marcus.reyes@example.com");
+    marcus.discovered = true;
+    marcus.name = Some("Marcus Reyes".into());
+    let mut manual = grant(
+        "slack",
+        "manual:1",
+        GrantKind::OwnedApp,
+        "Transfer bot ownership",
+    );
+    manual.revocation = Revocation::Manual {
+        instructions: "Reassign the bot in Slack admin".into(),
+    };
+    marcus.grants = vec![
+        row(
+            grant("google", "signout", GrantKind::Session, "Web sessions"),
+            GrantState::Live,
+        ),
+        row(
+            grant("google", "token:x", GrantKind::OauthGrant, "Calendly"),
+            GrantState::Live,
+        ),
+        row(
+            grant("google", "asp:1", GrantKind::AppPassword, "Thunderbird"),
+            GrantState::Removed,
+        ),
+        row(
+            grant("google", "role:9", GrantKind::AdminRole, "Groups Admin"),
+            GrantState::Verified { at: t0() },
+        ),
+        row(
+            grant("google", "token:f", GrantKind::OauthGrant, "Broken"),
+            GrantState::Failed {
+                reason: "HTTP 500".into(),
+            },
+        ),
+        row(manual, GrantState::Manual),
+    ];
+    m.leavers = vec![dana, marcus];
+    m.recompute_grants();
+    m
+}
+
+fn key(c: KeyCode) -> Action {
+    Action::Key(KeyEvent::new(c, KeyModifiers::NONE))
+}
+
+fn ch(c: char) -> Action {
+    key(KeyCode::Char(c))
+}
+
+fn ctrl(c: char) -> Action {
+    Action::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL))
+}
+
+fn typed(m: &mut Model, s: &str) -> Vec<Effect> {
+    s.chars().flat_map(|c| update(m, ch(c))).collect()
+}
+
+/// Selects Marcus and drills into Google.
+fn in_google(m: &mut Model) {
+    update(m, ch('j'));
+    update(m, key(KeyCode::Enter));
+    assert_eq!(m.focus, Focus::Matrix);
+    update(m, key(KeyCode::Enter));
+    assert_eq!(m.screen, Screen::Drill("google".into()));
+}
+
+#[test]
+fn j_k_and_arrows_move() {
+    let mut m = model_with(false, "default");
+    assert_eq!(m.selected().unwrap().email, "dana.whitfield@example.com");
+    update(&mut m, ch('j'));
+    assert_eq!(m.selected().unwrap().email, "marcus.reyes@example.com");
+    update(&mut m, ch('j'));
+    assert_eq!(m.queue_sel, 1, "stops at the end");
+    update(&mut m, ch('k'));
+    assert_eq!(m.queue_sel, 0);
+    update(&mut m, key(KeyCode::Down));
+    assert_eq!(m.queue_sel, 1);
+    update(&mut m, key(KeyCode::Up));
+    assert_eq!(m.queue_sel, 0);
+    update(&mut m, ch('k'));
+    assert_eq!(m.queue_sel, 0, "stops at the top");
+}
+
+#[test]
+fn tab_switches_pane() {
+    let mut m = model_with(false, "default");
+    assert_eq!(m.focus, Focus::Queue);
+    update(&mut m, key(KeyCode::Tab));
+    assert_eq!(m.focus, Focus::Matrix);
+    update(&mut m, key(KeyCode::Tab));
+    assert_eq!(m.focus, Focus::Activity);
+    update(&mut m, key(KeyCode::Tab));
+    assert_eq!(m.focus, Focus::Queue);
+    update(&mut m, key(KeyCode::BackTab));
+    assert_eq!(m.focus, Focus::Activity);
+}
+
+#[test]
+fn enter_drills_in_and_esc_goes_back() {
+    let mut m = model_with(false, "default");
+    in_google(&mut m);
+    assert_eq!(m.focus, Focus::Grants);
+    assert_eq!(m.grant_view.len(), 5, "google grants of marcus");
+    update(&mut m, ch('j'));
+    assert_eq!(m.selected_grant().unwrap().grant.label, "Calendly");
+    update(&mut m, key(KeyCode::Esc));
+    assert_eq!(m.screen, Screen::Overview);
+    assert_eq!(m.focus, Focus::Matrix);
+    update(&mut m, key(KeyCode::Esc));
+    assert_eq!(m.focus, Focus::Queue);
+}
+
+#[test]
+fn slash_filters_the_grants() {
+    let mut m = model_with(false, "default");
+    in_google(&mut m);
+    update(&mut m, ch('/'));
+    assert!(matches!(m.input, Some(Input::Filter(_))));
+    typed(&mut m, "cal");
+    assert_eq!(m.grant_view.len(), 1);
+    assert_eq!(m.selected_grant().unwrap().grant.label, "Calendly");
+    update(&mut m, key(KeyCode::Enter));
+    assert!(m.input.is_none());
+    assert_eq!(m.filter_grants, "cal", "Enter keeps the filter");
+    update(&mut m, key(KeyCode::Esc));
+    assert!(m.filter_grants.is_empty(), "Esc clears it");
+    assert_eq!(m.grant_view.len(), 5);
+    // Filtering by state works too.
+    update(&mut m, ch('/'));
+    typed(&mut m, "failed");
+    assert_eq!(m.grant_view.len(), 1);
+}
+
+#[test]
+fn slash_filters_the_queue() {
+    let mut m = model_with(false, "default");
+    update(&mut m, ch('/'));
+    typed(&mut m, "marcus");
+    assert_eq!(m.queue_view().len(), 1);
+    assert_eq!(m.selected().unwrap().email, "marcus.reyes@example.com");
+}
+
+#[test]
+fn command_bar_add_app_theme_export_quit() {
+    let mut m = model_with(false, "default");
+    update(&mut m, ch(':'));
+    let fx = typed(&mut m, "add New.Person@Example.com");
+    assert!(fx.is_empty());
+    let fx = update(&mut m, key(KeyCode::Enter));
+    assert_eq!(
+        fx,
+        vec![Effect::Discover {
+            email: "new.person@example.com".into()
+        }]
+    );
+    assert_eq!(m.selected().unwrap().email, "new.person@example.com");
+    assert_eq!(m.selected().unwrap().status(), LeaverStatus::Discovering);
+
+    update(&mut m, ch(':'));
+    typed(&mut m, "add not-an-email");
+    assert!(update(&mut m, key(KeyCode::Enter)).is_empty());
+    assert!(m.message.as_ref().unwrap().1.contains("not an email"));
+
+    update(&mut m, ch('k'));
+    update(&mut m, ch(':'));
+    typed(&mut m, "app slack");
+    update(&mut m, key(KeyCode::Enter));
+    assert_eq!(m.screen, Screen::Drill("slack".into()));
+
+    update(&mut m, ch(':'));
+    typed(&mut m, "theme mono");
+    update(&mut m, key(KeyCode::Enter));
+    assert_eq!(m.theme.name, "mono");
+    update(&mut m, ch(':'));
+    typed(&mut m, "theme nosuch");
+    update(&mut m, key(KeyCode::Enter));
+    assert_eq!(m.theme.name, "default");
+    assert!(m.message.as_ref().unwrap().1.contains("no theme"));
+
+    update(&mut m, ch(':'));
+    typed(&mut m, "export");
+    let fx = update(&mut m, key(KeyCode::Enter));
+    assert_eq!(
+        fx,
+        vec![Effect::Export {
+            email: "marcus.reyes@example.com".into()
+        }]
+    );
+
+    update(&mut m, ch(':'));
+    typed(&mut m, "login slack");
+    let fx = update(&mut m, key(KeyCode::Enter));
+    assert_eq!(
+        fx,
+        vec![Effect::Login {
+            app: "slack".into()
+        }]
+    );
+
+    update(&mut m, ch(':'));
+    typed(&mut m, "bogus");
+    update(&mut m, key(KeyCode::Enter));
+    assert!(m.message.as_ref().unwrap().1.contains("unknown command"));
+
+    update(&mut m, ch(':'));
+    typed(&mut m, "quit");
+    assert!(!m.quit, "typing q in the bar does not quit");
+    update(&mut m, key(KeyCode::Enter));
+    assert!(m.quit);
+}
+
+#[test]
+fn space_marks_and_r_revokes_marked_after_cancel_default() {
+    let mut m = model_with(false, "default");
+    in_google(&mut m);
+    update(&mut m, ch(' ')); // Web sessions, moves down
+    update(&mut m, ch(' ')); // Calendly
+    assert_eq!(m.marks.len(), 2);
+    update(&mut m, ch('r'));
+    let Some(Dialog::Confirm {
+        yes_focused, count, ..
+    }) = &m.dialog
+    else {
+        panic!("confirm dialog expected: {:?}", m.dialog)
+    };
+    assert!(!yes_focused, "the dialog opens on Cancel");
+    assert_eq!(*count, 2);
+    // Enter on the default does nothing.
+    assert!(update(&mut m, key(KeyCode::Enter)).is_empty());
+    assert!(m.dialog.is_none());
+    assert_eq!(m.marks.len(), 2, "cancel keeps the marks");
+    update(&mut m, ch('r'));
+    update(&mut m, key(KeyCode::Right));
+    let fx = update(&mut m, key(KeyCode::Enter));
+    assert_eq!(
+        fx,
+        vec![Effect::Revoke {
+            email: "marcus.reyes@example.com".into(),
+            scope: RevokeScope {
+                keys: vec!["google/signout".into(), "google/token:x".into()],
+                ..Default::default()
+            }
+        }]
+    );
+    assert!(m.marks.is_empty());
+    assert_eq!(m.selected().unwrap().status(), LeaverStatus::Revoking);
+}
+
+#[test]
+fn space_toggles_a_mark() {
+    let mut m = model_with(false, "default");
+    in_google(&mut m);
+    update(&mut m, ch(' '));
+    update(&mut m, ch('k'));
+    update(&mut m, ch(' '));
+    assert!(m.marks.is_empty());
+}
+
+#[test]
+fn r_on_selected_grant_and_retry_on_failed() {
+    let mut m = model_with(false, "default");
+    in_google(&mut m);
+    update(&mut m, ch('r'));
+    let Some(Dialog::Confirm { scope, retry, .. }) = &m.dialog else {
+        panic!()
+    };
+    assert_eq!(scope.keys, vec!["google/signout".to_string()]);
+    assert!(!retry);
+    update(&mut m, key(KeyCode::Esc));
+    assert!(m.dialog.is_none());
+    // The failed grant: r retries it.
+    update(&mut m, ch('/'));
+    typed(&mut m, "broken");
+    update(&mut m, key(KeyCode::Enter));
+    update(&mut m, ch('r'));
+    let Some(Dialog::Confirm { scope, retry, .. }) = &m.dialog else {
+        panic!()
+    };
+    assert!(retry);
+    assert_eq!(scope.keys, vec!["google/token:f".to_string()]);
+    // A grant being removed cannot be revoked again.
+    update(&mut m, key(KeyCode::Esc));
+    update(&mut m, key(KeyCode::Esc));
+    update(&mut m, ch('j'));
+    update(&mut m, ch('j'));
+    assert_eq!(m.selected_grant().unwrap().grant.label, "Thunderbird");
+    update(&mut m, ch('r'));
+    assert!(m.dialog.is_none());
+}
+
+#[test]
+fn r_in_matrix_revokes_the_app() {
+    let mut m = model_with(false, "default");
+    update(&mut m, ch('j'));
+    update(&mut m, key(KeyCode::Tab));
+    update(&mut m, ch('r'));
+    let Some(Dialog::Confirm { scope, count, .. }) = &m.dialog else {
+        panic!()
+    };
+    assert_eq!(scope.apps, vec!["google".to_string()]);
+    assert_eq!(*count, 3, "two live and one failed");
+}
+
+#[test]
+fn capital_r_needs_the_email_typed() {
+    let mut m = model_with(false, "default");
+    update(&mut m, ch('j'));
+    update(&mut m, ch('R'));
+    assert!(matches!(m.dialog, Some(Dialog::RevokeAll { .. })));
+    typed(&mut m, "marcus.reyes@example.org");
+    assert!(update(&mut m, key(KeyCode::Enter)).is_empty());
+    assert!(m.dialog.is_some(), "a wrong email keeps the dialog open");
+    for _ in 0..3 {
+        update(&mut m, key(KeyCode::Backspace));
+    }
+    // q and r typed here are text, not keys.
+    typed(&mut m, "com");
+    let fx = update(&mut m, key(KeyCode::Enter));
+    assert_eq!(
+        fx,
+        vec![Effect::Revoke {
+            email: "marcus.reyes@example.com".into(),
+            scope: RevokeScope::default()
+        }]
+    );
+    assert!(m.dialog.is_none());
+    assert!(!m.quit);
+}
+
+#[test]
+fn esc_cancels_revoke_all() {
+    let mut m = model_with(false, "default");
+    update(&mut m, ch('R'));
+    typed(&mut m, "dana");
+    assert!(update(&mut m, key(KeyCode::Esc)).is_empty());
+    assert!(m.dialog.is_none());
+}
+
+#[test]
+fn v_and_ctrl_r_refresh_one_per_connector() {
+    let mut m = model_with(false, "default");
+    let fx = update(&mut m, ch('v'));
+    assert_eq!(fx.len(), 2);
+    assert!(m.connectors.iter().all(|c| c.in_flight));
+    // A second request while in flight: pending, no duplicate.
+    let fx = update(&mut m, ctrl('r'));
+    assert!(fx.is_empty());
+    assert!(m.connectors.iter().all(|c| c.pending));
+    let fx = update(
+        &mut m,
+        Action::Refreshed {
+            email: "dana.whitfield@example.com".into(),
+            connector: Some("google".into()),
+            result: Ok(CaseSnapshot {
+                email: "dana.whitfield@example.com".into(),
+                ..Default::default()
+            }),
+            health: vec![],
+            at: t0(),
+        },
+    );
+    assert_eq!(
+        fx,
+        vec![Effect::Refresh {
+            email: "dana.whitfield@example.com".into(),
+            connector: Some("google".into())
+        }],
+        "the pending refresh runs when the first ends"
+    );
+    assert!(m.connectors[0].in_flight && !m.connectors[0].pending);
+}
+
+#[test]
+fn ticks_refresh_each_connector_on_its_own_interval() {
+    let mut m = model_with(false, "default");
+    let fx = update(&mut m, Action::Tick(t0()));
+    assert_eq!(fx.len(), 2, "first tick: both due");
+    assert!(
+        update(&mut m, Action::Tick(t0() + chrono::Duration::seconds(1))).is_empty(),
+        "in flight"
+    );
+    for id in ["google", "slack"] {
+        update(
+            &mut m,
+            Action::Refreshed {
+                email: "dana.whitfield@example.com".into(),
+                connector: Some(id.into()),
+                result: Err("HTTP 503".into()),
+                health: vec![],
+                at: t0(),
+            },
+        );
+    }
+    // Slack asks for 1 s but never goes below 2 s; a failed read slows down.
+    assert_eq!(m.connectors[1].interval, Duration::from_secs(2));
+    assert_eq!(m.connectors[1].backoff, 1);
+    let now = t0() + chrono::Duration::seconds(3);
+    assert!(
+        update(&mut m, Action::Tick(now)).is_empty(),
+        "4 s after a failure"
+    );
+    let fx = update(&mut m, Action::Tick(t0() + chrono::Duration::seconds(6)));
+    assert_eq!(
+        fx,
+        vec![Effect::Refresh {
+            email: "dana.whitfield@example.com".into(),
+            connector: Some("slack".into())
+        }]
+    );
+}
+
+#[test]
+fn rate_limit_notice_slows_refresh() {
+    let mut m = model_with(false, "default");
+    update(
+        &mut m,
+        Action::Engine(Event::Http(
+            crate::connector::http::HttpNotice::RateLimited {
+                connector: "google".into(),
+                wait: Duration::from_secs(30),
+                attempt: 1,
+            },
+        )),
+    );
+    assert_eq!(m.connectors[0].health, HealthState::RateLimited);
+    let fx = update(&mut m, Action::Tick(t0() + chrono::Duration::seconds(10)));
+    assert!(
+        fx.iter()
+            .all(|e| !matches!(e, Effect::Refresh { connector: Some(c), .. } if c == "google"))
+    );
+    assert!(m.activity.back().unwrap().text.contains("rate-limited"));
+}
+
+#[test]
+fn help_and_quit_keys() {
+    let mut m = model_with(false, "default");
+    update(&mut m, ch('?'));
+    assert_eq!(m.dialog, Some(Dialog::Help));
+    update(&mut m, key(KeyCode::Esc));
+    assert!(m.dialog.is_none());
+    update(&mut m, ch('q'));
+    assert!(m.quit);
+    let mut m = model_with(false, "default");
+    update(&mut m, ch('R'));
+    update(&mut m, ctrl('c'));
+    assert!(m.quit, "Ctrl-C quits even from a dialog");
+}
+
+#[test]
+fn enter_on_manual_step_records_a_note() {
+    let mut m = model_with(false, "default");
+    update(&mut m, ch('j'));
+    update(&mut m, ch(':'));
+    typed(&mut m, "app slack");
+    update(&mut m, key(KeyCode::Enter));
+    update(&mut m, ch('r'));
+    assert!(m.dialog.is_none(), "r does not revoke a manual step");
+    update(&mut m, key(KeyCode::Enter));
+    assert!(matches!(m.dialog, Some(Dialog::ManualNote { .. })));
+    assert!(
+        update(&mut m, key(KeyCode::Enter)).is_empty(),
+        "a note is required"
+    );
+    typed(&mut m, "bot moved to it-ops");
+    let fx = update(&mut m, key(KeyCode::Enter));
+    assert_eq!(
+        fx,
+        vec![Effect::ManualDone {
+            email: "marcus.reyes@example.com".into(),
+            key: "slack/manual:1".into(),
+            note: "bot moved to it-ops".into()
+        }]
+    );
+}
+
+#[test]
+fn read_only_has_no_action_keys() {
+    let mut m = model_with(true, "default");
+    in_google(&mut m);
+    for c in [' ', 'r', 'R'] {
+        assert!(update(&mut m, ch(c)).is_empty());
+        assert!(m.dialog.is_none(), "{c}");
+    }
+    assert!(m.marks.is_empty());
+    update(&mut m, key(KeyCode::Esc));
+    update(&mut m, ch(':'));
+    typed(&mut m, "app slack");
+    update(&mut m, key(KeyCode::Enter));
+    update(&mut m, key(KeyCode::Enter));
+    assert!(m.dialog.is_none(), "no manual-done in read-only");
+    let hints: Vec<&str> = view::hints(&m).into_iter().map(|(k, _)| k).collect();
+    assert!(!hints.contains(&"r") && !hints.contains(&"R") && !hints.contains(&"Space"));
+}
+
+#[test]
+fn engine_states_move_a_grant_from_removing_to_verified() {
+    let mut m = model_with(false, "default");
+    let email = "marcus.reyes@example.com".to_string();
+    let at = t0() + chrono::Duration::seconds(3);
+    update(
+        &mut m,
+        Action::Engine(Event::State {
+            email: email.clone(),
+            key: "google/token:x".into(),
+            state: GrantState::Removed,
+            at,
+        }),
+    );
+    let g = m.leavers[1].grant("google/token:x").unwrap();
+    assert_eq!(g.state, GrantState::Removed);
+    update(
+        &mut m,
+        Action::Engine(Event::State {
+            email,
+            key: "google/token:x".into(),
+            state: GrantState::Verified { at },
+            at,
+        }),
+    );
+    let g = m.leavers[1].grant("google/token:x").unwrap();
+    assert_eq!(g.state, GrantState::Verified { at });
+    assert_eq!(g.since_state, Some(at));
+    assert!(m.activity.back().unwrap().text.contains("verified"));
+}
+
+// ---- rendering ----
+
+fn render(m: &Model, w: u16, h: u16) -> Buffer {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| view::draw(m, f.area(), f.buffer_mut())).unwrap();
+    t.backend().buffer().clone()
+}
+
+fn text(buf: &Buffer) -> String {
+    let a = buf.area;
+    (0..a.height)
+        .map(|y| {
+            (0..a.width)
+                .map(|x| buf[(x, y)].symbol())
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Position of the first occurrence of `needle` on screen.
+fn find(buf: &Buffer, needle: &str) -> Option<(u16, u16)> {
+    let a = buf.area;
+    for y in 0..a.height {
+        let line: Vec<&str> = (0..a.width).map(|x| buf[(x, y)].symbol()).collect();
+        let joined = line.concat();
+        if let Some(byte) = joined.find(needle) {
+            // Map the byte offset back to a column.
+            let mut acc = 0;
+            for (x, s) in line.iter().enumerate() {
+                if acc == byte {
+                    return Some((x as u16, y));
+                }
+                acc += s.len();
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn overview_at_80x24_shows_key_information() {
+    let mut m = model_with(false, "default");
+    update(&mut m, ch('j'));
+    let buf = render(&m, 80, 24);
+    let s = text(&buf);
+    for want in [
+        "[RW]",
+        "ops@example.com",
+        "Google Workspace",
+        "auth error",
+        "marcus.reyes@example.com",
+        "revoking",
+        "1 live",
+        "sess",
+        "oauth",
+        "Activity",
+        "q quit",
+    ] {
+        assert!(s.contains(want), "missing {want:?} in\n{s}");
+    }
+    // The live session count is styled live (red, bold) in the default theme.
+    let live = m.theme.style(Role::Live);
+    let (sx, _) = find(&buf, "sess").unwrap();
+    let mut found_live = false;
+    for yy in 0..24 {
+        let c = &buf[(sx, yy)];
+        if c.symbol() == "1" && c.fg == live.fg.unwrap() {
+            found_live = true;
+        }
+    }
+    assert!(found_live, "a session count coloured live\n{s}");
+}
+
+#[test]
+fn header_shows_read_only() {
+    let m = model_with(true, "default");
+    let s = text(&render(&m, 80, 24));
+    assert!(s.contains("[RO]"));
+    assert!(!s.contains("revoke"), "{s}");
+}
+
+#[test]
+fn danger_dialog_is_focused_on_cancel() {
+    let mut m = model_with(false, "default");
+    in_google(&mut m);
+    update(&mut m, ch('r'));
+    let buf = render(&m, 100, 30);
+    let s = text(&buf);
+    assert!(
+        s.contains("Revoke 1 grant(s) for marcus.reyes@example.com?"),
+        "{s}"
+    );
+    let (cx, cy) = find(&buf, "Cancel").unwrap();
+    let (rx, ry) = find(&buf, "[ Revoke ]").map(|(x, y)| (x + 2, y)).unwrap();
+    assert_eq!(cy, ry);
+    let sel = m.theme.style(Role::Selection);
+    assert!(
+        buf[(cx, cy)].modifier.contains(Modifier::REVERSED),
+        "Cancel is highlighted"
+    );
+    assert_eq!(buf[(cx, cy)].modifier, sel.add_modifier);
+    assert!(
+        !buf[(rx, ry)].modifier.contains(Modifier::REVERSED),
+        "Revoke is not"
+    );
+    // Moving to Revoke paints it in the danger style.
+    update(&mut m, key(KeyCode::Right));
+    let buf = render(&m, 100, 30);
+    let danger = m.theme.style(Role::Danger);
+    assert_eq!(buf[(rx, ry)].bg, danger.bg.unwrap());
+    assert!(!buf[(cx, cy)].modifier.contains(Modifier::REVERSED));
+}
+
+#[test]
+fn mono_selection_is_reversed_without_colours() {
+    let mut m = model_with(false, "mono");
+    in_google(&mut m);
+    update(&mut m, ch('j'));
+    let buf = render(&m, 100, 30);
+    let (x, y) = find(&buf, "Calendly").unwrap();
+    let c = &buf[(x, y)];
+    assert!(c.modifier.contains(Modifier::REVERSED));
+    assert_eq!(c.fg, ratatui::style::Color::Reset);
+    assert_eq!(c.bg, ratatui::style::Color::Reset);
+    // Everything on screen is colourless.
+    for y in 0..30 {
+        for x in 0..100 {
+            let c = &buf[(x, y)];
+            assert_eq!(
+                (c.fg, c.bg),
+                (ratatui::style::Color::Reset, ratatui::style::Color::Reset)
+            );
+        }
+    }
+}
+
+#[test]
+fn removing_and_verified_styles() {
+    let mut m = model_with(false, "default");
+    in_google(&mut m);
+    let buf = render(&m, 120, 30);
+    let s = text(&buf);
+    let (x, y) = find(&buf, "Thunderbird").unwrap();
+    let removing = m.theme.style(Role::Removing);
+    assert_eq!(buf[(x, y)].fg, removing.fg.unwrap());
+    assert!(buf[(x, y)].modifier.contains(Modifier::ITALIC));
+    assert!(s.contains("removing"), "{s}");
+    let (x, y) = find(&buf, "Groups Admin").unwrap();
+    assert_eq!(buf[(x, y)].fg, m.theme.style(Role::Verified).fg.unwrap());
+    let shown = super::view::state_role(&GrantState::Verified { at: t0() });
+    assert_eq!(shown, Role::Verified);
+    assert!(s.contains("verified "), "verified with its time\n{s}");
+    // In mono, removing is italic and verified dim.
+    update(&mut m, ch(':'));
+    typed(&mut m, "theme mono");
+    update(&mut m, key(KeyCode::Enter));
+    let buf = render(&m, 120, 30);
+    let (x, y) = find(&buf, "Thunderbird").unwrap();
+    assert!(buf[(x, y)].modifier.contains(Modifier::ITALIC));
+    let (x, y) = find(&buf, "Groups Admin").unwrap();
+    assert!(buf[(x, y)].modifier.contains(Modifier::DIM));
+}
+
+#[test]
+fn drill_down_at_80x24_keeps_label_and_state() {
+    let mut m = model_with(false, "default");
+    in_google(&mut m);
+    let s = text(&render(&m, 80, 24));
+    for want in [
+        "Calendly",
+        "live",
+        "failed(HTTP 500)",
+        "Space mark",
+        "Google Workspace",
+    ] {
+        assert!(s.contains(want), "missing {want:?}\n{s}");
+    }
+}
+
+#[test]
+fn ascii_mode_draws_ascii_only() {
+    let (mut m, _) = Model::new("ops", false, true, ThemeSet::builtin(false), "default");
+    let base = model_with(false, "default");
+    m.connectors = base.connectors;
+    m.leavers = base.leavers;
+    update(&mut m, ch('j'));
+    update(&mut m, key(KeyCode::Enter));
+    update(&mut m, key(KeyCode::Enter));
+    update(&mut m, ch(' '));
+    let s = text(&render(&m, 80, 24));
+    assert!(s.is_ascii(), "{s}");
+    assert!(s.contains("+---") || s.contains("+-"));
+}
+
+#[test]
+fn display_names_with_escape_sequences_are_sanitised() {
+    let mut m = model_with(false, "default");
+    let evil = "Eve\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}31m\u{202e}gpj.exe\r\nX";
+    update(
+        &mut m,
+        Action::Engine(Event::Lookup {
+            email: "dana.whitfield@example.com".into(),
+            connector: "google".into(),
+            lookup: Lookup::Found {
+                account: Account {
+                    connector: "google".into(),
+                    id: "1".into(),
+                    login: "dana@example.com".into(),
+                    display_name: evil.into(),
+                    active: true,
+                    is_admin: false,
+                    last_login: None,
+                    facts: vec![],
+                    addresses: vec![],
+                    matched_by: None,
+                },
+            },
+        }),
+    );
+    let mut g = grant("google", "token:evil", GrantKind::OauthGrant, evil);
+    g.details = evil.into();
+    update(
+        &mut m,
+        Action::Engine(Event::Inventory {
+            email: "dana.whitfield@example.com".into(),
+            connector: "google".into(),
+            grants: vec![g],
+            failed: vec![(GrantKind::Session, evil.into())],
+            at: t0(),
+        }),
+    );
+    update(&mut m, key(KeyCode::Enter));
+    update(&mut m, key(KeyCode::Enter));
+    let buf = render(&m, 160, 40);
+    let s = text(&buf);
+    assert!(s.contains("Eve^[]0;pwned^G^[[2J"), "{s}");
+    for c in s.chars() {
+        assert!(
+            !c.is_control() || c == '\n',
+            "control character {c:?} on screen"
+        );
+        assert!(
+            !('\u{80}'..='\u{9f}').contains(&c) && c != '\u{202e}',
+            "{c:?} on screen"
+        );
+    }
+}

@@ -1,0 +1,1342 @@
+//! `update(&mut Model, Action) -> Vec<Effect>`: the only place the console's
+//! state changes. Pure: no I/O, no clock other than the one in the actions.
+
+use chrono::{DateTime, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+use crate::connector::http::HttpNotice;
+use crate::connector::{HealthState, Lookup};
+use crate::engine::Event;
+use crate::model::{Grant, GrantState, Revocation};
+use crate::sanitize::clean;
+
+use super::action::{Action, Effect};
+use super::model::*;
+
+/// What the console does when it opens: discover every queued leaver.
+pub fn init(model: &mut Model) -> Vec<Effect> {
+    let mut fx = Vec::new();
+    for l in &mut model.leavers {
+        if !l.discovered && !l.discovering {
+            l.discovering = true;
+            fx.push(Effect::Discover {
+                email: l.email.clone(),
+            });
+        }
+    }
+    model.dirty = true;
+    fx
+}
+
+pub fn update(model: &mut Model, action: Action) -> Vec<Effect> {
+    // Moving through the grant list changes no grant: skip the recompute.
+    let nav_only = model.focus == Focus::Grants
+        && model.input.is_none()
+        && model.dialog.is_none()
+        && matches!(&action, Action::Key(k) if matches!(
+            k.code,
+            KeyCode::Up | KeyCode::Down | KeyCode::Char('j' | 'k') | KeyCode::PageUp | KeyCode::PageDown
+        ));
+    let fx = match action {
+        Action::Key(key) => {
+            if key.kind != KeyEventKind::Press {
+                return Vec::new();
+            }
+            model.dirty = true;
+            on_key(model, key)
+        }
+        Action::Resize(w, h) => {
+            model.size = (w, h);
+            model.dirty = true;
+            Vec::new()
+        }
+        Action::Tick(now) => on_tick(model, now),
+        Action::Engine(ev) => {
+            model.dirty = true;
+            on_event(model, ev);
+            Vec::new()
+        }
+        Action::Discovered {
+            email,
+            result,
+            health,
+        } => {
+            model.dirty = true;
+            apply_health(model, &health);
+            let now = model.now;
+            match result {
+                Ok(snap) => {
+                    apply_snapshot(model, &email, snap);
+                    if let Some(l) = model.leaver_mut(&email) {
+                        l.discovering = false;
+                        l.discovered = true;
+                    }
+                    for c in &mut model.connectors {
+                        c.last_refresh = Some(now);
+                        c.next_due = Some(now + chrono_dur(c.effective_interval()));
+                    }
+                    let n = model
+                        .leaver_mut(&email)
+                        .map(|l| l.grants.len())
+                        .unwrap_or(0);
+                    model.log(Level::Info, format!("{email}: discovered {n} grants"));
+                }
+                Err(e) => {
+                    if let Some(l) = model.leaver_mut(&email) {
+                        l.discovering = false;
+                    }
+                    let e = clean(&e);
+                    model.log(Level::Error, format!("{email}: discovery failed: {e}"));
+                    model.message = Some((Level::Error, format!("discovery failed: {e}")));
+                }
+            }
+            Vec::new()
+        }
+        Action::Refreshed {
+            email,
+            connector,
+            result,
+            health,
+            at,
+        } => {
+            model.dirty = true;
+            apply_health(model, &health);
+            let ok = result.is_ok();
+            match result {
+                Ok(snap) => apply_snapshot(model, &email, snap),
+                Err(e) => model.log(
+                    Level::Warn,
+                    format!(
+                        "refresh of {} failed: {}",
+                        connector.as_deref().unwrap_or("all apps"),
+                        clean(&e)
+                    ),
+                ),
+            }
+            let mut fx = Vec::new();
+            for c in &mut model.connectors {
+                if connector.as_deref().is_some_and(|id| id != c.id) {
+                    continue;
+                }
+                c.in_flight = false;
+                if ok {
+                    c.last_refresh = Some(at);
+                }
+                if ok && !matches!(c.health, HealthState::RateLimited | HealthState::Degraded) {
+                    c.backoff = 0;
+                } else {
+                    c.backoff = (c.backoff + 1).min(6);
+                }
+                let due = model.now + chrono_dur(c.effective_interval());
+                c.next_due = Some(c.next_due.map_or(due, |d| d.max(due)));
+                if c.pending {
+                    c.pending = false;
+                    c.in_flight = true;
+                    fx.push(Effect::Refresh {
+                        email: email.clone(),
+                        connector: Some(c.id.clone()),
+                    });
+                }
+            }
+            fx
+        }
+        Action::RevokeFinished {
+            email,
+            result,
+            case,
+        } => {
+            model.dirty = true;
+            if let Some(snap) = case {
+                apply_snapshot(model, &email, snap);
+            }
+            if let Some(l) = model.leaver_mut(&email) {
+                l.revoking = false;
+            }
+            match result {
+                Ok(s) => {
+                    let left = s.live + s.removing + s.unconfirmed + s.failed + s.manual;
+                    let text = format!(
+                        "{email}: {} verified, {} acknowledged, {} unconfirmed, {} failed, {} manual{}",
+                        s.verified,
+                        s.acknowledged,
+                        s.unconfirmed,
+                        s.failed,
+                        s.manual,
+                        if left == 0 { " - all closed" } else { "" }
+                    );
+                    let level = if left == 0 { Level::Good } else { Level::Warn };
+                    model.log(level, text.clone());
+                    model.message = Some((level, text));
+                }
+                Err(e) => {
+                    let e = clean(&e);
+                    model.log(Level::Error, format!("{email}: revoke failed: {e}"));
+                    model.message = Some((Level::Error, format!("revoke failed: {e}")));
+                }
+            }
+            Vec::new()
+        }
+        Action::ManualDone {
+            email,
+            key,
+            result,
+            case,
+        } => {
+            model.dirty = true;
+            if let Some(snap) = case {
+                apply_snapshot(model, &email, snap);
+            }
+            match result {
+                Ok(()) => {
+                    model.log(
+                        Level::Good,
+                        format!("{key}: manual step done (recorded in the ledger)"),
+                    );
+                    model.message = Some((Level::Good, format!("{key}: marked done")));
+                }
+                Err(e) => {
+                    let e = clean(&e);
+                    model.log(
+                        Level::Error,
+                        format!("{key}: could not record the manual step: {e}"),
+                    );
+                    model.message = Some((Level::Error, format!("not recorded: {e}")));
+                }
+            }
+            Vec::new()
+        }
+        Action::Exported { email, result } => {
+            model.dirty = true;
+            match result {
+                Ok(path) => {
+                    let text = format!(
+                        "report for {email} written to {}",
+                        clean(&path.display().to_string())
+                    );
+                    model.log(Level::Good, text.clone());
+                    model.message = Some((Level::Good, text));
+                }
+                Err(e) => {
+                    let text = format!("export failed: {}", clean(&e));
+                    model.log(Level::Error, text.clone());
+                    model.message = Some((Level::Error, text));
+                }
+            }
+            Vec::new()
+        }
+        Action::LoginFinished { app, result } => {
+            model.dirty = true;
+            let (level, text) = match result {
+                Ok(t) => (Level::Good, format!("{app}: {}", clean(&t))),
+                Err(e) => (Level::Error, format!("{app}: login failed: {}", clean(&e))),
+            };
+            model.log(level, text.clone());
+            model.message = Some((level, text));
+            Vec::new()
+        }
+        Action::Terminate(why) => {
+            model.log(Level::Warn, clean(&why));
+            model.quit = true;
+            model.dirty = true;
+            Vec::new()
+        }
+    };
+    if !nav_only {
+        model.recompute_grants();
+    }
+    fx
+}
+
+fn chrono_dur(d: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::seconds(5))
+}
+
+fn on_tick(model: &mut Model, now: DateTime<Utc>) -> Vec<Effect> {
+    let minute_changed = now.format("%H:%M").to_string() != model.now.format("%H:%M").to_string();
+    model.now = now;
+    if model.busy() || model.connectors.iter().any(|c| c.in_flight) {
+        model.spinner = model.spinner.wrapping_add(1);
+        model.dirty = true;
+    }
+    if minute_changed {
+        model.dirty = true;
+    }
+    // Live refresh of the selected leaver, per connector, one in flight each.
+    let Some(l) = model.selected() else {
+        return Vec::new();
+    };
+    if !l.discovered || l.discovering {
+        return Vec::new();
+    }
+    let email = l.email.clone();
+    let mut fx = Vec::new();
+    for c in &mut model.connectors {
+        if c.in_flight {
+            continue;
+        }
+        if c.next_due.is_none_or(|d| now >= d) {
+            c.in_flight = true;
+            fx.push(Effect::Refresh {
+                email: email.clone(),
+                connector: Some(c.id.clone()),
+            });
+        }
+    }
+    fx
+}
+
+/// Refresh now: every connector not already refreshing; the others run
+/// again as soon as their current refresh ends.
+fn refresh_now(model: &mut Model) -> Vec<Effect> {
+    let Some(l) = model.selected() else {
+        return Vec::new();
+    };
+    let email = l.email.clone();
+    if !l.discovered {
+        if l.discovering {
+            return Vec::new();
+        }
+        if let Some(l) = model.leaver_mut(&email) {
+            l.discovering = true;
+        }
+        return vec![Effect::Discover { email }];
+    }
+    let mut fx = Vec::new();
+    for c in &mut model.connectors {
+        if c.in_flight {
+            c.pending = true;
+        } else {
+            c.in_flight = true;
+            fx.push(Effect::Refresh {
+                email: email.clone(),
+                connector: Some(c.id.clone()),
+            });
+        }
+    }
+    model.message = Some((Level::Info, format!("refreshing {email}")));
+    fx
+}
+
+fn apply_health(model: &mut Model, health: &[(String, crate::connector::Health)]) {
+    for (id, h) in health {
+        if let Some(c) = model.connectors.iter_mut().find(|c| &c.id == id) {
+            c.health = h.state;
+            c.health_detail = h.detail.as_deref().map(clean);
+        }
+    }
+}
+
+pub fn clean_grant(mut g: Grant) -> Grant {
+    g.connector = clean(&g.connector);
+    g.id = clean(&g.id);
+    g.label = clean(&g.label);
+    g.details = clean(&g.details);
+    g.since = g.since.as_deref().map(clean);
+    if let Revocation::Manual { instructions } = &g.revocation {
+        g.revocation = Revocation::Manual {
+            instructions: clean(instructions),
+        };
+    }
+    g
+}
+
+pub fn clean_state(s: GrantState) -> GrantState {
+    match s {
+        GrantState::Unconfirmed { reason } => GrantState::Unconfirmed {
+            reason: clean(&reason),
+        },
+        GrantState::Failed { reason } => GrantState::Failed {
+            reason: clean(&reason),
+        },
+        GrantState::Acknowledged { at, note } => GrantState::Acknowledged {
+            at,
+            note: note.as_deref().map(clean),
+        },
+        other => other,
+    }
+}
+
+fn clean_account(a: AccountStatus) -> AccountStatus {
+    match a {
+        AccountStatus::Found {
+            login,
+            display_name,
+            active,
+        } => AccountStatus::Found {
+            login: clean(&login),
+            display_name: clean(&display_name),
+            active,
+        },
+        AccountStatus::Failed { error } => AccountStatus::Failed {
+            error: clean(&error),
+        },
+        other => other,
+    }
+}
+
+/// Replaces a leaver's case with the engine's snapshot (sanitised here).
+pub fn apply_snapshot(model: &mut Model, email: &str, snap: CaseSnapshot) {
+    let email = email.to_string();
+    if model.leaver_mut(&email).is_none() {
+        model.leavers.push(LeaverRow::new(&email));
+    }
+    let l = model.leaver_mut(&email).expect("just added");
+    if let Some(n) = snap.display_name.as_deref() {
+        l.name = Some(clean(n));
+    }
+    for (id, a) in snap.accounts {
+        l.accounts.insert(clean(&id), clean_account(a));
+    }
+    l.grants = snap
+        .grants
+        .into_iter()
+        .map(|g| GrantRow {
+            key: clean(&g.key),
+            grant: clean_grant(g.grant),
+            state: clean_state(g.state),
+            since_state: g.since_state,
+            answer: g.answer.as_deref().map(clean),
+        })
+        .collect();
+    let keys: std::collections::BTreeSet<String> = l.grants.iter().map(|g| g.key.clone()).collect();
+    if model.selected().is_some_and(|s| s.email == email) {
+        model.marks.retain(|k| keys.contains(k));
+    }
+}
+
+fn on_event(model: &mut Model, ev: Event) {
+    match ev {
+        Event::CaseOpened { email } => {
+            model.log(Level::Info, format!("case opened for {}", clean(&email)));
+        }
+        Event::Discovering { email, connector } => {
+            let (email, connector) = (clean(&email), clean(&connector));
+            if let Some(l) = model.leaver_mut(&email) {
+                l.accounts.insert(connector.clone(), AccountStatus::Pending);
+            }
+            model.log(Level::Info, format!("{connector}: looking up {email}"));
+        }
+        Event::Lookup {
+            email,
+            connector,
+            lookup,
+        } => {
+            let (email, connector) = (clean(&email), clean(&connector));
+            let status = match lookup {
+                Lookup::Found { account } => AccountStatus::Found {
+                    login: account.login,
+                    display_name: account.display_name,
+                    active: account.active,
+                },
+                Lookup::NotFound => AccountStatus::NotFound,
+                Lookup::Ambiguous { candidates } => AccountStatus::Ambiguous {
+                    candidates: candidates.len(),
+                },
+            };
+            let status = clean_account(status);
+            model.log(
+                Level::Info,
+                format!("{connector}: {email}: {}", status.label()),
+            );
+            if let Some(l) = model.leaver_mut(&email) {
+                if let AccountStatus::Found { display_name, .. } = &status
+                    && l.name.is_none()
+                    && !display_name.is_empty()
+                {
+                    l.name = Some(display_name.clone());
+                }
+                l.accounts.insert(connector, status);
+            }
+        }
+        Event::LookupFailed {
+            email,
+            connector,
+            error,
+        } => {
+            let (email, connector, error) = (clean(&email), clean(&connector), clean(&error));
+            model.log(
+                Level::Error,
+                format!("{connector}: lookup of {email} failed: {error}"),
+            );
+            if let Some(l) = model.leaver_mut(&email) {
+                l.accounts
+                    .insert(connector, AccountStatus::Failed { error });
+            }
+        }
+        Event::Inventory {
+            email,
+            connector,
+            grants,
+            failed,
+            at,
+        } => {
+            let (email, connector) = (clean(&email), clean(&connector));
+            if let Some(c) = model.connectors.iter_mut().find(|c| c.id == connector) {
+                c.last_refresh = Some(at);
+            }
+            let mut added = 0;
+            if let Some(l) = model.leaver_mut(&email) {
+                for g in grants {
+                    let g = clean_grant(g);
+                    let key = g.key();
+                    if l.grant(&key).is_none() {
+                        let state = if g.is_manual() {
+                            GrantState::Manual
+                        } else {
+                            GrantState::Live
+                        };
+                        l.grants.push(GrantRow {
+                            key,
+                            grant: g,
+                            state,
+                            since_state: Some(at),
+                            answer: None,
+                        });
+                        added += 1;
+                    }
+                }
+            }
+            if added > 0 {
+                model.log(
+                    Level::Info,
+                    format!("{connector}: {added} new grants for {email}"),
+                );
+            }
+            for (kind, err) in failed {
+                model.log(
+                    Level::Warn,
+                    format!("{connector}: could not list {kind}: {}", clean(&err)),
+                );
+            }
+        }
+        Event::Planned { email, plan } => {
+            let email = clean(&email);
+            model.log(
+                Level::Info,
+                format!(
+                    "{email}: plan of {} steps in {} phases",
+                    plan.len(),
+                    plan.phases.len()
+                ),
+            );
+            if let Some(l) = model.leaver_mut(&email) {
+                l.progress = plan
+                    .phases
+                    .iter()
+                    .map(|p| (p.phase, (0, p.steps.len())))
+                    .collect();
+            }
+        }
+        Event::State {
+            email,
+            key,
+            state,
+            at,
+        } => {
+            let (email, key) = (clean(&email), clean(&key));
+            let state = clean_state(state);
+            let mut label = key.clone();
+            if let Some(l) = model.leaver_mut(&email)
+                && let Some(g) = l.grants.iter_mut().find(|g| g.key == key)
+            {
+                label = format!("{} ({})", g.grant.label, g.grant.connector);
+                g.state = state.clone();
+                g.since_state = Some(at);
+            }
+            let level = match &state {
+                GrantState::Verified { .. } | GrantState::Acknowledged { .. } => Level::Good,
+                GrantState::Failed { .. } => Level::Error,
+                GrantState::Unconfirmed { .. } => Level::Warn,
+                _ => Level::Info,
+            };
+            let verb = match &state {
+                GrantState::Revoking => "requested".to_string(),
+                GrantState::Removed => "accepted, confirming".to_string(),
+                GrantState::Verified { at } => {
+                    format!("verified gone at {}", at.format("%H:%M:%S"))
+                }
+                GrantState::Unconfirmed { reason } => format!("escalated: unconfirmed ({reason})"),
+                other => other.to_string(),
+            };
+            model.log(level, format!("{label}: {verb}"));
+        }
+        Event::ApiAnswer { email, key, answer } => {
+            let (email, key, answer) = (clean(&email), clean(&key), clean(&answer));
+            if let Some(l) = model.leaver_mut(&email)
+                && let Some(g) = l.grants.iter_mut().find(|g| g.key == key)
+            {
+                g.answer = Some(answer.clone());
+            }
+            model.log(Level::Info, format!("{key}: API answered {answer}"));
+        }
+        Event::PhaseProgress {
+            email,
+            phase,
+            done,
+            total,
+        } => {
+            if let Some(l) = model.leaver_mut(&clean(&email)) {
+                l.revoking = true;
+                l.progress.insert(phase, (done, total));
+            }
+        }
+        Event::Finished { email, summary } => {
+            let email = clean(&email);
+            model.log(
+                Level::Info,
+                format!(
+                    "{email}: finished ({} verified, {} acknowledged)",
+                    summary.verified, summary.acknowledged
+                ),
+            );
+        }
+        Event::Http(n) => match n {
+            HttpNotice::RateLimited {
+                connector,
+                wait,
+                attempt,
+            } => {
+                let connector = clean(&connector);
+                if let Some(c) = model.connectors.iter_mut().find(|c| c.id == connector) {
+                    c.health = HealthState::RateLimited;
+                    let until = model.now + chrono_dur(wait.max(c.effective_interval()));
+                    c.next_due = Some(c.next_due.map_or(until, |d| d.max(until)));
+                }
+                model.log(
+                    Level::Warn,
+                    format!(
+                        "{connector}: rate-limited, waiting {:.1}s (attempt {attempt})",
+                        wait.as_secs_f64()
+                    ),
+                );
+            }
+            HttpNotice::Retrying {
+                connector,
+                wait,
+                attempt,
+                reason,
+            } => {
+                model.log(
+                    Level::Warn,
+                    format!(
+                        "{}: retry {attempt} in {:.1}s: {}",
+                        clean(&connector),
+                        wait.as_secs_f64(),
+                        clean(&reason)
+                    ),
+                );
+            }
+            HttpNotice::TokenRenewed { connector } => {
+                model.log(Level::Info, format!("{}: token renewed", clean(&connector)));
+            }
+        },
+        Event::Health { connector, health } => {
+            apply_health(model, &[(connector, health)]);
+        }
+        Event::Error { email, message } => {
+            let message = clean(&message);
+            let text = match email {
+                Some(e) => format!("{}: {message}", clean(&e)),
+                None => message,
+            };
+            model.log(Level::Error, text.clone());
+            model.message = Some((Level::Error, text));
+        }
+    }
+}
+
+fn on_key(model: &mut Model, key: KeyEvent) -> Vec<Effect> {
+    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+    if ctrl && key.code == KeyCode::Char('c') {
+        model.quit = true;
+        return Vec::new();
+    }
+    if model.dialog.is_some() {
+        return on_dialog_key(model, key);
+    }
+    if model.input.is_some() {
+        return on_input_key(model, key);
+    }
+    model.message = None;
+    if ctrl && key.code == KeyCode::Char('r') {
+        return refresh_now(model);
+    }
+    match key.code {
+        KeyCode::Char('q') => {
+            model.quit = true;
+            Vec::new()
+        }
+        KeyCode::Char('j') | KeyCode::Down => {
+            move_sel(model, 1);
+            Vec::new()
+        }
+        KeyCode::Char('k') | KeyCode::Up => {
+            move_sel(model, -1);
+            Vec::new()
+        }
+        KeyCode::PageDown => {
+            move_sel(model, 10);
+            Vec::new()
+        }
+        KeyCode::PageUp => {
+            move_sel(model, -10);
+            Vec::new()
+        }
+        KeyCode::Char('g') | KeyCode::Home => {
+            move_sel(model, -1_000_000);
+            Vec::new()
+        }
+        KeyCode::Char('G') | KeyCode::End => {
+            move_sel(model, 1_000_000);
+            Vec::new()
+        }
+        KeyCode::Tab => {
+            model.focus = next_focus(model, true);
+            Vec::new()
+        }
+        KeyCode::BackTab => {
+            model.focus = next_focus(model, false);
+            Vec::new()
+        }
+        KeyCode::Enter => on_enter(model),
+        KeyCode::Esc => {
+            on_esc(model);
+            Vec::new()
+        }
+        KeyCode::Char('/') => {
+            let current = match model.focus {
+                Focus::Queue => model.filter_queue.clone(),
+                Focus::Matrix => model.filter_apps.clone(),
+                Focus::Grants => model.filter_grants.clone(),
+                Focus::Activity => return Vec::new(),
+            };
+            model.input = Some(Input::Filter(current));
+            Vec::new()
+        }
+        KeyCode::Char(':') => {
+            model.input = Some(Input::Command(String::new()));
+            Vec::new()
+        }
+        KeyCode::Char('?') => {
+            model.dialog = Some(Dialog::Help);
+            Vec::new()
+        }
+        KeyCode::Char('v') => refresh_now(model),
+        KeyCode::Char(' ') if !model.read_only => {
+            toggle_mark(model);
+            Vec::new()
+        }
+        KeyCode::Char('r') if !model.read_only => {
+            open_revoke(model);
+            Vec::new()
+        }
+        KeyCode::Char('R') if !model.read_only => {
+            open_revoke_all(model);
+            Vec::new()
+        }
+        KeyCode::Char(' ' | 'r' | 'R') => {
+            model.message = Some((Level::Info, "read-only: no changes can be made".into()));
+            Vec::new()
+        }
+        _ => {
+            model.dirty = false;
+            Vec::new()
+        }
+    }
+}
+
+fn next_focus(model: &Model, forward: bool) -> Focus {
+    let order: &[Focus] = match model.screen {
+        Screen::Overview => &[Focus::Queue, Focus::Matrix, Focus::Activity],
+        Screen::Drill(_) => &[Focus::Queue, Focus::Grants, Focus::Activity],
+    };
+    let i = order.iter().position(|f| *f == model.focus).unwrap_or(0);
+    let n = order.len();
+    order[if forward {
+        (i + 1) % n
+    } else {
+        (i + n - 1) % n
+    }]
+}
+
+fn move_sel(model: &mut Model, delta: i64) {
+    fn step(cur: usize, len: usize, delta: i64) -> usize {
+        if len == 0 {
+            return 0;
+        }
+        (cur as i64 + delta).clamp(0, len as i64 - 1) as usize
+    }
+    match model.focus {
+        Focus::Queue => {
+            let before = model.selected_index();
+            model.queue_sel = step(model.queue_sel, model.queue_view().len(), delta);
+            if model.selected_index() != before {
+                leaver_changed(model);
+            }
+        }
+        Focus::Matrix => model.matrix_sel = step(model.matrix_sel, model.app_view().len(), delta),
+        Focus::Grants => model.grant_sel = step(model.grant_sel, model.grant_view.len(), delta),
+        Focus::Activity => {
+            let max = model.activity.len().saturating_sub(1) as i64;
+            model.activity_back = (model.activity_back as i64 - delta).clamp(0, max) as usize;
+        }
+    }
+}
+
+/// A different leaver is selected: marks and the drill position reset, and
+/// the new leaver's connectors refresh soon.
+fn leaver_changed(model: &mut Model) {
+    model.marks.clear();
+    model.grant_sel = 0;
+    model.grant_offset.set(0);
+    for c in &mut model.connectors {
+        c.next_due = None;
+    }
+    model.recompute_grants();
+}
+
+fn on_enter(model: &mut Model) -> Vec<Effect> {
+    match model.focus {
+        Focus::Queue => {
+            model.focus = match model.screen {
+                Screen::Overview => Focus::Matrix,
+                Screen::Drill(_) => Focus::Grants,
+            };
+            refresh_if_new(model)
+        }
+        Focus::Matrix => {
+            if let Some(app) = model.selected_app() {
+                let id = app.id.clone();
+                drill(model, id);
+            }
+            Vec::new()
+        }
+        Focus::Grants => {
+            let Some(g) = model.selected_grant().cloned() else {
+                return Vec::new();
+            };
+            let Revocation::Manual { instructions } = &g.grant.revocation else {
+                model.message = Some((Level::Info, format!("{}: {}", g.grant.label, g.state)));
+                return Vec::new();
+            };
+            if model.read_only {
+                model.message = Some((Level::Info, "read-only: no changes can be made".into()));
+                return Vec::new();
+            }
+            if g.state.is_closed() {
+                model.message = Some((Level::Info, format!("{}: already done", g.grant.label)));
+                return Vec::new();
+            }
+            let email = model
+                .selected()
+                .map(|l| l.email.clone())
+                .unwrap_or_default();
+            model.dialog = Some(Dialog::ManualNote {
+                email,
+                key: g.key.clone(),
+                label: g.grant.label.clone(),
+                instructions: instructions.clone(),
+                note: String::new(),
+            });
+            Vec::new()
+        }
+        Focus::Activity => Vec::new(),
+    }
+}
+
+fn refresh_if_new(model: &mut Model) -> Vec<Effect> {
+    match model.selected() {
+        Some(l) if !l.discovered && !l.discovering => {
+            let email = l.email.clone();
+            if let Some(l) = model.leaver_mut(&email) {
+                l.discovering = true;
+            }
+            vec![Effect::Discover { email }]
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn drill(model: &mut Model, app: String) {
+    model.screen = Screen::Drill(app);
+    model.focus = Focus::Grants;
+    model.grant_sel = 0;
+    model.grant_offset.set(0);
+    model.filter_grants.clear();
+    model.recompute_grants();
+}
+
+fn on_esc(model: &mut Model) {
+    match model.focus {
+        Focus::Grants if !model.filter_grants.is_empty() => model.filter_grants.clear(),
+        Focus::Queue if !model.filter_queue.is_empty() => model.filter_queue.clear(),
+        Focus::Matrix if !model.filter_apps.is_empty() => model.filter_apps.clear(),
+        _ => {
+            if let Screen::Drill(app) = &model.screen {
+                let app = app.clone();
+                model.screen = Screen::Overview;
+                model.focus = Focus::Matrix;
+                model.filter_grants.clear();
+                if let Some(i) = model
+                    .app_view()
+                    .iter()
+                    .position(|&i| model.connectors[i].id == app)
+                {
+                    model.matrix_sel = i;
+                }
+            } else if model.focus != Focus::Queue {
+                model.focus = Focus::Queue;
+            }
+        }
+    }
+}
+
+fn toggle_mark(model: &mut Model) {
+    if model.focus != Focus::Grants {
+        model.message = Some((
+            Level::Info,
+            "marks apply to grants: Enter an app first".into(),
+        ));
+        return;
+    }
+    if let Some(key) = model.selected_grant().map(|g| g.key.clone()) {
+        if !model.marks.remove(&key) {
+            model.marks.insert(key);
+        }
+        move_sel(model, 1);
+    }
+}
+
+/// Revocable now: live, or a failed/unconfirmed one to retry. Manual steps
+/// are ticked off with Enter instead.
+fn revocable(g: &GrantRow) -> bool {
+    !g.grant.is_manual()
+        && matches!(
+            g.state,
+            GrantState::Live | GrantState::Failed { .. } | GrantState::Unconfirmed { .. }
+        )
+}
+
+fn open_revoke(model: &mut Model) {
+    let Some(l) = model.selected() else {
+        return;
+    };
+    let email = l.email.clone();
+    match model.focus {
+        Focus::Grants => {
+            let chosen: Vec<&GrantRow> = if model.marks.is_empty() {
+                model.selected_grant().into_iter().collect()
+            } else {
+                l.grants
+                    .iter()
+                    .filter(|g| model.marks.contains(&g.key))
+                    .collect()
+            };
+            if chosen.len() == 1 && chosen[0].grant.is_manual() {
+                model.message = Some((
+                    Level::Info,
+                    "a manual step: press Enter to mark it done".into(),
+                ));
+                return;
+            }
+            let ok: Vec<&GrantRow> = chosen.into_iter().filter(|g| revocable(g)).collect();
+            if ok.is_empty() {
+                model.message = Some((Level::Info, "nothing to revoke here".into()));
+                return;
+            }
+            let retry = ok.iter().all(|g| g.state.needs_attention());
+            model.dialog = Some(Dialog::Confirm {
+                email,
+                scope: RevokeScope {
+                    keys: ok.iter().map(|g| g.key.clone()).collect(),
+                    ..Default::default()
+                },
+                count: ok.len(),
+                labels: ok
+                    .iter()
+                    .take(5)
+                    .map(|g| format!("{} ({})", g.grant.label, g.grant.kind))
+                    .collect(),
+                retry,
+                yes_focused: false,
+            });
+        }
+        Focus::Matrix => {
+            let Some(app) = model.selected_app() else {
+                return;
+            };
+            let keys: Vec<&GrantRow> = l
+                .grants
+                .iter()
+                .filter(|g| g.grant.connector == app.id && revocable(g))
+                .collect();
+            if keys.is_empty() {
+                model.message = Some((Level::Info, format!("nothing to revoke in {}", app.name)));
+                return;
+            }
+            model.dialog = Some(Dialog::Confirm {
+                email,
+                scope: RevokeScope {
+                    apps: vec![app.id.clone()],
+                    ..Default::default()
+                },
+                count: keys.len(),
+                labels: vec![format!("everything live in {}", app.name)],
+                retry: false,
+                yes_focused: false,
+            });
+        }
+        _ => {
+            model.message = Some((
+                Level::Info,
+                "select an app or grants first (Tab, Enter)".into(),
+            ));
+        }
+    }
+}
+
+fn open_revoke_all(model: &mut Model) {
+    let Some(l) = model.selected() else {
+        return;
+    };
+    if !l.discovered {
+        model.message = Some((
+            Level::Info,
+            "still discovering: wait for the inventory".into(),
+        ));
+        return;
+    }
+    let count = l.grants.iter().filter(|g| revocable(g)).count();
+    if count == 0 {
+        model.message = Some((Level::Info, "nothing left to revoke".into()));
+        return;
+    }
+    model.dialog = Some(Dialog::RevokeAll {
+        email: l.email.clone(),
+        typed: String::new(),
+        count,
+    });
+}
+
+fn on_dialog_key(model: &mut Model, key: KeyEvent) -> Vec<Effect> {
+    let Some(dialog) = model.dialog.as_mut() else {
+        return Vec::new();
+    };
+    match dialog {
+        Dialog::Help => {
+            if matches!(
+                key.code,
+                KeyCode::Esc | KeyCode::Char('?' | 'q') | KeyCode::Enter
+            ) {
+                model.dialog = None;
+            }
+            Vec::new()
+        }
+        Dialog::Confirm {
+            email,
+            scope,
+            yes_focused,
+            ..
+        } => match key.code {
+            KeyCode::Esc | KeyCode::Char('n' | 'q') => {
+                model.dialog = None;
+                Vec::new()
+            }
+            KeyCode::Left
+            | KeyCode::Right
+            | KeyCode::Tab
+            | KeyCode::BackTab
+            | KeyCode::Char('h' | 'l') => {
+                *yes_focused = !*yes_focused;
+                Vec::new()
+            }
+            KeyCode::Enter => {
+                let fx = if *yes_focused {
+                    let email = email.clone();
+                    let scope = scope.clone();
+                    start_revoke(model, email, scope)
+                } else {
+                    Vec::new()
+                };
+                model.dialog = None;
+                fx
+            }
+            _ => Vec::new(),
+        },
+        Dialog::RevokeAll { email, typed, .. } => match key.code {
+            KeyCode::Esc => {
+                model.dialog = None;
+                Vec::new()
+            }
+            KeyCode::Backspace => {
+                typed.pop();
+                Vec::new()
+            }
+            KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
+                if typed.len() < 320 {
+                    typed.push(c);
+                }
+                Vec::new()
+            }
+            KeyCode::Enter => {
+                if typed.trim().eq_ignore_ascii_case(email) {
+                    let email = email.clone();
+                    model.dialog = None;
+                    start_revoke(model, email, RevokeScope::default())
+                } else {
+                    model.message = Some((
+                        Level::Warn,
+                        "that is not the leaver's email: nothing revoked".into(),
+                    ));
+                    Vec::new()
+                }
+            }
+            _ => Vec::new(),
+        },
+        Dialog::ManualNote {
+            email,
+            key: gkey,
+            note,
+            ..
+        } => match key.code {
+            KeyCode::Esc => {
+                model.dialog = None;
+                Vec::new()
+            }
+            KeyCode::Backspace => {
+                note.pop();
+                Vec::new()
+            }
+            KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
+                if note.len() < 1000 {
+                    note.push(c);
+                }
+                Vec::new()
+            }
+            KeyCode::Enter => {
+                if note.trim().is_empty() {
+                    model.message = Some((
+                        Level::Warn,
+                        "a note is required: what was done, by whom".into(),
+                    ));
+                    return Vec::new();
+                }
+                let fx = vec![Effect::ManualDone {
+                    email: email.clone(),
+                    key: gkey.clone(),
+                    note: note.trim().to_string(),
+                }];
+                model.dialog = None;
+                fx
+            }
+            _ => Vec::new(),
+        },
+    }
+}
+
+fn start_revoke(model: &mut Model, email: String, scope: RevokeScope) -> Vec<Effect> {
+    if let Some(l) = model.leaver_mut(&email) {
+        l.revoking = true;
+        l.progress.clear();
+    }
+    model.marks.clear();
+    model.log(
+        Level::Info,
+        format!("{email}: revoke requested by {}", model.operator),
+    );
+    vec![Effect::Revoke { email, scope }]
+}
+
+fn on_input_key(model: &mut Model, key: KeyEvent) -> Vec<Effect> {
+    let Some(input) = model.input.as_mut() else {
+        return Vec::new();
+    };
+    let text = match input {
+        Input::Command(t) | Input::Filter(t) => t,
+    };
+    match key.code {
+        KeyCode::Esc => {
+            if matches!(input, Input::Filter(_)) {
+                set_filter(model, String::new());
+            }
+            model.input = None;
+            Vec::new()
+        }
+        KeyCode::Backspace => {
+            text.pop();
+            if let Some(Input::Filter(t)) = &model.input {
+                let t = t.clone();
+                set_filter(model, t);
+            }
+            Vec::new()
+        }
+        KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
+            if text.len() < 400 {
+                text.push(c);
+            }
+            if let Some(Input::Filter(t)) = &model.input {
+                let t = t.clone();
+                set_filter(model, t);
+            }
+            Vec::new()
+        }
+        KeyCode::Enter => match model.input.take() {
+            Some(Input::Command(cmd)) => run_command(model, &cmd),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
+
+fn set_filter(model: &mut Model, f: String) {
+    match model.focus {
+        Focus::Queue => {
+            model.filter_queue = f;
+            model.queue_sel = 0;
+            leaver_changed(model);
+        }
+        Focus::Matrix => {
+            model.filter_apps = f;
+            model.matrix_sel = 0;
+        }
+        Focus::Grants => {
+            model.filter_grants = f;
+            model.grant_sel = 0;
+            model.grant_offset.set(0);
+            model.recompute_grants();
+        }
+        Focus::Activity => {}
+    }
+}
+
+fn run_command(model: &mut Model, cmd: &str) -> Vec<Effect> {
+    let cmd = cmd.trim();
+    let (name, arg) = match cmd.split_once(char::is_whitespace) {
+        Some((n, a)) => (n, a.trim()),
+        None => (cmd, ""),
+    };
+    match name {
+        "q" | "quit" => {
+            model.quit = true;
+            Vec::new()
+        }
+        "add" => {
+            let email = arg.to_ascii_lowercase();
+            if !valid_email(&email) {
+                model.message = Some((
+                    Level::Warn,
+                    format!("`:add EMAIL`: `{}` is not an email address", clean(arg)),
+                ));
+                return Vec::new();
+            }
+            if let Some(i) = model.leavers.iter().position(|l| l.email == email) {
+                select_leaver(model, i);
+                model.message = Some((Level::Info, format!("{email} is already in the queue")));
+                return Vec::new();
+            }
+            let mut row = LeaverRow::new(&email);
+            row.discovering = true;
+            model.leavers.push(row);
+            let i = model.leavers.len() - 1;
+            select_leaver(model, i);
+            model.log(Level::Info, format!("{email}: added to the queue"));
+            vec![Effect::Discover { email }]
+        }
+        "app" => {
+            let want = arg.to_lowercase();
+            let found = model
+                .connectors
+                .iter()
+                .find(|c| c.id.to_lowercase() == want || c.name.to_lowercase() == want)
+                .or_else(|| {
+                    model.connectors.iter().find(|c| {
+                        !want.is_empty()
+                            && (c.id.to_lowercase().starts_with(&want)
+                                || c.name.to_lowercase().starts_with(&want))
+                    })
+                })
+                .map(|c| c.id.clone());
+            match found {
+                Some(id) => {
+                    model.filter_apps.clear();
+                    if let Some(i) = model
+                        .app_view()
+                        .iter()
+                        .position(|&i| model.connectors[i].id == id)
+                    {
+                        model.matrix_sel = i;
+                    }
+                    drill(model, id);
+                }
+                None => {
+                    let known: Vec<&str> = model.connectors.iter().map(|c| c.id.as_str()).collect();
+                    model.message = Some((
+                        Level::Warn,
+                        format!("no app `{}` (apps: {})", clean(arg), known.join(", ")),
+                    ));
+                }
+            }
+            Vec::new()
+        }
+        "theme" => {
+            let (theme, msg) = model.themes.get(arg);
+            model.theme = theme;
+            model.message = Some(match msg {
+                Some(m) => (Level::Warn, clean(&m)),
+                None => (Level::Info, format!("theme {}", model.theme.name)),
+            });
+            Vec::new()
+        }
+        "export" => match model.selected() {
+            Some(l) => vec![Effect::Export {
+                email: l.email.clone(),
+            }],
+            None => {
+                model.message = Some((Level::Info, "no leaver selected".into()));
+                Vec::new()
+            }
+        },
+        "login" => {
+            if arg.is_empty() {
+                model.message = Some((Level::Warn, "`:login APP`: name a connector".into()));
+                return Vec::new();
+            }
+            vec![Effect::Login {
+                app: arg.to_string(),
+            }]
+        }
+        "help" => {
+            model.dialog = Some(Dialog::Help);
+            Vec::new()
+        }
+        "" => Vec::new(),
+        other => {
+            model.message = Some((
+                Level::Warn,
+                format!(
+                    "unknown command `:{}` (add, app, theme, export, login, quit)",
+                    clean(other)
+                ),
+            ));
+            Vec::new()
+        }
+    }
+}
+
+fn select_leaver(model: &mut Model, i: usize) {
+    model.filter_queue.clear();
+    model.queue_sel = i;
+    leaver_changed(model);
+}
+
+fn valid_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@._+-'".contains(c))
+}

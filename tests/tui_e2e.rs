@@ -1,0 +1,218 @@
+//! End to end: the real binary in tmux. `offboard demo`, select the urgent
+//! termination, revoke everything, wait until every grant is verified or
+//! acknowledged, export the report, quit, and check the terminal is back.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Session {
+    name: String,
+}
+
+impl Session {
+    fn tmux(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux").args(args).output().expect("tmux runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn capture(&self) -> String {
+        self.tmux(&["capture-pane", "-p", "-t", &self.name])
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", &self.name];
+        args.extend_from_slice(keys);
+        self.tmux(&args);
+    }
+
+    fn literal(&self, text: &str) {
+        self.tmux(&["send-keys", "-t", &self.name, "-l", text]);
+    }
+
+    /// Polls the screen until `pred` holds, or fails after `timeout`.
+    fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.capture();
+            if pred(&screen) {
+                return screen;
+            }
+            if start.elapsed() > timeout {
+                panic!("timed out after {timeout:?} waiting for {what}; screen:\n{screen}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.name])
+            .output();
+    }
+}
+
+fn tmux_available() -> bool {
+    Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn reports(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "md"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn demo_revoke_all_export_quit_in_tmux() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed; the console end-to-end test needs it");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_offboard");
+    let name = format!("offboard-e2e-{}", std::process::id());
+    let script = format!(
+        "env OFFBOARD_DATA='{}' LANG=C.UTF-8 TERM=xterm-256color NO_COLOR= '{bin}' demo --consistency-ms 200; \
+         echo \"EXIT=$?\"; stty -a; sleep 120",
+        data.path().display()
+    );
+    let status = Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-x",
+            "100",
+            "-y",
+            "30",
+            "-s",
+            &name,
+            "sh",
+            "-c",
+            &script,
+        ])
+        .status()
+        .expect("tmux starts");
+    assert!(status.success());
+    let s = Session { name };
+
+    // The queue is discovered.
+    s.wait_for(
+        "the demo leavers discovered",
+        Duration::from_secs(20),
+        |t| {
+            t.contains("Leavers (7)")
+                && t.contains("marcus.reyes@example.com")
+                && !t.contains("discovering")
+        },
+    );
+    // Select the urgent termination.
+    s.keys(&["j"]);
+    s.wait_for("Marcus selected", Duration::from_secs(5), |t| {
+        t.contains("Marcus Reyes <marcus.reyes@example.com>")
+    });
+    s.keys(&["R"]);
+    s.wait_for("the revoke-all dialog", Duration::from_secs(5), |t| {
+        t.contains("Type the leaver's email")
+    });
+    s.literal("marcus.reyes@example.com");
+    s.keys(&["Enter"]);
+    s.wait_for("the revoke to finish", Duration::from_secs(90), |t| {
+        t.contains("marcus.reyes@example.com: finished (")
+    });
+    // Manual steps (e.g. Slack apps the leaver owns) are ticked off with a
+    // note for the ledger: Enter on the step, type the note, Enter.
+    for _ in 0..6 {
+        let screen = s.capture();
+        if screen.contains("all verified") && screen.contains(" 0 left ") {
+            break;
+        }
+        if !screen.contains(" manual ") {
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        }
+        for app in ["slack", "salesforce", "google"] {
+            s.keys(&[":"]);
+            s.literal(&format!("app {app}"));
+            s.keys(&["Enter", "/"]);
+            s.literal("manual");
+            s.keys(&["Enter"]);
+            let t = s.wait_for("the drill-down", Duration::from_secs(5), |t| {
+                t.contains("/manual")
+            });
+            if t.contains("no grant matches the filter") {
+                s.keys(&["Escape"]);
+                s.keys(&["Escape"]);
+                continue;
+            }
+            s.keys(&["Enter"]);
+            s.wait_for("the manual-step dialog", Duration::from_secs(5), |t| {
+                t.contains("Manual step done")
+            });
+            s.literal("done by the e2e test");
+            s.keys(&["Enter"]);
+            s.wait_for("the note recorded", Duration::from_secs(10), |t| {
+                t.contains("marked done")
+            });
+            s.keys(&["Escape"]);
+            s.keys(&["Escape"]);
+            break;
+        }
+    }
+    let screen = s.wait_for(
+        "every grant verified or acknowledged",
+        Duration::from_secs(30),
+        |t| t.contains("all verified") && t.contains(" 0 left "),
+    );
+    assert!(screen.contains("verified"), "{screen}");
+
+    // Export the evidence report.
+    s.keys(&[":"]);
+    s.literal("export");
+    s.keys(&["Enter"]);
+    s.wait_for("the export message", Duration::from_secs(10), |t| {
+        t.contains("report for marcus.reyes@example.com written to")
+    });
+    let found = reports(&data.path().join("reports"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    let report = std::fs::read_to_string(&found[0]).unwrap();
+    assert!(report.contains("marcus.reyes@example.com"));
+
+    // Quit: the terminal is restored.
+    s.keys(&["q"]);
+    let screen = s.wait_for("the program to exit", Duration::from_secs(10), |t| {
+        t.contains("EXIT=")
+    });
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    assert!(
+        !screen.contains("Leavers ("),
+        "the console is gone:\n{screen}"
+    );
+    let alt = s.tmux(&["display-message", "-p", "-t", &s.name, "#{alternate_on}"]);
+    assert_eq!(alt.trim(), "0", "alternate screen left");
+    let screen = s.wait_for("stty output", Duration::from_secs(5), |t| {
+        t.contains("icanon")
+    });
+    let flags: Vec<&str> = screen.split_whitespace().collect();
+    assert!(
+        flags.contains(&"icanon"),
+        "canonical mode back on:\n{screen}"
+    );
+    assert!(flags.contains(&"echo"), "echo back on:\n{screen}");
+    assert!(
+        !flags.contains(&"-icanon") && !flags.contains(&"-echo"),
+        "{screen}"
+    );
+    // Nothing but the log file received the console's logging.
+    let log = std::fs::read_to_string(data.path().join("offboard.log")).unwrap_or_default();
+    assert!(log.contains("console closed"), "{log}");
+}
