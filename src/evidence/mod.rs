@@ -490,6 +490,19 @@ impl Core {
     /// The group-commit writer: writes whatever is queued, one batch per
     /// fsync, until the queue is empty.
     fn drain(&self) {
+        // Should a write panic, the next commit starts a new writer rather
+        // than waiting for this one forever.
+        struct Done<'a>(&'a Mutex<Queue>);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking()
+                    && let Ok(mut q) = self.0.lock()
+                {
+                    q.writing = false;
+                }
+            }
+        }
+        let _done = Done(&self.queue);
         loop {
             let jobs = {
                 let mut q = self.queue.lock().expect("ledger queue");
