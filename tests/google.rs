@@ -481,6 +481,7 @@ async fn a_leaver_with_hundreds_of_groups_is_listed_completely() {
         groups: 450,
         tokens: 40,
         app_passwords: 12,
+        ..offboard::sandbox::tenant::BenchShape::default()
     };
     let e = env_with(
         Options {

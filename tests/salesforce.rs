@@ -520,3 +520,71 @@ async fn next_records_url_on_another_host_is_refused_unsent() {
     );
     e.sb.stop().await;
 }
+
+#[tokio::test]
+async fn verify_queries_only_the_objects_asked_about() {
+    let e = env(60_000).await;
+    let marcus = found(&e.sf, "marcus.reyes@example.com").await;
+    let inv = e.sf.list_grants(&marcus).await;
+    assert!(inv.failed.is_empty(), "{:?}", inv.failed);
+    let session = inv
+        .grants
+        .iter()
+        .find(|g| g.kind == GrantKind::Session)
+        .unwrap()
+        .clone();
+    let freeze = inv
+        .grants
+        .iter()
+        .find(|g| g.id.starts_with("freeze:"))
+        .unwrap()
+        .clone();
+    let api = |v: serde_json::Value| v["api_requests"].as_u64().unwrap();
+
+    let before = api(sandbox_stats(&e.sb).await);
+    let r = e.sf.verify(&marcus, std::slice::from_ref(&session)).await;
+    let after = api(sandbox_stats(&e.sb).await);
+    assert_eq!(r, vec![(session.id.clone(), Ok(Presence::Present))]);
+    assert_eq!(after - before, 1, "one AuthSession query, nothing else");
+
+    // Removed, but still listed within the consistency delay.
+    assert_eq!(
+        e.sf.revoke(&marcus, &session).await.unwrap(),
+        RevokeOutcome::Accepted
+    );
+    let before = api(sandbox_stats(&e.sb).await);
+    let r =
+        e.sf.verify(&marcus, &[session.clone(), freeze.clone()])
+            .await;
+    let after = api(sandbox_stats(&e.sb).await);
+    assert!(r.iter().all(|(_, p)| *p == Ok(Presence::Present)), "{r:?}");
+    assert_eq!(after - before, 3, "AuthSession, then User and UserLogin");
+}
+
+#[tokio::test]
+async fn narrowed_verify_confirms_removals() {
+    let e = env(200).await;
+    let marcus = found(&e.sf, "marcus.reyes@example.com").await;
+    let inv = e.sf.list_grants(&marcus).await;
+    let picked: Vec<Grant> = ["session:", "permset:", "group:", "oauth:"]
+        .iter()
+        .map(|p| {
+            inv.grants
+                .iter()
+                .find(|g| g.id.starts_with(p))
+                .unwrap_or_else(|| panic!("marcus has a {p} grant"))
+                .clone()
+        })
+        .collect();
+    for g in &picked {
+        assert_eq!(
+            e.sf.revoke(&marcus, g).await.unwrap(),
+            RevokeOutcome::Accepted,
+            "{}",
+            g.id
+        );
+    }
+    wait_absent(&e.sf, &marcus, &picked).await;
+    let r = e.sf.verify(&marcus, &picked).await;
+    assert!(r.iter().all(|(_, p)| *p == Ok(Presence::Absent)), "{r:?}");
+}

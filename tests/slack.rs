@@ -597,3 +597,81 @@ async fn demo_config_builds_the_slack_connector() {
     assert_eq!(of_kind(&inv.grants, GrantKind::Group).len(), 2);
     sb.stop().await;
 }
+
+/// Web API and SCIM calls served so far, by method.
+fn calls(sb: &Running) -> std::collections::BTreeMap<String, u32> {
+    sb.state.slack.lock().unwrap().calls.clone()
+}
+
+#[tokio::test]
+async fn verify_reads_only_the_kinds_asked_about() {
+    let sb = common::sandbox(common::quick(60_000)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = connector(&sb, dir.path(), &[], None);
+    let dana = find(&c, "dana.whitfield@example.com").await;
+    let inv = c.list_grants(&dana).await;
+    let session = of_kind(&inv.grants, GrantKind::Session)[0].clone();
+    let group = of_kind(&inv.grants, GrantKind::Group)[0].clone();
+
+    let before = calls(&sb);
+    let r = c.verify(&dana, std::slice::from_ref(&session)).await;
+    let after = calls(&sb);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].0, session.id);
+    assert_eq!(r[0].1, Ok(Presence::Present));
+    let delta: Vec<(String, u32)> = after
+        .iter()
+        .map(|(m, n)| (m.clone(), n - before.get(m).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    assert_eq!(delta, vec![("admin.users.session.list".to_string(), 1)]);
+
+    // A removed session stays listed for the consistency delay: present.
+    assert_eq!(
+        c.revoke(&dana, &session).await.unwrap(),
+        RevokeOutcome::Accepted
+    );
+    let before = calls(&sb);
+    let r = c.verify(&dana, &[session.clone(), group.clone()]).await;
+    let after = calls(&sb);
+    assert!(r.iter().all(|(_, p)| *p == Ok(Presence::Present)), "{r:?}");
+    let methods: Vec<&String> = after
+        .iter()
+        .filter(|(m, n)| before.get(*m).copied().unwrap_or(0) < **n)
+        .map(|(m, _)| m)
+        .collect();
+    assert_eq!(
+        methods,
+        vec!["admin.users.session.list", "usergroups.list"],
+        "only the two listings asked about are read"
+    );
+}
+
+#[tokio::test]
+async fn narrowed_verify_confirms_a_removal_and_never_counts_a_failed_read() {
+    let sb = common::sandbox(common::quick(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = connector(&sb, dir.path(), &[], None);
+    let dana = find(&c, "dana.whitfield@example.com").await;
+    let inv = c.list_grants(&dana).await;
+    let session = of_kind(&inv.grants, GrantKind::Session)[0].clone();
+    assert_eq!(
+        c.revoke(&dana, &session).await.unwrap(),
+        RevokeOutcome::Accepted
+    );
+    // A failing listing is an error, never absence.
+    sb.state.slack.lock().unwrap().hooks.rate_limit_next = Some((1000, 600));
+    let r = c.verify(&dana, std::slice::from_ref(&session)).await;
+    assert!(r[0].1.is_err(), "{r:?}");
+    sb.state.slack.lock().unwrap().hooks.rate_limit_next = None;
+    common::wait_for(Duration::from_secs(10), "session absent", || {
+        let c = c.clone();
+        let dana = dana.clone();
+        let session = session.clone();
+        async move {
+            let r = c.verify(&dana, std::slice::from_ref(&session)).await;
+            (r[0].1 == Ok(Presence::Absent)).then_some(())
+        }
+    })
+    .await;
+}

@@ -1035,6 +1035,19 @@ impl SlackDriver {
     }
 }
 
+/// The part of a grant id before its first `:`.
+fn grant_prefix(g: &Grant) -> &str {
+    g.id.split_once(':').map_or(g.id.as_str(), |(p, _)| p)
+}
+
+/// Awaits `f` only when `want`.
+async fn maybe<F: std::future::Future>(want: bool, f: F) -> Option<F::Output> {
+    match want {
+        true => Some(f.await),
+        false => None,
+    }
+}
+
 fn set(v: &[String]) -> BTreeSet<&str> {
     v.iter().map(String::as_str).collect()
 }
@@ -1217,24 +1230,79 @@ impl Connector for SlackDriver {
         }
     }
 
+    /// Re-reads only what the asked grants need: `users.info` for the
+    /// account and workspace role (SCIM for a deactivation when a SCIM
+    /// token is configured), and one listing per other kind asked about.
     async fn verify(
         &self,
         account: &Account,
         grants: &[Grant],
     ) -> Vec<(String, Result<Presence, ConnectorError>)> {
-        let inv = self.list_grants(account).await;
-        let mut out = super::presence_from_inventory(&inv, grants);
-        // The account: SCIM is the source of truth for deactivation.
-        for (g, r) in grants.iter().zip(out.iter_mut()) {
-            if g.kind == GrantKind::Account && self.scim.is_some() && !g.is_manual() {
-                r.1 = match self.scim_active(&account.id).await {
-                    Ok(Some(true)) => Ok(Presence::Present),
-                    Ok(Some(false)) | Ok(None) => Ok(Presence::Absent),
-                    Err(e) => Err(e),
+        let uid = account.id.as_str();
+        let prefix = grant_prefix;
+        let has = |p: &str| grants.iter().any(|g| prefix(g) == p);
+        let scim_account =
+            |g: &Grant| g.kind == GrantKind::Account && self.scim.is_some() && !g.is_manual();
+        let known_team = self
+            .settings
+            .team_id
+            .clone()
+            .or_else(|| fact(account, "team_id").map(str::to_string));
+        let need_info = has("workspace-role")
+            || grants
+                .iter()
+                .any(|g| prefix(g) == "account" && !scim_account(g))
+            || (known_team.is_none() && (has("session") || has("usergroup")));
+        let info = match need_info {
+            true => Some(self.user_info(uid).await),
+            false => None,
+        };
+        let team = known_team.or_else(|| match &info {
+            Some(Ok(u)) => self.team_of(u),
+            _ => None,
+        });
+        let team = team.as_deref();
+        let (sessions, groups, roles, apps, scim) = tokio::join!(
+            maybe(has("session"), self.list_sessions(uid, team)),
+            maybe(has("usergroup"), self.list_groups(uid, team)),
+            maybe(has("role"), self.list_roles(uid)),
+            maybe(has("app"), self.list_apps(uid)),
+            maybe(grants.iter().any(scim_account), self.scim_active(uid)),
+        );
+        let from_info = info.map(|r| r.map(|u| self.user_grants(&u, team)));
+        let present = |list: &Option<Result<Vec<Grant>, ConnectorError>>, g: &Grant| match list {
+            Some(Ok(list)) => Ok(if list.iter().any(|x| x.id == g.id) {
+                Presence::Present
+            } else {
+                Presence::Absent
+            }),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(ConnectorError::BadResponse("not read".into())),
+        };
+        grants
+            .iter()
+            .map(|g| {
+                let r = match prefix(g) {
+                    // SCIM is the source of truth for deactivation.
+                    "account" if scim_account(g) => match &scim {
+                        Some(Ok(Some(true))) => Ok(Presence::Present),
+                        Some(Ok(Some(false) | None)) => Ok(Presence::Absent),
+                        Some(Err(e)) => Err(e.clone()),
+                        None => Err(ConnectorError::BadResponse("not read".into())),
+                    },
+                    "account" | "workspace-role" => present(&from_info, g),
+                    "session" => present(&sessions, g),
+                    "usergroup" => present(&groups, g),
+                    "role" => present(&roles, g),
+                    "app" => present(&apps, g),
+                    _ => Err(ConnectorError::Config(format!(
+                        "`{}` is not a grant this driver lists",
+                        sanitize::clean_max(&g.id, 80)
+                    ))),
                 };
-            }
-        }
-        out
+                (g.id.clone(), r)
+            })
+            .collect()
     }
 
     fn health(&self) -> Health {

@@ -146,6 +146,14 @@ pub(crate) struct Case {
     pub picks: BTreeMap<String, String>,
 }
 
+/// Whether `key` is `g.key()` (without building it).
+fn is_key(g: &Grant, key: &str) -> bool {
+    key.len() == g.connector.len() + 1 + g.id.len()
+        && key.starts_with(g.connector.as_str())
+        && key.as_bytes()[g.connector.len()] == b'/'
+        && key.ends_with(g.id.as_str())
+}
+
 /// Display text from an API, made safe (ids are kept exact: drivers need
 /// them; printers clean them).
 pub(crate) fn clean_grant(mut g: Grant) -> Grant {
@@ -277,7 +285,7 @@ impl Case {
         answer: Option<String>,
     ) {
         let key = grant.key();
-        match self.grants.iter_mut().find(|e| e.key() == key) {
+        match self.grants.iter_mut().find(|e| is_key(&e.grant, &key)) {
             Some(e) => {
                 e.requested |= matches!(state, GrantState::Revoking);
                 e.vanished = false;
@@ -306,7 +314,7 @@ impl Case {
         at: DateTime<Utc>,
         answer: Option<String>,
     ) {
-        if let Some(e) = self.grants.iter_mut().find(|e| e.key() == key) {
+        if let Some(e) = self.grants.iter_mut().find(|e| is_key(&e.grant, key)) {
             e.vanished = false;
             e.state = state;
             e.since = at;
@@ -331,11 +339,11 @@ impl Case {
     }
 
     pub fn entry(&self, key: &str) -> Option<&Entry> {
-        self.grants.iter().find(|e| e.key() == key)
+        self.grants.iter().find(|e| is_key(&e.grant, key))
     }
 
     pub fn entry_mut(&mut self, key: &str) -> Option<&mut Entry> {
-        self.grants.iter_mut().find(|e| e.key() == key)
+        self.grants.iter_mut().find(|e| is_key(&e.grant, key))
     }
 
     pub fn account(&self, connector: &str) -> Option<&Account> {

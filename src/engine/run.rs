@@ -31,7 +31,8 @@ pub struct EngineOptions {
     pub operator: String,
     /// Past it, a removal not confirmed by a read is `unconfirmed`.
     pub verify_deadline: Duration,
-    /// First wait between verification reads; doubles, capped at 5 s.
+    /// First wait between verification reads (then doubled while reads
+    /// confirm nothing, halved while they confirm some; at most 5 s).
     pub verify_initial_delay: Duration,
 }
 
@@ -178,8 +179,16 @@ impl Engine {
         self.connectors.iter().find(|c| c.id() == id)
     }
 
-    fn record(&self, email: &str, event: LedgerEvent) -> Result<(), EngineError> {
-        self.ledger.append(email, event)?;
+    /// Appends to the ledger; returns once the record is fsynced.
+    /// Concurrent steps share one fsync (the ledger's group commit).
+    async fn record(&self, email: &str, event: LedgerEvent) -> Result<(), EngineError> {
+        self.ledger.commit(email, vec![event]).await?;
+        Ok(())
+    }
+
+    /// Appends several records next to each other, with one fsync.
+    async fn record_all(&self, email: &str, events: Vec<LedgerEvent>) -> Result<(), EngineError> {
+        self.ledger.commit(email, events).await?;
         Ok(())
     }
 
@@ -252,7 +261,7 @@ impl Engine {
     }
 
     /// Opens the case in memory, from the ledger's history when it has one.
-    fn open_case(&self, person: &Person) -> Result<(), EngineError> {
+    async fn open_case(&self, person: &Person) -> Result<(), EngineError> {
         if self
             .cases
             .lock()
@@ -282,7 +291,8 @@ impl Engine {
             email: person.email.clone(),
         });
         if !pending.is_empty() {
-            self.record(&person.email, LedgerEvent::Resumed { pending })?;
+            self.record(&person.email, LedgerEvent::Resumed { pending })
+                .await?;
         }
         Ok(())
     }
@@ -301,7 +311,7 @@ impl Engine {
     ) -> Result<CaseView, EngineError> {
         let person = Self::normalise(email)?;
         self.check_apps(apps)?;
-        self.open_case(&person)?;
+        self.open_case(&person).await?;
         let selected: Vec<Arc<dyn Connector>> = self
             .connectors
             .iter()
@@ -381,7 +391,7 @@ impl Engine {
         let person = Self::normalise(email)?;
         let email = person.email.as_str();
         self.check_apps(&[connector.to_string()])?;
-        self.open_case(&person)?;
+        self.open_case(&person).await?;
         let status = || {
             self.with_case(email, |c| {
                 c.accounts.get(connector).map(|a| a.status.clone())
@@ -406,7 +416,8 @@ impl Engine {
                         account_id: account_id.to_string(),
                         candidates: candidates.iter().map(|a| a.id.clone()).collect(),
                     },
-                )?;
+                )
+                .await?;
                 self.with_case(email, |c| {
                     c.picks
                         .insert(connector.to_string(), account_id.to_string())
@@ -455,7 +466,7 @@ impl Engine {
         if let Some(c) = connector {
             self.check_apps(&[c.to_string()])?;
         }
-        self.open_case(&person)?;
+        self.open_case(&person).await?;
         let jobs = self
             .connectors
             .iter()
@@ -584,7 +595,8 @@ impl Engine {
                                 grants: Vec::new(),
                                 failed_kinds: Vec::new(),
                             },
-                        )?;
+                        )
+                        .await?;
                     }
                     self.emit_health(&c);
                     return Ok(());
@@ -639,21 +651,24 @@ impl Engine {
                         })
                         .collect(),
                 },
-            )?;
+            )
+            .await?;
         }
-        self.record_changes(email, changes, "absent from a fresh complete read")?;
+        self.record_changes(email, changes, "absent from a fresh complete read")
+            .await?;
         self.emit_health(&c);
         Ok(())
     }
 
-    fn record_changes(
+    async fn record_changes(
         &self,
         email: &str,
         changes: Vec<Change>,
         how: &str,
     ) -> Result<(), EngineError> {
-        for ch in changes {
-            let (key, event) = match ch {
+        let (keys, events): (Vec<String>, Vec<LedgerEvent>) = changes
+            .into_iter()
+            .map(|ch| match ch {
                 Change::Verified(key) => (
                     key.clone(),
                     LedgerEvent::Verified {
@@ -676,8 +691,10 @@ impl Engine {
                         how: format!("{how}; not removed by this tool"),
                     },
                 ),
-            };
-            self.record(email, event)?;
+            })
+            .unzip();
+        self.record_all(email, events).await?;
+        for key in keys {
             if let Some(state) = self.state_of(email, &key) {
                 self.emit(Event::State {
                     email: email.into(),
@@ -740,7 +757,7 @@ impl Engine {
                 })
             })
             .collect();
-        self.record(email, LedgerEvent::Planned { steps })?;
+        self.record(email, LedgerEvent::Planned { steps }).await?;
         self.emit(Event::Planned {
             email: email.into(),
             plan: plan.clone(),
@@ -771,7 +788,8 @@ impl Engine {
             LedgerEvent::Finished {
                 summary: summary.clone(),
             },
-        )?;
+        )
+        .await?;
         self.emit(Event::Finished {
             email: email.into(),
             summary: summary.clone(),
@@ -798,7 +816,8 @@ impl Engine {
                     key: key.clone(),
                     note: STILL_LISTED_NOTE.into(),
                 },
-            )?;
+            )
+            .await?;
             self.set_state(
                 email,
                 &key,
@@ -891,7 +910,8 @@ impl Engine {
                         grant: g.clone(),
                         instructions: instructions.clone(),
                     },
-                )?;
+                )
+                .await?;
                 self.set_state(email, &key, GrantState::Manual, None);
             }
             return Ok(());
@@ -919,7 +939,8 @@ impl Engine {
                 phase: phase.number(),
                 grant: g.clone(),
             },
-        )?;
+        )
+        .await?;
         self.set_state(email, &key, GrantState::Revoking, None);
         let result = c.revoke(&account, g).await;
         let (outcome, error, manual) = match &result {
@@ -939,7 +960,8 @@ impl Engine {
                 error: error.clone(),
                 manual: manual.clone(),
             },
-        )?;
+        )
+        .await?;
         let (state, answer) =
             answer_state(outcome, error.as_deref(), manual.as_deref(), Utc::now());
         self.emit(Event::ApiAnswer {
@@ -962,8 +984,9 @@ impl Engine {
     }
 
     /// Re-reads, batched per connector, every grant in `scope` whose removal
-    /// was accepted, with a doubling delay (reset when new removals arrive),
-    /// until each is absent from a fresh successful read (`verified`) or its
+    /// was accepted, with a delay that doubles after a round that confirms
+    /// nothing, halves after one that confirms some, and starts over when
+    /// new removals arrive, until each is absent from a fresh successful read (`verified`) or its
     /// deadline passes (`unconfirmed`, escalated in the ledger). Ends when
     /// nothing is pending and `exec_done` is set.
     async fn verify_loop(
@@ -997,7 +1020,7 @@ impl Engine {
                 seen.extend(keys);
             }
             tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(VERIFY_MAX_DELAY);
+            let mut progressed = false;
 
             let rounds = pending
                 .into_iter()
@@ -1010,10 +1033,11 @@ impl Engine {
                     (cid, c, grants, results)
                 });
             for (cid, c, grants, results) in join_all(rounds).await {
+                let asked: HashSet<&str> = grants.iter().map(|g| g.id.as_str()).collect();
                 let mut verified = Vec::new();
                 for (id, r) in results {
                     let key = format!("{cid}/{id}");
-                    if !grants.iter().any(|g| g.id == id) {
+                    if !asked.contains(id.as_str()) {
                         continue;
                     }
                     match r {
@@ -1026,24 +1050,38 @@ impl Engine {
                         }
                     }
                 }
-                for key in verified {
-                    if self.state_of(email, &key) != Some(GrantState::Removed) {
-                        continue;
-                    }
-                    self.record(
-                        email,
-                        LedgerEvent::Verified {
+                // One fsync for the whole round; each grant turns verified
+                // only once its record is durable.
+                verified.retain(|key| self.state_of(email, key) == Some(GrantState::Removed));
+                self.record_all(
+                    email,
+                    verified
+                        .iter()
+                        .map(|key| LedgerEvent::Verified {
                             key: key.clone(),
                             how: "absent from a fresh read".into(),
-                        },
-                    )?;
-                    self.set_state(email, &key, GrantState::Verified { at: Utc::now() }, None);
+                        })
+                        .collect(),
+                )
+                .await?;
+                let now = Utc::now();
+                progressed |= !verified.is_empty();
+                for key in verified {
+                    self.set_state(email, &key, GrantState::Verified { at: now }, None);
                 }
                 if let Some(c) = c {
                     self.emit_health(&c);
                 }
             }
-            self.escalate_overdue(email, scope, &last_error)?;
+            // Removals settle in a wave: while reads confirm some, the rest
+            // are close behind, so the wait shortens; a round that confirms
+            // nothing doubles it.
+            delay = if progressed {
+                (delay / 2).max(self.opts.verify_initial_delay)
+            } else {
+                (delay * 2).min(VERIFY_MAX_DELAY)
+            };
+            self.escalate_overdue(email, scope, &last_error).await?;
         }
     }
 
@@ -1072,7 +1110,7 @@ impl Engine {
         .unwrap_or_default()
     }
 
-    fn escalate_overdue(
+    async fn escalate_overdue(
         &self,
         email: &str,
         scope: &HashSet<String>,
@@ -1091,24 +1129,34 @@ impl Engine {
                     .collect()
             })
             .unwrap_or_default();
-        for key in overdue {
-            let reason = match last_error.get(&key) {
-                Some(e) => format!(
-                    "not confirmed within {}s; last read failed: {e}",
-                    self.opts.verify_deadline.as_secs()
-                ),
-                None => format!(
-                    "still listed {}s after the app accepted the removal",
-                    self.opts.verify_deadline.as_secs()
-                ),
-            };
-            self.record(
-                email,
-                LedgerEvent::Escalated {
+        let reasons: Vec<(String, String)> = overdue
+            .into_iter()
+            .map(|key| {
+                let reason = match last_error.get(&key) {
+                    Some(e) => format!(
+                        "not confirmed within {}s; last read failed: {e}",
+                        self.opts.verify_deadline.as_secs()
+                    ),
+                    None => format!(
+                        "still listed {}s after the app accepted the removal",
+                        self.opts.verify_deadline.as_secs()
+                    ),
+                };
+                (key, reason)
+            })
+            .collect();
+        self.record_all(
+            email,
+            reasons
+                .iter()
+                .map(|(key, reason)| LedgerEvent::Escalated {
                     key: key.clone(),
                     reason: reason.clone(),
-                },
-            )?;
+                })
+                .collect(),
+        )
+        .await?;
+        for (key, reason) in reasons {
             self.set_state(email, &key, GrantState::Unconfirmed { reason }, None);
         }
         Ok(())
@@ -1144,7 +1192,8 @@ impl Engine {
                 note: note.clone(),
                 previous_state: state.to_string(),
             },
-        )?;
+        )
+        .await?;
         self.set_state(
             email,
             key,

@@ -5,8 +5,9 @@
 //!
 //! Writers: every append takes an exclusive `flock` on `ledger.jsonl.lock`,
 //! re-reads whatever other processes appended since (so the chain stays one
-//! chain when two processes write), writes one line with `O_APPEND` and
-//! fsyncs it. A lock held for more than [`LOCK_WAIT`] is refused with a
+//! chain when two processes write), writes its lines with `O_APPEND` and
+//! fsyncs them before the append returns. Concurrent async appends share
+//! one write and one fsync (a group commit, [`Ledger::commit`]). A lock held for more than [`LOCK_WAIT`] is refused with a
 //! clear error.
 //!
 //! A crash can leave a torn last line (bytes without a final newline). The
@@ -25,7 +26,7 @@ pub mod report;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -240,7 +241,7 @@ impl LedgerEvent {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LedgerError {
     #[error("{path}: {error}")]
     Io { path: PathBuf, error: String },
@@ -288,19 +289,49 @@ struct Head {
     lines: usize,
 }
 
-/// The append-only ledger. Cheap to share behind an `Arc`; appends are
-/// serialised in-process by a mutex and across processes by `flock`.
-pub struct Ledger {
+/// Appends waiting for the next group commit, and whether a writer is at
+/// work on them.
+#[derive(Default)]
+struct Queue {
+    jobs: Vec<Job>,
+    writing: bool,
+}
+
+struct Job {
+    case: String,
+    events: Vec<LedgerEvent>,
+    done: tokio::sync::oneshot::Sender<Result<Vec<Record>, LedgerError>>,
+}
+
+struct Core {
     path: PathBuf,
     lock_path: PathBuf,
     operator: String,
     head: Mutex<Head>,
     torn: Mutex<Vec<TornTail>>,
+    queue: Mutex<Queue>,
+    /// fsyncs of appended records so far.
+    syncs: std::sync::atomic::AtomicU64,
+}
+
+/// The append-only ledger. Appends are serialised in-process by a mutex
+/// and across processes by `flock`.
+///
+/// [`Ledger::append`] writes and fsyncs one record. [`Ledger::commit`] is
+/// the group commit for async callers: appends that arrive while a write
+/// is under way are written together by the next one, in arrival order,
+/// with one `fdatasync` for all of them; each caller gets its records only
+/// after that fsync, so every record is durable before its step proceeds.
+#[derive(Clone)]
+pub struct Ledger {
+    core: Arc<Core>,
 }
 
 impl std::fmt::Debug for Ledger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ledger").field("path", &self.path).finish()
+        f.debug_struct("Ledger")
+            .field("path", &self.core.path)
+            .finish()
     }
 }
 
@@ -318,7 +349,7 @@ impl Ledger {
         }
         let mut lock_name = path.file_name().unwrap_or_default().to_os_string();
         lock_name.push(".lock");
-        let ledger = Ledger {
+        let core = Core {
             path: path.to_path_buf(),
             lock_path: path.with_file_name(lock_name),
             operator: crate::sanitize::clean(operator),
@@ -329,34 +360,120 @@ impl Ledger {
                 lines: 0,
             }),
             torn: Mutex::new(Vec::new()),
+            queue: Mutex::new(Queue::default()),
+            syncs: std::sync::atomic::AtomicU64::new(0),
         };
         {
-            let _lock = ledger.lock()?;
-            let mut file = ledger.file()?;
-            let mut head = ledger.head.lock().expect("ledger head");
-            ledger.catch_up(&mut file, &mut head)?;
+            let _lock = core.lock()?;
+            let mut file = core.file()?;
+            let mut head = core.head.lock().expect("ledger head");
+            core.catch_up(&mut file, &mut head)?;
         }
-        Ok(ledger)
+        Ok(Ledger {
+            core: Arc::new(core),
+        })
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.core.path
     }
 
     pub fn operator(&self) -> &str {
-        &self.operator
+        &self.core.operator
     }
 
     /// Torn lines this handle set aside (for a warning to the operator).
     pub fn torn_tails(&self) -> Vec<TornTail> {
-        self.torn.lock().expect("ledger torn").clone()
+        self.core.torn.lock().expect("ledger torn").clone()
     }
 
     /// The last record's `seq` (the number of records in an intact ledger).
     pub fn last_seq(&self) -> u64 {
-        self.head.lock().expect("ledger head").seq
+        self.core.head.lock().expect("ledger head").seq
     }
 
+    /// How many fsyncs this handle's appends made (group commits make
+    /// fewer than records).
+    pub fn fsyncs(&self) -> u64 {
+        self.core.syncs.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Appends one record for `case` and fsyncs it.
+    pub fn append(&self, case: &str, event: LedgerEvent) -> Result<Record, LedgerError> {
+        let mut records = self.core.write_batch(&[(case, vec![event])])?;
+        Ok(records.remove(0))
+    }
+
+    /// Appends `events` for `case`, in order and next to each other, through
+    /// the group commit. Returns once they are written and fsynced (an
+    /// error means none of this call's records may be taken as durable).
+    /// Needs a Tokio runtime: the write runs on its blocking pool.
+    pub async fn commit(
+        &self,
+        case: &str,
+        events: Vec<LedgerEvent>,
+    ) -> Result<Vec<Record>, LedgerError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let start_writer = {
+            let mut q = self.core.queue.lock().expect("ledger queue");
+            q.jobs.push(Job {
+                case: case.to_string(),
+                events,
+                done,
+            });
+            !std::mem::replace(&mut q.writing, true)
+        };
+        if start_writer {
+            let core = self.core.clone();
+            tokio::task::spawn_blocking(move || core.drain());
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(LedgerError::Io {
+                path: self.core.path.clone(),
+                error: "the ledger writer stopped before confirming the write".into(),
+            })
+        })
+    }
+
+    /// Every complete record of a ledger file, in order. A line that is not
+    /// a record is an error naming its line; a torn last line is skipped
+    /// (it is reported by [`verify_chain`] and set aside by the next append).
+    pub fn read(path: &Path) -> Result<Vec<Record>, LedgerError> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(path)(e)),
+        };
+        let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let mut out = Vec::new();
+        for (i, line) in bytes[..complete].split(|b| *b == b'\n').enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            let r: Record = serde_json::from_slice(line).map_err(|e| LedgerError::Corrupt {
+                path: path.to_path_buf(),
+                line: i + 1,
+                what: format!("not a ledger record: {e}"),
+            })?;
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    /// The records of one case.
+    pub fn read_case(path: &Path, email: &str) -> Result<Vec<Record>, LedgerError> {
+        let email = email.trim().to_ascii_lowercase();
+        Ok(Self::read(path)?
+            .into_iter()
+            .filter(|r| r.case == email)
+            .collect())
+    }
+}
+
+impl Core {
     fn file(&self) -> Result<File, LedgerError> {
         OpenOptions::new()
             .read(true)
@@ -368,6 +485,105 @@ impl Ledger {
 
     fn lock(&self) -> Result<FileLock, LedgerError> {
         FileLock::acquire(&self.lock_path)
+    }
+
+    /// The group-commit writer: writes whatever is queued, one batch per
+    /// fsync, until the queue is empty.
+    fn drain(&self) {
+        // Should a write panic, the next commit starts a new writer rather
+        // than waiting for this one forever.
+        struct Done<'a>(&'a Mutex<Queue>);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking()
+                    && let Ok(mut q) = self.0.lock()
+                {
+                    q.writing = false;
+                }
+            }
+        }
+        let _done = Done(&self.queue);
+        loop {
+            let jobs = {
+                let mut q = self.queue.lock().expect("ledger queue");
+                if q.jobs.is_empty() {
+                    q.writing = false;
+                    return;
+                }
+                std::mem::take(&mut q.jobs)
+            };
+            let batch: Vec<(&str, Vec<LedgerEvent>)> = jobs
+                .iter()
+                .map(|j| (j.case.as_str(), j.events.clone()))
+                .collect();
+            match self.write_batch(&batch) {
+                Ok(mut records) => {
+                    for j in jobs {
+                        let rest = records.split_off(j.events.len());
+                        let _ = j.done.send(Ok(std::mem::replace(&mut records, rest)));
+                    }
+                }
+                Err(e) => {
+                    for j in jobs {
+                        let _ = j.done.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes every event of `batch`, in order, as one `write` and one
+    /// `fdatasync`, under the head mutex and the cross-process lock.
+    fn write_batch(&self, batch: &[(&str, Vec<LedgerEvent>)]) -> Result<Vec<Record>, LedgerError> {
+        let mut head = self.head.lock().expect("ledger head");
+        let _lock = self.lock()?;
+        let mut file = self.file()?;
+        self.catch_up(&mut file, &mut head)?;
+        let mut next = Head {
+            len: head.len,
+            seq: head.seq,
+            hash: head.hash.clone(),
+            lines: head.lines,
+        };
+        let mut bytes = Vec::new();
+        let mut records = Vec::new();
+        for (case, events) in batch {
+            for event in events {
+                let record = self.record(&next, case, event.clone());
+                let line = self.encode(&record)?;
+                next.hash = sha256_hex(&line);
+                next.seq = record.seq;
+                next.lines += 1;
+                next.len += line.len() as u64 + 1;
+                bytes.extend_from_slice(&line);
+                bytes.push(b'\n');
+                records.push(record);
+            }
+        }
+        file.write_all(&bytes).map_err(io_err(&self.path))?;
+        file.sync_data().map_err(io_err(&self.path))?;
+        self.syncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *head = next;
+        Ok(records)
+    }
+
+    fn record(&self, head: &Head, case: &str, event: LedgerEvent) -> Record {
+        Record {
+            seq: head.seq + 1,
+            ts: Utc::now(),
+            operator: self.operator.clone(),
+            case: case.to_string(),
+            event,
+            prev: head.hash.clone(),
+        }
+    }
+
+    fn encode(&self, record: &Record) -> Result<Vec<u8>, LedgerError> {
+        serde_json::to_vec(record).map_err(|e| LedgerError::Io {
+            path: self.path.clone(),
+            error: format!("cannot encode a record: {e}"),
+        })
     }
 
     /// Reads whatever was appended since `head.len` (by another process or
@@ -470,49 +686,6 @@ impl Ledger {
         head.hash = hash;
         head.lines += 1;
         Ok(record)
-    }
-
-    /// Appends one record for `case` and fsyncs it.
-    pub fn append(&self, case: &str, event: LedgerEvent) -> Result<Record, LedgerError> {
-        let mut head = self.head.lock().expect("ledger head");
-        let _lock = self.lock()?;
-        let mut file = self.file()?;
-        self.catch_up(&mut file, &mut head)?;
-        self.write_locked(&mut file, &mut head, case, event)
-    }
-
-    /// Every complete record of a ledger file, in order. A line that is not
-    /// a record is an error naming its line; a torn last line is skipped
-    /// (it is reported by [`verify_chain`] and set aside by the next append).
-    pub fn read(path: &Path) -> Result<Vec<Record>, LedgerError> {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err(path)(e)),
-        };
-        let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        let mut out = Vec::new();
-        for (i, line) in bytes[..complete].split(|b| *b == b'\n').enumerate() {
-            if line.is_empty() {
-                continue;
-            }
-            let r: Record = serde_json::from_slice(line).map_err(|e| LedgerError::Corrupt {
-                path: path.to_path_buf(),
-                line: i + 1,
-                what: format!("not a ledger record: {e}"),
-            })?;
-            out.push(r);
-        }
-        Ok(out)
-    }
-
-    /// The records of one case.
-    pub fn read_case(path: &Path, email: &str) -> Result<Vec<Record>, LedgerError> {
-        let email = email.trim().to_ascii_lowercase();
-        Ok(Self::read(path)?
-            .into_iter()
-            .filter(|r| r.case == email)
-            .collect())
     }
 }
 
@@ -827,6 +1000,93 @@ mod tests {
         assert!(line.contains("\"outcome\":\"already_gone\""));
         let recs = Ledger::read(&p).unwrap();
         assert_eq!(recs[0].event, ev);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_commits_share_fsyncs_and_keep_one_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(LEDGER_FILE);
+        let l = Ledger::open(&p, "op").unwrap();
+        l.append(
+            "dana@example.com",
+            LedgerEvent::Reappeared { key: "k".into() },
+        )
+        .unwrap();
+        let before = l.fsyncs();
+        let jobs = (0..200).map(|i| {
+            let l = l.clone();
+            async move {
+                let recs = l
+                    .commit(
+                        "dana@example.com",
+                        vec![
+                            LedgerEvent::RevokeRequested {
+                                key: format!("google/t{i}"),
+                                phase: 1,
+                                grant: grant(&format!("t{i}")),
+                            },
+                            LedgerEvent::Verified {
+                                key: format!("google/t{i}"),
+                                how: "absent".into(),
+                            },
+                        ],
+                    )
+                    .await
+                    .unwrap();
+                // Written before the call returned.
+                let on_disk = Ledger::read(l.path()).unwrap();
+                for r in &recs {
+                    assert_eq!(on_disk[(r.seq - 1) as usize], *r);
+                }
+                recs
+            }
+        });
+        let all = futures::future::join_all(jobs).await;
+        let mut seqs: Vec<u64> = Vec::new();
+        for recs in &all {
+            assert_eq!(recs.len(), 2);
+            assert_eq!(
+                recs[1].seq,
+                recs[0].seq + 1,
+                "one call's records stay together"
+            );
+            assert_eq!(recs[0].key(), recs[1].key());
+            seqs.extend(recs.iter().map(|r| r.seq));
+        }
+        seqs.sort();
+        assert_eq!(seqs, (2..=401).collect::<Vec<u64>>());
+        let rep = verify_chain(&p).unwrap();
+        assert!(rep.ok(), "{:?}", rep.problems);
+        assert_eq!(rep.records, 401);
+        let syncs = l.fsyncs() - before;
+        assert!(
+            (1..100).contains(&syncs),
+            "{syncs} fsyncs for 200 concurrent commits"
+        );
+        // A plain append continues the same chain.
+        l.append("x", LedgerEvent::Reappeared { key: "k2".into() })
+            .unwrap();
+        assert_eq!(l.last_seq(), 402);
+        assert!(verify_chain(&p).unwrap().ok());
+    }
+
+    #[tokio::test]
+    async fn a_failed_group_write_fails_every_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(LEDGER_FILE);
+        let l = write_some(&p, 2);
+        let text = std::fs::read_to_string(&p).unwrap();
+        let first = text.lines().next().unwrap();
+        std::fs::write(&p, format!("{first}\n")).unwrap();
+        let (a, b) = tokio::join!(
+            l.commit("x", vec![LedgerEvent::Reappeared { key: "a".into() }]),
+            l.commit("x", vec![LedgerEvent::Reappeared { key: "b".into() }]),
+        );
+        for r in [a, b] {
+            let e = r.unwrap_err();
+            assert!(e.to_string().contains("shrank"), "{e}");
+        }
+        assert_eq!(Ledger::read(&p).unwrap().len(), 1);
     }
 
     #[test]

@@ -1989,6 +1989,7 @@ mod tests {
             groups: 250,
             tokens: 30,
             app_passwords: 7,
+            ..tenant::BenchShape::default()
         };
         let s = State::seed(Some(&shape));
         let u = s.user_index("bench@example.com").unwrap();

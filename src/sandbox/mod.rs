@@ -94,7 +94,8 @@ pub struct Options {
     pub access_log: Option<PathBuf>,
     /// Seed for the fault dice (the tenant itself is always the same).
     pub seed: u64,
-    /// Extra people for benchmarks: a leaver with this many Google grants.
+    /// Extra people for benchmarks: a leaver with this many grants in
+    /// Google, Slack and Salesforce.
     pub bench_grants: Option<tenant::BenchShape>,
 }
 
@@ -191,11 +192,17 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         )),
         None => None,
     };
+    let mut salesforce_state = salesforce::State::seed();
+    let mut slack_state = slack::State::seed();
+    if let Some(b) = &opts.bench_grants {
+        salesforce_state.seed_bench(b);
+        slack_state.seed_bench(b);
+    }
     let state: Shared = Arc::new(SandboxState {
         faults: RwLock::new(opts.faults.clone()),
         google: Mutex::new(google::State::seed(opts.bench_grants.as_ref())),
-        salesforce: Mutex::new(salesforce::State::seed()),
-        slack: Mutex::new(slack::State::seed()),
+        salesforce: Mutex::new(salesforce_state),
+        slack: Mutex::new(slack_state),
         oauth: Mutex::new(oauth::State::default()),
         base_url: base_url.clone(),
         rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(opts.seed)),

@@ -505,6 +505,41 @@ impl State {
         }
     }
 
+    /// Adds the benchmark leaver: a standard user with the sessions, tokens,
+    /// permission sets and group memberships of `b`.
+    pub fn seed_bench(&mut self, b: &tenant::BenchShape) {
+        let mut s = Seeder {
+            objects: std::mem::take(&mut self.objects),
+            n: 900_000,
+        };
+        let u = s.user(
+            tenant::BenchShape::PERSON_N,
+            &b.email,
+            &b.email,
+            "Bench Leaver",
+            STANDARD,
+        );
+        for i in 0..b.sf_sessions {
+            s.session(&u, "UI", "Application", "203.0.113.9", (i % 12) as i64);
+        }
+        for i in 0..b.sf_tokens {
+            s.oauth(&u, &format!("Bench app {i}"), i as u64, (i % 60) as i64);
+        }
+        for i in 0..b.sf_permsets {
+            s.permset(&u, &format!("Bench_Set_{i:04}"), &format!("Bench set {i}"));
+        }
+        for i in 0..b.sf_groups {
+            let g = format!("00GSB{:010}AAA", 9000 + i);
+            let (ty, name) = if i % 4 == 0 {
+                ("Queue", format!("Bench queue {i}"))
+            } else {
+                ("Regular", format!("Bench group {i}"))
+            };
+            s.member(&u, &g, ty, &name);
+        }
+        self.objects = s.objects;
+    }
+
     /// Current (settled, still listed) values of an object's rows, for tests.
     pub fn rows(&self, object: &str) -> Vec<BTreeMap<String, Value>> {
         self.objects
@@ -1590,6 +1625,47 @@ mod tests {
                 .1,
             "INVALID_QUERY_FILTER_OPERATOR"
         );
+    }
+
+    #[test]
+    fn bench_leaver_has_the_shape_asked_and_the_demo_org_none() {
+        let shape = tenant::BenchShape {
+            sf_sessions: 7,
+            sf_tokens: 5,
+            sf_permsets: 4,
+            sf_groups: 3,
+            ..tenant::BenchShape::default()
+        };
+        let plain = State::seed();
+        let mut st = State::seed();
+        st.seed_bench(&shape);
+        let id = user_id(tenant::BenchShape::PERSON_N);
+        let of = |st: &State, object: &str, field: &str| {
+            st.rows(object)
+                .iter()
+                .filter(|r| r[field] == id.as_str())
+                .count()
+        };
+        assert_eq!(of(&plain, "User", "Id"), 0);
+        assert_eq!(of(&st, "User", "Id"), 1);
+        assert_eq!(of(&st, "AuthSession", "UsersId"), 7);
+        assert_eq!(of(&st, "OauthToken", "UserId"), 5);
+        // Plus the profile's own permission set.
+        assert_eq!(of(&st, "PermissionSetAssignment", "AssigneeId"), 5);
+        assert_eq!(of(&st, "GroupMember", "UserOrGroupId"), 3);
+        let ids: std::collections::HashSet<String> = st
+            .objects
+            .values()
+            .flatten()
+            .filter_map(|r| r.str("Id").map(str::to_string))
+            .collect();
+        let rows = st
+            .objects
+            .values()
+            .flatten()
+            .filter(|r| r.str("Id").is_some())
+            .count();
+        assert_eq!(ids.len(), rows, "record ids stay unique");
     }
 
     #[test]

@@ -474,6 +474,58 @@ impl State {
         st
     }
 
+    /// Adds the benchmark leaver: an ordinary member with the sessions and
+    /// user groups of `b` (each group has one other member, so removals go
+    /// through `usergroups.users.update`).
+    pub fn seed_bench(&mut self, b: &tenant::BenchShape) {
+        let n = tenant::BenchShape::PERSON_N;
+        let id = slack_id('U', n);
+        self.users.push(User {
+            id: id.clone(),
+            name: b.email.split('@').next().unwrap_or_default().to_string(),
+            real_name: "Bench Leaver".into(),
+            first: "Bench".into(),
+            last: "Leaver".into(),
+            email: b.email.clone(),
+            deleted: false,
+            is_admin: false,
+            is_owner: false,
+            is_primary_owner: false,
+            is_restricted: false,
+            is_ultra_restricted: false,
+            is_bot: false,
+        });
+        for i in 0..b.slack_sessions {
+            self.add_session(
+                &id,
+                Device {
+                    hardware: "MacBookPro18,3",
+                    os: "Mac OS",
+                    os_version: "14.5.0",
+                    client: "4.39.95",
+                    ip: format!("198.51.100.{}", i % 250 + 1),
+                },
+            );
+        }
+        let base_ts: i64 = 1_717_000_000;
+        for i in 0..b.slack_groups {
+            let gn = 9000 + i as u32;
+            self.groups.push(UserGroup {
+                id: slack_id('S', gn),
+                name: format!("Bench group {i}"),
+                handle: format!("bench-{i:04}"),
+                description: "benchmark group".into(),
+                users: vec![id.clone(), slack_id('U', 100 + (i as u32 % 150))],
+                removed: Vec::new(),
+                disabled_at: None,
+                date_create: base_ts,
+                date_update: base_ts,
+                created_by: ADMIN_USER_ID.into(),
+                updated_by: ADMIN_USER_ID.into(),
+            });
+        }
+    }
+
     fn add_session(&mut self, user_id: &str, device: Device) {
         self.next_session += 17;
         self.sessions.push(Session {
@@ -1361,5 +1413,36 @@ async fn scim_delete(
     match deactivate(&mut st, &id) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err((code, msg)) => scim_error(&version, code, msg),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_leaver_has_the_shape_asked_and_the_demo_org_none() {
+        let shape = tenant::BenchShape {
+            slack_sessions: 9,
+            slack_groups: 6,
+            ..tenant::BenchShape::default()
+        };
+        let plain = State::seed();
+        assert!(plain.user_by_email(&shape.email).is_none());
+        let mut st = State::seed();
+        st.seed_bench(&shape);
+        let u = st
+            .user_by_email(&shape.email)
+            .expect("bench leaver")
+            .id
+            .clone();
+        assert_eq!(st.sessions.iter().filter(|s| s.user_id == u).count(), 9);
+        let groups: Vec<&UserGroup> = st.groups.iter().filter(|g| g.users.contains(&u)).collect();
+        assert_eq!(groups.len(), 6);
+        assert!(groups.iter().all(|g| g.users.len() == 2));
+        let mut ids: Vec<&str> = st.groups.iter().map(|g| g.id.as_str()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), st.groups.len(), "group ids stay unique");
     }
 }

@@ -194,13 +194,30 @@ pub fn people() -> Vec<TenantPerson> {
     out
 }
 
-/// A synthetic leaver for benchmarks, with this many grants.
+/// A synthetic leaver for benchmarks, with this many grants in each app.
+/// Only a sandbox started with `Options::bench_grants` has them; the demo
+/// tenant never does.
 #[derive(Debug, Clone)]
 pub struct BenchShape {
     pub email: String,
+    /// Google group memberships.
     pub groups: usize,
+    /// Google third-party OAuth tokens.
     pub tokens: usize,
+    /// Google app-specific passwords.
     pub app_passwords: usize,
+    /// Slack sessions.
+    pub slack_sessions: usize,
+    /// Slack user groups the leaver is in (each with one other member).
+    pub slack_groups: usize,
+    /// Salesforce `AuthSession`s.
+    pub sf_sessions: usize,
+    /// Salesforce connected-app `OauthToken`s.
+    pub sf_tokens: usize,
+    /// Salesforce permission set assignments.
+    pub sf_permsets: usize,
+    /// Salesforce public group and queue memberships.
+    pub sf_groups: usize,
 }
 
 impl Default for BenchShape {
@@ -210,8 +227,19 @@ impl Default for BenchShape {
             groups: 600,
             tokens: 300,
             app_passwords: 100,
+            slack_sessions: 100,
+            slack_groups: 100,
+            sf_sessions: 100,
+            sf_tokens: 100,
+            sf_permsets: 100,
+            sf_groups: 100,
         }
     }
+}
+
+impl BenchShape {
+    /// The bench leaver's number in the tenant (past the demo people).
+    pub const PERSON_N: u32 = 5000;
 }
 
 #[cfg(test)]
