@@ -5,16 +5,15 @@
 
 mod common;
 
+use common::console::{Keys, SharedScreen, screen_until};
+
 use std::io;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::{Event as TermEvent, KeyCode};
 use futures::channel::mpsc;
 use ratatui::Terminal;
-use ratatui::backend::{Backend, ClearType, TestBackend, WindowSize};
-use ratatui::buffer::Cell;
-use ratatui::layout::{Position, Size};
+use ratatui::backend::TestBackend;
 
 use offboard::connector::ResolvedConnector;
 use offboard::connector::http::shared_reqwest;
@@ -26,61 +25,6 @@ use offboard::tui::app::{self, ConsoleOptions, EngineService};
 use offboard::tui::model::LeaverRow;
 use offboard::tui::runtime::{self, Service};
 use offboard::tui::signin::SignIn;
-
-/// A TestBackend whose last flushed screen can be read while the loop runs.
-struct SharedScreen {
-    inner: TestBackend,
-    text: Arc<Mutex<String>>,
-}
-
-impl Backend for SharedScreen {
-    type Error = std::convert::Infallible;
-
-    fn draw<'a, I>(&mut self, content: I) -> Result<(), Self::Error>
-    where
-        I: Iterator<Item = (u16, u16, &'a Cell)>,
-    {
-        self.inner.draw(content)
-    }
-    fn hide_cursor(&mut self) -> Result<(), Self::Error> {
-        self.inner.hide_cursor()
-    }
-    fn show_cursor(&mut self) -> Result<(), Self::Error> {
-        self.inner.show_cursor()
-    }
-    fn get_cursor_position(&mut self) -> Result<Position, Self::Error> {
-        self.inner.get_cursor_position()
-    }
-    fn set_cursor_position<P: Into<Position>>(&mut self, p: P) -> Result<(), Self::Error> {
-        self.inner.set_cursor_position(p)
-    }
-    fn clear(&mut self) -> Result<(), Self::Error> {
-        self.inner.clear()
-    }
-    fn clear_region(&mut self, t: ClearType) -> Result<(), Self::Error> {
-        self.inner.clear_region(t)
-    }
-    fn size(&self) -> Result<Size, Self::Error> {
-        self.inner.size()
-    }
-    fn window_size(&mut self) -> Result<WindowSize, Self::Error> {
-        self.inner.window_size()
-    }
-    fn flush(&mut self) -> Result<(), Self::Error> {
-        self.inner.flush()?;
-        let buf = self.inner.buffer();
-        let text: String = (0..buf.area.height)
-            .map(|y| {
-                (0..buf.area.width)
-                    .map(|x| buf[(x, y)].symbol())
-                    .collect::<String>()
-                    + "\n"
-            })
-            .collect();
-        *self.text.lock().unwrap() = text;
-        Ok(())
-    }
-}
 
 fn oauth_app(id: &str, base: &str, flow: &str, dir: &std::path::Path) -> ResolvedConnector {
     let text = format!(
@@ -106,44 +50,6 @@ scopes = ["directory.read"]
         manifest: parse_manifest(&text, "test").unwrap(),
         config_dir: dir.to_path_buf(),
     }
-}
-
-struct Keys(mpsc::UnboundedSender<io::Result<TermEvent>>);
-
-impl Keys {
-    fn key(&self, c: KeyCode) {
-        self.0
-            .unbounded_send(Ok(TermEvent::Key(KeyEvent::new(c, KeyModifiers::NONE))))
-            .unwrap();
-    }
-    fn text(&self, s: &str) {
-        for c in s.chars() {
-            self.key(KeyCode::Char(c));
-        }
-    }
-    fn command(&self, s: &str) {
-        self.key(KeyCode::Char(':'));
-        self.text(s);
-        self.key(KeyCode::Enter);
-    }
-    fn paste(&self, s: &str) {
-        self.0
-            .unbounded_send(Ok(TermEvent::Paste(s.to_string())))
-            .unwrap();
-    }
-}
-
-async fn screen_until(
-    screen: &Arc<Mutex<String>>,
-    what: &str,
-    pred: impl Fn(&str) -> bool,
-) -> String {
-    common::wait_for(Duration::from_secs(20), what, || {
-        let s = screen.lock().unwrap().clone();
-        let ok = pred(&s);
-        async move { ok.then_some(s) }
-    })
-    .await
 }
 
 /// The text of the line after `marker` on screen, inside the dialog's

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::console::SharedScreen;
+
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,7 +56,12 @@ async fn scripted_keys_drive_the_real_loop() {
         data_dir: dir.path().to_path_buf(),
         login: None,
     });
-    let mut terminal = Terminal::new(TestBackend::new(100, 30)).unwrap();
+    let screen = Arc::new(std::sync::Mutex::new(String::new()));
+    let mut terminal = Terminal::new(SharedScreen {
+        inner: TestBackend::new(100, 30),
+        text: screen.clone(),
+    })
+    .unwrap();
     let (keys, input) = mpsc::unbounded::<io::Result<TermEvent>>();
 
     let driver = {
@@ -82,8 +89,19 @@ async fn scripted_keys_drive_the_real_loop() {
                 }
             })
             .await;
-            // Let the console take in the last events, then quit with q.
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // Then wait until the console shows it too: the matrix's counts
+            // (its bottom border) hold verified grants and none live or removing.
+            common::wait_for(Duration::from_secs(30), "the console to show it", || {
+                let text = screen.lock().unwrap().clone();
+                let shown = text.lines().any(|l| {
+                    l.contains("verified")
+                        && l.contains(" left")
+                        && !l.contains(" live ")
+                        && !l.contains("removing")
+                });
+                async move { shown.then_some(()) }
+            })
+            .await;
             keys.unbounded_send(key(KeyCode::Char('q'))).unwrap();
         }
     };
@@ -97,7 +115,7 @@ async fn scripted_keys_drive_the_real_loop() {
             .iter()
             .all(|g| !g.state.is_removing() && g.state != offboard::model::GrantState::Live)
     );
-    let buf = terminal.backend().buffer().clone();
+    let buf = terminal.backend().inner.buffer().clone();
     let text: String = (0..buf.area.height)
         .map(|y| {
             (0..buf.area.width)

@@ -2,6 +2,8 @@
 //! config pointing at it.
 #![allow(dead_code)]
 
+pub mod console;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
