@@ -411,6 +411,50 @@ fn capital_r_needs_the_email_typed() {
 }
 
 #[test]
+fn capital_r_while_discovering_swallows_the_typed_email_and_waits() {
+    let mut m = model_with(false, "default");
+    update(&mut m, ch('j'));
+    m.leavers[1].discovered = false;
+    update(&mut m, ch('R'));
+    assert!(
+        matches!(m.dialog, Some(Dialog::RevokeAll { .. })),
+        "the dialog opens at once, so typing never reaches the views"
+    );
+    // An email full of action keys (r, l, q) goes into the dialog only.
+    assert!(typed(&mut m, "marcus.reyes@example.com").is_empty());
+    assert!(!m.quit);
+    assert!(
+        update(&mut m, key(KeyCode::Enter)).is_empty(),
+        "not before the inventory"
+    );
+    assert!(matches!(m.dialog, Some(Dialog::RevokeAll { .. })));
+    m.leavers[1].discovered = true;
+    let fx = update(&mut m, key(KeyCode::Enter));
+    assert_eq!(
+        fx,
+        vec![Effect::Revoke {
+            email: "marcus.reyes@example.com".into(),
+            scope: RevokeScope::default()
+        }]
+    );
+}
+
+#[test]
+fn letters_never_move_the_confirm_focus_to_revoke() {
+    let mut m = model_with(false, "default");
+    in_google(&mut m);
+    update(&mut m, ch('r'));
+    for c in "hlhl".chars() {
+        update(&mut m, ch(c));
+    }
+    let Some(Dialog::Confirm { yes_focused, .. }) = &m.dialog else {
+        panic!("confirm dialog expected")
+    };
+    assert!(!yes_focused);
+    assert!(update(&mut m, key(KeyCode::Enter)).is_empty());
+}
+
+#[test]
 fn esc_cancels_revoke_all() {
     let mut m = model_with(false, "default");
     update(&mut m, ch('R'));

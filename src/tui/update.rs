@@ -1246,15 +1246,11 @@ fn open_revoke_all(model: &mut Model) {
     let Some(l) = model.selected() else {
         return;
     };
-    if !l.discovered {
-        model.message = Some((
-            Level::Info,
-            "still discovering: wait for the inventory".into(),
-        ));
-        return;
-    }
+    // Opened even while the leaver is still being discovered, so that the
+    // email the operator starts typing goes into the dialog, never into
+    // the views as keys; Enter waits for the inventory.
     let count = l.grants.iter().filter(|g| revocable(g)).count();
-    if count == 0 {
+    if count == 0 && l.discovered {
         model.message = Some((Level::Info, "nothing left to revoke".into()));
         return;
     }
@@ -1373,11 +1369,9 @@ fn on_dialog_key(model: &mut Model, key: KeyEvent) -> Vec<Effect> {
                 model.dialog = None;
                 Vec::new()
             }
-            KeyCode::Left
-            | KeyCode::Right
-            | KeyCode::Tab
-            | KeyCode::BackTab
-            | KeyCode::Char('h' | 'l') => {
+            // Arrows and Tab only: a letter typed by mistake never moves
+            // the focus to the destructive button.
+            KeyCode::Left | KeyCode::Right | KeyCode::Tab | KeyCode::BackTab => {
                 *yes_focused = !*yes_focused;
                 Vec::new()
             }
@@ -1410,7 +1404,17 @@ fn on_dialog_key(model: &mut Model, key: KeyEvent) -> Vec<Effect> {
                 Vec::new()
             }
             KeyCode::Enter => {
-                if typed.trim().eq_ignore_ascii_case(email) {
+                let discovered = model
+                    .leavers
+                    .iter()
+                    .any(|l| l.email.eq_ignore_ascii_case(email) && l.discovered);
+                if !discovered {
+                    model.message = Some((
+                        Level::Warn,
+                        "still discovering: press Enter again once the inventory is in".into(),
+                    ));
+                    Vec::new()
+                } else if typed.trim().eq_ignore_ascii_case(email) {
                     let email = email.clone();
                     model.dialog = None;
                     start_revoke(model, email, RevokeScope::default())

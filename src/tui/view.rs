@@ -1362,10 +1362,16 @@ fn draw_dialog(m: &Model, d: &Dialog, area: Rect, buf: &mut Buffer) {
             .border_style(t.style(Role::Danger));
             let inner = b.inner(r);
             b.render(r, buf);
+            let discovered = m
+                .leavers
+                .iter()
+                .any(|l| l.email.eq_ignore_ascii_case(email) && l.discovered);
             let lines = vec![
-                Line::from(format!(
-                    "Cut all access of {email}: {count} grant(s), in phases."
-                )),
+                Line::from(if discovered {
+                    format!("Cut all access of {email}: {count} grant(s), in phases.")
+                } else {
+                    format!("Cut all access of {email}: still discovering ({count} so far).")
+                }),
                 Line::from("Type the leaver's email to confirm:"),
                 Line::from(""),
                 Line::from(vec![
