@@ -6,8 +6,15 @@
 //! token bucket, a cap on response size, percent-encoded path segments, and a
 //! pagination guard that refuses next-page links to another origin and stops
 //! on a repeated page token. Bearer tokens are [`Secret`]s and never logged.
+//!
+//! A connector whose vendor limits calls per method or per class of method
+//! (Slack's tiers) gives its client named buckets ([`ApiClient::with_buckets`])
+//! and names one on each request ([`ApiRequest::bucket`]): such a request
+//! takes its token from that bucket instead of the connector-wide one, and a
+//! rate-limit answer to it pauses only that bucket. The connector-wide
+//! concurrency limit applies to every request.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -201,6 +208,9 @@ pub struct ApiRequest {
     pub idempotent: bool,
     /// Send the connector's bearer token.
     pub authenticated: bool,
+    /// The named token bucket this request draws from (see
+    /// [`ApiClient::with_buckets`]); `None`: the connector-wide one.
+    pub bucket: Option<String>,
 }
 
 impl ApiRequest {
@@ -213,6 +223,7 @@ impl ApiRequest {
             headers: Vec::new(),
             idempotent,
             authenticated: true,
+            bucket: None,
         }
     }
 
@@ -252,6 +263,12 @@ impl ApiRequest {
 
     pub fn unauthenticated(mut self) -> Self {
         self.authenticated = false;
+        self
+    }
+
+    /// Draws from the named bucket instead of the connector-wide one.
+    pub fn bucket(mut self, name: impl Into<String>) -> Self {
+        self.bucket = Some(name.into());
         self
     }
 }
@@ -344,6 +361,29 @@ impl RateLimiter {
             s.paused_until = Some(until);
         }
     }
+
+    /// How much longer a rate-limit answer keeps this bucket paused.
+    fn paused_for(&self) -> Option<Duration> {
+        let s = self.state.lock().expect("rate limiter lock");
+        let now = Instant::now();
+        s.paused_until.filter(|u| *u > now).map(|u| u - now)
+    }
+}
+
+/// A named bucket's rate: `per_second` sustained, `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BucketRate {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+impl BucketRate {
+    pub fn per_minute(per_minute: f64, burst: u32) -> Self {
+        Self {
+            per_second: per_minute / 60.0,
+            burst,
+        }
+    }
 }
 
 /// One connector's view of the shared client.
@@ -356,6 +396,8 @@ pub struct ApiClient {
     auth: Option<Arc<dyn TokenSource>>,
     policy: Arc<dyn VendorPolicy>,
     limiter: Arc<RateLimiter>,
+    /// Named buckets a request may draw from instead of `limiter`.
+    buckets: Arc<HashMap<String, Arc<RateLimiter>>>,
     permits: Arc<Semaphore>,
     notices: Option<mpsc::UnboundedSender<HttpNotice>>,
     stats: Arc<Mutex<ClientStats>>,
@@ -397,6 +439,7 @@ impl ApiClient {
                 settings.requests_per_second,
                 settings.burst,
             )),
+            buckets: Arc::new(HashMap::new()),
             permits: Arc::new(Semaphore::new(settings.max_concurrency.max(1))),
             settings: Arc::new(settings),
             origins: Arc::new(origins),
@@ -409,6 +452,42 @@ impl ApiClient {
 
     pub fn connector(&self) -> &str {
         &self.settings.connector
+    }
+
+    /// Adds named token buckets (e.g. one per vendor rate-limit tier). A
+    /// request naming one draws from it instead of the connector-wide bucket,
+    /// and a rate-limit answer to it pauses only that bucket.
+    pub fn with_buckets(mut self, buckets: impl IntoIterator<Item = (String, BucketRate)>) -> Self {
+        let mut map: HashMap<String, Arc<RateLimiter>> = (*self.buckets).clone();
+        for (name, r) in buckets {
+            map.insert(name, Arc::new(RateLimiter::new(r.per_second, r.burst)));
+        }
+        self.buckets = Arc::new(map);
+        self
+    }
+
+    /// How much longer a rate-limit answer keeps a bucket paused (`None`
+    /// names the connector-wide bucket). `None` when it is not paused or
+    /// there is no such bucket.
+    pub fn paused_for(&self, bucket: Option<&str>) -> Option<Duration> {
+        match bucket {
+            None => self.limiter.paused_for(),
+            Some(b) => self.buckets.get(b)?.paused_for(),
+        }
+    }
+
+    /// The bucket a request draws from: its named one, or the connector's.
+    fn limiter_for(&self, req: &ApiRequest) -> &RateLimiter {
+        match req.bucket.as_deref() {
+            None => &self.limiter,
+            Some(name) => match self.buckets.get(name) {
+                Some(l) => l,
+                None => {
+                    tracing::warn!(connector = %self.settings.connector, bucket = name, "no such rate bucket; using the connector's");
+                    &self.limiter
+                }
+            },
+        }
     }
 
     pub fn stats(&self) -> ClientStats {
@@ -470,6 +549,7 @@ impl ApiClient {
         let mut transient_tries = 0u32;
         let mut limit_tries = 0u32;
         let mut renewed = false;
+        let limiter = self.limiter_for(&req);
         loop {
             let attempt = transient_tries + limit_tries;
             let token = match (&self.auth, req.authenticated) {
@@ -480,7 +560,7 @@ impl ApiClient {
             };
             let outcome = {
                 let _permit = self.permits.acquire().await.expect("semaphore open");
-                self.limiter.acquire().await;
+                limiter.acquire().await;
                 self.attempt(&req, token.as_ref().map(|t| t.expose())).await
             };
             self.stats.lock().expect("stats").requests += 1;
@@ -535,7 +615,7 @@ impl ApiClient {
                         return Err(e);
                     }
                     limit_tries += 1;
-                    self.limiter.pause(wait);
+                    limiter.pause(wait);
                     if let Some(tx) = &self.notices {
                         let _ = tx.send(HttpNotice::RateLimited {
                             connector: self.settings.connector.clone(),
@@ -828,6 +908,75 @@ mod tests {
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
+    }
+
+    fn client_with_tiers() -> ApiClient {
+        ApiClient::new(
+            reqwest::Client::new(),
+            HttpSettings::new("t"),
+            &[Url::parse("http://127.0.0.1:1/").unwrap()],
+            None,
+            Arc::new(DefaultPolicy),
+            None,
+        )
+        .with_buckets([
+            ("slow".to_string(), BucketRate::per_minute(1.0, 2)),
+            ("fast".to_string(), BucketRate::per_minute(6000.0, 50)),
+        ])
+    }
+
+    fn req(bucket: Option<&str>) -> ApiRequest {
+        let r = ApiRequest::get(Url::parse("http://127.0.0.1:1/x").unwrap());
+        match bucket {
+            Some(b) => r.bucket(b),
+            None => r,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_drained_bucket_does_not_hold_up_the_others() {
+        use futures::FutureExt;
+        let c = client_with_tiers();
+        let slow = req(Some("slow"));
+        // The burst of two is taken at once; the third must wait a minute.
+        for _ in 0..2 {
+            assert!(c.limiter_for(&slow).acquire().now_or_never().is_some());
+        }
+        assert!(c.limiter_for(&slow).acquire().now_or_never().is_none());
+        // Another named bucket and the connector-wide one still answer at once.
+        let fast = req(Some("fast"));
+        for _ in 0..20 {
+            assert!(c.limiter_for(&fast).acquire().now_or_never().is_some());
+            assert!(c.limiter_for(&req(None)).acquire().now_or_never().is_some());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pause_holds_only_its_bucket() {
+        use futures::FutureExt;
+        let c = client_with_tiers();
+        c.limiter_for(&req(Some("slow")))
+            .pause(Duration::from_secs(30));
+        assert!(c.paused_for(Some("slow")).unwrap() > Duration::from_secs(29));
+        assert_eq!(c.paused_for(Some("fast")), None);
+        assert_eq!(c.paused_for(None), None);
+        assert!(
+            c.limiter_for(&req(Some("slow")))
+                .acquire()
+                .now_or_never()
+                .is_none()
+        );
+        assert!(
+            c.limiter_for(&req(Some("fast")))
+                .acquire()
+                .now_or_never()
+                .is_some()
+        );
+        // A bucket nobody configured falls back to the connector-wide one.
+        assert!(std::ptr::eq(
+            c.limiter_for(&req(Some("nonesuch"))),
+            c.limiter_for(&req(None))
+        ));
     }
 
     #[test]
