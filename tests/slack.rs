@@ -6,12 +6,33 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use offboard::connector::manifest::{self, ConnectorConfig};
+use offboard::connector::manifest::{self, ConnectorConfig, ResolvedConnector};
+use offboard::connector::slack::SlackDriver;
 use offboard::connector::{
     BuildContext, Connector, ConnectorError, Lookup, Presence, RevokeOutcome, build,
 };
 use offboard::model::{Account, Grant, GrantKind, Person};
 use offboard::sandbox::{Running, slack as sb_slack};
+
+/// `settings.tiers` with every tier at `per_minute`, `burst` at once.
+fn tiers(per_minute: i64, burst: i64) -> toml::Value {
+    let mut t = toml::Table::new();
+    for name in [
+        "tier1",
+        "tier2",
+        "tier3",
+        "tier4",
+        "special",
+        "scim_read",
+        "scim_write",
+    ] {
+        let mut rule = toml::Table::new();
+        rule.insert("per_minute".into(), toml::Value::Integer(per_minute));
+        rule.insert("burst".into(), toml::Value::Integer(burst));
+        t.insert(name.into(), toml::Value::Table(rule));
+    }
+    toml::Value::Table(t)
+}
 
 /// A Slack connector for the sandbox, with these extra settings and tokens.
 fn connector(
@@ -20,6 +41,26 @@ fn connector(
     settings: &[(&str, toml::Value)],
     user_token: Option<&str>,
 ) -> Arc<dyn Connector> {
+    build(&resolved(sb, dir, settings, user_token), &context(dir)).expect("driver builds")
+}
+
+fn context(dir: &Path) -> BuildContext {
+    BuildContext {
+        http: offboard::connector::http::shared_reqwest(),
+        notices: None,
+        data_dir: dir.to_path_buf(),
+    }
+}
+
+/// The Slack connector's config for the sandbox. Slack's real tier limits
+/// would pace these tests to a crawl: they run far above them unless a
+/// test sets `tiers` itself.
+fn resolved(
+    sb: &Running,
+    dir: &Path,
+    settings: &[(&str, toml::Value)],
+    user_token: Option<&str>,
+) -> ResolvedConnector {
     offboard::sandbox::write_demo_keys(dir).unwrap();
     let token_file = match user_token {
         Some(t) => {
@@ -49,16 +90,11 @@ fn connector(
         ..Default::default()
     };
     cfg.limits = Some(limits);
+    cfg.settings.insert("tiers".into(), tiers(30_000, 500));
     for (k, v) in settings {
         cfg.settings.insert((*k).to_string(), v.clone());
     }
-    let resolved = manifest::resolve("slack", &cfg, dir).expect("config resolves");
-    let ctx = BuildContext {
-        http: offboard::connector::http::shared_reqwest(),
-        notices: None,
-        data_dir: dir.to_path_buf(),
-    };
-    build(&resolved, &ctx).expect("driver builds")
+    manifest::resolve("slack", &cfg, dir).expect("config resolves")
 }
 
 async fn find(c: &Arc<dyn Connector>, email: &str) -> Account {
@@ -674,4 +710,269 @@ async fn narrowed_verify_confirms_a_removal_and_never_counts_a_failed_read() {
         }
     })
     .await;
+}
+
+/// Faults with Slack's tier limits enforced: these tiers, the rest at
+/// Slack's documented minimums.
+fn tiered(rules: &[(&str, f64, u32)]) -> offboard::sandbox::Faults {
+    let mut f = common::quick(200);
+    f.slack_tiers = Some(
+        rules
+            .iter()
+            .map(|(t, per_minute, burst)| {
+                (
+                    t.to_string(),
+                    sb_slack::TierRule {
+                        per_minute: *per_minute,
+                        burst: Some(*burst),
+                    },
+                )
+            })
+            .collect(),
+    );
+    f
+}
+
+fn served(sb: &Running) -> Vec<(String, u16)> {
+    sb.state
+        .slack
+        .lock()
+        .unwrap()
+        .served
+        .iter()
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn sandbox_limits_each_method_by_its_tier_when_asked() {
+    let sb = common::sandbox(common::quick(200)).await;
+    let http = reqwest::Client::new();
+    let call = |m: &str| {
+        http.post(format!("{}/api/{m}", sb.base_url))
+            .bearer_auth(sb_slack::DEMO_USER_TOKEN)
+            .form(&[("user", "U0D000001"), ("include_users", "true")])
+            .send()
+    };
+    // Off by default: a run of Tier 2 calls all answer.
+    for _ in 0..10 {
+        assert_eq!(call("usergroups.list").await.unwrap().status(), 200);
+    }
+
+    sb.set_faults(tiered(&[("tier2", 60.0, 2)]));
+    assert_eq!(call("usergroups.list").await.unwrap().status(), 200);
+    assert_eq!(call("usergroups.list").await.unwrap().status(), 200);
+    let r = call("usergroups.list").await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v, serde_json::json!({"ok": false, "error": "ratelimited"}));
+    // Limits are per method: another Tier 2 method still has its own.
+    assert_eq!(
+        call("admin.roles.listAssignments").await.unwrap().status(),
+        200
+    );
+    // Tier 4 (users.info) keeps answering meanwhile (Slack's 100/min).
+    for _ in 0..30 {
+        let r = call("users.info").await.unwrap();
+        assert_eq!(r.status(), 200);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["ok"], true, "{v}");
+    }
+    // The limited method answers again once Retry-After has passed.
+    let call = &call;
+    common::wait_for(
+        Duration::from_secs(5),
+        "usergroups.list to answer again",
+        || async move { (call("usergroups.list").await.unwrap().status() == 200).then_some(()) },
+    )
+    .await;
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn a_limited_tier_waits_alone_while_other_tiers_answer() {
+    let sb = common::sandbox(common::quick(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let driver =
+        SlackDriver::build(&resolved(&sb, dir.path(), &[], None), &context(dir.path())).unwrap();
+    let web = driver.web_client().clone();
+    let c: Arc<dyn Connector> = Arc::new(driver);
+    let dana = find(&c, "dana.whitfield@example.com").await;
+    let inv = c.list_grants(&dana).await;
+    assert!(inv.failed.is_empty(), "{:?}", inv.failed);
+    let sessions: Vec<Grant> = of_kind(&inv.grants, GrantKind::Session)
+        .into_iter()
+        .cloned()
+        .collect();
+    assert!(sessions.len() >= 2);
+    // A workspace-role grant is verified with users.info (Tier 4).
+    let mut role = of_kind(&inv.grants, GrantKind::Account)[0].clone();
+    role.id = format!("workspace-role:{}", sb_slack::TEAM_ID);
+    role.kind = GrantKind::AdminRole;
+
+    // Slack now allows one invalidation per 2 s: the second gets 429 with
+    // Retry-After: 2.
+    sb.set_faults(tiered(&[("tier2", 30.0, 1)]));
+    let revoking = {
+        let (c, dana, s) = (c.clone(), dana.clone(), sessions[..2].to_vec());
+        tokio::spawn(async move {
+            let mut out = Vec::new();
+            for g in &s {
+                out.push(c.revoke(&dana, g).await);
+            }
+            out
+        })
+    };
+    let is_429 = |(m, st): &(String, u16)| m == "admin.users.session.invalidate" && *st == 429;
+    let (sbr, webr) = (&sb, &web);
+    common::wait_for(
+        Duration::from_secs(5),
+        "an invalidation to be rate limited",
+        || async move { served(sbr).iter().any(is_429).then_some(()) },
+    )
+    .await;
+    // The 429 paused Tier 2 only.
+    common::wait_for(Duration::from_secs(5), "Tier 2 to pause", || async move {
+        webr.paused_for(Some("tier2")).map(|_| ())
+    })
+    .await;
+    assert_eq!(web.paused_for(Some("tier3")), None);
+    assert_eq!(web.paused_for(Some("tier4")), None);
+    assert_eq!(web.paused_for(None), None);
+
+    // Lookups (Tier 3) and users.info (Tier 4) answer while Tier 2 waits.
+    for _ in 0..3 {
+        find(&c, "dana.whitfield@example.com").await;
+    }
+    let r = c.verify(&dana, std::slice::from_ref(&role)).await;
+    assert!(r[0].1.is_ok(), "{r:?}");
+    assert!(
+        !revoking.is_finished(),
+        "Tier 2 is still waiting for Retry-After"
+    );
+
+    for r in revoking.await.unwrap() {
+        assert_eq!(r.unwrap(), RevokeOutcome::Accepted);
+    }
+    // The driver waited instead of hammering: one 429, then the retry went
+    // through after the other tiers had been answered.
+    let log = served(&sb);
+    let first_429 = log.iter().position(is_429).unwrap();
+    assert_eq!(log.iter().filter(|x| is_429(*x)).count(), 1, "{log:?}");
+    let retried = log
+        .iter()
+        .rposition(|(m, st)| m == "admin.users.session.invalidate" && *st == 200)
+        .unwrap();
+    assert!(retried > first_429);
+    let answered_between = |method: &str| {
+        log[first_429..retried]
+            .iter()
+            .filter(|(m, st)| m == method && *st == 200)
+            .count()
+    };
+    assert_eq!(answered_between("users.lookupByEmail"), 3, "{log:?}");
+    assert_eq!(answered_between("users.info"), 1, "{log:?}");
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn the_driver_paces_each_tier_by_its_own_bucket() {
+    let sb = common::sandbox(common::quick(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = tiers(30_000, 500);
+    // The driver's own Tier 2 bucket: one call at once, then one a minute.
+    let mut slow = toml::Table::new();
+    slow.insert("per_minute".into(), toml::Value::Integer(1));
+    slow.insert("burst".into(), toml::Value::Integer(1));
+    t.as_table_mut()
+        .unwrap()
+        .insert("tier2".into(), toml::Value::Table(slow));
+    let c = connector(&sb, dir.path(), &[("tiers", t)], None);
+    let dana = find(&c, "dana.whitfield@example.com").await;
+    let calls = |m: &str| {
+        sb.state
+            .slack
+            .lock()
+            .unwrap()
+            .calls
+            .get(m)
+            .copied()
+            .unwrap_or(0)
+    };
+    let tier2 = [
+        "admin.users.session.list",
+        "usergroups.list",
+        "admin.roles.listAssignments",
+        "team.integrationLogs",
+    ];
+    let listing = {
+        let (c, dana) = (c.clone(), dana.clone());
+        tokio::spawn(async move { c.list_grants(&dana).await })
+    };
+    // users.info (Tier 4) goes out first, then one Tier 2 listing; the other
+    // three wait in the driver's bucket while Tier 3 lookups go through.
+    let (calls_r, tier2_r) = (&calls, &tier2);
+    common::wait_for(
+        Duration::from_secs(5),
+        "one Tier 2 listing",
+        || async move { (tier2_r.iter().map(|m| calls_r(m)).sum::<u32>() == 1).then_some(()) },
+    )
+    .await;
+    for _ in 0..5 {
+        find(&c, "dana.whitfield@example.com").await;
+    }
+    assert!(!listing.is_finished());
+    assert_eq!(tier2.iter().map(|m| calls(m)).sum::<u32>(), 1);
+    assert_eq!(calls("users.info"), 1);
+    listing.abort();
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn tier_settings_are_checked() {
+    let sb = common::sandbox(common::quick(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path());
+    let mut m = toml::Table::new();
+    m.insert("users.info".into(), toml::Value::String("tier9".into()));
+    let r = SlackDriver::build(
+        &resolved(
+            &sb,
+            dir.path(),
+            &[("method_tiers", toml::Value::Table(m))],
+            None,
+        ),
+        &ctx,
+    );
+    let e = r.err().expect("an unknown tier is refused").to_string();
+    assert!(
+        e.contains("method_tiers") && e.contains("users.info") && e.contains("tier9"),
+        "{e}"
+    );
+
+    let mut bad = toml::Table::new();
+    bad.insert("per_minute".into(), toml::Value::Integer(0));
+    let mut t = toml::Table::new();
+    t.insert("tier3".into(), toml::Value::Table(bad));
+    let r = SlackDriver::build(
+        &resolved(&sb, dir.path(), &[("tiers", toml::Value::Table(t))], None),
+        &ctx,
+    );
+    let e = r.err().expect("a zero rate is refused").to_string();
+    assert!(e.contains("settings.tiers.tier3"), "{e}");
+
+    // A partial `tiers` keeps the built-in rates of the tiers it leaves out.
+    let mut only = toml::Table::new();
+    only.insert("per_minute".into(), toml::Value::Integer(600));
+    let mut t = toml::Table::new();
+    t.insert("tier2".into(), toml::Value::Table(only));
+    let c = SlackDriver::build(
+        &resolved(&sb, dir.path(), &[("tiers", toml::Value::Table(t))], None),
+        &ctx,
+    )
+    .expect("a partial tiers table builds");
+    let c: Arc<dyn Connector> = Arc::new(c);
+    find(&c, "dana.whitfield@example.com").await;
+    sb.stop().await;
 }

@@ -38,9 +38,32 @@
 //!   `usergroups.disable` (setting `sole_member_groups = "disable"`) or left
 //!   as a manual step (`"manual"`). A disabled group grants nothing and is no
 //!   longer listed by `usergroups.list` without `include_disabled`.
-//! - Rate limits are per method tier; the shared client's token bucket is set
-//!   below the tier most calls use, and every 429's `Retry-After` pauses all
-//!   calls of this connector.
+//! - Rate limits (docs.slack.dev "Rate limits", and each method's "Facts"):
+//!   Web API methods have tiers, applied per method, per app, per workspace:
+//!   Tier 1 1+/min, Tier 2 20+/min, Tier 3 50+/min, Tier 4 100+/min, and
+//!   "special" limits described per method. The methods called here:
+//!   Tier 2: `admin.users.session.list`, `.invalidate`, `.reset`,
+//!   `usergroups.list`, `usergroups.users.list`, `usergroups.disable`,
+//!   `admin.roles.removeAssignments`, `admin.users.setRegular`,
+//!   `team.integrationLogs`; Tier 3: `users.lookupByEmail`; Tier 4:
+//!   `users.info`. Assumed where no method page was at hand:
+//!   `usergroups.users.update` and `admin.roles.listAssignments` are Tier 2
+//!   like the rest of their families, and `auth.test` (special) is paced
+//!   like Tier 4. The driver keeps one token bucket per tier (not per
+//!   method: every method of a tier shares its bucket, which stays under
+//!   Slack's per-method limit), each method's tier from
+//!   `settings.method_tiers` over [`default_method_tiers`], rates from
+//!   `settings.tiers` over [`default_tiers`] (Slack's documented minimums,
+//!   bursts sized by Slack's wording: "occasional" for Tier 2, "sporadic"
+//!   for Tier 3, "generous" for Tier 4). A 429's `Retry-After` pauses only
+//!   the tier of the method that got it, so a run of session invalidations
+//!   (Tier 2) never holds up lookups (Tier 3/4).
+//! - SCIM limits are org-wide and shared with every SCIM app of the org
+//!   (reads 1000/min; writes 600/min, burst 180) with tighter per-endpoint
+//!   limits: `GET /Users/{id}` 300/min (burst 300), `PATCH /Users/{id}`
+//!   180/min (burst 20). The SCIM client paces itself by the endpoint limits
+//!   (buckets `scim_read`, `scim_write` in `settings.tiers`); other apps'
+//!   calls are only seen through 429 `Retry-After`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -54,7 +77,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::http::{
-    ApiClient, ApiRequest, PageGuard, VendorPolicy, Verdict, body_excerpt, retry_after,
+    ApiClient, ApiRequest, BucketRate, PageGuard, VendorPolicy, Verdict, body_excerpt, retry_after,
 };
 use super::{
     BuildContext, Connector, ConnectorError, Health, Inventory, Lookup, Presence,
@@ -87,6 +110,134 @@ pub struct SlackSettings {
     /// Loopback port of `offboard login`'s redirect (0: any free port); set
     /// it when the Slack app's registered redirect URL names a port.
     pub redirect_port: u16,
+    /// Rate of each tier, merged over [`default_tiers`].
+    pub tiers: BTreeMap<String, TierLimit>,
+    /// Tier of each Web API method, merged over [`default_method_tiers`].
+    pub method_tiers: BTreeMap<String, String>,
+    /// Tier of a method named in neither.
+    pub default_tier: String,
+}
+
+/// One tier's pace: `per_minute` sustained, `burst` requests at once
+/// (default: a quarter of a minute's worth, at least 1).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierLimit {
+    pub per_minute: f64,
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+impl TierLimit {
+    const fn new(per_minute: f64, burst: u32) -> Self {
+        Self {
+            per_minute,
+            burst: Some(burst),
+        }
+    }
+
+    fn rate(&self) -> BucketRate {
+        let burst = self
+            .burst
+            .unwrap_or((self.per_minute / 4.0).floor() as u32)
+            .max(1);
+        BucketRate::per_minute(self.per_minute, burst)
+    }
+}
+
+/// Slack's documented tier minimums, and the SCIM endpoint limits.
+pub fn default_tiers() -> BTreeMap<String, TierLimit> {
+    [
+        ("tier1", TierLimit::new(1.0, 1)),
+        ("tier2", TierLimit::new(20.0, 5)),
+        ("tier3", TierLimit::new(50.0, 15)),
+        ("tier4", TierLimit::new(100.0, 30)),
+        ("special", TierLimit::new(100.0, 30)),
+        ("scim_read", TierLimit::new(300.0, 300)),
+        ("scim_write", TierLimit::new(180.0, 20)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// The tier of each Web API method this driver calls (see the module notes).
+pub fn default_method_tiers() -> BTreeMap<String, String> {
+    [
+        ("auth.test", "special"),
+        ("users.lookupByEmail", "tier3"),
+        ("users.info", "tier4"),
+        ("admin.users.session.list", "tier2"),
+        ("admin.users.session.invalidate", "tier2"),
+        ("admin.users.session.reset", "tier2"),
+        ("admin.users.setRegular", "tier2"),
+        ("admin.roles.listAssignments", "tier2"),
+        ("admin.roles.removeAssignments", "tier2"),
+        ("usergroups.list", "tier2"),
+        ("usergroups.users.list", "tier2"),
+        ("usergroups.users.update", "tier2"),
+        ("usergroups.disable", "tier2"),
+        ("team.integrationLogs", "tier2"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// SCIM buckets (named in `settings.tiers`).
+const SCIM_READ: &str = "scim_read";
+const SCIM_WRITE: &str = "scim_write";
+
+impl SlackSettings {
+    /// `tiers` and `method_tiers` over the defaults, checked: every tier a
+    /// method names exists, and every rate is positive.
+    fn resolve_tiers(&mut self, id: &str) -> Result<(), ConnectorError> {
+        let mut tiers = default_tiers();
+        tiers.extend(std::mem::take(&mut self.tiers));
+        let mut methods = default_method_tiers();
+        methods.extend(std::mem::take(&mut self.method_tiers));
+        for (name, t) in &tiers {
+            if !(t.per_minute.is_finite() && t.per_minute > 0.0) || t.burst == Some(0) {
+                return Err(ConnectorError::Config(format!(
+                    "connectors.{id}.settings.tiers.{name}: expected per_minute > 0 and burst >= 1, found per_minute = {}, burst = {:?}",
+                    t.per_minute, t.burst
+                )));
+            }
+        }
+        let known = || tiers.keys().cloned().collect::<Vec<_>>().join(", ");
+        for (method, tier) in &methods {
+            if !tiers.contains_key(tier) {
+                return Err(ConnectorError::Config(format!(
+                    "connectors.{id}.settings.method_tiers.\"{method}\": expected one of the tiers {}, found `{tier}`",
+                    known()
+                )));
+            }
+        }
+        if !tiers.contains_key(&self.default_tier) {
+            return Err(ConnectorError::Config(format!(
+                "connectors.{id}.settings.default_tier: expected one of the tiers {}, found `{}`",
+                known(),
+                self.default_tier
+            )));
+        }
+        self.tiers = tiers;
+        self.method_tiers = methods;
+        Ok(())
+    }
+
+    /// The tier (bucket) a Web API method draws from.
+    pub fn tier_of(&self, method: &str) -> &str {
+        self.method_tiers
+            .get(method)
+            .map_or(self.default_tier.as_str(), String::as_str)
+    }
+
+    fn buckets(&self) -> Vec<(String, BucketRate)> {
+        self.tiers
+            .iter()
+            .map(|(k, t)| (k.clone(), t.rate()))
+            .collect()
+    }
 }
 
 impl Default for SlackSettings {
@@ -97,6 +248,9 @@ impl Default for SlackSettings {
             sole_member_groups: SoleMember::Disable,
             group_write_attempts: 5,
             redirect_port: 0,
+            tiers: BTreeMap::new(),
+            method_tiers: BTreeMap::new(),
+            default_tier: "tier2".into(),
         }
     }
 }
@@ -420,7 +574,8 @@ impl SlackDriver {
         let cfg = |e: crate::config::ConfigError| ConnectorError::Config(e.to_string());
         let base = r.url("base_url").map_err(cfg)?;
         let scim_base = r.url("scim_url").map_err(cfg)?;
-        let settings: SlackSettings = r.settings().map_err(cfg)?;
+        let mut settings: SlackSettings = r.settings().map_err(cfg)?;
+        settings.resolve_tiers(&r.id)?;
         if settings.page_size == 0 || settings.page_size > 1000 {
             return Err(ConnectorError::Config(format!(
                 "connectors.{}.settings.page_size: expected 1 to 1000, found {}",
@@ -438,7 +593,8 @@ impl SlackDriver {
             Some(token),
             Arc::new(WebPolicy),
             ctx.notices.clone(),
-        );
+        )
+        .with_buckets(settings.buckets());
         let scim = if a.scim_token_env.is_some() || a.scim_token_file.is_some() {
             let what = format!("connectors.{} SCIM token", r.id);
             let token = StaticToken::from_env_or_file(
@@ -448,14 +604,17 @@ impl SlackDriver {
             )?;
             let mut hs = r.http_settings();
             hs.connector = format!("{}/scim", r.id);
-            Some(ApiClient::new(
-                ctx.http.clone(),
-                hs,
-                std::slice::from_ref(&scim_base),
-                Some(Arc::new(token) as Arc<dyn TokenSource>),
-                Arc::new(ScimPolicy),
-                ctx.notices.clone(),
-            ))
+            Some(
+                ApiClient::new(
+                    ctx.http.clone(),
+                    hs,
+                    std::slice::from_ref(&scim_base),
+                    Some(Arc::new(token) as Arc<dyn TokenSource>),
+                    Arc::new(ScimPolicy),
+                    ctx.notices.clone(),
+                )
+                .with_buckets(settings.buckets()),
+            )
         } else {
             None
         };
@@ -495,7 +654,9 @@ impl SlackDriver {
         args: &[(&str, &str)],
     ) -> Result<T, ConnectorError> {
         let url = self.web.url(&self.base, &[method]);
-        let req = ApiRequest::get(url).query(args);
+        let req = ApiRequest::get(url)
+            .query(args)
+            .bucket(self.settings.tier_of(method));
         self.web.send(req).await?.json()
     }
 
@@ -514,7 +675,8 @@ impl SlackDriver {
             .collect();
         let req = ApiRequest::new(Method::POST, url)
             .form(form)
-            .idempotent(idempotent);
+            .idempotent(idempotent)
+            .bucket(self.settings.tier_of(method));
         self.web.send(req).await?.json()
     }
 
@@ -1005,7 +1167,7 @@ impl SlackDriver {
     async fn scim_active(&self, user_id: &str) -> Result<Option<bool>, ConnectorError> {
         let scim = self.scim_client()?;
         let url = scim.url(&self.scim_base, &["Users", user_id]);
-        match scim.send(ApiRequest::get(url)).await {
+        match scim.send(ApiRequest::get(url).bucket(SCIM_READ)).await {
             Ok(r) => {
                 let u: ScimUser = r.json()?;
                 u.active
@@ -1026,7 +1188,8 @@ impl SlackDriver {
         });
         let req = ApiRequest::new(Method::PATCH, url)
             .json(body)
-            .idempotent(true);
+            .idempotent(true)
+            .bucket(SCIM_WRITE);
         match scim.send(req).await {
             Ok(_) => Ok(RevokeOutcome::Accepted),
             Err(e) if e.is_not_found() => Ok(RevokeOutcome::AlreadyGone),
@@ -1313,7 +1476,10 @@ impl Connector for SlackDriver {
     /// scopes from Slack's `x-oauth-scopes` header against the manifest's.
     async fn probe(&self) -> Result<(), ConnectorError> {
         let url = self.web.url(&self.base, &["auth.test"]);
-        let resp = self.web.send(ApiRequest::get(url)).await?;
+        let resp = self
+            .web
+            .send(ApiRequest::get(url).bucket(self.settings.tier_of("auth.test")))
+            .await?;
         let _: Value = resp.json()?;
         let Some(have) = resp
             .headers

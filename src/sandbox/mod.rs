@@ -67,6 +67,11 @@ pub struct Faults {
     pub google_429: bool,
     /// Only inject faults on paths starting with this (None: all vendor paths).
     pub path_prefix: Option<String>,
+    /// Slack Web API tier limits, enforced per method as Slack does (429,
+    /// Retry-After, `ratelimited`): tier name (`tier1`..`tier4`, `special`)
+    /// to its rule; a tier left out keeps Slack's documented minimum. None:
+    /// not enforced.
+    pub slack_tiers: Option<std::collections::BTreeMap<String, slack::TierRule>>,
 }
 
 impl Default for Faults {
@@ -82,6 +87,7 @@ impl Default for Faults {
             google_user_quota_per_min: None,
             google_429: false,
             path_prefix: None,
+            slack_tiers: None,
         }
     }
 }
@@ -559,6 +565,18 @@ scim_url = "{base_url}/scim/v2/"
 [connectors.slack.auth]
 token_file = "{user_token}"
 scim_token_file = "{scim_token}"
+
+# Slack's real tier limits (connectors/slack.toml) would pace the demo's
+# refreshes to a crawl; the sandbox enforces tiers only when its
+# `slack_tiers` fault is set, so the demo paces itself far above them.
+[connectors.slack.settings.tiers]
+tier1 = {{ per_minute = 6000, burst = 200 }}
+tier2 = {{ per_minute = 6000, burst = 200 }}
+tier3 = {{ per_minute = 6000, burst = 200 }}
+tier4 = {{ per_minute = 6000, burst = 200 }}
+special = {{ per_minute = 6000, burst = 200 }}
+scim_read = {{ per_minute = 6000, burst = 200 }}
+scim_write = {{ per_minute = 6000, burst = 200 }}
 "#,
         user_token = keys_dir.join("slack-user-token").display(),
         scim_token = keys_dir.join("slack-scim-token").display(),

@@ -5,11 +5,13 @@
 //!
 //! Like Slack, Web API errors are HTTP 200 with `{"ok":false,"error":…}`
 //! (plus `needed`/`provided` for `missing_scope`); only rate limits are 429
-//! (`Retry-After`, `error:"ratelimited"`). Cursors are opaque. Removed
+//! (`Retry-After`, `error:"ratelimited"`). With the `slack_tiers` fault set,
+//! each method is paced by its tier as Slack does (per method: one method
+//! running out never limits another). Cursors are opaque. Removed
 //! sessions, group memberships, disabled groups and removed role
 //! assignments stay listed for the consistency delay.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use axum::Json;
 use axum::Router;
@@ -19,6 +21,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use base64::Engine as _;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -148,7 +151,88 @@ pub struct State {
     pub hooks: Hooks,
     /// Web API calls served, by method (for tests).
     pub calls: BTreeMap<String, u32>,
+    /// The latest rate-limit answers and method results, in order: method
+    /// and HTTP status (for tests; the oldest are dropped beyond
+    /// [`SERVED_KEPT`]).
+    pub served: VecDeque<(String, u16)>,
+    /// Per-method token buckets of the `slack_tiers` fault: tokens, last refill.
+    tier_buckets: HashMap<String, (f64, Instant)>,
     next_session: u64,
+}
+
+/// How many answers [`State::served`] keeps.
+pub const SERVED_KEPT: usize = 2000;
+
+/// One tier's limit in the `slack_tiers` fault: `per_minute` sustained,
+/// `burst` at once (default: a minute's worth).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TierRule {
+    pub per_minute: f64,
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+/// Slack's documented tier minimums (Tier 1 1+/min, Tier 2 20+/min,
+/// Tier 3 50+/min, Tier 4 100+/min); `special` (auth.test) as Tier 4.
+fn documented_tier(tier: &str) -> TierRule {
+    let per_minute = match tier {
+        "tier1" => 1.0,
+        "tier3" => 50.0,
+        "tier4" | "special" => 100.0,
+        _ => 20.0,
+    };
+    TierRule {
+        per_minute,
+        burst: None,
+    }
+}
+
+/// The tier Slack documents for each emulated method.
+pub fn method_tier(method: &str) -> &'static str {
+    match method {
+        "auth.test" => "special",
+        "users.lookupByEmail" => "tier3",
+        "users.info" => "tier4",
+        _ => "tier2",
+    }
+}
+
+impl State {
+    /// Takes a token from the method's bucket under the `slack_tiers`
+    /// fault; `Err(seconds)` is the Retry-After when there is none.
+    fn take_tier_token(
+        &mut self,
+        method: &str,
+        rules: &BTreeMap<String, TierRule>,
+    ) -> Result<(), u64> {
+        let tier = method_tier(method);
+        let rule = rules
+            .get(tier)
+            .copied()
+            .unwrap_or_else(|| documented_tier(tier));
+        let rate = (rule.per_minute / 60.0).max(1e-6);
+        let burst = f64::from(rule.burst.unwrap_or(rule.per_minute.ceil() as u32).max(1));
+        let now = Instant::now();
+        let (tokens, last) = self
+            .tier_buckets
+            .entry(method.to_string())
+            .or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / rate).ceil().max(1.0) as u64)
+        }
+    }
+
+    fn record(&mut self, method: &str, status: u16) {
+        if self.served.len() >= SERVED_KEPT {
+            self.served.pop_front();
+        }
+        self.served.push_back((method.to_string(), status));
+    }
 }
 
 fn slack_id(prefix: char, n: u32) -> String {
@@ -182,6 +266,8 @@ impl State {
             logs: Vec::new(),
             hooks: Hooks::default(),
             calls: BTreeMap::new(),
+            served: VecDeque::new(),
+            tier_buckets: HashMap::new(),
             next_session: 7_000_000_100,
         };
         for p in &people {
@@ -724,10 +810,18 @@ async fn web_api(
         Ok(a) => a,
         Err(code) => return err(code),
     };
+    let tiers = s.faults().slack_tiers;
     let mut st = s.slack.lock().expect("slack lock");
     *st.calls.entry(method.clone()).or_default() += 1;
     if let Some((n, secs)) = st.hooks.rate_limit_next {
         st.hooks.rate_limit_next = (n > 1).then(|| (n - 1, secs));
+        st.record(&method, 429);
+        return super::rate_limited(super::Vendor::Slack, secs);
+    }
+    if let Some(rules) = &tiers
+        && let Err(secs) = st.take_tier_token(&method, rules)
+    {
+        st.record(&method, 429);
         return super::rate_limited(super::Vendor::Slack, secs);
     }
     let owned: Vec<String> = match bearer(&headers, &args).as_deref() {
@@ -778,6 +872,7 @@ async fn web_api(
     };
     // Like Slack, every answer names the token's scopes.
     let mut resp = r.unwrap_or_else(err);
+    st.record(&method, resp.status().as_u16());
     if let Some(v) = scope_header {
         resp.headers_mut().insert("x-oauth-scopes", v);
     }
