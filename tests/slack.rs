@@ -859,7 +859,7 @@ async fn a_limited_tier_waits_alone_while_other_tiers_answer() {
     // through after the other tiers had been answered.
     let log = served(&sb);
     let first_429 = log.iter().position(is_429).unwrap();
-    assert_eq!(log.iter().filter(|x| is_429(*x)).count(), 1, "{log:?}");
+    assert_eq!(log.iter().filter(|x| is_429(x)).count(), 1, "{log:?}");
     let retried = log
         .iter()
         .rposition(|(m, st)| m == "admin.users.session.invalidate" && *st == 200)
