@@ -498,6 +498,36 @@ fn v_and_ctrl_r_refresh_one_per_connector() {
 }
 
 #[test]
+fn an_idle_tick_does_not_ask_for_a_redraw() {
+    let mut m = model_with(false, "default");
+    for c in &mut m.connectors {
+        c.next_due = Some(t0() + chrono::Duration::seconds(60));
+    }
+    // Nothing under way (a removal in progress animates a spinner).
+    for l in &mut m.leavers {
+        for g in &mut l.grants {
+            if g.state.is_removing() {
+                g.state = GrantState::Verified { at: t0() };
+            }
+        }
+    }
+    assert!(!m.busy());
+    m.dirty = false;
+    // Same minute, nothing in flight, nothing due: no effect, no redraw.
+    assert!(
+        update(
+            &mut m,
+            Action::Tick(t0() + chrono::Duration::milliseconds(250))
+        )
+        .is_empty()
+    );
+    assert!(!m.dirty, "an idle tick must not redraw");
+    // The clock's minute turning over is worth one redraw.
+    update(&mut m, Action::Tick(t0() + chrono::Duration::seconds(61)));
+    assert!(m.dirty);
+}
+
+#[test]
 fn ticks_refresh_each_connector_on_its_own_interval() {
     let mut m = model_with(false, "default");
     let fx = update(&mut m, Action::Tick(t0()));
