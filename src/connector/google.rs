@@ -479,18 +479,7 @@ impl GoogleWorkspace {
         details: String,
         risk: Risk,
     ) -> Grant {
-        Grant {
-            connector: self.id.clone(),
-            id,
-            kind,
-            label,
-            details,
-            risk,
-            revocation: Revocation::Api,
-            since: None,
-            phase: None,
-            after: Vec::new(),
-        }
+        Grant::api(self.id.clone(), id, kind, label, details, risk)
     }
 
     fn page_size(&self, cap: u32) -> String {

@@ -61,7 +61,7 @@ use super::{
 };
 use crate::auth::TokenSource;
 use crate::auth::jwt::{JwtBearer, JwtBearerConfig};
-use crate::model::{Account, Grant, GrantKind, Person, Phase, Revocation, Risk};
+use crate::model::{Account, Grant, GrantKind, Person, Phase, Risk};
 use crate::sanitize::{clean, clean_max};
 use crate::secret::Secret;
 
@@ -487,18 +487,7 @@ impl Salesforce {
         details: String,
         risk: Risk,
     ) -> Grant {
-        Grant {
-            connector: self.id.clone(),
-            id,
-            kind,
-            label,
-            details,
-            risk,
-            revocation: Revocation::Api,
-            since: None,
-            phase: None,
-            after: Vec::new(),
-        }
+        Grant::api(self.id.clone(), id, kind, label, details, risk)
     }
 
     /// Account-kind grants: freeze (phase 1) while the login is not frozen,

@@ -752,18 +752,7 @@ impl SlackDriver {
     }
 
     fn grant(&self, id: String, kind: GrantKind, label: String, risk: Risk) -> Grant {
-        Grant {
-            connector: self.id.clone(),
-            id,
-            kind,
-            label,
-            details: String::new(),
-            risk,
-            revocation: Revocation::Api,
-            since: None,
-            phase: None,
-            after: Vec::new(),
-        }
+        Grant::api(self.id.clone(), id, kind, label, String::new(), risk)
     }
 
     /// Account and workspace-role grants from `users.info`.

@@ -216,6 +216,30 @@ pub struct Grant {
 }
 
 impl Grant {
+    /// A grant the driver revokes through the API, in its kind's default
+    /// phase, with nothing to wait for.
+    pub fn api(
+        connector: impl Into<String>,
+        id: String,
+        kind: GrantKind,
+        label: String,
+        details: String,
+        risk: Risk,
+    ) -> Grant {
+        Grant {
+            connector: connector.into(),
+            id,
+            kind,
+            label,
+            details,
+            risk,
+            revocation: Revocation::Api,
+            since: None,
+            phase: None,
+            after: Vec::new(),
+        }
+    }
+
     pub fn phase(&self) -> Phase {
         self.phase.unwrap_or_else(|| self.kind.default_phase())
     }
