@@ -75,6 +75,31 @@ fn intact_chain_is_ok() {
     let (code, out) = evidence_verify(&p);
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("OK: 5 records"), "{out}");
+    // The head is the SHA-256 of the last line, printed to be kept elsewhere.
+    let text = std::fs::read_to_string(&p).unwrap();
+    let last = text.lines().last().unwrap();
+    let head = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(last.as_bytes()));
+    assert_eq!(rep.head, head);
+    assert!(out.contains(&format!("head: {head}")), "{out}");
+}
+
+#[test]
+fn an_edited_last_line_changes_the_head() {
+    // The chain cannot see an edit of its last line (no later `prev` covers
+    // it); the head kept outside the ledger does.
+    let dir = tempfile::tempdir().unwrap();
+    let p = ledger(dir.path());
+    let before = verify_chain(&p).unwrap().head;
+    let mut lines: Vec<String> = std::fs::read_to_string(&p)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let last = lines.pop().unwrap();
+    lines.push(last.replacen("\"operator\"", "\"operator\" ", 1));
+    write(&p, &lines);
+    let after = verify_chain(&p).unwrap();
+    assert_ne!(after.head, before);
 }
 
 #[test]

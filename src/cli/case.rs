@@ -935,14 +935,15 @@ pub async fn evidence(args: EvidenceArgs, data_dir: PathBuf) -> CmdResult {
         let rep = evidence::verify_chain(&path).map_err(|e| Failure::other(e.to_string()))?;
         if rep.ok() {
             println!(
-                "OK: {} records, hash chain intact ({}){}",
+                "OK: {} records, hash chain intact ({}){}\nhead: {} (keep it with the report: it shows later whether the last record was edited or records were cut from the end)",
                 rep.records,
                 path.display(),
                 if rep.set_aside > 0 {
                     format!("; {} torn line(s) from crashes set aside", rep.set_aside)
                 } else {
                     String::new()
-                }
+                },
+                rep.head
             );
             return Ok(0);
         }

@@ -742,6 +742,11 @@ pub struct ChainReport {
     pub problems: Vec<Problem>,
     /// Torn lines that were set aside by a later append (not problems).
     pub set_aside: usize,
+    /// SHA-256 of the last complete line: the chain's head. Kept outside
+    /// the ledger (in a ticket, with a report) it shows later whether the
+    /// last record was edited or whole records were cut from the end, which
+    /// the chain alone cannot.
+    pub head: String,
 }
 
 impl ChainReport {
@@ -861,6 +866,7 @@ fn verify_bytes(path: &Path, bytes: &[u8]) -> ChainReport {
         records,
         problems,
         set_aside,
+        head: prev_hash,
     }
 }
 

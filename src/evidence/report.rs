@@ -44,6 +44,8 @@ pub struct ChainStatus {
     pub ok: Option<bool>,
     pub records: usize,
     pub problems: Vec<Problem>,
+    /// SHA-256 of the ledger's last line when the chain was checked.
+    pub head: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -307,12 +309,14 @@ pub fn build(records: &[Record], email: &str, chain: Option<&ChainReport>) -> Re
                 ok: Some(c.ok()),
                 records: c.records,
                 problems: c.problems.clone(),
+                head: Some(c.head.clone()),
             },
             None => ChainStatus {
                 checked: false,
                 ok: None,
                 records: records.len(),
                 problems: Vec::new(),
+                head: None,
             },
         },
         accounts,
@@ -354,7 +358,11 @@ fn ts(t: Option<DateTime<Utc>>) -> String {
 fn chain_line(c: &ChainStatus) -> String {
     match c.ok {
         None => format!("not checked ({} records)", c.records),
-        Some(true) => format!("OK ({} records, hash chain intact)", c.records),
+        Some(true) => format!(
+            "OK ({} records, hash chain intact, head {})",
+            c.records,
+            c.head.as_deref().unwrap_or("-")
+        ),
         Some(false) => format!(
             "BROKEN: {} problem(s) in {} records",
             c.problems.len(),
