@@ -201,6 +201,9 @@ pub struct ApiRequest {
     pub idempotent: bool,
     /// Send the connector's bearer token.
     pub authenticated: bool,
+    /// The answer holds credentials (Salesforce DeleteTokens): an error about
+    /// it never quotes the body.
+    pub secret_answer: bool,
 }
 
 impl ApiRequest {
@@ -213,6 +216,7 @@ impl ApiRequest {
             headers: Vec::new(),
             idempotent,
             authenticated: true,
+            secret_answer: false,
         }
     }
 
@@ -254,19 +258,54 @@ impl ApiRequest {
         self.authenticated = false;
         self
     }
+
+    /// Marks the answer as holding credentials: errors about it never quote
+    /// it.
+    pub fn secret_answer(mut self) -> Self {
+        self.secret_answer = true;
+        self
+    }
 }
 
 /// A successful answer with its body read (within the size cap).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ApiResponse {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The request said the answer holds credentials.
+    pub secret_answer: bool,
+}
+
+impl std::fmt::Debug for ApiResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("ApiResponse");
+        d.field("status", &self.status);
+        if self.secret_answer {
+            d.field(
+                "body",
+                &format_args!("<{} bytes, not shown>", self.body.len()),
+            );
+        } else {
+            d.field("headers", &self.headers).field("body", &self.body);
+        }
+        d.finish()
+    }
 }
 
 impl ApiResponse {
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ConnectorError> {
         serde_json::from_slice(&self.body).map_err(|e| {
+            if self.secret_answer {
+                // Neither the body nor serde's message (which can quote a
+                // value) is shown: the answer holds credentials.
+                return ConnectorError::BadResponse(format!(
+                    "body is not the expected JSON ({:?} error at line {} column {}); not shown, as it holds credentials",
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                ));
+            }
             ConnectorError::BadResponse(format!(
                 "body is not the expected JSON ({e}): {}",
                 body_excerpt(&self.body)
@@ -512,6 +551,7 @@ impl ApiClient {
                         status,
                         headers,
                         body,
+                        secret_answer: req.secret_answer,
                     });
                 }
                 Verdict::RateLimited(after) => {

@@ -369,6 +369,16 @@ impl Salesforce {
     /// Runs a SOQL query and reads every page. Fails unless the whole result
     /// was read.
     pub async fn query(&self, soql: &str) -> Result<Vec<Value>, ConnectorError> {
+        self.query_pages(soql, false).await
+    }
+
+    /// [`Self::query`] for rows that hold credentials (DeleteTokens): an
+    /// answer that does not parse is reported without quoting it.
+    async fn query_secret(&self, soql: &str) -> Result<Vec<Value>, ConnectorError> {
+        self.query_pages(soql, true).await
+    }
+
+    async fn query_pages(&self, soql: &str, secret: bool) -> Result<Vec<Value>, ConnectorError> {
         #[derive(Deserialize)]
         struct Page {
             #[serde(rename = "totalSize")]
@@ -385,7 +395,10 @@ impl Salesforce {
         let mut out = Vec::new();
         let mut total = None;
         loop {
-            let req = ApiRequest::get(url).header("Sforce-Query-Options", options.clone());
+            let mut req = ApiRequest::get(url).header("Sforce-Query-Options", options.clone());
+            if secret {
+                req = req.secret_answer();
+            }
             let page: Page = self.client.send(req).await?.json()?;
             total.get_or_insert(page.total_size);
             out.extend(page.records);
@@ -575,7 +588,7 @@ impl Salesforce {
     /// into the grant id and dropped.
     async fn oauth_rows(&self, user: &str) -> Result<Vec<(String, Secret, Value)>, ConnectorError> {
         let rows = self
-            .query(&format!(
+            .query_secret(&format!(
                 "SELECT AppName,DeleteToken,LastUsedDate,UseCount,CreatedDate FROM OauthToken WHERE UserId={}",
                 soql_quote(user)
             ))
