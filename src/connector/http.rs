@@ -463,8 +463,9 @@ impl ApiClient {
     }
 
     /// `base` with each segment appended, percent-encoded (so `/`, `?`, `#`,
-    /// `%` and spaces in user values cannot change the path).
-    pub fn url(&self, base: &Url, segments: &[&str]) -> Url {
+    /// `%` and spaces in user values cannot change the path). A segment that
+    /// is `.` or `..` is refused: URLs cannot carry it, it would move the path.
+    pub fn url(&self, base: &Url, segments: &[&str]) -> Result<Url, ConnectorError> {
         join_segments(base, segments)
     }
 
@@ -762,8 +763,20 @@ fn jitter(max: Duration) -> Duration {
     Duration::from_nanos(nanos)
 }
 
-/// Appends percent-encoded segments to a base URL's path.
-pub fn join_segments(base: &Url, segments: &[&str]) -> Url {
+/// Appends percent-encoded segments to a base URL's path. A `.` or `..`
+/// segment (in any spelling a URL parser reads as one, such as `%2e`) is
+/// refused: a URL cannot carry it, the parser would drop it or climb a level,
+/// and a request meant for one object would go to another.
+pub fn join_segments(base: &Url, segments: &[&str]) -> Result<Url, ConnectorError> {
+    if let Some(bad) = segments.iter().find(|s| {
+        let lower = s.to_ascii_lowercase().replace("%2e", ".");
+        lower == "." || lower == ".."
+    }) {
+        return Err(ConnectorError::BadResponse(format!(
+            "refusing a URL path segment `{}`: it would change which object the request is for",
+            sanitize::clean_max(bad, 20)
+        )));
+    }
     let mut url = base.clone();
     {
         let mut path = url
@@ -772,7 +785,7 @@ pub fn join_segments(base: &Url, segments: &[&str]) -> Url {
         path.pop_if_empty();
         path.extend(segments);
     }
-    url
+    Ok(url)
 }
 
 /// Stops pagination on a repeated page token, an endless run of pages, or
@@ -825,12 +838,27 @@ mod tests {
     #[test]
     fn segments_are_percent_encoded() {
         let base = Url::parse("http://127.0.0.1:1/admin/directory/v1/").unwrap();
-        let u = join_segments(&base, &["users", "o'hara/x?y#z%20 w@example.com", "tokens"]);
+        let u =
+            join_segments(&base, &["users", "o'hara/x?y#z%20 w@example.com", "tokens"]).unwrap();
         assert_eq!(
             u.path(),
             "/admin/directory/v1/users/o'hara%2Fx%3Fy%23z%2520%20w@example.com/tokens"
         );
         assert!(u.query().is_none());
+    }
+
+    #[test]
+    fn dot_segments_are_refused_not_dropped() {
+        let base = Url::parse("http://127.0.0.1:1/admin/directory/v1/").unwrap();
+        for id in ["..", ".", "%2e%2E", ".%2e", "%2E"] {
+            assert!(
+                join_segments(&base, &["users", "dana", "tokens", id]).is_err(),
+                "{id}"
+            );
+            assert!(join_segments(&base, &["users", id, "tokens", "x"]).is_err());
+        }
+        let u = join_segments(&base, &["users", "...", "a.b", ".x"]).unwrap();
+        assert_eq!(u.path(), "/admin/directory/v1/users/.../a.b/.x");
     }
 
     #[test]

@@ -337,7 +337,7 @@ impl Salesforce {
             Arc::new(SalesforcePolicy),
             ctx.notices.clone(),
         );
-        let api = super::http::join_segments(&base, &["services", "data", &version, ""]);
+        let api = super::http::join_segments(&base, &["services", "data", &version, ""])?;
         Ok(Self {
             id: resolved.id.clone(),
             display_name: resolved.manifest.display_name.clone(),
@@ -362,7 +362,7 @@ impl Salesforce {
         self.client.stats()
     }
 
-    fn sobject_url(&self, object: &str, id: &str) -> Url {
+    fn sobject_url(&self, object: &str, id: &str) -> Result<Url, ConnectorError> {
         self.client.url(&self.api, &["sobjects", object, id])
     }
 
@@ -389,7 +389,7 @@ impl Salesforce {
             next_records_url: Option<String>,
         }
         let options = format!("batchSize={}", self.batch_size);
-        let mut url = self.client.url(&self.api, &["query"]);
+        let mut url = self.client.url(&self.api, &["query"])?;
         url.query_pairs_mut().append_pair("q", soql);
         let mut guard = PageGuard::new();
         let mut out = Vec::new();
@@ -745,7 +745,7 @@ impl Salesforce {
 
     /// `DELETE /sobjects/{Type}/{Id}`: 204, or already gone on 404.
     async fn delete_row(&self, object: &str, id: &str) -> Result<RevokeOutcome, ConnectorError> {
-        let req = ApiRequest::new(Method::DELETE, self.sobject_url(object, id));
+        let req = ApiRequest::new(Method::DELETE, self.sobject_url(object, id)?);
         match self.client.send(req).await {
             Ok(_) => Ok(RevokeOutcome::Accepted),
             Err(e) if e.is_not_found() || e.code() == Some("ENTITY_IS_DELETED") => {
@@ -761,7 +761,7 @@ impl Salesforce {
         id: &str,
         body: Value,
     ) -> Result<RevokeOutcome, ConnectorError> {
-        let req = ApiRequest::new(Method::PATCH, self.sobject_url(object, id)).json(body);
+        let req = ApiRequest::new(Method::PATCH, self.sobject_url(object, id)?).json(body);
         self.client.send(req).await.map(|_| RevokeOutcome::Accepted)
     }
 
@@ -777,7 +777,7 @@ impl Salesforce {
         };
         let url = self
             .client
-            .url(&self.base, &["services", "oauth2", "revoke"]);
+            .url(&self.base, &["services", "oauth2", "revoke"])?;
         // The revoke endpoint authenticates by the token itself: no bearer.
         let req = ApiRequest::new(Method::POST, url)
             .form(vec![("token".into(), token.expose().to_string())])
@@ -1031,7 +1031,7 @@ impl Connector for Salesforce {
             #[serde(rename = "DailyApiRequests")]
             daily: Option<Allocation>,
         }
-        let url = super::http::join_segments(&self.api, &["limits"]);
+        let url = super::http::join_segments(&self.api, &["limits"])?;
         let limits: Limits = self.client.get_json(url).await?;
         match limits.daily {
             Some(d) if d.remaining == 0 => Err(ConnectorError::RateLimited {

@@ -494,7 +494,7 @@ impl SlackDriver {
         method: &str,
         args: &[(&str, &str)],
     ) -> Result<T, ConnectorError> {
-        let url = self.web.url(&self.base, &[method]);
+        let url = self.web.url(&self.base, &[method])?;
         let req = ApiRequest::get(url).query(args);
         self.web.send(req).await?.json()
     }
@@ -507,7 +507,7 @@ impl SlackDriver {
         args: &[(&str, &str)],
         idempotent: bool,
     ) -> Result<T, ConnectorError> {
-        let url = self.web.url(&self.base, &[method]);
+        let url = self.web.url(&self.base, &[method])?;
         let form = args
             .iter()
             .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
@@ -1004,7 +1004,7 @@ impl SlackDriver {
     /// SCIM `active` of a user; `None` when SCIM answers 404.
     async fn scim_active(&self, user_id: &str) -> Result<Option<bool>, ConnectorError> {
         let scim = self.scim_client()?;
-        let url = scim.url(&self.scim_base, &["Users", user_id]);
+        let url = scim.url(&self.scim_base, &["Users", user_id])?;
         match scim.send(ApiRequest::get(url)).await {
             Ok(r) => {
                 let u: ScimUser = r.json()?;
@@ -1019,7 +1019,7 @@ impl SlackDriver {
 
     async fn deactivate(&self, user_id: &str) -> Result<RevokeOutcome, ConnectorError> {
         let scim = self.scim_client()?;
-        let url = scim.url(&self.scim_base, &["Users", user_id]);
+        let url = scim.url(&self.scim_base, &["Users", user_id])?;
         let body = serde_json::json!({
             "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
             "Operations": [{"op": "replace", "path": "active", "value": false}],
@@ -1312,7 +1312,7 @@ impl Connector for SlackDriver {
     /// `auth.test` (`ok:true` checked by the policy), then the token's
     /// scopes from Slack's `x-oauth-scopes` header against the manifest's.
     async fn probe(&self) -> Result<(), ConnectorError> {
-        let url = self.web.url(&self.base, &["auth.test"]);
+        let url = self.web.url(&self.base, &["auth.test"])?;
         let resp = self.web.send(ApiRequest::get(url)).await?;
         let _: Value = resp.json()?;
         let Some(have) = resp
