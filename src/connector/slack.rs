@@ -1286,7 +1286,14 @@ impl Connector for SlackDriver {
                     // SCIM is the source of truth for deactivation.
                     "account" if scim_account(g) => match &scim {
                         Some(Ok(Some(true))) => Ok(Presence::Present),
-                        Some(Ok(Some(false) | None)) => Ok(Presence::Absent),
+                        Some(Ok(Some(false))) => Ok(Presence::Absent),
+                        // Slack never deletes a user: a SCIM 404 for the
+                        // account users.lookupByEmail found means the SCIM
+                        // token speaks for another org or workspace, not
+                        // that the account is closed.
+                        Some(Ok(None)) => Err(ConnectorError::BadResponse(
+                            "SCIM does not know this user (404), so its deactivation cannot be confirmed; check that the SCIM token belongs to the user's organisation".into(),
+                        )),
                         Some(Err(e)) => Err(e.clone()),
                         None => Err(ConnectorError::BadResponse("not read".into())),
                     },
