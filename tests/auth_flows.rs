@@ -128,7 +128,7 @@ async fn userinfo(
         None,
     );
     client
-        .get_json(client.url(&base_url, &["oauth2", "userinfo"]))
+        .get_json(client.url(&base_url, &["oauth2", "userinfo"]).unwrap())
         .await
 }
 

@@ -442,6 +442,33 @@ async fn delete_tokens_never_leave_the_revoke_call() {
 }
 
 #[tokio::test]
+async fn a_broken_token_listing_quotes_no_delete_token() {
+    let e = env_with(common::quick(100), |r| r.manifest.limits.max_retries = 0).await;
+    let tokens = e.sb.state.salesforce.lock().unwrap().delete_tokens();
+    let marcus = found(&e.sf, "marcus.reyes@example.com").await;
+    // Every query answer arrives cut in half: the OauthToken listing's first
+    // half holds DeleteTokens, and it does not parse.
+    e.sb.set_faults(Faults {
+        malformed_rate: 1.0,
+        path_prefix: Some("/services/data/".into()),
+        ..common::quick(100)
+    });
+    let inv = e.sf.list_grants(&marcus).await;
+    assert!(
+        !inv.failed.is_empty(),
+        "the broken answers are read failures"
+    );
+    let dump = format!("{:?} {:?}", inv.failed, e.sf.health());
+    assert!(
+        !tokens.iter().any(|t| dump.contains(t.as_str())),
+        "a DeleteToken reached an error: {dump}"
+    );
+    // The other listings still say what arrived, for diagnosis.
+    assert!(dump.contains("body is not the expected JSON"), "{dump}");
+    e.sb.stop().await;
+}
+
+#[tokio::test]
 async fn removed_rows_stay_listed_until_consistent() {
     let e = env(1500).await;
     let tom = found(&e.sf, "tom.becker@example.com").await;

@@ -476,6 +476,28 @@ async fn scim_deactivation_is_verified_and_last() {
 }
 
 #[tokio::test]
+async fn a_user_scim_does_not_know_is_never_verified_deactivated() {
+    let sb = common::sandbox(common::quick(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = connector(&sb, dir.path(), &[], None);
+    let tom = find(&c, "tom.becker@example.com").await;
+    let inv = c.list_grants(&tom).await;
+    let acc = of_kind(&inv.grants, GrantKind::Account)[0].clone();
+    // The account as a SCIM token for another org sees it: unknown (404).
+    let elsewhere = Account {
+        id: "U0NOTINTHISORG".into(),
+        ..tom.clone()
+    };
+    let ghost = Grant {
+        id: acc.id.replace(&tom.id, "U0NOTINTHISORG"),
+        ..acc.clone()
+    };
+    let r = c.verify(&elsewhere, std::slice::from_ref(&ghost)).await;
+    assert!(r[0].1.is_err(), "a SCIM 404 is not a deactivation: {r:?}");
+    sb.stop().await;
+}
+
+#[tokio::test]
 async fn rate_limited_calls_wait_for_retry_after() {
     let sb = common::sandbox(common::quick(200)).await;
     let dir = tempfile::tempdir().unwrap();

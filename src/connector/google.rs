@@ -241,8 +241,8 @@ pub fn build(
         id: resolved.id.clone(),
         display_name: resolved.manifest.display_name.clone(),
         refresh: resolved.refresh_interval(),
-        directory: http::join_segments(&base, &["admin", "directory", "v1"]),
-        licensing: http::join_segments(&lic, &["apps", "licensing", "v1"]),
+        directory: http::join_segments(&base, &["admin", "directory", "v1"])?,
+        licensing: http::join_segments(&lic, &["apps", "licensing", "v1"])?,
         client,
         settings,
         manual_steps: resolved.manifest.manual_steps.clone(),
@@ -467,7 +467,7 @@ fn real_time(s: &Option<String>) -> Option<String> {
 }
 
 impl GoogleWorkspace {
-    fn dir(&self, segments: &[&str]) -> Url {
+    fn dir(&self, segments: &[&str]) -> Result<Url, ConnectorError> {
         self.client.url(&self.directory, segments)
     }
 
@@ -512,7 +512,7 @@ impl GoogleWorkspace {
     }
 
     async fn read_user(&self, key: &str) -> Result<User, ConnectorError> {
-        self.client.get_json(self.dir(&["users", key])).await
+        self.client.get_json(self.dir(&["users", key])?).await
     }
 
     fn account_of(&self, u: &User) -> Account {
@@ -562,7 +562,7 @@ impl GoogleWorkspace {
     async fn list_tokens(&self, key: &str) -> Result<Vec<Grant>, ConnectorError> {
         let list: Items<Token> = self
             .client
-            .get_json(self.dir(&["users", key, "tokens"]))
+            .get_json(self.dir(&["users", key, "tokens"])?)
             .await?;
         Ok(list
             .items
@@ -603,7 +603,7 @@ impl GoogleWorkspace {
     async fn list_asps(&self, key: &str) -> Result<Vec<Grant>, ConnectorError> {
         let list: Items<Asp> = self
             .client
-            .get_json(self.dir(&["users", key, "asps"]))
+            .get_json(self.dir(&["users", key, "asps"])?)
             .await?;
         Ok(list
             .items
@@ -634,13 +634,13 @@ impl GoogleWorkspace {
     async fn count_codes(&self, key: &str) -> Result<usize, ConnectorError> {
         let list: Items<VerificationCode> = self
             .client
-            .get_json(self.dir(&["users", key, "verificationCodes"]))
+            .get_json(self.dir(&["users", key, "verificationCodes"])?)
             .await?;
         Ok(list.items.len())
     }
 
     async fn list_groups(&self, login: &str) -> Result<Vec<Group>, ConnectorError> {
-        let mut url = self.dir(&["groups"]);
+        let mut url = self.dir(&["groups"])?;
         url.query_pairs_mut()
             .append_pair("userKey", login)
             .append_pair("maxResults", &self.page_size(200));
@@ -664,7 +664,7 @@ impl GoogleWorkspace {
     }
 
     async fn list_assignments(&self, login: &str) -> Result<Vec<RoleAssignment>, ConnectorError> {
-        let mut url = self.dir(&["customer", "my_customer", "roleassignments"]);
+        let mut url = self.dir(&["customer", "my_customer", "roleassignments"])?;
         url.query_pairs_mut()
             .append_pair("userKey", login)
             .append_pair("includeIndirectRoleAssignments", "true")
@@ -674,10 +674,15 @@ impl GoogleWorkspace {
 
     /// Role names by id. Names are only for labels: a failure leaves ids.
     async fn role_names(&self) -> HashMap<String, String> {
-        let mut url = self.dir(&["customer", "my_customer", "roles"]);
-        url.query_pairs_mut()
-            .append_pair("maxResults", &self.page_size(100));
-        match self.collect::<ItemsPage<Role>>(url).await {
+        let listed = match self.dir(&["customer", "my_customer", "roles"]) {
+            Ok(mut url) => {
+                url.query_pairs_mut()
+                    .append_pair("maxResults", &self.page_size(100));
+                self.collect::<ItemsPage<Role>>(url).await
+            }
+            Err(e) => Err(e),
+        };
+        match listed {
             Ok(roles) => roles
                 .into_iter()
                 .map(|r| {
@@ -745,7 +750,7 @@ impl GoogleWorkspace {
             .collect()
     }
 
-    fn license_url(&self, sku: &Sku, login: &str) -> Url {
+    fn license_url(&self, sku: &Sku, login: &str) -> Result<Url, ConnectorError> {
         self.client.url(
             &self.licensing,
             &[
@@ -765,7 +770,7 @@ impl GoogleWorkspace {
         sku: &Sku,
         login: &str,
     ) -> Result<Option<LicenseAssignment>, ConnectorError> {
-        match self.client.get_json(self.license_url(sku, login)).await {
+        match self.client.get_json(self.license_url(sku, login)?).await {
             Ok(l) => Ok(Some(l)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
@@ -804,7 +809,7 @@ impl GoogleWorkspace {
     }
 
     async fn list_devices(&self, login: &str) -> Result<Vec<Grant>, ConnectorError> {
-        let mut url = self.dir(&["customer", &self.settings.customer, "devices", "mobile"]);
+        let mut url = self.dir(&["customer", &self.settings.customer, "devices", "mobile"])?;
         let plain = login
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "._@+-".contains(c));
@@ -1100,13 +1105,13 @@ impl Connector for GoogleWorkspace {
         let login = account.login.as_str();
         let id = grant.id.as_str();
         if id == SIGNOUT {
-            let req = ApiRequest::new(Method::POST, self.dir(&["users", login, "signOut"]))
+            let req = ApiRequest::new(Method::POST, self.dir(&["users", login, "signOut"])?)
                 .idempotent(true);
             self.client.send(req).await?;
             return Ok(RevokeOutcome::Acknowledged);
         }
         if id == BACKUP_CODES {
-            let url = self.dir(&["users", login, "verificationCodes", "invalidate"]);
+            let url = self.dir(&["users", login, "verificationCodes", "invalidate"])?;
             let req = ApiRequest::new(Method::POST, url).idempotent(true);
             return match self.client.send(req).await {
                 Ok(_) => Ok(RevokeOutcome::Accepted),
@@ -1121,7 +1126,7 @@ impl Connector for GoogleWorkspace {
             };
         }
         if id == SUSPEND {
-            let req = ApiRequest::new(Method::PATCH, self.dir(&["users", login]))
+            let req = ApiRequest::new(Method::PATCH, self.dir(&["users", login])?)
                 .json(serde_json::json!({"suspended": true}));
             self.client.send(req).await?;
             return Ok(RevokeOutcome::Accepted);
@@ -1131,19 +1136,19 @@ impl Connector for GoogleWorkspace {
         })?;
         match prefix {
             "token" => {
-                let url = self.dir(&["users", login, "tokens", rest]);
+                let url = self.dir(&["users", login, "tokens", rest])?;
                 gone_ok(self.client.send(ApiRequest::new(Method::DELETE, url)).await)
             }
             "asp" => {
-                let url = self.dir(&["users", login, "asps", rest]);
+                let url = self.dir(&["users", login, "asps", rest])?;
                 gone_ok(self.client.send(ApiRequest::new(Method::DELETE, url)).await)
             }
             "group" => {
-                let url = self.dir(&["groups", rest, "members", login]);
+                let url = self.dir(&["groups", rest, "members", login])?;
                 gone_ok(self.client.send(ApiRequest::new(Method::DELETE, url)).await)
             }
             "role" => {
-                let url = self.dir(&["customer", "my_customer", "roleassignments", rest]);
+                let url = self.dir(&["customer", "my_customer", "roleassignments", rest])?;
                 gone_ok(self.client.send(ApiRequest::new(Method::DELETE, url)).await)
             }
             "license" => {
@@ -1158,7 +1163,7 @@ impl Connector for GoogleWorkspace {
                             clean_max(rest, 80)
                         ))
                     })?;
-                let url = self.license_url(sku, login);
+                let url = self.license_url(sku, login)?;
                 gone_ok(self.client.send(ApiRequest::new(Method::DELETE, url)).await)
             }
             "device" => {
@@ -1169,7 +1174,7 @@ impl Connector for GoogleWorkspace {
                     "mobile",
                     rest,
                     "action",
-                ]);
+                ])?;
                 let req = ApiRequest::new(Method::POST, url)
                     .json(serde_json::json!({"action": "admin_account_wipe"}))
                     .idempotent(true);

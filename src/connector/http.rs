@@ -211,6 +211,9 @@ pub struct ApiRequest {
     /// The named token bucket this request draws from (see
     /// [`ApiClient::with_buckets`]); `None`: the connector-wide one.
     pub bucket: Option<String>,
+    /// The answer holds credentials (Salesforce DeleteTokens): an error about
+    /// it never quotes the body.
+    pub secret_answer: bool,
 }
 
 impl ApiRequest {
@@ -224,6 +227,7 @@ impl ApiRequest {
             idempotent,
             authenticated: true,
             bucket: None,
+            secret_answer: false,
         }
     }
 
@@ -271,19 +275,54 @@ impl ApiRequest {
         self.bucket = Some(name.into());
         self
     }
+
+    /// Marks the answer as holding credentials: errors about it never quote
+    /// it.
+    pub fn secret_answer(mut self) -> Self {
+        self.secret_answer = true;
+        self
+    }
 }
 
 /// A successful answer with its body read (within the size cap).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ApiResponse {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The request said the answer holds credentials.
+    pub secret_answer: bool,
+}
+
+impl std::fmt::Debug for ApiResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("ApiResponse");
+        d.field("status", &self.status);
+        if self.secret_answer {
+            d.field(
+                "body",
+                &format_args!("<{} bytes, not shown>", self.body.len()),
+            );
+        } else {
+            d.field("headers", &self.headers).field("body", &self.body);
+        }
+        d.finish()
+    }
 }
 
 impl ApiResponse {
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ConnectorError> {
         serde_json::from_slice(&self.body).map_err(|e| {
+            if self.secret_answer {
+                // Neither the body nor serde's message (which can quote a
+                // value) is shown: the answer holds credentials.
+                return ConnectorError::BadResponse(format!(
+                    "body is not the expected JSON ({:?} error at line {} column {}); not shown, as it holds credentials",
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                ));
+            }
             ConnectorError::BadResponse(format!(
                 "body is not the expected JSON ({e}): {}",
                 body_excerpt(&self.body)
@@ -503,8 +542,9 @@ impl ApiClient {
     }
 
     /// `base` with each segment appended, percent-encoded (so `/`, `?`, `#`,
-    /// `%` and spaces in user values cannot change the path).
-    pub fn url(&self, base: &Url, segments: &[&str]) -> Url {
+    /// `%` and spaces in user values cannot change the path). A segment that
+    /// is `.` or `..` is refused: URLs cannot carry it, it would move the path.
+    pub fn url(&self, base: &Url, segments: &[&str]) -> Result<Url, ConnectorError> {
         join_segments(base, segments)
     }
 
@@ -592,6 +632,7 @@ impl ApiClient {
                         status,
                         headers,
                         body,
+                        secret_answer: req.secret_answer,
                     });
                 }
                 Verdict::RateLimited(after) => {
@@ -802,8 +843,20 @@ fn jitter(max: Duration) -> Duration {
     Duration::from_nanos(nanos)
 }
 
-/// Appends percent-encoded segments to a base URL's path.
-pub fn join_segments(base: &Url, segments: &[&str]) -> Url {
+/// Appends percent-encoded segments to a base URL's path. A `.` or `..`
+/// segment (in any spelling a URL parser reads as one, such as `%2e`) is
+/// refused: a URL cannot carry it, the parser would drop it or climb a level,
+/// and a request meant for one object would go to another.
+pub fn join_segments(base: &Url, segments: &[&str]) -> Result<Url, ConnectorError> {
+    if let Some(bad) = segments.iter().find(|s| {
+        let lower = s.to_ascii_lowercase().replace("%2e", ".");
+        lower == "." || lower == ".."
+    }) {
+        return Err(ConnectorError::BadResponse(format!(
+            "refusing a URL path segment `{}`: it would change which object the request is for",
+            sanitize::clean_max(bad, 20)
+        )));
+    }
     let mut url = base.clone();
     {
         let mut path = url
@@ -812,7 +865,7 @@ pub fn join_segments(base: &Url, segments: &[&str]) -> Url {
         path.pop_if_empty();
         path.extend(segments);
     }
-    url
+    Ok(url)
 }
 
 /// Stops pagination on a repeated page token, an endless run of pages, or
@@ -865,12 +918,27 @@ mod tests {
     #[test]
     fn segments_are_percent_encoded() {
         let base = Url::parse("http://127.0.0.1:1/admin/directory/v1/").unwrap();
-        let u = join_segments(&base, &["users", "o'hara/x?y#z%20 w@example.com", "tokens"]);
+        let u =
+            join_segments(&base, &["users", "o'hara/x?y#z%20 w@example.com", "tokens"]).unwrap();
         assert_eq!(
             u.path(),
             "/admin/directory/v1/users/o'hara%2Fx%3Fy%23z%2520%20w@example.com/tokens"
         );
         assert!(u.query().is_none());
+    }
+
+    #[test]
+    fn dot_segments_are_refused_not_dropped() {
+        let base = Url::parse("http://127.0.0.1:1/admin/directory/v1/").unwrap();
+        for id in ["..", ".", "%2e%2E", ".%2e", "%2E"] {
+            assert!(
+                join_segments(&base, &["users", "dana", "tokens", id]).is_err(),
+                "{id}"
+            );
+            assert!(join_segments(&base, &["users", id, "tokens", "x"]).is_err());
+        }
+        let u = join_segments(&base, &["users", "...", "a.b", ".x"]).unwrap();
+        assert_eq!(u.path(), "/admin/directory/v1/users/.../a.b/.x");
     }
 
     #[test]

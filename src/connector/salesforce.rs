@@ -337,7 +337,7 @@ impl Salesforce {
             Arc::new(SalesforcePolicy),
             ctx.notices.clone(),
         );
-        let api = super::http::join_segments(&base, &["services", "data", &version, ""]);
+        let api = super::http::join_segments(&base, &["services", "data", &version, ""])?;
         Ok(Self {
             id: resolved.id.clone(),
             display_name: resolved.manifest.display_name.clone(),
@@ -362,13 +362,23 @@ impl Salesforce {
         self.client.stats()
     }
 
-    fn sobject_url(&self, object: &str, id: &str) -> Url {
+    fn sobject_url(&self, object: &str, id: &str) -> Result<Url, ConnectorError> {
         self.client.url(&self.api, &["sobjects", object, id])
     }
 
     /// Runs a SOQL query and reads every page. Fails unless the whole result
     /// was read.
     pub async fn query(&self, soql: &str) -> Result<Vec<Value>, ConnectorError> {
+        self.query_pages(soql, false).await
+    }
+
+    /// [`Self::query`] for rows that hold credentials (DeleteTokens): an
+    /// answer that does not parse is reported without quoting it.
+    async fn query_secret(&self, soql: &str) -> Result<Vec<Value>, ConnectorError> {
+        self.query_pages(soql, true).await
+    }
+
+    async fn query_pages(&self, soql: &str, secret: bool) -> Result<Vec<Value>, ConnectorError> {
         #[derive(Deserialize)]
         struct Page {
             #[serde(rename = "totalSize")]
@@ -379,13 +389,16 @@ impl Salesforce {
             next_records_url: Option<String>,
         }
         let options = format!("batchSize={}", self.batch_size);
-        let mut url = self.client.url(&self.api, &["query"]);
+        let mut url = self.client.url(&self.api, &["query"])?;
         url.query_pairs_mut().append_pair("q", soql);
         let mut guard = PageGuard::new();
         let mut out = Vec::new();
         let mut total = None;
         loop {
-            let req = ApiRequest::get(url).header("Sforce-Query-Options", options.clone());
+            let mut req = ApiRequest::get(url).header("Sforce-Query-Options", options.clone());
+            if secret {
+                req = req.secret_answer();
+            }
             let page: Page = self.client.send(req).await?.json()?;
             total.get_or_insert(page.total_size);
             out.extend(page.records);
@@ -564,7 +577,7 @@ impl Salesforce {
     /// into the grant id and dropped.
     async fn oauth_rows(&self, user: &str) -> Result<Vec<(String, Secret, Value)>, ConnectorError> {
         let rows = self
-            .query(&format!(
+            .query_secret(&format!(
                 "SELECT AppName,DeleteToken,LastUsedDate,UseCount,CreatedDate FROM OauthToken WHERE UserId={}",
                 soql_quote(user)
             ))
@@ -721,7 +734,7 @@ impl Salesforce {
 
     /// `DELETE /sobjects/{Type}/{Id}`: 204, or already gone on 404.
     async fn delete_row(&self, object: &str, id: &str) -> Result<RevokeOutcome, ConnectorError> {
-        let req = ApiRequest::new(Method::DELETE, self.sobject_url(object, id));
+        let req = ApiRequest::new(Method::DELETE, self.sobject_url(object, id)?);
         match self.client.send(req).await {
             Ok(_) => Ok(RevokeOutcome::Accepted),
             Err(e) if e.is_not_found() || e.code() == Some("ENTITY_IS_DELETED") => {
@@ -737,7 +750,7 @@ impl Salesforce {
         id: &str,
         body: Value,
     ) -> Result<RevokeOutcome, ConnectorError> {
-        let req = ApiRequest::new(Method::PATCH, self.sobject_url(object, id)).json(body);
+        let req = ApiRequest::new(Method::PATCH, self.sobject_url(object, id)?).json(body);
         self.client.send(req).await.map(|_| RevokeOutcome::Accepted)
     }
 
@@ -753,7 +766,7 @@ impl Salesforce {
         };
         let url = self
             .client
-            .url(&self.base, &["services", "oauth2", "revoke"]);
+            .url(&self.base, &["services", "oauth2", "revoke"])?;
         // The revoke endpoint authenticates by the token itself: no bearer.
         let req = ApiRequest::new(Method::POST, url)
             .form(vec![("token".into(), token.expose().to_string())])
@@ -1007,7 +1020,7 @@ impl Connector for Salesforce {
             #[serde(rename = "DailyApiRequests")]
             daily: Option<Allocation>,
         }
-        let url = super::http::join_segments(&self.api, &["limits"]);
+        let url = super::http::join_segments(&self.api, &["limits"])?;
         let limits: Limits = self.client.get_json(url).await?;
         match limits.daily {
             Some(d) if d.remaining == 0 => Err(ConnectorError::RateLimited {

@@ -653,7 +653,7 @@ impl SlackDriver {
         method: &str,
         args: &[(&str, &str)],
     ) -> Result<T, ConnectorError> {
-        let url = self.web.url(&self.base, &[method]);
+        let url = self.web.url(&self.base, &[method])?;
         let req = ApiRequest::get(url)
             .query(args)
             .bucket(self.settings.tier_of(method));
@@ -668,7 +668,7 @@ impl SlackDriver {
         args: &[(&str, &str)],
         idempotent: bool,
     ) -> Result<T, ConnectorError> {
-        let url = self.web.url(&self.base, &[method]);
+        let url = self.web.url(&self.base, &[method])?;
         let form = args
             .iter()
             .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
@@ -1155,7 +1155,7 @@ impl SlackDriver {
     /// SCIM `active` of a user; `None` when SCIM answers 404.
     async fn scim_active(&self, user_id: &str) -> Result<Option<bool>, ConnectorError> {
         let scim = self.scim_client()?;
-        let url = scim.url(&self.scim_base, &["Users", user_id]);
+        let url = scim.url(&self.scim_base, &["Users", user_id])?;
         match scim.send(ApiRequest::get(url).bucket(SCIM_READ)).await {
             Ok(r) => {
                 let u: ScimUser = r.json()?;
@@ -1170,7 +1170,7 @@ impl SlackDriver {
 
     async fn deactivate(&self, user_id: &str) -> Result<RevokeOutcome, ConnectorError> {
         let scim = self.scim_client()?;
-        let url = scim.url(&self.scim_base, &["Users", user_id]);
+        let url = scim.url(&self.scim_base, &["Users", user_id])?;
         let body = serde_json::json!({
             "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
             "Operations": [{"op": "replace", "path": "active", "value": false}],
@@ -1438,7 +1438,14 @@ impl Connector for SlackDriver {
                     // SCIM is the source of truth for deactivation.
                     "account" if scim_account(g) => match &scim {
                         Some(Ok(Some(true))) => Ok(Presence::Present),
-                        Some(Ok(Some(false) | None)) => Ok(Presence::Absent),
+                        Some(Ok(Some(false))) => Ok(Presence::Absent),
+                        // Slack never deletes a user: a SCIM 404 for the
+                        // account users.lookupByEmail found means the SCIM
+                        // token speaks for another org or workspace, not
+                        // that the account is closed.
+                        Some(Ok(None)) => Err(ConnectorError::BadResponse(
+                            "SCIM does not know this user (404), so its deactivation cannot be confirmed; check that the SCIM token belongs to the user's organisation".into(),
+                        )),
                         Some(Err(e)) => Err(e.clone()),
                         None => Err(ConnectorError::BadResponse("not read".into())),
                     },
@@ -1464,7 +1471,7 @@ impl Connector for SlackDriver {
     /// `auth.test` (`ok:true` checked by the policy), then the token's
     /// scopes from Slack's `x-oauth-scopes` header against the manifest's.
     async fn probe(&self) -> Result<(), ConnectorError> {
-        let url = self.web.url(&self.base, &["auth.test"]);
+        let url = self.web.url(&self.base, &["auth.test"])?;
         let resp = self
             .web
             .send(ApiRequest::get(url).bucket(self.settings.tier_of("auth.test")))

@@ -55,7 +55,7 @@ pub struct Faults {
     pub rate_429: f64,
     /// Share of requests whose connection drops mid-body.
     pub reset_rate: f64,
-    /// Share of GET requests answered 200 with a truncated body.
+    /// Share of GET requests answered 200 with the first half of the real body.
     pub malformed_rate: f64,
     /// Seconds sent in Retry-After on injected 429s.
     pub retry_after_secs: u64,
@@ -482,11 +482,15 @@ async fn faults_and_log(State(s): State<Shared>, req: Request, next: Next) -> Re
                 .expect("static response")
         } else if method == "GET" && s.roll(f.malformed_rate) {
             fault = Some("malformed");
-            Response::builder()
-                .status(200)
-                .header("content-type", "application/json")
-                .body(Body::from("{\"kind\": \"admin#directory#"))
-                .expect("static response")
+            // The real answer cut in half, as a proxy that drops the end of a
+            // body would deliver it: the part that arrives is genuine.
+            let (mut parts, body) = next.run(req).await.into_parts();
+            let bytes = axum::body::to_bytes(body, usize::MAX)
+                .await
+                .unwrap_or_default();
+            parts.status = StatusCode::OK;
+            parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(bytes.slice(..bytes.len() / 2)))
         } else {
             next.run(req).await
         }
