@@ -164,7 +164,15 @@ pub fn data_dir() -> std::io::Result<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| project_dirs().map(|d| d.data_dir().to_path_buf()))
         .unwrap_or_else(|| PathBuf::from(".offboard"));
-    std::fs::create_dir_all(&dir)?;
+    if !dir.exists() {
+        // The ledger, the log and the reports name leavers and their access:
+        // only the operator reads them.
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
+    }
     Ok(dir)
 }
 

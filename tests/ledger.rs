@@ -258,3 +258,22 @@ fn two_processes_appending_keep_one_chain() {
     assert!(rep.ok(), "{:?}", rep.problems);
     assert_eq!(rep.records, 40);
 }
+
+#[test]
+fn the_data_directory_and_ledger_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("fresh-data");
+    // The binary creates the data directory (and its log) on first use.
+    let out = Command::new(env!("CARGO_BIN_EXE_offboard"))
+        .args(["evidence", "verify"])
+        .env("OFFBOARD_DATA", &data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "no ledger yet");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("offboard.log")), 0o600);
+    let p = ledger(&data);
+    assert_eq!(mode(&p), 0o600);
+}

@@ -494,6 +494,14 @@ async fn a_user_scim_does_not_know_is_never_verified_deactivated() {
     };
     let r = c.verify(&elsewhere, std::slice::from_ref(&ghost)).await;
     assert!(r[0].1.is_err(), "a SCIM 404 is not a deactivation: {r:?}");
+    // And deactivating it fails at once, with what to check.
+    match c.revoke(&elsewhere, &ghost).await {
+        Err(ConnectorError::Refused { code, manual, .. }) => {
+            assert_eq!(code, "scim_user_not_found");
+            assert!(manual.contains("SCIM token"), "{manual}");
+        }
+        other => panic!("a SCIM 404 on deactivation must fail: {other:?}"),
+    }
     sb.stop().await;
 }
 

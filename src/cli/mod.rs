@@ -195,7 +195,14 @@ pub type CmdResult = Result<u8, Failure>;
 pub fn init_logging(
     data_dir: &std::path::Path,
 ) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    use std::os::unix::fs::OpenOptionsExt;
     use tracing_subscriber::EnvFilter;
+    // Created 0600 here: the appender keeps an existing file's mode.
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(data_dir.join("offboard.log"));
     let appender = tracing_appender::rolling::never(data_dir, "offboard.log");
     let (writer, guard) = tracing_appender::non_blocking(appender);
     let filter = EnvFilter::try_from_env("OFFBOARD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));

@@ -1181,7 +1181,17 @@ impl SlackDriver {
             .bucket(SCIM_WRITE);
         match scim.send(req).await {
             Ok(_) => Ok(RevokeOutcome::Accepted),
-            Err(e) if e.is_not_found() => Ok(RevokeOutcome::AlreadyGone),
+            // Slack never deletes users: SCIM not knowing one the Web API
+            // just found means the SCIM token belongs elsewhere. Fail now
+            // rather than wait for verification to run out.
+            Err(e) if e.is_not_found() => Err(ConnectorError::Refused {
+                code: "scim_user_not_found".into(),
+                message: format!(
+                    "SCIM does not know user {}: the SCIM token may belong to another workspace or org",
+                    crate::sanitize::clean_max(user_id, 40)
+                ),
+                manual: "check that the SCIM token is for this workspace (Slack admin > Settings > SCIM), or deactivate the account in the admin dashboard".into(),
+            }),
             Err(e) => Err(e),
         }
     }

@@ -475,10 +475,12 @@ impl Ledger {
 
 impl Core {
     fn file(&self) -> Result<File, LedgerError> {
+        use std::os::unix::fs::OpenOptionsExt;
         OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
+            .mode(0o600)
             .open(&self.path)
             .map_err(io_err(&self.path))
     }

@@ -344,7 +344,9 @@ pub fn md(s: &str) -> String {
 /// One CSV field: clean, formula-neutralised, quoted.
 pub fn csv_field(s: &str) -> String {
     let mut v = clean(s);
-    if v.starts_with(['=', '+', '-', '@']) {
+    // Spreadsheets evaluate a cell whose first non-blank character starts a
+    // formula (and `clean` turns tabs and CRs into spaces).
+    if v.trim_start().starts_with(['=', '+', '-', '@']) {
         v.insert(0, '\'');
     }
     format!("\"{}\"", v.replace('"', "\"\""))
@@ -745,6 +747,7 @@ mod tests {
         assert_eq!(csv_field("-2"), "\"'-2\"");
         assert_eq!(csv_field("@SUM(A1)"), "\"'@SUM(A1)\"");
         assert_eq!(csv_field("+x"), "\"'+x\"");
+        assert_eq!(csv_field(" \t=cmd"), "\"'  =cmd\"");
         assert_eq!(csv_field("a \"q\", b"), "\"a \"\"q\"\", b\"");
         assert_eq!(csv_field("line\nbreak"), "\"line break\"");
         let (_d, p) = sample();

@@ -186,7 +186,8 @@ pub fn export_report(
         })
         .collect();
     let path = dir.join(format!("{safe}-{}.md", now.format("%Y%m%dT%H%M%S")));
-    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    crate::sandbox::write_private(&path, text.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(path)
 }
 
