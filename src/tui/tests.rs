@@ -1355,3 +1355,29 @@ fn a_burst_of_rate_limits_is_one_activity_line() {
     assert!(last.contains("slack: rate-limited 5 times"), "{last}");
     assert_eq!(m.connectors[1].health, HealthState::RateLimited);
 }
+
+#[test]
+fn the_matrix_says_closed_once_the_suspension_is_verified() {
+    let mut m = model_with(false, "default");
+    update(&mut m, ch('j')); // Marcus
+    m.leavers[1].accounts.insert(
+        "google".into(),
+        AccountStatus::Found {
+            login: "marcus.reyes@example.com".into(),
+            display_name: "Marcus Reyes".into(),
+            active: true,
+        },
+    );
+    let suspend = grant("google", "suspend", GrantKind::Account, "Suspend account");
+    m.leavers[1]
+        .grants
+        .push(row(suspend.clone(), GrantState::Removed));
+    m.recompute_grants();
+    let s = text(&render(&m, 100, 30));
+    assert!(s.contains("active"), "removal not yet confirmed:\n{s}");
+    assert!(!s.contains("closed"), "{s}");
+    m.leavers[1].grants.last_mut().unwrap().state = GrantState::Verified { at: t0() };
+    m.recompute_grants();
+    let s = text(&render(&m, 100, 30));
+    assert!(s.contains("closed"), "{s}");
+}

@@ -550,6 +550,11 @@ fn draw_matrix(m: &Model, area: Rect, buf: &mut Buffer) {
         let (acct, role) = match l.accounts.get(&c.id) {
             Some(a @ AccountStatus::Failed { .. }) => (a.label(), Role::Error),
             Some(a @ AccountStatus::Ambiguous { .. }) => (a.label(), Role::Warning),
+            // The lookup said active; a verified suspension/deactivation
+            // since then is what the operator needs to see.
+            Some(AccountStatus::Found { active: true, .. }) if account_closed(l, &c.id) => {
+                ("closed".to_string(), Role::Verified)
+            }
             Some(a @ AccountStatus::Found { active: true, .. }) => (a.label(), Role::Text),
             Some(a) => (a.label(), Role::Muted),
             None => ("-".to_string(), Role::Muted),
@@ -1654,4 +1659,15 @@ fn draw_dialog(m: &Model, d: &Dialog, area: Rect, buf: &mut Buffer) {
             Paragraph::new(lines).render(inner, buf);
         }
     }
+}
+
+/// Whether this app's account-closing step (suspend, deactivate) has been
+/// verified by a fresh read.
+fn account_closed(l: &LeaverRow, connector: &str) -> bool {
+    l.grants.iter().any(|g| {
+        g.grant.connector == connector
+            && g.grant.kind == crate::model::GrantKind::Account
+            && g.grant.phase() == crate::model::Phase::CloseAccount
+            && matches!(g.state, GrantState::Verified { .. })
+    })
 }
