@@ -103,7 +103,9 @@ pub enum LeaverStatus {
     Queued,
     Discovering,
     DiscoveryFailed,
-    Live(usize),
+    /// Live grants, and apps whose lookup failed or matched several accounts
+    /// (what is live there is unknown until the operator acts).
+    Live(usize, usize),
     Revoking,
     AllVerified,
     NeedsAttention(usize),
@@ -116,7 +118,8 @@ impl LeaverStatus {
             LeaverStatus::Queued => "queued".into(),
             LeaverStatus::Discovering => "discovering".into(),
             LeaverStatus::DiscoveryFailed => "discovery failed".into(),
-            LeaverStatus::Live(n) => format!("{n} live"),
+            LeaverStatus::Live(n, 0) => format!("{n} live"),
+            LeaverStatus::Live(n, unknown) => format!("{n} live, {unknown} app unknown"),
             LeaverStatus::Revoking => "revoking".into(),
             LeaverStatus::AllVerified => "all verified".into(),
             LeaverStatus::NeedsAttention(_) => "needs attention".into(),
@@ -193,8 +196,18 @@ impl LeaverRow {
             .iter()
             .filter(|g| g.state == GrantState::Live)
             .count();
+        let unread = self
+            .accounts
+            .values()
+            .filter(|a| {
+                matches!(
+                    a,
+                    AccountStatus::Failed { .. } | AccountStatus::Ambiguous { .. }
+                )
+            })
+            .count();
         if live > 0 {
-            return LeaverStatus::Live(live);
+            return LeaverStatus::Live(live, unread);
         }
         if attention > 0 {
             return LeaverStatus::NeedsAttention(attention);

@@ -1381,3 +1381,16 @@ fn the_matrix_says_closed_once_the_suspension_is_verified() {
     let s = text(&render(&m, 100, 30));
     assert!(s.contains("closed"), "{s}");
 }
+
+#[test]
+fn the_queue_says_when_an_app_could_not_be_read() {
+    let mut m = model_with(false, "default");
+    assert_eq!(m.leavers[0].status().label(), "1 live");
+    m.leavers[0].accounts.insert(
+        "slack".into(),
+        AccountStatus::Failed {
+            error: "HTTP 500".into(),
+        },
+    );
+    assert_eq!(m.leavers[0].status().label(), "1 live, 1 app unknown");
+}

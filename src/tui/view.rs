@@ -236,7 +236,7 @@ fn status_role(s: &LeaverStatus) -> Role {
     match s {
         LeaverStatus::Queued | LeaverStatus::NothingFound => Role::Muted,
         LeaverStatus::Discovering | LeaverStatus::Revoking => Role::Removing,
-        LeaverStatus::Live(_) => Role::Live,
+        LeaverStatus::Live(..) => Role::Live,
         LeaverStatus::DiscoveryFailed => Role::Error,
         LeaverStatus::AllVerified => Role::Verified,
         LeaverStatus::NeedsAttention(_) => Role::Unconfirmed,
