@@ -242,6 +242,13 @@ pub fn parse_redirect(text: &str, request: &AuthRequest) -> Result<Secret, Conne
         }
     }
     let state_ok = state.as_deref().is_some_and(|s| request.state_matches(s));
+    // An error that names another sign-in's state is forged or stale; one
+    // without a state (some servers omit it on errors) is reported.
+    if error.is_some() && state.is_some() && !state_ok {
+        return Err(ConnectorError::Auth(
+            "the redirect's state does not match this sign-in (a stale or forged redirect); refused, start `offboard login` again".into(),
+        ));
+    }
     if let Some(e) = error {
         return Err(ConnectorError::Auth(format!(
             "sign-in refused: the authorization server said {}{}",
@@ -306,6 +313,21 @@ async fn handle_callback(
     let path = target.split('?').next().unwrap_or("");
     if method != "GET" || path != CALLBACK_PATH {
         let _ = respond(&mut stream, "404 Not Found", "Not found.").await;
+        return None;
+    }
+    // Only the redirect of this sign-in (its state) ends the wait: any page
+    // or local process can reach a loopback port, and a request without the
+    // state must not abort the sign-in or choose its outcome.
+    let state_ok =
+        url::form_urlencoded::parse(target.split_once('?').map_or("", |(_, q)| q).as_bytes())
+            .any(|(k, v)| k == "state" && request.state_matches(&v));
+    if !state_ok {
+        let _ = respond(
+            &mut stream,
+            "400 Bad Request",
+            "This is not the redirect of the sign-in in progress.",
+        )
+        .await;
         return None;
     }
     let result = parse_redirect(target, request);
@@ -437,4 +459,99 @@ pub async fn logout(
     cache.delete()?;
     tracing::info!(connector = %resolved.id, ?outcome, "signed out");
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::oauth::{OAuth, OAuthSettings};
+
+    fn request(redirect: &str) -> AuthRequest {
+        let settings = OAuthSettings {
+            connector: "app".into(),
+            flow: Flow::AuthorizationCode,
+            client_id: "client".into(),
+            client_secret: None,
+            token_url: Url::parse("https://auth.example.com/token").unwrap(),
+            authorize_url: Some(Url::parse("https://auth.example.com/authorize").unwrap()),
+            device_url: None,
+            revoke_url: None,
+            scopes: vec![],
+            account: "default".into(),
+        };
+        OAuth::new(settings, reqwest::Client::new())
+            .unwrap()
+            .authorize(redirect)
+            .unwrap()
+    }
+
+    fn state_of(req: &AuthRequest) -> String {
+        req.url
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .unwrap()
+            .1
+            .into_owned()
+    }
+
+    async fn get(port: u16, target: &str) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        s.write_all(format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn loopback_ignores_redirects_without_this_sign_ins_state() {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let req = request(&format!("http://127.0.0.1:{port}{CALLBACK_PATH}"));
+        let state = state_of(&req);
+        let wait = tokio::spawn(async move { wait_loopback(&listener, &req).await });
+        // Forged: an error with no state, a code with a wrong state, a code
+        // with no state. None of them ends or decides the sign-in.
+        for forged in [
+            "/callback?error=access_denied&error_description=forged",
+            "/callback?code=attacker-code&state=wrong",
+            "/callback?code=attacker-code",
+            "/other?code=c&state=x",
+        ] {
+            let answer = get(port, forged).await;
+            assert!(
+                answer.starts_with("HTTP/1.1 400") || answer.starts_with("HTTP/1.1 404"),
+                "{answer}"
+            );
+            assert!(!wait.is_finished(), "{forged} ended the sign-in");
+        }
+        let answer = get(port, &format!("/callback?code=real-code&state={state}")).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let code = wait.await.unwrap().unwrap();
+        assert_eq!(code.expose(), "real-code");
+    }
+
+    #[test]
+    fn pasted_redirect_checks_state_also_for_errors() {
+        let req = request("http://127.0.0.1:1/callback");
+        let state = state_of(&req);
+        let e = parse_redirect(
+            "http://127.0.0.1:1/callback?error=access_denied&state=other",
+            &req,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("does not match"), "{e}");
+        let e = parse_redirect(
+            &format!("http://127.0.0.1:1/callback?error=access_denied&state={state}"),
+            &req,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("access_denied"), "{e}");
+        assert!(parse_redirect("https://elsewhere.example/?code=c&state=other", &req).is_err());
+        let code = parse_redirect(&format!("/callback?code=c1&state={state}"), &req).unwrap();
+        assert_eq!(code.expose(), "c1");
+    }
 }

@@ -109,19 +109,11 @@ pub struct OAuthSettings {
 }
 
 fn parse_url(connector: &str, key: &str, raw: &str) -> Result<Url, ConnectorError> {
-    let url = Url::parse(raw).map_err(|e| {
+    crate::connector::manifest::check_url(raw).map_err(|why| {
         ConnectorError::Config(format!(
-            "key `connectors.{connector}.auth.{key}`: expected a URL, found `{}` ({e})",
-            sanitize::clean_max(raw, 120)
+            "key `connectors.{connector}.auth.{key}`: expected an https URL (http only for a loopback host), found {why}"
         ))
-    })?;
-    if url.scheme() != "https" && url.scheme() != "http" {
-        return Err(ConnectorError::Config(format!(
-            "key `connectors.{connector}.auth.{key}`: expected an http(s) URL, found `{}`",
-            sanitize::clean_max(raw, 120)
-        )));
-    }
-    Ok(url)
+    })
 }
 
 impl OAuthSettings {

@@ -96,9 +96,9 @@ fn jwt_bearer(r: &ResolvedConnector, http: reqwest::Client) -> Result<JwtBearer,
             r.id
         ))
     })?;
-    let token_url = url::Url::parse(&raw).map_err(|e| {
+    let token_url = crate::connector::manifest::check_url(&raw).map_err(|why| {
         ConnectorError::Config(format!(
-            "key `connectors.{}.auth.token_url`: expected a URL ({e})",
+            "key `connectors.{}.auth.token_url`: expected the token endpoint URL, found {why}",
             r.id
         ))
     })?;

@@ -214,8 +214,11 @@ pub fn build(
             "connectors.{id}.auth.token_url: expected a URL, found nothing"
         ))
     })?;
-    let token_url = Url::parse(token_url)
-        .map_err(|e| ConnectorError::Config(format!("connectors.{id}.auth.token_url: {e}")))?;
+    let token_url = crate::connector::manifest::check_url(token_url).map_err(|why| {
+        ConnectorError::Config(format!(
+            "key `connectors.{id}.auth.token_url`: expected the token endpoint URL, found {why}"
+        ))
+    })?;
     let key = ServiceAccountKey::load(&resolved.path(key_file))?;
     let jwt = JwtBearer::new(
         ctx.http.clone(),

@@ -239,14 +239,63 @@ impl ResolvedConnector {
 }
 
 fn parse_base_url(raw: &str) -> Result<Url, String> {
-    let url = Url::parse(raw).map_err(|e| format!("`{raw}` ({e})"))?;
+    check_url(raw)
+}
+
+/// Parses a configured endpoint URL (base URL or auth endpoint): https, or
+/// plain http to a loopback host only (the sandbox), so a bearer token or a
+/// client secret never crosses a network in clear text; no credentials in
+/// the URL itself. The error quotes the URL without its userinfo, query or
+/// fragment, so a secret pasted into it is never echoed.
+pub fn check_url(raw: &str) -> Result<Url, String> {
+    let shown = redact_url(raw);
+    let url = Url::parse(raw.trim()).map_err(|e| format!("`{shown}` ({e})"))?;
     if url.scheme() != "https" && url.scheme() != "http" {
-        return Err(format!("`{raw}` (scheme must be http or https)"));
+        return Err(format!("`{shown}` (scheme must be http or https)"));
     }
     if url.host().is_none() {
-        return Err(format!("`{raw}` (no host)"));
+        return Err(format!("`{shown}` (no host)"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "`{shown}` (credentials in a URL are refused; reference them in the connector's auth section with *_env or *_file)"
+        ));
+    }
+    if url.scheme() == "http" && !is_loopback(&url) {
+        return Err(format!(
+            "`{shown}` (plain http is allowed only for a loopback host such as the sandbox; use https)"
+        ));
     }
     Ok(url)
+}
+
+/// Whether a URL's host is this machine (127.0.0.0/8, ::1, localhost).
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// A configured URL as it may be shown: userinfo replaced by `***`, query
+/// and fragment dropped, control characters made inert, at most 120
+/// characters.
+pub fn redact_url(raw: &str) -> String {
+    let raw = raw.trim();
+    let (scheme, rest) = match raw.split_once("://") {
+        Some((s, r)) => (format!("{s}://"), r),
+        None => (String::new(), raw),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rfind('@') {
+        Some(i) => format!("***@{}", &authority[i + 1..]),
+        None => authority.to_string(),
+    };
+    let tail = tail.split(['?', '#']).next().unwrap_or("");
+    crate::sanitize::clean_max(&format!("{scheme}{authority}{tail}"), 120)
 }
 
 /// Loads a manifest by name: the config directory's `connectors/NAME.toml`
@@ -349,5 +398,50 @@ mod tests {
             assert_eq!(&m.id, name);
             assert!(!m.api.is_empty());
         }
+    }
+
+    #[test]
+    fn endpoint_urls_refuse_credentials_and_cleartext_without_echoing_secrets() {
+        // Credentials in the URL: refused, and never quoted back.
+        let e = check_url("https://admin:hunter2@api.example.com/v1?key=sekrit").unwrap_err();
+        assert!(e.contains("credentials"), "{e}");
+        assert!(!e.contains("hunter2") && !e.contains("admin:"), "{e}");
+        assert!(!e.contains("sekrit"), "{e}");
+        // A URL that does not parse is quoted without its userinfo either.
+        let e = check_url("ftp://root:hunter2@[bad").unwrap_err();
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = check_url("root:hunter2@host").unwrap_err();
+        assert!(!e.contains("hunter2"), "{e}");
+        // Non-http schemes.
+        let e = check_url("file:///etc/passwd").unwrap_err();
+        assert!(e.contains("scheme"), "{e}");
+        assert!(check_url("javascript:alert(1)").is_err());
+        // Plain http only to this machine.
+        let e = check_url("http://api.example.com/").unwrap_err();
+        assert!(e.contains("https"), "{e}");
+        assert!(check_url("http://127.0.0.1:8700/").is_ok());
+        assert!(check_url("http://[::1]:8700/").is_ok());
+        assert!(check_url("http://localhost:8700/").is_ok());
+        assert!(check_url("https://api.example.com/").is_ok());
+        // A control sequence in a bad URL stays inert.
+        let e = check_url("https://\u{1b}[2Jx@").unwrap_err();
+        assert!(!e.contains('\u{1b}'), "{e:?}");
+    }
+
+    #[test]
+    fn a_base_url_with_credentials_is_a_config_error_naming_the_key() {
+        let mut m = load_manifest("slack", None).unwrap();
+        m.api.insert(
+            "base_url".into(),
+            "https://bot:xoxp-123-secret@slack.example.com/api/".into(),
+        );
+        let r = ResolvedConnector {
+            id: "slack".into(),
+            manifest: m,
+            config_dir: std::path::PathBuf::from("."),
+        };
+        let e = r.url("base_url").unwrap_err().to_string();
+        assert!(e.contains("connectors.slack.api.base_url"), "{e}");
+        assert!(!e.contains("xoxp-123-secret"), "{e}");
     }
 }

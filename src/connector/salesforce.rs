@@ -233,9 +233,9 @@ fn salesforce_jwt(
     let auth = &resolved.manifest.auth;
     let login_str = login.as_str().trim_end_matches('/').to_string();
     let token_url = match &auth.token_url {
-        Some(t) => Url::parse(t).map_err(|e| {
+        Some(t) => crate::connector::manifest::check_url(t).map_err(|why| {
             ConnectorError::Config(format!(
-                "key `connectors.{}.auth.token_url`: {e}",
+                "key `connectors.{}.auth.token_url`: expected the token endpoint URL, found {why}",
                 resolved.id
             ))
         })?,
