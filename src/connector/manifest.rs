@@ -182,12 +182,12 @@ impl ResolvedConnector {
             .get(name)
             .ok_or_else(|| ConfigError::Key {
                 key: format!("connectors.{}.api.{name}", self.id),
-                expected: "a base URL (http:// or https://)".into(),
+                expected: "a base URL (https://, or http:// to a loopback address)".into(),
                 found: "nothing".into(),
             })?;
         parse_base_url(raw).map_err(|why| ConfigError::Key {
             key: format!("connectors.{}.api.{name}", self.id),
-            expected: "a base URL (http:// or https://)".into(),
+            expected: "a base URL (https://, or http:// to a loopback address)".into(),
             found: why,
         })
     }
