@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::oauth::{ctx, issued, settings};
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -15,9 +17,9 @@ use offboard::auth::login::{self, CodeLogin, DeviceLogin, LogoutOutcome};
 use offboard::auth::{TokenSource, token_source};
 use offboard::connector::http::{ApiClient, DefaultPolicy, HttpSettings, shared_reqwest};
 use offboard::connector::manifest::parse_manifest;
-use offboard::connector::{BuildContext, ConnectorError, ResolvedConnector};
+use offboard::connector::{ConnectorError, ResolvedConnector};
+use offboard::sandbox::Faults;
 use offboard::sandbox::oauth::{CONFIDENTIAL_CLIENT, PUBLIC_CLIENT, Settings};
-use offboard::sandbox::{Faults, Running};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const SCOPES: &str = r#"["directory.read", "directory.write"]"#;
@@ -51,35 +53,6 @@ fn resolved(base: &str, flow: &str, client_id: &str, extra: &str, dir: &Path) ->
         manifest,
         config_dir: dir.to_path_buf(),
     }
-}
-
-fn ctx(data: &Path) -> BuildContext {
-    BuildContext {
-        http: shared_reqwest(),
-        notices: None,
-        data_dir: data.to_path_buf(),
-    }
-}
-
-async fn settings(sb: &Running, s: Settings) {
-    let r = reqwest::Client::new()
-        .put(format!("{}/_sandbox/oauth", sb.base_url))
-        .json(&s)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
-}
-
-async fn issued(sb: &Running) -> serde_json::Value {
-    reqwest::Client::new()
-        .get(format!("{}/_sandbox/oauth", sb.base_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 /// Plays the browser: opens the consent page, approves (or denies) by

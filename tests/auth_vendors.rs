@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::oauth::{ctx, issued, settings};
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -16,7 +18,7 @@ use offboard::auth::login::{self, CodeLogin, DeviceLogin, LogoutOutcome};
 use offboard::auth::{TokenSource, token_source};
 use offboard::connector::http::shared_reqwest;
 use offboard::connector::manifest::{self, ConnectorConfig};
-use offboard::connector::{BuildContext, Lookup, ResolvedConnector, build};
+use offboard::connector::{Lookup, ResolvedConnector, build};
 use offboard::model::Person;
 use offboard::sandbox::oauth::Settings;
 use offboard::sandbox::salesforce_oauth::{self, CONSUMER_KEY};
@@ -35,35 +37,6 @@ const SLACK_SCOPES: [&str; 9] = [
     "admin.roles:read",
     "admin.roles:write",
 ];
-
-fn ctx(data: &Path) -> BuildContext {
-    BuildContext {
-        http: shared_reqwest(),
-        notices: None,
-        data_dir: data.to_path_buf(),
-    }
-}
-
-async fn settings(sb: &Running, s: Settings) {
-    let r = reqwest::Client::new()
-        .put(format!("{}/_sandbox/oauth", sb.base_url))
-        .json(&s)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
-}
-
-async fn issued(sb: &Running) -> serde_json::Value {
-    reqwest::Client::new()
-        .get(format!("{}/_sandbox/oauth", sb.base_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
 
 fn query_param(u: &str, key: &str) -> Option<String> {
     url::Url::parse(u)

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod console;
+pub mod oauth;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
