@@ -110,9 +110,50 @@ impl TokenCache {
         &self.path
     }
 
+    /// The cache directory must be a real directory of this user that no
+    /// one else can write to: otherwise someone else could replace or
+    /// remove the cache files in it.
+    fn check_dir(&self) -> Result<(), ConnectorError> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = self.path.parent().expect("cache path has a directory");
+        let meta = match std::fs::symlink_metadata(dir) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(ConnectorError::Config(format!(
+                    "token cache directory {}: {e}",
+                    dir.display()
+                )));
+            }
+        };
+        if !meta.is_dir() {
+            return Err(ConnectorError::Config(format!(
+                "token cache directory {} is not a directory (a link?); remove it and sign in again",
+                dir.display()
+            )));
+        }
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != me {
+            return Err(ConnectorError::Config(format!(
+                "token cache directory {} belongs to another user; it is not used",
+                dir.display()
+            )));
+        }
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o022 != 0 {
+            return Err(ConnectorError::Config(format!(
+                "token cache directory {d} has mode {mode:o}: others can write to it, so it is not used; fix with: chmod 700 {d}",
+                d = dir.display()
+            )));
+        }
+        Ok(())
+    }
+
     /// The cached tokens, None when there is no cache file. Refuses a file
     /// that group or others can read or write.
     pub fn load(&self) -> Result<Option<StoredToken>, ConnectorError> {
+        self.check_dir()?;
         let meta = match std::fs::symlink_metadata(&self.path) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -159,6 +200,7 @@ impl TokenCache {
             .mode(0o700)
             .create(dir)
             .map_err(fail)?;
+        self.check_dir()?;
         let body = serde_json::to_vec_pretty(token).expect("a token serialises");
         let tmp = dir.join(format!(
             ".{}.{}.{:x}.tmp",
@@ -248,6 +290,39 @@ mod tests {
             "{e}"
         );
         assert!(!e.contains("at-123"));
+    }
+
+    #[test]
+    fn refuses_a_directory_others_can_write_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = TokenCache::new(dir.path(), "g", "a");
+        c.save(&sample()).unwrap();
+        let tokens = c.path().parent().unwrap().to_path_buf();
+        std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = c.load().unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("chmod 700 {}", tokens.display())),
+            "{e}"
+        );
+        assert!(c.save(&sample()).is_err(), "nor written into");
+        std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(c.load().unwrap().is_some());
+    }
+
+    #[test]
+    fn refuses_a_linked_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dir.path().join("tokens")).unwrap();
+        let c = TokenCache::new(dir.path(), "g", "a");
+        assert!(
+            c.load()
+                .unwrap_err()
+                .to_string()
+                .contains("not a directory")
+        );
+        assert!(c.save(&sample()).is_err());
     }
 
     #[test]
