@@ -1368,11 +1368,13 @@ async fn list_tokens(
             })
         })
         .collect();
-    let mut v = json!({"kind": "admin#directory#tokenList", "etag": etag(&[user_key, "tokens", &items.len().to_string()])});
-    if !items.is_empty() {
-        v["items"] = Value::Array(items);
-    }
-    Json(v).into_response()
+    Json(list_body(
+        "admin#directory#tokenList",
+        etag(&[user_key, "tokens", &items.len().to_string()]),
+        "items",
+        items,
+    ))
+    .into_response()
 }
 
 async fn delete_token(
@@ -1429,11 +1431,13 @@ async fn list_asps(
             })
         })
         .collect();
-    let mut v = json!({"kind": "admin#directory#aspList", "etag": etag(&[user_key, "asps", &items.len().to_string()])});
-    if !items.is_empty() {
-        v["items"] = Value::Array(items);
-    }
-    Json(v).into_response()
+    Json(list_body(
+        "admin#directory#aspList",
+        etag(&[user_key, "asps", &items.len().to_string()]),
+        "items",
+        items,
+    ))
+    .into_response()
 }
 
 async fn delete_asp(
@@ -1485,11 +1489,13 @@ async fn list_codes(
             })
         })
         .collect();
-    let mut v = json!({"kind": "admin#directory#verificationCodesList", "etag": etag(&[&user.id, "codes", &items.len().to_string()])});
-    if !items.is_empty() {
-        v["items"] = Value::Array(items);
-    }
-    Json(v).into_response()
+    Json(list_body(
+        "admin#directory#verificationCodesList",
+        etag(&[&user.id, "codes", &items.len().to_string()]),
+        "items",
+        items,
+    ))
+    .into_response()
 }
 
 async fn invalidate_codes(
@@ -1569,10 +1575,12 @@ async fn list_groups(
         Err(r) => return r,
     };
     let items: Vec<Value> = groups[range].iter().map(|&i| g.group_json(i)).collect();
-    let mut v = json!({"kind": "admin#directory#groups", "etag": etag(&[&listing, &groups.len().to_string()])});
-    if !items.is_empty() {
-        v["groups"] = Value::Array(items);
-    }
+    let mut v = list_body(
+        "admin#directory#groups",
+        etag(&[&listing, &groups.len().to_string()]),
+        "groups",
+        items,
+    );
     if let Some(n) = next {
         v["nextPageToken"] = json!(n);
     }
@@ -1685,10 +1693,12 @@ async fn list_assignments(
             })
         })
         .collect();
-    let mut v = json!({"kind": "admin#directory#roleAssignments", "etag": etag(&[&listing, &picked.len().to_string()])});
-    if !items.is_empty() {
-        v["items"] = Value::Array(items);
-    }
+    let mut v = list_body(
+        "admin#directory#roleAssignments",
+        etag(&[&listing, &picked.len().to_string()]),
+        "items",
+        items,
+    );
     if let Some(n) = next {
         v["nextPageToken"] = json!(n);
     }
@@ -1842,10 +1852,12 @@ async fn list_devices(
             })
         })
         .collect();
-    let mut v = json!({"kind": "admin#directory#mobiledevices", "etag": etag(&[&listing])});
-    if !items.is_empty() {
-        v["mobiledevices"] = Value::Array(items);
-    }
+    let mut v = list_body(
+        "admin#directory#mobiledevices",
+        etag(&[&listing]),
+        "mobiledevices",
+        items,
+    );
     if let Some(n) = next {
         v["nextPageToken"] = json!(n);
     }
@@ -1997,4 +2009,14 @@ mod tests {
         assert_eq!(s.tokens.iter().filter(|t| t.user == u).count(), 30);
         assert_eq!(s.asps.iter().filter(|t| t.user == u).count(), 7);
     }
+}
+
+/// A Google list answer: `kind`, `etag`, and the items under `field`, which
+/// Google leaves out when the list is empty.
+fn list_body(kind: &str, etag: String, field: &str, items: Vec<Value>) -> Value {
+    let mut v = json!({"kind": kind, "etag": etag});
+    if !items.is_empty() {
+        v[field] = Value::Array(items);
+    }
+    v
 }
