@@ -31,6 +31,7 @@
 //! - The device search matches words by prefix, so results are filtered to
 //!   devices whose `email` list holds the account's address exactly.
 
+use crate::connector::find_by_each_address;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -1021,20 +1022,16 @@ impl Connector for GoogleWorkspace {
         // users.get resolves the primary address and aliases alike. The
         // person's primary address first, then each alias learned elsewhere;
         // only a 404 moves on (any other error is a failed lookup).
-        for address in person.addresses() {
-            match self.read_user(address).await {
-                Ok(u) => {
-                    let mut account = self.account_of(&u);
-                    if address != person.email {
-                        account.matched_by = Some(address.to_string());
-                    }
-                    return Ok(Lookup::Found { account });
-                }
-                Err(e) if e.is_not_found() => continue,
-                Err(e) => return Err(e),
+        find_by_each_address(person, |address| async move {
+            match self.read_user(&address).await {
+                Ok(u) => Ok(Lookup::Found {
+                    account: self.account_of(&u),
+                }),
+                Err(e) if e.is_not_found() => Ok(Lookup::NotFound),
+                Err(e) => Err(e),
             }
-        }
-        Ok(Lookup::NotFound)
+        })
+        .await
     }
 
     async fn list_grants(&self, account: &Account) -> Inventory {

@@ -240,6 +240,37 @@ pub trait Connector: Send + Sync {
     }
 }
 
+/// Looks the person up by their primary address, then by each alias, with
+/// `lookup` (one address; `NotFound` only when the app says so, any other
+/// failure an error). The first address that finds anything wins, and a match
+/// through an alias says which one.
+pub async fn find_by_each_address<F, Fut>(
+    person: &Person,
+    lookup: F,
+) -> Result<Lookup, ConnectorError>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<Lookup, ConnectorError>>,
+{
+    for address in person.addresses() {
+        let alias = (address != person.email).then(|| address.to_string());
+        match lookup(address.to_string()).await? {
+            Lookup::NotFound => continue,
+            Lookup::Found { mut account } => {
+                account.matched_by = alias;
+                return Ok(Lookup::Found { account });
+            }
+            Lookup::Ambiguous { mut candidates } => {
+                for c in &mut candidates {
+                    c.matched_by = alias.clone();
+                }
+                return Ok(Lookup::Ambiguous { candidates });
+            }
+        }
+    }
+    Ok(Lookup::NotFound)
+}
+
 /// Presence of each grant in a fresh inventory; grants of a kind whose
 /// listing failed get that error.
 pub fn presence_from_inventory(

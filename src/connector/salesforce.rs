@@ -43,6 +43,7 @@
 //!   requests) has no Retry-After: the client backs off. Every answer's
 //!   `Sforce-Limit-Info: api-usage=n/max` is kept for the health line.
 
+use crate::connector::find_by_each_address;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -818,26 +819,10 @@ impl Connector for Salesforce {
         // The primary address, then each alias on its own, so that a match
         // says which address found it. Several users for one address are
         // ambiguous: the operator picks.
-        for address in person.addresses() {
-            match self.find_by_addresses(&[address.to_string()]).await? {
-                Lookup::NotFound => continue,
-                Lookup::Found { mut account } => {
-                    if address != person.email {
-                        account.matched_by = Some(address.to_string());
-                    }
-                    return Ok(Lookup::Found { account });
-                }
-                Lookup::Ambiguous { mut candidates } => {
-                    if address != person.email {
-                        for c in &mut candidates {
-                            c.matched_by = Some(address.to_string());
-                        }
-                    }
-                    return Ok(Lookup::Ambiguous { candidates });
-                }
-            }
-        }
-        Ok(Lookup::NotFound)
+        find_by_each_address(person, |address| async move {
+            self.find_by_addresses(&[address]).await
+        })
+        .await
     }
 
     async fn list_grants(&self, account: &Account) -> Inventory {

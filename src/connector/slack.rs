@@ -65,6 +65,7 @@
 //!   (buckets `scim_read`, `scim_write` in `settings.tiers`); other apps'
 //!   calls are only seen through 429 `Retry-After`.
 
+use crate::connector::find_by_each_address;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -1246,25 +1247,21 @@ impl Connector for SlackDriver {
 
     async fn find_person(&self, person: &Person) -> Result<Lookup, ConnectorError> {
         // The primary address, then each alias learned elsewhere.
-        for address in person.addresses() {
+        find_by_each_address(person, |address| async move {
             match self
-                .read::<UserResp>("users.lookupByEmail", &[("email", address)])
+                .read::<UserResp>("users.lookupByEmail", &[("email", &address)])
                 .await
             {
-                Ok(r) => {
-                    let mut account = self.account_of(&r.user);
-                    if address != person.email {
-                        account.matched_by = Some(address.to_string());
-                    }
-                    return Ok(Lookup::Found { account });
-                }
+                Ok(r) => Ok(Lookup::Found {
+                    account: self.account_of(&r.user),
+                }),
                 // The only answer that means "no such user"; every other
                 // error is a failed read.
-                Err(e) if e.code() == Some("users_not_found") => continue,
-                Err(e) => return Err(e),
+                Err(e) if e.code() == Some("users_not_found") => Ok(Lookup::NotFound),
+                Err(e) => Err(e),
             }
-        }
-        Ok(Lookup::NotFound)
+        })
+        .await
     }
 
     async fn list_grants(&self, account: &Account) -> Inventory {

@@ -1968,6 +1968,16 @@ async fn delete_license(
     }
 }
 
+/// A Google list answer: `kind`, `etag`, and the items under `field`, which
+/// Google leaves out when the list is empty.
+fn list_body(kind: &str, etag: String, field: &str, items: Vec<Value>) -> Value {
+    let mut v = json!({"kind": kind, "etag": etag});
+    if !items.is_empty() {
+        v[field] = Value::Array(items);
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2009,14 +2019,4 @@ mod tests {
         assert_eq!(s.tokens.iter().filter(|t| t.user == u).count(), 30);
         assert_eq!(s.asps.iter().filter(|t| t.user == u).count(), 7);
     }
-}
-
-/// A Google list answer: `kind`, `etag`, and the items under `field`, which
-/// Google leaves out when the list is empty.
-fn list_body(kind: &str, etag: String, field: &str, items: Vec<Value>) -> Value {
-    let mut v = json!({"kind": kind, "etag": etag});
-    if !items.is_empty() {
-        v[field] = Value::Array(items);
-    }
-    v
 }
