@@ -632,15 +632,7 @@ fn authorize(s: &Shared, headers: &HeaderMap, version: &str) -> Result<u64, Box<
         )));
     }
     if !VERSIONS.contains(&version) {
-        return Err(Box::new(with_limits(
-            sf_error(
-                StatusCode::NOT_FOUND,
-                "NOT_FOUND",
-                "The requested resource does not exist",
-                &[],
-            ),
-            used,
-        )));
+        return Err(Box::new(with_limits(resource_not_found(), used)));
     }
     Ok(used)
 }
@@ -1368,12 +1360,7 @@ fn missing(deleted: bool) -> Response {
             &[],
         )
     } else {
-        sf_error(
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-            "The requested resource does not exist",
-            &[],
-        )
+        resource_not_found()
     }
 }
 
@@ -1387,15 +1374,7 @@ async fn retrieve(
         Err(r) => return *r,
     };
     let Some((object, fields)) = object_schema(&object) else {
-        return with_limits(
-            sf_error(
-                StatusCode::NOT_FOUND,
-                "NOT_FOUND",
-                "The requested resource does not exist",
-                &[],
-            ),
-            used,
-        );
+        return with_limits(resource_not_found(), used);
     };
     let delay = s.consistency();
     let mut st = s.salesforce.lock().expect("salesforce lock");
@@ -1427,12 +1406,7 @@ async fn update(
 
 fn update_inner(s: &Shared, object: &str, id: &str, body: &[u8]) -> Response {
     let Some((object, _)) = object_schema(object) else {
-        return sf_error(
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-            "The requested resource does not exist",
-            &[],
-        );
+        return resource_not_found();
     };
     let Ok(Value::Object(changes)) = serde_json::from_slice::<Value>(body) else {
         return sf_error(
@@ -1492,15 +1466,7 @@ async fn delete(
         Err(r) => return *r,
     };
     let Some((object, _)) = object_schema(&object) else {
-        return with_limits(
-            sf_error(
-                StatusCode::NOT_FOUND,
-                "NOT_FOUND",
-                "The requested resource does not exist",
-                &[],
-            ),
-            used,
-        );
+        return with_limits(resource_not_found(), used);
     };
     if !DELETABLE.contains(&object) {
         return with_limits(
@@ -1574,6 +1540,16 @@ async fn expire_tokens(AxState(s): AxState<Shared>) -> StatusCode {
 
 async fn get_stats(AxState(s): AxState<Shared>) -> Json<Stats> {
     Json(s.salesforce.lock().expect("salesforce lock").stats.clone())
+}
+
+/// Salesforce's answer for an object or record that does not exist.
+fn resource_not_found() -> Response {
+    sf_error(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        "The requested resource does not exist",
+        &[],
+    )
 }
 
 #[cfg(test)]
