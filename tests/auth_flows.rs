@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::oauth::{ctx, issued, settings};
+use common::oauth::{consent, ctx, decide_device, issued, settings};
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -57,28 +57,6 @@ fn resolved(base: &str, flow: &str, client_id: &str, extra: &str, dir: &Path) ->
 
 /// Plays the browser: opens the consent page, approves (or denies) by
 /// POSTing its form, and returns the redirect's Location.
-async fn consent(auth_url: &str, approve: bool) -> String {
-    let http = shared_reqwest();
-    let page = http.get(auth_url).send().await.unwrap();
-    assert_eq!(page.status(), 200);
-    let html = page.text().await.unwrap();
-    let marker = "name=\"request_id\" value=\"";
-    let start = html.find(marker).expect("consent form") + marker.len();
-    let request_id = &html[start..start + html[start..].find('"').unwrap()];
-    let base = url::Url::parse(auth_url).unwrap();
-    let post = http
-        .post(base.join("/oauth2/authorize").unwrap())
-        .form(&[
-            ("request_id", request_id),
-            ("decision", if approve { "approve" } else { "deny" }),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(post.status(), 302);
-    post.headers()["location"].to_str().unwrap().to_string()
-}
-
 fn query_param(u: &str, key: &str) -> Option<String> {
     url::Url::parse(u)
         .unwrap()
@@ -299,19 +277,6 @@ async fn pkce_with_a_wrong_verifier_is_refused() {
     sb.stop().await;
 }
 
-async fn approve_device(base: &str, user_code: &str, approve: bool) {
-    let r = shared_reqwest()
-        .post(format!("{base}/oauth2/device"))
-        .form(&[
-            ("user_code", user_code),
-            ("decision", if approve { "approve" } else { "deny" }),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-}
-
 #[tokio::test]
 async fn device_flow_waits_through_pending_and_slow_down() {
     let sb = common::sandbox(Faults::default()).await;
@@ -338,7 +303,7 @@ async fn device_flow_waits_through_pending_and_slow_down() {
             .unwrap()
             .ends_with(&p.user_code)
     );
-    approve_device(&sb.base_url, &p.user_code, true).await;
+    decide_device(&sb.base_url, "/oauth2/device", &p.user_code, true).await;
     let out = device.finish().await.unwrap();
     assert!(out.has_refresh_token);
 
@@ -371,7 +336,13 @@ async fn device_flow_denied_and_expired() {
     let denied = DeviceLogin::start(oauth.clone(), cache.clone())
         .await
         .unwrap();
-    approve_device(&sb.base_url, &denied.prompt().user_code, false).await;
+    decide_device(
+        &sb.base_url,
+        "/oauth2/device",
+        &denied.prompt().user_code,
+        false,
+    )
+    .await;
     let e = denied.finish().await.unwrap_err();
     assert!(e.to_string().contains("access_denied"), "{e}");
 

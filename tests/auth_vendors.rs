@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::oauth::{ctx, issued, settings};
+use common::oauth::{ctx, decide_device, issued, settings};
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -405,19 +405,6 @@ fn salesforce(sb: &Running, dir: &Path, client_id: &str) -> ResolvedConnector {
     manifest::resolve("salesforce", &cfg, dir).expect("config resolves")
 }
 
-async fn sf_decide(base: &str, user_code: &str, approve: bool) {
-    let r = shared_reqwest()
-        .post(format!("{base}/setup/connect"))
-        .form(&[
-            ("user_code", user_code),
-            ("decision", if approve { "approve" } else { "deny" }),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-}
-
 #[tokio::test]
 async fn salesforce_device_flow_waits_through_pending_and_slow_down() {
     let sb = common::sandbox(Faults::default()).await;
@@ -441,7 +428,7 @@ async fn salesforce_device_flow_waits_through_pending_and_slow_down() {
         Duration::from_secs(600),
         "Salesforce sends no expires_in"
     );
-    sf_decide(&sb.base_url, &p.user_code, true).await;
+    decide_device(&sb.base_url, "/setup/connect", &p.user_code, true).await;
     let out = device.finish().await.expect("approved");
     assert_eq!(
         out.scopes,
@@ -503,7 +490,7 @@ async fn salesforce_device_flow_denied_expired_and_unknown_client() {
     let (oauth, cache) = login::client_for(&r, shared_reqwest(), dir.path()).unwrap();
     let device = DeviceLogin::start(oauth, cache).await.unwrap();
     let code = device.prompt().user_code.clone();
-    sf_decide(&sb.base_url, &code, false).await;
+    decide_device(&sb.base_url, "/setup/connect", &code, false).await;
     let e = device.finish().await.unwrap_err().to_string();
     assert!(e.contains("access_denied"), "{e}");
 

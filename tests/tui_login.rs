@@ -6,6 +6,7 @@
 mod common;
 
 use common::console::{Keys, SharedScreen, screen_until};
+use common::oauth::{consent, decide_device};
 
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -80,46 +81,6 @@ fn wrapped(screen: &str, start: &str, end: &str) -> String {
                 .to_string()
         })
         .collect()
-}
-
-async fn consent(auth_url: &str, approve: bool) -> String {
-    let http = shared_reqwest();
-    let html = http
-        .get(auth_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let marker = "name=\"request_id\" value=\"";
-    let start = html.find(marker).expect("consent form") + marker.len();
-    let request_id = &html[start..start + html[start..].find('"').unwrap()];
-    let base = url::Url::parse(auth_url).unwrap();
-    let post = http
-        .post(base.join("/oauth2/authorize").unwrap())
-        .form(&[
-            ("request_id", request_id),
-            ("decision", if approve { "approve" } else { "deny" }),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(post.status(), 302);
-    post.headers()["location"].to_str().unwrap().to_string()
-}
-
-async fn decide_device(base: &str, user_code: &str, approve: bool) {
-    let r = shared_reqwest()
-        .post(format!("{base}/oauth2/device"))
-        .form(&[
-            ("user_code", user_code),
-            ("decision", if approve { "approve" } else { "deny" }),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,7 +167,7 @@ async fn login_dialogs_run_the_real_flows() {
         assert!(s.contains("waiting for approval"), "{s}");
         let code = after(&s, "and enter the code");
         assert_eq!(code.len(), 9, "{code:?}\n{s}");
-        decide_device(&base, &code, true).await;
+        decide_device(&base, "/oauth2/device", &code, true).await;
         let s = screen_until(&screen, "the dialog closed on success", |s| {
             !s.contains("Sign in to device-app")
         })
@@ -220,7 +181,13 @@ async fn login_dialogs_run_the_real_flows() {
             s.contains("and enter the code")
         })
         .await;
-        decide_device(&base, &after(&s, "and enter the code"), false).await;
+        decide_device(
+            &base,
+            "/oauth2/device",
+            &after(&s, "and enter the code"),
+            false,
+        )
+        .await;
         let s = screen_until(&screen, "the refusal in the dialog", |s| {
             s.contains("Sign-in failed")
         })

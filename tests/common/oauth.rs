@@ -36,3 +36,42 @@ pub async fn issued(sb: &Running) -> serde_json::Value {
         .await
         .unwrap()
 }
+
+/// Plays the person at a device verification page (`path` on the sandbox):
+/// approves or denies `user_code`.
+pub async fn decide_device(base: &str, path: &str, user_code: &str, approve: bool) {
+    let r = shared_reqwest()
+        .post(format!("{base}{path}"))
+        .form(&[
+            ("user_code", user_code),
+            ("decision", if approve { "approve" } else { "deny" }),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// Plays the browser at the sandbox's consent page: approves or denies,
+/// and returns where the authorization server redirects to.
+pub async fn consent(auth_url: &str, approve: bool) -> String {
+    let http = shared_reqwest();
+    let page = http.get(auth_url).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    let marker = "name=\"request_id\" value=\"";
+    let start = html.find(marker).expect("consent form") + marker.len();
+    let request_id = &html[start..start + html[start..].find('"').unwrap()];
+    let base = url::Url::parse(auth_url).unwrap();
+    let post = http
+        .post(base.join("/oauth2/authorize").unwrap())
+        .form(&[
+            ("request_id", request_id),
+            ("decision", if approve { "approve" } else { "deny" }),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 302);
+    post.headers()["location"].to_str().unwrap().to_string()
+}
