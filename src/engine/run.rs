@@ -12,7 +12,7 @@ use futures::future::join_all;
 use tokio::sync::{Notify, mpsc::UnboundedSender};
 
 use super::case::{
-    AccountStatus, Case, CaseView, Change, STILL_LISTED_NOTE, answer_state, clean_account,
+    AccountStatus, Case, CaseView, Change, Entry, STILL_LISTED_NOTE, answer_state, clean_account,
 };
 use super::{Event, Summary};
 use crate::connector::{
@@ -611,9 +611,31 @@ impl Engine {
             .iter()
             .map(|(k, e)| (*k, clean(&e.to_string())))
             .collect();
-        let changes = self
+        // Entries this read closes are kept as they were, so that they can
+        // be put back if the ledger refuses the record: nothing is shown
+        // closed that the evidence does not hold.
+        let (changes, before) = self
             .with_case(email, |case| {
-                case.apply_read(&id, inv.grants.clone(), &failed, now)
+                let before: Vec<Entry> = case
+                    .grants
+                    .iter()
+                    .filter(|e| e.grant.connector == id)
+                    .cloned()
+                    .collect();
+                let changes = case.apply_read(&id, inv.grants.clone(), &failed, now);
+                let closed: HashSet<String> = changes
+                    .iter()
+                    .filter_map(|ch| match ch {
+                        Change::Verified(key) => Some(key.clone()),
+                        Change::Vanished(g) => Some(g.key()),
+                        Change::Reappeared(_) => None,
+                    })
+                    .collect();
+                let before = before
+                    .into_iter()
+                    .filter(|e| closed.contains(&e.key()))
+                    .collect::<Vec<_>>();
+                (changes, before)
             })
             .unwrap_or_default();
         let grants: Vec<Grant> = self
@@ -654,8 +676,19 @@ impl Engine {
             )
             .await?;
         }
-        self.record_changes(email, changes, "absent from a fresh complete read")
-            .await?;
+        if let Err(e) = self
+            .record_changes(email, changes, "absent from a fresh complete read")
+            .await
+        {
+            self.with_case(email, |case| {
+                for old in before {
+                    if let Some(e) = case.entry_mut(&old.key()) {
+                        *e = old;
+                    }
+                }
+            });
+            return Err(e);
+        }
         self.emit_health(&c);
         Ok(())
     }

@@ -460,3 +460,24 @@ async fn refresh_confirms_removals_and_shows_new_grants() {
     assert!(v.grants.iter().all(|g| g.state == GrantState::Live));
     assert!(s.engine.refresh(DANA, Some("zz")).await.is_err());
 }
+
+#[tokio::test]
+async fn nothing_is_shown_closed_that_the_ledger_did_not_record() {
+    let f = Arc::new(Fake::new(
+        "g",
+        vec![grant("g", "token:x", GrantKind::OauthGrant)],
+    ));
+    let s = setup(vec![f.clone()], 2000);
+    s.engine.discover(DANA).await.unwrap();
+    // The token goes away, but the ledger can no longer be written.
+    f.grants.lock().unwrap().clear();
+    std::fs::write(&s.path, "").unwrap();
+    assert!(s.engine.refresh(DANA, Some("g")).await.is_err());
+    let v = s.engine.case(DANA).unwrap();
+    assert_eq!(
+        v.grants[0].state,
+        GrantState::Live,
+        "a closure that is not in the evidence is not shown"
+    );
+    assert!(!v.grants[0].vanished);
+}
