@@ -13,8 +13,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use offboard::apps::token_source;
+use offboard::auth::TokenSource;
 use offboard::auth::login::{self, CodeLogin, DeviceLogin, LogoutOutcome};
-use offboard::auth::{TokenSource, token_source};
 use offboard::connector::http::{ApiClient, DefaultPolicy, HttpSettings, shared_reqwest};
 use offboard::connector::manifest::parse_manifest;
 use offboard::connector::{ConnectorError, ResolvedConnector};
@@ -85,7 +86,7 @@ async fn userinfo(
 
 /// Signs in through the loopback redirect, the test playing the browser.
 async fn login_loopback(r: &ResolvedConnector, data: &Path) -> login::LoginOutcome {
-    let (oauth, cache) = login::client_for(r, shared_reqwest(), data).unwrap();
+    let (oauth, cache) = offboard::apps::sign_in(r, shared_reqwest(), data).unwrap();
     let code_login = CodeLogin::start(oauth, cache).await.unwrap();
     let url = code_login.url().to_string();
     assert_eq!(
@@ -167,7 +168,7 @@ async fn redirected_url_pasted_back_completes_the_sign_in() {
         "",
         dir.path(),
     );
-    let (oauth, cache) = login::client_for(&r, shared_reqwest(), dir.path()).unwrap();
+    let (oauth, cache) = offboard::apps::sign_in(&r, shared_reqwest(), dir.path()).unwrap();
     let code_login = CodeLogin::start(oauth, cache).await.unwrap();
     // The browser is elsewhere: the redirect never reaches the listener.
     let location = consent(code_login.url().as_str(), true).await;
@@ -197,7 +198,7 @@ async fn state_mismatch_and_denial_are_refused() {
     );
 
     // Pasted URL with another state.
-    let (oauth, cache) = login::client_for(&r, shared_reqwest(), dir.path()).unwrap();
+    let (oauth, cache) = offboard::apps::sign_in(&r, shared_reqwest(), dir.path()).unwrap();
     let code_login = CodeLogin::start(oauth, cache).await.unwrap();
     let location = consent(code_login.url().as_str(), true).await;
     let state = query_param(&location, "state").unwrap();
@@ -206,7 +207,7 @@ async fn state_mismatch_and_denial_are_refused() {
     assert!(e.to_string().contains("state does not match"), "{e}");
 
     // Redirect on the loopback listener with another state.
-    let (oauth, cache) = login::client_for(&r, shared_reqwest(), dir.path()).unwrap();
+    let (oauth, cache) = offboard::apps::sign_in(&r, shared_reqwest(), dir.path()).unwrap();
     let code_login = CodeLogin::start(oauth, cache).await.unwrap();
     let url = code_login.url().to_string();
     let waiting = tokio::spawn(code_login.complete(None::<BufReader<tokio::io::Empty>>));
@@ -224,7 +225,7 @@ async fn state_mismatch_and_denial_are_refused() {
     std::fs::remove_file(dir.path().join("tokens/app--default.json")).unwrap();
 
     // The operator denies consent.
-    let (oauth, cache) = login::client_for(&r, shared_reqwest(), dir.path()).unwrap();
+    let (oauth, cache) = offboard::apps::sign_in(&r, shared_reqwest(), dir.path()).unwrap();
     let code_login = CodeLogin::start(oauth, cache).await.unwrap();
     let location = consent(code_login.url().as_str(), false).await;
     let e = code_login.complete_with_url(&location).await.unwrap_err();
@@ -245,7 +246,7 @@ async fn pkce_with_a_wrong_verifier_is_refused() {
         "",
         dir.path(),
     );
-    let (oauth, _) = login::client_for(&r, shared_reqwest(), dir.path()).unwrap();
+    let (oauth, _) = offboard::apps::sign_in(&r, shared_reqwest(), dir.path()).unwrap();
     let redirect = "http://127.0.0.1:9/callback";
     let first = oauth.authorize(redirect).unwrap();
     let other = oauth.authorize(redirect).unwrap();
@@ -291,9 +292,8 @@ async fn device_flow_waits_through_pending_and_slow_down() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let r = resolved(&sb.base_url, "device-code", PUBLIC_CLIENT, "", dir.path());
-    let device = login::start_device_login(&r, shared_reqwest(), dir.path())
-        .await
-        .unwrap();
+    let (oauth, cache) = offboard::apps::sign_in(&r, shared_reqwest(), dir.path()).unwrap();
+    let device = DeviceLogin::start(oauth, cache).await.unwrap();
     let p = device.prompt().clone();
     assert_eq!(p.user_code.len(), 9);
     assert_eq!(p.verification_uri, format!("{}/oauth2/device", sb.base_url));
@@ -331,7 +331,7 @@ async fn device_flow_denied_and_expired() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let r = resolved(&sb.base_url, "device-code", PUBLIC_CLIENT, "", dir.path());
-    let (oauth, cache) = login::client_for(&r, shared_reqwest(), dir.path()).unwrap();
+    let (oauth, cache) = offboard::apps::sign_in(&r, shared_reqwest(), dir.path()).unwrap();
 
     let denied = DeviceLogin::start(oauth.clone(), cache.clone())
         .await
@@ -495,7 +495,7 @@ async fn logout_revokes_at_the_server_then_deletes_the_cache() {
         c["access_token"].as_str().unwrap().to_string(),
         c["refresh_token"].as_str().unwrap().to_string(),
     );
-    let out = login::logout(&r, shared_reqwest(), dir.path())
+    let out = offboard::apps::sign_out(&r, shared_reqwest(), dir.path())
         .await
         .unwrap();
     assert_eq!(out, LogoutOutcome::RevokedAndDeleted);
@@ -519,7 +519,7 @@ async fn logout_revokes_at_the_server_then_deletes_the_cache() {
         .unwrap_err();
     assert!(e.to_string().contains("offboard login app"), "{e}");
     assert_eq!(
-        login::logout(&r, shared_reqwest(), dir.path())
+        offboard::apps::sign_out(&r, shared_reqwest(), dir.path())
             .await
             .unwrap(),
         LogoutOutcome::NotSignedIn

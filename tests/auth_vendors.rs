@@ -14,15 +14,17 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use offboard::apps::build;
+use offboard::apps::salesforce::twin_oauth::{self as salesforce_oauth, CONSUMER_KEY};
+use offboard::apps::slack::twin_oauth::{CLIENT_ID, CLIENT_SECRET, PUBLIC_CLIENT_ID};
+use offboard::apps::token_source;
+use offboard::auth::TokenSource;
 use offboard::auth::login::{self, CodeLogin, DeviceLogin, LogoutOutcome};
-use offboard::auth::{TokenSource, token_source};
 use offboard::connector::http::shared_reqwest;
 use offboard::connector::manifest::{self, ConnectorConfig};
-use offboard::connector::{Lookup, ResolvedConnector, build};
+use offboard::connector::{Lookup, ResolvedConnector};
 use offboard::model::Person;
 use offboard::sandbox::oauth::Settings;
-use offboard::sandbox::salesforce_oauth::{self, CONSUMER_KEY};
-use offboard::sandbox::slack_oauth::{CLIENT_ID, CLIENT_SECRET, PUBLIC_CLIENT_ID};
 use offboard::sandbox::{Faults, Running};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -107,7 +109,7 @@ async fn slack_consent(auth_url: &str, approve: bool) -> String {
 
 /// Signs in through the loopback redirect, the test playing the browser.
 async fn slack_login(r: &ResolvedConnector, data: &Path) -> login::LoginOutcome {
-    let (oauth, cache) = login::client_for(r, shared_reqwest(), data).unwrap();
+    let (oauth, cache) = offboard::apps::sign_in(r, shared_reqwest(), data).unwrap();
     let code_login = CodeLogin::start(oauth, cache).await.unwrap();
     let url = code_login.url().to_string();
     let redirect = code_login.redirect_uri().to_string();
@@ -154,7 +156,7 @@ async fn slack_v2_sign_in_and_the_driver_on_the_cached_token() {
 
     // The authorization URL asks for user scopes, no bot scope, no PKCE
     // for a confidential app.
-    let (oauth, cache) = login::client_for(&r, shared_reqwest(), dir.path()).unwrap();
+    let (oauth, cache) = offboard::apps::sign_in(&r, shared_reqwest(), dir.path()).unwrap();
     let code_login = CodeLogin::start(oauth, cache).await.unwrap();
     let url = code_login.url().to_string();
     assert!(url.starts_with(&format!("{}/oauth/v2/authorize?", sb.base_url)));
@@ -206,7 +208,7 @@ async fn slack_v2_errors_are_refused_by_name() {
     let r = slack(&sb, dir.path(), CLIENT_ID, Some(CLIENT_SECRET));
 
     // A forged code: Slack says invalid_code.
-    let (oauth, cache) = login::client_for(&r, shared_reqwest(), dir.path()).unwrap();
+    let (oauth, cache) = offboard::apps::sign_in(&r, shared_reqwest(), dir.path()).unwrap();
     let l = CodeLogin::start(oauth, cache).await.unwrap();
     let state = query_param(l.url().as_str(), "state").unwrap();
     let e = l
@@ -220,11 +222,11 @@ async fn slack_v2_errors_are_refused_by_name() {
     assert!(e.contains("invalid_code"), "{e}");
 
     // A code obtained for one redirect URI, exchanged with another.
-    let (oauth, cache) = login::client_for(&r, shared_reqwest(), dir.path()).unwrap();
+    let (oauth, cache) = offboard::apps::sign_in(&r, shared_reqwest(), dir.path()).unwrap();
     let first = CodeLogin::start(oauth, cache).await.unwrap();
     let location = slack_consent(first.url().as_str(), true).await;
     let code = query_param(&location, "code").unwrap();
-    let (oauth, cache) = login::client_for(&r, shared_reqwest(), dir.path()).unwrap();
+    let (oauth, cache) = offboard::apps::sign_in(&r, shared_reqwest(), dir.path()).unwrap();
     let second = CodeLogin::start(oauth, cache).await.unwrap();
     let state = query_param(second.url().as_str(), "state").unwrap();
     let e = second
@@ -237,7 +239,7 @@ async fn slack_v2_errors_are_refused_by_name() {
     drop(first);
 
     // The operator cancels on Slack's page.
-    let (oauth, cache) = login::client_for(&r, shared_reqwest(), dir.path()).unwrap();
+    let (oauth, cache) = offboard::apps::sign_in(&r, shared_reqwest(), dir.path()).unwrap();
     let l = CodeLogin::start(oauth, cache).await.unwrap();
     let location = slack_consent(l.url().as_str(), false).await;
     let e = l
@@ -249,7 +251,7 @@ async fn slack_v2_errors_are_refused_by_name() {
 
     // A wrong client secret.
     let wrong = slack(&sb, dir.path(), CLIENT_ID, Some("not-the-secret"));
-    let (oauth, cache) = login::client_for(&wrong, shared_reqwest(), dir.path()).unwrap();
+    let (oauth, cache) = offboard::apps::sign_in(&wrong, shared_reqwest(), dir.path()).unwrap();
     let l = CodeLogin::start(oauth, cache).await.unwrap();
     let location = slack_consent(l.url().as_str(), true).await;
     let e = l
@@ -350,7 +352,7 @@ async fn slack_v2_public_app_uses_pkce_and_logout_revokes() {
     let sb = common::sandbox(Faults::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let r = slack(&sb, dir.path(), PUBLIC_CLIENT_ID, None);
-    let (oauth, cache) = login::client_for(&r, shared_reqwest(), dir.path()).unwrap();
+    let (oauth, cache) = offboard::apps::sign_in(&r, shared_reqwest(), dir.path()).unwrap();
     let l = CodeLogin::start(oauth, cache).await.unwrap();
     assert_eq!(
         query_param(l.url().as_str(), "code_challenge_method").as_deref(),
@@ -368,7 +370,7 @@ async fn slack_v2_public_app_uses_pkce_and_logout_revokes() {
     );
 
     // Slack has no device grant: the message says what to do instead.
-    let (oauth, cache) = login::client_for(&r, shared_reqwest(), dir.path()).unwrap();
+    let (oauth, cache) = offboard::apps::sign_in(&r, shared_reqwest(), dir.path()).unwrap();
     let e = DeviceLogin::start(oauth, cache)
         .await
         .err()
@@ -379,7 +381,7 @@ async fn slack_v2_public_app_uses_pkce_and_logout_revokes() {
         "{e}"
     );
 
-    let out = login::logout(&r, shared_reqwest(), dir.path())
+    let out = offboard::apps::sign_out(&r, shared_reqwest(), dir.path())
         .await
         .unwrap();
     assert_eq!(out, LogoutOutcome::RevokedAndDeleted);
@@ -419,7 +421,7 @@ async fn salesforce_device_flow_waits_through_pending_and_slow_down() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let r = salesforce(&sb, dir.path(), CONSUMER_KEY);
-    let (oauth, cache) = login::client_for(&r, shared_reqwest(), dir.path()).unwrap();
+    let (oauth, cache) = offboard::apps::sign_in(&r, shared_reqwest(), dir.path()).unwrap();
     let device = DeviceLogin::start(oauth, cache).await.unwrap();
     let p = device.prompt().clone();
     assert_eq!(p.verification_uri, format!("{}/setup/connect", sb.base_url));
@@ -487,7 +489,7 @@ async fn salesforce_device_flow_denied_expired_and_unknown_client() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let r = salesforce(&sb, dir.path(), CONSUMER_KEY);
-    let (oauth, cache) = login::client_for(&r, shared_reqwest(), dir.path()).unwrap();
+    let (oauth, cache) = offboard::apps::sign_in(&r, shared_reqwest(), dir.path()).unwrap();
     let device = DeviceLogin::start(oauth, cache).await.unwrap();
     let code = device.prompt().user_code.clone();
     decide_device(&sb.base_url, "/setup/connect", &code, false).await;
@@ -503,13 +505,13 @@ async fn salesforce_device_flow_denied_expired_and_unknown_client() {
         },
     )
     .await;
-    let (oauth, cache) = login::client_for(&r, shared_reqwest(), dir.path()).unwrap();
+    let (oauth, cache) = offboard::apps::sign_in(&r, shared_reqwest(), dir.path()).unwrap();
     let device = DeviceLogin::start(oauth, cache).await.unwrap();
     let e = device.finish().await.unwrap_err().to_string();
     assert!(e.contains("expired_token"), "{e}");
 
     let other = salesforce(&sb, dir.path(), "3MVG9unknown");
-    let (oauth, cache) = login::client_for(&other, shared_reqwest(), dir.path()).unwrap();
+    let (oauth, cache) = offboard::apps::sign_in(&other, shared_reqwest(), dir.path()).unwrap();
     let e = DeviceLogin::start(oauth, cache)
         .await
         .err()
@@ -710,8 +712,8 @@ async fn doctor_on_the_demo_config_and_with_withheld_scopes() {
     assert!(secrets.iter().any(|s| s.starts_with("xoxe.xoxp-")));
     secrets.extend([
         CLIENT_SECRET.to_string(),
-        offboard::sandbox::slack::DEMO_USER_TOKEN.to_string(),
-        offboard::sandbox::slack::DEMO_SCIM_TOKEN.to_string(),
+        offboard::apps::slack::twin::DEMO_USER_TOKEN.to_string(),
+        offboard::apps::slack::twin::DEMO_SCIM_TOKEN.to_string(),
     ]);
     for s in &secrets {
         assert!(!all.contains(s.as_str()), "leaked {s} in:\n{all}");

@@ -11,8 +11,9 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use offboard::apps::build;
 use offboard::connector::http::shared_reqwest;
-use offboard::connector::{BuildContext, Connector, Lookup, build};
+use offboard::connector::{BuildContext, Connector, Lookup};
 use offboard::engine::{Engine, EngineOptions};
 use offboard::evidence::{Ledger, LedgerEvent, Record};
 use offboard::model::{GrantState, Person};

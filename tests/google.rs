@@ -2,16 +2,19 @@
 
 mod common;
 
+use common::driver::{self, found, of_kind};
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use offboard::apps::build;
+use offboard::apps::google::twin::ODD_EMAIL;
 use offboard::connector::http::{HttpNotice, shared_reqwest};
 use offboard::connector::{
-    BuildContext, Connector, ConnectorError, Inventory, Lookup, Presence, RevokeOutcome, build,
+    BuildContext, Connector, ConnectorError, Inventory, Lookup, Presence, RevokeOutcome,
 };
-use offboard::model::{Account, Grant, GrantKind, Person, Plan, Revocation};
-use offboard::sandbox::google::ODD_EMAIL;
+use offboard::model::{Grant, GrantKind, Person, Plan, Revocation};
 use offboard::sandbox::{self, Faults, Options, Running};
 use tokio::sync::mpsc;
 
@@ -42,19 +45,9 @@ fn connect(
     dir: &Path,
     extra: &str,
 ) -> (Arc<dyn Connector>, mpsc::UnboundedReceiver<HttpNotice>) {
-    let path = common::write_config(dir, &sb.base_url);
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    text.push_str(extra);
-    std::fs::write(&path, text).unwrap();
-    let loaded = offboard::config::load(&path).expect("config loads");
-    let resolved = loaded.connectors().unwrap().remove(0);
-    let (tx, rx) = mpsc::unbounded_channel();
-    let ctx = BuildContext {
-        http: shared_reqwest(),
-        notices: Some(tx),
-        data_dir: dir.to_path_buf(),
-    };
-    (build(&resolved, &ctx).expect("driver builds"), rx)
+    let resolved = driver::demo_connector(sb, dir, "google", extra);
+    let (ctx, rx) = driver::context_with_notices(dir);
+    (driver::driver(&resolved, &ctx), rx)
 }
 
 async fn env(consistency_ms: u64) -> Env {
@@ -66,21 +59,6 @@ async fn env(consistency_ms: u64) -> Env {
         "",
     )
     .await
-}
-
-async fn found(c: &dyn Connector, email: &str) -> Account {
-    match c
-        .find_person(&Person::new(email))
-        .await
-        .expect("lookup works")
-    {
-        Lookup::Found { account } => account,
-        other => panic!("{email}: {other:?}"),
-    }
-}
-
-fn of_kind(inv: &Inventory, kind: GrantKind) -> Vec<&Grant> {
-    inv.grants.iter().filter(|g| g.kind == kind).collect()
 }
 
 fn assert_complete(inv: &Inventory) {
@@ -155,7 +133,7 @@ async fn inventory_of_the_scheduled_leaver() {
     let dana = found(&*e.google, "dana.whitfield@example.com").await;
     let inv = e.google.list_grants(&dana).await;
     assert_complete(&inv);
-    let count = |k| of_kind(&inv, k).len();
+    let count = |k| of_kind(&inv.grants, k).len();
     assert_eq!(count(GrantKind::OauthGrant), 6);
     assert_eq!(count(GrantKind::AppPassword), 2);
     assert_eq!(count(GrantKind::Group), 12);
@@ -174,7 +152,7 @@ async fn inventory_of_the_scheduled_leaver() {
     assert!(ids.contains(&"license:Google-Apps/1010020020"));
     assert!(ids.contains(&"license:Google-Vault/Google-Vault"));
     // Backup codes are counted, never shown.
-    let codes = of_kind(&inv, GrantKind::BackupCodes)[0];
+    let codes = of_kind(&inv.grants, GrantKind::BackupCodes)[0];
     assert!(
         codes.details.starts_with("10 unused codes"),
         "{}",
@@ -202,7 +180,7 @@ async fn roles_held_through_a_group_are_manual_steps() {
     let marcus = found(&*e.google, "marcus.reyes@example.com").await;
     let inv = e.google.list_grants(&marcus).await;
     assert_complete(&inv);
-    let roles = of_kind(&inv, GrantKind::AdminRole);
+    let roles = of_kind(&inv.grants, GrantKind::AdminRole);
     assert_eq!(roles.len(), 3, "{roles:#?}");
     let direct: Vec<_> = roles.iter().filter(|g| !g.is_manual()).collect();
     assert_eq!(direct.len(), 2);
@@ -254,11 +232,11 @@ async fn already_suspended_user_keeps_tokens_and_codes_need_a_person() {
     let tom = found(&*e.google, "tom.becker@example.com").await;
     let inv = e.google.list_grants(&tom).await;
     assert_complete(&inv);
-    assert_eq!(of_kind(&inv, GrantKind::OauthGrant).len(), 3);
-    assert_eq!(of_kind(&inv, GrantKind::AppPassword).len(), 2);
-    assert!(of_kind(&inv, GrantKind::Account).is_empty());
-    assert!(of_kind(&inv, GrantKind::Session).is_empty());
-    let codes = of_kind(&inv, GrantKind::BackupCodes);
+    assert_eq!(of_kind(&inv.grants, GrantKind::OauthGrant).len(), 3);
+    assert_eq!(of_kind(&inv.grants, GrantKind::AppPassword).len(), 2);
+    assert!(of_kind(&inv.grants, GrantKind::Account).is_empty());
+    assert!(of_kind(&inv.grants, GrantKind::Session).is_empty());
+    let codes = of_kind(&inv.grants, GrantKind::BackupCodes);
     assert_eq!(codes.len(), 1);
     assert!(codes[0].is_manual());
     // Google refuses invalidation on a suspended user; so does the sandbox.
@@ -281,8 +259,8 @@ async fn already_suspended_user_keeps_tokens_and_codes_need_a_person() {
     );
     let inv = e.google.list_grants(&lena).await;
     assert_complete(&inv);
-    assert_eq!(of_kind(&inv, GrantKind::Group).len(), 2);
-    assert_eq!(of_kind(&inv, GrantKind::License).len(), 1);
+    assert_eq!(of_kind(&inv.grants, GrantKind::Group).len(), 2);
+    assert_eq!(of_kind(&inv.grants, GrantKind::License).len(), 1);
     e.sb.stop().await;
 }
 
@@ -375,9 +353,9 @@ async fn a_removal_is_not_verified_until_the_api_stops_listing_it() {
     let e = env(1200).await;
     let alex = found(&*e.google, "alex.chen@example.com").await;
     let inv = e.google.list_grants(&alex).await;
-    let token = of_kind(&inv, GrantKind::OauthGrant)[0].clone();
-    let group = of_kind(&inv, GrantKind::Group)[0].clone();
-    let license = of_kind(&inv, GrantKind::License)[0].clone();
+    let token = of_kind(&inv.grants, GrantKind::OauthGrant)[0].clone();
+    let group = of_kind(&inv.grants, GrantKind::Group)[0].clone();
+    let license = of_kind(&inv.grants, GrantKind::License)[0].clone();
     let grants = vec![token.clone(), group.clone(), license.clone()];
     for g in &grants {
         assert_eq!(
@@ -409,7 +387,7 @@ async fn device_account_wipe_is_confirmed_by_the_device_status() {
     let priya = found(&*e.google, "priya.natarajan@example.com").await;
     let inv = e.google.list_grants(&priya).await;
     assert_complete(&inv);
-    let devices = of_kind(&inv, GrantKind::Device);
+    let devices = of_kind(&inv.grants, GrantKind::Device);
     assert_eq!(devices.len(), 1);
     let d = devices[0].clone();
     assert_eq!(
@@ -448,7 +426,7 @@ async fn pages_through_long_listings_and_verifies_with_one_read_per_kind() {
     let dana = found(&*e.google, "dana.whitfield@example.com").await;
     let inv = e.google.list_grants(&dana).await;
     assert_complete(&inv);
-    let groups: Vec<Grant> = of_kind(&inv, GrantKind::Group)
+    let groups: Vec<Grant> = of_kind(&inv.grants, GrantKind::Group)
         .into_iter()
         .cloned()
         .collect();
@@ -495,9 +473,9 @@ async fn a_leaver_with_hundreds_of_groups_is_listed_completely() {
     let b = found(&*e.google, "bench.leaver@example.com").await;
     let inv = e.google.list_grants(&b).await;
     assert_complete(&inv);
-    assert_eq!(of_kind(&inv, GrantKind::Group).len(), 450);
-    assert_eq!(of_kind(&inv, GrantKind::OauthGrant).len(), 40);
-    assert_eq!(of_kind(&inv, GrantKind::AppPassword).len(), 12);
+    assert_eq!(of_kind(&inv.grants, GrantKind::Group).len(), 450);
+    assert_eq!(of_kind(&inv.grants, GrantKind::OauthGrant).len(), 40);
+    assert_eq!(of_kind(&inv.grants, GrantKind::AppPassword).len(), 12);
     let v = e.google.verify(&b, &inv.grants).await;
     assert_eq!(v.len(), inv.grants.len());
     assert!(v.iter().all(|(_, p)| matches!(p, Ok(Presence::Present))));
@@ -516,7 +494,7 @@ async fn a_listing_that_fails_mid_pagination_is_failed_not_absent() {
     .await;
     let dana = found(&*e.google, "dana.whitfield@example.com").await;
     let before = e.google.list_grants(&dana).await;
-    let groups: Vec<Grant> = of_kind(&before, GrantKind::Group)
+    let groups: Vec<Grant> = of_kind(&before.grants, GrantKind::Group)
         .into_iter()
         .cloned()
         .collect();
@@ -529,11 +507,11 @@ async fn a_listing_that_fails_mid_pagination_is_failed_not_absent() {
         "{err:?}"
     );
     assert!(
-        of_kind(&inv, GrantKind::Group).is_empty(),
+        of_kind(&inv.grants, GrantKind::Group).is_empty(),
         "a partial list is not shown"
     );
     // Other kinds still read fine.
-    assert_eq!(of_kind(&inv, GrantKind::OauthGrant).len(), 6);
+    assert_eq!(of_kind(&inv.grants, GrantKind::OauthGrant).len(), 6);
     // And verification never turns the failure into absence.
     let v = e.google.verify(&dana, &groups).await;
     assert!(v.iter().all(|(_, p)| p.is_err()), "{v:?}");
@@ -558,7 +536,7 @@ async fn per_user_quota_answers_are_retried_until_they_succeed() {
         .await
         .expect("finishes");
     assert_complete(&inv);
-    assert_eq!(of_kind(&inv, GrantKind::Group).len(), 12);
+    assert_eq!(of_kind(&inv.grants, GrantKind::Group).len(), 12);
     let mut limited = 0;
     while let Ok(n) = e.notices.try_recv() {
         if matches!(n, HttpNotice::RateLimited { .. }) {
@@ -631,11 +609,11 @@ async fn addresses_that_need_percent_encoding_reach_the_right_user() {
     assert_eq!(odd.login, ODD_EMAIL);
     let inv = e.google.list_grants(&odd).await;
     assert_complete(&inv);
-    assert_eq!(of_kind(&inv, GrantKind::OauthGrant).len(), 1);
-    assert_eq!(of_kind(&inv, GrantKind::AppPassword).len(), 1);
-    assert_eq!(of_kind(&inv, GrantKind::Group).len(), 1);
-    assert_eq!(of_kind(&inv, GrantKind::License).len(), 1);
-    let token = of_kind(&inv, GrantKind::OauthGrant)[0].clone();
+    assert_eq!(of_kind(&inv.grants, GrantKind::OauthGrant).len(), 1);
+    assert_eq!(of_kind(&inv.grants, GrantKind::AppPassword).len(), 1);
+    assert_eq!(of_kind(&inv.grants, GrantKind::Group).len(), 1);
+    assert_eq!(of_kind(&inv.grants, GrantKind::License).len(), 1);
+    let token = of_kind(&inv.grants, GrantKind::OauthGrant)[0].clone();
     assert_eq!(
         e.google.revoke(&odd, &token).await.unwrap(),
         RevokeOutcome::Accepted
@@ -678,7 +656,7 @@ async fn the_token_endpoint_refuses_a_bad_signature_and_the_driver_says_so_safel
     let sa_path = dir.path().join("google-service-account.json");
     let mut sa: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&sa_path).unwrap()).unwrap();
-    sa["private_key"] = serde_json::json!(sandbox::SALESFORCE_DEMO_PRIVATE_KEY);
+    sa["private_key"] = serde_json::json!(offboard::apps::salesforce::DEMO_PRIVATE_KEY);
     std::fs::write(&sa_path, sa.to_string()).unwrap();
 
     // The endpoint itself answers with Google's OAuth error body.
@@ -686,11 +664,13 @@ async fn the_token_endpoint_refuses_a_bad_signature_and_the_driver_says_so_safel
         shared_reqwest(),
         offboard::auth::jwt::JwtBearerConfig {
             token_url: url::Url::parse(&format!("{}/token", sb.base_url)).unwrap(),
-            issuer: sandbox::GOOGLE_DEMO_CLIENT_EMAIL.into(),
+            issuer: offboard::apps::google::DEMO_CLIENT_EMAIL.into(),
             subject: Some(sandbox::DEMO_ADMIN.into()),
             scopes: vec!["https://www.googleapis.com/auth/admin.directory.user".into()],
             audience: None,
-            private_key_pem: offboard::secret::Secret::new(sandbox::SALESFORCE_DEMO_PRIVATE_KEY),
+            private_key_pem: offboard::secret::Secret::new(
+                offboard::apps::salesforce::DEMO_PRIVATE_KEY,
+            ),
             key_id: None,
         },
     )

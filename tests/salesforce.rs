@@ -2,16 +2,17 @@
 
 mod common;
 
+use common::driver::{context, demo_connector, found, of_kind, wait_absent};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use offboard::connector::http::shared_reqwest;
-use offboard::connector::salesforce::Salesforce;
+use offboard::apps::salesforce::driver::Salesforce;
 use offboard::connector::{
-    BuildContext, Connector, ConnectorError, Lookup, Presence, ResolvedConnector, RevokeOutcome,
+    Connector, ConnectorError, Lookup, Presence, ResolvedConnector, RevokeOutcome,
 };
-use offboard::model::{Account, Grant, GrantKind, Person, Phase, Plan};
+use offboard::model::{Grant, GrantKind, Person, Phase, Plan};
 use offboard::sandbox::{Faults, Running};
 
 struct Env {
@@ -23,36 +24,17 @@ struct Env {
 async fn env_with(faults: Faults, tweak: impl FnOnce(&mut ResolvedConnector)) -> Env {
     let sb = common::sandbox(faults).await;
     let dir = tempfile::tempdir().unwrap();
-    let path = common::write_config(dir.path(), &sb.base_url);
-    let loaded = offboard::config::load(&path).unwrap();
-    let mut resolved = loaded
-        .connectors()
-        .unwrap()
-        .into_iter()
-        .find(|c| c.id == "salesforce")
-        .expect("demo config has salesforce");
+    let mut resolved = demo_connector(&sb, dir.path(), "salesforce", "");
     // The manifest's request rate suits a shared org; tests go faster.
     resolved.manifest.limits.requests_per_second = 500.0;
     resolved.manifest.limits.burst = 100;
     tweak(&mut resolved);
-    let ctx = BuildContext {
-        http: shared_reqwest(),
-        notices: None,
-        data_dir: dir.path().to_path_buf(),
-    };
-    let sf = Salesforce::new(&resolved, &ctx).unwrap();
+    let sf = Salesforce::new(&resolved, &context(dir.path())).unwrap();
     Env { sb, sf, _dir: dir }
 }
 
 async fn env(consistency_ms: u64) -> Env {
     env_with(common::quick(consistency_ms), |_| {}).await
-}
-
-async fn found(sf: &Salesforce, email: &str) -> Account {
-    match sf.find_person(&Person::new(email)).await.unwrap() {
-        Lookup::Found { account } => account,
-        other => panic!("{email}: {other:?}"),
-    }
 }
 
 async fn sandbox_put(sb: &Running, body: serde_json::Value) {
@@ -74,25 +56,6 @@ async fn sandbox_stats(sb: &Running) -> serde_json::Value {
         .unwrap()
 }
 
-/// Waits until a fresh read no longer lists any of `grants`.
-async fn wait_absent(sf: &Salesforce, account: &Account, grants: &[Grant]) {
-    common::wait_for(
-        Duration::from_secs(10),
-        "grants verified absent",
-        || async {
-            let r = sf.verify(account, grants).await;
-            r.iter()
-                .all(|(_, p)| matches!(p, Ok(Presence::Absent)))
-                .then_some(())
-        },
-    )
-    .await;
-}
-
-fn by_kind(grants: &[Grant], kind: GrantKind) -> Vec<&Grant> {
-    grants.iter().filter(|g| g.kind == kind).collect()
-}
-
 #[tokio::test]
 async fn scheduled_leaver_every_operation_and_refused_deactivation() {
     let e = env(150).await;
@@ -102,7 +65,7 @@ async fn scheduled_leaver_every_operation_and_refused_deactivation() {
     let inv = e.sf.list_grants(&dana).await;
     assert!(inv.failed.is_empty(), "{:?}", inv.failed);
     let g = &inv.grants;
-    let account = by_kind(g, GrantKind::Account);
+    let account = of_kind(g, GrantKind::Account);
     assert_eq!(account.len(), 2, "freeze and deactivate");
     let freeze = account
         .iter()
@@ -114,17 +77,17 @@ async fn scheduled_leaver_every_operation_and_refused_deactivation() {
         .find(|g| g.id.starts_with("deactivate:"))
         .unwrap();
     assert_eq!(deactivate.phase(), Phase::CloseAccount);
-    assert_eq!(by_kind(g, GrantKind::Session).len(), 1);
-    assert_eq!(by_kind(g, GrantKind::OauthGrant).len(), 2);
+    assert_eq!(of_kind(g, GrantKind::Session).len(), 1);
+    assert_eq!(of_kind(g, GrantKind::OauthGrant).len(), 2);
     // The profile-owned permission set is not listed.
-    assert_eq!(by_kind(g, GrantKind::AdminRole).len(), 2);
-    assert_eq!(by_kind(g, GrantKind::Group).len(), 3);
+    assert_eq!(of_kind(g, GrantKind::AdminRole).len(), 2);
+    assert_eq!(of_kind(g, GrantKind::Group).len(), 3);
     assert!(
-        by_kind(g, GrantKind::Group)
+        of_kind(g, GrantKind::Group)
             .iter()
             .any(|g| g.label == "Queue: Invoice Review Queue")
     );
-    let licences = by_kind(g, GrantKind::License);
+    let licences = of_kind(g, GrantKind::License);
     assert_eq!(licences.len(), 3, "one PSL and two package licences");
 
     // Plan: permission sets before the permission set licence.
@@ -409,7 +372,7 @@ async fn delete_tokens_never_leave_the_revoke_call() {
     let leaks = |text: &str| tokens.iter().any(|t| text.contains(t.as_str()));
     let marcus = found(&e.sf, "marcus.reyes@example.com").await;
     let inv = e.sf.list_grants(&marcus).await;
-    let oauth: Vec<Grant> = by_kind(&inv.grants, GrantKind::OauthGrant)
+    let oauth: Vec<Grant> = of_kind(&inv.grants, GrantKind::OauthGrant)
         .into_iter()
         .cloned()
         .collect();
@@ -473,7 +436,7 @@ async fn removed_rows_stay_listed_until_consistent() {
     let e = env(1500).await;
     let tom = found(&e.sf, "tom.becker@example.com").await;
     let inv = e.sf.list_grants(&tom).await;
-    let session = by_kind(&inv.grants, GrantKind::Session)[0].clone();
+    let session = of_kind(&inv.grants, GrantKind::Session)[0].clone();
     assert_eq!(
         e.sf.revoke(&tom, &session).await.unwrap(),
         RevokeOutcome::Accepted
@@ -485,7 +448,7 @@ async fn removed_rows_stay_listed_until_consistent() {
     // A revoked connected-app token is still listed for a moment; revoking
     // it again meets 400 invalid_token, which is success (already gone).
     let inv = e.sf.list_grants(&tom).await;
-    let token = by_kind(&inv.grants, GrantKind::OauthGrant)[0].clone();
+    let token = of_kind(&inv.grants, GrantKind::OauthGrant)[0].clone();
     assert_eq!(
         e.sf.revoke(&tom, &token).await.unwrap(),
         RevokeOutcome::Accepted
@@ -518,7 +481,7 @@ async fn next_records_url_on_another_host_is_refused_unsent() {
     let e = env(100).await;
     let dana = found(&e.sf, "dana.whitfield@example.com").await;
     let before = e.sf.list_grants(&dana).await;
-    let groups: Vec<Grant> = by_kind(&before.grants, GrantKind::Group)
+    let groups: Vec<Grant> = of_kind(&before.grants, GrantKind::Group)
         .into_iter()
         .cloned()
         .collect();

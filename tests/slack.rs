@@ -2,17 +2,21 @@
 
 mod common;
 
+use common::driver::{context, found, of_kind, presence, wait_absent};
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use offboard::apps::build;
+use offboard::apps::slack::driver::SlackDriver;
+use offboard::apps::slack::twin as sb_slack;
 use offboard::connector::manifest::{self, ConnectorConfig, ResolvedConnector};
-use offboard::connector::slack::SlackDriver;
 use offboard::connector::{
-    BuildContext, Connector, ConnectorError, Lookup, Presence, RevokeOutcome, build,
+    BuildContext, Connector, ConnectorError, Lookup, Presence, RevokeOutcome,
 };
 use offboard::model::{Account, Grant, GrantKind, Person};
-use offboard::sandbox::{Running, slack as sb_slack};
+use offboard::sandbox::Running;
 
 /// `settings.tiers` with every tier at `per_minute`, `burst` at once.
 fn tiers(per_minute: i64, burst: i64) -> toml::Value {
@@ -42,14 +46,6 @@ fn connector(
     user_token: Option<&str>,
 ) -> Arc<dyn Connector> {
     build(&resolved(sb, dir, settings, user_token), &context(dir)).expect("driver builds")
-}
-
-fn context(dir: &Path) -> BuildContext {
-    BuildContext {
-        http: offboard::connector::http::shared_reqwest(),
-        notices: None,
-        data_dir: dir.to_path_buf(),
-    }
 }
 
 /// The Slack connector's config for the sandbox. Slack's real tier limits
@@ -97,41 +93,6 @@ fn resolved(
     manifest::resolve("slack", &cfg, dir).expect("config resolves")
 }
 
-async fn find(c: &Arc<dyn Connector>, email: &str) -> Account {
-    match c
-        .find_person(&Person::new(email))
-        .await
-        .expect("lookup works")
-    {
-        Lookup::Found { account } => account,
-        other => panic!("expected {email} to be found, got {other:?}"),
-    }
-}
-
-fn of_kind(grants: &[Grant], kind: GrantKind) -> Vec<&Grant> {
-    grants.iter().filter(|g| g.kind == kind).collect()
-}
-
-async fn presence(c: &Arc<dyn Connector>, a: &Account, g: &Grant) -> Presence {
-    let r = c.verify(a, std::slice::from_ref(g)).await;
-    r[0].1.clone().expect("verification read succeeds")
-}
-
-/// Waits until a fresh read says the grant is gone.
-async fn wait_absent(c: &Arc<dyn Connector>, a: &Account, g: &Grant) {
-    common::wait_for(
-        Duration::from_secs(10),
-        &format!("{} to be gone", g.id),
-        || {
-            let c = c.clone();
-            let a = a.clone();
-            let g = g.clone();
-            async move { (presence(&c, &a, &g).await == Presence::Absent).then_some(()) }
-        },
-    )
-    .await;
-}
-
 fn members(sb: &Running, group: &str) -> Vec<String> {
     let st = sb.state.slack.lock().unwrap();
     st.group(group).unwrap().users.clone()
@@ -143,7 +104,7 @@ async fn finds_users_and_reads_their_state() {
     let dir = tempfile::tempdir().unwrap();
     let c = connector(&sb, dir.path(), &[], None);
 
-    let marcus = find(&c, "Marcus.Reyes@example.com").await;
+    let marcus = found(&*c, "Marcus.Reyes@example.com").await;
     assert!(marcus.active);
     assert!(marcus.is_admin);
     assert!(
@@ -153,7 +114,7 @@ async fn finds_users_and_reads_their_state() {
             .any(|(k, v)| k == "team_id" && v == sb_slack::TEAM_ID)
     );
 
-    let sam = find(&c, "sam.okafor@partner.example.net").await;
+    let sam = found(&*c, "sam.okafor@partner.example.net").await;
     assert!(
         sam.facts
             .iter()
@@ -174,7 +135,7 @@ async fn ok_false_is_an_error_never_absence() {
     let sb = common::sandbox(common::quick(200)).await;
     let dir = tempfile::tempdir().unwrap();
     let admin = connector(&sb, dir.path(), &[], None);
-    let dana = find(&admin, "dana.whitfield@example.com").await;
+    let dana = found(&*admin, "dana.whitfield@example.com").await;
 
     // A token with only users:read / users:read.email: the admin reads answer
     // HTTP 200 ok:false missing_scope.
@@ -237,7 +198,7 @@ async fn inventory_of_the_scheduled_leaver() {
     let sb = common::sandbox(common::quick(200)).await;
     let dir = tempfile::tempdir().unwrap();
     let c = connector(&sb, dir.path(), &[], None);
-    let dana = find(&c, "dana.whitfield@example.com").await;
+    let dana = found(&*c, "dana.whitfield@example.com").await;
     let inv = c.list_grants(&dana).await;
     assert!(inv.failed.is_empty(), "{:?}", inv.failed);
     assert_eq!(of_kind(&inv.grants, GrantKind::Session).len(), 5);
@@ -270,7 +231,7 @@ async fn sessions_page_over_three_pages_and_end_with_eventual_consistency() {
         &[("page_size", toml::Value::Integer(2))],
         None,
     );
-    let dana = find(&c, "dana.whitfield@example.com").await;
+    let dana = found(&*c, "dana.whitfield@example.com").await;
     let before = sb
         .state
         .slack
@@ -295,10 +256,10 @@ async fn sessions_page_over_three_pages_and_end_with_eventual_consistency() {
     let s = &sessions[0];
     assert_eq!(c.revoke(&dana, s).await.unwrap(), RevokeOutcome::Accepted);
     // Still listed right after (eventual consistency): not verified yet.
-    assert_eq!(presence(&c, &dana, s).await, Presence::Present);
-    wait_absent(&c, &dana, s).await;
+    assert_eq!(presence(&*c, &dana, s).await, Presence::Present);
+    wait_absent(&*c, &dana, std::slice::from_ref(s)).await;
     // The others are untouched.
-    assert_eq!(presence(&c, &dana, &sessions[1]).await, Presence::Present);
+    assert_eq!(presence(&*c, &dana, &sessions[1]).await, Presence::Present);
     // Invalidating it again is success.
     let again = c.revoke(&dana, s).await.unwrap();
     assert!(matches!(
@@ -313,7 +274,7 @@ async fn group_removal_keeps_a_member_added_concurrently() {
     let sb = common::sandbox(common::quick(200)).await;
     let dir = tempfile::tempdir().unwrap();
     let c = connector(&sb, dir.path(), &[], None);
-    let dana = find(&c, "dana.whitfield@example.com").await;
+    let dana = found(&*c, "dana.whitfield@example.com").await;
     let inv = c.list_grants(&dana).await;
     let managers = inv
         .grants
@@ -344,7 +305,7 @@ async fn group_removal_keeps_a_member_added_concurrently() {
     );
     assert!(!now.contains(&dana.id));
     assert_eq!(now.len(), 15 - 1 + 1);
-    wait_absent(&c, &dana, &managers).await;
+    wait_absent(&*c, &dana, std::slice::from_ref(&managers)).await;
     // Removing again is already gone.
     assert_eq!(
         c.revoke(&dana, &managers).await.unwrap(),
@@ -358,7 +319,7 @@ async fn sole_member_group_is_disabled_or_manual() {
     let sb = common::sandbox(common::quick(200)).await;
     let dir = tempfile::tempdir().unwrap();
     let c = connector(&sb, dir.path(), &[], None);
-    let dana = find(&c, "dana.whitfield@example.com").await;
+    let dana = found(&*c, "dana.whitfield@example.com").await;
     let inv = c.list_grants(&dana).await;
     let sole = inv
         .grants
@@ -371,7 +332,7 @@ async fn sole_member_group_is_disabled_or_manual() {
         c.revoke(&dana, &sole).await.unwrap(),
         RevokeOutcome::Accepted
     );
-    wait_absent(&c, &dana, &sole).await;
+    wait_absent(&*c, &dana, std::slice::from_ref(&sole)).await;
 
     let manual = connector(
         &sb,
@@ -379,7 +340,7 @@ async fn sole_member_group_is_disabled_or_manual() {
         &[("sole_member_groups", toml::Value::String("manual".into()))],
         None,
     );
-    let lena = find(&manual, "lena.kowalski@example.com").await;
+    let lena = found(&*manual, "lena.kowalski@example.com").await;
     // Make Lena the only member of a group through the API, then list.
     sb.state.slack.lock().unwrap().groups[0].users = vec![lena.id.clone()];
     let inv = manual.list_grants(&lena).await;
@@ -406,7 +367,7 @@ async fn admin_roles_and_workspace_admin_are_removed() {
         &[("page_size", toml::Value::Integer(2))],
         None,
     );
-    let marcus = find(&c, "marcus.reyes@example.com").await;
+    let marcus = found(&*c, "marcus.reyes@example.com").await;
     let inv = c.list_grants(&marcus).await;
     assert!(inv.failed.is_empty(), "{:?}", inv.failed);
     let roles: Vec<Grant> = of_kind(&inv.grants, GrantKind::AdminRole)
@@ -423,7 +384,7 @@ async fn admin_roles_and_workspace_admin_are_removed() {
         assert_eq!(c.revoke(&marcus, g).await.unwrap(), RevokeOutcome::Accepted);
     }
     for g in &roles {
-        wait_absent(&c, &marcus, g).await;
+        wait_absent(&*c, &marcus, std::slice::from_ref(g)).await;
     }
     {
         let st = sb.state.slack.lock().unwrap();
@@ -444,15 +405,15 @@ async fn scim_deactivation_is_verified_and_last() {
     let sb = common::sandbox(common::quick(200)).await;
     let dir = tempfile::tempdir().unwrap();
     let c = connector(&sb, dir.path(), &[], None);
-    let tom = find(&c, "tom.becker@example.com").await;
+    let tom = found(&*c, "tom.becker@example.com").await;
     let inv = c.list_grants(&tom).await;
     let acc = of_kind(&inv.grants, GrantKind::Account)[0].clone();
     assert_eq!(acc.phase(), offboard::model::Phase::CloseAccount);
-    assert_eq!(presence(&c, &tom, &acc).await, Presence::Present);
+    assert_eq!(presence(&*c, &tom, &acc).await, Presence::Present);
     assert_eq!(c.revoke(&tom, &acc).await.unwrap(), RevokeOutcome::Accepted);
-    assert_eq!(presence(&c, &tom, &acc).await, Presence::Absent);
+    assert_eq!(presence(&*c, &tom, &acc).await, Presence::Absent);
     // users.info now says deleted; the sessions Slack ended disappear.
-    let again = find(&c, "tom.becker@example.com").await;
+    let again = found(&*c, "tom.becker@example.com").await;
     assert!(!again.active);
     common::wait_for(Duration::from_secs(10), "sessions to end", || {
         let c = c.clone();
@@ -469,7 +430,7 @@ async fn scim_deactivation_is_verified_and_last() {
     // Deactivating again is fine.
     assert_eq!(c.revoke(&tom, &acc).await.unwrap(), RevokeOutcome::Accepted);
     // The primary owner is a manual step.
-    let owner = find(&c, offboard::sandbox::DEMO_ADMIN).await;
+    let owner = found(&*c, offboard::sandbox::DEMO_ADMIN).await;
     let inv = c.list_grants(&owner).await;
     assert!(of_kind(&inv.grants, GrantKind::Account)[0].is_manual());
     sb.stop().await;
@@ -480,7 +441,7 @@ async fn a_user_scim_does_not_know_is_never_verified_deactivated() {
     let sb = common::sandbox(common::quick(200)).await;
     let dir = tempfile::tempdir().unwrap();
     let c = connector(&sb, dir.path(), &[], None);
-    let tom = find(&c, "tom.becker@example.com").await;
+    let tom = found(&*c, "tom.becker@example.com").await;
     let inv = c.list_grants(&tom).await;
     let acc = of_kind(&inv.grants, GrantKind::Account)[0].clone();
     // The account as a SCIM token for another org sees it: unknown (404).
@@ -512,7 +473,7 @@ async fn rate_limited_calls_wait_for_retry_after() {
     let c = connector(&sb, dir.path(), &[], None);
     sb.state.slack.lock().unwrap().hooks.rate_limit_next = Some((2, 1));
     let started = tokio::time::Instant::now();
-    let dana = find(&c, "dana.whitfield@example.com").await;
+    let dana = found(&*c, "dana.whitfield@example.com").await;
     assert_eq!(dana.login, "dana.whitfield@example.com");
     // Two 429s with Retry-After: 1 were honoured before the answer.
     assert!(started.elapsed() >= Duration::from_secs(2));
@@ -656,7 +617,7 @@ async fn demo_config_builds_the_slack_connector() {
         data_dir: dir.path().to_path_buf(),
     };
     let c = build(&slack, &ctx).unwrap();
-    let sam = find(&c, "sam.okafor@partner.example.net").await;
+    let sam = found(&*c, "sam.okafor@partner.example.net").await;
     let inv = c.list_grants(&sam).await;
     assert!(inv.failed.is_empty(), "{:?}", inv.failed);
     assert_eq!(of_kind(&inv.grants, GrantKind::Session).len(), 1);
@@ -674,7 +635,7 @@ async fn verify_reads_only_the_kinds_asked_about() {
     let sb = common::sandbox(common::quick(60_000)).await;
     let dir = tempfile::tempdir().unwrap();
     let c = connector(&sb, dir.path(), &[], None);
-    let dana = find(&c, "dana.whitfield@example.com").await;
+    let dana = found(&*c, "dana.whitfield@example.com").await;
     let inv = c.list_grants(&dana).await;
     let session = of_kind(&inv.grants, GrantKind::Session)[0].clone();
     let group = of_kind(&inv.grants, GrantKind::Group)[0].clone();
@@ -718,7 +679,7 @@ async fn narrowed_verify_confirms_a_removal_and_never_counts_a_failed_read() {
     let sb = common::sandbox(common::quick(200)).await;
     let dir = tempfile::tempdir().unwrap();
     let c = connector(&sb, dir.path(), &[], None);
-    let dana = find(&c, "dana.whitfield@example.com").await;
+    let dana = found(&*c, "dana.whitfield@example.com").await;
     let inv = c.list_grants(&dana).await;
     let session = of_kind(&inv.grants, GrantKind::Session)[0].clone();
     assert_eq!(
@@ -828,7 +789,7 @@ async fn a_limited_tier_waits_alone_while_other_tiers_answer() {
         SlackDriver::build(&resolved(&sb, dir.path(), &[], None), &context(dir.path())).unwrap();
     let web = driver.web_client().clone();
     let c: Arc<dyn Connector> = Arc::new(driver);
-    let dana = find(&c, "dana.whitfield@example.com").await;
+    let dana = found(&*c, "dana.whitfield@example.com").await;
     let inv = c.list_grants(&dana).await;
     assert!(inv.failed.is_empty(), "{:?}", inv.failed);
     let sessions: Vec<Grant> = of_kind(&inv.grants, GrantKind::Session)
@@ -873,7 +834,7 @@ async fn a_limited_tier_waits_alone_while_other_tiers_answer() {
 
     // Lookups (Tier 3) and users.info (Tier 4) answer while Tier 2 waits.
     for _ in 0..3 {
-        find(&c, "dana.whitfield@example.com").await;
+        found(&*c, "dana.whitfield@example.com").await;
     }
     let r = c.verify(&dana, std::slice::from_ref(&role)).await;
     assert!(r[0].1.is_ok(), "{r:?}");
@@ -919,7 +880,7 @@ async fn the_driver_paces_each_tier_by_its_own_bucket() {
         .unwrap()
         .insert("tier2".into(), toml::Value::Table(slow));
     let c = connector(&sb, dir.path(), &[("tiers", t)], None);
-    let dana = find(&c, "dana.whitfield@example.com").await;
+    let dana = found(&*c, "dana.whitfield@example.com").await;
     let calls = |m: &str| {
         sb.state
             .slack
@@ -950,7 +911,7 @@ async fn the_driver_paces_each_tier_by_its_own_bucket() {
     )
     .await;
     for _ in 0..5 {
-        find(&c, "dana.whitfield@example.com").await;
+        found(&*c, "dana.whitfield@example.com").await;
     }
     assert!(!listing.is_finished());
     assert_eq!(tier2.iter().map(|m| calls(m)).sum::<u32>(), 1);
@@ -1003,6 +964,6 @@ async fn tier_settings_are_checked() {
     )
     .expect("a partial tiers table builds");
     let c: Arc<dyn Connector> = Arc::new(c);
-    find(&c, "dana.whitfield@example.com").await;
+    found(&*c, "dana.whitfield@example.com").await;
     sb.stop().await;
 }

@@ -135,25 +135,19 @@ impl Authority for OAuth {
     }
 }
 
-/// The authorization server of a connector: Slack's OAuth v2 for the
-/// `slack` driver, Salesforce's for `salesforce`, the standard one
-/// otherwise.
-pub fn for_connector(
+/// How a connector's authorization server is built: its vendor's dialect
+/// (`crate::apps::authority`) or [`standard`].
+pub type Dialect =
+    fn(&ResolvedConnector, reqwest::Client) -> Result<Arc<dyn Authority>, ConnectorError>;
+
+/// The standard authorization server of a connector (RFC 6749, 7009, 8628),
+/// for drivers without a dialect of their own.
+pub fn standard(
     resolved: &ResolvedConnector,
     http: reqwest::Client,
 ) -> Result<Arc<dyn Authority>, ConnectorError> {
-    Ok(match resolved.manifest.driver.as_str() {
-        "slack" => Arc::new(super::slack::SlackOAuth::new(
-            OAuthSettings::from_resolved(resolved)?,
-            http,
-        )?),
-        "salesforce" => {
-            let r = super::salesforce::with_login_defaults(resolved);
-            Arc::new(super::salesforce::SalesforceOAuth::new(
-                OAuthSettings::from_resolved(&r)?,
-                http,
-            )?)
-        }
-        _ => Arc::new(OAuth::new(OAuthSettings::from_resolved(resolved)?, http)?),
-    })
+    Ok(Arc::new(OAuth::new(
+        OAuthSettings::from_resolved(resolved)?,
+        http,
+    )?))
 }

@@ -283,7 +283,7 @@ mod tests {
                 subject: Some("admin@example.com".into()),
                 scopes: vec!["s".into()],
                 audience: None,
-                private_key_pem: Secret::new(crate::sandbox::GOOGLE_DEMO_PRIVATE_KEY),
+                private_key_pem: Secret::new(crate::apps::google::DEMO_PRIVATE_KEY),
                 key_id: None,
             },
         )

@@ -18,11 +18,10 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use url::Url;
 
-use super::authority::{self, Authority, DeviceGrant};
+use super::authority::{Authority, DeviceGrant};
 use super::cache::{StoredToken, TokenCache};
 use super::oauth::{AuthRequest, Flow, TokenSet};
-use super::source::cache_for;
-use crate::connector::{ConnectorError, ResolvedConnector};
+use crate::connector::ConnectorError;
 use crate::sanitize;
 use crate::secret::Secret;
 
@@ -38,18 +37,6 @@ pub struct LoginOutcome {
     pub expires_in: Option<Duration>,
     pub has_refresh_token: bool,
     pub cache_path: std::path::PathBuf,
-}
-
-/// The authorization server and cache of a connector, for the sign-in
-/// flows.
-pub fn client_for(
-    resolved: &ResolvedConnector,
-    http: reqwest::Client,
-    data_dir: &std::path::Path,
-) -> Result<(Arc<dyn Authority>, TokenCache), ConnectorError> {
-    let oauth = authority::for_connector(resolved, http)?;
-    let cache = cache_for(oauth.settings(), data_dir);
-    Ok((oauth, cache))
 }
 
 fn store(
@@ -417,16 +404,6 @@ impl DeviceLogin {
     }
 }
 
-/// Starts a device sign-in for a connector (for the console's `:login`).
-pub async fn start_device_login(
-    resolved: &ResolvedConnector,
-    http: reqwest::Client,
-    data_dir: &std::path::Path,
-) -> Result<DeviceLogin, ConnectorError> {
-    let (oauth, cache) = client_for(resolved, http, data_dir)?;
-    DeviceLogin::start(oauth, cache).await
-}
-
 /// What `logout` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogoutOutcome {
@@ -442,11 +419,9 @@ pub enum LogoutOutcome {
 /// none) at the revocation endpoint (RFC 7009), then deletes the cache. When
 /// revocation fails the cache is kept, so that it can be retried.
 pub async fn logout(
-    resolved: &ResolvedConnector,
-    http: reqwest::Client,
-    data_dir: &std::path::Path,
+    oauth: &dyn Authority,
+    cache: &TokenCache,
 ) -> Result<LogoutOutcome, ConnectorError> {
-    let (oauth, cache) = client_for(resolved, http, data_dir)?;
     let Some(stored) = cache.load()? else {
         return Ok(LogoutOutcome::NotSignedIn);
     };
@@ -457,7 +432,7 @@ pub async fn logout(
         LogoutOutcome::DeletedOnly
     };
     cache.delete()?;
-    tracing::info!(connector = %resolved.id, ?outcome, "signed out");
+    tracing::info!(connector = %oauth.settings().connector, ?outcome, "signed out");
     Ok(outcome)
 }
 

@@ -1,14 +1,14 @@
-//! Access tokens for connectors: the [`TokenSource`] trait and its flows.
+//! Access tokens for connectors: the flows behind the
+//! [`TokenSource`](crate::connector::TokenSource) a connector's client draws on.
 
 pub mod authority;
 pub mod cache;
 pub mod jwt;
 pub mod login;
 pub mod oauth;
-pub mod salesforce;
-pub mod slack;
 pub mod source;
 
+pub use crate::connector::TokenSource;
 pub use source::token_source;
 
 use std::time::Duration;
@@ -20,21 +20,6 @@ use tokio::time::Instant;
 use crate::connector::ConnectorError;
 use crate::sanitize;
 use crate::secret::Secret;
-
-/// Gives a connector's client a valid access token.
-#[async_trait]
-pub trait TokenSource: Send + Sync {
-    /// A token valid for at least a little while (refreshed before expiry).
-    async fn token(&self) -> Result<Secret, ConnectorError>;
-    /// The API refused this token (401): forget it, so the next call gets a
-    /// new one.
-    async fn invalidate(&self, rejected: &Secret);
-    /// Scopes the server reported granting with the current token, when it
-    /// reported them (after a first `token()` call).
-    fn granted_scopes(&self) -> Option<Vec<String>> {
-        None
-    }
-}
 
 /// A token from an environment variable or a file, never written in config.
 pub struct StaticToken {

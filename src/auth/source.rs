@@ -23,9 +23,13 @@ const MARGIN: Duration = Duration::from_secs(60);
 /// The token source a connector's `[auth]` asks for. Interactive flows
 /// (`authorization-code`, `device-code`) read the token cache that
 /// `offboard login` wrote; the others obtain tokens themselves.
+///
+/// `authority` gives the connector's authorization server (its vendor's
+/// dialect): see `crate::apps::token_source`, which every driver calls.
 pub fn token_source(
     resolved: &ResolvedConnector,
     ctx: &BuildContext,
+    authority: authority::Dialect,
 ) -> Result<Arc<dyn TokenSource>, ConnectorError> {
     let a = &resolved.manifest.auth;
     match Flow::of(resolved)? {
@@ -37,18 +41,13 @@ pub fn token_source(
                 file.as_deref(),
             )?))
         }
-        // Salesforce's JWT differs (issuer = consumer key, audience = login
-        // host): the driver's own.
-        Flow::JwtBearer if resolved.manifest.driver == "salesforce" => {
-            crate::connector::salesforce::jwt_token_source(resolved, ctx)
-        }
         Flow::JwtBearer => Ok(Arc::new(jwt_bearer(resolved, ctx.http.clone())?)),
         Flow::ClientCredentials => {
             let oauth = OAuth::new(OAuthSettings::from_resolved(resolved)?, ctx.http.clone())?;
             Ok(Arc::new(ClientCredentials::new(oauth)?))
         }
         Flow::AuthorizationCode | Flow::DeviceCode => {
-            let oauth = authority::for_connector(resolved, ctx.http.clone())?;
+            let oauth = authority(resolved, ctx.http.clone())?;
             let cache = cache_for(oauth.settings(), &ctx.data_dir);
             Ok(Arc::new(CachedToken::new(oauth, cache)))
         }

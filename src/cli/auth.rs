@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{CmdResult, Failure, Global, LoginArgs, LogoutArgs};
+use crate::apps::token_source;
+use crate::auth::TokenSource;
 use crate::auth::login::{self, CodeLogin, DeviceLogin, LoginOutcome, LogoutOutcome};
 use crate::auth::oauth::Flow;
-use crate::auth::{TokenSource, token_source};
 use crate::config::{self, Loaded};
 use crate::connector::http::shared_reqwest;
-use crate::connector::{self, BuildContext, ConnectorError, ResolvedConnector};
+use crate::connector::{BuildContext, ConnectorError, ResolvedConnector};
 
 fn load(global: &Global) -> Result<Loaded, Failure> {
     let path = config::config_path(global.config.as_deref());
@@ -117,7 +118,7 @@ pub async fn login(global: &Global, args: LoginArgs, data_dir: PathBuf) -> CmdRe
         );
         return Ok(0);
     }
-    let (oauth, cache) = login::client_for(&r, http, &data_dir).map_err(auth_failure)?;
+    let (oauth, cache) = crate::apps::sign_in(&r, http, &data_dir).map_err(auth_failure)?;
     let use_device = args.device || flow == Flow::DeviceCode;
     let outcome = if use_device {
         let device = DeviceLogin::start(oauth, cache)
@@ -209,7 +210,7 @@ pub async fn logout(global: &Global, args: LogoutArgs, data_dir: PathBuf) -> Cmd
         );
         return Ok(0);
     }
-    match login::logout(&r, shared_reqwest(), &data_dir).await {
+    match crate::apps::sign_out(&r, shared_reqwest(), &data_dir).await {
         Ok(LogoutOutcome::RevokedAndDeleted) => {
             println!(
                 "Signed out of `{}`: the token was revoked at the server and the cache deleted.",
@@ -337,7 +338,7 @@ async fn check(r: &ResolvedConnector, ctx: &BuildContext, report: &mut Report) {
             "not reported by the token endpoint (checked by the API call below)",
         ),
     }
-    let conn = match connector::build(r, ctx) {
+    let conn = match crate::apps::build(r, ctx) {
         Ok(c) => c,
         Err(e) => {
             report.line(Some(false), "api", &e.to_string());

@@ -41,6 +41,18 @@ pub struct Global {
     pub theme: Option<String>,
 }
 
+impl Global {
+    /// The console's share of the global options.
+    pub fn flags(&self) -> crate::tui::app::Flags {
+        crate::tui::app::Flags {
+            config: self.config.clone(),
+            ascii: self.ascii,
+            read_only: self.read_only,
+            theme: self.theme.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start the embedded sandbox and the console against it.
@@ -160,36 +172,7 @@ pub struct LogoutArgs {
     pub app: String,
 }
 
-/// An error with its exit code.
-#[derive(Debug)]
-pub struct Failure {
-    pub code: u8,
-    pub message: String,
-}
-
-impl Failure {
-    pub fn usage(message: impl Into<String>) -> Self {
-        Self {
-            code: 2,
-            message: message.into(),
-        }
-    }
-
-    pub fn other(message: impl Into<String>) -> Self {
-        Self {
-            code: 1,
-            message: message.into(),
-        }
-    }
-}
-
-impl From<crate::config::ConfigError> for Failure {
-    fn from(e: crate::config::ConfigError) -> Self {
-        Failure::usage(format!("config: {e}"))
-    }
-}
-
-pub type CmdResult = Result<u8, Failure>;
+pub use crate::outcome::{CmdResult, Failure};
 
 /// Starts file logging in the data directory. Never logs to the terminal.
 pub fn init_logging(
@@ -270,7 +253,17 @@ async fn dispatch(cli: Cli, data_dir: PathBuf) -> CmdResult {
         Some(Command::Verify(args)) => case::verify(&cli.global, args, data_dir).await,
         Some(Command::Evidence(args)) => case::evidence(args, data_dir).await,
         Some(Command::Done(args)) => case::done(&cli.global, args, data_dir).await,
-        Some(Command::Demo(args)) => crate::tui::app::demo(&cli.global, args, data_dir).await,
-        None => crate::tui::app::console(&cli.global, data_dir).await,
+        Some(Command::Demo(args)) => match args.faults.to_faults() {
+            Ok(faults) => {
+                let sandbox = crate::sandbox::Options {
+                    port: args.port,
+                    faults,
+                    ..Default::default()
+                };
+                crate::tui::app::demo(&cli.global.flags(), sandbox, data_dir).await
+            }
+            Err(e) => Err(e),
+        },
+        None => crate::tui::app::console(&cli.global.flags(), data_dir).await,
     }
 }

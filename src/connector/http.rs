@@ -27,7 +27,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use url::Url;
 
-use crate::auth::TokenSource;
+use super::TokenSource;
 use crate::connector::ConnectorError;
 use crate::sanitize;
 

@@ -10,20 +10,10 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::http::HttpSettings;
-use crate::config::ConfigError;
+use crate::tomlfile::{ConfigError, parse_toml};
 
-/// Manifests shipped in the binary.
-pub const BUILTIN: &[(&str, &str)] = &[
-    (
-        "google-workspace",
-        include_str!("../../connectors/google-workspace.toml"),
-    ),
-    (
-        "salesforce",
-        include_str!("../../connectors/salesforce.toml"),
-    ),
-    ("slack", include_str!("../../connectors/slack.toml")),
-];
+/// Manifests shipped in the binary: every file in `connectors/`.
+pub const BUILTIN: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/manifests.rs"));
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -327,7 +317,7 @@ pub fn load_manifest(name: &str, config_dir: Option<&Path>) -> Result<Manifest, 
 }
 
 pub fn parse_manifest(text: &str, origin: &str) -> Result<Manifest, ConfigError> {
-    crate::config::parse_toml(text, origin)
+    parse_toml(text, origin)
 }
 
 /// Merges a user's connector section over its manifest.

@@ -1,20 +1,17 @@
 //! The Connector trait every driver implements, manifest loading, and the
 //! shared HTTP client.
 
-pub mod google;
 pub mod http;
 pub mod manifest;
-pub mod salesforce;
-pub mod slack;
 pub mod steps;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Account, Grant, GrantKind, Person};
+use crate::secret::Secret;
 pub use manifest::{Manifest, ResolvedConnector};
 
 /// An error from talking to an app. Its text never holds a secret, and any
@@ -73,6 +70,21 @@ impl ConnectorError {
             }
             _ => None,
         }
+    }
+}
+
+/// Gives a connector's client a valid access token.
+#[async_trait]
+pub trait TokenSource: Send + Sync {
+    /// A token valid for at least a little while (refreshed before expiry).
+    async fn token(&self) -> Result<Secret, ConnectorError>;
+    /// The API refused this token (401): forget it, so the next call gets a
+    /// new one.
+    async fn invalidate(&self, rejected: &Secret);
+    /// Scopes the server reported granting with the current token, when it
+    /// reported them (after a first `token()` call).
+    fn granted_scopes(&self) -> Option<Vec<String>> {
+        None
     }
 }
 
@@ -297,20 +309,4 @@ pub struct BuildContext {
     pub notices: Option<tokio::sync::mpsc::UnboundedSender<http::HttpNotice>>,
     /// Data directory (token cache).
     pub data_dir: std::path::PathBuf,
-}
-
-/// Builds the driver a resolved connector names.
-pub fn build(
-    resolved: &ResolvedConnector,
-    ctx: &BuildContext,
-) -> Result<Arc<dyn Connector>, ConnectorError> {
-    match resolved.manifest.driver.as_str() {
-        "salesforce" => Ok(Arc::new(salesforce::Salesforce::new(resolved, ctx)?)),
-        "google-workspace" => google::build(resolved, ctx),
-        "slack" => Ok(Arc::new(slack::SlackDriver::build(resolved, ctx)?)),
-        other => Err(ConnectorError::Config(format!(
-            "connector `{}`: unknown driver `{other}`",
-            resolved.id
-        ))),
-    }
 }

@@ -7,12 +7,16 @@
 //! fresh read that no longer lists it.
 
 mod case;
-mod run;
+mod core;
+mod discovery;
+mod execution;
+mod plan;
 #[cfg(test)]
 mod tests;
+mod verification;
 
 pub use case::{AccountStatus, AccountView, CaseView, GrantView, STILL_LISTED_NOTE};
-pub use run::{
+pub use core::{
     ConnectorInfo, Engine, EngineError, EngineOptions, Selection, connectors_from_config,
 };
 

@@ -7,13 +7,11 @@
 //! and changed while running through `/_sandbox/faults`. The access log
 //! records every request as one JSON line, never the Authorization header.
 
-pub mod google;
 pub mod oauth;
-pub mod salesforce;
-pub mod salesforce_oauth;
-pub mod slack;
-pub mod slack_oauth;
 pub mod tenant;
+
+use crate::apps::salesforce::twin as salesforce;
+use crate::apps::slack::twin as slack;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -34,11 +32,6 @@ use tokio::time::Instant;
 
 /// Demo keys. These are not secrets: they exist so that the sandbox's token
 /// endpoints can check real RS256 signatures.
-pub const GOOGLE_DEMO_PRIVATE_KEY: &str = include_str!("keys/google-demo.key.pem");
-pub const GOOGLE_DEMO_PUBLIC_KEY: &str = include_str!("keys/google-demo.pub.pem");
-pub const SALESFORCE_DEMO_PRIVATE_KEY: &str = include_str!("keys/salesforce-demo.key.pem");
-pub const SALESFORCE_DEMO_PUBLIC_KEY: &str = include_str!("keys/salesforce-demo.pub.pem");
-pub const GOOGLE_DEMO_CLIENT_EMAIL: &str = "offboard-demo@offboard-sandbox.iam.gserviceaccount.com";
 pub const DEMO_ADMIN: &str = "admin@example.com";
 
 /// Fault switches. All can be changed while running.
@@ -120,9 +113,8 @@ impl Default for Options {
 /// Everything the handlers share.
 pub struct SandboxState {
     pub faults: RwLock<Faults>,
-    pub google: Mutex<google::State>,
-    pub salesforce: Mutex<salesforce::State>,
-    pub slack: Mutex<slack::State>,
+    /// Each vendor twin's state (`s.google`, `s.slack`, ... through Deref).
+    pub twins: crate::apps::Twins,
     pub oauth: Mutex<oauth::State>,
     pub base_url: String,
     rng: Mutex<rand::rngs::StdRng>,
@@ -130,6 +122,13 @@ pub struct SandboxState {
 }
 
 pub type Shared = Arc<SandboxState>;
+
+impl std::ops::Deref for SandboxState {
+    type Target = crate::apps::Twins;
+    fn deref(&self) -> &crate::apps::Twins {
+        &self.twins
+    }
+}
 
 impl SandboxState {
     pub fn faults(&self) -> Faults {
@@ -198,17 +197,9 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         )),
         None => None,
     };
-    let mut salesforce_state = salesforce::State::seed();
-    let mut slack_state = slack::State::seed();
-    if let Some(b) = &opts.bench_grants {
-        salesforce_state.seed_bench(b);
-        slack_state.seed_bench(b);
-    }
     let state: Shared = Arc::new(SandboxState {
         faults: RwLock::new(opts.faults.clone()),
-        google: Mutex::new(google::State::seed(opts.bench_grants.as_ref())),
-        salesforce: Mutex::new(salesforce_state),
-        slack: Mutex::new(slack_state),
+        twins: crate::apps::Twins::seed(opts.bench_grants.as_ref()),
         oauth: Mutex::new(oauth::State::default()),
         base_url: base_url.clone(),
         rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(opts.seed)),
@@ -234,15 +225,8 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
 
 pub fn router(state: Shared) -> Router {
     Router::new()
-        .merge(google::routes().route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            google::scope_check,
-        )))
-        .merge(salesforce::routes())
-        .merge(slack::routes())
+        .merge(crate::apps::twins(&state))
         .merge(oauth::routes())
-        .merge(slack_oauth::routes())
-        .merge(salesforce_oauth::routes())
         .route("/_sandbox/faults", get(get_faults).put(put_faults))
         .route("/_sandbox/config", get(get_config))
         .fallback(not_found)
@@ -594,8 +578,8 @@ pub fn write_demo_keys(dir: &std::path::Path) -> std::io::Result<()> {
         "type": "service_account",
         "project_id": "offboard-sandbox",
         "private_key_id": "demo-key-1",
-        "private_key": GOOGLE_DEMO_PRIVATE_KEY,
-        "client_email": GOOGLE_DEMO_CLIENT_EMAIL,
+        "private_key": crate::apps::google::DEMO_PRIVATE_KEY,
+        "client_email": crate::apps::google::DEMO_CLIENT_EMAIL,
         "client_id": "100000000000000000001",
         "token_uri": "https://oauth2.googleapis.com/token",
     });
@@ -605,7 +589,7 @@ pub fn write_demo_keys(dir: &std::path::Path) -> std::io::Result<()> {
     )?;
     write_private(
         &dir.join("salesforce-demo.key.pem"),
-        SALESFORCE_DEMO_PRIVATE_KEY.as_bytes(),
+        crate::apps::salesforce::DEMO_PRIVATE_KEY.as_bytes(),
     )?;
     write_private(
         &dir.join("slack-user-token"),

@@ -125,9 +125,9 @@ pub struct State {
     /// Times of device-code polls, per user code.
     pub polls: HashMap<String, Vec<Instant>>,
     /// Slack's OAuth v2 twin.
-    pub slack: super::slack_oauth::State,
+    pub slack: crate::apps::slack::twin_oauth::State,
     /// Salesforce's device flow twin.
-    pub salesforce: super::salesforce_oauth::State,
+    pub salesforce: crate::apps::salesforce::twin_oauth::State,
 }
 
 fn random(prefix: &str) -> String {
@@ -148,7 +148,7 @@ fn user_code() -> String {
 }
 
 impl State {
-    pub(super) fn grant_scope(&self, asked: &str) -> String {
+    pub fn grant_scope(&self, asked: &str) -> String {
         asked
             .split_whitespace()
             .filter(|s| !self.settings.withhold_scopes.iter().any(|w| w == s))

@@ -9,12 +9,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::cli::sandbox::DemoArgs;
-use crate::cli::{CmdResult, Failure, Global};
 use crate::config;
 use crate::connector::{ConnectorError, Health, ResolvedConnector};
 use crate::engine::{self, CaseView, Engine, EngineOptions, Event, Selection, Summary};
 use crate::evidence::{self, Ledger, report};
+use crate::outcome::{CmdResult, Failure};
 
 use super::model::{
     AccountStatus, Candidate, CaseSnapshot, ConnectorRow, GrantRow, LeaverRow, Level, Model,
@@ -203,6 +202,16 @@ pub fn locale_is_utf8(get: impl Fn(&str) -> Option<String>) -> bool {
         })
 }
 
+/// What the command line chose for the console.
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    /// Config file (else `$OFFBOARD_CONFIG`, else the platform config dir).
+    pub config: Option<PathBuf>,
+    pub ascii: bool,
+    pub read_only: bool,
+    pub theme: Option<String>,
+}
+
 /// What the console opens with.
 pub struct ConsoleOptions {
     pub operator: String,
@@ -216,7 +225,7 @@ pub struct ConsoleOptions {
 
 impl ConsoleOptions {
     pub fn from_global(
-        global: &Global,
+        global: &Flags,
         operator: String,
         config_theme: Option<&str>,
         config_dir: Option<PathBuf>,
@@ -352,7 +361,7 @@ fn engine_from(loaded: &config::Loaded, data_dir: &Path) -> Result<Built, Failur
 }
 
 /// `offboard`: the console on the user's config.
-pub async fn console(global: &Global, data_dir: PathBuf) -> CmdResult {
+pub async fn console(global: &Flags, data_dir: PathBuf) -> CmdResult {
     let path = config::config_path(global.config.as_deref());
     let loaded = config::load(&path)?;
     let (engine, events, notes, resolved) = engine_from(&loaded, &data_dir)?;
@@ -375,15 +384,14 @@ pub async fn console(global: &Global, data_dir: PathBuf) -> CmdResult {
 
 /// `offboard demo`: the embedded sandbox on a free loopback port and the
 /// console against it, with the demo leavers queued.
-pub async fn demo(global: &Global, args: DemoArgs, data_dir: PathBuf) -> CmdResult {
-    let faults = args.faults.to_faults()?;
-    let running = crate::sandbox::start(crate::sandbox::Options {
-        port: args.port,
-        faults,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| Failure::other(e.to_string()))?;
+pub async fn demo(
+    global: &Flags,
+    sandbox: crate::sandbox::Options,
+    data_dir: PathBuf,
+) -> CmdResult {
+    let running = crate::sandbox::start(sandbox)
+        .await
+        .map_err(|e| Failure::other(e.to_string()))?;
     let dir = data_dir.join("demo");
     crate::sandbox::write_demo_keys(&dir)
         .map_err(|e| Failure::other(format!("{}: {e}", dir.display())))?;

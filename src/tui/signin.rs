@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use chrono::Utc;
 use tokio_util::io::StreamReader;
 
+use crate::apps::token_source;
 use crate::auth::login::{self, CodeLogin, DeviceLogin, LoginOutcome};
 use crate::auth::oauth::Flow;
-use crate::auth::token_source;
 use crate::connector::{BuildContext, ResolvedConnector};
 use crate::sanitize::clean;
 
@@ -60,8 +60,8 @@ impl SignIn {
                 flow.name()
             ));
         }
-        let (oauth, cache) =
-            login::client_for(r, self.http.clone(), &self.data_dir).map_err(|e| e.to_string())?;
+        let (oauth, cache) = crate::apps::sign_in(r, self.http.clone(), &self.data_dir)
+            .map_err(|e| e.to_string())?;
         let outcome = if flow == Flow::DeviceCode {
             let device = DeviceLogin::start(oauth, cache)
                 .await

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod console;
+pub mod driver;
 pub mod oauth;
 
 use std::path::{Path, PathBuf};

@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::Shared;
-use super::tenant::{self, Scenario};
+use crate::sandbox::Shared;
+use crate::sandbox::tenant::{self, Scenario};
 
 /// Demo admin user token (not a secret: it only opens this sandbox).
 pub const DEMO_USER_TOKEN: &str = "xoxp-1000000001-offboard-sandbox-demo-user-token";
@@ -249,7 +249,7 @@ impl State {
             real_name: "Demo Admin".into(),
             first: "Demo".into(),
             last: "Admin".into(),
-            email: super::DEMO_ADMIN.into(),
+            email: crate::sandbox::DEMO_ADMIN.into(),
             deleted: false,
             is_admin: true,
             is_owner: true,
@@ -816,20 +816,20 @@ async fn web_api(
     if let Some((n, secs)) = st.hooks.rate_limit_next {
         st.hooks.rate_limit_next = (n > 1).then(|| (n - 1, secs));
         st.record(&method, 429);
-        return super::rate_limited(super::Vendor::Slack, secs);
+        return crate::sandbox::rate_limited(crate::sandbox::Vendor::Slack, secs);
     }
     if let Some(rules) = &tiers
         && let Err(secs) = st.take_tier_token(&method, rules)
     {
         st.record(&method, 429);
-        return super::rate_limited(super::Vendor::Slack, secs);
+        return crate::sandbox::rate_limited(crate::sandbox::Vendor::Slack, secs);
     }
     let owned: Vec<String> = match bearer(&headers, &args).as_deref() {
         None => return err("not_authed"),
         Some(DEMO_USER_TOKEN) => ALL_SCOPES.iter().map(|x| x.to_string()).collect(),
         Some(DEMO_READONLY_TOKEN) => READONLY_SCOPES.iter().map(|x| x.to_string()).collect(),
         // User tokens from the OAuth v2 twin.
-        Some(t) => match super::slack_oauth::user_token(&s, t) {
+        Some(t) => match super::twin_oauth::user_token(&s, t) {
             Ok(granted) => granted,
             Err(code) => return err(code),
         },

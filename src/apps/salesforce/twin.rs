@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
-use super::Shared;
-use super::tenant::{self, Scenario};
+use crate::sandbox::Shared;
+use crate::sandbox::tenant::{self, Scenario};
 
 /// The demo connected app's consumer key (the JWT `iss`).
 pub const DEMO_CONSUMER_KEY: &str = "3MVG9offboardDemo.SandboxConsumerKey";
@@ -390,8 +390,8 @@ impl State {
         let mut refusals = HashMap::new();
         s.user(
             0,
-            super::DEMO_ADMIN,
-            super::DEMO_ADMIN,
+            crate::sandbox::DEMO_ADMIN,
+            crate::sandbox::DEMO_ADMIN,
             "Offboard Admin",
             SYSADMIN,
         );
@@ -619,7 +619,7 @@ fn authorize(s: &Shared, headers: &HeaderMap, version: &str) -> Result<u64, Box<
         })
         .map(str::trim);
     if !token.is_some_and(|t| {
-        st.access_tokens.contains(t) || super::salesforce_oauth::check_access(s, t).is_some()
+        st.access_tokens.contains(t) || super::twin_oauth::check_access(s, t).is_some()
     }) {
         return Err(Box::new(with_limits(
             sf_error(
@@ -681,7 +681,7 @@ async fn token(AxState(s): AxState<Shared>, Form(form): Form<HashMap<String, Str
         .stats
         .token_requests += 1;
     // The device flow and refresh grants (shared with the login twin).
-    if let Some(r) = super::salesforce_oauth::token_request(&s, &form) {
+    if let Some(r) = super::twin_oauth::token_request(&s, &form) {
         return r;
     }
     if form.get("grant_type").map(String::as_str) != Some(crate::auth::jwt::GRANT_TYPE) {
@@ -698,7 +698,7 @@ async fn token(AxState(s): AxState<Shared>, Form(form): Form<HashMap<String, Str
             "assertion required",
         );
     };
-    let key = jsonwebtoken::DecodingKey::from_rsa_pem(super::SALESFORCE_DEMO_PUBLIC_KEY.as_bytes())
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(super::DEMO_PUBLIC_KEY.as_bytes())
         .expect("the demo public key parses");
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     v.validate_aud = false;

@@ -27,8 +27,8 @@ use serde_json::{Value, json};
 use sha2::Digest;
 use tokio::time::Instant;
 
-use super::Shared;
-use super::slack::{ADMIN_USER_ID, DEMO_READONLY_TOKEN, DEMO_SCIM_TOKEN, DEMO_USER_TOKEN};
+use super::twin::{ADMIN_USER_ID, DEMO_READONLY_TOKEN, DEMO_SCIM_TOKEN, DEMO_USER_TOKEN};
+use crate::sandbox::Shared;
 
 pub const CLIENT_ID: &str = "1000000001.2000000001";
 pub const CLIENT_SECRET: &str = "offboard-demo-slack-client-secret";
@@ -294,7 +294,7 @@ fn client(
     }
 }
 
-fn issue(st: &mut super::oauth::State, client_id: &str, scope: &str) -> (String, Value) {
+fn issue(st: &mut crate::sandbox::oauth::State, client_id: &str, scope: &str) -> (String, Value) {
     let rotation = st.settings.slack_rotation;
     let ttl = st.settings.access_ttl_secs;
     let (at, rt) = if rotation {
@@ -332,7 +332,7 @@ fn issue(st: &mut super::oauth::State, client_id: &str, scope: &str) -> (String,
     (at, user)
 }
 
-fn granted(st: &super::oauth::State, asked: &str) -> String {
+fn granted(st: &crate::sandbox::oauth::State, asked: &str) -> String {
     asked
         .split(',')
         .map(str::trim)
@@ -354,7 +354,7 @@ async fn access(
         Err(e) => return slack_err(e),
     };
     let mut st = s.oauth.lock().expect("oauth lock");
-    let enterprise = json!({"id": super::slack::ENTERPRISE_ID, "name": "Offboard Demo"});
+    let enterprise = json!({"id": super::twin::ENTERPRISE_ID, "name": "Offboard Demo"});
     match get("grant_type") {
         "" | "authorization_code" => {
             let Some(c) = st.slack.codes.remove(get("code")) else {

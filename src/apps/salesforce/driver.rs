@@ -55,13 +55,15 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::http::{ApiClient, ApiRequest, PageGuard, VendorPolicy, Verdict, default_classify};
-use super::{
+use crate::auth::TokenSource;
+use crate::auth::jwt::{JwtBearer, JwtBearerConfig};
+use crate::connector::http::{
+    ApiClient, ApiRequest, PageGuard, VendorPolicy, Verdict, default_classify,
+};
+use crate::connector::{
     BuildContext, Connector, ConnectorError, Health, Inventory, Lookup, Presence,
     ResolvedConnector, RevokeOutcome,
 };
-use crate::auth::TokenSource;
-use crate::auth::jwt::{JwtBearer, JwtBearerConfig};
 use crate::model::{Account, Grant, GrantKind, Person, Phase, Risk};
 use crate::sanitize::{clean, clean_max};
 use crate::secret::Secret;
@@ -124,7 +126,7 @@ impl VendorPolicy for SalesforcePolicy {
         match status.as_u16() {
             401 => Verdict::Unauthorized,
             403 if code == "REQUEST_LIMIT_EXCEEDED" => Verdict::RateLimited(None),
-            429 => Verdict::RateLimited(super::http::retry_after(headers)),
+            429 => Verdict::RateLimited(crate::connector::http::retry_after(headers)),
             408 | 500 | 502 | 503 | 504 => Verdict::Transient,
             s => match err {
                 Some((code, message)) => Verdict::Fail(ConnectorError::Api {
@@ -301,7 +303,7 @@ pub struct Salesforce {
 
 impl Salesforce {
     pub fn new(resolved: &ResolvedConnector, ctx: &BuildContext) -> Result<Self, ConnectorError> {
-        let cfg = |e: crate::config::ConfigError| ConnectorError::Config(e.to_string());
+        let cfg = |e: crate::tomlfile::ConfigError| ConnectorError::Config(e.to_string());
         let settings: Settings = resolved.settings().map_err(cfg)?;
         let version = settings.api_version.trim().to_string();
         let ok_version = version
@@ -326,7 +328,7 @@ impl Salesforce {
         let auth = match crate::auth::oauth::Flow::of(resolved)? {
             crate::auth::oauth::Flow::JwtBearer => salesforce_jwt(resolved, &login, ctx)?,
             // Device flow, static tokens, ...: the shared token sources.
-            _ => crate::auth::token_source(resolved, ctx)?,
+            _ => crate::apps::token_source(resolved, ctx)?,
         };
         // Only My Domain may receive the bearer token (the login host is
         // reached by the token source alone).
@@ -338,7 +340,8 @@ impl Salesforce {
             Arc::new(SalesforcePolicy),
             ctx.notices.clone(),
         );
-        let api = super::http::join_segments(&base, &["services", "data", &version, ""])?;
+        let api =
+            crate::connector::http::join_segments(&base, &["services", "data", &version, ""])?;
         Ok(Self {
             id: resolved.id.clone(),
             display_name: resolved.manifest.display_name.clone(),
@@ -359,7 +362,7 @@ impl Salesforce {
     }
 
     /// The shared client's counters (requests, rate limits, limit info).
-    pub fn client_stats(&self) -> super::http::ClientStats {
+    pub fn client_stats(&self) -> crate::connector::http::ClientStats {
         self.client.stats()
     }
 
@@ -1005,7 +1008,7 @@ impl Connector for Salesforce {
             #[serde(rename = "DailyApiRequests")]
             daily: Option<Allocation>,
         }
-        let url = super::http::join_segments(&self.api, &["limits"])?;
+        let url = crate::connector::http::join_segments(&self.api, &["limits"])?;
         let limits: Limits = self.client.get_json(url).await?;
         match limits.daily {
             Some(d) if d.remaining == 0 => Err(ConnectorError::RateLimited {

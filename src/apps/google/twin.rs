@@ -24,11 +24,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::tenant::{self, Scenario};
-use super::{
-    DEMO_ADMIN, GOOGLE_DEMO_CLIENT_EMAIL, GOOGLE_DEMO_PUBLIC_KEY, SandboxState, Shared,
-    google_error,
-};
+use crate::sandbox::tenant::{self, Scenario};
+use crate::sandbox::{DEMO_ADMIN, SandboxState, Shared, google_error};
 
 /// The emulated customer's id (`my_customer` is accepted too).
 pub const CUSTOMER_ID: &str = "C03az79cb";
@@ -1164,13 +1161,13 @@ async fn token(AxState(s): AxState<Shared>, Form(form): Form<TokenForm>) -> Resp
             "Missing required parameter: assertion",
         );
     };
-    let key = match jsonwebtoken::DecodingKey::from_rsa_pem(GOOGLE_DEMO_PUBLIC_KEY.as_bytes()) {
+    let key = match jsonwebtoken::DecodingKey::from_rsa_pem(super::DEMO_PUBLIC_KEY.as_bytes()) {
         Ok(k) => k,
         Err(_) => return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "key"),
     };
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     v.set_audience(&[format!("{}/token", s.base_url)]);
-    v.set_issuer(&[GOOGLE_DEMO_CLIENT_EMAIL]);
+    v.set_issuer(&[super::DEMO_CLIENT_EMAIL]);
     v.set_required_spec_claims(&["exp", "iat", "aud", "iss"]);
     v.leeway = 60;
     let claims = match jsonwebtoken::decode::<AssertionClaims>(&assertion, &key, &v) {

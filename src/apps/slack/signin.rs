@@ -26,9 +26,9 @@ use oauth2::{CsrfToken, PkceCodeChallenge};
 use serde::Deserialize;
 use url::Url;
 
-use super::authority::{Authority, DeviceGrant};
-use super::cache::StoredToken;
-use super::oauth::{AuthRequest, OAuthSettings, TokenSet, error_code};
+use crate::auth::authority::{Authority, DeviceGrant};
+use crate::auth::cache::StoredToken;
+use crate::auth::oauth::{AuthRequest, OAuthSettings, TokenSet, error_code};
 use crate::connector::ConnectorError;
 use crate::sanitize;
 use crate::secret::Secret;
@@ -398,7 +398,7 @@ mod tests {
     fn settings(secret: Option<&str>) -> OAuthSettings {
         OAuthSettings {
             connector: "slack".into(),
-            flow: super::super::oauth::Flow::AuthorizationCode,
+            flow: crate::auth::oauth::Flow::AuthorizationCode,
             client_id: "111.222".into(),
             client_secret: secret.map(Secret::new),
             token_url: Url::parse("https://slack.com/api/oauth.v2.access").unwrap(),

@@ -77,14 +77,14 @@ use serde::Deserialize;
 use serde_json::Value;
 use url::Url;
 
-use super::http::{
+use crate::auth::{StaticToken, TokenSource};
+use crate::connector::http::{
     ApiClient, ApiRequest, BucketRate, PageGuard, VendorPolicy, Verdict, body_excerpt, retry_after,
 };
-use super::{
+use crate::connector::{
     BuildContext, Connector, ConnectorError, Health, Inventory, Lookup, Presence,
     ResolvedConnector, RevokeOutcome,
 };
-use crate::auth::{StaticToken, TokenSource};
 use crate::model::{Account, Grant, GrantKind, Person, Revocation, Risk};
 use crate::sanitize;
 
@@ -572,7 +572,7 @@ pub struct SlackDriver {
 
 impl SlackDriver {
     pub fn build(r: &ResolvedConnector, ctx: &BuildContext) -> Result<Self, ConnectorError> {
-        let cfg = |e: crate::config::ConfigError| ConnectorError::Config(e.to_string());
+        let cfg = |e: crate::tomlfile::ConfigError| ConnectorError::Config(e.to_string());
         let base = r.url("base_url").map_err(cfg)?;
         let scim_base = r.url("scim_url").map_err(cfg)?;
         let mut settings: SlackSettings = r.settings().map_err(cfg)?;
@@ -586,7 +586,7 @@ impl SlackDriver {
         let a = &r.manifest.auth;
         // The admin user token: static (token_env / token_file), or from
         // `offboard login` (Slack OAuth v2, cached and renewed) per auth.flow.
-        let token = crate::auth::token_source(r, ctx)?;
+        let token = crate::apps::token_source(r, ctx)?;
         let web = ApiClient::new(
             ctx.http.clone(),
             r.http_settings(),

@@ -20,9 +20,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::authority::{Authority, DeviceGrant, DeviceInner};
-use super::cache::StoredToken;
-use super::oauth::{AuthRequest, OAuth, OAuthSettings, TokenSet};
+use crate::auth::authority::{Authority, DeviceGrant, DeviceInner};
+use crate::auth::cache::StoredToken;
+use crate::auth::oauth::{AuthRequest, OAuth, OAuthSettings, TokenSet};
 use crate::connector::{ConnectorError, ResolvedConnector};
 use crate::sanitize;
 use crate::secret::Secret;

@@ -44,14 +44,14 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use super::http::{
+use crate::auth::jwt::{JwtBearer, JwtBearerConfig, ServiceAccountKey};
+use crate::connector::http::{
     self, ApiClient, ApiRequest, PageGuard, VendorPolicy, Verdict, body_excerpt, retry_after,
 };
-use super::{
+use crate::connector::{
     BuildContext, Connector, ConnectorError, Health, Inventory, Lookup, Presence,
     ResolvedConnector, RevokeOutcome,
 };
-use crate::auth::jwt::{JwtBearer, JwtBearerConfig, ServiceAccountKey};
 use crate::model::{Account, Grant, GrantKind, Person, Phase, Revocation, Risk};
 use crate::sanitize::clean_max;
 
@@ -182,19 +182,20 @@ pub struct GoogleWorkspace {
 /// Manifest steps that apply to every Google account: Drive and Calendar
 /// stay with the account until they are transferred (Data Transfer API /
 /// Admin console), which this tool does not do on its own.
-const ACCOUNT_STEPS: &[super::steps::AccountStep] = &[super::steps::AccountStep {
-    step: "data_transfer",
-    kind: GrantKind::Delegation,
-    label: "Drive and Calendar hand-over",
-    risk: Risk::Medium,
-}];
+const ACCOUNT_STEPS: &[crate::connector::steps::AccountStep] =
+    &[crate::connector::steps::AccountStep {
+        step: "data_transfer",
+        kind: GrantKind::Delegation,
+        label: "Drive and Calendar hand-over",
+        risk: Risk::Medium,
+    }];
 
 /// Builds the driver from a resolved `google-workspace` connector.
 pub fn build(
     resolved: &ResolvedConnector,
     ctx: &BuildContext,
 ) -> Result<Arc<dyn Connector>, ConnectorError> {
-    let cfg = |e: crate::config::ConfigError| ConnectorError::Config(e.to_string());
+    let cfg = |e: crate::tomlfile::ConfigError| ConnectorError::Config(e.to_string());
     let settings: Settings = resolved.settings().map_err(cfg)?;
     let base = resolved.url("base_url").map_err(cfg)?;
     let lic = resolved.url("licensing_url").map_err(cfg)?;
@@ -962,7 +963,7 @@ impl GoogleWorkspace {
             // ticks them off.
             GrantKind::Delegation => {
                 self.read_user(login).await?;
-                Ok(ids(super::steps::account_step_grants(
+                Ok(ids(crate::connector::steps::account_step_grants(
                     &self.id,
                     &self.manual_steps,
                     ACCOUNT_STEPS,
@@ -1086,11 +1087,12 @@ impl Connector for GoogleWorkspace {
         );
         put(GrantKind::Group, groups.map(|g| self.group_grants(&g)));
         put(GrantKind::License, licenses);
-        inv.grants.extend(super::steps::account_step_grants(
-            &self.id,
-            &self.manual_steps,
-            ACCOUNT_STEPS,
-        ));
+        inv.grants
+            .extend(crate::connector::steps::account_step_grants(
+                &self.id,
+                &self.manual_steps,
+                ACCOUNT_STEPS,
+            ));
         inv
     }
 

@@ -29,7 +29,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::Shared;
+use crate::sandbox::Shared;
 
 pub const CONSUMER_KEY: &str = "3MVG9DEMO_offboard_sandbox_device_consumer_key";
 pub const ORG_ID: &str = "00DDEMO000000001";
@@ -127,7 +127,7 @@ pub fn token_request(s: &Shared, form: &HashMap<String, String>) -> Option<Respo
     if !start && grant != "device" && grant != "refresh_token" {
         return None;
     }
-    if ![CONSUMER_KEY, super::salesforce::DEMO_CONSUMER_KEY].contains(&get("client_id")) {
+    if ![CONSUMER_KEY, super::twin::DEMO_CONSUMER_KEY].contains(&get("client_id")) {
         return Some(error("invalid_client_id", "client identifier invalid"));
     }
     let mut st = s.oauth.lock().expect("oauth lock");
@@ -203,7 +203,7 @@ pub fn token_request(s: &Shared, form: &HashMap<String, String>) -> Option<Respo
 
 fn issue(
     s: &Shared,
-    st: &mut super::oauth::State,
+    st: &mut crate::sandbox::oauth::State,
     scope: &str,
     with_refresh: bool,
 ) -> serde_json::Value {
