@@ -2,7 +2,7 @@
 //! is sent and its answer after; manual steps ticked off.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use chrono::Utc;
 use futures::future::join_all;
@@ -17,8 +17,8 @@ use crate::model::{Grant, GrantState, Phase, Plan};
 use crate::sanitize::clean;
 
 impl Engine {
-    /// Plans, executes phase by phase (a phase starts once every request of
-    /// the one before is answered), and verifies until every requested
+    /// Plans, executes phase by phase in each app (an app's phase starts
+    /// once its requests of the one before are answered), and verifies until every requested
     /// grant is verified, acknowledged, failed or unconfirmed. Verification
     /// starts as soon as the first removal is accepted, alongside the later
     /// phases. Discovers the case first when it is not open.
@@ -82,33 +82,62 @@ impl Engine {
         Ok(summary)
     }
 
+    /// Each app goes through the plan's phases on its own: an app's phase
+    /// starts once that app's requests of the phase before are answered, so
+    /// the order that matters (sessions and tokens before the account is
+    /// closed, vendor rules) holds inside each app, and no app waits for
+    /// another's pacing.
     pub(super) async fn execute(
         &self,
         email: &str,
         plan: &Plan,
         wake: &Notify,
     ) -> Result<(), EngineError> {
-        for phase in &plan.phases {
+        let mut apps: Vec<&str> = Vec::new();
+        for g in plan.phases.iter().flat_map(|p| &p.steps) {
+            if !apps.contains(&g.connector.as_str()) {
+                apps.push(&g.connector);
+            }
+        }
+        // Progress is per phase across the apps.
+        let done: Vec<AtomicUsize> = plan.phases.iter().map(|_| AtomicUsize::new(0)).collect();
+        let jobs = apps
+            .into_iter()
+            .map(|app| self.execute_app(email, plan, app, &done, wake));
+        for r in join_all(jobs).await {
+            r?;
+        }
+        Ok(())
+    }
+
+    /// One app's steps of the plan, phase after phase.
+    async fn execute_app(
+        &self,
+        email: &str,
+        plan: &Plan,
+        app: &str,
+        done: &[AtomicUsize],
+        wake: &Notify,
+    ) -> Result<(), EngineError> {
+        for (phase, done) in plan.phases.iter().zip(done) {
             let total = phase.steps.len();
-            let done = std::sync::atomic::AtomicUsize::new(0);
+            let steps: Vec<&Grant> = phase.steps.iter().filter(|g| g.connector == app).collect();
             // One flag per step, set once its request is answered. A step
             // waits only for the steps it names in `after` that come before
             // it in the phase (the plan puts them first; a cycle is not
             // waited on): everything else runs concurrently.
-            let answered: Vec<tokio::sync::watch::Sender<bool>> = phase
-                .steps
+            let answered: Vec<tokio::sync::watch::Sender<bool>> = steps
                 .iter()
                 .map(|_| tokio::sync::watch::channel(false).0)
                 .collect();
-            let jobs = phase.steps.iter().enumerate().map(|(i, g)| {
-                let waits: Vec<tokio::sync::watch::Receiver<bool>> = phase.steps[..i]
+            let jobs = steps.iter().enumerate().map(|(i, g)| {
+                let waits: Vec<tokio::sync::watch::Receiver<bool>> = steps[..i]
                     .iter()
                     .enumerate()
-                    .filter(|(_, p)| p.connector == g.connector && g.after.contains(&p.id))
+                    .filter(|(_, p)| g.after.contains(&p.id))
                     .map(|(j, _)| answered[j].subscribe())
                     .collect();
                 let answered = &answered[i];
-                let done = &done;
                 async move {
                     for mut w in waits {
                         let _ = w.wait_for(|d| *d).await;
@@ -125,7 +154,8 @@ impl Engine {
                     r
                 }
             });
-            // Every request of the phase is answered before the next starts.
+            // Every request of this app's phase is answered before its next
+            // phase starts.
             for r in join_all(jobs).await {
                 r?;
             }

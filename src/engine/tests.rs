@@ -289,6 +289,40 @@ async fn a_phase_waits_for_the_previous_phase_answers() {
 }
 
 #[tokio::test]
+async fn each_app_moves_through_its_own_phases() {
+    // A slow app (each request takes 400 ms) and a quick one: the quick
+    // app's account is closed while the slow one is still in phase 1.
+    let of = |conn: &str| -> Vec<Grant> {
+        standard()
+            .into_iter()
+            .map(|g| Grant {
+                connector: conn.into(),
+                ..g
+            })
+            .collect()
+    };
+    let mut slow = Fake::new("slow", of("slow"));
+    slow.revoke_latency = Duration::from_millis(400);
+    let slow = Arc::new(slow);
+    let quick = Arc::new(Fake::new("quick", of("quick")));
+    let s = setup(vec![slow.clone(), quick.clone()], 5000);
+    let summary = s.engine.revoke(DANA, &Selection::default()).await.unwrap();
+    assert_eq!(summary.verified, 8, "{summary:?}");
+    let slow_calls = slow.calls.lock().unwrap().clone();
+    let quick_calls = quick.calls.lock().unwrap().clone();
+    let t = |calls: &[(String, Instant)], id: &str| calls.iter().find(|c| c.0 == id).unwrap().1;
+    let slow_start = t(&slow_calls, "token:x");
+    assert!(
+        t(&quick_calls, "account").duration_since(slow_start) < Duration::from_millis(300),
+        "the quick app's closure waited for the slow app's phase 1"
+    );
+    // Inside each app the order holds.
+    assert!(t(&slow_calls, "group:a") >= slow_start + Duration::from_millis(400));
+    assert!(t(&slow_calls, "account") >= t(&slow_calls, "group:a") + Duration::from_millis(400));
+    assert!(t(&quick_calls, "account") >= t(&quick_calls, "group:a"));
+}
+
+#[tokio::test]
 async fn refused_and_stuck_grants_end_failed_and_unconfirmed() {
     let mut f = Fake::new("g", standard());
     f.refuse = vec!["group:a".into()];
