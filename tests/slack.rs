@@ -315,6 +315,80 @@ async fn group_removal_keeps_a_member_added_concurrently() {
 }
 
 #[tokio::test]
+async fn a_group_write_follows_its_re_read_at_once_even_when_its_bucket_is_empty() {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let sb = offboard::sandbox::start(offboard::sandbox::Options {
+        faults: common::quick(200),
+        access_log: Some(log.path().to_path_buf()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Writes are slow (one every 2 s); reads are not.
+    let mut t = tiers(30_000, 500);
+    let mut slow = toml::Table::new();
+    slow.insert("per_minute".into(), toml::Value::Integer(30));
+    slow.insert("burst".into(), toml::Value::Integer(1));
+    t.as_table_mut()
+        .unwrap()
+        .insert("slow".into(), toml::Value::Table(slow));
+    let mut m = toml::Table::new();
+    m.insert(
+        "usergroups.users.update".into(),
+        toml::Value::String("slow".into()),
+    );
+    let c = connector(
+        &sb,
+        dir.path(),
+        &[("tiers", t), ("method_tiers", toml::Value::Table(m))],
+        None,
+    );
+    let dana = found(&*c, "dana.whitfield@example.com").await;
+    let inv = c.list_grants(&dana).await;
+    let groups: Vec<Grant> = of_kind(&inv.grants, GrantKind::Group)
+        .into_iter()
+        .filter(|g| members(&sb, g.id.strip_prefix("usergroup:").unwrap()).len() > 1)
+        .take(2)
+        .cloned()
+        .collect();
+    assert_eq!(groups.len(), 2);
+    // Both removals at once: the second write must wait for its bucket, and
+    // it waits before its re-read, not between the re-read and the write.
+    let results = futures::future::join_all(groups.iter().map(|g| c.revoke(&dana, g))).await;
+    for r in results {
+        assert_eq!(r.unwrap(), RevokeOutcome::Accepted);
+    }
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(log.path())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let at = |l: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(l["ts"].as_str().unwrap()).unwrap()
+    };
+    let writes: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i]["path"] == "/api/usergroups.users.update")
+        .collect();
+    assert_eq!(writes.len(), 2);
+    let mut gaps = Vec::new();
+    for &w in &writes {
+        let read = (0..w)
+            .rev()
+            .find(|&i| lines[i]["path"] == "/api/usergroups.users.list")
+            .expect("a re-read before the write");
+        gaps.push((at(&lines[w]) - at(&lines[read])).num_milliseconds());
+    }
+    assert!(
+        gaps.iter().all(|g| *g < 1000),
+        "a write waited after its re-read: gaps {gaps:?} ms"
+    );
+    // The writes themselves are paced 2 s apart.
+    assert!((at(&lines[writes[1]]) - at(&lines[writes[0]])).num_milliseconds() >= 1500);
+    sb.stop().await;
+}
+
+#[tokio::test]
 async fn sole_member_group_is_disabled_or_manual() {
     let sb = common::sandbox(common::quick(200)).await;
     let dir = tempfile::tempdir().unwrap();
@@ -823,13 +897,24 @@ async fn a_limited_tier_waits_alone_while_other_tiers_answer() {
         || async move { served(sbr).iter().any(is_429).then_some(()) },
     )
     .await;
-    // The 429 paused Tier 2 only.
-    common::wait_for(Duration::from_secs(5), "Tier 2 to pause", || async move {
-        webr.paused_for(Some("tier2")).map(|_| ())
-    })
+    // The 429 paused that method only, not even the other Tier 2 methods.
+    common::wait_for(
+        Duration::from_secs(5),
+        "the method to pause",
+        || async move {
+            webr.paused_for(Some("method:admin.users.session.invalidate"))
+                .map(|_| ())
+        },
+    )
     .await;
-    assert_eq!(web.paused_for(Some("tier3")), None);
-    assert_eq!(web.paused_for(Some("tier4")), None);
+    for other in [
+        "method:usergroups.list",
+        "method:admin.users.session.list",
+        "method:users.lookupByEmail",
+        "method:users.info",
+    ] {
+        assert_eq!(web.paused_for(Some(other)), None, "{other}");
+    }
     assert_eq!(web.paused_for(None), None);
 
     // Lookups (Tier 3) and users.info (Tier 4) answer while Tier 2 waits.
@@ -868,11 +953,11 @@ async fn a_limited_tier_waits_alone_while_other_tiers_answer() {
 }
 
 #[tokio::test]
-async fn the_driver_paces_each_tier_by_its_own_bucket() {
+async fn the_driver_paces_each_method_by_its_own_bucket() {
     let sb = common::sandbox(common::quick(200)).await;
     let dir = tempfile::tempdir().unwrap();
     let mut t = tiers(30_000, 500);
-    // The driver's own Tier 2 bucket: one call at once, then one a minute.
+    // Each Tier 2 method's own bucket: one call at once, then one a minute.
     let mut slow = toml::Table::new();
     slow.insert("per_minute".into(), toml::Value::Integer(1));
     slow.insert("burst".into(), toml::Value::Integer(1));
@@ -897,25 +982,25 @@ async fn the_driver_paces_each_tier_by_its_own_bucket() {
         "admin.roles.listAssignments",
         "team.integrationLogs",
     ];
+    // Slack counts each method separately: the four Tier 2 listings go out
+    // at once, each from its own bucket.
+    let first = c.list_grants(&dana).await;
+    assert!(first.failed.is_empty(), "{:?}", first.failed);
+    for m in tier2 {
+        assert_eq!(calls(m), 1, "{m}");
+    }
+    // A second listing finds each of those buckets empty and waits, while
+    // Tier 3 lookups still go through.
     let listing = {
         let (c, dana) = (c.clone(), dana.clone());
         tokio::spawn(async move { c.list_grants(&dana).await })
     };
-    // users.info (Tier 4) goes out first, then one Tier 2 listing; the other
-    // three wait in the driver's bucket while Tier 3 lookups go through.
-    let (calls_r, tier2_r) = (&calls, &tier2);
-    common::wait_for(
-        Duration::from_secs(5),
-        "one Tier 2 listing",
-        || async move { (tier2_r.iter().map(|m| calls_r(m)).sum::<u32>() == 1).then_some(()) },
-    )
-    .await;
     for _ in 0..5 {
         found(&*c, "dana.whitfield@example.com").await;
     }
     assert!(!listing.is_finished());
-    assert_eq!(tier2.iter().map(|m| calls(m)).sum::<u32>(), 1);
-    assert_eq!(calls("users.info"), 1);
+    assert_eq!(tier2.iter().map(|m| calls(m)).sum::<u32>(), 4);
+    assert_eq!(calls("users.info"), 2);
     listing.abort();
     sb.stop().await;
 }

@@ -214,6 +214,10 @@ pub struct ApiRequest {
     /// The answer holds credentials (Salesforce DeleteTokens): an error about
     /// it never quotes the body.
     pub secret_answer: bool,
+    /// Its first attempt's token was taken beforehand by
+    /// [`ApiClient::reserve`] (a read and the write that depends on it go
+    /// out back to back); a retry draws a new one.
+    pub prepaid: bool,
 }
 
 impl ApiRequest {
@@ -228,6 +232,7 @@ impl ApiRequest {
             authenticated: true,
             bucket: None,
             secret_answer: false,
+            prepaid: false,
         }
     }
 
@@ -280,6 +285,12 @@ impl ApiRequest {
     /// it.
     pub fn secret_answer(mut self) -> Self {
         self.secret_answer = true;
+        self
+    }
+
+    /// Its first attempt uses a token taken by [`ApiClient::reserve`].
+    pub fn prepaid(mut self) -> Self {
+        self.prepaid = true;
         self
     }
 }
@@ -515,9 +526,24 @@ impl ApiClient {
         }
     }
 
+    /// Takes one token from each named bucket (`None`: the connector's),
+    /// waiting as each needs, for requests sent right after with
+    /// [`ApiRequest::prepaid`]: a read-then-write pair reserves both, so the
+    /// write follows its read at once instead of waiting for its bucket
+    /// between them.
+    pub async fn reserve(&self, buckets: &[Option<&str>]) {
+        for b in buckets {
+            self.limiter_named(*b).acquire().await;
+        }
+    }
+
     /// The bucket a request draws from: its named one, or the connector's.
     fn limiter_for(&self, req: &ApiRequest) -> &RateLimiter {
-        match req.bucket.as_deref() {
+        self.limiter_named(req.bucket.as_deref())
+    }
+
+    fn limiter_named(&self, bucket: Option<&str>) -> &RateLimiter {
+        match bucket {
             None => &self.limiter,
             Some(name) => match self.buckets.get(name) {
                 Some(l) => l,
@@ -600,7 +626,9 @@ impl ApiClient {
             };
             let outcome = {
                 let _permit = self.permits.acquire().await.expect("semaphore open");
-                limiter.acquire().await;
+                if !(req.prepaid && attempt == 0) {
+                    limiter.acquire().await;
+                }
                 self.attempt(&req, token.as_ref().map(|t| t.expose())).await
             };
             self.stats.lock().expect("stats").requests += 1;
@@ -1017,6 +1045,22 @@ mod tests {
             assert!(c.limiter_for(&fast).acquire().now_or_never().is_some());
             assert!(c.limiter_for(&req(None)).acquire().now_or_never().is_some());
         }
+    }
+
+    #[tokio::test]
+    async fn a_reservation_takes_its_tokens_up_front() {
+        use futures::FutureExt;
+        let c = client_with_tiers();
+        c.reserve(&[Some("slow"), Some("slow")])
+            .now_or_never()
+            .expect("the burst of two is reserved at once");
+        assert!(
+            c.limiter_for(&req(Some("slow")))
+                .acquire()
+                .now_or_never()
+                .is_none()
+        );
+        assert!(c.reserve(&[Some("fast"), None]).now_or_never().is_some());
     }
 
     #[tokio::test]

@@ -49,15 +49,16 @@
 //!   `users.info`. Assumed where no method page was at hand:
 //!   `usergroups.users.update` and `admin.roles.listAssignments` are Tier 2
 //!   like the rest of their families, and `auth.test` (special) is paced
-//!   like Tier 4. The driver keeps one token bucket per tier (not per
-//!   method: every method of a tier shares its bucket, which stays under
-//!   Slack's per-method limit), each method's tier from
+//!   like Tier 4. The driver keeps one token bucket per method, as Slack
+//!   counts them, at its tier's rate: each method's tier from
 //!   `settings.method_tiers` over [`default_method_tiers`], rates from
 //!   `settings.tiers` over [`default_tiers`] (Slack's documented minimums,
 //!   bursts sized by Slack's wording: "occasional" for Tier 2, "sporadic"
 //!   for Tier 3, "generous" for Tier 4). A 429's `Retry-After` pauses only
-//!   the tier of the method that got it, so a run of session invalidations
-//!   (Tier 2) never holds up lookups (Tier 3/4).
+//!   the method that got it, so a run of session invalidations never holds
+//!   up group reads or lookups. A read that a write depends on (a user
+//!   group's members) reserves both requests' tokens first, so the write
+//!   follows its read at once.
 //! - SCIM limits are org-wide and shared with every SCIM app of the org
 //!   (reads 1000/min; writes 600/min, burst 180) with tighter per-endpoint
 //!   limits: `GET /Users/{id}` 300/min (burst 300), `PATCH /Users/{id}`
@@ -226,18 +227,31 @@ impl SlackSettings {
         Ok(())
     }
 
-    /// The tier (bucket) a Web API method draws from.
+    /// The tier a Web API method belongs to.
     pub fn tier_of(&self, method: &str) -> &str {
         self.method_tiers
             .get(method)
             .map_or(self.default_tier.as_str(), String::as_str)
     }
 
+    /// The bucket a Web API method draws from: its own, at its tier's rate
+    /// (Slack limits each method separately); a method with no tier of its
+    /// own shares its default tier's bucket.
+    pub fn bucket_of(&self, method: &str) -> String {
+        if self.method_tiers.contains_key(method) {
+            format!("method:{method}")
+        } else {
+            self.default_tier.clone()
+        }
+    }
+
     fn buckets(&self) -> Vec<(String, BucketRate)> {
-        self.tiers
+        let tiers = self.tiers.iter().map(|(k, t)| (k.clone(), t.rate()));
+        let methods = self
+            .method_tiers
             .iter()
-            .map(|(k, t)| (k.clone(), t.rate()))
-            .collect()
+            .map(|(m, tier)| (format!("method:{m}"), self.tiers[tier].rate()));
+        tiers.chain(methods).collect()
     }
 }
 
@@ -654,11 +668,18 @@ impl SlackDriver {
         method: &str,
         args: &[(&str, &str)],
     ) -> Result<T, ConnectorError> {
+        self.send(self.read_request(method, args)?).await
+    }
+
+    fn read_request(
+        &self,
+        method: &str,
+        args: &[(&str, &str)],
+    ) -> Result<ApiRequest, ConnectorError> {
         let url = self.web.url(&self.base, &[method])?;
-        let req = ApiRequest::get(url)
+        Ok(ApiRequest::get(url)
             .query(args)
-            .bucket(self.settings.tier_of(method));
-        self.web.send(req).await?.json()
+            .bucket(self.settings.bucket_of(method)))
     }
 
     /// A method with a form body (POST). `idempotent` when sending it twice
@@ -669,15 +690,31 @@ impl SlackDriver {
         args: &[(&str, &str)],
         idempotent: bool,
     ) -> Result<T, ConnectorError> {
+        self.send(self.call_request(method, args, idempotent)?)
+            .await
+    }
+
+    fn call_request(
+        &self,
+        method: &str,
+        args: &[(&str, &str)],
+        idempotent: bool,
+    ) -> Result<ApiRequest, ConnectorError> {
         let url = self.web.url(&self.base, &[method])?;
         let form = args
             .iter()
             .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
             .collect();
-        let req = ApiRequest::new(Method::POST, url)
+        Ok(ApiRequest::new(Method::POST, url)
             .form(form)
             .idempotent(idempotent)
-            .bucket(self.settings.tier_of(method));
+            .bucket(self.settings.bucket_of(method)))
+    }
+
+    async fn send<T: serde::de::DeserializeOwned>(
+        &self,
+        req: ApiRequest,
+    ) -> Result<T, ConnectorError> {
         self.web.send(req).await?.json()
     }
 
@@ -1049,13 +1086,19 @@ impl SlackDriver {
         Ok(out)
     }
 
-    async fn group_members(&self, group: &str) -> Result<Vec<String>, ConnectorError> {
-        let r: GroupUsersResp = self
-            .read(
-                "usergroups.users.list",
-                &[("usergroup", group), ("include_disabled", "true")],
-            )
-            .await?;
+    async fn group_members(
+        &self,
+        group: &str,
+        prepaid: bool,
+    ) -> Result<Vec<String>, ConnectorError> {
+        let mut req = self.read_request(
+            "usergroups.users.list",
+            &[("usergroup", group), ("include_disabled", "true")],
+        )?;
+        if prepaid {
+            req = req.prepaid();
+        }
+        let r: GroupUsersResp = self.send(req).await?;
         Ok(r.users)
     }
 
@@ -1071,8 +1114,10 @@ impl SlackDriver {
     ///    computed (if the leaver is in it, or anyone of it is missing,
     ///    start over).
     ///
-    /// A member added before step 2 is therefore always kept. What remains
-    /// is the time of one request between step 2 and the write; a member
+    /// A member added before step 2 is therefore always kept. Step 2 and the
+    /// write take their rate-limit tokens together before step 2, so no
+    /// rate-limit wait falls between them. What remains is one request's
+    /// round trip between step 2 and the write; a member
     /// added in it is visible to the other writer's own re-read and this
     /// driver's next listing (the operator sees the group list refresh).
     /// After `group_write_attempts` conflicting rounds the removal fails
@@ -1084,7 +1129,7 @@ impl SlackDriver {
     ) -> Result<RevokeOutcome, ConnectorError> {
         let attempts = self.settings.group_write_attempts.max(1);
         for round in 0..attempts {
-            let current = self.group_members(group).await?;
+            let current = self.group_members(group, false).await?;
             if !current.iter().any(|u| u == user) {
                 return Ok(if round == 0 {
                     RevokeOutcome::AlreadyGone
@@ -1112,17 +1157,28 @@ impl SlackDriver {
                     }),
                 };
             }
-            let check = self.group_members(group).await?;
+            // The re-read and the write go out back to back: both tokens are
+            // taken before the re-read, so no rate-limit wait opens a window
+            // between them.
+            let (list, update) = (
+                self.settings.bucket_of("usergroups.users.list"),
+                self.settings.bucket_of("usergroups.users.update"),
+            );
+            self.web.reserve(&[Some(&list), Some(&update)]).await;
+            let check = self.group_members(group, true).await?;
             if set(&check) != set(&current) {
                 tracing::info!(connector = %self.id, round, "user group changed while removing a member; re-reading");
                 continue;
             }
             let users = desired.join(",");
             let written: GroupUpdateResp = self
-                .call(
-                    "usergroups.users.update",
-                    &[("usergroup", group), ("users", &users)],
-                    true,
+                .send(
+                    self.call_request(
+                        "usergroups.users.update",
+                        &[("usergroup", group), ("users", &users)],
+                        true,
+                    )?
+                    .prepaid(),
                 )
                 .await?;
             match written.usergroup.users {
@@ -1481,7 +1537,7 @@ impl Connector for SlackDriver {
         let url = self.web.url(&self.base, &["auth.test"])?;
         let resp = self
             .web
-            .send(ApiRequest::get(url).bucket(self.settings.tier_of("auth.test")))
+            .send(ApiRequest::get(url).bucket(self.settings.bucket_of("auth.test")))
             .await?;
         let _: Value = resp.json()?;
         let Some(have) = resp
