@@ -382,7 +382,8 @@ async fn slack_v2_public_app_uses_pkce_and_logout_revokes() {
     let out = login::logout(&r, shared_reqwest(), dir.path())
         .await
         .unwrap();
-    assert_eq!(out, LogoutOutcome::RevokedAndDeleted);
+    assert_eq!(out.outcome, LogoutOutcome::RevokedAndDeleted);
+    assert!(!out.exposed);
     assert!(!dir.path().join("tokens/slack--default.json").exists());
     let t = slack_call(&sb.base_url, "auth.test", &token).await;
     assert_eq!(t["error"], "token_revoked", "{t}");
