@@ -763,3 +763,105 @@ async fn google_calls_need_their_scopes() {
     }
     sb.stop().await;
 }
+
+/// Salesforce `device-code` with a standard device authorization endpoint
+/// (`device_url`) uses the standard RFC 8628 request there, and polls the
+/// token endpoint the standard way.
+#[tokio::test]
+async fn salesforce_device_flow_with_a_standard_device_url_is_rfc_8628() {
+    let sb = common::sandbox(Faults::default()).await;
+    settings(
+        &sb,
+        Settings {
+            device_interval_secs: 0,
+            ..Settings::default()
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = ConnectorConfig {
+        manifest: Some("salesforce".into()),
+        enabled: true,
+        ..ConnectorConfig::default()
+    };
+    cfg.api.insert("base_url".into(), sb.base_url.clone());
+    cfg.api.insert("login_url".into(), sb.base_url.clone());
+    cfg.auth.flow = Some("device-code".into());
+    cfg.auth.client_id = Some(offboard::sandbox::oauth::PUBLIC_CLIENT.into());
+    cfg.auth.device_url = Some(format!("{}/oauth2/device/authorize", sb.base_url));
+    cfg.auth.token_url = Some(format!("{}/oauth2/token", sb.base_url));
+    cfg.auth.scopes = vec!["api".into(), "refresh_token".into()];
+    let r = manifest::resolve("salesforce", &cfg, dir.path()).expect("config resolves");
+    let (oauth, cache) = login::client_for(&r, shared_reqwest(), dir.path()).unwrap();
+    let device = DeviceLogin::start(oauth, cache)
+        .await
+        .expect("the standard device request is accepted");
+    let p = device.prompt().clone();
+    assert_eq!(p.verification_uri, format!("{}/oauth2/device", sb.base_url));
+    assert!(p.verification_uri_complete.is_some(), "RFC 8628 §3.3.1");
+    decide_device(&sb.base_url, "/oauth2/device", &p.user_code, true).await;
+    let out = device.finish().await.expect("approved");
+    assert!(out.has_refresh_token);
+    let c = cached(dir.path(), "salesforce--default.json");
+    let token = c["access_token"].as_str().unwrap();
+    let me = shared_reqwest()
+        .get(format!("{}/oauth2/userinfo", sb.base_url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200, "a token of the standard server");
+    sb.stop().await;
+}
+
+/// A sign-in method the driver does not use is a config error naming the
+/// key, before anything is sent: not a sign-in that "succeeds" and is
+/// then never used.
+#[tokio::test]
+async fn login_with_a_flow_the_driver_does_not_use_is_a_config_error() {
+    let sb = common::sandbox(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let demo = common::write_config(dir.path(), &sb.base_url);
+    let text = std::fs::read_to_string(&demo).unwrap();
+    let google_auth = "[connectors.google.auth]\n";
+    assert!(text.contains(google_auth));
+    std::fs::write(
+        &demo,
+        text.replace(
+            google_auth,
+            &format!(
+                "{google_auth}flow = \"authorization-code\"\nclient_id = \"{}\"\nauthorize_url = \"{b}/oauth2/authorize\"\n",
+                offboard::sandbox::oauth::PUBLIC_CLIENT,
+                b = sb.base_url
+            ),
+        ),
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_offboard"))
+        .args(["login", "google", "--no-browser"])
+        .env("OFFBOARD_CONFIG", &demo)
+        .env("OFFBOARD_DATA", dir.path().join("data"))
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("connectors.google.auth.flow")
+            && stderr.contains("jwt-bearer")
+            && stderr.contains("authorization-code"),
+        "{stderr}"
+    );
+    assert!(
+        !stdout.contains("/oauth2/authorize"),
+        "no sign-in started: {stdout}"
+    );
+    assert!(!dir.path().join("data/tokens").exists());
+    sb.stop().await;
+}

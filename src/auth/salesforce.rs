@@ -2,7 +2,9 @@
 //! code with PKCE), refresh and revocation are standard and go through
 //! [`OAuth`]; the device flow is Salesforce's own, at the token endpoint:
 //!
-//! - Start: `POST {login}/services/oauth2/token` with
+//! - Start (when no `device_url` is configured; with one, the standard
+//!   RFC 8628 request goes there and is polled the standard way):
+//!   `POST {login}/services/oauth2/token` with
 //!   `response_type=device_code&client_id&scope` answers
 //!   `{device_code, user_code, verification_uri, interval}` (no
 //!   `expires_in`: the code is taken to live 10 minutes).
@@ -187,6 +189,11 @@ impl Authority for SalesforceOAuth {
     }
 
     async fn device_start(&self) -> Result<DeviceGrant, ConnectorError> {
+        // A device authorization endpoint of its own is the standard one
+        // (RFC 8628 §3.1): its request, and its polling.
+        if self.s().device_url.is_some() {
+            return Authority::device_start(&self.standard).await;
+        }
         let what = "device authorization";
         let form = vec![
             ("response_type", "device_code".to_string()),

@@ -377,6 +377,37 @@ pub fn resolve(
             found: why,
         })?;
     }
+    // A sign-in method the driver does not use would "succeed" at
+    // `offboard login` and then fail on first use: refused here.
+    if let Some(f) = resolved.manifest.auth.flow.as_deref() {
+        use crate::auth::oauth::Flow;
+        let names = |flows: &[Flow]| {
+            flows
+                .iter()
+                .map(|f| f.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let all = [
+            Flow::AuthorizationCode,
+            Flow::DeviceCode,
+            Flow::ClientCredentials,
+            Flow::JwtBearer,
+            Flow::Static,
+        ];
+        let allowed = super::driver_flows(&resolved.manifest.driver).unwrap_or(&all);
+        if !Flow::parse(f).is_some_and(|flow| allowed.contains(&flow)) {
+            return Err(ConfigError::Key {
+                key: format!("connectors.{id}.auth.flow"),
+                expected: format!(
+                    "a sign-in method the `{}` driver uses: {}",
+                    crate::sanitize::clean_max(&resolved.manifest.driver, 40),
+                    names(allowed)
+                ),
+                found: format!("`{}`", crate::sanitize::clean_max(f, 40)),
+            });
+        }
+    }
     if resolved.manifest.refresh_secs < 2 {
         return Err(ConfigError::Key {
             key: format!("connectors.{id}.refresh_secs"),

@@ -300,6 +300,17 @@ pub struct BuildContext {
 }
 
 /// Builds the driver a resolved connector names.
+/// The sign-in methods (`auth.flow`) a driver uses; None for a driver this
+/// build does not have.
+pub fn driver_flows(driver: &str) -> Option<&'static [crate::auth::oauth::Flow]> {
+    match driver {
+        "salesforce" => Some(salesforce::FLOWS),
+        "google-workspace" => Some(google::FLOWS),
+        "slack" => Some(slack::FLOWS),
+        _ => None,
+    }
+}
+
 pub fn build(
     resolved: &ResolvedConnector,
     ctx: &BuildContext,
