@@ -865,3 +865,120 @@ async fn login_with_a_flow_the_driver_does_not_use_is_a_config_error() {
     assert!(!dir.path().join("data/tokens").exists());
     sb.stop().await;
 }
+
+/// Three `offboard scan` processes start on one expired Slack sign-in with
+/// token rotation (each refresh spends the refresh token it used), the
+/// token endpoint slow enough that they overlap: they take turns renewing
+/// under the cache entry's lock, so none sends a spent refresh token and
+/// all three read Slack.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_scans_on_one_expired_slack_sign_in_all_read_slack() {
+    let sb = common::sandbox(common::quick(200)).await;
+    settings(
+        &sb,
+        Settings {
+            access_ttl_secs: 1,
+            ..Settings::default()
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let demo = common::write_config(dir.path(), &sb.base_url);
+    let text = std::fs::read_to_string(&demo).unwrap();
+    let secret = dir.path().join("slack-client-secret");
+    std::fs::write(&secret, CLIENT_SECRET).unwrap();
+    let static_line = format!(
+        "token_file = \"{}\"\n",
+        dir.path().join("slack-user-token").display()
+    );
+    assert!(text.contains(&static_line));
+    std::fs::write(
+        &demo,
+        text.replace(
+            &static_line,
+            &format!(
+                "flow = \"authorization-code\"\nclient_id = \"{CLIENT_ID}\"\nclient_secret_file = \"{}\"\nauthorize_url = \"{b}/oauth/v2/authorize\"\ntoken_url = \"{b}/api/oauth.v2.access\"\nrevoke_url = \"{b}/api/auth.revoke\"\n",
+                secret.display(),
+                b = sb.base_url
+            ),
+        ),
+    )
+    .unwrap();
+    let r = offboard::config::load(&demo)
+        .unwrap()
+        .connectors()
+        .unwrap()
+        .into_iter()
+        .find(|c| c.id == "slack")
+        .unwrap();
+    slack_login(&r, &data).await;
+    let first = cached(&data, "slack--default.json");
+    let expires_at = first["expires_at"].as_i64().unwrap();
+    common::wait_for(
+        Duration::from_secs(5),
+        "the access token to expire",
+        || async move { (chrono::Utc::now().timestamp() > expires_at).then_some(()) },
+    )
+    .await;
+    settings(&sb, Settings::default()).await;
+    let faults = Faults {
+        consistency_ms: 200,
+        latency_ms: 400,
+        path_prefix: Some("/api/oauth.v2.access".into()),
+        ..Faults::default()
+    };
+    let put = shared_reqwest()
+        .put(format!("{}/_sandbox/faults", sb.base_url))
+        .json(&faults)
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success());
+
+    let runs = (0..3).map(|_| {
+        let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_offboard"));
+        c.args([
+            "scan",
+            "dana.whitfield@example.com",
+            "--app",
+            "slack",
+            "--json",
+        ])
+        .env("OFFBOARD_CONFIG", &demo)
+        .env("OFFBOARD_DATA", &data)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+        async move { c.output().await.unwrap() }
+    });
+    for out in futures::future::join_all(runs).await {
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("json: {stdout}\n{stderr}"));
+        let slack = v["apps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["app"] == "slack")
+            .unwrap();
+        assert_eq!(slack["status"], "found", "{slack}\n{stderr}");
+    }
+    let now = cached(&data, "slack--default.json");
+    assert_ne!(now["refresh_token"], first["refresh_token"], "renewed");
+    // The renewed sign-in still renews: nothing was spent twice.
+    let (_, body) = access(
+        &sb.base_url,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", now["refresh_token"].as_str().unwrap()),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+        ],
+    )
+    .await;
+    assert_eq!(body["ok"], true, "{body}");
+    sb.stop().await;
+}
