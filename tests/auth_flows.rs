@@ -1001,3 +1001,122 @@ async fn doctor_does_not_count_sign_in_scopes_as_missing() {
     );
     sb.stop().await;
 }
+
+/// An authorization server that answers every token and revocation request
+/// with an OAuth error whose description echoes the request (its form, and
+/// the Basic credentials).
+async fn echoing_authorization_server() -> String {
+    use axum::http::HeaderMap;
+    async fn echo(headers: HeaderMap, body: String) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let basic = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+            .and_then(|b| {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.decode(b).ok()
+            })
+            .map(|raw| String::from_utf8_lossy(&raw).into_owned())
+            .unwrap_or_default();
+        let decoded: Vec<String> = url::form_urlencoded::parse(body.as_bytes())
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        (
+            axum::http::StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({
+                "error": "invalid_request",
+                "error_description": format!("cannot use {} {} {basic}", body, decoded.join(" ")),
+            })),
+        )
+            .into_response()
+    }
+    let app = axum::Router::new()
+        .route("/token", axum::routing::post(echo))
+        .route("/revoke", axum::routing::post(echo));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+/// Token endpoints that echo the request in their error descriptions: the
+/// refresh token, the client secret and the token to revoke appear in no
+/// error; the server's error code still does.
+#[tokio::test]
+async fn token_endpoint_errors_never_repeat_what_the_request_carried() {
+    let base = echoing_authorization_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "client_secret_file = \"secret\"";
+    std::fs::write(dir.path().join("secret"), "cs-0123456789abcdefXYZ").unwrap();
+    let manifest = parse_manifest(
+        &manifest_text(&base, "authorization-code", CONFIDENTIAL_CLIENT, extra)
+            .replace(&format!("{base}/oauth2/token"), &format!("{base}/token"))
+            .replace(&format!("{base}/oauth2/revoke"), &format!("{base}/revoke")),
+        "test",
+    )
+    .unwrap();
+    let r = ResolvedConnector {
+        id: "app".into(),
+        manifest,
+        config_dir: dir.path().to_path_buf(),
+    };
+    let (oauth, cache) = login::client_for(&r, shared_reqwest(), dir.path()).unwrap();
+    let rt = "rt-echoed-0123456789abcdef";
+    let at = "at-echoed-0123456789abcdef";
+    cache
+        .save(&offboard::auth::cache::StoredToken {
+            access_token: offboard::secret::Secret::new(at),
+            refresh_token: Some(offboard::secret::Secret::new(rt)),
+            expires_at: Some(1),
+            scopes: None,
+            token_url: oauth.settings().token_url.to_string(),
+            client_id: CONFIDENTIAL_CLIENT.into(),
+            flow: "authorization-code".into(),
+            obtained_at: 0,
+            instance_url: None,
+        })
+        .unwrap();
+    let secrets = [rt, at, "cs-0123456789abcdefXYZ", "0123456789abcdef"];
+    let check = |what: &str, e: &ConnectorError| {
+        let text = format!("{e} {e:?}");
+        assert!(
+            text.contains("invalid_request"),
+            "{what}: the code is kept: {text}"
+        );
+        for s in secrets {
+            assert!(!text.contains(s), "{what}: {s} in {text}");
+        }
+    };
+    // Renewal (refresh token and client secret in the request).
+    let e = token_source(&r, &ctx(dir.path()))
+        .unwrap()
+        .token()
+        .await
+        .unwrap_err();
+    check("refresh", &e);
+    // Revocation at logout (the token itself in the request).
+    let e = login::logout(&r, shared_reqwest(), dir.path())
+        .await
+        .unwrap_err();
+    check("revoke", &e);
+    // Client credentials (the client secret, sent with HTTP Basic).
+    let r = ResolvedConnector {
+        id: "app".into(),
+        manifest: parse_manifest(
+            &manifest_text(&base, "client-credentials", CONFIDENTIAL_CLIENT, extra)
+                .replace(&format!("{base}/oauth2/token"), &format!("{base}/token")),
+            "test",
+        )
+        .unwrap(),
+        config_dir: dir.path().to_path_buf(),
+    };
+    let e = token_source(&r, &ctx(dir.path()))
+        .unwrap()
+        .token()
+        .await
+        .unwrap_err();
+    check("client credentials", &e);
+}

@@ -102,6 +102,10 @@ impl SalesforceOAuth {
         &self.standard.settings
     }
 
+    fn client_secret(&self) -> &str {
+        self.s().client_secret.as_ref().map_or("", |s| s.expose())
+    }
+
     async fn post(
         &self,
         mut form: Vec<(&str, String)>,
@@ -143,7 +147,7 @@ impl SalesforceOAuth {
         Ok((status, body))
     }
 
-    fn error(status: u16, body: &[u8], what: &str) -> ConnectorError {
+    fn error(status: u16, body: &[u8], what: &str, carried: &[&str]) -> ConnectorError {
         if status == 429 || status >= 500 {
             return ConnectorError::Api {
                 status,
@@ -153,11 +157,8 @@ impl SalesforceOAuth {
         }
         match serde_json::from_slice::<ErrorAnswer>(body) {
             Ok(e) => ConnectorError::Auth(format!(
-                "{what}: the authorization server said {}{}",
-                sanitize::clean_max(&e.error, 80),
-                e.error_description
-                    .map(|d| format!(" ({})", sanitize::clean_max(&d, 200)))
-                    .unwrap_or_default()
+                "{what}: the authorization server said {}",
+                super::server_said(&e.error, e.error_description.as_deref(), carried, " (", ")")
             )),
             Err(_) => {
                 ConnectorError::Auth(format!("{what}: the token endpoint answered HTTP {status}"))
@@ -201,7 +202,7 @@ impl Authority for SalesforceOAuth {
         ];
         let (status, body) = self.post(form, what).await?;
         if status != 200 {
-            return Err(Self::error(status, &body, what));
+            return Err(Self::error(status, &body, what, &[self.client_secret()]));
         }
         let d: DeviceAnswer = serde_json::from_slice(&body).map_err(|_| {
             ConnectorError::BadResponse(format!(
@@ -264,13 +265,20 @@ impl Authority for SalesforceOAuth {
             if status == 429 || status >= 500 {
                 continue;
             }
-            let code = serde_json::from_slice::<ErrorAnswer>(&body)
+            let answer = serde_json::from_slice::<ErrorAnswer>(&body)
                 .map(|e| e.error)
                 .unwrap_or_default();
-            match code.as_str() {
+            match answer.as_str() {
                 "authorization_pending" => {}
                 "slow_down" => interval += Duration::from_secs(5),
-                _ => return Err(Self::error(status, &body, what)),
+                _ => {
+                    return Err(Self::error(
+                        status,
+                        &body,
+                        what,
+                        &[code.expose(), self.client_secret()],
+                    ));
+                }
             }
         }
     }
