@@ -1120,3 +1120,33 @@ async fn token_endpoint_errors_never_repeat_what_the_request_carried() {
         .unwrap_err();
     check("client credentials", &e);
 }
+
+/// `logout` never sends a cached sign-in made with another authorization
+/// server or client to this one's revocation endpoint: it says so and
+/// keeps the file.
+#[tokio::test]
+async fn logout_does_not_send_another_servers_tokens() {
+    let sb = common::sandbox(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let r = resolved(
+        &sb.base_url,
+        "authorization-code",
+        PUBLIC_CLIENT,
+        "",
+        dir.path(),
+    );
+    let out = login_loopback(&r, dir.path()).await;
+    let mut c = cached(dir.path());
+    c["token_url"] = "https://login.elsewhere.example/token".into();
+    std::fs::write(&out.cache_path, serde_json::to_vec(&c).unwrap()).unwrap();
+    let e = login::logout(&r, shared_reqwest(), dir.path())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("another authorization server"), "{e}");
+    assert!(out.cache_path.exists(), "kept");
+    // The refresh token was not revoked here: it was never sent.
+    let rt = c["refresh_token"].as_str().unwrap();
+    assert_eq!(refresh_with(&sb.base_url, rt).await, 200);
+    sb.stop().await;
+}

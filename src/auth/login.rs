@@ -526,6 +526,16 @@ pub async fn logout(
             exposed: false,
         });
     };
+    let s = oauth.settings();
+    if loaded.token.token_url != s.token_url.as_str() || loaded.token.client_id != s.client_id {
+        // Its tokens are not sent to this server: it is not theirs.
+        return Err(ConnectorError::Config(format!(
+            "the cached sign-in for `{}` was made with another authorization server or client ({}), so it is not sent to this one: revoke it in that app's admin console, then delete {}",
+            resolved.id,
+            crate::sanitize::clean_max(&loaded.token.token_url, 200),
+            cache.path().display()
+        )));
+    }
     let outcome = if oauth.can_revoke() {
         oauth.revoke(&loaded.token).await?;
         LogoutOutcome::RevokedAndDeleted
