@@ -69,10 +69,12 @@ impl Loaded {
             if !c.enabled {
                 continue;
             }
-            let r = manifest::resolve(id, c, &self.dir).map_err(|e| ConfigError::InFile {
-                path: self.path.clone(),
-                inner: Box::new(e),
-            })?;
+            let r = manifest::resolve(id, c, &self.dir)
+                .and_then(|r| crate::apps::check_flow(&r).map(|()| r))
+                .map_err(|e| ConfigError::InFile {
+                    path: self.path.clone(),
+                    inner: Box::new(e),
+                })?;
             out.push(r);
         }
         Ok(out)

@@ -431,15 +431,21 @@ async fn refreshes_before_expiry_with_rotation() {
     let second = cached(dir.path());
     assert_eq!(t2.expose(), second["access_token"].as_str().unwrap());
     assert_ne!(first["refresh_token"], second["refresh_token"], "rotated");
-    // The rotated-out refresh token no longer works; the new one is kept.
-    let old_rt = first["refresh_token"].as_str().unwrap();
-    assert_eq!(refresh_with(&sb.base_url, old_rt).await, 400);
     // The other process picks up the renewed tokens instead of spending
     // the rotated-out refresh token.
     other
         .token()
         .await
         .expect("renewed tokens adopted from the cache");
+    // The rotated-out refresh token no longer works, and its coming back
+    // ends the whole sign-in (RFC 9700 §4.14.2): the current one too.
+    let old_rt = first["refresh_token"].as_str().unwrap();
+    assert_eq!(refresh_with(&sb.base_url, old_rt).await, 400);
+    let current_rt = cached(dir.path())["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(refresh_with(&sb.base_url, &current_rt).await, 400);
     sb.stop().await;
 }
 
@@ -498,7 +504,8 @@ async fn logout_revokes_at_the_server_then_deletes_the_cache() {
     let out = offboard::apps::sign_out(&r, shared_reqwest(), dir.path())
         .await
         .unwrap();
-    assert_eq!(out, LogoutOutcome::RevokedAndDeleted);
+    assert_eq!(out.outcome, LogoutOutcome::RevokedAndDeleted);
+    assert!(!out.exposed);
     assert!(!dir.path().join("tokens/app--default.json").exists());
     assert_eq!(refresh_with(&sb.base_url, &rt).await, 400);
     let resp = shared_reqwest()
@@ -521,7 +528,8 @@ async fn logout_revokes_at_the_server_then_deletes_the_cache() {
     assert_eq!(
         offboard::apps::sign_out(&r, shared_reqwest(), dir.path())
             .await
-            .unwrap(),
+            .unwrap()
+            .outcome,
         LogoutOutcome::NotSignedIn
     );
     sb.stop().await;
@@ -707,8 +715,11 @@ async fn no_token_leaks_after_a_full_run() {
         log_text.contains("access token refreshed") && log_text.contains("signed out"),
         "the log records the auth events: {log_text}"
     );
+    // Only the entry's lock file stays (empty: it holds nothing).
     assert!(
-        !files.iter().any(|f| f.starts_with(data.join("tokens"))),
+        !files.iter().any(|f| f.starts_with(data.join("tokens"))
+            && !(f.extension().is_some_and(|e| e == "lock")
+                && std::fs::metadata(f).unwrap().len() == 0)),
         "cache leftovers: {files:?}"
     );
     for f in &files {
@@ -727,5 +738,415 @@ async fn no_token_leaks_after_a_full_run() {
             "command output holds an issued token"
         );
     }
+    sb.stop().await;
+}
+
+/// Three processes renew one expired sign-in at once (the console and two
+/// commands), against a server that rotates refresh tokens and ends the
+/// whole grant when a spent one comes back, with a slow token endpoint so
+/// that they overlap: they take turns under the cache entry's lock, one
+/// renews, the others adopt what it wrote, and the sign-in survives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_renewing_one_sign_in_take_turns() {
+    let sb = common::sandbox(Faults::default()).await;
+    settings(
+        &sb,
+        Settings {
+            access_ttl_secs: 1,
+            ..Settings::default()
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(dir.path().join("connectors")).unwrap();
+    std::fs::write(
+        dir.path().join("connectors/oauth-test.toml"),
+        manifest_text(&sb.base_url, "authorization-code", PUBLIC_CLIENT, ""),
+    )
+    .unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[connectors.app]\nmanifest = \"oauth-test\"\n").unwrap();
+    let r = resolved(
+        &sb.base_url,
+        "authorization-code",
+        PUBLIC_CLIENT,
+        "",
+        dir.path(),
+    );
+    login_loopback(&r, &data).await;
+    let first = cached(&data);
+    let expires_at = first["expires_at"].as_i64().unwrap();
+    common::wait_for(
+        Duration::from_secs(5),
+        "the access token to expire",
+        || async move { (chrono::Utc::now().timestamp() > expires_at).then_some(()) },
+    )
+    .await;
+    // Renewed tokens last; each renewal takes 400 ms, so the three overlap.
+    settings(&sb, Settings::default()).await;
+    let faults = Faults {
+        latency_ms: 400,
+        path_prefix: Some("/oauth2/token".into()),
+        ..Faults::default()
+    };
+    let put = shared_reqwest()
+        .put(format!("{}/_sandbox/faults", sb.base_url))
+        .json(&faults)
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success());
+    let issued_before = issued(&sb).await["issued"].as_array().unwrap().len();
+
+    let runs = (0..3).map(|_| {
+        let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_offboard"));
+        c.arg("doctor")
+            .env("OFFBOARD_CONFIG", &config)
+            .env("OFFBOARD_DATA", &data)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        async move { c.output().await.unwrap() }
+    });
+    let outs = futures::future::join_all(runs).await;
+    for out in &outs {
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("[ok  ] token"), "{text}");
+    }
+    // One renewal (an access and a refresh token), not three.
+    let issued_after = issued(&sb).await["issued"].as_array().unwrap().len();
+    assert_eq!(issued_after - issued_before, 2, "renewals");
+    let now = cached(&data);
+    assert_ne!(now["refresh_token"], first["refresh_token"], "rotated");
+    // The sign-in survived: its refresh token still renews, and the lock
+    // file beside the entry is the owner's alone and holds nothing.
+    let rt = now["refresh_token"].as_str().unwrap();
+    assert_eq!(refresh_with(&sb.base_url, rt).await, 200);
+    let lock = data.join("tokens/app--default.json.lock");
+    let meta = std::fs::metadata(&lock).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(meta.len(), 0);
+    sb.stop().await;
+}
+
+/// Signing in again revokes the sign-in it replaces (RFC 7009) before
+/// storing the new one: the old refresh and access tokens end at the
+/// server, the new ones work.
+#[tokio::test]
+async fn signing_in_again_revokes_the_sign_in_it_replaces() {
+    let sb = common::sandbox(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let r = resolved(
+        &sb.base_url,
+        "authorization-code",
+        PUBLIC_CLIENT,
+        "",
+        dir.path(),
+    );
+    let out = login_loopback(&r, dir.path()).await;
+    assert_eq!(out.replaced, None, "nothing to replace at first");
+    let old = cached(dir.path());
+    let out = login_loopback(&r, dir.path()).await;
+    assert_eq!(out.replaced, Some(login::Replaced::Revoked));
+    let new = cached(dir.path());
+    assert_ne!(old["refresh_token"], new["refresh_token"]);
+    let old_rt = old["refresh_token"].as_str().unwrap();
+    assert_eq!(
+        refresh_with(&sb.base_url, old_rt).await,
+        400,
+        "old refresh token ended"
+    );
+    let resp = shared_reqwest()
+        .get(format!("{}/oauth2/userinfo", sb.base_url))
+        .bearer_auth(old["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401, "old access token ended");
+    let ts = token_source(&r, &ctx(dir.path())).unwrap();
+    userinfo(&sb.base_url, ts)
+        .await
+        .expect("the new sign-in works");
+    sb.stop().await;
+}
+
+/// `logout` with a cache file that others can read: the tokens are ended
+/// at the server first, then the file is deleted, and the command says it
+/// was exposed.
+#[tokio::test]
+async fn logout_of_an_exposed_cache_revokes_deletes_and_says_so() {
+    let sb = common::sandbox(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(dir.path().join("connectors")).unwrap();
+    std::fs::write(
+        dir.path().join("connectors/oauth-test.toml"),
+        manifest_text(&sb.base_url, "authorization-code", PUBLIC_CLIENT, ""),
+    )
+    .unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[connectors.app]\nmanifest = \"oauth-test\"\n").unwrap();
+    let r = resolved(
+        &sb.base_url,
+        "authorization-code",
+        PUBLIC_CLIENT,
+        "",
+        dir.path(),
+    );
+    let out = login_loopback(&r, &data).await;
+    let c = cached(&data);
+    std::fs::set_permissions(&out.cache_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_offboard"))
+        .args(["logout", "app"])
+        .env("OFFBOARD_CONFIG", &config)
+        .env("OFFBOARD_DATA", &data)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr),
+    );
+    assert!(run.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("revoked at the server"), "{stdout}");
+    assert!(
+        stderr.contains("could be read by group or others")
+            && stderr.contains(&out.cache_path.display().to_string()),
+        "{stderr}"
+    );
+    assert!(!out.cache_path.exists(), "the exposed file is deleted");
+    let rt = c["refresh_token"].as_str().unwrap();
+    assert_eq!(
+        refresh_with(&sb.base_url, rt).await,
+        400,
+        "ended at the server"
+    );
+    let all = format!("{stdout}{stderr}");
+    assert!(!all.contains(rt) && !all.contains(c["access_token"].as_str().unwrap()));
+    sb.stop().await;
+}
+
+/// `doctor` checks API scopes only: sign-in scopes (`openid`, `profile`,
+/// `email`, `offline_access`), which servers often leave out of the token
+/// answer's `scope`, are not reported missing.
+#[tokio::test]
+async fn doctor_does_not_count_sign_in_scopes_as_missing() {
+    let sb = common::sandbox(Faults::default()).await;
+    let sign_in = ["openid", "profile", "email", "offline_access"];
+    settings(
+        &sb,
+        Settings {
+            withhold_scopes: sign_in.iter().map(|s| s.to_string()).collect(),
+            ..Settings::default()
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let text = manifest_text(&sb.base_url, "authorization-code", PUBLIC_CLIENT, "").replace(
+        SCOPES,
+        r#"["directory.read", "openid", "profile", "email", "offline_access"]"#,
+    );
+    std::fs::create_dir_all(dir.path().join("connectors")).unwrap();
+    std::fs::write(dir.path().join("connectors/oauth-test.toml"), &text).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[connectors.app]\nmanifest = \"oauth-test\"\n").unwrap();
+    let manifest = parse_manifest(&text, "test").unwrap();
+    let r = ResolvedConnector {
+        id: "app".into(),
+        manifest,
+        config_dir: dir.path().to_path_buf(),
+    };
+    let out = login_loopback(&r, &data).await;
+    assert_eq!(out.scopes, Some(vec!["directory.read".to_string()]));
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_offboard"))
+        .arg("doctor")
+        .env("OFFBOARD_CONFIG", &config)
+        .env("OFFBOARD_DATA", &data)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert!(text.contains("[ok  ] scopes       all 1 granted"), "{text}");
+    assert!(!text.contains("missing"), "{text}");
+
+    // An API scope withheld is still named.
+    settings(
+        &sb,
+        Settings {
+            withhold_scopes: vec!["directory.read".into()],
+            ..Settings::default()
+        },
+    )
+    .await;
+    login_loopback(&r, &data).await;
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_offboard"))
+        .arg("doctor")
+        .env("OFFBOARD_CONFIG", &config)
+        .env("OFFBOARD_DATA", &data)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        text.contains("[FAIL] scopes       missing: directory.read"),
+        "{text}"
+    );
+    sb.stop().await;
+}
+
+/// An authorization server that answers every token and revocation request
+/// with an OAuth error whose description echoes the request (its form, and
+/// the Basic credentials).
+async fn echoing_authorization_server() -> String {
+    use axum::http::HeaderMap;
+    async fn echo(headers: HeaderMap, body: String) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let basic = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+            .and_then(|b| {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.decode(b).ok()
+            })
+            .map(|raw| String::from_utf8_lossy(&raw).into_owned())
+            .unwrap_or_default();
+        let decoded: Vec<String> = url::form_urlencoded::parse(body.as_bytes())
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        (
+            axum::http::StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({
+                "error": "invalid_request",
+                "error_description": format!("cannot use {} {} {basic}", body, decoded.join(" ")),
+            })),
+        )
+            .into_response()
+    }
+    let app = axum::Router::new()
+        .route("/token", axum::routing::post(echo))
+        .route("/revoke", axum::routing::post(echo));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+/// Token endpoints that echo the request in their error descriptions: the
+/// refresh token, the client secret and the token to revoke appear in no
+/// error; the server's error code still does.
+#[tokio::test]
+async fn token_endpoint_errors_never_repeat_what_the_request_carried() {
+    let base = echoing_authorization_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "client_secret_file = \"secret\"";
+    std::fs::write(dir.path().join("secret"), "cs-0123456789abcdefXYZ").unwrap();
+    let manifest = parse_manifest(
+        &manifest_text(&base, "authorization-code", CONFIDENTIAL_CLIENT, extra)
+            .replace(&format!("{base}/oauth2/token"), &format!("{base}/token"))
+            .replace(&format!("{base}/oauth2/revoke"), &format!("{base}/revoke")),
+        "test",
+    )
+    .unwrap();
+    let r = ResolvedConnector {
+        id: "app".into(),
+        manifest,
+        config_dir: dir.path().to_path_buf(),
+    };
+    let (oauth, cache) = offboard::apps::sign_in(&r, shared_reqwest(), dir.path()).unwrap();
+    let rt = "rt-echoed-0123456789abcdef";
+    let at = "at-echoed-0123456789abcdef";
+    cache
+        .save(&offboard::auth::cache::StoredToken {
+            access_token: offboard::secret::Secret::new(at),
+            refresh_token: Some(offboard::secret::Secret::new(rt)),
+            expires_at: Some(1),
+            scopes: None,
+            token_url: oauth.settings().token_url.to_string(),
+            client_id: CONFIDENTIAL_CLIENT.into(),
+            flow: "authorization-code".into(),
+            obtained_at: 0,
+            instance_url: None,
+        })
+        .unwrap();
+    let secrets = [rt, at, "cs-0123456789abcdefXYZ", "0123456789abcdef"];
+    let check = |what: &str, e: &ConnectorError| {
+        let text = format!("{e} {e:?}");
+        assert!(
+            text.contains("invalid_request"),
+            "{what}: the code is kept: {text}"
+        );
+        for s in secrets {
+            assert!(!text.contains(s), "{what}: {s} in {text}");
+        }
+    };
+    // Renewal (refresh token and client secret in the request).
+    let e = token_source(&r, &ctx(dir.path()))
+        .unwrap()
+        .token()
+        .await
+        .unwrap_err();
+    check("refresh", &e);
+    // Revocation at logout (the token itself in the request).
+    let e = offboard::apps::sign_out(&r, shared_reqwest(), dir.path())
+        .await
+        .unwrap_err();
+    check("revoke", &e);
+    // Client credentials (the client secret, sent with HTTP Basic).
+    let r = ResolvedConnector {
+        id: "app".into(),
+        manifest: parse_manifest(
+            &manifest_text(&base, "client-credentials", CONFIDENTIAL_CLIENT, extra)
+                .replace(&format!("{base}/oauth2/token"), &format!("{base}/token")),
+            "test",
+        )
+        .unwrap(),
+        config_dir: dir.path().to_path_buf(),
+    };
+    let e = token_source(&r, &ctx(dir.path()))
+        .unwrap()
+        .token()
+        .await
+        .unwrap_err();
+    check("client credentials", &e);
+}
+
+/// `logout` never sends a cached sign-in made with another authorization
+/// server or client to this one's revocation endpoint: it says so and
+/// keeps the file.
+#[tokio::test]
+async fn logout_does_not_send_another_servers_tokens() {
+    let sb = common::sandbox(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let r = resolved(
+        &sb.base_url,
+        "authorization-code",
+        PUBLIC_CLIENT,
+        "",
+        dir.path(),
+    );
+    let out = login_loopback(&r, dir.path()).await;
+    let mut c = cached(dir.path());
+    c["token_url"] = "https://login.elsewhere.example/token".into();
+    std::fs::write(&out.cache_path, serde_json::to_vec(&c).unwrap()).unwrap();
+    let e = offboard::apps::sign_out(&r, shared_reqwest(), dir.path())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("another authorization server"), "{e}");
+    assert!(out.cache_path.exists(), "kept");
+    // The refresh token was not revoked here: it was never sent.
+    let rt = c["refresh_token"].as_str().unwrap();
+    assert_eq!(refresh_with(&sb.base_url, rt).await, 200);
     sb.stop().await;
 }

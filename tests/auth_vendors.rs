@@ -384,7 +384,8 @@ async fn slack_v2_public_app_uses_pkce_and_logout_revokes() {
     let out = offboard::apps::sign_out(&r, shared_reqwest(), dir.path())
         .await
         .unwrap();
-    assert_eq!(out, LogoutOutcome::RevokedAndDeleted);
+    assert_eq!(out.outcome, LogoutOutcome::RevokedAndDeleted);
+    assert!(!out.exposed);
     assert!(!dir.path().join("tokens/slack--default.json").exists());
     let t = slack_call(&sb.base_url, "auth.test", &token).await;
     assert_eq!(t["error"], "token_revoked", "{t}");
@@ -762,5 +763,224 @@ async fn google_calls_need_their_scopes() {
             "{kind:?} failed for another reason: {e}"
         );
     }
+    sb.stop().await;
+}
+
+/// Salesforce `device-code` with a standard device authorization endpoint
+/// (`device_url`) uses the standard RFC 8628 request there, and polls the
+/// token endpoint the standard way.
+#[tokio::test]
+async fn salesforce_device_flow_with_a_standard_device_url_is_rfc_8628() {
+    let sb = common::sandbox(Faults::default()).await;
+    settings(
+        &sb,
+        Settings {
+            device_interval_secs: 0,
+            ..Settings::default()
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = ConnectorConfig {
+        manifest: Some("salesforce".into()),
+        enabled: true,
+        ..ConnectorConfig::default()
+    };
+    cfg.api.insert("base_url".into(), sb.base_url.clone());
+    cfg.api.insert("login_url".into(), sb.base_url.clone());
+    cfg.auth.flow = Some("device-code".into());
+    cfg.auth.client_id = Some(offboard::sandbox::oauth::PUBLIC_CLIENT.into());
+    cfg.auth.device_url = Some(format!("{}/oauth2/device/authorize", sb.base_url));
+    cfg.auth.token_url = Some(format!("{}/oauth2/token", sb.base_url));
+    cfg.auth.scopes = vec!["api".into(), "refresh_token".into()];
+    let r = manifest::resolve("salesforce", &cfg, dir.path()).expect("config resolves");
+    let (oauth, cache) = offboard::apps::sign_in(&r, shared_reqwest(), dir.path()).unwrap();
+    let device = DeviceLogin::start(oauth, cache)
+        .await
+        .expect("the standard device request is accepted");
+    let p = device.prompt().clone();
+    assert_eq!(p.verification_uri, format!("{}/oauth2/device", sb.base_url));
+    assert!(p.verification_uri_complete.is_some(), "RFC 8628 §3.3.1");
+    decide_device(&sb.base_url, "/oauth2/device", &p.user_code, true).await;
+    let out = device.finish().await.expect("approved");
+    assert!(out.has_refresh_token);
+    let c = cached(dir.path(), "salesforce--default.json");
+    let token = c["access_token"].as_str().unwrap();
+    let me = shared_reqwest()
+        .get(format!("{}/oauth2/userinfo", sb.base_url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200, "a token of the standard server");
+    sb.stop().await;
+}
+
+/// A sign-in method the driver does not use is a config error naming the
+/// key, before anything is sent: not a sign-in that "succeeds" and is
+/// then never used.
+#[tokio::test]
+async fn login_with_a_flow_the_driver_does_not_use_is_a_config_error() {
+    let sb = common::sandbox(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let demo = common::write_config(dir.path(), &sb.base_url);
+    let text = std::fs::read_to_string(&demo).unwrap();
+    let google_auth = "[connectors.google.auth]\n";
+    assert!(text.contains(google_auth));
+    std::fs::write(
+        &demo,
+        text.replace(
+            google_auth,
+            &format!(
+                "{google_auth}flow = \"authorization-code\"\nclient_id = \"{}\"\nauthorize_url = \"{b}/oauth2/authorize\"\n",
+                offboard::sandbox::oauth::PUBLIC_CLIENT,
+                b = sb.base_url
+            ),
+        ),
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_offboard"))
+        .args(["login", "google", "--no-browser"])
+        .env("OFFBOARD_CONFIG", &demo)
+        .env("OFFBOARD_DATA", dir.path().join("data"))
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("connectors.google.auth.flow")
+            && stderr.contains("jwt-bearer")
+            && stderr.contains("authorization-code"),
+        "{stderr}"
+    );
+    assert!(
+        !stdout.contains("/oauth2/authorize"),
+        "no sign-in started: {stdout}"
+    );
+    assert!(!dir.path().join("data/tokens").exists());
+    sb.stop().await;
+}
+
+/// Three `offboard scan` processes start on one expired Slack sign-in with
+/// token rotation (each refresh spends the refresh token it used), the
+/// token endpoint slow enough that they overlap: they take turns renewing
+/// under the cache entry's lock, so none sends a spent refresh token and
+/// all three read Slack.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_scans_on_one_expired_slack_sign_in_all_read_slack() {
+    let sb = common::sandbox(common::quick(200)).await;
+    settings(
+        &sb,
+        Settings {
+            access_ttl_secs: 1,
+            ..Settings::default()
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let demo = common::write_config(dir.path(), &sb.base_url);
+    let text = std::fs::read_to_string(&demo).unwrap();
+    let secret = dir.path().join("slack-client-secret");
+    std::fs::write(&secret, CLIENT_SECRET).unwrap();
+    let static_line = format!(
+        "token_file = \"{}\"\n",
+        dir.path().join("slack-user-token").display()
+    );
+    assert!(text.contains(&static_line));
+    std::fs::write(
+        &demo,
+        text.replace(
+            &static_line,
+            &format!(
+                "flow = \"authorization-code\"\nclient_id = \"{CLIENT_ID}\"\nclient_secret_file = \"{}\"\nauthorize_url = \"{b}/oauth/v2/authorize\"\ntoken_url = \"{b}/api/oauth.v2.access\"\nrevoke_url = \"{b}/api/auth.revoke\"\n",
+                secret.display(),
+                b = sb.base_url
+            ),
+        ),
+    )
+    .unwrap();
+    let r = offboard::config::load(&demo)
+        .unwrap()
+        .connectors()
+        .unwrap()
+        .into_iter()
+        .find(|c| c.id == "slack")
+        .unwrap();
+    slack_login(&r, &data).await;
+    let first = cached(&data, "slack--default.json");
+    let expires_at = first["expires_at"].as_i64().unwrap();
+    common::wait_for(
+        Duration::from_secs(5),
+        "the access token to expire",
+        || async move { (chrono::Utc::now().timestamp() > expires_at).then_some(()) },
+    )
+    .await;
+    settings(&sb, Settings::default()).await;
+    let faults = Faults {
+        consistency_ms: 200,
+        latency_ms: 400,
+        path_prefix: Some("/api/oauth.v2.access".into()),
+        ..Faults::default()
+    };
+    let put = shared_reqwest()
+        .put(format!("{}/_sandbox/faults", sb.base_url))
+        .json(&faults)
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success());
+
+    let runs = (0..3).map(|_| {
+        let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_offboard"));
+        c.args([
+            "scan",
+            "dana.whitfield@example.com",
+            "--app",
+            "slack",
+            "--json",
+        ])
+        .env("OFFBOARD_CONFIG", &demo)
+        .env("OFFBOARD_DATA", &data)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+        async move { c.output().await.unwrap() }
+    });
+    for out in futures::future::join_all(runs).await {
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("json: {stdout}\n{stderr}"));
+        let slack = v["apps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["app"] == "slack")
+            .unwrap();
+        assert_eq!(slack["status"], "found", "{slack}\n{stderr}");
+    }
+    let now = cached(&data, "slack--default.json");
+    assert_ne!(now["refresh_token"], first["refresh_token"], "renewed");
+    // The renewed sign-in still renews: nothing was spent twice.
+    let (_, body) = access(
+        &sb.base_url,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", now["refresh_token"].as_str().unwrap()),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+        ],
+    )
+    .await;
+    assert_eq!(body["ok"], true, "{body}");
     sb.stop().await;
 }

@@ -550,3 +550,143 @@ async fn a_grant_removed_behind_our_back_is_verified_and_marked_vanished() {
     assert!(report.contains("vanished"), "{report}");
     sb.stop().await;
 }
+
+/// Stands in front of the sandbox: answers every Salesforce revoke with an
+/// error that echoes the request (its body and the decoded token), cycling
+/// 401, 429 (Retry-After beyond the client's limit) and 403
+/// REQUEST_LIMIT_EXCEEDED; passes everything else through. Returns its URL
+/// and the tokens it was sent.
+async fn echoing_revoke_proxy(upstream: String) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::body::Body;
+    use axum::extract::{Request, State};
+    use axum::response::{IntoResponse, Response};
+    type Seen = Arc<std::sync::Mutex<Vec<String>>>;
+    async fn handle(
+        State((upstream, seen, n)): State<(String, Seen, Arc<std::sync::atomic::AtomicUsize>)>,
+        req: Request,
+    ) -> Response {
+        let (parts, body) = req.into_parts();
+        let body = axum::body::to_bytes(body, 1 << 24).await.unwrap();
+        let target = parts.uri.path_and_query().unwrap().as_str().to_string();
+        if parts.uri.path() == "/services/oauth2/revoke" {
+            let raw = String::from_utf8_lossy(&body).into_owned();
+            let token = url::form_urlencoded::parse(&body)
+                .find(|(k, _)| k == "token")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            seen.lock().unwrap().push(token.clone());
+            let echo = format!("{raw} ({token})");
+            let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            return match i % 3 {
+                0 => (
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    axum::Json(serde_json::json!({"error": "invalid_client", "error_description": echo})),
+                )
+                    .into_response(),
+                1 => (
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    [("retry-after", "3600")],
+                    axum::Json(serde_json::json!({"error": "rate_limited", "error_description": echo})),
+                )
+                    .into_response(),
+                _ => (
+                    axum::http::StatusCode::FORBIDDEN,
+                    axum::Json(serde_json::json!([{"errorCode": "REQUEST_LIMIT_EXCEEDED", "message": format!("TotalRequests Limit exceeded: {echo}")}])),
+                )
+                    .into_response(),
+            };
+        }
+        let mut fwd = shared_reqwest().request(parts.method.clone(), format!("{upstream}{target}"));
+        for (k, v) in &parts.headers {
+            if k != "host" && k != "content-length" {
+                fwd = fwd.header(k, v);
+            }
+        }
+        let resp = fwd.body(body).send().await.unwrap();
+        let mut out = Response::builder().status(resp.status().as_u16());
+        for (k, v) in resp.headers() {
+            if k != "content-length" && k != "transfer-encoding" {
+                out = out.header(k.as_str(), v.as_bytes());
+            }
+        }
+        out.body(Body::from(resp.bytes().await.unwrap())).unwrap()
+    }
+    let seen: Seen = Arc::default();
+    let app =
+        axum::Router::new()
+            .fallback(handle)
+            .with_state((upstream, seen.clone(), Arc::default()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), seen)
+}
+
+/// A Salesforce revoke answered 401, 429 or 403 REQUEST_LIMIT_EXCEEDED with
+/// a body that echoes the request: the DeleteToken appears in nothing the
+/// binary prints, logs or records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_echoed_delete_token_reaches_no_output_ledger_or_log() {
+    let sb = common::sandbox(common::quick(200)).await;
+    let (proxy, seen) = echoing_revoke_proxy(sb.base_url.clone()).await;
+    let e = env(&sb.base_url);
+    let text = std::fs::read_to_string(&e.config).unwrap();
+    let api = format!(
+        "[connectors.salesforce.api]\nbase_url = \"{}\"",
+        sb.base_url
+    );
+    assert!(text.contains(&api), "{text}");
+    std::fs::write(
+        &e.config,
+        text.replace(
+            &api,
+            &format!("[connectors.salesforce.api]\nbase_url = \"{proxy}\""),
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run(
+        &e,
+        &[
+            "revoke",
+            "marcus.reyes@example.com",
+            "--app",
+            "salesforce",
+            "--kind",
+            "oauth_grant",
+            "--yes",
+        ],
+    )
+    .await;
+    assert_eq!(code, 3, "the revokes failed: {out}\n{err}");
+    let tokens = seen.lock().unwrap().clone();
+    assert!(tokens.len() >= 3, "every token was sent: {tokens:?}");
+    let mut everything = format!("{out}\n{err}");
+    let mut stack = vec![e.data.clone()];
+    while let Some(d) = stack.pop() {
+        for f in std::fs::read_dir(&d).unwrap() {
+            let p = f.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                everything.push_str(&String::from_utf8_lossy(&std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    assert!(
+        everything.contains("answer not shown"),
+        "the failures are reported: {everything}"
+    );
+    for t in &tokens {
+        // The whole token, and the secret part after the org id (the
+        // request's form encoding turns `!` into `%21`).
+        let tail = t.split_once('!').map_or(t.as_str(), |(_, b)| b);
+        assert!(tail.len() >= 16, "{t}");
+        assert!(
+            !everything.contains(t.as_str()) && !everything.contains(tail),
+            "a DeleteToken leaked into the output, ledger or log:\n{everything}"
+        );
+    }
+    sb.stop().await;
+}

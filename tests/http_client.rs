@@ -251,3 +251,177 @@ async fn a_retry_after_beyond_the_limit_is_an_error_not_a_hang() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Answers every POST to `/{status}` with that status, echoing the request
+/// body inside the vendor's error shapes: in a Salesforce error array (code
+/// and message), an OAuth error (`error`, `error_description`) and as plain
+/// text, as servers that quote the request do.
+async fn echo_server() -> Url {
+    serve(Router::new().route(
+        "/{status}",
+        axum::routing::post(
+            |axum::extract::Path(status): axum::extract::Path<u16>, body: String| async move {
+                let status = StatusCode::from_u16(status).unwrap();
+                let echoed = serde_json::json!([{
+                    "errorCode": if status == StatusCode::FORBIDDEN {
+                        "REQUEST_LIMIT_EXCEEDED".to_string()
+                    } else {
+                        body.clone()
+                    },
+                    "message": format!("could not process {body}"),
+                    "error": body,
+                    "error_description": format!("request was {body}"),
+                }]);
+                let text = if status.is_success() {
+                    format!("not json: {body}")
+                } else {
+                    echoed.to_string()
+                };
+                (status, [("retry-after", "3600")], text).into_response()
+            },
+        ),
+    ))
+    .await
+}
+
+/// Turns each status into one kind of error, quoting the answer as a
+/// careless vendor policy would: every kind the client can return.
+struct EchoPolicy;
+
+impl offboard::connector::http::VendorPolicy for EchoPolicy {
+    fn classify(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> offboard::connector::http::Verdict {
+        use offboard::connector::http::Verdict;
+        let text = String::from_utf8_lossy(body).into_owned();
+        match status.as_u16() {
+            409 => Verdict::Fail(ConnectorError::Refused {
+                code: text.clone(),
+                message: text,
+                manual: "do it by hand".into(),
+            }),
+            403 => Verdict::Fail(ConnectorError::Auth(text)),
+            422 => Verdict::Fail(ConnectorError::BadResponse(text)),
+            418 => Verdict::Fail(ConnectorError::Network(text)),
+            421 => Verdict::Fail(ConnectorError::ForeignLink(text)),
+            423 => Verdict::Fail(ConnectorError::Config(text)),
+            400 => Verdict::Fail(ConnectorError::Api {
+                status: 400,
+                code: text.clone(),
+                message: text,
+            }),
+            _ => offboard::connector::http::default_classify(status, headers, body),
+        }
+    }
+}
+
+fn echo_client(base: &Url, policy: Arc<dyn offboard::connector::http::VendorPolicy>) -> ApiClient {
+    let mut s = quick_settings();
+    s.max_retries = 0;
+    s.max_rate_limit_retries = 0;
+    ApiClient::new(
+        offboard::connector::http::shared_reqwest(),
+        s,
+        std::slice::from_ref(base),
+        None,
+        policy,
+        None,
+    )
+}
+
+/// The credential a request carries, as a Salesforce DeleteToken looks.
+const CARRIED: &str = "00DDEMOxAQcAQH0dMHZfz972Szmpkb58urFRkgeBGsxL";
+
+async fn error_for(
+    c: &ApiClient,
+    base: &Url,
+    status: u16,
+    secret: bool,
+) -> (ConnectorError, String) {
+    let mut req = ApiRequest::new(
+        reqwest::Method::POST,
+        base.join(&status.to_string()).unwrap(),
+    )
+    .form(vec![("token".into(), CARRIED.into())])
+    .unauthenticated()
+    .idempotent(true);
+    if secret {
+        req = req.secret_body();
+    }
+    let e = match c.send(req).await {
+        Ok(r) => r
+            .json::<serde_json::Value>()
+            .expect_err("the 200 answer is not JSON"),
+        Err(e) => e,
+    };
+    let stats = c.stats();
+    let all = format!(
+        "{e} | {e:?} | {:?} | {:?}",
+        stats.last_error, stats.last_auth_error
+    );
+    (e, all)
+}
+
+#[tokio::test]
+async fn an_answer_to_a_request_carrying_a_credential_is_never_quoted_whatever_the_error() {
+    let base = echo_server().await;
+    let echo = echo_client(&base, Arc::new(EchoPolicy));
+    let default = echo_client(&base, Arc::new(DefaultPolicy));
+    let salesforce = echo_client(
+        &base,
+        Arc::new(offboard::apps::salesforce::driver::SalesforcePolicy),
+    );
+    // Every kind of error the client can build from an answer, through
+    // each policy: (client, status, the kind expected).
+    let cases: Vec<(&str, &ApiClient, u16, &str)> = vec![
+        ("default", &default, 400, "Api"),
+        ("default", &default, 404, "Api"),
+        ("default", &default, 401, "Auth"),
+        ("default", &default, 429, "RateLimited"),
+        ("default", &default, 503, "Api"),
+        ("default", &default, 200, "BadResponse"),
+        ("salesforce", &salesforce, 400, "Api"),
+        ("salesforce", &salesforce, 401, "Auth"),
+        ("salesforce", &salesforce, 403, "RateLimited"),
+        ("salesforce", &salesforce, 429, "RateLimited"),
+        ("salesforce", &salesforce, 500, "Api"),
+        ("echo", &echo, 400, "Api"),
+        ("echo", &echo, 403, "Auth"),
+        ("echo", &echo, 409, "Refused"),
+        ("echo", &echo, 418, "Network"),
+        ("echo", &echo, 421, "ForeignLink"),
+        ("echo", &echo, 422, "BadResponse"),
+        ("echo", &echo, 423, "Config"),
+    ];
+    for (policy, c, status, kind) in cases {
+        // Unmarked, the echo is quoted: the server does echo, so the check
+        // below can fail.
+        let (_, quoted) = error_for(c, &base, status, false).await;
+        assert!(
+            quoted.contains(CARRIED),
+            "{policy} {status}: the unmarked error should quote the echo: {quoted}"
+        );
+        let (e, all) = error_for(c, &base, status, true).await;
+        let got = format!("{e:?}");
+        assert!(
+            got.starts_with(kind),
+            "{policy} {status}: expected {kind}, got {got}"
+        );
+        for part in [CARRIED, "AQcAQH0dMHZfz972", "00DDEMO"] {
+            assert!(
+                !all.contains(part),
+                "{policy} {status}: the credential is in the error: {all}"
+            );
+        }
+        assert!(
+            all.contains("not shown") || matches!(e, ConnectorError::Timeout),
+            "{policy} {status}: the error says why it quotes nothing: {all}"
+        );
+    }
+    // A code that is only a code is kept, so drivers can still act on it.
+    let (e, _) = error_for(&salesforce, &base, 403, true).await;
+    assert!(matches!(e, ConnectorError::RateLimited { .. }), "{e:?}");
+}

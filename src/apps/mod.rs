@@ -21,15 +21,20 @@ use axum::Router;
 
 use crate::auth::authority::{self, Authority};
 use crate::auth::cache::TokenCache;
+use crate::auth::oauth::Flow;
 use crate::connector::{BuildContext, Connector, ConnectorError, ResolvedConnector, TokenSource};
 use crate::sandbox::Shared;
 use crate::sandbox::tenant::BenchShape;
+use crate::tomlfile::ConfigError;
 
 /// A vendor: the driver offboard speaks to it with, and the twin the sandbox
 /// emulates it with.
 pub trait App {
     /// The `driver` its manifests name.
     const DRIVER: &'static str;
+    /// The sign-in methods (`auth.flow`) the driver uses: any other is a
+    /// config error, never a login that "succeeds" and fails on first use.
+    const FLOWS: &'static [Flow];
     /// The twin's state in the sandbox (the vendor's demo tenant).
     type Twin: Send + 'static;
 
@@ -98,6 +103,15 @@ macro_rules! register {
             )))
         }
 
+        /// The sign-in methods a driver uses; None for a driver this build
+        /// does not have.
+        pub fn driver_flows(driver: &str) -> Option<&'static [Flow]> {
+            $(if driver == <$app as App>::DRIVER {
+                return Some(<$app as App>::FLOWS);
+            })*
+            None
+        }
+
         /// A connector's authorization server, in its vendor's dialect.
         pub fn authority(
             resolved: &ResolvedConnector,
@@ -154,7 +168,42 @@ pub async fn sign_out(
     resolved: &ResolvedConnector,
     http: reqwest::Client,
     data_dir: &std::path::Path,
-) -> Result<crate::auth::login::LogoutOutcome, ConnectorError> {
+) -> Result<crate::auth::login::LogoutReport, ConnectorError> {
     let (oauth, cache) = sign_in(resolved, http, data_dir)?;
     crate::auth::login::logout(oauth.as_ref(), &cache).await
+}
+
+/// Refuses an `auth.flow` the connector's driver does not use: it would
+/// "succeed" at `offboard login` and then fail on first use.
+pub fn check_flow(resolved: &ResolvedConnector) -> Result<(), ConfigError> {
+    let id = &resolved.id;
+    if let Some(f) = resolved.manifest.auth.flow.as_deref() {
+        let names = |flows: &[Flow]| {
+            flows
+                .iter()
+                .map(|f| f.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let all = [
+            Flow::AuthorizationCode,
+            Flow::DeviceCode,
+            Flow::ClientCredentials,
+            Flow::JwtBearer,
+            Flow::Static,
+        ];
+        let allowed = driver_flows(&resolved.manifest.driver).unwrap_or(&all);
+        if !Flow::parse(f).is_some_and(|flow| allowed.contains(&flow)) {
+            return Err(ConfigError::Key {
+                key: format!("connectors.{id}.auth.flow"),
+                expected: format!(
+                    "a sign-in method the `{}` driver uses: {}",
+                    crate::sanitize::clean_max(&resolved.manifest.driver, 40),
+                    names(allowed)
+                ),
+                found: format!("`{}`", crate::sanitize::clean_max(f, 40)),
+            });
+        }
+    }
+    Ok(())
 }

@@ -2,10 +2,19 @@
 //! `tokens/` in the data directory, readable by its owner only (0600),
 //! replaced atomically. A cache file that group or others can read is
 //! refused, with the command that fixes it.
+//!
+//! Processes that share a sign-in (the console and a command, two
+//! operators' commands on one host) take turns to read, renew and write an
+//! entry: an exclusive `flock` on a `.lock` file beside it (0600, empty).
+//! Whoever takes the lock re-reads the entry first, as another process may
+//! have renewed it meanwhile; with refresh-token rotation, using the spent
+//! refresh token again would make the server end the whole sign-in.
 
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -94,6 +103,25 @@ pub struct TokenCache {
     path: PathBuf,
 }
 
+/// How long to wait for another process to finish with an entry: longer
+/// than a renewal takes (one token request, 30 s at most, and a revocation).
+const LOCK_WAIT: Duration = Duration::from_secs(75);
+
+/// An entry's lock, held until dropped (closing the file releases it).
+#[derive(Debug)]
+pub struct EntryLock {
+    _file: std::fs::File,
+}
+
+/// What [`TokenCache::load_exposed`] found.
+#[derive(Debug)]
+pub struct Loaded {
+    pub token: StoredToken,
+    /// The file was readable by group or others: the tokens in it must be
+    /// taken as seen by them.
+    pub exposed: bool,
+}
+
 impl TokenCache {
     /// `DATA/tokens/{connector}--{account}.json`.
     pub fn new(data_dir: &Path, connector: &str, account: &str) -> Self {
@@ -108,6 +136,69 @@ impl TokenCache {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The lock file beside the entry: `{entry}.lock`.
+    pub fn lock_path(&self) -> PathBuf {
+        let mut name = self
+            .path
+            .file_name()
+            .expect("cache path has a file name")
+            .to_os_string();
+        name.push(".lock");
+        self.path.with_file_name(name)
+    }
+
+    /// Takes the entry's lock, waiting while another process holds it.
+    pub async fn lock(&self) -> Result<EntryLock, ConnectorError> {
+        let path = self.lock_path();
+        let fail = |e: std::io::Error| {
+            ConnectorError::Config(format!("token cache lock {}: {e}", path.display()))
+        };
+        let dir = self.path.parent().expect("cache path has a directory");
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(fail)?;
+        self.check_dir()?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(fail)?;
+        if !file.metadata().map_err(fail)?.is_file() {
+            return Err(ConnectorError::Config(format!(
+                "token cache lock {} is not a regular file; remove it",
+                path.display()
+            )));
+        }
+        let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+        loop {
+            // SAFETY: the descriptor is open for as long as `file` lives.
+            let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if r == 0 {
+                return Ok(EntryLock { _file: file });
+            }
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EWOULDBLOCK) | Some(libc::EINTR) => {}
+                _ => return Err(fail(e)),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ConnectorError::Auth(format!(
+                    "another offboard process has been renewing this sign-in for {} s and has not finished (lock {}); try again",
+                    LOCK_WAIT.as_secs(),
+                    path.display()
+                )));
+            }
+            // flock cannot be awaited: look again shortly.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The cache directory must be a real directory of this user that no
@@ -153,6 +244,17 @@ impl TokenCache {
     /// The cached tokens, None when there is no cache file. Refuses a file
     /// that group or others can read or write.
     pub fn load(&self) -> Result<Option<StoredToken>, ConnectorError> {
+        self.read(false).map(|l| l.map(|l| l.token))
+    }
+
+    /// Like [`TokenCache::load`], but reads a file that group or others
+    /// can access too, saying so: to end such tokens at the server before
+    /// the file is deleted (`logout`).
+    pub fn load_exposed(&self) -> Result<Option<Loaded>, ConnectorError> {
+        self.read(true)
+    }
+
+    fn read(&self, exposed_ok: bool) -> Result<Option<Loaded>, ConnectorError> {
         self.check_dir()?;
         let meta = match std::fs::symlink_metadata(&self.path) {
             Ok(m) => m,
@@ -171,7 +273,8 @@ impl TokenCache {
             )));
         }
         let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
+        let exposed = mode & 0o077 != 0;
+        if exposed && !exposed_ok {
             return Err(ConnectorError::Config(format!(
                 "token cache {p} has mode {mode:o}: group or others can access it, so it is not used; fix with: chmod 600 {p}",
                 p = self.path.display()
@@ -181,12 +284,14 @@ impl TokenCache {
             ConnectorError::Config(format!("token cache {}: {e}", self.path.display()))
         })?;
         // The parse error is not shown: it could quote part of a token.
-        serde_json::from_slice(&text).map(Some).map_err(|_| {
-            ConnectorError::Config(format!(
-                "token cache {} is not a token cache file; delete it and sign in again",
-                self.path.display()
-            ))
-        })
+        serde_json::from_slice(&text)
+            .map(|token| Some(Loaded { token, exposed }))
+            .map_err(|_| {
+                ConnectorError::Config(format!(
+                    "token cache {} is not a token cache file; delete it and sign in again",
+                    self.path.display()
+                ))
+            })
     }
 
     /// Writes the tokens: a 0600 file next to the cache, then renamed over it.

@@ -199,7 +199,7 @@ impl JwtBearer {
             .await
             .map_err(|_| ConnectorError::Network("token endpoint dropped the connection".into()))?;
         if !status.is_success() {
-            return Err(oauth_error(status.as_u16(), &body));
+            return Err(oauth_error(status.as_u16(), &body, &[assertion.expose()]));
         }
         Ok(body)
     }

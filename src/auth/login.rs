@@ -37,9 +37,32 @@ pub struct LoginOutcome {
     pub expires_in: Option<Duration>,
     pub has_refresh_token: bool,
     pub cache_path: std::path::PathBuf,
+    /// What became of the sign-in this one replaced (None: there was none).
+    pub replaced: Option<Replaced>,
 }
 
-fn store(
+/// What signing in again did with the sign-in it replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replaced {
+    /// Revoked at the server (RFC 7009) before the new tokens were stored.
+    Revoked,
+    /// The server gave the same refresh token again: nothing to revoke.
+    SameGrant,
+    /// The connector has no revocation endpoint: the old tokens stay valid
+    /// until they expire.
+    NotRevocable,
+    /// The old tokens were for another authorization server or client:
+    /// they are not sent to this one, and stay valid until they expire.
+    OtherServer,
+    /// The server refused or could not be reached (the reason, without
+    /// secrets); the new sign-in was stored all the same.
+    RevokeFailed(String),
+}
+
+/// Stores a new sign-in under the entry's lock. The sign-in it replaces is
+/// revoked at the server first (RFC 7009): a refresh token left behind in
+/// no cache would stay valid, and usable by whoever had copied it.
+async fn store(
     oauth: &dyn Authority,
     cache: &TokenCache,
     tokens: TokenSet,
@@ -48,15 +71,52 @@ fn store(
     let expires_in = tokens.expires_in;
     let mut stored: StoredToken = tokens.into_stored(oauth.settings(), None);
     stored.flow = flow.name().to_string();
+    let _lock = cache.lock().await?;
+    let previous = match cache.load_exposed() {
+        Ok(p) => p.map(|l| l.token),
+        Err(e) => {
+            // Unreadable: nothing in it can be revoked; it is replaced.
+            tracing::warn!(connector = %oauth.settings().connector, error = %e, "previous token cache unreadable; replaced");
+            None
+        }
+    };
+    let replaced = match previous {
+        None => None,
+        Some(old) => Some(replace(oauth, &old, &stored).await),
+    };
     cache.save(&stored)?;
-    tracing::info!(connector = %oauth.settings().connector, flow = flow.name(), "signed in; tokens cached");
+    tracing::info!(connector = %oauth.settings().connector, flow = flow.name(), ?replaced, "signed in; tokens cached");
     Ok(LoginOutcome {
         connector: oauth.settings().connector.clone(),
         scopes: stored.scopes.clone(),
         expires_in,
         has_refresh_token: stored.refresh_token.is_some(),
         cache_path: cache.path().to_path_buf(),
+        replaced,
     })
+}
+
+/// Revokes the sign-in `old` that `new` replaces, when that is safe.
+async fn replace(oauth: &dyn Authority, old: &StoredToken, new: &StoredToken) -> Replaced {
+    let s = oauth.settings();
+    if old.token_url != s.token_url.as_str() || old.client_id != s.client_id {
+        return Replaced::OtherServer;
+    }
+    let same = match (&old.refresh_token, &new.refresh_token) {
+        (Some(a), Some(b)) => a == b,
+        (None, _) => old.access_token == new.access_token,
+        (Some(_), None) => false,
+    };
+    if same {
+        return Replaced::SameGrant;
+    }
+    if !oauth.can_revoke() {
+        return Replaced::NotRevocable;
+    }
+    match oauth.revoke(old).await {
+        Ok(()) => Replaced::Revoked,
+        Err(e) => Replaced::RevokeFailed(e.to_string()),
+    }
 }
 
 /// Whether a local browser can be opened: not over SSH without a display,
@@ -182,6 +242,7 @@ impl CodeLogin {
             tokens,
             Flow::AuthorizationCode,
         )
+        .await
     }
 }
 
@@ -400,7 +461,7 @@ impl DeviceLogin {
     /// (`access_denied`) or the code expires (`expired_token`).
     pub async fn finish(self) -> Result<LoginOutcome, ConnectorError> {
         let tokens = self.oauth.device_finish(self.grant).await?;
-        store(self.oauth.as_ref(), &self.cache, tokens, Flow::DeviceCode)
+        store(self.oauth.as_ref(), &self.cache, tokens, Flow::DeviceCode).await
     }
 }
 
@@ -415,25 +476,53 @@ pub enum LogoutOutcome {
     NotSignedIn,
 }
 
+/// What `logout` did, and whether the cache file had been readable by
+/// others (its tokens must then be taken as seen by them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogoutReport {
+    pub outcome: LogoutOutcome,
+    pub exposed: bool,
+}
+
 /// Revokes the cached refresh token (or the access token when there is
 /// none) at the revocation endpoint (RFC 7009), then deletes the cache. When
-/// revocation fails the cache is kept, so that it can be retried.
+/// revocation fails the cache is kept, so that it can be retried. A cache
+/// file that group or others could read is not refused here: its tokens are
+/// ended at the server all the more, then the file is deleted, and the
+/// report says it was exposed.
 pub async fn logout(
     oauth: &dyn Authority,
     cache: &TokenCache,
-) -> Result<LogoutOutcome, ConnectorError> {
-    let Some(stored) = cache.load()? else {
-        return Ok(LogoutOutcome::NotSignedIn);
+) -> Result<LogoutReport, ConnectorError> {
+    let _lock = cache.lock().await?;
+    let Some(loaded) = cache.load_exposed()? else {
+        return Ok(LogoutReport {
+            outcome: LogoutOutcome::NotSignedIn,
+            exposed: false,
+        });
     };
+    let s = oauth.settings();
+    if loaded.token.token_url != s.token_url.as_str() || loaded.token.client_id != s.client_id {
+        // Its tokens are not sent to this server: it is not theirs.
+        return Err(ConnectorError::Config(format!(
+            "the cached sign-in for `{}` was made with another authorization server or client ({}), so it is not sent to this one: revoke it in that app's admin console, then delete {}",
+            s.connector,
+            crate::sanitize::clean_max(&loaded.token.token_url, 200),
+            cache.path().display()
+        )));
+    }
     let outcome = if oauth.can_revoke() {
-        oauth.revoke(&stored).await?;
+        oauth.revoke(&loaded.token).await?;
         LogoutOutcome::RevokedAndDeleted
     } else {
         LogoutOutcome::DeletedOnly
     };
     cache.delete()?;
-    tracing::info!(connector = %oauth.settings().connector, ?outcome, "signed out");
-    Ok(outcome)
+    tracing::info!(connector = %oauth.settings().connector, ?outcome, exposed = loaded.exposed, "signed out");
+    Ok(LogoutReport {
+        outcome,
+        exposed: loaded.exposed,
+    })
 }
 
 #[cfg(test)]

@@ -103,8 +103,58 @@ pub struct OAuthErrorBody {
     pub error_description: Option<String>,
 }
 
-/// Turns a token endpoint's error answer into a message without secrets.
-pub fn oauth_error(status: u16, body: &[u8]) -> ConnectorError {
+/// Whether a text from an authorization server's answer repeats part of a
+/// secret the request carried (a refresh token, code, assertion or client
+/// secret): servers echo requests in their error descriptions, so such a
+/// text is never shown.
+pub fn echoes(text: &str, carried: &[&str]) -> bool {
+    // Twelve characters of a random secret do not turn up by chance; a
+    // window that short still catches an echo cut short or re-encoded
+    // around a special character.
+    const WINDOW: usize = 12;
+    carried.iter().filter(|s| !s.is_empty()).any(|s| {
+        let chars: Vec<char> = s.chars().collect();
+        if chars.len() <= WINDOW {
+            return text.contains(*s);
+        }
+        chars
+            .windows(WINDOW)
+            .any(|w| text.contains(&w.iter().collect::<String>()))
+    })
+}
+
+/// `error` and `error_description` of an authorization server's answer,
+/// cleaned for the terminal; either is left out when it echoes what the
+/// request carried.
+pub fn server_said(
+    error: &str,
+    description: Option<&str>,
+    carried: &[&str],
+    open: &str,
+    close: &str,
+) -> String {
+    let code = if echoes(error, carried) {
+        "an error (its text is not shown: it repeats a credential of the request)".to_string()
+    } else {
+        sanitize::clean_max(error, 80)
+    };
+    let description = description
+        .filter(|d| !d.is_empty())
+        .map(|d| {
+            if echoes(d, carried) {
+                "its description is not shown: it repeats a credential of the request".to_string()
+            } else {
+                sanitize::clean_max(d, 200)
+            }
+        })
+        .map(|d| format!("{open}{d}{close}"))
+        .unwrap_or_default();
+    format!("{code}{description}")
+}
+
+/// Turns a token endpoint's error answer into a message without secrets
+/// (`carried`: the secrets the request sent, never repeated).
+pub fn oauth_error(status: u16, body: &[u8], carried: &[&str]) -> ConnectorError {
     if status == 429 || status >= 500 {
         // The endpoint is unavailable: not a verdict on the credentials.
         return ConnectorError::Api {
@@ -115,11 +165,8 @@ pub fn oauth_error(status: u16, body: &[u8]) -> ConnectorError {
     }
     match serde_json::from_slice::<OAuthErrorBody>(body) {
         Ok(e) => ConnectorError::Auth(format!(
-            "token endpoint said {}{}",
-            sanitize::clean_max(&e.error, 80),
-            e.error_description
-                .map(|d| format!(": {}", sanitize::clean_max(&d, 200)))
-                .unwrap_or_default()
+            "token endpoint said {}",
+            server_said(&e.error, e.error_description.as_deref(), carried, ": ", "")
         )),
         Err(_) => ConnectorError::Auth(format!("token endpoint answered HTTP {status}")),
     }

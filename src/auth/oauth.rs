@@ -378,6 +378,15 @@ impl OAuth {
         })
     }
 
+    /// The client secret, or "" for a public client (for keeping it out of
+    /// errors).
+    fn client_secret(&self) -> &str {
+        self.settings
+            .client_secret
+            .as_ref()
+            .map_or("", |s| s.expose())
+    }
+
     fn scopes(&self) -> impl Iterator<Item = Scope> + '_ {
         self.settings.scopes.iter().cloned().map(Scope::new)
     }
@@ -418,6 +427,7 @@ impl OAuth {
     ) -> Result<TokenSet, ConnectorError> {
         let redirect = RedirectUrl::new(request.redirect_uri.clone())
             .map_err(|_| ConnectorError::Config("bad redirect URI".into()))?;
+        let verifier = request.verifier.secret().clone();
         let r = self
             .client
             .exchange_code(AuthorizationCode::new(code.expose().to_string()))
@@ -426,7 +436,13 @@ impl OAuth {
             .set_redirect_uri(Cow::Owned(redirect))
             .request_async(&self.http)
             .await
-            .map_err(|e| token_error(e, "authorization code exchange"))?;
+            .map_err(|e| {
+                token_error(
+                    e,
+                    "authorization code exchange",
+                    &[code.expose(), &verifier, self.client_secret()],
+                )
+            })?;
         Ok(TokenSet::from_response(&r))
     }
 
@@ -439,7 +455,13 @@ impl OAuth {
             .map_err(|_| self.missing("token endpoint", "token_url"))?
             .request_async(&self.http)
             .await
-            .map_err(|e| token_error(e, "token refresh"))?;
+            .map_err(|e| {
+                token_error(
+                    e,
+                    "token refresh",
+                    &[refresh_token.expose(), self.client_secret()],
+                )
+            })?;
         Ok(TokenSet::from_response(&r))
     }
 
@@ -455,7 +477,7 @@ impl OAuth {
             .add_scopes(self.scopes())
             .request_async(&self.http)
             .await
-            .map_err(|e| token_error(e, "client credentials grant"))?;
+            .map_err(|e| token_error(e, "client credentials grant", &[self.client_secret()]))?;
         Ok(TokenSet::from_response(&r))
     }
 
@@ -469,7 +491,7 @@ impl OAuth {
             .add_scopes(self.scopes())
             .request_async(&self.http)
             .await
-            .map_err(|e| token_error(e, "device authorization"))
+            .map_err(|e| token_error(e, "device authorization", &[self.client_secret()]))
     }
 
     /// Polls the token endpoint (RFC 8628 §3.4–3.5): `authorization_pending`
@@ -485,7 +507,13 @@ impl OAuth {
             .map_err(|_| self.missing("token endpoint", "token_url"))?
             .request_async(&self.http, tokio::time::sleep, None)
             .await
-            .map_err(|e| token_error(e, "device sign-in"))?;
+            .map_err(|e| {
+                token_error(
+                    e,
+                    "device sign-in",
+                    &[details.device_code().secret(), self.client_secret()],
+                )
+            })?;
         Ok(TokenSet::from_response(&r))
     }
 
@@ -551,11 +579,14 @@ impl OAuth {
         Err(
             match serde_json::from_slice::<super::OAuthErrorBody>(&body) {
                 Ok(e) => ConnectorError::Auth(format!(
-                    "token revocation: the authorization server said {}{}",
-                    sanitize::clean_max(&e.error, 80),
-                    e.error_description
-                        .map(|d| format!(" ({})", sanitize::clean_max(&d, 200)))
-                        .unwrap_or_default()
+                    "token revocation: the authorization server said {}",
+                    super::server_said(
+                        &e.error,
+                        e.error_description.as_deref(),
+                        &[token.expose(), self.client_secret()],
+                        " (",
+                        ")"
+                    )
                 )),
                 Err(_) => ConnectorError::Api {
                     status: status.as_u16(),
@@ -568,21 +599,26 @@ impl OAuth {
 }
 
 /// Maps the crate's error without formatting anything that could hold a
-/// token: the server's `error` code and description are shown (cleaned),
-/// network failures by kind, unparsable bodies not at all.
+/// token: the server's `error` code and description are shown (cleaned)
+/// unless they repeat what the request carried, network failures by kind,
+/// unparsable bodies not at all.
 fn token_error<
     T: oauth2::ErrorResponseType + AsRef<str> + std::fmt::Display + Send + Sync + 'static,
 >(
     e: RequestTokenError<HttpClientError<reqwest::Error>, StandardErrorResponse<T>>,
     what: &str,
+    carried: &[&str],
 ) -> ConnectorError {
     match e {
         RequestTokenError::ServerResponse(r) => ConnectorError::Auth(format!(
-            "{what}: the authorization server said {}{}",
-            sanitize::clean_max(r.error().as_ref(), 80),
-            r.error_description()
-                .map(|d| format!(" ({})", sanitize::clean_max(d, 200)))
-                .unwrap_or_default()
+            "{what}: the authorization server said {}",
+            super::server_said(
+                r.error().as_ref(),
+                r.error_description().map(String::as_str),
+                carried,
+                " (",
+                ")"
+            )
         )),
         RequestTokenError::Request(HttpClientError::Reqwest(re)) => {
             ConnectorError::Network(if re.is_timeout() {

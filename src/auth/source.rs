@@ -162,6 +162,10 @@ impl CachedToken {
         Ok(stored)
     }
 
+    fn note_scopes(&self, t: &StoredToken) {
+        *self.scopes.lock().expect("scopes lock") = t.scopes.clone();
+    }
+
     fn fresh(t: &StoredToken) -> bool {
         match t.expires_at {
             None => true,
@@ -181,26 +185,26 @@ impl TokenSource for CachedToken {
         if current.is_none() {
             *current = Some(self.load()?);
         }
-        let stored = current.as_ref().expect("loaded above");
-        *self.scopes.lock().expect("scopes lock") = stored.scopes.clone();
-        if Self::fresh(stored) {
-            return Ok(stored.access_token.clone());
+        let held = current.as_ref().expect("loaded above");
+        self.note_scopes(held);
+        if Self::fresh(held) {
+            return Ok(held.access_token.clone());
         }
-        // Another process (the console, a second command) may have renewed
-        // the tokens already; with rotation, the refresh token held here
-        // would then be spent.
-        if let Ok(disk) = self.load()
-            && disk.access_token != stored.access_token
-        {
+        // Renewal is read-refresh-write under the entry's lock, so that
+        // processes sharing this sign-in take turns. Re-read once it is
+        // held: another process may have renewed already, and with rotation
+        // the refresh token held here would then be spent (servers end the
+        // whole sign-in when a spent one comes back, RFC 9700 §4.14.2).
+        let _lock = self.cache.lock().await?;
+        let disk = self.load()?;
+        if disk.access_token != held.access_token && Self::fresh(&disk) {
+            self.note_scopes(&disk);
+            let token = disk.access_token.clone();
             *current = Some(disk);
-            let stored = current.as_ref().expect("set above");
-            *self.scopes.lock().expect("scopes lock") = stored.scopes.clone();
-            if Self::fresh(stored) {
-                return Ok(stored.access_token.clone());
-            }
+            return Ok(token);
         }
-        let stored = current.as_ref().expect("loaded above");
-        let Some(rt) = stored.refresh_token.clone() else {
+        // The entry on disk holds the newest refresh token: renew with it.
+        let Some(rt) = disk.refresh_token.clone() else {
             return Err(ConnectorError::Auth(format!(
                 "the sign-in for `{}` has expired and cannot be renewed: {}",
                 self.oauth.settings().connector,
@@ -218,11 +222,11 @@ impl TokenSource for CachedToken {
             }
             Err(e) => return Err(e),
         };
-        let stored = fresh.into_stored(self.oauth.settings(), Some(stored));
+        let stored = fresh.into_stored(self.oauth.settings(), Some(&disk));
         self.cache.save(&stored)?;
         tracing::info!(connector = %self.oauth.settings().connector, "access token refreshed");
         let token = stored.access_token.clone();
-        *self.scopes.lock().expect("scopes lock") = stored.scopes.clone();
+        self.note_scopes(&stored);
         *current = Some(stored);
         Ok(token)
     }

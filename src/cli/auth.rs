@@ -8,7 +8,9 @@ use std::sync::Arc;
 use super::{CmdResult, Failure, Global, LoginArgs, LogoutArgs};
 use crate::apps::token_source;
 use crate::auth::TokenSource;
-use crate::auth::login::{self, CodeLogin, DeviceLogin, LoginOutcome, LogoutOutcome};
+use crate::auth::login::{
+    self, CodeLogin, DeviceLogin, LoginOutcome, LogoutOutcome, LogoutReport, Replaced,
+};
 use crate::auth::oauth::Flow;
 use crate::config::{self, Loaded};
 use crate::connector::http::shared_reqwest;
@@ -99,6 +101,24 @@ fn print_outcome(o: &LoginOutcome) {
         );
     }
     println!("Tokens cached in {} (mode 0600).", o.cache_path.display());
+    match &o.replaced {
+        None => {}
+        Some(Replaced::Revoked) => {
+            println!("The previous sign-in was revoked at the server before it was replaced.")
+        }
+        Some(Replaced::SameGrant) => {
+            println!("The server renewed the previous sign-in; nothing to revoke.")
+        }
+        Some(Replaced::NotRevocable) => println!(
+            "The previous sign-in was replaced; this app has no revocation endpoint, so its tokens stay valid until they expire."
+        ),
+        Some(Replaced::OtherServer) => println!(
+            "The previous sign-in was for another authorization server or client: it was not revoked (its tokens are not sent elsewhere) and stays valid until it expires; revoke it in that app's admin console."
+        ),
+        Some(Replaced::RevokeFailed(why)) => eprintln!(
+            "warning: the previous sign-in could not be revoked ({why}); it stays valid until it expires or is revoked in the app's admin console. The new sign-in is stored."
+        ),
+    }
 }
 
 pub async fn login(global: &Global, args: LoginArgs, data_dir: PathBuf) -> CmdResult {
@@ -210,22 +230,44 @@ pub async fn logout(global: &Global, args: LogoutArgs, data_dir: PathBuf) -> Cmd
         );
         return Ok(0);
     }
+    let exposed_note = |exposed: bool, path: &Path| {
+        if exposed {
+            eprintln!(
+                "warning: the token cache {} could be read by group or others: whoever could read it may have copied the tokens. They were ended at the server first where the app allows it; review the app's sign-in log.",
+                path.display()
+            );
+        }
+    };
+    let cache_path = crate::apps::sign_in(&r, shared_reqwest(), &data_dir)
+        .map(|(_, c)| c.path().to_path_buf())
+        .unwrap_or_default();
     match crate::apps::sign_out(&r, shared_reqwest(), &data_dir).await {
-        Ok(LogoutOutcome::RevokedAndDeleted) => {
+        Ok(LogoutReport {
+            outcome: LogoutOutcome::RevokedAndDeleted,
+            exposed,
+        }) => {
             println!(
                 "Signed out of `{}`: the token was revoked at the server and the cache deleted.",
                 r.id
             );
+            exposed_note(exposed, &cache_path);
             Ok(0)
         }
-        Ok(LogoutOutcome::DeletedOnly) => {
+        Ok(LogoutReport {
+            outcome: LogoutOutcome::DeletedOnly,
+            exposed,
+        }) => {
             println!(
                 "Signed out of `{}`: the cache was deleted (this app has no revocation endpoint; the token stays valid until it expires).",
                 r.id
             );
+            exposed_note(exposed, &cache_path);
             Ok(0)
         }
-        Ok(LogoutOutcome::NotSignedIn) => {
+        Ok(LogoutReport {
+            outcome: LogoutOutcome::NotSignedIn,
+            ..
+        }) => {
             println!("Not signed in to `{}`; nothing to do.", r.id);
             Ok(0)
         }
@@ -260,6 +302,9 @@ impl Report {
         println!("  [{tag}] {what:<12} {detail}");
     }
 }
+
+/// Scopes that ask for a sign-in, not for API access.
+const SIGN_IN_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
 
 pub async fn doctor(global: &Global, data_dir: PathBuf) -> CmdResult {
     let loaded = load(global)?;
@@ -309,7 +354,17 @@ async fn check(r: &ResolvedConnector, ctx: &BuildContext, report: &mut Report) {
             return;
         }
     }
-    let needed = &r.manifest.auth.scopes;
+    // Sign-in scopes (OpenID Connect's, and `offline_access` for a refresh
+    // token) are not API permissions, and servers often leave them out of
+    // the token answer's `scope`.
+    let needed: Vec<String> = r
+        .manifest
+        .auth
+        .scopes
+        .iter()
+        .filter(|s| !SIGN_IN_SCOPES.contains(&s.as_str()))
+        .cloned()
+        .collect();
     match ts.granted_scopes() {
         _ if needed.is_empty() => report.line(None, "scopes", "none needed by the manifest"),
         Some(granted) => {

@@ -218,6 +218,10 @@ pub struct ApiRequest {
     /// [`ApiClient::reserve`] (a read and the write that depends on it go
     /// out back to back); a retry draws a new one.
     pub prepaid: bool,
+    /// The request body holds a credential (a token to revoke): a server may
+    /// echo it, so no error about any answer to it quotes that answer,
+    /// whatever the kind of error.
+    pub secret_body: bool,
 }
 
 impl ApiRequest {
@@ -233,6 +237,7 @@ impl ApiRequest {
             bucket: None,
             secret_answer: false,
             prepaid: false,
+            secret_body: false,
         }
     }
 
@@ -293,6 +298,95 @@ impl ApiRequest {
         self.prepaid = true;
         self
     }
+    /// Marks the body as holding a credential: no error about an answer to
+    /// this request quotes that answer (servers echo requests in errors).
+    pub fn secret_body(mut self) -> Self {
+        self.secret_body = true;
+        self
+    }
+
+    /// Whether answers to this request may be quoted in errors.
+    fn quotable(&self) -> bool {
+        !(self.secret_answer || self.secret_body)
+    }
+
+    /// The secret values this request carries in its body (form values and
+    /// JSON strings), to keep them out of error codes.
+    fn body_values(&self) -> Vec<String> {
+        fn strings(v: &serde_json::Value, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::String(s) => out.push(s.clone()),
+                serde_json::Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+                serde_json::Value::Object(o) => o.values().for_each(|x| strings(x, out)),
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        match &self.body {
+            Body::None => {}
+            Body::Json(v) => strings(v, &mut out),
+            Body::Form(f) => out.extend(f.iter().map(|(_, v)| v.clone())),
+        }
+        out
+    }
+}
+
+/// What replaces a quoted answer when the request carried a credential.
+const NOT_QUOTED: &str = "answer not shown: the request carried a credential";
+
+/// An error code taken from an answer is kept only when it looks like a
+/// vendor's code (`invalid_token`, `REQUEST_LIMIT_EXCEEDED`) and shares
+/// nothing with what the request carried.
+fn safe_code(code: &str, carried: &[String]) -> String {
+    let shaped = code.len() <= 64
+        && code.starts_with(|c: char| c.is_ascii_alphabetic())
+        && code
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    let overlaps = carried
+        .iter()
+        .filter(|v| v.len() >= 4)
+        .any(|v| v.contains(code) || code.contains(v.as_str()));
+    if shaped && !overlaps {
+        code.to_string()
+    } else {
+        String::new()
+    }
+}
+
+/// The error about an answer to a request whose body held a credential:
+/// every text that could quote the answer is replaced; the kind, status,
+/// retry time, a code that is only a code, and the operator's manual step
+/// (which comes from the manifest) stay.
+fn redact(e: ConnectorError, status: StatusCode, carried: &[String]) -> ConnectorError {
+    match e {
+        ConnectorError::Api { status, code, .. } => ConnectorError::Api {
+            status,
+            code: safe_code(&code, carried),
+            message: NOT_QUOTED.into(),
+        },
+        ConnectorError::RateLimited { retry_after, .. } => ConnectorError::RateLimited {
+            retry_after,
+            message: NOT_QUOTED.into(),
+        },
+        ConnectorError::Auth(_) => {
+            ConnectorError::Auth(format!("HTTP {}: {NOT_QUOTED}", status.as_u16()))
+        }
+        ConnectorError::Refused { code, manual, .. } => ConnectorError::Refused {
+            code: safe_code(&code, carried),
+            message: NOT_QUOTED.into(),
+            manual,
+        },
+        ConnectorError::BadResponse(_) => {
+            ConnectorError::BadResponse(format!("HTTP {}: {NOT_QUOTED}", status.as_u16()))
+        }
+        ConnectorError::Network(_) => {
+            ConnectorError::Network(format!("HTTP {}: {NOT_QUOTED}", status.as_u16()))
+        }
+        ConnectorError::ForeignLink(_) => ConnectorError::ForeignLink(NOT_QUOTED.into()),
+        ConnectorError::Config(_) => ConnectorError::Config(NOT_QUOTED.into()),
+        ConnectorError::Timeout => ConnectorError::Timeout,
+    }
 }
 
 /// A successful answer with its body read (within the size cap).
@@ -301,7 +395,8 @@ pub struct ApiResponse {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
-    /// The request said the answer holds credentials.
+    /// The request said the answer holds credentials, or carried one (an
+    /// answer may echo it): the body is never quoted.
     pub secret_answer: bool,
 }
 
@@ -616,6 +711,21 @@ impl ApiClient {
         let mut limit_tries = 0u32;
         let mut renewed = false;
         let limiter = self.limiter_for(&req);
+        // An error about an answer, as it may be shown: never quoting the
+        // answer when the request carried a credential (servers echo
+        // requests in their error bodies, whatever the status).
+        let carried = if req.quotable() {
+            Vec::new()
+        } else {
+            req.body_values()
+        };
+        let about_answer = |e: ConnectorError, status: StatusCode| {
+            if req.quotable() {
+                e
+            } else {
+                redact(e, status, &carried)
+            }
+        };
         loop {
             let attempt = transient_tries + limit_tries;
             let token = match (&self.auth, req.authenticated) {
@@ -660,7 +770,7 @@ impl ApiClient {
                         status,
                         headers,
                         body,
-                        secret_answer: req.secret_answer,
+                        secret_answer: !req.quotable(),
                     });
                 }
                 Verdict::RateLimited(after) => {
@@ -676,10 +786,13 @@ impl ApiClient {
                     if limit_tries >= self.settings.max_rate_limit_retries
                         || wait > self.settings.max_retry_after
                     {
-                        let e = ConnectorError::RateLimited {
-                            retry_after: after,
-                            message: body_excerpt(&body),
-                        };
+                        let e = about_answer(
+                            ConnectorError::RateLimited {
+                                retry_after: after,
+                                message: body_excerpt(&body),
+                            },
+                            status,
+                        );
                         self.record_error(&e);
                         return Err(e);
                     }
@@ -696,11 +809,14 @@ impl ApiClient {
                     tokio::time::sleep(wait).await;
                 }
                 Verdict::Transient => {
-                    let e = ConnectorError::Api {
-                        status: status.as_u16(),
-                        code: String::new(),
-                        message: body_excerpt(&body),
-                    };
+                    let e = about_answer(
+                        ConnectorError::Api {
+                            status: status.as_u16(),
+                            code: String::new(),
+                            message: body_excerpt(&body),
+                        },
+                        status,
+                    );
                     if req.idempotent && transient_tries < self.settings.max_retries {
                         transient_tries += 1;
                         let wait = retry_after(&headers)
@@ -724,15 +840,19 @@ impl ApiClient {
                         }
                         continue;
                     }
-                    let e = ConnectorError::Auth(format!(
-                        "HTTP {}: {}",
-                        status.as_u16(),
-                        body_excerpt(&body)
-                    ));
+                    let e = about_answer(
+                        ConnectorError::Auth(format!(
+                            "HTTP {}: {}",
+                            status.as_u16(),
+                            body_excerpt(&body)
+                        )),
+                        status,
+                    );
                     self.stats.lock().expect("stats").last_auth_error = Some(e.to_string());
                     return Err(e);
                 }
                 Verdict::Fail(e) => {
+                    let e = about_answer(e, status);
                     if matches!(e, ConnectorError::Auth(_)) {
                         self.stats.lock().expect("stats").last_auth_error = Some(e.to_string());
                     }

@@ -3,6 +3,12 @@
 //! interactive and app-only flows, plus a protected resource
 //! (`GET /oauth2/userinfo`) that checks its access tokens.
 //!
+//! Refresh tokens rotate: each use issues a new one and spends the old.
+//! A spent one coming back means a copy is in other hands, so the whole
+//! grant (every refresh and access token of that sign-in) is revoked and
+//! the answer is `invalid_grant` (RFC 9700 §4.14.2). Revoking a refresh
+//! token ends its grant's access tokens too (RFC 7009 §2.1).
+//!
 //! Demo clients: [`PUBLIC_CLIENT`] (no secret: PKCE and device) and
 //! [`CONFIDENTIAL_CLIENT`] with [`CONFIDENTIAL_SECRET`] (client credentials).
 //! These are demo values, not secrets.
@@ -102,13 +108,15 @@ struct AccessToken {
     client_id: String,
     scope: String,
     expires: Instant,
-    /// The refresh token it came with (revoking that ends this one too).
-    family: Option<String>,
+    /// The grant (one sign-in) it belongs to, when it came with a refresh
+    /// token: revoking the grant ends it too.
+    grant: Option<String>,
 }
 
 struct RefreshToken {
     client_id: String,
     scope: String,
+    grant: String,
 }
 
 /// The authorization server's state.
@@ -120,6 +128,9 @@ pub struct State {
     devices: HashMap<String, Device>,
     access: HashMap<String, AccessToken>,
     refresh: HashMap<String, RefreshToken>,
+    /// Refresh tokens rotated out, and the grant each belonged to: one
+    /// coming back means it was copied or replayed (RFC 9700 §4.14.2).
+    spent: HashMap<String, String>,
     /// Every token, code and device code ever issued (for leak tests).
     pub issued: Vec<String>,
     /// Times of device-code polls, per user code.
@@ -156,17 +167,25 @@ impl State {
             .join(" ")
     }
 
-    fn issue(&mut self, client_id: &str, scope: &str, with_refresh: bool) -> serde_json::Value {
+    /// Issues an access token, and with `grant` a refresh token of that
+    /// grant (`Some(None)`: a new grant).
+    fn issue(
+        &mut self,
+        client_id: &str,
+        scope: &str,
+        grant: Option<Option<String>>,
+    ) -> serde_json::Value {
         let at = random("sbx-at-");
         let ttl = self.settings.access_ttl_secs;
-        let rt = with_refresh.then(|| random("sbx-rt-"));
+        let grant = grant.map(|g| g.unwrap_or_else(|| random("grant-")));
+        let rt = grant.as_ref().map(|_| random("sbx-rt-"));
         self.access.insert(
             at.clone(),
             AccessToken {
                 client_id: client_id.into(),
                 scope: scope.into(),
                 expires: Instant::now() + Duration::from_secs(ttl),
-                family: rt.clone(),
+                grant: grant.clone(),
             },
         );
         self.issued.push(at.clone());
@@ -176,18 +195,25 @@ impl State {
             "expires_in": ttl,
             "scope": scope,
         });
-        if let Some(rt) = rt {
+        if let (Some(rt), Some(grant)) = (rt, grant) {
             self.refresh.insert(
                 rt.clone(),
                 RefreshToken {
                     client_id: client_id.into(),
                     scope: scope.into(),
+                    grant,
                 },
             );
             self.issued.push(rt.clone());
             body["refresh_token"] = rt.into();
         }
         body
+    }
+
+    /// Ends a grant: its refresh token and every access token issued in it.
+    fn revoke_grant(&mut self, grant: &str) {
+        self.refresh.retain(|_, r| r.grant != grant);
+        self.access.retain(|_, a| a.grant.as_deref() != Some(grant));
     }
 
     /// Whether an access token is valid now; its client and scope if so.
@@ -475,10 +501,20 @@ async fn token(
                     "PKCE verification failed",
                 );
             }
-            token_ok(st.issue(&client_id, &c.scope, true))
+            token_ok(st.issue(&client_id, &c.scope, Some(None)))
         }
         "refresh_token" => {
             let rt = get("refresh_token");
+            if let Some(grant) = st.spent.get(rt).cloned() {
+                // A rotated-out refresh token came back: someone holds a
+                // copy, so the whole sign-in ends (RFC 9700 §4.14.2).
+                st.revoke_grant(&grant);
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "refresh token reused; the grant is revoked",
+                );
+            }
             let Some(r) = st.refresh.get(rt) else {
                 return oauth_error(
                     StatusCode::BAD_REQUEST,
@@ -493,10 +529,12 @@ async fn token(
                     "refresh token of another client",
                 );
             }
-            let scope = r.scope.clone();
-            // Rotation: the old refresh token stops working.
+            let (scope, grant) = (r.scope.clone(), r.grant.clone());
+            // Rotation: the old refresh token stops working, and is
+            // remembered so that its reuse is caught.
             st.refresh.remove(rt);
-            token_ok(st.issue(&client_id, &scope, true))
+            st.spent.insert(rt.to_string(), grant.clone());
+            token_ok(st.issue(&client_id, &scope, Some(Some(grant))))
         }
         DEVICE_GRANT => {
             let dc = get("device_code").to_string();
@@ -553,7 +591,7 @@ async fn token(
                 ),
                 DeviceState::Approved => {
                     st.devices.remove(&dc);
-                    token_ok(st.issue(&client_id, &scope, true))
+                    token_ok(st.issue(&client_id, &scope, Some(None)))
                 }
             }
         }
@@ -566,7 +604,7 @@ async fn token(
                 );
             }
             let scope = st.grant_scope(get("scope"));
-            token_ok(st.issue(&client_id, &scope, false))
+            token_ok(st.issue(&client_id, &scope, None))
         }
         "" => oauth_error(
             StatusCode::BAD_REQUEST,
@@ -681,14 +719,14 @@ async fn revoke(
         );
     };
     let mut st = s.oauth.lock().expect("oauth lock");
-    if st
+    if let Some(grant) = st
         .refresh
         .get(token)
-        .is_some_and(|r| r.client_id == client_id)
+        .filter(|r| r.client_id == client_id)
+        .map(|r| r.grant.clone())
     {
-        st.refresh.remove(token);
-        st.access
-            .retain(|_, a| a.family.as_deref() != Some(token.as_str()));
+        // §2.1: the access tokens of the same grant end too.
+        st.revoke_grant(&grant);
     } else if st
         .access
         .get(token)

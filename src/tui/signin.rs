@@ -133,5 +133,16 @@ pub fn describe(o: &LoginOutcome) -> String {
             }
         ));
     }
+    use crate::auth::login::Replaced;
+    match &o.replaced {
+        Some(Replaced::Revoked) => text.push_str("; the previous sign-in was revoked"),
+        Some(Replaced::RevokeFailed(why)) => text.push_str(&format!(
+            "; the previous sign-in could not be revoked ({why}) and stays valid until it expires"
+        )),
+        Some(Replaced::OtherServer) | Some(Replaced::NotRevocable) => {
+            text.push_str("; the previous sign-in was not revoked and stays valid until it expires")
+        }
+        Some(Replaced::SameGrant) | None => {}
+    }
     text
 }

@@ -32,6 +32,10 @@
 //!   devices whose `email` list holds the account's address exactly.
 
 use crate::connector::find_by_each_address;
+
+/// The sign-in methods this driver uses (`auth.flow`): a service account
+/// with domain-wide delegation, nothing else.
+pub const FLOWS: &[crate::auth::oauth::Flow] = &[crate::auth::oauth::Flow::JwtBearer];
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;

@@ -22,6 +22,7 @@ pub struct Vendor;
 
 impl super::App for Vendor {
     const DRIVER: &'static str = "google-workspace";
+    const FLOWS: &'static [crate::auth::oauth::Flow] = driver::FLOWS;
     type Twin = twin::State;
 
     fn driver(

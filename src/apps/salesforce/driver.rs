@@ -44,6 +44,18 @@
 //!   `Sforce-Limit-Info: api-usage=n/max` is kept for the health line.
 
 use crate::connector::find_by_each_address;
+
+/// The sign-in methods this driver uses (`auth.flow`).
+pub const FLOWS: &[crate::auth::oauth::Flow] = {
+    use crate::auth::oauth::Flow;
+    &[
+        Flow::JwtBearer,
+        Flow::DeviceCode,
+        Flow::AuthorizationCode,
+        Flow::ClientCredentials,
+        Flow::Static,
+    ]
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -774,6 +786,7 @@ impl Salesforce {
         // The revoke endpoint authenticates by the token itself: no bearer.
         let req = ApiRequest::new(Method::POST, url)
             .form(vec![("token".into(), token.expose().to_string())])
+            .secret_body()
             .unauthenticated()
             .idempotent(true);
         match self.client.send(req).await {

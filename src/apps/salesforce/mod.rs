@@ -26,6 +26,7 @@ pub struct Vendor;
 
 impl super::App for Vendor {
     const DRIVER: &'static str = "salesforce";
+    const FLOWS: &'static [crate::auth::oauth::Flow] = driver::FLOWS;
     type Twin = twin::State;
 
     fn driver(

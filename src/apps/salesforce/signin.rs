@@ -2,7 +2,9 @@
 //! code with PKCE), refresh and revocation are standard and go through
 //! [`OAuth`]; the device flow is Salesforce's own, at the token endpoint:
 //!
-//! - Start: `POST {login}/services/oauth2/token` with
+//! - Start (when no `device_url` is configured; with one, the standard
+//!   RFC 8628 request goes there and is polled the standard way):
+//!   `POST {login}/services/oauth2/token` with
 //!   `response_type=device_code&client_id&scope` answers
 //!   `{device_code, user_code, verification_uri, interval}` (no
 //!   `expires_in`: the code is taken to live 10 minutes).
@@ -100,6 +102,10 @@ impl SalesforceOAuth {
         &self.standard.settings
     }
 
+    fn client_secret(&self) -> &str {
+        self.s().client_secret.as_ref().map_or("", |s| s.expose())
+    }
+
     async fn post(
         &self,
         mut form: Vec<(&str, String)>,
@@ -141,7 +147,7 @@ impl SalesforceOAuth {
         Ok((status, body))
     }
 
-    fn error(status: u16, body: &[u8], what: &str) -> ConnectorError {
+    fn error(status: u16, body: &[u8], what: &str, carried: &[&str]) -> ConnectorError {
         if status == 429 || status >= 500 {
             return ConnectorError::Api {
                 status,
@@ -151,11 +157,14 @@ impl SalesforceOAuth {
         }
         match serde_json::from_slice::<ErrorAnswer>(body) {
             Ok(e) => ConnectorError::Auth(format!(
-                "{what}: the authorization server said {}{}",
-                sanitize::clean_max(&e.error, 80),
-                e.error_description
-                    .map(|d| format!(" ({})", sanitize::clean_max(&d, 200)))
-                    .unwrap_or_default()
+                "{what}: the authorization server said {}",
+                crate::auth::server_said(
+                    &e.error,
+                    e.error_description.as_deref(),
+                    carried,
+                    " (",
+                    ")"
+                )
             )),
             Err(_) => {
                 ConnectorError::Auth(format!("{what}: the token endpoint answered HTTP {status}"))
@@ -187,6 +196,11 @@ impl Authority for SalesforceOAuth {
     }
 
     async fn device_start(&self) -> Result<DeviceGrant, ConnectorError> {
+        // A device authorization endpoint of its own is the standard one
+        // (RFC 8628 §3.1): its request, and its polling.
+        if self.s().device_url.is_some() {
+            return Authority::device_start(&self.standard).await;
+        }
         let what = "device authorization";
         let form = vec![
             ("response_type", "device_code".to_string()),
@@ -194,7 +208,7 @@ impl Authority for SalesforceOAuth {
         ];
         let (status, body) = self.post(form, what).await?;
         if status != 200 {
-            return Err(Self::error(status, &body, what));
+            return Err(Self::error(status, &body, what, &[self.client_secret()]));
         }
         let d: DeviceAnswer = serde_json::from_slice(&body).map_err(|_| {
             ConnectorError::BadResponse(format!(
@@ -257,13 +271,20 @@ impl Authority for SalesforceOAuth {
             if status == 429 || status >= 500 {
                 continue;
             }
-            let code = serde_json::from_slice::<ErrorAnswer>(&body)
+            let answer = serde_json::from_slice::<ErrorAnswer>(&body)
                 .map(|e| e.error)
                 .unwrap_or_default();
-            match code.as_str() {
+            match answer.as_str() {
                 "authorization_pending" => {}
                 "slow_down" => interval += Duration::from_secs(5),
-                _ => return Err(Self::error(status, &body, what)),
+                _ => {
+                    return Err(Self::error(
+                        status,
+                        &body,
+                        what,
+                        &[code.expose(), self.client_secret()],
+                    ));
+                }
             }
         }
     }

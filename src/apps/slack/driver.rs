@@ -66,6 +66,12 @@
 //!   (buckets `scim_read`, `scim_write` in `settings.tiers`); other apps'
 //!   calls are only seen through 429 `Retry-After`.
 
+/// The sign-in methods this driver uses (`auth.flow`): an admin user token
+/// from a file or variable, or from Slack OAuth v2 (`offboard login`).
+pub const FLOWS: &[crate::auth::oauth::Flow] = &[
+    crate::auth::oauth::Flow::Static,
+    crate::auth::oauth::Flow::AuthorizationCode,
+];
 use crate::connector::find_by_each_address;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -20,6 +20,7 @@ pub struct Vendor;
 
 impl super::App for Vendor {
     const DRIVER: &'static str = "slack";
+    const FLOWS: &'static [crate::auth::oauth::Flow] = driver::FLOWS;
     type Twin = twin::State;
 
     fn driver(

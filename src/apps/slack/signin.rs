@@ -144,6 +144,11 @@ impl SlackOAuth {
         mut form: Vec<(&str, String)>,
         what: &str,
     ) -> Result<Access, ConnectorError> {
+        // What the request carries, never repeated from an answer.
+        let mut carried: Vec<String> = form.iter().map(|(_, v)| v.clone()).collect();
+        if let Some(secret) = &self.settings.client_secret {
+            carried.push(secret.expose().to_string());
+        }
         let mut req = self
             .http
             .post(self.settings.token_url.clone())
@@ -168,7 +173,13 @@ impl SlackOAuth {
             ))
         })?;
         if !access.ok {
-            let code = sanitize::clean_max(access.error.as_deref().unwrap_or("unknown_error"), 80);
+            let raw = access.error.as_deref().unwrap_or("unknown_error");
+            let carried: Vec<&str> = carried.iter().map(String::as_str).collect();
+            let code = if crate::auth::echoes(raw, &carried) {
+                "an error whose text repeats a credential of the request (not shown)".to_string()
+            } else {
+                sanitize::clean_max(raw, 80)
+            };
             return Err(ConnectorError::Auth(format!(
                 "{what}: the authorization server said {code}{}",
                 hint(&code)
@@ -237,7 +248,13 @@ impl SlackOAuth {
             (false, Some("invalid_auth" | "token_revoked" | "account_inactive")) => Ok(false),
             (false, e) => Err(ConnectorError::Auth(format!(
                 "token revocation: the authorization server said {}",
-                sanitize::clean_max(e.unwrap_or("unknown_error"), 80)
+                crate::auth::server_said(
+                    e.unwrap_or("unknown_error"),
+                    None,
+                    &[token.expose()],
+                    "",
+                    ""
+                )
             ))),
         }
     }
