@@ -658,6 +658,12 @@ fn err(code: &str) -> Response {
     Json(json!({"ok": false, "error": code})).into_response()
 }
 
+/// Slack's answer to a method name it does not have: HTTP 200, `ok:false`,
+/// `unknown_method`, and the name asked for in `req_method`.
+pub fn unknown_method(method: &str) -> Response {
+    Json(json!({"ok": false, "error": "unknown_method", "req_method": method})).into_response()
+}
+
 /// The arguments of a call, from the query, a form body or a JSON body.
 struct Args(HashMap<String, String>);
 
@@ -868,7 +874,7 @@ async fn web_api(
         "admin.roles.removeAssignments" => roles_remove(&mut st, &args),
         "admin.apps.uninstall" => apps_uninstall(&mut st, &args),
         "team.integrationLogs" => integration_logs(&st, &args),
-        _ => Err("unknown_method"),
+        _ => Ok(unknown_method(&method)),
     };
     // Like Slack, every answer names the token's scopes.
     let mut resp = r.unwrap_or_else(err);
