@@ -796,3 +796,93 @@ async fn api_text_is_sanitised_before_it_reaches_labels() {
     let _ = &e.dir;
     e.sb.stop().await;
 }
+
+/// Google's own Python client (google-api-python-client and google-auth,
+/// unmodified: discovery-built services with `rootUrl` pointed here, a
+/// service-account JWT signed for Google's token URL) runs an offboarding
+/// against the sandbox: partial responses, its own paging, a batch of
+/// membership removals, `users.update`, licence listings and 2-Step
+/// Verification turn-off, each confirmed by a fresh read.
+/// `.ci/run` installs the packages; see tests/clients/google_client.py.
+#[tokio::test]
+async fn googles_own_python_client_runs_an_offboarding() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let probe = tokio::process::Command::new("python3")
+        .args([
+            "-c",
+            "import googleapiclient.discovery, google.oauth2.service_account, google_auth_httplib2",
+        ])
+        .output()
+        .await;
+    assert!(
+        probe.as_ref().is_ok_and(|o| o.status.success()),
+        "this test needs python3 with google-api-python-client and google-auth \
+         (pip install google-api-python-client google-auth): {probe:?}"
+    );
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let sb = sandbox::start(Options {
+        faults: common::quick(200),
+        access_log: Some(log.path().to_path_buf()),
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    sandbox::write_demo_keys(dir.path()).unwrap();
+    let mut cmd = tokio::process::Command::new("python3");
+    cmd.arg(root.join("tests/clients/google_client.py"))
+        .arg("--base-url")
+        .arg(&sb.base_url)
+        .arg("--key-file")
+        .arg(dir.path().join("google-service-account.json"))
+        .kill_on_drop(true);
+    // The project's copies of the discovery documents when they are there
+    // (else the client's own copies of the same documents).
+    let specs = root.join("../shared/specs");
+    for (flag, file) in [
+        ("--directory-doc", "google-admin-directory-v1.json"),
+        ("--licensing-doc", "google-licensing-v1.json"),
+    ] {
+        if specs.join(file).is_file() {
+            cmd.arg(flag).arg(specs.join(file));
+        }
+    }
+    let out = tokio::time::timeout(Duration::from_secs(180), cmd.output())
+        .await
+        .expect("the client finishes in time")
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the client failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("offboarded dana.whitfield@example.com"),
+        "{stdout}"
+    );
+    // It used what it was meant to, and the sandbox answered each.
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    for needle in [
+        r#""method":"PUT","path":"/admin/directory/v1/users/dana.whitfield%40example.com""#,
+        r#""method":"POST","path":"/batch","query":null,"status":200"#,
+        "fields=items%28clientId%2CdisplayText%29",
+        "/twoStepVerification/turnOff",
+        "/apps/licensing/v1/product/Google-Apps/users",
+        "/customers/my_customer",
+    ] {
+        assert!(text.contains(needle), "{needle} not in the access log");
+    }
+    {
+        let st = sb.state.google.lock().unwrap();
+        let u = st.user_index("dana.whitfield@example.com").unwrap();
+        assert!(st.users[u].suspended && !st.users[u].two_sv);
+        assert!(
+            st.memberships
+                .iter()
+                .filter(|m| m.user == u)
+                .all(|m| m.removed_at.is_some())
+        );
+    }
+    sb.stop().await;
+}
