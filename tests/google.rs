@@ -1511,3 +1511,89 @@ async fn batch_parts_meet_the_same_quota_as_single_calls() {
     );
     sb.stop().await;
 }
+
+#[tokio::test]
+async fn users_list_searches_and_one_token_or_app_password_can_be_read() {
+    let sb = common::sandbox(common::quick(200)).await;
+    let api = Api::new(&sb).await;
+    let users = |q: &str| {
+        let api = &api;
+        let q = q.to_string();
+        async move { api.get(&format!("{DIR}/users?{q}")).await }
+    };
+    let primary = |v: &serde_json::Value| -> Vec<String> {
+        v["users"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|u| u["primaryEmail"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // The lookup REFERENCE.md documents, by primary address and by alias.
+    let (st, v) = users("customer=my_customer&query=email%3Adana.whitfield%40example.com").await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["kind"], "admin#directory#users");
+    assert_eq!(primary(&v), ["dana.whitfield@example.com"]);
+    let (_, v) = users("customer=my_customer&query=email%3Ddana.w%40example.com").await;
+    assert_eq!(primary(&v), ["dana.whitfield@example.com"]);
+    let (_, v) = users("domain=example.com&query=isSuspended%3Dtrue").await;
+    assert!(primary(&v).contains(&"tom.becker@example.com".to_string()));
+    let (_, v) = users("customer=my_customer&query=email%3Anobody%40example.com").await;
+    assert!(v.get("users").is_none(), "{v}");
+    let (_, v) = users("customer=my_customer&orderBy=email&maxResults=500").await;
+    let all = primary(&v);
+    assert!(all.len() >= 300 && v.get("nextPageToken").is_none());
+    let mut sorted = all.clone();
+    sorted.sort_by_key(|e| e.to_lowercase());
+    assert_eq!(all, sorted);
+    for q in [
+        "maxResults=10",
+        "customer=my_customer&maxResults=501",
+        "customer=my_customer&query=shoeSize%3D9",
+    ] {
+        assert_eq!(users(q).await.0, 400, "{q}");
+    }
+
+    // tokens.get and asps.get.
+    let (_, list) = api.get(&format!("{DIR}/users/{DANA}/tokens")).await;
+    let client = list["items"][0]["clientId"].as_str().unwrap().to_string();
+    let one = format!("{DIR}/users/{DANA}/tokens/{client}");
+    let (st, t) = api.get(&one).await;
+    assert_eq!((st, &t), (200, &list["items"][0]));
+    let (_, asps) = api.get(&format!("{DIR}/users/{DANA}/asps")).await;
+    let code = asps["items"][0]["codeId"].as_i64().unwrap();
+    let (st, a) = api.get(&format!("{DIR}/users/{DANA}/asps/{code}")).await;
+    assert_eq!((st, &a), (200, &asps["items"][0]));
+    assert_eq!(api.get(&format!("{DIR}/users/{DANA}/asps/1")).await.0, 404);
+    assert_eq!(api.call(reqwest::Method::DELETE, &one, None).await.0, 204);
+    common::wait_for(Duration::from_secs(10), "token gone", || async {
+        (api.get(&one).await.0 == 404).then_some(())
+    })
+    .await;
+
+    // makeAdmin.
+    let make = format!("{DIR}/users/{DANA}/makeAdmin");
+    let (st, _) = api
+        .call(
+            reqwest::Method::POST,
+            &make,
+            Some(serde_json::json!({"status": true})),
+        )
+        .await;
+    assert_eq!(st, 204);
+    assert_eq!(
+        api.get(&format!("{DIR}/users/{DANA}")).await.1["isAdmin"],
+        true
+    );
+    let (st, _) = api
+        .call(
+            reqwest::Method::POST,
+            &make,
+            Some(serde_json::json!({"status": "no"})),
+        )
+        .await;
+    assert_eq!(st, 400);
+    sb.stop().await;
+}

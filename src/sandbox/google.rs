@@ -1,7 +1,11 @@
 //! Google Workspace emulator: the Directory API (users, tokens, asps,
-//! verificationCodes, signOut, groups, members, roleassignments, roles,
-//! mobile devices), the Licensing API, and the OAuth token endpoint for the
-//! JWT bearer grant of a service account with domain-wide delegation.
+//! verificationCodes, signOut, twoStepVerification, groups, members,
+//! customers, roleassignments, roles, mobile devices), the Licensing API,
+//! and the OAuth token endpoint for the JWT bearer grant of a service
+//! account with domain-wide delegation. Every route takes the global
+//! `fields` parameter ([`partial`]), and `POST /batch` ([`batch`]) runs
+//! multipart batches through the same router, so unmodified Google clients
+//! work against it.
 //!
 //! Shapes follow the discovery documents (`kind`, `etag`, field names; empty
 //! lists omit `items`, as Google does). Lists page with `maxResults` /
@@ -975,6 +979,11 @@ const D: &str = "/admin/directory/v1";
 pub fn routes() -> Router<Shared> {
     Router::new()
         .route("/token", post(token))
+        .route(&format!("{D}/users"), get(list_users))
+        .route(
+            &format!("{D}/users/{{userKey}}/makeAdmin"),
+            post(make_admin),
+        )
         .route(
             &format!("{D}/users/{{userKey}}"),
             get(get_user).patch(patch_user).put(patch_user),
@@ -986,12 +995,12 @@ pub fn routes() -> Router<Shared> {
         .route(&format!("{D}/users/{{userKey}}/tokens"), get(list_tokens))
         .route(
             &format!("{D}/users/{{userKey}}/tokens/{{clientId}}"),
-            axum::routing::delete(delete_token),
+            get(get_token).delete(delete_token),
         )
         .route(&format!("{D}/users/{{userKey}}/asps"), get(list_asps))
         .route(
             &format!("{D}/users/{{userKey}}/asps/{{codeId}}"),
-            axum::routing::delete(delete_asp),
+            get(get_asp).delete(delete_asp),
         )
         .route(
             &format!("{D}/users/{{userKey}}/verificationCodes"),
@@ -1063,7 +1072,7 @@ fn required_scopes(method: &axum::http::Method, path: &str) -> &'static [&'stati
         || under("/users/{userKey}/twoStepVerification")
     {
         &["admin.directory.user.security"]
-    } else if under("/users/") {
+    } else if under("/users/") || path == format!("{D}/users") {
         if read {
             &["admin.directory.user", "admin.directory.user.readonly"]
         } else {
@@ -1388,6 +1397,144 @@ async fn sign_out(
     no_content()
 }
 
+/// `users.makeAdmin` `{"status": bool}`: grants or takes away super admin.
+async fn make_admin(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+    body: Option<Json<Value>>,
+) -> Response {
+    let mut g = guard!(s, headers, Some(&key));
+    let Some(u) = g.user_index(&key) else {
+        return not_found("userKey");
+    };
+    match body.as_ref().and_then(|Json(b)| b.get("status")) {
+        Some(Value::Bool(b)) => {
+            g.users[u].is_admin = *b;
+            no_content()
+        }
+        _ => bad_request("Invalid value for field 'status': expected a boolean"),
+    }
+}
+
+/// One clause of a user search: `email` (`=` exact, `:` exact or a
+/// trailing `*` prefix; primary address or alias), `isSuspended=`,
+/// `isAdmin=`, `orgUnitPath=`.
+fn user_matches(g: &State, s: &SandboxState, i: usize, clause: &str) -> Result<bool, ()> {
+    let at = clause.find([':', '=']).ok_or(())?;
+    let (field, rest) = clause.split_at(at);
+    let (op, value) = rest.split_at(1);
+    let value = unquote(value);
+    let u = &g.users[i];
+    let flag = |b: bool| match value {
+        "true" => Ok(b),
+        "false" => Ok(!b),
+        _ => Err(()),
+    };
+    match (field, op) {
+        ("email", _) => {
+            let v = value.to_lowercase();
+            let m = match (op, v.strip_suffix('*')) {
+                (":", Some(p)) => Match::Prefix(p.to_string()),
+                _ => Match::Exact(v.clone()),
+            };
+            Ok(std::iter::once(&u.primary_email)
+                .chain(&u.aliases)
+                .any(|e| m.hits(e)))
+        }
+        ("isSuspended", "=") => flag(g.shows_suspended(s, i)),
+        ("isAdmin", "=") => flag(u.is_admin),
+        ("orgUnitPath", "=") => Ok(u.org_unit.eq_ignore_ascii_case(value)),
+        _ => Err(()),
+    }
+}
+
+/// `users.list`: `customer` or `domain` (one is required), `query`,
+/// `orderBy` (`email`, `givenName`, `familyName`), `sortOrder`, paged
+/// (default 100, at most 500).
+async fn list_users(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    Query(p): Query<ListParams>,
+) -> Response {
+    let mut g = guard!(s, headers, None, p.page_token.is_some());
+    let max = match p.max(100, 500) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    match (&p.customer, &p.domain) {
+        (None, None) => return bad_request("Bad Request: customer or domain is required"),
+        (Some(c), _) if !customer_ok(c) => return bad_request("Bad Request"),
+        (_, Some(d)) if !d.eq_ignore_ascii_case(CUSTOMER_DOMAIN) => {
+            return google_error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Not Authorized to access this resource/api",
+            );
+        }
+        _ => {}
+    }
+    let clauses = p.query.as_deref().map(query_clauses).unwrap_or_default();
+    let mut picked = Vec::new();
+    for i in 0..g.users.len() {
+        let mut all = true;
+        for c in &clauses {
+            match user_matches(&g, &s, i, c) {
+                Ok(hit) => all &= hit,
+                Err(()) => return bad_request(&format!("Invalid Input: {c}")),
+            }
+        }
+        if all {
+            picked.push(i);
+        }
+    }
+    let key = |i: &usize| -> String {
+        let u = &g.users[*i];
+        match p.order_by.as_deref() {
+            Some("givenName") => u.given.to_lowercase(),
+            Some("familyName") => u.family.to_lowercase(),
+            _ => u.primary_email.to_lowercase(),
+        }
+    };
+    match p.order_by.as_deref() {
+        None => {}
+        Some("email" | "givenName" | "familyName") => picked.sort_by_key(key),
+        Some(_) => return bad_request("Invalid value for orderBy"),
+    }
+    match p.sort_order.as_deref() {
+        None => {}
+        Some(o) if o.eq_ignore_ascii_case("ASCENDING") => {}
+        Some(o) if o.eq_ignore_ascii_case("DESCENDING") => {
+            if p.order_by.is_some() {
+                picked.reverse();
+            }
+        }
+        Some(_) => return bad_request("Invalid value for sortOrder"),
+    }
+    let listing = format!(
+        "users:{}:{}:{}:{}",
+        p.query.as_deref().unwrap_or(""),
+        p.order_by.as_deref().unwrap_or(""),
+        p.sort_order.as_deref().unwrap_or(""),
+        p.domain.as_deref().unwrap_or(""),
+    );
+    let (range, next) = match g.page(&listing, picked.len(), max, p.page_token.as_deref()) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let items: Vec<Value> = picked[range].iter().map(|&i| g.user_json(&s, i)).collect();
+    let mut v = list_body(
+        "admin#directory#users",
+        etag(&[&listing, &picked.len().to_string()]),
+        "users",
+        items,
+    );
+    if let Some(n) = next {
+        v["nextPageToken"] = json!(n);
+    }
+    Json(v).into_response()
+}
+
 /// `twoStepVerification.turnOff`: the user is no longer enrolled, and the
 /// backup codes that belonged to the enrolment are gone. Google does not
 /// document an answer for a user who is not enrolled; 204 is assumed.
@@ -1422,18 +1569,7 @@ async fn list_tokens(
         .tokens
         .iter()
         .filter(|t| t.user == u && s.still_listed(t.removed_at))
-        .map(|t| {
-            json!({
-                "kind": "admin#directory#token",
-                "etag": etag(&[user_key, &t.client_id]),
-                "clientId": t.client_id,
-                "displayText": t.display_text,
-                "scopes": t.scopes,
-                "anonymous": false,
-                "nativeApp": t.native_app,
-                "userKey": user_key,
-            })
-        })
+        .map(|t| token_json(user_key, t))
         .collect();
     Json(list_body(
         "admin#directory#tokenList",
@@ -1442,6 +1578,39 @@ async fn list_tokens(
         items,
     ))
     .into_response()
+}
+
+fn token_json(user_key: &str, t: &Token) -> Value {
+    json!({
+        "kind": "admin#directory#token",
+        "etag": etag(&[user_key, &t.client_id]),
+        "clientId": t.client_id,
+        "displayText": t.display_text,
+        "scopes": t.scopes,
+        "anonymous": false,
+        "nativeApp": t.native_app,
+        "userKey": user_key,
+    })
+}
+
+/// `tokens.get`: one client's token (a removal shows after the delay).
+async fn get_token(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    Path((key, client_id)): Path<(String, String)>,
+) -> Response {
+    let g = guard!(s, headers, Some(&key));
+    let Some(u) = g.user_index(&key) else {
+        return not_found("userKey");
+    };
+    match g
+        .tokens
+        .iter()
+        .find(|t| t.user == u && t.client_id == client_id && s.still_listed(t.removed_at))
+    {
+        Some(t) => Json(token_json(&g.users[u].id, t)).into_response(),
+        None => not_found("clientId"),
+    }
 }
 
 async fn delete_token(
@@ -1486,17 +1655,7 @@ async fn list_asps(
         .asps
         .iter()
         .filter(|a| a.user == u && s.still_listed(a.removed_at))
-        .map(|a| {
-            json!({
-                "kind": "admin#directory#asp",
-                "etag": etag(&[user_key, &a.code_id.to_string()]),
-                "codeId": a.code_id,
-                "name": a.name,
-                "creationTime": a.creation_time.to_string(),
-                "lastTimeUsed": a.last_time_used.to_string(),
-                "userKey": user_key,
-            })
-        })
+        .map(|a| asp_json(user_key, a))
         .collect();
     Json(list_body(
         "admin#directory#aspList",
@@ -1505,6 +1664,41 @@ async fn list_asps(
         items,
     ))
     .into_response()
+}
+
+fn asp_json(user_key: &str, a: &Asp) -> Value {
+    json!({
+        "kind": "admin#directory#asp",
+        "etag": etag(&[user_key, &a.code_id.to_string()]),
+        "codeId": a.code_id,
+        "name": a.name,
+        "creationTime": a.creation_time.to_string(),
+        "lastTimeUsed": a.last_time_used.to_string(),
+        "userKey": user_key,
+    })
+}
+
+/// `asps.get`.
+async fn get_asp(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    Path((key, code)): Path<(String, String)>,
+) -> Response {
+    let g = guard!(s, headers, Some(&key));
+    let Some(u) = g.user_index(&key) else {
+        return not_found("userKey");
+    };
+    let Ok(code) = code.parse::<i64>() else {
+        return bad_request("Invalid value for codeId: expected an integer");
+    };
+    match g
+        .asps
+        .iter()
+        .find(|a| a.user == u && a.code_id == code && s.still_listed(a.removed_at))
+    {
+        Some(a) => Json(asp_json(&g.users[u].id, a)).into_response(),
+        None => not_found("codeId"),
+    }
 }
 
 async fn delete_asp(
