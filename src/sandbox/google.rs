@@ -1501,15 +1501,15 @@ async fn list_users(
         Some("email" | "givenName" | "familyName") => picked.sort_by_key(key),
         Some(_) => return bad_request("Invalid value for orderBy"),
     }
-    match p.sort_order.as_deref() {
-        None => {}
-        Some(o) if o.eq_ignore_ascii_case("ASCENDING") => {}
-        Some(o) if o.eq_ignore_ascii_case("DESCENDING") => {
-            if p.order_by.is_some() {
-                picked.reverse();
-            }
-        }
+    let descending = match p.sort_order.as_deref() {
+        None => false,
+        Some(o) if o.eq_ignore_ascii_case("ASCENDING") => false,
+        Some(o) if o.eq_ignore_ascii_case("DESCENDING") => true,
         Some(_) => return bad_request("Invalid value for sortOrder"),
+    };
+    // The order applies only to a sorted list.
+    if descending && p.order_by.is_some() {
+        picked.reverse();
     }
     let listing = format!(
         "users:{}:{}:{}:{}",
