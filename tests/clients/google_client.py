@@ -25,6 +25,7 @@ import time
 
 import google_auth_httplib2
 import httplib2
+from google.auth.exceptions import GoogleAuthError
 from google.oauth2 import service_account
 from googleapiclient import discovery
 from googleapiclient.errors import HttpError
@@ -263,6 +264,6 @@ def main():
 if __name__ == "__main__":
     try:
         main()
-    except (Failed, HttpError) as e:
+    except (Failed, HttpError, GoogleAuthError) as e:
         print(f"FAILED: {e}", file=sys.stderr)
         sys.exit(1)
