@@ -776,3 +776,806 @@ async fn api_text_is_sanitised_before_it_reaches_labels() {
     let _ = &e.dir;
     e.sb.stop().await;
 }
+
+/// Google's own Python client (google-api-python-client and google-auth,
+/// unmodified: discovery-built services with `rootUrl` pointed here, a
+/// service-account JWT signed for Google's token URL) runs an offboarding
+/// against the sandbox: partial responses, its own paging, a batch of
+/// membership removals, `users.update`, licence listings and 2-Step
+/// Verification turn-off, each confirmed by a fresh read.
+/// `.ci/run` installs the packages; see tests/clients/google_client.py.
+#[tokio::test]
+async fn googles_own_python_client_runs_an_offboarding() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let probe = tokio::process::Command::new("python3")
+        .args([
+            "-c",
+            "import googleapiclient.discovery, google.oauth2.service_account, google_auth_httplib2",
+        ])
+        .output()
+        .await;
+    assert!(
+        probe.as_ref().is_ok_and(|o| o.status.success()),
+        "this test needs python3 with google-api-python-client and google-auth \
+         (pip install google-api-python-client google-auth): {probe:?}"
+    );
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let sb = sandbox::start(Options {
+        faults: common::quick(200),
+        access_log: Some(log.path().to_path_buf()),
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    sandbox::write_demo_keys(dir.path()).unwrap();
+    let mut cmd = tokio::process::Command::new("python3");
+    cmd.arg(root.join("tests/clients/google_client.py"))
+        .arg("--base-url")
+        .arg(&sb.base_url)
+        .arg("--key-file")
+        .arg(dir.path().join("google-service-account.json"))
+        .kill_on_drop(true);
+    // The project's copies of the discovery documents when they are there
+    // (else the client's own copies of the same documents).
+    let specs = root.join("../shared/specs");
+    for (flag, file) in [
+        ("--directory-doc", "google-admin-directory-v1.json"),
+        ("--licensing-doc", "google-licensing-v1.json"),
+    ] {
+        if specs.join(file).is_file() {
+            cmd.arg(flag).arg(specs.join(file));
+        }
+    }
+    let out = tokio::time::timeout(Duration::from_secs(180), cmd.output())
+        .await
+        .expect("the client finishes in time")
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the client failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("offboarded dana.whitfield@example.com"),
+        "{stdout}"
+    );
+    // It used what it was meant to, and the sandbox answered each.
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    for needle in [
+        r#""method":"PUT","path":"/admin/directory/v1/users/dana.whitfield%40example.com""#,
+        r#""method":"POST","path":"/batch","query":null,"status":200"#,
+        "fields=items%28clientId%2CdisplayText%29",
+        "/twoStepVerification/turnOff",
+        "/apps/licensing/v1/product/Google-Apps/users",
+        "/customers/my_customer",
+    ] {
+        assert!(text.contains(needle), "{needle} not in the access log");
+    }
+    {
+        let st = sb.state.google.lock().unwrap();
+        let u = st.user_index("dana.whitfield@example.com").unwrap();
+        assert!(st.users[u].suspended && !st.users[u].two_sv);
+        assert!(
+            st.memberships
+                .iter()
+                .filter(|m| m.user == u)
+                .all(|m| m.removed_at.is_some())
+        );
+    }
+    sb.stop().await;
+}
+
+// ---- the API as any Google client calls it ---------------------------------
+
+const DIR: &str = "/admin/directory/v1";
+
+/// A signed service-account assertion for the demo admin with this audience
+/// (None: the token URL it is posted to).
+fn assertion(sb: &Running, audience: Option<&str>, scopes: &[&str]) -> String {
+    let jwt = offboard::auth::jwt::JwtBearer::new(
+        shared_reqwest(),
+        offboard::auth::jwt::JwtBearerConfig {
+            token_url: url::Url::parse(&format!("{}/token", sb.base_url)).unwrap(),
+            issuer: offboard::apps::google::DEMO_CLIENT_EMAIL.into(),
+            subject: Some(sandbox::DEMO_ADMIN.into()),
+            scopes: scopes
+                .iter()
+                .map(|s| format!("https://www.googleapis.com/auth/{s}"))
+                .collect(),
+            audience: audience.map(str::to_string),
+            private_key_pem: offboard::secret::Secret::new(
+                offboard::apps::google::DEMO_PRIVATE_KEY,
+            ),
+            key_id: None,
+        },
+    )
+    .unwrap();
+    jwt.assertion().unwrap().expose().to_string()
+}
+
+async fn post_assertion(sb: &Running, assertion: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}/token", sb.base_url))
+        .form(&[
+            ("grant_type", offboard::auth::jwt::GRANT_TYPE),
+            ("assertion", assertion),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+const ALL_SCOPES: &[&str] = &[
+    "admin.directory.user",
+    "admin.directory.user.security",
+    "admin.directory.group",
+    "admin.directory.customer.readonly",
+    "apps.licensing",
+];
+
+/// A client holding an access token with every scope the calls need.
+struct Api {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn new(sb: &Running) -> Api {
+        let r = post_assertion(sb, &assertion(sb, None, ALL_SCOPES)).await;
+        assert_eq!(r.status(), 200);
+        let v: serde_json::Value = r.json().await.unwrap();
+        Api {
+            base: sb.base_url.clone(),
+            token: v["access_token"].as_str().unwrap().to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        let v = if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"))
+        };
+        (status, v)
+    }
+
+    async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+}
+
+fn keys(v: &serde_json::Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    k.sort();
+    k
+}
+
+fn emails(v: &serde_json::Value) -> Vec<String> {
+    v["groups"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|g| g["email"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+const DANA: &str = "dana.whitfield%40example.com";
+
+#[tokio::test]
+async fn the_token_endpoint_accepts_googles_token_url_as_audience() {
+    let sb = common::sandbox(common::quick(100)).await;
+    // What Google's client libraries sign, whatever URL they post to.
+    let r = post_assertion(
+        &sb,
+        &assertion(&sb, Some("https://oauth2.googleapis.com/token"), ALL_SCOPES),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert!(v["access_token"].as_str().unwrap().starts_with("ya29."));
+    // Its own URL still works; any other audience does not.
+    assert_eq!(
+        post_assertion(&sb, &assertion(&sb, None, ALL_SCOPES))
+            .await
+            .status(),
+        200
+    );
+    let r = post_assertion(
+        &sb,
+        &assertion(&sb, Some("https://elsewhere.example/token"), ALL_SCOPES),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        v["error_description"],
+        "Invalid JWT: Failed audience check."
+    );
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn users_update_is_put_with_the_same_suspension_as_patch() {
+    let sb = common::sandbox(common::quick(100)).await;
+    let api = Api::new(&sb).await;
+    let path = format!("{DIR}/users/{DANA}");
+    let (st, v) = api
+        .call(
+            reqwest::Method::PUT,
+            &path,
+            Some(serde_json::json!({"suspended": true})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["suspended"], true);
+    assert_eq!(v["suspensionReason"], "ADMIN");
+    common::wait_for(Duration::from_secs(10), "suspension shows", || async {
+        (api.get(&path).await.1["suspended"] == true).then_some(())
+    })
+    .await;
+    let (st, v) = api
+        .call(
+            reqwest::Method::PUT,
+            &path,
+            Some(serde_json::json!({"suspended": false})),
+        )
+        .await;
+    assert_eq!((st, &v["suspended"]), (200, &serde_json::json!(false)));
+    assert_eq!(api.get(&path).await.1["suspended"], false);
+    let (st, v) = api
+        .call(
+            reqwest::Method::PUT,
+            &path,
+            Some(serde_json::json!({"suspended": "yes"})),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn groups_list_honours_search_customer_domain_user_and_order() {
+    let sb = common::sandbox(common::quick(100)).await;
+    let api = Api::new(&sb).await;
+    let g = |q: String| {
+        let api = &api;
+        async move { api.get(&format!("{DIR}/groups?{q}")).await }
+    };
+    let (st, by_user) = g(format!("userKey={DANA}")).await;
+    assert_eq!(st, 200);
+    let mut mine = emails(&by_user);
+    assert_eq!(mine.len(), 12, "{mine:?}");
+    // A member search finds the same groups, and only those.
+    let (st, searched) = g(format!(
+        "customer=my_customer&query=memberKey%3D{DANA}&orderBy=email"
+    ))
+    .await;
+    assert_eq!(st, 200, "{searched}");
+    mine.sort();
+    assert_eq!(emails(&searched), mine);
+    let (_, desc) = g(format!(
+        "customer=my_customer&query=memberKey%3D{DANA}&orderBy=email&sortOrder=DESCENDING"
+    ))
+    .await;
+    let mut rev = mine.clone();
+    rev.reverse();
+    assert_eq!(emails(&desc), rev);
+    let (_, nobody) = g("customer=my_customer&query=memberKey%3Dnobody%40example.com".into()).await;
+    assert!(emails(&nobody).is_empty());
+    // Email and name clauses.
+    let (_, sales) = g("domain=example.com&query=email%3Asales*".into()).await;
+    assert_eq!(
+        emails(&sales),
+        [
+            "sales@example.com",
+            "sales-emea@example.com",
+            "sales-na@example.com"
+        ]
+    );
+    let (_, exact) = g("customer=my_customer&query=name%3D%27payroll%27".into()).await;
+    assert_eq!(emails(&exact), ["payroll@example.com"]);
+    // The whole customer or domain, paged.
+    let (_, page) = g("customer=my_customer&maxResults=25".into()).await;
+    assert_eq!(emails(&page).len(), 25);
+    assert!(page["nextPageToken"].is_string());
+    let (_, all) = g("domain=example.com".into()).await;
+    assert_eq!(emails(&all).len(), 40);
+    // What Google refuses.
+    for (q, want) in [
+        ("maxResults=10".to_string(), 400),
+        (format!("customer=my_customer&userKey={DANA}"), 400),
+        ("customer=C0nobody".into(), 400),
+        ("customer=my_customer&orderBy=name".into(), 400),
+        ("customer=my_customer&query=owner%3Dx".into(), 400),
+        ("domain=elsewhere.example".into(), 403),
+    ] {
+        let (st, v) = g(q.clone()).await;
+        assert_eq!(st, want, "{q}: {v}");
+        assert_eq!(v["error"]["code"], want, "{q}: {v}");
+    }
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn groups_and_members_can_be_read_one_by_one() {
+    let sb = common::sandbox(common::quick(300)).await;
+    let api = Api::new(&sb).await;
+    let (st, by_email) = api
+        .get(&format!("{DIR}/groups/payroll%40example.com"))
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(by_email["kind"], "admin#directory#group");
+    let id = by_email["id"].as_str().unwrap();
+    let (st, by_id) = api.get(&format!("{DIR}/groups/{id}")).await;
+    assert_eq!((st, &by_id), (200, &by_email));
+    assert_eq!(
+        api.get(&format!("{DIR}/groups/nope%40example.com")).await.0,
+        404
+    );
+
+    let member = format!("{DIR}/groups/payroll%40example.com/members/{DANA}");
+    let (st, m) = api.get(&member).await;
+    assert_eq!(st, 200, "{m}");
+    assert_eq!(m["kind"], "admin#directory#member");
+    assert_eq!(m["email"], "dana.whitfield@example.com");
+    assert_eq!((&m["type"], &m["role"]), (&"USER".into(), &"MEMBER".into()));
+    let has = format!("{DIR}/groups/payroll%40example.com/hasMember/{DANA}");
+    assert_eq!(api.get(&has).await.1, serde_json::json!({"isMember": true}));
+    let (st, v) = api
+        .get(&format!(
+            "{DIR}/groups/payroll%40example.com/members/admin%40example.com"
+        ))
+        .await;
+    assert_eq!(
+        (st, &v["error"]["errors"][0]["reason"]),
+        (404, &"notFound".into())
+    );
+
+    // A removal shows in both once the consistency delay has passed.
+    assert_eq!(
+        api.call(reqwest::Method::DELETE, &member, None).await.0,
+        204
+    );
+    common::wait_for(Duration::from_secs(10), "membership gone", || async {
+        (api.get(&member).await.0 == 404).then_some(())
+    })
+    .await;
+    assert_eq!(
+        api.get(&has).await.1,
+        serde_json::json!({"isMember": false})
+    );
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn customers_get_answers_my_customer() {
+    let sb = common::sandbox(common::quick(100)).await;
+    let api = Api::new(&sb).await;
+    let (st, c) = api.get(&format!("{DIR}/customers/my_customer")).await;
+    assert_eq!(st, 200, "{c}");
+    assert_eq!(c["kind"], "admin#directory#customer");
+    assert_eq!(c["customerDomain"], "example.com");
+    let id = c["id"].as_str().unwrap();
+    assert_eq!(api.get(&format!("{DIR}/customers/{id}")).await.1, c);
+    assert_eq!(api.get(&format!("{DIR}/customers/C0other")).await.0, 404);
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn licence_assignments_list_for_a_product_and_for_a_sku() {
+    let sb = common::sandbox(common::quick(100)).await;
+    let api = Api::new(&sb).await;
+    let c = offboard::apps::google::twin::CUSTOMER_ID;
+    let l = "/apps/licensing/v1/product/Google-Apps";
+    let mut all = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let tok = next
+            .as_deref()
+            .map(|t| format!("&pageToken={t}"))
+            .unwrap_or_default();
+        let (st, v) = api
+            .get(&format!("{l}/users?customerId={c}&maxResults=100{tok}"))
+            .await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v["kind"], "licensing#licenseAssignmentList");
+        all.extend(v["items"].as_array().unwrap().iter().cloned());
+        match v["nextPageToken"].as_str() {
+            Some(t) => next = Some(t.to_string()),
+            None => break,
+        }
+    }
+    assert!(all.len() > 100, "{}", all.len());
+    let dana: Vec<_> = all
+        .iter()
+        .filter(|x| x["userId"] == "dana.whitfield@example.com")
+        .collect();
+    assert_eq!(dana.len(), 1);
+    assert_eq!(dana[0]["skuId"], "1010020020");
+    let (st, sku) = api
+        .get(&format!(
+            "{l}/sku/1010020020/users?customerId=example.com&maxResults=1000"
+        ))
+        .await;
+    assert_eq!(st, 200);
+    let sku = sku["items"].as_array().unwrap();
+    assert!(sku.len() < all.len() && sku.iter().all(|x| x["skuId"] == "1010020020"));
+    assert!(
+        sku.iter()
+            .any(|x| x["userId"] == "dana.whitfield@example.com")
+    );
+    // Never an empty, all-clear list for a question asked wrong.
+    for q in [
+        format!("{l}/users"),
+        format!("{l}/users?customerId=C0other"),
+        format!("/apps/licensing/v1/product/No-Such/users?customerId={c}"),
+        format!("{l}/sku/0000/users?customerId={c}"),
+        format!("{l}/users?customerId={c}&maxResults=1001"),
+    ] {
+        assert_eq!(api.get(&q).await.0, 400, "{q}");
+    }
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn two_step_verification_can_be_turned_off() {
+    let sb = common::sandbox(common::quick(100)).await;
+    let api = Api::new(&sb).await;
+    let user = format!("{DIR}/users/{DANA}");
+    assert_eq!(api.get(&user).await.1["isEnrolledIn2Sv"], true);
+    let (st, _) = api
+        .call(
+            reqwest::Method::POST,
+            &format!("{user}/twoStepVerification/turnOff"),
+            None,
+        )
+        .await;
+    assert_eq!(st, 204);
+    assert_eq!(api.get(&user).await.1["isEnrolledIn2Sv"], false);
+    let (_, codes) = api.get(&format!("{user}/verificationCodes")).await;
+    assert!(codes.get("items").is_none(), "{codes}");
+    let (st, _) = api
+        .call(
+            reqwest::Method::POST,
+            &format!("{DIR}/users/nobody%40example.com/twoStepVerification/turnOff"),
+            None,
+        )
+        .await;
+    assert_eq!(st, 404);
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn fields_gives_a_partial_response_on_every_get() {
+    let sb = common::sandbox(common::quick(100)).await;
+    let api = Api::new(&sb).await;
+    let (st, v) = api
+        .get(&format!(
+            "{DIR}/users/{DANA}/tokens?fields=items(clientId%2CdisplayText)"
+        ))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(keys(&v), ["items"]);
+    for t in v["items"].as_array().unwrap() {
+        assert_eq!(keys(t), ["clientId", "displayText"]);
+    }
+    let (_, v) = api
+        .get(&format!(
+            "{DIR}/groups?customer=my_customer&maxResults=5&fields=nextPageToken,groups/email"
+        ))
+        .await;
+    assert_eq!(keys(&v), ["groups", "nextPageToken"]);
+    assert!(
+        v["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| keys(g) == ["email"])
+    );
+    let (_, v) = api.get(&format!("{DIR}/users/{DANA}?fields=id")).await;
+    assert_eq!(keys(&v), ["id"]);
+    let (_, v) = api
+        .get(&format!(
+            "{DIR}/users/{DANA}?fields=name/givenName,primaryEmail"
+        ))
+        .await;
+    assert_eq!(
+        v,
+        serde_json::json!({"name": {"givenName": "Dana"}, "primaryEmail": "dana.whitfield@example.com"})
+    );
+    let (_, v) = api
+        .get(&format!(
+            "/apps/licensing/v1/product/Google-Apps/sku/1010020020/user/{DANA}?fields=skuId"
+        ))
+        .await;
+    assert_eq!(v, serde_json::json!({"skuId": "1010020020"}));
+    // A malformed selection is Google's 400; errors are never filtered.
+    let (st, v) = api.get(&format!("{DIR}/users/{DANA}?fields=items(")).await;
+    assert_eq!(st, 400);
+    assert_eq!(v["error"]["errors"][0]["reason"], "invalidParameter");
+    let (st, v) = api
+        .get(&format!("{DIR}/users/nobody%40example.com?fields=id"))
+        .await;
+    assert_eq!((st, &v["error"]["code"]), (404, &404.into()));
+    sb.stop().await;
+}
+
+/// A multipart/mixed batch body of `(content id, request text)` parts.
+fn batch_body(boundary: &str, parts: &[(&str, String)]) -> String {
+    let mut out = String::new();
+    for (id, req) in parts {
+        out.push_str(&format!(
+            "--{boundary}\r\nContent-Type: application/http\r\nContent-ID: <{id}>\r\n\r\n{req}\r\n"
+        ));
+    }
+    out.push_str(&format!("--{boundary}--\r\n"));
+    out
+}
+
+/// The parts of a batch answer: (Content-ID, status, JSON body or Null).
+fn batch_answers(content_type: &str, body: &str) -> Vec<(String, u16, serde_json::Value)> {
+    let boundary = content_type
+        .split("boundary=")
+        .nth(1)
+        .unwrap()
+        .trim_matches('"');
+    body.split(&format!("--{boundary}"))
+        .skip(1)
+        .filter(|p| !p.starts_with("--"))
+        .map(|p| {
+            let (mime, http) = p.split_once("\r\n\r\n").unwrap();
+            let id = mime
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-ID: "))
+                .unwrap_or("")
+                .to_string();
+            let (head, body) = http.split_once("\r\n\r\n").unwrap();
+            let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+            let body = body.trim_end_matches("\r\n");
+            let v = if body.is_empty() {
+                serde_json::Value::Null
+            } else {
+                serde_json::from_str(body).unwrap()
+            };
+            (id, status, v)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn batch_answers_each_part_as_the_single_call_would() {
+    let sb = common::sandbox(common::quick(100)).await;
+    let api = Api::new(&sb).await;
+    let auth = format!("Authorization: Bearer {}", api.token);
+    let b = "batch_test_1";
+    let body = batch_body(
+        b,
+        &[
+            // Inherits the outer Authorization header.
+            (
+                "a+1",
+                format!("GET {DIR}/users/{DANA}?fields=primaryEmail HTTP/1.1\r\n"),
+            ),
+            (
+                "a+2",
+                format!(
+                    "DELETE {DIR}/groups/payroll%40example.com/members/{DANA} HTTP/1.1\r\n{auth}\r\n"
+                ),
+            ),
+            (
+                "a+3",
+                format!(
+                    "DELETE {DIR}/groups/payroll%40example.com/members/admin%40example.com HTTP/1.1\r\n"
+                ),
+            ),
+            (
+                "a+4",
+                format!(
+                    "PUT {DIR}/users/{DANA} HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{{\"suspended\":true}}"
+                ),
+            ),
+            (
+                "a+5",
+                format!(
+                    "GET /apps/licensing/v1/product/Google-Apps/sku/1010020020/user/{DANA} HTTP/1.1\r\nAuthorization: Bearer ya29.forged\r\n"
+                ),
+            ),
+            ("a+6", "GET /api/auth.test HTTP/1.1\r\n".to_string()),
+        ],
+    );
+    let r = reqwest::Client::new()
+        .post(format!("{}/batch", sb.base_url))
+        .bearer_auth(&api.token)
+        .header("content-type", format!("multipart/mixed; boundary=\"{b}\""))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(ct.starts_with("multipart/mixed; boundary="), "{ct}");
+    let answers = batch_answers(&ct, &r.text().await.unwrap());
+    let got: Vec<(&str, u16)> = answers.iter().map(|(i, s, _)| (i.as_str(), *s)).collect();
+    assert_eq!(
+        got,
+        [
+            ("<response-a+1>", 200),
+            ("<response-a+2>", 204),
+            ("<response-a+3>", 404),
+            ("<response-a+4>", 200),
+            ("<response-a+5>", 401),
+            ("<response-a+6>", 400),
+        ]
+    );
+    assert_eq!(
+        answers[0].2,
+        serde_json::json!({"primaryEmail": "dana.whitfield@example.com"})
+    );
+    assert_eq!(answers[2].2["error"]["errors"][0]["reason"], "notFound");
+    assert_eq!(answers[3].2["suspended"], true);
+    assert_eq!(answers[4].2["error"]["status"], "UNAUTHENTICATED");
+    {
+        let st = sb.state.google.lock().unwrap();
+        let u = st.user_index("dana.whitfield@example.com").unwrap();
+        assert!(st.users[u].suspended);
+    }
+    // Not a batch: Google's 400.
+    let r = reqwest::Client::new()
+        .post(format!("{}/batch", sb.base_url))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], 400);
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn batch_parts_meet_the_same_quota_as_single_calls() {
+    let sb = common::sandbox(Faults {
+        google_user_quota_per_min: Some(2),
+        ..common::quick(100)
+    })
+    .await;
+    let api = Api::new(&sb).await;
+    let b = "q";
+    let parts: Vec<(String, String)> = (0..4)
+        .map(|i| {
+            (
+                format!("q{i}"),
+                format!("GET {DIR}/users/{DANA}/tokens HTTP/1.1\r\n"),
+            )
+        })
+        .collect();
+    let parts: Vec<(&str, String)> = parts.iter().map(|(i, r)| (i.as_str(), r.clone())).collect();
+    let r = reqwest::Client::new()
+        .post(format!("{}/batch", sb.base_url))
+        .bearer_auth(&api.token)
+        .header("content-type", format!("multipart/mixed; boundary={b}"))
+        .body(batch_body(b, &parts))
+        .send()
+        .await
+        .unwrap();
+    let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+    let answers = batch_answers(&ct, &r.text().await.unwrap());
+    let statuses: Vec<u16> = answers.iter().map(|a| a.1).collect();
+    // A bucket of one, refilled twice a minute: the first part passes.
+    assert_eq!(statuses, [200, 403, 403, 403]);
+    assert!(
+        answers
+            .iter()
+            .filter(|a| a.1 == 403)
+            .all(|a| a.2["error"]["errors"][0]["reason"] == "rateLimitExceeded")
+    );
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn users_list_searches_and_one_token_or_app_password_can_be_read() {
+    let sb = common::sandbox(common::quick(200)).await;
+    let api = Api::new(&sb).await;
+    let users = |q: &str| {
+        let api = &api;
+        let q = q.to_string();
+        async move { api.get(&format!("{DIR}/users?{q}")).await }
+    };
+    let primary = |v: &serde_json::Value| -> Vec<String> {
+        v["users"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|u| u["primaryEmail"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // The lookup REFERENCE.md documents, by primary address and by alias.
+    let (st, v) = users("customer=my_customer&query=email%3Adana.whitfield%40example.com").await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["kind"], "admin#directory#users");
+    assert_eq!(primary(&v), ["dana.whitfield@example.com"]);
+    let (_, v) = users("customer=my_customer&query=email%3Ddana.w%40example.com").await;
+    assert_eq!(primary(&v), ["dana.whitfield@example.com"]);
+    let (_, v) = users("domain=example.com&query=isSuspended%3Dtrue").await;
+    assert!(primary(&v).contains(&"tom.becker@example.com".to_string()));
+    let (_, v) = users("customer=my_customer&query=email%3Anobody%40example.com").await;
+    assert!(v.get("users").is_none(), "{v}");
+    let (_, v) = users("customer=my_customer&orderBy=email&maxResults=500").await;
+    let all = primary(&v);
+    assert!(all.len() >= 300 && v.get("nextPageToken").is_none());
+    let mut sorted = all.clone();
+    sorted.sort_by_key(|e| e.to_lowercase());
+    assert_eq!(all, sorted);
+    for q in [
+        "maxResults=10",
+        "customer=my_customer&maxResults=501",
+        "customer=my_customer&query=shoeSize%3D9",
+    ] {
+        assert_eq!(users(q).await.0, 400, "{q}");
+    }
+
+    // tokens.get and asps.get.
+    let (_, list) = api.get(&format!("{DIR}/users/{DANA}/tokens")).await;
+    let client = list["items"][0]["clientId"].as_str().unwrap().to_string();
+    let one = format!("{DIR}/users/{DANA}/tokens/{client}");
+    let (st, t) = api.get(&one).await;
+    assert_eq!((st, &t), (200, &list["items"][0]));
+    let (_, asps) = api.get(&format!("{DIR}/users/{DANA}/asps")).await;
+    let code = asps["items"][0]["codeId"].as_i64().unwrap();
+    let (st, a) = api.get(&format!("{DIR}/users/{DANA}/asps/{code}")).await;
+    assert_eq!((st, &a), (200, &asps["items"][0]));
+    assert_eq!(api.get(&format!("{DIR}/users/{DANA}/asps/1")).await.0, 404);
+    assert_eq!(api.call(reqwest::Method::DELETE, &one, None).await.0, 204);
+    common::wait_for(Duration::from_secs(10), "token gone", || async {
+        (api.get(&one).await.0 == 404).then_some(())
+    })
+    .await;
+
+    // makeAdmin.
+    let make = format!("{DIR}/users/{DANA}/makeAdmin");
+    let (st, _) = api
+        .call(
+            reqwest::Method::POST,
+            &make,
+            Some(serde_json::json!({"status": true})),
+        )
+        .await;
+    assert_eq!(st, 204);
+    assert_eq!(
+        api.get(&format!("{DIR}/users/{DANA}")).await.1["isAdmin"],
+        true
+    );
+    let (st, _) = api
+        .call(
+            reqwest::Method::POST,
+            &make,
+            Some(serde_json::json!({"status": "no"})),
+        )
+        .await;
+    assert_eq!(st, 400);
+    sb.stop().await;
+}

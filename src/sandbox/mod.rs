@@ -230,6 +230,9 @@ pub fn router(state: Shared) -> Router {
         .route("/_sandbox/faults", get(get_faults).put(put_faults))
         .route("/_sandbox/config", get(get_config))
         .fallback(not_found)
+        // After every route: a known path asked with a method it does not
+        // serve gets the vendor's error body too, never axum's empty 405.
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             faults_and_log,
@@ -251,8 +254,51 @@ async fn get_config(State(s): State<Shared>) -> String {
 }
 
 async fn not_found(req: Request) -> Response {
-    let vendor = Vendor::of(req.uri().path());
-    vendor_error(vendor, StatusCode::NOT_FOUND, "not found")
+    let path = req.uri().path();
+    match Vendor::of(path) {
+        // Slack names the method it does not know.
+        Vendor::Slack => slack::unknown_method(path.strip_prefix("/api/").unwrap_or(path)),
+        Vendor::Google => google_error(
+            StatusCode::NOT_FOUND,
+            "notFound",
+            &format!("Method not found: {} {path}", req.method()),
+        ),
+        Vendor::Salesforce => vendor_error(
+            Vendor::Salesforce,
+            StatusCode::NOT_FOUND,
+            "The requested resource does not exist",
+        ),
+        vendor => vendor_error(vendor, StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+/// A known path asked with a method it does not serve: 405 in the vendor's
+/// shape (axum adds the `Allow` header).
+async fn method_not_allowed(req: Request) -> Response {
+    let path = req.uri().path();
+    let method = req.method().as_str();
+    match Vendor::of(path) {
+        // Slack's Web API takes any method; a wrong one is still `ok:false`.
+        Vendor::Slack => slack::unknown_method(path.strip_prefix("/api/").unwrap_or(path)),
+        Vendor::Google => google_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "methodNotAllowed",
+            &format!("HTTP method {method} is not allowed on {path}"),
+        ),
+        Vendor::Salesforce => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            Json(serde_json::json!([{
+                "message": format!("HTTP Method '{method}' not allowed on this resource"),
+                "errorCode": "METHOD_NOT_ALLOWED",
+            }])),
+        )
+            .into_response(),
+        vendor => vendor_error(
+            vendor,
+            StatusCode::METHOD_NOT_ALLOWED,
+            &format!("HTTP method {method} is not allowed on {path}"),
+        ),
+    }
 }
 
 /// Which vendor a path belongs to, for error bodies.
@@ -268,7 +314,11 @@ pub enum Vendor {
 
 impl Vendor {
     pub fn of(path: &str) -> Vendor {
-        if path.starts_with("/admin/") || path.starts_with("/apps/licensing/") {
+        if path.starts_with("/admin/")
+            || path.starts_with("/apps/licensing/")
+            || path == "/batch"
+            || path.starts_with("/batch/")
+        {
             Vendor::Google
         } else if path.starts_with("/api/") {
             Vendor::Slack
@@ -291,6 +341,9 @@ pub fn google_error(status: StatusCode, reason: &str, message: &str) -> Response
         401 => "UNAUTHENTICATED",
         403 => "PERMISSION_DENIED",
         404 => "NOT_FOUND",
+        // gRPC has no code for a wrong HTTP method; Google's HTTP layer
+        // answers it before any API does.
+        405 => "METHOD_NOT_ALLOWED",
         409 => "ALREADY_EXISTS",
         429 => "RESOURCE_EXHAUSTED",
         503 => "UNAVAILABLE",

@@ -1,7 +1,11 @@
 //! Google Workspace emulator: the Directory API (users, tokens, asps,
-//! verificationCodes, signOut, groups, members, roleassignments, roles,
-//! mobile devices), the Licensing API, and the OAuth token endpoint for the
-//! JWT bearer grant of a service account with domain-wide delegation.
+//! verificationCodes, signOut, twoStepVerification, groups, members,
+//! customers, roleassignments, roles, mobile devices), the Licensing API,
+//! and the OAuth token endpoint for the JWT bearer grant of a service
+//! account with domain-wide delegation. Every route takes the global
+//! `fields` parameter ([`partial`]), and `POST /batch` ([`batch`]) runs
+//! multipart batches through the same router, so unmodified Google clients
+//! work against it.
 //!
 //! Shapes follow the discovery documents (`kind`, `etag`, field names; empty
 //! lists omit `items`, as Google does). Lists page with `maxResults` /
@@ -32,6 +36,10 @@ pub const CUSTOMER_ID: &str = "C03az79cb";
 /// A user whose address needs percent-encoding in a URL path (`'`, `/`, `#`,
 /// `?` are all valid in an address's local part).
 pub const ODD_EMAIL: &str = "o'brien/ops#1?x@example.com";
+/// Google's documented token endpoint, the `aud` its clients sign.
+pub const GOOGLE_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
+/// The emulated customer's primary domain.
+pub const CUSTOMER_DOMAIN: &str = "example.com";
 /// Lifetime of issued access tokens.
 pub const TOKEN_TTL_SECS: u64 = 3600;
 
@@ -54,6 +62,8 @@ pub struct User {
     pub last_login: String,
     pub creation: String,
     pub backup_codes: Vec<String>,
+    /// Enrolled in 2-Step Verification (`isEnrolledIn2Sv`).
+    pub two_sv: bool,
     /// How many times `signOut` was called.
     pub sign_outs: u32,
 }
@@ -458,6 +468,7 @@ impl State {
             last_login: date(n, 3),
             creation: date(n, 11).replace("2025", "2021"),
             backup_codes: Vec::new(),
+            two_sv: false,
             sign_outs: 0,
         });
         i
@@ -507,6 +518,7 @@ impl State {
 
     fn give_codes(&mut self, user: usize) {
         let seed = self.users[user].id.clone();
+        self.users[user].two_sv = true;
         self.users[user].backup_codes = (0..10)
             .map(|k| {
                 let digits: String = seed
@@ -871,7 +883,7 @@ impl State {
             "customerId": CUSTOMER_ID,
             "orgUnitPath": u.org_unit,
             "isMailboxSetup": true,
-            "isEnrolledIn2Sv": !u.backup_codes.is_empty(),
+            "isEnrolledIn2Sv": u.two_sv,
             "isEnforcedIn2Sv": false,
             "includeInGlobalAddressList": true,
         });
@@ -964,19 +976,28 @@ const D: &str = "/admin/directory/v1";
 pub fn routes() -> Router<Shared> {
     Router::new()
         .route("/token", post(token))
+        .route(&format!("{D}/users"), get(list_users))
+        .route(
+            &format!("{D}/users/{{userKey}}/makeAdmin"),
+            post(make_admin),
+        )
         .route(
             &format!("{D}/users/{{userKey}}"),
-            get(get_user).patch(patch_user),
+            get(get_user).patch(patch_user).put(patch_user),
+        )
+        .route(
+            &format!("{D}/users/{{userKey}}/twoStepVerification/turnOff"),
+            post(turn_off_2sv),
         )
         .route(&format!("{D}/users/{{userKey}}/tokens"), get(list_tokens))
         .route(
             &format!("{D}/users/{{userKey}}/tokens/{{clientId}}"),
-            axum::routing::delete(delete_token),
+            get(get_token).delete(delete_token),
         )
         .route(&format!("{D}/users/{{userKey}}/asps"), get(list_asps))
         .route(
             &format!("{D}/users/{{userKey}}/asps/{{codeId}}"),
-            axum::routing::delete(delete_asp),
+            get(get_asp).delete(delete_asp),
         )
         .route(
             &format!("{D}/users/{{userKey}}/verificationCodes"),
@@ -988,10 +1009,16 @@ pub fn routes() -> Router<Shared> {
         )
         .route(&format!("{D}/users/{{userKey}}/signOut"), post(sign_out))
         .route(&format!("{D}/groups"), get(list_groups))
+        .route(&format!("{D}/groups/{{groupKey}}"), get(get_group))
         .route(
             &format!("{D}/groups/{{groupKey}}/members/{{memberKey}}"),
-            axum::routing::delete(delete_member),
+            get(get_member).delete(delete_member),
         )
+        .route(
+            &format!("{D}/groups/{{groupKey}}/hasMember/{{memberKey}}"),
+            get(has_member),
+        )
+        .route(&format!("{D}/customers/{{customerKey}}"), get(get_customer))
         .route(
             &format!("{D}/customer/{{customer}}/roleassignments"),
             get(list_assignments),
@@ -1013,6 +1040,16 @@ pub fn routes() -> Router<Shared> {
             "/apps/licensing/v1/product/{productId}/sku/{skuId}/user/{userId}",
             get(get_license).delete(delete_license),
         )
+        .route(
+            "/apps/licensing/v1/product/{productId}/sku/{skuId}/users",
+            get(list_licenses_for_sku),
+        )
+        .route(
+            "/apps/licensing/v1/product/{productId}/users",
+            get(list_licenses_for_product),
+        )
+        .route("/batch", post(batch::batch))
+        .route_layer(axum::middleware::from_fn(partial::partial_response))
 }
 
 // ---- scopes -----------------------------------------------------------------
@@ -1029,16 +1066,34 @@ fn required_scopes(method: &axum::http::Method, path: &str) -> &'static [&'stati
         || under("/users/{userKey}/asps")
         || under("/users/{userKey}/verificationCodes")
         || under("/users/{userKey}/signOut")
+        || under("/users/{userKey}/twoStepVerification")
     {
         &["admin.directory.user.security"]
-    } else if under("/users/") {
+    } else if under("/users/") || path == format!("{D}/users") {
         if read {
             &["admin.directory.user", "admin.directory.user.readonly"]
         } else {
             &["admin.directory.user"]
         }
+    } else if (under("/groups/{groupKey}/members") && read) || under("/groups/{groupKey}/hasMember")
+    {
+        &[
+            "admin.directory.group.member.readonly",
+            "admin.directory.group.member",
+            "admin.directory.group.readonly",
+            "admin.directory.group",
+        ]
     } else if under("/groups/{groupKey}/members") {
         &["admin.directory.group.member", "admin.directory.group"]
+    } else if under("/customers/") {
+        if read {
+            &[
+                "admin.directory.customer",
+                "admin.directory.customer.readonly",
+            ]
+        } else {
+            &["admin.directory.customer"]
+        }
     } else if under("/groups") {
         &[
             "admin.directory.group.readonly",
@@ -1166,7 +1221,10 @@ async fn token(AxState(s): AxState<Shared>, Form(form): Form<TokenForm>) -> Resp
         Err(_) => return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "key"),
     };
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
-    v.set_audience(&[format!("{}/token", s.base_url)]);
+    // Google's client libraries sign Google's documented token URL as the
+    // audience whatever URL they post to; the sandbox's own URL is accepted
+    // too.
+    v.set_audience(&[format!("{}/token", s.base_url).as_str(), GOOGLE_TOKEN_URL]);
     v.set_issuer(&[super::DEMO_CLIENT_EMAIL]);
     v.set_required_spec_claims(&["exp", "iat", "aud", "iss"]);
     v.leeway = 60;
@@ -1336,6 +1394,162 @@ async fn sign_out(
     no_content()
 }
 
+/// `users.makeAdmin` `{"status": bool}`: grants or takes away super admin.
+async fn make_admin(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+    body: Option<Json<Value>>,
+) -> Response {
+    let mut g = guard!(s, headers, Some(&key));
+    let Some(u) = g.user_index(&key) else {
+        return not_found("userKey");
+    };
+    match body.as_ref().and_then(|Json(b)| b.get("status")) {
+        Some(Value::Bool(b)) => {
+            g.users[u].is_admin = *b;
+            no_content()
+        }
+        _ => bad_request("Invalid value for field 'status': expected a boolean"),
+    }
+}
+
+/// One clause of a user search: `email` (`=` exact, `:` exact or a
+/// trailing `*` prefix; primary address or alias), `isSuspended=`,
+/// `isAdmin=`, `orgUnitPath=`.
+fn user_matches(g: &State, s: &SandboxState, i: usize, clause: &str) -> Result<bool, ()> {
+    let at = clause.find([':', '=']).ok_or(())?;
+    let (field, rest) = clause.split_at(at);
+    let (op, value) = rest.split_at(1);
+    let value = unquote(value);
+    let u = &g.users[i];
+    let flag = |b: bool| match value {
+        "true" => Ok(b),
+        "false" => Ok(!b),
+        _ => Err(()),
+    };
+    match (field, op) {
+        ("email", _) => {
+            let v = value.to_lowercase();
+            let m = match (op, v.strip_suffix('*')) {
+                (":", Some(p)) => Match::Prefix(p.to_string()),
+                _ => Match::Exact(v.clone()),
+            };
+            Ok(std::iter::once(&u.primary_email)
+                .chain(&u.aliases)
+                .any(|e| m.hits(e)))
+        }
+        ("isSuspended", "=") => flag(g.shows_suspended(s, i)),
+        ("isAdmin", "=") => flag(u.is_admin),
+        ("orgUnitPath", "=") => Ok(u.org_unit.eq_ignore_ascii_case(value)),
+        _ => Err(()),
+    }
+}
+
+/// `users.list`: `customer` or `domain` (one is required), `query`,
+/// `orderBy` (`email`, `givenName`, `familyName`), `sortOrder`, paged
+/// (default 100, at most 500).
+async fn list_users(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    Query(p): Query<ListParams>,
+) -> Response {
+    let mut g = guard!(s, headers, None, p.page_token.is_some());
+    let max = match p.max(100, 500) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    match (&p.customer, &p.domain) {
+        (None, None) => return bad_request("Bad Request: customer or domain is required"),
+        (Some(c), _) if !customer_ok(c) => return bad_request("Bad Request"),
+        (_, Some(d)) if !d.eq_ignore_ascii_case(CUSTOMER_DOMAIN) => {
+            return google_error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Not Authorized to access this resource/api",
+            );
+        }
+        _ => {}
+    }
+    let clauses = p.query.as_deref().map(query_clauses).unwrap_or_default();
+    let mut picked = Vec::new();
+    for i in 0..g.users.len() {
+        let mut all = true;
+        for c in &clauses {
+            match user_matches(&g, &s, i, c) {
+                Ok(hit) => all &= hit,
+                Err(()) => return bad_request(&format!("Invalid Input: {c}")),
+            }
+        }
+        if all {
+            picked.push(i);
+        }
+    }
+    let key = |i: &usize| -> String {
+        let u = &g.users[*i];
+        match p.order_by.as_deref() {
+            Some("givenName") => u.given.to_lowercase(),
+            Some("familyName") => u.family.to_lowercase(),
+            _ => u.primary_email.to_lowercase(),
+        }
+    };
+    match p.order_by.as_deref() {
+        None => {}
+        Some("email" | "givenName" | "familyName") => picked.sort_by_key(key),
+        Some(_) => return bad_request("Invalid value for orderBy"),
+    }
+    let descending = match p.sort_order.as_deref() {
+        None => false,
+        Some(o) if o.eq_ignore_ascii_case("ASCENDING") => false,
+        Some(o) if o.eq_ignore_ascii_case("DESCENDING") => true,
+        Some(_) => return bad_request("Invalid value for sortOrder"),
+    };
+    // The order applies only to a sorted list.
+    if descending && p.order_by.is_some() {
+        picked.reverse();
+    }
+    let listing = format!(
+        "users:{}:{}:{}:{}",
+        p.query.as_deref().unwrap_or(""),
+        p.order_by.as_deref().unwrap_or(""),
+        p.sort_order.as_deref().unwrap_or(""),
+        p.domain.as_deref().unwrap_or(""),
+    );
+    let (range, next) = match g.page(&listing, picked.len(), max, p.page_token.as_deref()) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let items: Vec<Value> = picked[range].iter().map(|&i| g.user_json(&s, i)).collect();
+    let mut v = list_body(
+        "admin#directory#users",
+        etag(&[&listing, &picked.len().to_string()]),
+        "users",
+        items,
+    );
+    if let Some(n) = next {
+        v["nextPageToken"] = json!(n);
+    }
+    Json(v).into_response()
+}
+
+/// `twoStepVerification.turnOff`: the user is no longer enrolled, and the
+/// backup codes that belonged to the enrolment are gone. Google does not
+/// document an answer for a user who is not enrolled; 204 is assumed.
+async fn turn_off_2sv(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+) -> Response {
+    let mut g = guard!(s, headers, Some(&key));
+    let Some(u) = g.user_index(&key) else {
+        return not_found("userKey");
+    };
+    let user = &mut g.users[u];
+    user.two_sv = false;
+    user.backup_codes.clear();
+    no_content()
+}
+
 // ---- tokens ---------------------------------------------------------------
 
 async fn list_tokens(
@@ -1352,18 +1566,7 @@ async fn list_tokens(
         .tokens
         .iter()
         .filter(|t| t.user == u && s.still_listed(t.removed_at))
-        .map(|t| {
-            json!({
-                "kind": "admin#directory#token",
-                "etag": etag(&[user_key, &t.client_id]),
-                "clientId": t.client_id,
-                "displayText": t.display_text,
-                "scopes": t.scopes,
-                "anonymous": false,
-                "nativeApp": t.native_app,
-                "userKey": user_key,
-            })
-        })
+        .map(|t| token_json(user_key, t))
         .collect();
     Json(list_body(
         "admin#directory#tokenList",
@@ -1372,6 +1575,39 @@ async fn list_tokens(
         items,
     ))
     .into_response()
+}
+
+fn token_json(user_key: &str, t: &Token) -> Value {
+    json!({
+        "kind": "admin#directory#token",
+        "etag": etag(&[user_key, &t.client_id]),
+        "clientId": t.client_id,
+        "displayText": t.display_text,
+        "scopes": t.scopes,
+        "anonymous": false,
+        "nativeApp": t.native_app,
+        "userKey": user_key,
+    })
+}
+
+/// `tokens.get`: one client's token (a removal shows after the delay).
+async fn get_token(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    Path((key, client_id)): Path<(String, String)>,
+) -> Response {
+    let g = guard!(s, headers, Some(&key));
+    let Some(u) = g.user_index(&key) else {
+        return not_found("userKey");
+    };
+    match g
+        .tokens
+        .iter()
+        .find(|t| t.user == u && t.client_id == client_id && s.still_listed(t.removed_at))
+    {
+        Some(t) => Json(token_json(&g.users[u].id, t)).into_response(),
+        None => not_found("clientId"),
+    }
 }
 
 async fn delete_token(
@@ -1416,17 +1652,7 @@ async fn list_asps(
         .asps
         .iter()
         .filter(|a| a.user == u && s.still_listed(a.removed_at))
-        .map(|a| {
-            json!({
-                "kind": "admin#directory#asp",
-                "etag": etag(&[user_key, &a.code_id.to_string()]),
-                "codeId": a.code_id,
-                "name": a.name,
-                "creationTime": a.creation_time.to_string(),
-                "lastTimeUsed": a.last_time_used.to_string(),
-                "userKey": user_key,
-            })
-        })
+        .map(|a| asp_json(user_key, a))
         .collect();
     Json(list_body(
         "admin#directory#aspList",
@@ -1435,6 +1661,41 @@ async fn list_asps(
         items,
     ))
     .into_response()
+}
+
+fn asp_json(user_key: &str, a: &Asp) -> Value {
+    json!({
+        "kind": "admin#directory#asp",
+        "etag": etag(&[user_key, &a.code_id.to_string()]),
+        "codeId": a.code_id,
+        "name": a.name,
+        "creationTime": a.creation_time.to_string(),
+        "lastTimeUsed": a.last_time_used.to_string(),
+        "userKey": user_key,
+    })
+}
+
+/// `asps.get`.
+async fn get_asp(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    Path((key, code)): Path<(String, String)>,
+) -> Response {
+    let g = guard!(s, headers, Some(&key));
+    let Some(u) = g.user_index(&key) else {
+        return not_found("userKey");
+    };
+    let Ok(code) = code.parse::<i64>() else {
+        return bad_request("Invalid value for codeId: expected an integer");
+    };
+    match g
+        .asps
+        .iter()
+        .find(|a| a.user == u && a.code_id == code && s.still_listed(a.removed_at))
+    {
+        Some(a) => Json(asp_json(&g.users[u].id, a)).into_response(),
+        None => not_found("codeId"),
+    }
 }
 
 async fn delete_asp(
@@ -1527,6 +1788,11 @@ struct ListParams {
     page_token: Option<String>,
     include_indirect_role_assignments: Option<String>,
     query: Option<String>,
+    customer: Option<String>,
+    customer_id: Option<String>,
+    domain: Option<String>,
+    order_by: Option<String>,
+    sort_order: Option<String>,
 }
 
 impl ListParams {
@@ -1543,30 +1809,188 @@ impl ListParams {
     }
 }
 
+/// One clause of a group search (`query`): `memberKey=`, `email=`/`email:`
+/// and `name=`/`name:` (a trailing `*` after `:` matches a prefix).
+#[derive(Debug, Default)]
+struct GroupQuery {
+    member_key: Option<String>,
+    email: Option<Match>,
+    name: Option<Match>,
+}
+
+#[derive(Debug)]
+enum Match {
+    Exact(String),
+    Prefix(String),
+}
+
+impl Match {
+    fn hits(&self, text: &str) -> bool {
+        let t = text.to_lowercase();
+        match self {
+            Match::Exact(v) => t == *v,
+            Match::Prefix(v) => t.starts_with(v.as_str()),
+        }
+    }
+}
+
+/// Splits a search into clauses at spaces outside quotes.
+fn query_clauses(q: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    for c in q.chars() {
+        match (quote, c) {
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                cur.push(c);
+            }
+            (Some(qc), _) if qc == c => {
+                quote = None;
+                cur.push(c);
+            }
+            (None, c) if c.is_whitespace() => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            _ => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+fn unquote(v: &str) -> &str {
+    for q in ['\'', '"'] {
+        if let Some(inner) = v.strip_prefix(q).and_then(|r| r.strip_suffix(q)) {
+            return inner;
+        }
+    }
+    v
+}
+
+fn parse_group_query(q: &str) -> Result<GroupQuery, Response> {
+    let mut out = GroupQuery::default();
+    let invalid = || bad_request(&format!("Invalid Input: {q}"));
+    for clause in query_clauses(q) {
+        let at = clause.find([':', '=']).ok_or_else(invalid)?;
+        let (field, rest) = clause.split_at(at);
+        let (op, value) = rest.split_at(1);
+        let value = unquote(value).to_lowercase();
+        if value.is_empty() {
+            return Err(invalid());
+        }
+        let m = match (op, value.strip_suffix('*')) {
+            (":", Some(prefix)) => Match::Prefix(prefix.to_string()),
+            _ => Match::Exact(value.clone()),
+        };
+        match (field, op) {
+            ("memberKey", "=") => out.member_key = Some(value),
+            ("email", _) => out.email = Some(m),
+            ("name", _) => out.name = Some(m),
+            _ => return Err(invalid()),
+        }
+    }
+    Ok(out)
+}
+
 async fn list_groups(
     AxState(s): AxState<Shared>,
     headers: HeaderMap,
     Query(p): Query<ListParams>,
 ) -> Response {
-    let mut g = guard!(s, headers, p.user_key.as_deref(), p.page_token.is_some());
+    let search = match p.query.as_deref().map(parse_group_query).transpose() {
+        Ok(q) => q.unwrap_or_default(),
+        Err(r) => return r,
+    };
+    let quota_key = p.user_key.as_deref().or(search.member_key.as_deref());
+    let mut g = guard!(s, headers, quota_key, p.page_token.is_some());
     let max = match p.max(200, 200) {
         Ok(m) => m,
         Err(r) => return r,
     };
-    let groups: Vec<usize> = match p.user_key.as_deref() {
-        Some(k) => {
-            let Some(u) = g.user_index(k) else {
-                return not_found("userKey");
-            };
+    // One of customer, domain or userKey is required; userKey excludes
+    // customer (the reference says so).
+    match (&p.customer, &p.domain, &p.user_key) {
+        (None, None, None) => {
+            return bad_request("Bad Request: one of customer, domain or userKey is required");
+        }
+        (Some(_), _, Some(_)) => {
+            return bad_request("Bad Request: userKey cannot be used with customer");
+        }
+        _ => {}
+    }
+    if p.customer.as_deref().is_some_and(|c| !customer_ok(c)) {
+        return bad_request("Bad Request");
+    }
+    if let Some(d) = p.domain.as_deref()
+        && !d.eq_ignore_ascii_case(CUSTOMER_DOMAIN)
+    {
+        return google_error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Not Authorized to access this resource/api",
+        );
+    }
+    let descending = match (p.order_by.as_deref(), p.sort_order.as_deref()) {
+        (None, _) => None,
+        (Some("email"), None) => Some(false),
+        (Some("email"), Some(o)) if o.eq_ignore_ascii_case("ASCENDING") => Some(false),
+        (Some("email"), Some(o)) if o.eq_ignore_ascii_case("DESCENDING") => Some(true),
+        (Some("email"), Some(_)) => return bad_request("Invalid value for sortOrder"),
+        (Some(_), _) => return bad_request("Invalid value for orderBy"),
+    };
+    // Groups a user key is a member of (memberships removed within the
+    // consistency delay still listed).
+    let member_of = |k: &str| -> Option<Vec<usize>> {
+        let u = g.user_index(k)?;
+        Some(
             g.memberships
                 .iter()
                 .filter(|m| m.user == u && s.still_listed(m.removed_at))
                 .map(|m| m.group)
-                .collect()
-        }
+                .collect(),
+        )
+    };
+    let mut groups: Vec<usize> = match p.user_key.as_deref() {
+        Some(k) => match member_of(k) {
+            Some(v) => v,
+            None => return not_found("userKey"),
+        },
         None => (0..g.groups.len()).collect(),
     };
-    let listing = format!("groups:{}", p.user_key.as_deref().unwrap_or(""));
+    if let Some(k) = search.member_key.as_deref() {
+        // A search for a key nobody has finds nothing.
+        let of = member_of(k).unwrap_or_default();
+        groups.retain(|i| of.contains(i));
+    }
+    if let Some(d) = p.domain.as_deref() {
+        let suffix = format!("@{}", d.to_ascii_lowercase());
+        groups.retain(|&i| g.groups[i].email.to_ascii_lowercase().ends_with(&suffix));
+    }
+    if let Some(m) = &search.email {
+        groups.retain(|&i| m.hits(&g.groups[i].email));
+    }
+    if let Some(m) = &search.name {
+        groups.retain(|&i| m.hits(&g.groups[i].name));
+    }
+    if let Some(desc) = descending {
+        groups.sort_by_key(|&i| g.groups[i].email.to_ascii_lowercase());
+        if desc {
+            groups.reverse();
+        }
+    }
+    let listing = format!(
+        "groups:{}:{}:{}:{}:{:?}",
+        p.user_key.as_deref().unwrap_or(""),
+        p.customer.as_deref().unwrap_or(""),
+        p.domain.as_deref().unwrap_or(""),
+        p.query.as_deref().unwrap_or(""),
+        descending,
+    );
     let (range, next) = match g.page(&listing, groups.len(), max, p.page_token.as_deref()) {
         Ok(x) => x,
         Err(r) => return r,
@@ -1582,6 +2006,79 @@ async fn list_groups(
         v["nextPageToken"] = json!(n);
     }
     Json(v).into_response()
+}
+
+/// `groups.get`, by the group's email or id.
+async fn get_group(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+) -> Response {
+    let g = guard!(s, headers, None);
+    match g.group_index(&key) {
+        Some(i) => Json(g.group_json(i)).into_response(),
+        None => not_found("groupKey"),
+    }
+}
+
+/// The membership of a user in a group as reads show it (a removal within
+/// the consistency delay still shows): group index and user index.
+fn listed_membership(
+    s: &SandboxState,
+    g: &State,
+    group: &str,
+    member: &str,
+) -> Result<Option<(usize, usize)>, Response> {
+    let Some(gi) = g.group_index(group) else {
+        return Err(not_found("groupKey"));
+    };
+    let Some(u) = g.user_index(member) else {
+        return Err(not_found("memberKey"));
+    };
+    Ok(g.memberships
+        .iter()
+        .any(|m| m.group == gi && m.user == u && s.still_listed(m.removed_at))
+        .then_some((gi, u)))
+}
+
+/// `members.get`.
+async fn get_member(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    Path((group, member)): Path<(String, String)>,
+) -> Response {
+    let g = guard!(s, headers, Some(&member));
+    match listed_membership(&s, &g, &group, &member) {
+        Err(r) => r,
+        Ok(None) => not_found("memberKey"),
+        Ok(Some((gi, u))) => {
+            let user = &g.users[u];
+            Json(json!({
+                "kind": "admin#directory#member",
+                "etag": etag(&[&g.groups[gi].id, &user.id]),
+                "id": user.id,
+                "email": user.primary_email,
+                "role": "MEMBER",
+                "type": "USER",
+                "status": "ACTIVE",
+                "delivery_settings": "ALL_MAIL",
+            }))
+            .into_response()
+        }
+    }
+}
+
+/// `members.hasMember`.
+async fn has_member(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    Path((group, member)): Path<(String, String)>,
+) -> Response {
+    let g = guard!(s, headers, Some(&member));
+    match listed_membership(&s, &g, &group, &member) {
+        Err(r) => r,
+        Ok(found) => Json(json!({"isMember": found.is_some()})).into_response(),
+    }
 }
 
 async fn delete_member(
@@ -1609,11 +2106,43 @@ async fn delete_member(
     }
 }
 
-// ---- admin roles ------------------------------------------------------------
+// ---- customer -----------------------------------------------------------------
 
 fn customer_ok(c: &str) -> bool {
     c == "my_customer" || c == CUSTOMER_ID
 }
+
+/// `customers.get` (`my_customer` or the customer's id).
+async fn get_customer(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+) -> Response {
+    let _g = guard!(s, headers, None);
+    if !customer_ok(&key) {
+        return not_found("customerKey");
+    }
+    Json(json!({
+        "kind": "admin#directory#customer",
+        "id": CUSTOMER_ID,
+        "etag": etag(&[CUSTOMER_ID]),
+        "customerDomain": CUSTOMER_DOMAIN,
+        "alternateEmail": "it-alerts@example.net",
+        "customerCreationTime": "2019-04-02T09:30:00.000Z",
+        "language": "en",
+        "phoneNumber": "+15550100",
+        "postalAddress": {
+            "organizationName": "Example Inc.",
+            "addressLine1": "1 Example Way",
+            "locality": "Springfield",
+            "postalCode": "00000",
+            "countryCode": "US",
+        },
+    }))
+    .into_response()
+}
+
+// ---- admin roles ------------------------------------------------------------
 
 async fn list_assignments(
     AxState(s): AxState<Shared>,
@@ -1908,6 +2437,106 @@ fn license_index(g: &State, product: &str, sku: &str, user_id: &str) -> Option<u
     })
 }
 
+fn license_json(s: &SandboxState, g: &State, i: usize) -> Value {
+    let l = &g.licenses[i];
+    let email = &g.users[l.user].primary_email;
+    json!({
+        "kind": "licensing#licenseAssignment",
+        "etags": etag(&[&l.product_id, &l.sku_id, email]),
+        "selfLink": format!(
+            "{}/apps/licensing/v1/product/{}/sku/{}/user/{}",
+            s.base_url,
+            l.product_id,
+            l.sku_id,
+            percent_encoding::utf8_percent_encode(email, percent_encoding::NON_ALPHANUMERIC)
+        ),
+        "userId": email,
+        "productId": l.product_id,
+        "skuId": l.sku_id,
+        "productName": l.product_name,
+        "skuName": l.sku_name,
+    })
+}
+
+async fn list_licenses_for_product(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    Path(product): Path<String>,
+    Query(p): Query<ListParams>,
+) -> Response {
+    list_licenses(&s, &headers, &product, None, &p)
+}
+
+async fn list_licenses_for_sku(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    Path((product, sku)): Path<(String, String)>,
+    Query(p): Query<ListParams>,
+) -> Response {
+    list_licenses(&s, &headers, &product, Some(&sku), &p)
+}
+
+/// `licenseAssignments.listForProduct` and `listForProductAndSku`: the
+/// assignments of a product (or one of its SKUs), paged (default 100, at
+/// most 1000). `customerId` is the customer's id or its primary domain.
+fn list_licenses(
+    s: &SandboxState,
+    headers: &HeaderMap,
+    product: &str,
+    sku: Option<&str>,
+    p: &ListParams,
+) -> Response {
+    let mut g = guard!(s, headers, None, p.page_token.is_some());
+    match p.customer_id.as_deref() {
+        None => return bad_request("Required parameter: customerId"),
+        Some(c) if c == CUSTOMER_ID || c.eq_ignore_ascii_case(CUSTOMER_DOMAIN) => {}
+        Some(_) => return bad_request("Invalid customerId"),
+    }
+    let max = match p.max(100, 1000) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    // An unknown product or SKU is an error, never an empty (all clear) list.
+    if !SKUS.iter().any(|(pr, _, _, _)| *pr == product) {
+        return bad_request(&format!("Invalid productId: {product}"));
+    }
+    if let Some(k) = sku
+        && !SKUS.iter().any(|(pr, sk, _, _)| *pr == product && *sk == k)
+    {
+        return bad_request(&format!("Invalid skuId: {k}"));
+    }
+    let picked: Vec<usize> = g
+        .licenses
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| {
+            l.product_id == product
+                && sku.is_none_or(|k| l.sku_id == k)
+                && s.still_listed(l.removed_at)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let listing = format!("licenses:{product}:{}", sku.unwrap_or(""));
+    let (range, next) = match g.page(&listing, picked.len(), max, p.page_token.as_deref()) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let items: Vec<Value> = picked[range]
+        .iter()
+        .map(|&i| license_json(s, &g, i))
+        .collect();
+    let mut v = list_body(
+        "licensing#licenseAssignmentList",
+        etag(&[&listing, &picked.len().to_string()]),
+        "items",
+        items,
+    );
+    if let Some(n) = next {
+        v["nextPageToken"] = json!(n);
+    }
+    Json(v).into_response()
+}
+
 async fn get_license(
     AxState(s): AxState<Shared>,
     headers: HeaderMap,
@@ -1917,27 +2546,7 @@ async fn get_license(
     match license_index(&g, &product, &sku, &user)
         .filter(|&i| s.still_listed(g.licenses[i].removed_at))
     {
-        Some(i) => {
-            let l = &g.licenses[i];
-            let email = &g.users[l.user].primary_email;
-            Json(json!({
-                "kind": "licensing#licenseAssignment",
-                "etags": etag(&[&l.product_id, &l.sku_id, email]),
-                "selfLink": format!(
-                    "{}/apps/licensing/v1/product/{}/sku/{}/user/{}",
-                    s.base_url,
-                    l.product_id,
-                    l.sku_id,
-                    percent_encoding::utf8_percent_encode(email, percent_encoding::NON_ALPHANUMERIC)
-                ),
-                "userId": email,
-                "productId": l.product_id,
-                "skuId": l.sku_id,
-                "productName": l.product_name,
-                "skuName": l.sku_name,
-            }))
-            .into_response()
-        }
+        Some(i) => Json(license_json(&s, &g, i)).into_response(),
         None => google_error(
             StatusCode::NOT_FOUND,
             "notFound",
@@ -1973,6 +2582,577 @@ fn list_body(kind: &str, etag: String, field: &str, items: Vec<Value>) -> Value 
         v[field] = Value::Array(items);
     }
     v
+}
+
+// ---- partial response (`fields`) ----------------------------------------------
+
+/// Google's global `fields` parameter, once for every Google route: the
+/// answer keeps only the fields named. Grammar: `a,b` (several),
+/// `a/b` (a field inside another), `a(b,c)` (several inside one), `*` (all
+/// fields at that level); arrays are looked through, so `items/email` keeps
+/// the `email` of every item.
+pub mod partial {
+    use std::collections::BTreeMap;
+
+    use axum::body::Body;
+    use axum::extract::Request;
+    use axum::http::{StatusCode, header};
+    use axum::middleware::Next;
+    use axum::response::Response;
+    use serde_json::{Map, Value};
+
+    /// What to keep of one field.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Sel {
+        /// The whole value.
+        All,
+        /// Only these fields of it (of each element, for an array).
+        Some(BTreeMap<String, Sel>),
+    }
+
+    pub type Selection = BTreeMap<String, Sel>;
+
+    /// A `fields` value that does not follow the grammar.
+    #[derive(Debug)]
+    pub struct Malformed;
+
+    /// Parses a `fields` value.
+    pub fn parse(text: &str) -> Result<Selection, Malformed> {
+        let chars: Vec<char> = text.chars().filter(|c| !c.is_whitespace()).collect();
+        let mut pos = 0;
+        let sel = list(&chars, &mut pos)?;
+        if pos == chars.len() {
+            Ok(sel)
+        } else {
+            Err(Malformed)
+        }
+    }
+
+    fn list(c: &[char], pos: &mut usize) -> Result<Selection, Malformed> {
+        let mut out = Selection::new();
+        loop {
+            selection(c, pos, &mut out)?;
+            if c.get(*pos) == Some(&',') {
+                *pos += 1;
+            } else {
+                return Ok(out);
+            }
+        }
+    }
+
+    fn name(c: &[char], pos: &mut usize) -> Result<String, Malformed> {
+        let start = *pos;
+        while c
+            .get(*pos)
+            .is_some_and(|ch| ch.is_alphanumeric() || "_$@.-*#".contains(*ch))
+        {
+            *pos += 1;
+        }
+        if *pos == start {
+            return Err(Malformed);
+        }
+        Ok(c[start..*pos].iter().collect())
+    }
+
+    fn selection(c: &[char], pos: &mut usize, out: &mut Selection) -> Result<(), Malformed> {
+        let mut path = vec![name(c, pos)?];
+        while c.get(*pos) == Some(&'/') {
+            *pos += 1;
+            path.push(name(c, pos)?);
+        }
+        let mut sel = if c.get(*pos) == Some(&'(') {
+            *pos += 1;
+            let inner = list(c, pos)?;
+            if c.get(*pos) != Some(&')') {
+                return Err(Malformed);
+            }
+            *pos += 1;
+            Sel::Some(inner)
+        } else {
+            Sel::All
+        };
+        for n in path[1..].iter().rev() {
+            sel = Sel::Some(Selection::from([(n.clone(), sel)]));
+        }
+        merge(out, path.swap_remove(0), sel);
+        Ok(())
+    }
+
+    fn merge(out: &mut Selection, key: String, sel: Sel) {
+        let merged = match (out.remove(&key), sel) {
+            (None, s) => s,
+            (Some(Sel::All), _) | (_, Sel::All) => Sel::All,
+            (Some(Sel::Some(mut a)), Sel::Some(b)) => {
+                for (k, v) in b {
+                    merge(&mut a, k, v);
+                }
+                Sel::Some(a)
+            }
+        };
+        out.insert(key, merged);
+    }
+
+    /// The part of `v` that `sel` names.
+    pub fn apply(v: &Value, sel: &Selection) -> Value {
+        match v {
+            Value::Array(items) => Value::Array(items.iter().map(|i| apply(i, sel)).collect()),
+            Value::Object(obj) => {
+                let mut out = Map::new();
+                for (k, val) in obj {
+                    match sel.get(k).or_else(|| sel.get("*")) {
+                        None => {}
+                        Some(Sel::All) => {
+                            out.insert(k.clone(), val.clone());
+                        }
+                        Some(Sel::Some(inner)) if val.is_object() || val.is_array() => {
+                            out.insert(k.clone(), apply(val, inner));
+                        }
+                        Some(Sel::Some(_)) => {}
+                    }
+                }
+                Value::Object(out)
+            }
+            other => other.clone(),
+        }
+    }
+
+    /// The `fields` query parameter, if any (decoded).
+    fn fields_param(req: &Request) -> Option<String> {
+        let q = req.uri().query()?;
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "fields")
+            .map(|(_, v)| v.into_owned())
+            .filter(|v| !v.trim().is_empty())
+    }
+
+    /// Route layer: filters every successful JSON answer to the `fields`
+    /// asked for; a malformed selection is Google's 400 before the call runs.
+    pub async fn partial_response(req: Request, next: Next) -> Response {
+        let Some(fields) = fields_param(&req) else {
+            return next.run(req).await;
+        };
+        let Ok(sel) = parse(&fields) else {
+            return super::google_error(
+                StatusCode::BAD_REQUEST,
+                "invalidParameter",
+                &format!("Invalid field selection {fields}"),
+            );
+        };
+        let resp = next.run(req).await;
+        let json = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if !resp.status().is_success() || !json {
+            return resp;
+        }
+        let (mut parts, body) = resp.into_parts();
+        let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+            return super::google_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "backendError",
+                "Backend Error",
+            );
+        };
+        let filtered = match serde_json::from_slice::<Value>(&bytes) {
+            Ok(v) => serde_json::to_vec(&apply(&v, &sel)).unwrap_or_else(|_| bytes.to_vec()),
+            Err(_) => bytes.to_vec(),
+        };
+        parts.headers.remove(header::CONTENT_LENGTH);
+        Response::from_parts(parts, Body::from(filtered))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use serde_json::json;
+
+        fn pick(fields: &str, v: Value) -> Value {
+            apply(&v, &parse(fields).expect(fields))
+        }
+
+        #[test]
+        fn grammar_covers_lists_paths_sub_selections_and_wildcards() {
+            let v = json!({
+                "kind": "k", "etag": "e", "nextPageToken": "n",
+                "items": [
+                    {"clientId": "a", "displayText": "A", "scopes": ["s"], "name": {"givenName": "G", "familyName": "F"}},
+                    {"clientId": "b", "displayText": "B", "scopes": []}
+                ]
+            });
+            assert_eq!(
+                pick("items(clientId,displayText)", v.clone()),
+                json!({"items": [{"clientId": "a", "displayText": "A"}, {"clientId": "b", "displayText": "B"}]})
+            );
+            assert_eq!(
+                pick("nextPageToken,items/clientId", v.clone()),
+                json!({"nextPageToken": "n", "items": [{"clientId": "a"}, {"clientId": "b"}]})
+            );
+            assert_eq!(
+                pick("items/name/givenName", v.clone()),
+                json!({"items": [{"name": {"givenName": "G"}}, {}]})
+            );
+            assert_eq!(
+                pick("items(name(familyName)),items/clientId", v.clone()),
+                json!({"items": [{"clientId": "a", "name": {"familyName": "F"}}, {"clientId": "b"}]})
+            );
+            assert_eq!(
+                pick("kind, etag", v.clone()),
+                json!({"kind": "k", "etag": "e"})
+            );
+            assert_eq!(pick("items,items/clientId", v.clone())["items"], v["items"]);
+            assert_eq!(pick("*", v.clone()), v);
+            for bad in ["", "a(", "a)", "a//b", "(a)", "a,", "a(b", "a b(c"] {
+                assert!(parse(bad).is_err(), "{bad:?}");
+            }
+        }
+    }
+}
+
+// ---- batch ---------------------------------------------------------------------
+
+/// `POST /batch` (the `batchPath` of both discovery documents): a
+/// multipart/mixed body of `application/http` parts, each an HTTP request
+/// to the Directory or Licensing API. Each part goes through the whole
+/// sandbox router, so authentication, scopes, faults, quotas and the access
+/// log apply to it as to the single call; its answer comes back as one part
+/// with `Content-ID: <response-{id}>`. Headers of the outer request other
+/// than `Content-*` apply to every part that does not set them itself.
+pub mod batch {
+    use axum::body::Body;
+    use axum::extract::{Request, State as AxState};
+    use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+    use axum::response::{IntoResponse, Response};
+    use tower::ServiceExt;
+
+    use crate::sandbox::{Shared, Vendor, google_error};
+
+    /// Google takes at most 1000 calls in one batch.
+    pub const MAX_PARTS: usize = 1000;
+
+    /// One part of a batch: its Content-ID and the request it carries.
+    #[derive(Debug)]
+    pub struct Part {
+        pub content_id: Option<String>,
+        pub method: String,
+        pub target: String,
+        pub headers: Vec<(String, String)>,
+        pub body: Vec<u8>,
+    }
+
+    /// The boundary of a `multipart/mixed` content type.
+    pub fn boundary(content_type: &str) -> Option<String> {
+        let (kind, params) = content_type.split_once(';')?;
+        if !kind.trim().eq_ignore_ascii_case("multipart/mixed") {
+            return None;
+        }
+        params.split(';').find_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            k.trim()
+                .eq_ignore_ascii_case("boundary")
+                .then(|| v.trim().trim_matches('"').to_string())
+                .filter(|b| !b.is_empty())
+        })
+    }
+
+    /// Splits `text` at its first empty line (CRLF or LF endings): the head
+    /// and what follows.
+    fn split_head(text: &str) -> (&str, &str) {
+        // A head that starts with the empty line has no headers.
+        if let Some(rest) = text
+            .strip_prefix("\r\n")
+            .or_else(|| text.strip_prefix('\n'))
+        {
+            return ("", rest);
+        }
+        let crlf = text.find("\r\n\r\n").map(|i| (i, 4));
+        let lf = text.find("\n\n").map(|i| (i, 2));
+        let at = match (crlf, lf) {
+            (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+            (a, b) => a.or(b),
+        };
+        match at {
+            Some((i, n)) => (&text[..i], &text[i + n..]),
+            None => (text, ""),
+        }
+    }
+
+    /// Header lines (folded continuations joined).
+    fn headers(head: &str) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for line in head.lines() {
+            let line = line.trim_end_matches('\r');
+            if line.starts_with([' ', '\t']) {
+                if let Some(last) = out.last_mut() {
+                    last.1.push(' ');
+                    last.1.push_str(line.trim());
+                }
+                continue;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                out.push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+        out
+    }
+
+    fn get<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        h.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The parts of a batch body; Err with a message if it is malformed.
+    pub fn parse(body: &str, boundary: &str) -> Result<Vec<Part>, String> {
+        let delim = format!("--{boundary}");
+        let mut chunks = body.split(delim.as_str());
+        chunks.next(); // preamble
+        let mut out = Vec::new();
+        let mut closed = false;
+        for chunk in chunks {
+            if chunk.starts_with("--") {
+                closed = true;
+                break;
+            }
+            // The rest of the delimiter line, and the line break that
+            // belongs to the next delimiter.
+            let chunk = chunk
+                .split_once('\n')
+                .map(|(_, rest)| rest)
+                .ok_or("a batch part is empty")?;
+            let chunk = chunk
+                .strip_suffix("\r\n")
+                .or_else(|| chunk.strip_suffix('\n'))
+                .unwrap_or(chunk);
+            let (mime_head, http) = split_head(chunk);
+            let mime = headers(mime_head);
+            if let Some(ct) = get(&mime, "content-type")
+                && !ct.to_ascii_lowercase().starts_with("application/http")
+            {
+                return Err(format!(
+                    "a batch part has Content-Type {ct}, not application/http"
+                ));
+            }
+            let content_id = get(&mime, "content-id").map(|v| {
+                v.trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string()
+            });
+            let (req_line, rest) = http
+                .split_once('\n')
+                .map(|(l, r)| (l.trim_end_matches('\r'), r))
+                .unwrap_or((http.trim_end(), ""));
+            let mut words = req_line.split_whitespace();
+            let (Some(method), Some(target)) = (words.next(), words.next()) else {
+                return Err(format!("a batch part has no request line: {req_line:?}"));
+            };
+            let (head, body) = split_head(rest);
+            let headers = headers(head);
+            let mut body = body.as_bytes().to_vec();
+            if let Some(n) = get(&headers, "content-length").and_then(|n| n.parse::<usize>().ok()) {
+                body.truncate(n);
+            } else {
+                while body.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    body.pop();
+                }
+            }
+            // An absolute URL keeps only its path and query.
+            let target = match target.split_once("://") {
+                Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]).to_string(),
+                None => target.to_string(),
+            };
+            out.push(Part {
+                content_id,
+                method: method.to_string(),
+                target,
+                headers,
+                body,
+            });
+        }
+        if !closed {
+            return Err("the batch body does not end with its closing boundary".into());
+        }
+        Ok(out)
+    }
+
+    /// An answer written as an `application/http` part body.
+    async fn http_text(resp: Response) -> Vec<u8> {
+        let (parts, body) = resp.into_parts();
+        let (status, headers, bytes) = match axum::body::to_bytes(body, usize::MAX).await {
+            Ok(b) => (parts.status, parts.headers, b.to_vec()),
+            Err(_) => {
+                // The part's connection dropped (a reset fault): Google
+                // would answer the part with a backend error.
+                let r = google_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "backendError",
+                    "Backend Error",
+                );
+                let (p, b) = r.into_parts();
+                let b = axum::body::to_bytes(b, usize::MAX)
+                    .await
+                    .unwrap_or_default();
+                (p.status, p.headers, b.to_vec())
+            }
+        };
+        let mut out = format!(
+            "HTTP/1.1 {} {}\r\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        );
+        for (k, v) in &headers {
+            if k == header::CONTENT_LENGTH || k == header::TRANSFER_ENCODING {
+                continue;
+            }
+            if let Ok(v) = v.to_str() {
+                out.push_str(&format!("{k}: {v}\r\n"));
+            }
+        }
+        out.push_str(&format!("Content-Length: {}\r\n\r\n", bytes.len()));
+        let mut out = out.into_bytes();
+        out.extend_from_slice(&bytes);
+        out
+    }
+
+    /// The request a part carries, with the outer request's headers where
+    /// the part sets none of its own.
+    fn request(part: &Part, outer: &HeaderMap) -> Result<Request, String> {
+        let path = part.target.split('?').next().unwrap_or("");
+        if !path.starts_with('/') {
+            return Err(format!(
+                "a batch part's target is not a path: {}",
+                part.target
+            ));
+        }
+        if Vendor::of(path) != Vendor::Google || path == "/batch" || path.starts_with("/batch/") {
+            return Err(format!(
+                "a batch part must call the Directory or Licensing API, not {path}"
+            ));
+        }
+        let method = Method::from_bytes(part.method.as_bytes())
+            .map_err(|_| format!("a batch part has an invalid method {}", part.method))?;
+        let mut b = Request::builder().method(method).uri(&part.target);
+        let h = b
+            .headers_mut()
+            .ok_or("a batch part has an invalid target")?;
+        for (k, v) in outer {
+            let n = k.as_str();
+            if n.starts_with("content-") || n == "host" || n == "transfer-encoding" {
+                continue;
+            }
+            h.insert(k.clone(), v.clone());
+        }
+        for (k, v) in &part.headers {
+            if k.eq_ignore_ascii_case("host") {
+                continue;
+            }
+            let (Ok(k), Ok(v)) = (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) else {
+                return Err(format!("a batch part has an invalid header {k}"));
+            };
+            h.insert(k, v);
+        }
+        b.body(Body::from(part.body.clone()))
+            .map_err(|e| format!("a batch part is invalid: {e}"))
+    }
+
+    pub async fn batch(AxState(s): AxState<Shared>, req: Request) -> Response {
+        let (head, body) = req.into_parts();
+        let Some(boundary) = head
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(boundary)
+        else {
+            return super::bad_request("A batch request must be multipart/mixed with a boundary.");
+        };
+        let Ok(bytes) = axum::body::to_bytes(body, 64 << 20).await else {
+            return super::bad_request("The batch body could not be read.");
+        };
+        let Ok(text) = String::from_utf8(bytes.to_vec()) else {
+            return super::bad_request("The batch body is not UTF-8.");
+        };
+        let parts = match parse(&text, &boundary) {
+            Ok(p) if p.is_empty() => return super::bad_request("The batch request has no parts."),
+            Ok(p) if p.len() > MAX_PARTS => {
+                return super::bad_request(&format!(
+                    "A batch request may hold at most {MAX_PARTS} calls, not {}.",
+                    p.len()
+                ));
+            }
+            Ok(p) => p,
+            Err(e) => return super::bad_request(&format!("Invalid batch request: {e}")),
+        };
+        // The whole sandbox, so each part is served as the single call is.
+        let router = crate::sandbox::router(s.clone());
+        let out_boundary = format!("batch_{:032x}", rand::random::<u128>());
+        let mut out: Vec<u8> = Vec::new();
+        for part in &parts {
+            let answer = match request(part, &head.headers) {
+                Ok(r) => match router.clone().oneshot(r).await {
+                    Ok(resp) => resp,
+                    Err(never) => match never {},
+                },
+                Err(msg) => super::bad_request(&msg),
+            };
+            out.extend_from_slice(
+                format!("--{out_boundary}\r\nContent-Type: application/http\r\n").as_bytes(),
+            );
+            if let Some(id) = &part.content_id {
+                out.extend_from_slice(format!("Content-ID: <response-{id}>\r\n").as_bytes());
+            }
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(&http_text(answer).await);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(format!("--{out_boundary}--\r\n").as_bytes());
+        (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                format!("multipart/mixed; boundary={out_boundary}"),
+            )],
+            out,
+        )
+            .into_response()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn parses_the_parts_a_discovery_client_writes() {
+            // As google-api-python-client writes it: LF line ends, quoted
+            // boundary, an inner request with headers and a JSON body.
+            let b = "===============123==";
+            let body = format!(
+                "--{b}\nContent-Type: application/http\nMIME-Version: 1.0\nContent-Transfer-Encoding: binary\nContent-ID: <abc + 1>\n\nDELETE /admin/directory/v1/groups/g%40x/members/m HTTP/1.1\nContent-Type: application/json\nauthorization: Bearer t\nHost: 127.0.0.1:1\n\n\n--{b}\nContent-Type: application/http\nContent-ID: <abc + 2>\n\nPUT https://admin.googleapis.com/admin/directory/v1/users/u?alt=json HTTP/1.1\ncontent-type: application/json\ncontent-length: 18\n\n{{\"suspended\":true}}\n--{b}--"
+            );
+            assert_eq!(
+                boundary(&format!("multipart/mixed; boundary=\"{b}\"")).as_deref(),
+                Some(b)
+            );
+            let parts = parse(&body, b).unwrap();
+            assert_eq!(parts.len(), 2);
+            assert_eq!(parts[0].content_id.as_deref(), Some("abc + 1"));
+            assert_eq!(parts[0].method, "DELETE");
+            assert_eq!(
+                parts[0].target,
+                "/admin/directory/v1/groups/g%40x/members/m"
+            );
+            assert_eq!(get(&parts[0].headers, "Authorization"), Some("Bearer t"));
+            assert!(parts[0].body.is_empty());
+            assert_eq!(parts[1].target, "/admin/directory/v1/users/u?alt=json");
+            assert_eq!(parts[1].body, br#"{"suspended":true}"#);
+            assert!(parse(&format!("--{b}\n\nGET / HTTP/1.1\n\n"), b).is_err());
+            assert_eq!(boundary("application/json"), None);
+        }
+    }
 }
 
 #[cfg(test)]

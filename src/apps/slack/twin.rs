@@ -658,6 +658,12 @@ fn err(code: &str) -> Response {
     Json(json!({"ok": false, "error": code})).into_response()
 }
 
+/// Slack's answer to a method name it does not have: HTTP 200, `ok:false`,
+/// `unknown_method`, and the name asked for in `req_method`.
+pub fn unknown_method(method: &str) -> Response {
+    Json(json!({"ok": false, "error": "unknown_method", "req_method": method})).into_response()
+}
+
 /// The arguments of a call, from the query, a form body or a JSON body.
 struct Args(HashMap<String, String>);
 
@@ -799,6 +805,26 @@ fn needed_scope(method: &str) -> Option<&'static str> {
     })
 }
 
+/// The Web API methods served at `/api/{method}` (the OAuth twin serves
+/// `oauth.v2.access` and `auth.revoke` on their own routes).
+const SERVED_METHODS: &[&str] = &[
+    "auth.test",
+    "users.lookupByEmail",
+    "users.info",
+    "usergroups.list",
+    "usergroups.users.list",
+    "usergroups.users.update",
+    "usergroups.disable",
+    "admin.users.session.list",
+    "admin.users.session.invalidate",
+    "admin.users.session.reset",
+    "admin.users.setRegular",
+    "admin.roles.listAssignments",
+    "admin.roles.removeAssignments",
+    "admin.apps.uninstall",
+    "team.integrationLogs",
+];
+
 async fn web_api(
     AxState(s): AxState<Shared>,
     Path(method): Path<String>,
@@ -806,6 +832,10 @@ async fn web_api(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // Slack names an unknown method before it looks at the token.
+    if !SERVED_METHODS.contains(&method.as_str()) {
+        return unknown_method(&method);
+    }
     let args = match Args::parse(query.as_deref(), &headers, &body) {
         Ok(a) => a,
         Err(code) => return err(code),
@@ -868,7 +898,7 @@ async fn web_api(
         "admin.roles.removeAssignments" => roles_remove(&mut st, &args),
         "admin.apps.uninstall" => apps_uninstall(&mut st, &args),
         "team.integrationLogs" => integration_logs(&st, &args),
-        _ => Err("unknown_method"),
+        _ => Ok(unknown_method(&method)),
     };
     // Like Slack, every answer names the token's scopes.
     let mut resp = r.unwrap_or_else(err);
