@@ -129,6 +129,11 @@ pub(crate) struct Entry {
     pub requested: bool,
     /// Verified gone, but not removed by this tool.
     pub vanished: bool,
+    /// Its removal was under way when this process opened the case from
+    /// the ledger (requested with no answer recorded, or accepted and not
+    /// yet confirmed): a fresh read decides, and past the verify deadline
+    /// it is escalated like any other removal.
+    pub resumed: bool,
 }
 
 impl Entry {
@@ -299,6 +304,7 @@ impl Case {
             None => self.grants.push(Entry {
                 requested: matches!(state, GrantState::Revoking),
                 vanished: false,
+                resumed: false,
                 grant,
                 state,
                 since: at,
@@ -441,6 +447,7 @@ impl Case {
                 answer: None,
                 requested: false,
                 vanished: false,
+                resumed: false,
             });
         }
         self.grants = keep;
@@ -475,6 +482,37 @@ impl Case {
             .collect()
     }
 
+    /// Removals resumed from the ledger in `connector` that a fresh
+    /// complete read (of their kind) still lists `deadline` after the case
+    /// was opened: each with the reason it is escalated as `unconfirmed`.
+    pub fn overdue_resumed(
+        &self,
+        connector: &str,
+        failed: &[(GrantKind, String)],
+        deadline: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Vec<(String, String)> {
+        let secs = deadline.num_seconds();
+        self.grants
+            .iter()
+            .filter(|e| e.resumed && e.grant.connector == connector)
+            .filter(|e| !failed.iter().any(|(k, _)| *k == e.grant.kind))
+            .filter(|e| now - e.since >= deadline)
+            .filter_map(|e| {
+                let reason = match e.state {
+                    GrantState::Revoking => format!(
+                        "requested before an interruption, no answer recorded; a fresh read still lists it {secs}s after the case was resumed: revoke it again"
+                    ),
+                    GrantState::Removed => format!(
+                        "still listed {secs}s after the app accepted the removal (resumed after an interruption)"
+                    ),
+                    _ => return None,
+                };
+                Some((e.key(), reason))
+            })
+            .collect()
+    }
+
     /// Counts states of the selected grants, and read failures and
     /// ambiguous lookups of the selected connectors (only failed kinds the
     /// selection covers count).
@@ -486,22 +524,7 @@ impl Case {
                 s.vanished += 1;
             }
         }
-        for a in self
-            .accounts
-            .values()
-            .filter(|a| sel.matches_app(&a.connector))
-        {
-            match &a.status {
-                AccountStatus::LookupFailed { .. } => s.read_failures += 1,
-                AccountStatus::Found { .. }
-                    if a.failed_kinds.iter().any(|f| sel.matches_kind(f.kind)) =>
-                {
-                    s.read_failures += 1
-                }
-                AccountStatus::Ambiguous { .. } => s.ambiguous += 1,
-                _ => {}
-            }
-        }
+        s.add_accounts(self.accounts.values(), sel);
         s
     }
 

@@ -202,6 +202,7 @@ impl Engine {
         let changed = self.with_case(email, |c| {
             c.entry_mut(key).map(|e| {
                 e.requested |= state == GrantState::Revoking;
+                e.resumed = false;
                 e.state = state.clone();
                 e.since = now;
                 if answer.is_some() {
@@ -273,14 +274,17 @@ impl Engine {
         let records = Ledger::read_case(self.ledger.path(), &person.email)?;
         let mut case = Case::from_ledger(person.clone(), &records);
         let pending = case.pending_keys();
-        // A resumed removal gets a fresh verification deadline in this run.
+        // A resumed removal (accepted, or requested with no answer
+        // recorded) gets a fresh verification deadline in this run; reads
+        // decide, and past the deadline it is escalated.
         let now = Utc::now();
         for e in case
             .grants
             .iter_mut()
-            .filter(|e| e.state == GrantState::Removed)
+            .filter(|e| matches!(e.state, GrantState::Removed | GrantState::Revoking))
         {
             e.since = now;
+            e.resumed = true;
         }
         self.cases
             .lock()
@@ -689,7 +693,45 @@ impl Engine {
             });
             return Err(e);
         }
+        self.escalate_resumed(email, &id, &failed).await?;
         self.emit_health(&c);
+        Ok(())
+    }
+
+    /// Removals resumed from the ledger that this fresh read still lists
+    /// past the verify deadline are escalated as `unconfirmed`, as the
+    /// verify loop does for removals of this run: nothing stays "removing"
+    /// forever after a crash.
+    async fn escalate_resumed(
+        &self,
+        email: &str,
+        connector: &str,
+        failed: &[(GrantKind, String)],
+    ) -> Result<(), EngineError> {
+        let deadline =
+            chrono::Duration::from_std(self.opts.verify_deadline).unwrap_or(chrono::Duration::MAX);
+        let overdue = self
+            .with_case(email, |c| {
+                c.overdue_resumed(connector, failed, deadline, Utc::now())
+            })
+            .unwrap_or_default();
+        if overdue.is_empty() {
+            return Ok(());
+        }
+        self.record_all(
+            email,
+            overdue
+                .iter()
+                .map(|(key, reason)| LedgerEvent::Escalated {
+                    key: key.clone(),
+                    reason: reason.clone(),
+                })
+                .collect(),
+        )
+        .await?;
+        for (key, reason) in overdue {
+            self.set_state(email, &key, GrantState::Unconfirmed { reason }, None);
+        }
         Ok(())
     }
 
