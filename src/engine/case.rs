@@ -1,7 +1,7 @@
 //! One leaver's case: accounts per connector, grants with their states, and
 //! how a fresh read or the ledger's history changes them. Pure: no I/O.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -159,9 +159,11 @@ fn is_key(g: &Grant, key: &str) -> bool {
         && key.ends_with(g.id.as_str())
 }
 
-/// Display text from an API, made safe (ids are kept exact: drivers need
-/// them; printers clean them).
+/// Display text from an API, made safe. Ids are made inert where drivers
+/// build them ([`Grant::api`]), so that a driver's own reads compare like
+/// with like; the ids a grant waits for are cleaned the same way here.
 pub(crate) fn clean_grant(mut g: Grant) -> Grant {
+    g.after = g.after.iter().map(|a| clean(a)).collect();
     g.label = clean(&g.label);
     g.details = clean(&g.details);
     g.since = g.since.map(|s| clean(&s));
@@ -172,6 +174,9 @@ pub(crate) fn clean_grant(mut g: Grant) -> Grant {
 }
 
 pub(crate) fn clean_account(mut a: Account) -> Account {
+    // The account id stays exact: drivers read and act on it (printers
+    // clean it).
+    a.addresses = a.addresses.iter().map(|x| clean(x)).collect();
     a.login = clean(&a.login);
     a.display_name = clean(&a.display_name);
     a.last_login = a.last_login.map(|s| clean(&s));
@@ -392,7 +397,15 @@ impl Case {
     ) -> Vec<Change> {
         let mut changes = Vec::new();
         let kind_failed = |k: GrantKind| failed.iter().any(|(f, _)| *f == k);
-        let mut listed: Vec<Grant> = listed.into_iter().map(clean_grant).collect();
+        // One grant per id: an item a listing showed twice (on two pages,
+        // as a listing that shifts while it is read does) is one grant,
+        // planned and revoked once.
+        let mut ids = HashSet::new();
+        let mut listed: Vec<Grant> = listed
+            .into_iter()
+            .map(clean_grant)
+            .filter(|g| ids.insert(g.id.clone()))
+            .collect();
         let mut keep = Vec::with_capacity(self.grants.len());
         for mut e in std::mem::take(&mut self.grants) {
             if e.grant.connector != connector || kind_failed(e.grant.kind) {
