@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use offboard::engine::{Engine, EngineOptions, Selection};
 use offboard::evidence::Ledger;
-use offboard::model::GrantKind;
+use offboard::model::{GrantKind, GrantState};
 use offboard::sandbox::{self, Running};
 
 async fn sandbox_with_log(log: &Path) -> Running {
@@ -170,5 +170,70 @@ async fn ids_from_an_api_are_inert_in_keys_the_ledger_and_json() {
         "{v}"
     );
     assert!(!text.chars().any(|c| HOSTILE.contains(&c)), "{text}");
+    sb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_role_held_through_a_group_is_decided_once_the_group_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.jsonl");
+    let sb = sandbox_with_log(&log).await;
+    let config = common::write_config(&dir.path().join("cfg"), &sb.base_url);
+    let data = dir.path().join("data");
+    let email = "marcus.reyes@example.com";
+    let e = engine(&config, &data);
+    let view = e.discover_apps(email, &["google".into()]).await.unwrap();
+    let role = view
+        .grants
+        .iter()
+        .find(|g| g.grant.kind == GrantKind::AdminRole && g.grant.is_manual())
+        .unwrap_or_else(|| panic!("marcus holds a role through a group: {view:?}"))
+        .clone();
+    let group = role.grant.after.first().cloned().expect("names its group");
+    assert!(
+        view.grants.iter().any(|g| g.grant.id == group),
+        "{group} is one of marcus's groups"
+    );
+    // Cutting live access only leaves the role as it is: still open.
+    e.revoke(
+        email,
+        &Selection {
+            kinds: vec![GrantKind::Session, GrantKind::OauthGrant],
+            ..Selection::default()
+        },
+    )
+    .await
+    .unwrap();
+    let view = e.refresh(email, Some("google")).await.unwrap();
+    let state = &view.grant(&role.key).unwrap().state;
+    assert!(
+        matches!(state, GrantState::Live | GrantState::Manual),
+        "{state:?}"
+    );
+
+    // Removing the group: a fresh read decides the role, which went with
+    // it because of offboard, not "without offboard".
+    e.revoke(email, &Selection::default()).await.unwrap();
+    let after = e.case(email).unwrap();
+    let g = after.grant(&role.key).unwrap();
+    assert!(
+        matches!(g.state, GrantState::Verified { .. }),
+        "{:?} {:?}",
+        g.state,
+        g.last_answer
+    );
+    assert!(!g.vanished);
+    let view = e.refresh(email, Some("google")).await.unwrap();
+    let g = view.grant(&role.key).unwrap();
+    assert!(matches!(g.state, GrantState::Verified { .. }) && !g.vanished);
+    let records = Ledger::read(&data.join("ledger.jsonl")).unwrap();
+    assert!(!records.iter().any(|r| matches!(
+        &r.event,
+        offboard::evidence::LedgerEvent::Vanished { key, .. } if *key == role.key
+    )));
+    assert!(records.iter().any(|r| matches!(
+        &r.event,
+        offboard::evidence::LedgerEvent::Verified { key, .. } if *key == role.key
+    )));
     sb.stop().await;
 }

@@ -406,6 +406,15 @@ impl Case {
             .map(clean_grant)
             .filter(|g| ids.insert(g.id.clone()))
             .collect();
+        // Ids this case asked the app to remove: a grant held through one
+        // of them (it names it in `after`, like a Google admin role held
+        // through a group) that a read no longer lists went because of us.
+        let requested: HashSet<String> = self
+            .grants
+            .iter()
+            .filter(|e| e.grant.connector == connector && e.requested)
+            .map(|e| e.grant.id.clone())
+            .collect();
         let mut keep = Vec::with_capacity(self.grants.len());
         for mut e in std::mem::take(&mut self.grants) {
             if e.grant.connector != connector || kind_failed(e.grant.kind) {
@@ -436,7 +445,9 @@ impl Case {
                 GrantState::Verified { .. } | GrantState::Acknowledged { .. } => keep.push(e),
                 // Nobody here asked to remove it, and a fresh complete read
                 // no longer lists it: gone without us, kept in the view.
-                GrantState::Live if e.requested => {
+                GrantState::Live | GrantState::Manual
+                    if e.requested || e.grant.after.iter().any(|a| requested.contains(a)) =>
+                {
                     e.state = GrantState::Verified { at: now };
                     e.since = now;
                     changes.push(Change::Verified(e.key()));
