@@ -275,6 +275,15 @@ mod tests {
 
     /// A token endpoint that fails `failures` times with `status`, then issues a token.
     async fn flaky_endpoint(status: u16, failures: u32) -> (Url, Arc<AtomicU32>) {
+        flaky_endpoint_with(status, failures, r#"{"error":"server_error"}"#).await
+    }
+
+    /// Like [`flaky_endpoint`], failing with `body`.
+    async fn flaky_endpoint_with(
+        status: u16,
+        failures: u32,
+        body: &'static str,
+    ) -> (Url, Arc<AtomicU32>) {
         let calls = Arc::new(AtomicU32::new(0));
         let c = calls.clone();
         let app = axum::Router::new().route(
@@ -286,7 +295,7 @@ mod tests {
                     if n < failures {
                         (
                             axum::http::StatusCode::from_u16(status).unwrap(),
-                            r#"{"error":"server_error"}"#.to_string(),
+                            body.to_string(),
                         )
                     } else {
                         (
@@ -335,6 +344,24 @@ mod tests {
         assert!(!matches!(e, ConnectorError::Auth(_)), "{e}");
         assert!(e.to_string().contains("unavailable"), "{e}");
         assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn rate_limited_token_requests_are_waited_out() {
+        for body in [
+            r#"{"error":{"code":403,"errors":[{"domain":"usageLimits","reason":"rateLimitExceeded"}]}}"#,
+            r#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#,
+        ] {
+            let (url, calls) = flaky_endpoint_with(403, 3, body).await;
+            let t = source(url).token().await.unwrap();
+            assert_eq!(t.expose(), "tok-123");
+            assert_eq!(calls.load(Ordering::SeqCst), 4, "{body}");
+        }
+        // A 403 that is no rate limit is a refusal, not retried.
+        let (url, calls) = flaky_endpoint_with(403, 100, r#"{"error":"access_denied"}"#).await;
+        let e = source(url).token().await.unwrap_err();
+        assert!(matches!(e, ConnectorError::Auth(_)), "{e}");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

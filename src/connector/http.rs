@@ -629,9 +629,14 @@ impl ApiClient {
                 Verdict::Ok if is_cut_off(&req, &headers, &body) => {
                     // A read answered 200 whose JSON ends early (a proxy or
                     // a dropped connection cut it): transient, like a reset.
-                    let e = ConnectorError::BadResponse(
-                        "the answer was cut off (its JSON body ends early)".into(),
-                    );
+                    let e = ConnectorError::BadResponse(if req.secret_answer {
+                        "the answer was cut off (its JSON body ends early); not shown, as it holds credentials".into()
+                    } else {
+                        format!(
+                            "the answer was cut off (its JSON body ends early): {}",
+                            body_excerpt(&body)
+                        )
+                    });
                     if transient_tries < self.settings.max_retries {
                         transient_tries += 1;
                         let wait = self.backoff(transient_tries);

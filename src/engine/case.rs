@@ -406,9 +406,10 @@ impl Case {
             .map(clean_grant)
             .filter(|g| ids.insert(g.id.clone()))
             .collect();
-        // Ids this case asked the app to remove: a grant held through one
-        // of them (it names it in `after`, like a Google admin role held
-        // through a group) that a read no longer lists went because of us.
+        // Ids this case asked the app to remove: a manual grant held
+        // through one of them (it names it in `after`, like a Google admin
+        // role held through a group) that a read no longer lists went
+        // because of us.
         let requested: HashSet<String> = self
             .grants
             .iter()
@@ -446,7 +447,9 @@ impl Case {
                 // Nobody here asked to remove it, and a fresh complete read
                 // no longer lists it: gone without us, kept in the view.
                 GrantState::Live | GrantState::Manual
-                    if e.requested || e.grant.after.iter().any(|a| requested.contains(a)) =>
+                    if e.requested
+                        || (e.grant.is_manual()
+                            && e.grant.after.iter().any(|a| requested.contains(a))) =>
                 {
                     e.state = GrantState::Verified { at: now };
                     e.since = now;

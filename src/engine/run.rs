@@ -1172,14 +1172,15 @@ impl Engine {
         }
     }
 
-    /// Whether an open grant of `connector` is held through one of `ids`
-    /// (names it in `after`).
+    /// Whether an open manual grant of `connector` is held through one of
+    /// `ids` (names it in `after`).
     fn held_through(&self, email: &str, connector: &str, ids: &HashSet<String>) -> bool {
         !ids.is_empty()
             && self
                 .with_case(email, |c| {
                     c.grants.iter().any(|e| {
                         e.grant.connector == connector
+                            && e.grant.is_manual()
                             && matches!(e.state, GrantState::Manual | GrantState::Live)
                             && e.grant.after.iter().any(|a| ids.contains(a))
                     })
