@@ -509,9 +509,10 @@ impl Case {
             .collect()
     }
 
-    /// Removals resumed from the ledger in `connector` that a fresh
-    /// complete read (of their kind) still lists `deadline` after the case
-    /// was opened: each with the reason it is escalated as `unconfirmed`.
+    /// Removals resumed from the ledger in `connector` that no read has
+    /// confirmed `deadline` after the case was opened (a complete read
+    /// still lists them, or the read of their kind failed): each with the
+    /// reason it is escalated as `unconfirmed`.
     pub fn overdue_resumed(
         &self,
         connector: &str,
@@ -523,14 +524,17 @@ impl Case {
         self.grants
             .iter()
             .filter(|e| e.resumed && e.grant.connector == connector)
-            .filter(|e| !failed.iter().any(|(k, _)| *k == e.grant.kind))
             .filter(|e| now - e.since >= deadline)
             .filter_map(|e| {
-                let reason = match e.state {
-                    GrantState::Revoking => format!(
+                let read_failed = failed.iter().find(|(k, _)| *k == e.grant.kind);
+                let reason = match (&e.state, read_failed) {
+                    (GrantState::Revoking | GrantState::Removed, Some((_, err))) => format!(
+                        "resumed after an interruption, not confirmed within {secs}s; last read failed: {err}"
+                    ),
+                    (GrantState::Revoking, None) => format!(
                         "requested before an interruption, no answer recorded; a fresh read still lists it {secs}s after the case was resumed: revoke it again"
                     ),
-                    GrantState::Removed => format!(
+                    (GrantState::Removed, None) => format!(
                         "still listed {secs}s after the app accepted the removal (resumed after an interruption)"
                     ),
                     _ => return None,
