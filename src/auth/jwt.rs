@@ -142,19 +142,37 @@ impl JwtBearer {
     }
 
     /// One token request, retried (with backoff) when the endpoint is
-    /// unreachable, times out, or answers 429/5xx: an outage of the token
-    /// endpoint is not a credentials problem.
+    /// unreachable, times out, answers 5xx or says it is rate limited (429,
+    /// Salesforce's 403 `REQUEST_LIMIT_EXCEEDED`, Google's
+    /// `rateLimitExceeded`): an outage or a limit of the token endpoint is
+    /// not a credentials problem. The waits stay within [`RETRY_BUDGET`]
+    /// (a `Retry-After` beyond it ends the retries).
     async fn fetch(&self) -> Result<Cached, ConnectorError> {
         const ATTEMPTS: u32 = 3;
+        const LIMITED_ATTEMPTS: u32 = 6;
         let mut attempt = 0;
+        let mut waited = Duration::ZERO;
         let body = loop {
             attempt += 1;
             match self.request_once().await {
                 Ok(body) => break body,
-                Err(e) if attempt < ATTEMPTS && is_transient(&e) => {
-                    let wait = Duration::from_millis(250 * u64::from(1u32 << attempt))
+                Err(e) if is_transient(&e) => {
+                    let limited = matches!(e, ConnectorError::RateLimited { .. });
+                    let max = if limited { LIMITED_ATTEMPTS } else { ATTEMPTS };
+                    let backoff = Duration::from_millis(250 * u64::from(1u32 << attempt.min(5)))
                         + Duration::from_millis(rand::random_range(0..200));
-                    tracing::info!(token_url = %self.token_url, attempt, ?wait, "token endpoint unavailable; retrying");
+                    let wait = match &e {
+                        ConnectorError::RateLimited {
+                            retry_after: Some(d),
+                            ..
+                        } => *d,
+                        _ => backoff,
+                    };
+                    if attempt >= max || waited + wait > RETRY_BUDGET {
+                        return Err(e);
+                    }
+                    waited += wait;
+                    tracing::info!(token_url = %self.token_url, attempt, ?wait, limited, "token endpoint unavailable or rate limited; retrying");
                     tokio::time::sleep(wait).await;
                 }
                 Err(e) => return Err(e),
@@ -194,20 +212,34 @@ impl JwtBearer {
                 })
             })?;
         let status = resp.status();
+        let headers = resp.headers().clone();
         let body = resp
             .bytes()
             .await
             .map_err(|_| ConnectorError::Network("token endpoint dropped the connection".into()))?;
         if !status.is_success() {
-            return Err(oauth_error(status.as_u16(), &body, &[assertion.expose()]));
+            return Err(
+                match oauth_error(status.as_u16(), &body, &[assertion.expose()]) {
+                    ConnectorError::RateLimited { message, .. } => ConnectorError::RateLimited {
+                        retry_after: crate::connector::http::retry_after(&headers),
+                        message,
+                    },
+                    e => e,
+                },
+            );
         }
         Ok(body)
     }
 }
 
+/// How long token requests may wait in total between retries.
+pub const RETRY_BUDGET: Duration = Duration::from_secs(30);
+
 fn is_transient(e: &ConnectorError) -> bool {
-    matches!(e, ConnectorError::Network(_) | ConnectorError::Timeout)
-        || matches!(e, ConnectorError::Api { status, .. } if *status == 429 || *status >= 500)
+    matches!(
+        e,
+        ConnectorError::Network(_) | ConnectorError::Timeout | ConnectorError::RateLimited { .. }
+    ) || matches!(e, ConnectorError::Api { status, .. } if *status == 429 || *status >= 500)
 }
 
 #[async_trait]
@@ -245,6 +277,15 @@ mod tests {
 
     /// A token endpoint that fails `failures` times with `status`, then issues a token.
     async fn flaky_endpoint(status: u16, failures: u32) -> (Url, Arc<AtomicU32>) {
+        flaky_endpoint_with(status, failures, r#"{"error":"server_error"}"#).await
+    }
+
+    /// Like [`flaky_endpoint`], failing with `body`.
+    async fn flaky_endpoint_with(
+        status: u16,
+        failures: u32,
+        body: &'static str,
+    ) -> (Url, Arc<AtomicU32>) {
         let calls = Arc::new(AtomicU32::new(0));
         let c = calls.clone();
         let app = axum::Router::new().route(
@@ -256,7 +297,7 @@ mod tests {
                     if n < failures {
                         (
                             axum::http::StatusCode::from_u16(status).unwrap(),
-                            r#"{"error":"server_error"}"#.to_string(),
+                            body.to_string(),
                         )
                     } else {
                         (
@@ -305,6 +346,24 @@ mod tests {
         assert!(!matches!(e, ConnectorError::Auth(_)), "{e}");
         assert!(e.to_string().contains("unavailable"), "{e}");
         assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn rate_limited_token_requests_are_waited_out() {
+        for body in [
+            r#"{"error":{"code":403,"errors":[{"domain":"usageLimits","reason":"rateLimitExceeded"}]}}"#,
+            r#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#,
+        ] {
+            let (url, calls) = flaky_endpoint_with(403, 3, body).await;
+            let t = source(url).token().await.unwrap();
+            assert_eq!(t.expose(), "tok-123");
+            assert_eq!(calls.load(Ordering::SeqCst), 4, "{body}");
+        }
+        // A 403 that is no rate limit is a refusal, not retried.
+        let (url, calls) = flaky_endpoint_with(403, 100, r#"{"error":"access_denied"}"#).await;
+        let e = source(url).token().await.unwrap_err();
+        assert!(matches!(e, ConnectorError::Auth(_)), "{e}");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

@@ -152,10 +152,58 @@ pub fn server_said(
     format!("{code}{description}")
 }
 
+/// Whether a token endpoint's error answer means "too many requests": 429,
+/// or a vendor's rate-limit code in the body (Salesforce answers 403
+/// `REQUEST_LIMIT_EXCEEDED`, Google `rateLimitExceeded` /
+/// `userRateLimitExceeded`, OAuth servers `rate_limit_exceeded`). Only the
+/// codes are looked at, never quoted.
+pub fn token_rate_limited(status: u16, body: &[u8]) -> bool {
+    if status == 429 {
+        return true;
+    }
+    if !(400..500).contains(&status) {
+        return false;
+    }
+    const CODES: [&str; 4] = [
+        "REQUEST_LIMIT_EXCEEDED",
+        "rateLimitExceeded",
+        "userRateLimitExceeded",
+        "rate_limit_exceeded",
+    ];
+    fn codes(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Array(a) => a.iter().for_each(|x| codes(x, out)),
+            serde_json::Value::Object(o) => {
+                for (k, x) in o {
+                    if matches!(k.as_str(), "error" | "errorCode" | "reason" | "status")
+                        && let Some(s) = x.as_str()
+                    {
+                        out.push(s.to_string());
+                    }
+                    codes(x, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return false;
+    };
+    let mut found = Vec::new();
+    codes(&v, &mut found);
+    found.iter().any(|c| CODES.contains(&c.as_str()))
+}
+
 /// Turns a token endpoint's error answer into a message without secrets
 /// (`carried`: the secrets the request sent, never repeated).
 pub fn oauth_error(status: u16, body: &[u8], carried: &[&str]) -> ConnectorError {
-    if status == 429 || status >= 500 {
+    if token_rate_limited(status, body) {
+        return ConnectorError::RateLimited {
+            retry_after: None,
+            message: format!("token endpoint rate limited (HTTP {status})"),
+        };
+    }
+    if status >= 500 {
         // The endpoint is unavailable: not a verdict on the credentials.
         return ConnectorError::Api {
             status,

@@ -216,9 +216,40 @@ pub fn case_json(
     }
 }
 
+/// What must not read as "all clear": an address found in no app, and one
+/// with characters outside ASCII (a lookalike). Printed on stderr as
+/// `warning:` lines, and first among the hints.
+pub fn warnings(view: &CaseView, sel: &Selection) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(w) = crate::model::address_warning(&view.email) {
+        out.push(clean(&w));
+    }
+    let mut s = Summary::default();
+    s.add_accounts(&view.accounts, sel);
+    if s.not_found_anywhere > 0 {
+        out.push(format!(
+            "{}: {} {}",
+            clean(&view.email),
+            crate::engine::NOT_FOUND_ANYWHERE,
+            if sel.apps.is_empty() {
+                "(no configured app has an account for it)".to_string()
+            } else {
+                format!("(looked up in {})", sel.apps.join(", "))
+            }
+        ));
+    }
+    out
+}
+
+fn print_warnings(view: &CaseView, sel: &Selection) {
+    for w in warnings(view, sel) {
+        eprint!("{}", wrap(&format!("warning: {w}"), "", output_width()));
+    }
+}
+
 /// What the operator can do next, for the table and `--json`.
 pub fn hints(view: &CaseView, sel: &Selection) -> Vec<String> {
-    let mut out = Vec::new();
+    let mut out = warnings(view, sel);
     for a in view
         .accounts
         .iter()
@@ -326,12 +357,8 @@ fn open(global: &Global, data_dir: &std::path::Path) -> Result<Session, Failure>
     let opts = EngineOptions::from_config(&loaded);
     let ledger = Ledger::open_in(data_dir, &opts.operator)
         .map_err(|e| Failure::other(format!("evidence ledger: {e}")))?;
-    for t in ledger.torn_tails() {
-        eprintln!(
-            "offboard: ledger line {} was incomplete ({} bytes, a crash while writing); \
-             kept in record {} and cut from the file",
-            t.line, t.bytes, t.kept_in_seq
-        );
+    for note in ledger.startup_notes() {
+        eprintln!("offboard: {note}");
     }
     Ok(Session {
         engine: Engine::new(connectors, ledger, opts, tx),
@@ -742,6 +769,7 @@ pub async fn scan(global: &Global, args: ScanArgs, data_dir: PathBuf) -> CmdResu
             .ok_or_else(|| Failure::other("the case vanished"))?;
     }
     let summary = summarise(&view, &sel);
+    print_warnings(&view, &sel);
     if args.json {
         print_json(&case_json("scan", &view, &sel, &summary))?;
     } else {
@@ -763,22 +791,7 @@ fn summarise(view: &CaseView, sel: &Selection) -> Summary {
     for g in view.grants.iter().filter(|g| sel.matches(&g.grant)) {
         s.add(&g.state);
     }
-    for a in view
-        .accounts
-        .iter()
-        .filter(|a| sel.matches_app(&a.connector))
-    {
-        match &a.status {
-            AccountStatus::LookupFailed { .. } => s.read_failures += 1,
-            AccountStatus::Ambiguous { .. } => s.ambiguous += 1,
-            AccountStatus::Found { .. }
-                if a.failed_kinds.iter().any(|f| sel.matches_kind(f.kind)) =>
-            {
-                s.read_failures += 1
-            }
-            _ => {}
-        }
-    }
+    s.add_accounts(&view.accounts, sel);
     s
 }
 
@@ -848,6 +861,7 @@ pub async fn revoke(global: &Global, args: RevokeArgs, data_dir: PathBuf) -> Cmd
         .engine
         .case(&email)
         .ok_or_else(|| Failure::other("the case vanished"))?;
+    print_warnings(&view, &sel);
     if args.json {
         print_json(&case_json("revoke", &view, &sel, &summary))?;
     } else {
@@ -913,6 +927,7 @@ pub async fn verify(global: &Global, args: VerifyArgs, data_dir: PathBuf) -> Cmd
         .engine
         .case(&email)
         .ok_or_else(|| Failure::other("the case vanished"))?;
+    print_warnings(&view, &sel);
     if args.json {
         print_json(&case_json("verify", &view, &sel, &summary))?;
     } else {

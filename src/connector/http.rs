@@ -764,6 +764,27 @@ impl ApiClient {
                 self.stats.lock().expect("stats").limit_info = Some(info);
             }
             match self.policy.classify(status, &headers, &body) {
+                Verdict::Ok if is_cut_off(&req, &headers, &body) => {
+                    // A read answered 200 whose JSON ends early (a proxy or
+                    // a dropped connection cut it): transient, like a reset.
+                    let e = ConnectorError::BadResponse(if !req.quotable() {
+                        "the answer was cut off (its JSON body ends early); not shown, as it may hold credentials".into()
+                    } else {
+                        format!(
+                            "the answer was cut off (its JSON body ends early): {}",
+                            body_excerpt(&body)
+                        )
+                    });
+                    if transient_tries < self.settings.max_retries {
+                        transient_tries += 1;
+                        let wait = self.backoff(transient_tries);
+                        self.notice_retry(attempt + 1, wait, "answer cut off");
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    self.record_error(&e);
+                    return Err(e);
+                }
                 Verdict::Ok => {
                     self.stats.lock().expect("stats").last_success = Some(chrono::Utc::now());
                     return Ok(ApiResponse {
@@ -940,6 +961,19 @@ impl ApiClient {
         tracing::debug!(connector = %self.settings.connector, status = status.as_u16(), bytes = body.len(), "answer");
         Ok((status, headers, Bytes::from(body)))
     }
+}
+
+/// Whether a successful answer to a read is JSON that ends early: a
+/// truncated body (never a merely unexpected one, which is not retried).
+fn is_cut_off(req: &ApiRequest, headers: &HeaderMap, body: &[u8]) -> bool {
+    if req.method != Method::GET || body.is_empty() {
+        return false;
+    }
+    let json = headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("json"));
+    json && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err_and(|e| e.is_eof())
 }
 
 enum AttemptError {

@@ -1,7 +1,7 @@
 //! One leaver's case: accounts per connector, grants with their states, and
 //! how a fresh read or the ledger's history changes them. Pure: no I/O.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -129,6 +129,11 @@ pub(crate) struct Entry {
     pub requested: bool,
     /// Verified gone, but not removed by this tool.
     pub vanished: bool,
+    /// Its removal was under way when this process opened the case from
+    /// the ledger (requested with no answer recorded, or accepted and not
+    /// yet confirmed): a fresh read decides, and past the verify deadline
+    /// it is escalated like any other removal.
+    pub resumed: bool,
 }
 
 impl Entry {
@@ -154,9 +159,11 @@ fn is_key(g: &Grant, key: &str) -> bool {
         && key.ends_with(g.id.as_str())
 }
 
-/// Display text from an API, made safe (ids are kept exact: drivers need
-/// them; printers clean them).
+/// Display text from an API, made safe. Ids are made inert where drivers
+/// build them ([`Grant::api`]), so that a driver's own reads compare like
+/// with like; the ids a grant waits for are cleaned the same way here.
 pub(crate) fn clean_grant(mut g: Grant) -> Grant {
+    g.after = g.after.iter().map(|a| clean(a)).collect();
     g.label = clean(&g.label);
     g.details = clean(&g.details);
     g.since = g.since.map(|s| clean(&s));
@@ -167,6 +174,9 @@ pub(crate) fn clean_grant(mut g: Grant) -> Grant {
 }
 
 pub(crate) fn clean_account(mut a: Account) -> Account {
+    // The account id stays exact: drivers read and act on it (printers
+    // clean it).
+    a.addresses = a.addresses.iter().map(|x| clean(x)).collect();
     a.login = clean(&a.login);
     a.display_name = clean(&a.display_name);
     a.last_login = a.last_login.map(|s| clean(&s));
@@ -299,6 +309,7 @@ impl Case {
             None => self.grants.push(Entry {
                 requested: matches!(state, GrantState::Revoking),
                 vanished: false,
+                resumed: false,
                 grant,
                 state,
                 since: at,
@@ -386,7 +397,25 @@ impl Case {
     ) -> Vec<Change> {
         let mut changes = Vec::new();
         let kind_failed = |k: GrantKind| failed.iter().any(|(f, _)| *f == k);
-        let mut listed: Vec<Grant> = listed.into_iter().map(clean_grant).collect();
+        // One grant per id: an item a listing showed twice (on two pages,
+        // as a listing that shifts while it is read does) is one grant,
+        // planned and revoked once.
+        let mut ids = HashSet::new();
+        let mut listed: Vec<Grant> = listed
+            .into_iter()
+            .map(clean_grant)
+            .filter(|g| ids.insert(g.id.clone()))
+            .collect();
+        // Ids this case asked the app to remove: a manual grant held
+        // through one of them (it names it in `after`, like a Google admin
+        // role held through a group) that a read no longer lists went
+        // because of us.
+        let requested: HashSet<String> = self
+            .grants
+            .iter()
+            .filter(|e| e.grant.connector == connector && e.requested)
+            .map(|e| e.grant.id.clone())
+            .collect();
         let mut keep = Vec::with_capacity(self.grants.len());
         for mut e in std::mem::take(&mut self.grants) {
             if e.grant.connector != connector || kind_failed(e.grant.kind) {
@@ -417,7 +446,11 @@ impl Case {
                 GrantState::Verified { .. } | GrantState::Acknowledged { .. } => keep.push(e),
                 // Nobody here asked to remove it, and a fresh complete read
                 // no longer lists it: gone without us, kept in the view.
-                GrantState::Live if e.requested => {
+                GrantState::Live | GrantState::Manual
+                    if e.requested
+                        || (e.grant.is_manual()
+                            && e.grant.after.iter().any(|a| requested.contains(a))) =>
+                {
                     e.state = GrantState::Verified { at: now };
                     e.since = now;
                     changes.push(Change::Verified(e.key()));
@@ -441,6 +474,7 @@ impl Case {
                 answer: None,
                 requested: false,
                 vanished: false,
+                resumed: false,
             });
         }
         self.grants = keep;
@@ -475,6 +509,41 @@ impl Case {
             .collect()
     }
 
+    /// Removals resumed from the ledger in `connector` that no read has
+    /// confirmed `deadline` after the case was opened (a complete read
+    /// still lists them, or the read of their kind failed): each with the
+    /// reason it is escalated as `unconfirmed`.
+    pub fn overdue_resumed(
+        &self,
+        connector: &str,
+        failed: &[(GrantKind, String)],
+        deadline: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Vec<(String, String)> {
+        let secs = deadline.num_seconds();
+        self.grants
+            .iter()
+            .filter(|e| e.resumed && e.grant.connector == connector)
+            .filter(|e| now - e.since >= deadline)
+            .filter_map(|e| {
+                let read_failed = failed.iter().find(|(k, _)| *k == e.grant.kind);
+                let reason = match (&e.state, read_failed) {
+                    (GrantState::Revoking | GrantState::Removed, Some((_, err))) => format!(
+                        "resumed after an interruption, not confirmed within {secs}s; last read failed: {err}"
+                    ),
+                    (GrantState::Revoking, None) => format!(
+                        "requested before an interruption, no answer recorded; a fresh read still lists it {secs}s after the case was resumed: revoke it again"
+                    ),
+                    (GrantState::Removed, None) => format!(
+                        "still listed {secs}s after the app accepted the removal (resumed after an interruption)"
+                    ),
+                    _ => return None,
+                };
+                Some((e.key(), reason))
+            })
+            .collect()
+    }
+
     /// Counts states of the selected grants, and read failures and
     /// ambiguous lookups of the selected connectors (only failed kinds the
     /// selection covers count).
@@ -486,22 +555,7 @@ impl Case {
                 s.vanished += 1;
             }
         }
-        for a in self
-            .accounts
-            .values()
-            .filter(|a| sel.matches_app(&a.connector))
-        {
-            match &a.status {
-                AccountStatus::LookupFailed { .. } => s.read_failures += 1,
-                AccountStatus::Found { .. }
-                    if a.failed_kinds.iter().any(|f| sel.matches_kind(f.kind)) =>
-                {
-                    s.read_failures += 1
-                }
-                AccountStatus::Ambiguous { .. } => s.ambiguous += 1,
-                _ => {}
-            }
-        }
+        s.add_accounts(self.accounts.values(), sel);
         s
     }
 

@@ -207,6 +207,7 @@ impl Engine {
         let changed = self.with_case(email, |c| {
             c.entry_mut(key).map(|e| {
                 e.requested |= state == GrantState::Revoking;
+                e.resumed = false;
                 e.state = state.clone();
                 e.since = now;
                 if answer.is_some() {
@@ -278,14 +279,17 @@ impl Engine {
         let records = Ledger::read_case(self.ledger.path(), &person.email)?;
         let mut case = Case::from_ledger(person.clone(), &records);
         let pending = case.pending_keys();
-        // A resumed removal gets a fresh verification deadline in this run.
+        // A resumed removal (accepted, or requested with no answer
+        // recorded) gets a fresh verification deadline in this run; reads
+        // decide, and past the deadline it is escalated.
         let now = Utc::now();
         for e in case
             .grants
             .iter_mut()
-            .filter(|e| e.state == GrantState::Removed)
+            .filter(|e| matches!(e.state, GrantState::Removed | GrantState::Revoking))
         {
             e.since = now;
+            e.resumed = true;
         }
         self.cases
             .lock()

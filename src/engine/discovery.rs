@@ -12,7 +12,7 @@ use super::case::{AccountStatus, CaseView, Change, Entry, clean_account};
 use super::core::{Engine, EngineError};
 use crate::connector::{Connector, Lookup};
 use crate::evidence::{KindFailure, LedgerEvent, LookupResult};
-use crate::model::{Account, Grant, GrantKind, Person};
+use crate::model::{Account, Grant, GrantKind, GrantState, Person};
 use crate::sanitize::clean;
 
 impl Engine {
@@ -223,7 +223,8 @@ impl Engine {
                 }
             },
         };
-        self.read_grants(email, &c, &account, snapshot).await?;
+        let failed = self.read_grants(email, &c, &account, snapshot).await?;
+        self.escalate_resumed(email, c.id(), &failed).await?;
         self.emit_health(&c);
         Ok(())
     }
@@ -314,14 +315,14 @@ impl Engine {
 
     /// Lists one account's grants, merges them into the case (closing
     /// removals a complete read no longer lists) and records the snapshot
-    /// and the changes.
+    /// and the changes; returns the kinds whose listing failed.
     async fn read_grants(
         &self,
         email: &str,
         c: &Arc<dyn Connector>,
         account: &Account,
         snapshot: bool,
-    ) -> Result<(), EngineError> {
+    ) -> Result<Vec<(GrantKind, String)>, EngineError> {
         let id = c.id().to_string();
         let inv = c.list_grants(account).await;
         let now = Utc::now();
@@ -407,6 +408,43 @@ impl Engine {
                 }
             });
             return Err(e);
+        }
+        Ok(failed)
+    }
+
+    /// Removals resumed from the ledger that this fresh read still lists
+    /// past the verify deadline are escalated as `unconfirmed`, as the
+    /// verify loop does for removals of this run: nothing stays "removing"
+    /// forever after a crash.
+    async fn escalate_resumed(
+        &self,
+        email: &str,
+        connector: &str,
+        failed: &[(GrantKind, String)],
+    ) -> Result<(), EngineError> {
+        let deadline =
+            chrono::Duration::from_std(self.opts.verify_deadline).unwrap_or(chrono::Duration::MAX);
+        let overdue = self
+            .with_case(email, |c| {
+                c.overdue_resumed(connector, failed, deadline, Utc::now())
+            })
+            .unwrap_or_default();
+        if overdue.is_empty() {
+            return Ok(());
+        }
+        self.record_all(
+            email,
+            overdue
+                .iter()
+                .map(|(key, reason)| LedgerEvent::Escalated {
+                    key: key.clone(),
+                    reason: reason.clone(),
+                })
+                .collect(),
+        )
+        .await?;
+        for (key, reason) in overdue {
+            self.set_state(email, &key, GrantState::Unconfirmed { reason }, None);
         }
         Ok(())
     }

@@ -27,6 +27,9 @@ use crate::connector::http::HttpNotice;
 use crate::connector::{Health, Lookup};
 use crate::model::{Grant, GrantKind, GrantState, Phase, Plan};
 
+/// The hint for an address found in no app.
+pub const NOT_FOUND_ANYWHERE: &str = "not found in any app: check the address";
+
 /// What the engine tells its listeners. Every text in here is sanitised.
 #[derive(Debug, Clone)]
 pub enum Event {
@@ -112,6 +115,9 @@ pub struct Summary {
     pub read_failures: usize,
     /// Connectors where several accounts match and the operator must pick.
     pub ambiguous: usize,
+    /// 1 when the address was found in no app (every selected app that
+    /// answered said "not found"): never "all clear", check the address.
+    pub not_found_anywhere: usize,
 }
 
 impl Summary {
@@ -127,7 +133,42 @@ impl Summary {
         }
     }
 
-    /// Exit code per DESIGN.md: 0 all done and verified, 3 something left.
+    /// Counts read failures and ambiguous lookups of the selected
+    /// connectors (only failed kinds the selection covers count), and
+    /// whether the address was found in none of them.
+    pub fn add_accounts<'a>(
+        &mut self,
+        accounts: impl IntoIterator<Item = &'a AccountView>,
+        sel: &Selection,
+    ) {
+        let (mut found, mut not_found) = (false, false);
+        for a in accounts
+            .into_iter()
+            .filter(|a| sel.matches_app(&a.connector))
+        {
+            match &a.status {
+                AccountStatus::LookupFailed { .. } => self.read_failures += 1,
+                AccountStatus::Found { .. } => {
+                    found = true;
+                    if a.failed_kinds.iter().any(|f| sel.matches_kind(f.kind)) {
+                        self.read_failures += 1
+                    }
+                }
+                AccountStatus::Ambiguous { .. } => {
+                    found = true;
+                    self.ambiguous += 1
+                }
+                AccountStatus::NotFound => not_found = true,
+                AccountStatus::Pending => {}
+            }
+        }
+        if not_found && !found {
+            self.not_found_anywhere = 1;
+        }
+    }
+
+    /// Exit code per DESIGN.md: 0 all done and verified, 3 something left
+    /// (including an address found in no app: never "all clear").
     pub fn exit_code(&self) -> u8 {
         if self.unconfirmed
             + self.failed
@@ -136,6 +177,7 @@ impl Summary {
             + self.removing
             + self.read_failures
             + self.ambiguous
+            + self.not_found_anywhere
             > 0
         {
             3

@@ -151,10 +151,22 @@ impl Engine {
                 .await?;
                 let now = Utc::now();
                 progressed |= !verified.is_empty();
+                let gone: HashSet<String> = verified
+                    .iter()
+                    .filter_map(|k| k.strip_prefix(&format!("{cid}/")).map(str::to_string))
+                    .collect();
                 for key in verified {
                     self.set_state(email, &key, GrantState::Verified { at: now }, None);
                 }
                 if let Some(c) = c {
+                    // What is held through a grant just verified gone (a
+                    // Google admin role held through a group) is decided by
+                    // a fresh read now: verified, or still manual.
+                    if self.held_through(email, &cid, &gone) {
+                        let person = self.case_person(email);
+                        self.read_connector(&person, c.clone(), false, false)
+                            .await?;
+                    }
                     self.emit_health(&c);
                 }
             }
@@ -168,6 +180,22 @@ impl Engine {
             };
             self.escalate_overdue(email, scope, &last_error).await?;
         }
+    }
+
+    /// Whether an open manual grant of `connector` is held through one of
+    /// `ids` (names it in `after`).
+    fn held_through(&self, email: &str, connector: &str, ids: &HashSet<String>) -> bool {
+        !ids.is_empty()
+            && self
+                .with_case(email, |c| {
+                    c.grants.iter().any(|e| {
+                        e.grant.connector == connector
+                            && e.grant.is_manual()
+                            && matches!(e.state, GrantState::Manual | GrantState::Live)
+                            && e.grant.after.iter().any(|a| ids.contains(a))
+                    })
+                })
+                .unwrap_or(false)
     }
 
     /// Removals under way in `scope`, grouped by connector, with the account.

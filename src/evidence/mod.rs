@@ -37,6 +37,9 @@ use crate::connector::RevokeOutcome;
 use crate::model::{Account, Grant, GrantKind};
 
 /// The ledger's file name in the data directory.
+/// How a note about a broken chain begins (see [`Ledger::startup_notes`]).
+pub const BROKEN_CHAIN: &str = "WARNING: the evidence ledger's chain is BROKEN";
+
 pub const LEDGER_FILE: &str = "ledger.jsonl";
 /// `prev` of the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -385,6 +388,49 @@ impl Ledger {
     /// Torn lines this handle set aside (for a warning to the operator).
     pub fn torn_tails(&self) -> Vec<TornTail> {
         self.core.torn.lock().expect("ledger torn").clone()
+    }
+
+    /// What the operator must be told when a command or the console opens
+    /// this ledger: torn last lines set aside, and loudly, a broken chain
+    /// (edited, deleted, inserted or reordered records). Work goes on
+    /// either way: an urgent termination is never blocked by the evidence
+    /// of an earlier one.
+    pub fn startup_notes(&self) -> Vec<String> {
+        let mut notes: Vec<String> = self
+            .torn_tails()
+            .into_iter()
+            .map(|t| {
+                format!(
+                    "ledger line {} was incomplete ({} bytes, a crash while writing); kept in record {} and cut from the file",
+                    t.line, t.bytes, t.kept_in_seq
+                )
+            })
+            .collect();
+        match verify_chain(self.path()) {
+            Ok(report) if report.ok() => {}
+            Ok(report) => {
+                let first = report
+                    .problems
+                    .first()
+                    .map(|p| {
+                        format!(
+                            " (line {}: {})",
+                            p.line,
+                            crate::sanitize::clean_max(&p.what, 160)
+                        )
+                    })
+                    .unwrap_or_default();
+                notes.push(format!(
+                    "{BROKEN_CHAIN}: {} problem(s){first} in {}; records were edited, deleted, inserted or reordered. offboard keeps working and keeps recording, but this evidence cannot be trusted as it is: run `offboard evidence verify` and keep a copy for the investigation",
+                    report.problems.len(),
+                    self.path().display()
+                ));
+            }
+            Err(e) => notes.push(format!(
+                "WARNING: the evidence ledger's chain could not be checked: {e}"
+            )),
+        }
+        notes
     }
 
     /// The last record's `seq` (the number of records in an intact ledger).

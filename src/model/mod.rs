@@ -228,7 +228,10 @@ impl Grant {
     ) -> Grant {
         Grant {
             connector: connector.into(),
-            id,
+            // Ids are built from API text: made inert here, where every
+            // driver builds its grants, so that listing, verifying, the
+            // grant key, the ledger and JSON all hold the same safe id.
+            id: crate::sanitize::clean(&id),
             kind,
             label,
             details,
@@ -455,6 +458,33 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// A warning for an address with characters outside ASCII: a lookalike
+/// (`d\u{430}na@…`, a Cyrillic a) reads like the real address and is found
+/// nowhere. Names each such character by its code point. None for ASCII.
+pub fn address_warning(email: &str) -> Option<String> {
+    let odd: Vec<String> = email
+        .chars()
+        .enumerate()
+        .filter(|(_, c)| !c.is_ascii())
+        .take(8)
+        .map(|(i, c)| {
+            let script = match c as u32 {
+                0x0370..=0x03ff => " Greek",
+                0x0400..=0x052f => " Cyrillic",
+                0xff00..=0xffef => " fullwidth",
+                _ => "",
+            };
+            format!("U+{:04X}{script} at position {}", c as u32, i + 1)
+        })
+        .collect();
+    (!odd.is_empty()).then(|| {
+        format!(
+            "the address has characters outside ASCII ({}): it may be a lookalike of the address you mean; check the address",
+            odd.join(", ")
+        )
+    })
 }
 
 #[cfg(test)]

@@ -263,11 +263,18 @@ pub fn initial_model(engine: &Engine, opts: ConsoleOptions) -> Model {
         .map(|c| ConnectorRow::new(&c.id, &c.display_name, c.refresh_interval))
         .collect();
     model.leavers = opts.leavers;
-    for n in opts.notes {
-        model.log(Level::Warn, crate::sanitize::clean(&n));
-    }
     if let Some(m) = msg {
         model.message = Some((Level::Warn, m));
+    }
+    for n in opts.notes {
+        let n = crate::sanitize::clean(&n);
+        if n.starts_with(evidence::BROKEN_CHAIN) {
+            model.ledger_broken = true;
+            model.log(Level::Error, n.clone());
+            model.message = Some((Level::Error, n));
+        } else {
+            model.log(Level::Warn, n);
+        }
     }
     model
 }
@@ -342,16 +349,7 @@ fn engine_from(loaded: &config::Loaded, data_dir: &Path) -> Result<Built, Failur
     let opts = EngineOptions::from_config(loaded);
     let ledger = Ledger::open_in(data_dir, &opts.operator)
         .map_err(|e| Failure::other(format!("evidence ledger: {e}")))?;
-    let notes = ledger
-        .torn_tails()
-        .into_iter()
-        .map(|t| {
-            format!(
-                "ledger line {} was incomplete ({} bytes, a crash while writing); kept in record {} and cut from the file",
-                t.line, t.bytes, t.kept_in_seq
-            )
-        })
-        .collect();
+    let notes = ledger.startup_notes();
     Ok((
         Engine::new(connectors, ledger, opts, tx),
         rx,

@@ -110,6 +110,9 @@ pub enum LeaverStatus {
     AllVerified,
     NeedsAttention(usize),
     NothingFound,
+    /// No app knows the address (a typo, or a lookalike character): never
+    /// "all clear".
+    NotFoundAnywhere,
 }
 
 impl LeaverStatus {
@@ -124,6 +127,7 @@ impl LeaverStatus {
             LeaverStatus::AllVerified => "all verified".into(),
             LeaverStatus::NeedsAttention(_) => "needs attention".into(),
             LeaverStatus::NothingFound => "no access found".into(),
+            LeaverStatus::NotFoundAnywhere => crate::engine::NOT_FOUND_ANYWHERE.into(),
         }
     }
 }
@@ -213,6 +217,20 @@ impl LeaverRow {
             return LeaverStatus::NeedsAttention(attention);
         }
         if self.grants.is_empty() {
+            let found = self.accounts.values().any(|a| {
+                matches!(
+                    a,
+                    AccountStatus::Found { .. } | AccountStatus::Ambiguous { .. }
+                )
+            });
+            if !found
+                && self
+                    .accounts
+                    .values()
+                    .any(|a| *a == AccountStatus::NotFound)
+            {
+                return LeaverStatus::NotFoundAnywhere;
+            }
             return LeaverStatus::NothingFound;
         }
         LeaverStatus::AllVerified
@@ -447,6 +465,9 @@ pub struct Model {
     /// Last drawn size (for layout choices made in `update`).
     pub size: (u16, u16),
     pub data_dir_hint: Option<String>,
+    /// The evidence ledger's chain was found broken at start: the header
+    /// says so for as long as the console runs (work goes on).
+    pub ledger_broken: bool,
 }
 
 impl Model {
@@ -488,6 +509,7 @@ impl Model {
             grant_offset: Cell::new(0),
             size: (80, 24),
             data_dir_hint: None,
+            ledger_broken: false,
         };
         (model, msg)
     }

@@ -1394,3 +1394,57 @@ fn the_queue_says_when_an_app_could_not_be_read() {
     );
     assert_eq!(m.leavers[0].status().label(), "1 live, 1 app unknown");
 }
+
+#[test]
+fn an_address_found_in_no_app_is_shown_as_such_never_as_all_clear() {
+    let mut m = model_with(false, "default");
+    let email = "d\u{430}na.whitfield@example.com";
+    m.leavers.push(LeaverRow::new(email));
+    update(
+        &mut m,
+        Action::Discovered {
+            email: email.into(),
+            result: Ok(CaseSnapshot {
+                email: email.into(),
+                display_name: None,
+                accounts: vec![
+                    ("google".into(), AccountStatus::NotFound),
+                    ("slack".into(), AccountStatus::NotFound),
+                ],
+                grants: vec![],
+            }),
+            health: vec![],
+        },
+    );
+    let l = m.leavers.iter().find(|l| l.email == email).unwrap();
+    assert_eq!(l.status(), LeaverStatus::NotFoundAnywhere);
+    let (level, msg) = m.message.clone().unwrap();
+    assert_eq!(level, Level::Warn);
+    assert!(
+        msg.contains("not found in any app: check the address"),
+        "{msg}"
+    );
+    assert!(
+        m.activity
+            .iter()
+            .any(|a| a.text.contains("U+0430 Cyrillic at position 2")),
+        "{:?}",
+        m.activity
+    );
+    let buf = render(&m, 120, 30);
+    let s = text(&buf);
+    assert!(s.contains("not found in any app"), "{s}");
+    let (x, y) = find(&buf, "not found in any app").unwrap();
+    assert_eq!(buf[(x, y)].fg, m.theme.style(Role::Error).fg.unwrap());
+}
+
+#[test]
+fn a_broken_ledger_chain_stays_in_the_header() {
+    let mut m = model_with(false, "default");
+    m.ledger_broken = true;
+    let buf = render(&m, 80, 24);
+    let s = text(&buf);
+    assert!(s.contains("LEDGER CHAIN BROKEN"), "{s}");
+    let (x, y) = find(&buf, "LEDGER CHAIN BROKEN").unwrap();
+    assert_eq!(buf[(x, y)].fg, m.theme.style(Role::Danger).fg.unwrap());
+}

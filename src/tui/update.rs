@@ -114,6 +114,17 @@ pub fn update(model: &mut Model, action: Action) -> Vec<Effect> {
                         .map(|l| l.grants.len())
                         .unwrap_or(0);
                     model.log(Level::Info, format!("{email}: discovered {n} grants"));
+                    let not_found = model.leaver_mut(&email).is_some_and(|l| {
+                        l.status() == super::model::LeaverStatus::NotFoundAnywhere
+                    });
+                    let warnings = crate::model::address_warning(&email)
+                        .into_iter()
+                        .chain(not_found.then(|| crate::engine::NOT_FOUND_ANYWHERE.to_string()));
+                    for w in warnings {
+                        let w = format!("{email}: {}", clean(&w));
+                        model.log(Level::Warn, w.clone());
+                        model.message = Some((Level::Warn, w));
+                    }
                 }
                 Err(e) => {
                     let e = clean(&e);

@@ -151,6 +151,13 @@ fn draw_header(m: &Model, area: Rect, buf: &mut Buffer) {
         ),
         Span::styled(format!("  operator: {}", m.operator), hs),
     ]);
+    let mut left = left;
+    if m.ledger_broken {
+        left.spans.push(Span::styled(
+            "  LEDGER CHAIN BROKEN",
+            hs.patch(t.style(Role::Danger)),
+        ));
+    }
     buf.set_line(row1.x, row1.y, &left, row1.width);
     let cw = clock.width() as u16 + 1;
     if row1.width > cw + left.width() as u16 {
@@ -237,7 +244,7 @@ fn status_role(s: &LeaverStatus) -> Role {
         LeaverStatus::Queued | LeaverStatus::NothingFound => Role::Muted,
         LeaverStatus::Discovering | LeaverStatus::Revoking => Role::Removing,
         LeaverStatus::Live(..) => Role::Live,
-        LeaverStatus::DiscoveryFailed => Role::Error,
+        LeaverStatus::DiscoveryFailed | LeaverStatus::NotFoundAnywhere => Role::Error,
         LeaverStatus::AllVerified => Role::Verified,
         LeaverStatus::NeedsAttention(_) => Role::Unconfirmed,
     }

@@ -753,6 +753,9 @@ impl GoogleWorkspace {
                             account.login
                         ),
                     };
+                    // Held through the group's membership: once that is
+                    // removed, a fresh read decides this one.
+                    g.after = vec![format!("group:{}", clean_max(&a.assigned_to, 100))];
                     g
                 } else {
                     self.grant(

@@ -176,6 +176,10 @@ pub struct State {
     /// Answer every request that carries a page token with a 503 (to test
     /// a listing that fails in the middle).
     pub fail_paged_requests: bool,
+    /// Pages of at most this many items (at least 2), each next page
+    /// starting again with the last item of the page before: a listing
+    /// that shifts while it is read, so one item shows on two pages.
+    pub page_overlap: Option<usize>,
     issued: HashMap<String, Issued>,
     cursors: HashMap<String, (String, usize)>,
     quota: HashMap<String, Bucket>,
@@ -837,14 +841,21 @@ impl State {
             },
         };
         let start = start.min(total);
+        let max = self.page_overlap.map_or(max, |n| max.min(n.max(2)));
         let end = (start + max.max(1)).min(total);
+        // With the overlap fault, the next page repeats this one's last item.
+        let resume = match self.page_overlap {
+            Some(_) if end - start > 1 => end - 1,
+            _ => end,
+        };
         let next = (end < total).then(|| {
             if self.cursors.len() > 100_000 {
                 self.cursors.clear();
             }
             let t = format!("{:032x}", rand::random::<u128>());
             let t = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, t);
-            self.cursors.insert(t.clone(), (listing.to_string(), end));
+            self.cursors
+                .insert(t.clone(), (listing.to_string(), resume));
             t
         });
         Ok((start..end, next))

@@ -73,7 +73,9 @@ pub const FLOWS: &[crate::auth::oauth::Flow] = &[
     crate::auth::oauth::Flow::AuthorizationCode,
 ];
 use crate::connector::find_by_each_address;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use futures::future::join_all;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -1109,6 +1111,8 @@ impl SlackDriver {
     }
 
     /// Removes `user` from a user group without losing a concurrent change.
+    /// Deactivated members, which Slack lists but refuses in a write, are
+    /// left out of the list written (they have no access either way).
     ///
     /// `usergroups.users.update` replaces the whole member list and Slack
     /// offers no version or compare-and-swap, so the write is guarded:
@@ -1134,6 +1138,9 @@ impl SlackDriver {
         user: &str,
     ) -> Result<RevokeOutcome, ConnectorError> {
         let attempts = self.settings.group_write_attempts.max(1);
+        // Deactivated members Slack refuses in a write (`invalid_users`),
+        // though `usergroups.users.list` still lists them: left out.
+        let mut deactivated: HashSet<String> = HashSet::new();
         for round in 0..attempts {
             let current = self.group_members(group, false).await?;
             if !current.iter().any(|u| u == user) {
@@ -1143,7 +1150,11 @@ impl SlackDriver {
                     RevokeOutcome::Accepted
                 });
             }
-            let desired: Vec<String> = current.iter().filter(|u| *u != user).cloned().collect();
+            let desired: Vec<String> = current
+                .iter()
+                .filter(|u| *u != user && !deactivated.contains(*u))
+                .cloned()
+                .collect();
             if desired.is_empty() {
                 return match self.settings.sole_member_groups {
                     SoleMember::Disable => {
@@ -1177,7 +1188,7 @@ impl SlackDriver {
                 continue;
             }
             let users = desired.join(",");
-            let written: GroupUpdateResp = self
+            let written: GroupUpdateResp = match self
                 .send(
                     self.call_request(
                         "usergroups.users.update",
@@ -1186,7 +1197,32 @@ impl SlackDriver {
                     )?
                     .prepaid(),
                 )
-                .await?;
+                .await
+            {
+                Ok(w) => w,
+                Err(ConnectorError::Api { code, .. }) if code == "invalid_users" => {
+                    // Which members are deactivated? Only asked when Slack
+                    // refuses the list, one `users.info` each (Tier 4).
+                    let infos = join_all(desired.iter().map(|u| self.user_info(u))).await;
+                    let newly: Vec<String> = desired
+                        .iter()
+                        .zip(infos)
+                        .filter(|(_, i)| i.as_ref().is_ok_and(|i| i.deleted))
+                        .map(|(u, _)| u.clone())
+                        .collect();
+                    if newly.is_empty() {
+                        return Err(ConnectorError::Refused {
+                            code: "invalid_users".into(),
+                            message: "Slack refused the group's remaining member list (invalid_users), and no member reads as deactivated".into(),
+                            manual: "Remove the leaver in Slack's user group settings; Slack refuses the list offboard would write.".into(),
+                        });
+                    }
+                    tracing::info!(connector = %self.id, round, left_out = newly.len(), "user group holds deactivated members; writing without them");
+                    deactivated.extend(newly);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             match written.usergroup.users {
                 Some(w) if set(&w) == set(&desired) => return Ok(RevokeOutcome::Accepted),
                 None => return Ok(RevokeOutcome::Accepted),

@@ -71,6 +71,9 @@ pub struct User {
     pub is_restricted: bool,
     pub is_ultra_restricted: bool,
     pub is_bot: bool,
+    /// The workspace `users.info` reports (`TEAM_ID`; a test may put
+    /// hostile text here, as a broken or malicious API could send).
+    pub team_id: String,
 }
 
 #[derive(Debug, Clone)]
@@ -257,6 +260,7 @@ impl State {
             is_restricted: false,
             is_ultra_restricted: false,
             is_bot: false,
+            team_id: TEAM_ID.into(),
         }];
         let mut st = State {
             users: Vec::new(),
@@ -286,6 +290,7 @@ impl State {
                 is_restricted: false,
                 is_ultra_restricted: false,
                 is_bot: false,
+                team_id: TEAM_ID.into(),
             };
             match p.scenario {
                 Some(Scenario::UrgentTermination) => u.is_admin = true,
@@ -580,6 +585,7 @@ impl State {
             is_restricted: false,
             is_ultra_restricted: false,
             is_bot: false,
+            team_id: TEAM_ID.into(),
         });
         for i in 0..b.slack_sessions {
             self.add_session(
@@ -914,7 +920,7 @@ type R = Result<Response, &'static str>;
 fn user_json(u: &User) -> Value {
     json!({
         "id": u.id,
-        "team_id": TEAM_ID,
+        "team_id": u.team_id,
         "name": u.name,
         "deleted": u.deleted,
         "color": "9f69e7",
@@ -928,7 +934,7 @@ fn user_json(u: &User) -> Value {
             "first_name": u.first,
             "last_name": u.last,
             "email": u.email,
-            "team": TEAM_ID,
+            "team": u.team_id,
         },
         "is_admin": u.is_admin,
         "is_owner": u.is_owner,
