@@ -869,7 +869,9 @@ pub async fn done(global: &Global, args: DoneArgs, data_dir: PathBuf) -> CmdResu
     }
     let sel = Selection::default();
     let mut s = open(global, &data_dir)?;
-    with_progress(&mut s.events, false, s.engine.discover(&args.email))
+    // A fresh read finds the step; only the tick-off is recorded (the
+    // snapshot of the leaver's access was recorded by the scan or revoke).
+    with_progress(&mut s.events, false, s.engine.refresh(&args.email, None))
         .await
         .map_err(engine_failure)?;
     s.engine

@@ -11,7 +11,10 @@ mod run;
 #[cfg(test)]
 mod tests;
 
-pub use case::{AccountStatus, AccountView, CaseView, GrantView, STILL_LISTED_NOTE};
+pub use case::{
+    AccountStatus, AccountView, CaseView, GrantView, STILL_LISTED_NOTE, initial_state,
+    interrupted_plans,
+};
 pub use run::{
     ConnectorInfo, Engine, EngineError, EngineOptions, Selection, connectors_from_config,
 };

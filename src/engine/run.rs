@@ -201,7 +201,7 @@ impl Engine {
         let now = Utc::now();
         let changed = self.with_case(email, |c| {
             c.entry_mut(key).map(|e| {
-                e.requested |= state == GrantState::Revoking;
+                e.requested |= matches!(state, GrantState::Revoking | GrantState::Manual);
                 e.state = state.clone();
                 e.since = now;
                 if answer.is_some() {
@@ -467,6 +467,8 @@ impl Engine {
             self.check_apps(&[c.to_string()])?;
         }
         self.open_case(&person).await?;
+        // With the aliases the ledger taught (accounts found earlier).
+        let person = self.case_person(&person.email);
         let jobs = self
             .connectors
             .iter()
@@ -935,7 +937,13 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let key = g.key();
         if let crate::model::Revocation::Manual { instructions } = &g.revocation {
-            if self.state_of(email, &key) != Some(GrantState::Manual) {
+            // Recorded once per case: a step listed as manual from the
+            // start is `requested` once the ledger says it is required.
+            let required = self
+                .with_case(email, |c| c.entry(&key).map(|e| e.requested))
+                .flatten()
+                .unwrap_or(false);
+            if !required {
                 self.record(
                     email,
                     LedgerEvent::ManualRequired {

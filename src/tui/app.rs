@@ -254,6 +254,27 @@ pub fn initial_model(engine: &Engine, opts: ConsoleOptions) -> Model {
         .map(|c| ConnectorRow::new(&c.id, &c.display_name, c.refresh_interval))
         .collect();
     model.leavers = opts.leavers;
+    // Revokes the ledger holds as interrupted resume once their leaver is
+    // read (the leaver joins the queue when it is not in it).
+    let records = Ledger::read(&engine.ledger_path()).unwrap_or_default();
+    for (email, keys) in engine::interrupted_plans(&records) {
+        let i = match model.leavers.iter().position(|l| l.email == email) {
+            Some(i) => i,
+            None => {
+                model.leavers.push(LeaverRow::new(&email));
+                model.leavers.len() - 1
+            }
+        };
+        model.log(
+            Level::Warn,
+            format!(
+                "{}: a revoke of {} step(s) was interrupted; it resumes once the leaver is read",
+                model.leavers[i].email,
+                keys.len()
+            ),
+        );
+        model.leavers[i].resume = keys;
+    }
     for n in opts.notes {
         model.log(Level::Warn, crate::sanitize::clean(&n));
     }

@@ -129,13 +129,17 @@ fn typed(m: &mut Model, s: &str) -> Vec<Effect> {
     s.chars().flat_map(|c| update(m, ch(c))).collect()
 }
 
-/// Selects Marcus and drills into Google.
+/// Selects Marcus, drills into Google, and moves past the failed grant
+/// (listed first) to Web sessions.
 fn in_google(m: &mut Model) {
     update(m, ch('j'));
     update(m, key(KeyCode::Enter));
     assert_eq!(m.focus, Focus::Matrix);
     update(m, key(KeyCode::Enter));
     assert_eq!(m.screen, Screen::Drill("google".into()));
+    assert_eq!(m.selected_grant().unwrap().grant.label, "Broken");
+    update(m, ch('j'));
+    assert_eq!(m.selected_grant().unwrap().grant.label, "Web sessions");
 }
 
 #[test]
@@ -289,6 +293,15 @@ fn command_bar_add_app_theme_export_quit() {
     typed(&mut m, "quit");
     assert!(!m.quit, "typing q in the bar does not quit");
     update(&mut m, key(KeyCode::Enter));
+    // Thunderbird is being removed: quitting asks first.
+    assert_eq!(
+        m.dialog,
+        Some(Dialog::Quit {
+            quit_focused: false
+        })
+    );
+    update(&mut m, key(KeyCode::Right));
+    update(&mut m, key(KeyCode::Enter));
     assert!(m.quit);
 }
 
@@ -364,6 +377,9 @@ fn r_on_selected_grant_and_retry_on_failed() {
     // A grant being removed cannot be revoked again.
     update(&mut m, key(KeyCode::Esc));
     update(&mut m, key(KeyCode::Esc));
+    // The cursor stayed on the failed grant (first); Thunderbird is third.
+    assert_eq!(m.selected_grant().unwrap().grant.label, "Broken");
+    update(&mut m, ch('j'));
     update(&mut m, ch('j'));
     update(&mut m, ch('j'));
     assert_eq!(m.selected_grant().unwrap().grant.label, "Thunderbird");
@@ -592,15 +608,39 @@ fn rate_limit_notice_slows_refresh() {
 fn help_and_quit_keys() {
     let mut m = model_with(false, "default");
     update(&mut m, ch('?'));
-    assert_eq!(m.dialog, Some(Dialog::Help));
+    assert_eq!(m.dialog, Some(Dialog::Help { scroll: 0 }));
     update(&mut m, key(KeyCode::Esc));
     assert!(m.dialog.is_none());
+    // Nothing in flight: q quits at once.
+    let mut idle = model_with(false, "default");
+    idle.leavers[1].grants[2].state = GrantState::Live;
+    update(&mut idle, ch('q'));
+    assert!(idle.quit);
+    // A removal in flight: q asks, Stay is the default, Esc and n stay.
     update(&mut m, ch('q'));
+    assert_eq!(
+        m.dialog,
+        Some(Dialog::Quit {
+            quit_focused: false
+        })
+    );
+    update(&mut m, key(KeyCode::Enter));
+    assert!(!m.quit && m.dialog.is_none(), "Enter on Stay stays");
+    update(&mut m, ch('q'));
+    update(&mut m, ch('y'));
+    update(&mut m, ch('q'));
+    assert!(!m.quit && m.dialog.is_none(), "letters never quit");
+    update(&mut m, ch('q'));
+    update(&mut m, key(KeyCode::Tab));
+    update(&mut m, key(KeyCode::Enter));
     assert!(m.quit);
     let mut m = model_with(false, "default");
     update(&mut m, ch('R'));
     update(&mut m, ctrl('c'));
-    assert!(m.quit, "Ctrl-C quits even from a dialog");
+    assert!(!m.quit, "Ctrl-C during work asks first");
+    assert!(matches!(m.dialog, Some(Dialog::Quit { .. })));
+    update(&mut m, ctrl('c'));
+    assert!(m.quit, "a second Ctrl-C quits");
 }
 
 #[test]
@@ -741,17 +781,12 @@ fn overview_at_80x24_shows_key_information() {
     ] {
         assert!(s.contains(want), "missing {want:?} in\n{s}");
     }
-    // The live session count is styled live (red, bold) in the default theme.
+    // The live session count is styled live (red, bold) in the default
+    // theme, with its state letter beside it.
     let live = m.theme.style(Role::Live);
-    let (sx, _) = find(&buf, "sess").unwrap();
-    let mut found_live = false;
-    for yy in 0..24 {
-        let c = &buf[(sx, yy)];
-        if c.symbol() == "1" && c.fg == live.fg.unwrap() {
-            found_live = true;
-        }
-    }
-    assert!(found_live, "a session count coloured live\n{s}");
+    let (sx, sy) = find(&buf, "sess 1L").unwrap();
+    assert_eq!(buf[(sx + 5, sy)].fg, live.fg.unwrap(), "{s}");
+    assert_eq!(buf[(sx + 6, sy)].symbol(), "L");
 }
 
 #[test]
@@ -862,8 +897,9 @@ fn drill_down_at_80x24_keeps_label_and_state() {
         s.contains("Calendly Scheduling for Enterprise Teams"),
         "{s}"
     );
-    // The selected failed grant shows its reason and the manual step.
-    update(&mut m, ch('G'));
+    // The selected failed grant (listed first) shows its reason and the
+    // manual step.
+    update(&mut m, ch('g'));
     assert_eq!(m.selected_grant().unwrap().grant.label, "Broken");
     let s = text(&render(&m, 80, 24));
     assert!(s.contains("HTTP 500"), "{s}");
@@ -1296,7 +1332,7 @@ fn display_names_with_escape_sequences_are_sanitised() {
 fn a_refused_revoke_shows_its_reason_and_the_manual_step() {
     let mut m = model_with(false, "default");
     in_google(&mut m);
-    update(&mut m, ch('G'));
+    update(&mut m, ch('g'));
     update(
         &mut m,
         Action::Engine(Event::State {
