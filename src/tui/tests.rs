@@ -1430,3 +1430,476 @@ fn the_queue_says_when_an_app_could_not_be_read() {
     );
     assert_eq!(m.leavers[0].status().label(), "1 live, 1 app unknown");
 }
+
+// ---- 80x24, as the operator sees it ----
+
+/// Marcus with a grant of every kind in Google (one failed, one manual,
+/// one verified), and some in Slack.
+fn every_kind() -> Model {
+    let mut m = model_with(false, "default");
+    let l = &mut m.leavers[1];
+    l.grants.clear();
+    for (i, k) in GrantKind::ALL.iter().enumerate() {
+        let state = match i {
+            0 => GrantState::Failed {
+                reason: "HTTP 403".into(),
+            },
+            1 => GrantState::Verified { at: t0() },
+            2 => GrantState::Removed,
+            _ => GrantState::Live,
+        };
+        l.grants.push(row(
+            grant("google", &format!("g{i}"), *k, &format!("{k} grant")),
+            state,
+        ));
+    }
+    for (i, k) in [GrantKind::Session, GrantKind::ApiKey].iter().enumerate() {
+        l.grants.push(row(
+            grant("slack", &format!("s{i}"), *k, &format!("slack {k}")),
+            GrantState::Live,
+        ));
+    }
+    update(&mut m, ch('j'));
+    m
+}
+
+fn states_to_draw() -> Vec<Model> {
+    let mut out = Vec::new();
+    out.push(model_with(false, "default"));
+    out.push(every_kind());
+    let mut m = every_kind();
+    update(&mut m, key(KeyCode::Enter));
+    out.push(m);
+    let mut m = model_with(false, "default");
+    in_google(&mut m);
+    out.push(m);
+    for open in [
+        Action::Key(KeyEvent::new(KeyCode::Char('?'), KeyModifiers::NONE)),
+        ch('r'),
+        ch('R'),
+        ch('q'),
+        key(KeyCode::Enter),
+    ] {
+        let mut m = model_with(false, "mono");
+        in_google(&mut m);
+        update(&mut m, open);
+        assert!(m.dialog.is_some());
+        out.push(m);
+    }
+    let mut m = model_with(false, "default");
+    update(
+        &mut m,
+        Action::Exported {
+            email: "dana.whitfield@example.com".into(),
+            result: Ok("/home/someone/.local/share/offboard/reports/dana.whitfield@example.com-20260302T100000.md".into()),
+        },
+    );
+    out.push(m);
+    let mut m = model_with(false, "default");
+    update(&mut m, ch('j'));
+    update(&mut m, ch(':'));
+    typed(&mut m, "app slack");
+    update(&mut m, key(KeyCode::Enter));
+    update(&mut m, key(KeyCode::Enter));
+    assert!(matches!(m.dialog, Some(Dialog::ManualNote { .. })));
+    out.push(m);
+    out
+}
+
+#[test]
+fn every_size_from_1x1_draws_without_a_panic() {
+    let states = states_to_draw();
+    let draw = |m: &Model, w: u16, h: u16| {
+        let mut buf = Buffer::empty(ratatui::layout::Rect::new(0, 0, w, h));
+        view::draw(m, buf.area, &mut buf);
+    };
+    // Every size for the overview and the drill-down; the dialogs at every
+    // height for a spread of widths and every width near the minimum.
+    for w in 1..=200u16 {
+        for h in 1..=60u16 {
+            draw(&states[1], w, h);
+            draw(&states[3], w, h);
+            if w % 9 == 0 || (30..=90).contains(&w) && h <= 30 {
+                for m in &states {
+                    draw(m, w, h);
+                }
+            }
+        }
+    }
+    // And on a TestBackend, through a terminal, at the edges.
+    for (w, h) in [(1, 1), (39, 11), (40, 12), (80, 8), (200, 60)] {
+        for m in &states {
+            render(m, w, h);
+        }
+    }
+}
+
+#[test]
+fn a_small_terminal_says_so_and_growing_restores_the_view() {
+    let mut m = model_with(false, "default");
+    update(&mut m, Action::Resize(30, 8));
+    let s = text(&render(&m, 30, 8));
+    assert!(s.contains("terminal too small (30 x 8,"), "{s}");
+    assert!(s.contains("need 40 x 12"), "{s}");
+    let s = text(&render(&m, 80, 8));
+    assert!(
+        s.contains("terminal too small (80 x 8, need 40 x 12)"),
+        "{s}"
+    );
+    // Keys still work while it is too small.
+    update(&mut m, ch('j'));
+    update(&mut m, Action::Resize(80, 24));
+    let s = text(&render(&m, 80, 24));
+    assert!(!s.contains("too small"), "{s}");
+    assert!(s.contains("Marcus Reyes <marcus.reyes@example.com>"), "{s}");
+}
+
+#[test]
+fn the_matrix_shows_every_kind_with_a_count_at_80_columns() {
+    for theme in ["default", "mono"] {
+        let mut m = every_kind();
+        m.theme = m.themes.get(theme).0;
+        let buf = render(&m, 80, 24);
+        let s = text(&buf);
+        for k in GrantKind::ALL {
+            let short = super::view::kind_short(k);
+            assert!(
+                s.contains(&format!("{short} 1")),
+                "{theme}: {k} ({short}) missing\n{s}"
+            );
+        }
+        // Letters beside the counts: readable without colour.
+        for cell in ["1F", "1V", "1R", "1L"] {
+            assert!(s.contains(cell), "{theme}: {cell} missing\n{s}");
+        }
+        // Slack's two kinds are under Slack.
+        let slack = s.lines().position(|l| l.contains("││ Slack")).unwrap();
+        let next = s.lines().nth(slack + 1).unwrap();
+        assert!(
+            next.contains("sess 1L") && next.contains("apikey 1L"),
+            "{s}"
+        );
+    }
+    // Wide enough, one column per kind.
+    let m = every_kind();
+    let s = text(&render(&m, 160, 30));
+    let header = s
+        .lines()
+        .find(|l| l.contains("app ") && l.contains("open"))
+        .unwrap();
+    for k in GrantKind::ALL {
+        assert!(header.contains(super::view::kind_short(k)), "{header}");
+    }
+}
+
+/// The screen's text inside a popup's borders, rows joined.
+fn popup_text(s: &str) -> String {
+    s.lines()
+        .filter_map(|l| {
+            let a = l.find('│')?;
+            let b = l.rfind('│')?;
+            (b > a).then(|| l[a + '│'.len_utf8()..b].trim().to_string())
+        })
+        .collect::<Vec<_>>()
+        .join("")
+}
+
+#[test]
+fn help_has_a_legend_of_kinds_and_states_and_scrolls() {
+    let mut m = model_with(false, "mono");
+    update(&mut m, ch('?'));
+    let mut seen = String::new();
+    for _ in 0..40 {
+        seen.push_str(&text(&render(&m, 80, 24)));
+        update(&mut m, ch('j'));
+    }
+    for k in GrantKind::ALL {
+        let short = super::view::kind_short(k);
+        assert!(
+            seen.contains(&format!("{short:<8}{}", k.as_str())),
+            "{short} {k} missing"
+        );
+    }
+    for (letter, name) in [
+        ("F", "failed"),
+        ("U", "unconfirmed"),
+        ("L", "live"),
+        ("R", "removing"),
+        ("M", "manual"),
+        ("V", "verified"),
+        ("A", "acknowledged"),
+    ] {
+        assert!(
+            seen.contains(&format!("{letter}  {name}")),
+            "{letter} {name}"
+        );
+    }
+    let Some(Dialog::Help { scroll }) = m.dialog else {
+        panic!()
+    };
+    assert!(scroll > 0 && scroll == m.popup_max_scroll.get(), "{scroll}");
+    update(&mut m, key(KeyCode::PageUp));
+    update(&mut m, key(KeyCode::PageUp));
+    update(&mut m, key(KeyCode::PageUp));
+    assert_eq!(m.dialog, Some(Dialog::Help { scroll: 0 }));
+}
+
+#[test]
+fn the_exported_report_path_is_shown_whole() {
+    let mut m = model_with(false, "default");
+    let path = "/home/someone.with.a.long.name/.local/share/offboard/reports/dana.whitfield@example.com-20260302T100000.md";
+    update(
+        &mut m,
+        Action::Exported {
+            email: "dana.whitfield@example.com".into(),
+            result: Ok(path.into()),
+        },
+    );
+    let s = text(&render(&m, 80, 24));
+    assert!(popup_text(&s).contains(path), "{s}");
+    assert!(s.contains("Evidence report written"), "{s}");
+    update(&mut m, key(KeyCode::Esc));
+    assert!(m.dialog.is_none());
+}
+
+#[test]
+fn the_grant_detail_scrolls_to_the_whole_reason_and_fix() {
+    let mut m = model_with(false, "default");
+    in_google(&mut m);
+    update(&mut m, ch('g'));
+    let long = "the app refused: ".to_string()
+        + &"this user owns records that must move first ".repeat(30);
+    let fix = "Reassign the Default Case Owner in Setup, Support Settings, then deactivate again FINAL-WORD";
+    update(
+        &mut m,
+        Action::Engine(Event::State {
+            email: "marcus.reyes@example.com".into(),
+            key: "google/token:f".into(),
+            state: GrantState::Failed {
+                reason: format!("{long}; manual step: {fix}"),
+            },
+            at: t0(),
+        }),
+    );
+    update(&mut m, key(KeyCode::Enter));
+    let first = text(&render(&m, 80, 24));
+    assert!(first.contains("j/k PgUp/PgDn"), "{first}");
+    assert!(!first.contains("FINAL-WORD"), "{first}");
+    update(&mut m, key(KeyCode::PageDown));
+    update(&mut m, key(KeyCode::PageDown));
+    let last = text(&render(&m, 80, 24));
+    assert!(
+        popup_text(&last).contains("deactivate again FINAL-WORD"),
+        "{last}"
+    );
+    update(&mut m, ch('k'));
+    let Some(Dialog::GrantDetail { scroll, .. }) = &m.dialog else {
+        panic!()
+    };
+    assert_eq!(*scroll + 1, m.popup_max_scroll.get());
+}
+
+#[test]
+fn open_grants_come_first_and_filters_take_not_and_or() {
+    let mut m = every_kind();
+    update(&mut m, key(KeyCode::Enter));
+    update(&mut m, key(KeyCode::Enter));
+    let labels = |m: &Model| -> Vec<String> {
+        let l = m.selected().unwrap();
+        m.grant_view
+            .iter()
+            .map(|&i| l.grants[i].grant.label.clone())
+            .collect()
+    };
+    let all = labels(&m);
+    assert_eq!(all.len(), 12);
+    assert_eq!(all[0], "account grant", "the failed one first: {all:?}");
+    assert_eq!(all[11], "session grant", "the verified one last: {all:?}");
+    update(&mut m, ch('/'));
+    typed(&mut m, "group|license");
+    assert_eq!(labels(&m), vec!["license grant", "group grant"]);
+    update(&mut m, key(KeyCode::Esc));
+    update(&mut m, ch('/'));
+    typed(&mut m, "!oauth_grant|!api_key");
+    let v = labels(&m);
+    assert_eq!(v.len(), 10);
+    assert!(
+        !v.iter()
+            .any(|l| l.contains("oauth") || l.contains("api_key"))
+    );
+    update(&mut m, key(KeyCode::Enter));
+    update(&mut m, key(KeyCode::Esc));
+    // o: open only, and back.
+    update(&mut m, ch('o'));
+    assert_eq!(m.filter_grants, "open");
+    assert_eq!(labels(&m).len(), 11);
+    let s = text(&render(&m, 80, 24));
+    assert!(s.contains("/open"), "{s}");
+    update(&mut m, ch('o'));
+    assert_eq!(labels(&m).len(), 12);
+    // The cursor stays on its grant when the order changes.
+    update(&mut m, ch('j'));
+    let on = m.selected_grant().unwrap().key.clone();
+    update(
+        &mut m,
+        Action::Engine(Event::State {
+            email: "marcus.reyes@example.com".into(),
+            key: "google/g0".into(),
+            state: GrantState::Verified { at: t0() },
+            at: t0(),
+        }),
+    );
+    assert_eq!(m.selected_grant().unwrap().key, on);
+}
+
+#[test]
+fn rows_below_the_fold_are_announced() {
+    let mut m = model_with(false, "default");
+    let l = &mut m.leavers[1];
+    for i in 0..40 {
+        l.grants.push(row(
+            grant(
+                "google",
+                &format!("t{i}"),
+                GrantKind::OauthGrant,
+                &format!("App {i}"),
+            ),
+            GrantState::Live,
+        ));
+    }
+    in_google(&mut m);
+    let s = text(&render(&m, 80, 24));
+    assert!(s.contains(" 1-11/45 "), "{s}");
+    assert!(s.contains("↓"), "{s}");
+    update(&mut m, ch('G'));
+    let s = text(&render(&m, 80, 24));
+    assert!(s.contains("-45/45"), "{s}");
+    assert!(s.contains("↑"), "{s}");
+}
+
+#[test]
+fn the_activity_pane_follows_wraps_and_does_not_repeat_lookups() {
+    let mut m = model_with(false, "default");
+    update(&mut m, ch('j'));
+    let email = "marcus.reyes@example.com";
+    let n = m.activity.len();
+    for _ in 0..3 {
+        update(
+            &mut m,
+            Action::Engine(Event::Discovering {
+                email: email.into(),
+                connector: "slack".into(),
+            }),
+        );
+        update(
+            &mut m,
+            Action::Engine(Event::Lookup {
+                email: email.into(),
+                connector: "slack".into(),
+                lookup: Lookup::NotFound,
+            }),
+        );
+    }
+    assert_eq!(m.activity.len(), n + 2, "{:?}", m.activity);
+    // A long line wraps: every word on screen.
+    let long = "slack: ".to_string() + &"word ".repeat(30) + "LAST";
+    m.log(Level::Warn, long);
+    let s = text(&render(&m, 80, 24));
+    assert!(s.contains("LAST"), "{s}");
+    // Scrolled back, new lines do not move the view; a new run follows.
+    update(&mut m, key(KeyCode::Tab));
+    update(&mut m, key(KeyCode::Tab));
+    assert_eq!(m.focus, Focus::Activity);
+    update(&mut m, ch('k'));
+    update(&mut m, ch('k'));
+    assert_eq!(m.activity_back, 2);
+    m.log(Level::Info, "newer");
+    assert_eq!(m.activity_back, 3);
+    let s = text(&render(&m, 80, 24));
+    assert!(s.contains("paused 3 back; G follows"), "{s}");
+    update(&mut m, key(KeyCode::Esc));
+    update(&mut m, ch('R'));
+    typed(&mut m, email);
+    let fx = update(&mut m, key(KeyCode::Enter));
+    assert!(matches!(fx[..], [Effect::Revoke { .. }]), "{fx:?}");
+    assert_eq!(m.activity_back, 0);
+}
+
+#[test]
+fn queue_rows_are_cut_with_an_ellipsis_at_a_boundary() {
+    assert_eq!(
+        super::view::ellipsize("sam.okafor@partner.example.net", 28, "…"),
+        "sam.okafor@partner.example…"
+    );
+    assert_eq!(
+        super::view::ellipsize("3 live, 1 app unknown", 16, "…"),
+        "3 live, 1 app…"
+    );
+    assert_eq!(super::view::ellipsize("short", 16, "…"), "short");
+    let mut m = model_with(false, "default");
+    m.leavers.push(LeaverRow::new(
+        "someone.with.a.very.long.name@partner.example.net",
+    ));
+    let s = text(&render(&m, 80, 24));
+    assert!(s.contains("someone.with.a.very.long…"), "{s}");
+}
+
+#[test]
+fn an_interrupted_revoke_resumes_after_discovery() {
+    for read_only in [false, true] {
+        let (mut m, _) = Model::new("ops", read_only, false, ThemeSet::builtin(false), "default");
+        let mut l = LeaverRow::new("dana@example.com");
+        l.resume = vec!["google/token:a".into(), "google/token:b".into()];
+        l.discovering = true;
+        m.leavers.push(l);
+        let mut snap = CaseSnapshot {
+            email: "dana@example.com".into(),
+            ..Default::default()
+        };
+        snap.grants.push(row(
+            grant("google", "token:a", GrantKind::OauthGrant, "A"),
+            GrantState::Revoking,
+        ));
+        snap.grants.push(row(
+            grant("google", "token:b", GrantKind::OauthGrant, "B"),
+            GrantState::Verified { at: t0() },
+        ));
+        let fx = update(
+            &mut m,
+            Action::Discovered {
+                email: "dana@example.com".into(),
+                result: Ok(snap),
+                health: vec![],
+            },
+        );
+        let revokes: Vec<&Effect> = fx
+            .iter()
+            .filter(|e| matches!(e, Effect::Revoke { .. }))
+            .collect();
+        if read_only {
+            assert!(revokes.is_empty());
+            assert!(
+                m.activity
+                    .iter()
+                    .any(|a| a.text.contains("without --read-only"))
+            );
+        } else {
+            assert_eq!(
+                revokes,
+                vec![&Effect::Revoke {
+                    email: "dana@example.com".into(),
+                    scope: RevokeScope {
+                        keys: vec!["google/token:a".into(), "google/token:b".into()],
+                        ..Default::default()
+                    }
+                }]
+            );
+            assert!(m.leavers[0].revoking && m.leavers[0].resume.is_empty());
+            assert!(
+                m.activity
+                    .iter()
+                    .any(|a| a.text.contains("resuming the interrupted revoke (1 of 2"))
+            );
+        }
+    }
+}

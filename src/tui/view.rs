@@ -442,7 +442,7 @@ const KIND_PRIORITY: [GrantKind; 12] = [
     GrantKind::Device,
 ];
 
-fn kind_short(k: GrantKind) -> &'static str {
+pub fn kind_short(k: GrantKind) -> &'static str {
     match k {
         GrantKind::Account => "acct",
         GrantKind::Session => "sess",
@@ -2038,12 +2038,13 @@ fn draw_dialog(m: &Model, d: &Dialog, area: Rect, buf: &mut Buffer) {
                     "acknowledged: done by hand, or unlistable",
                 ),
             ] {
+                let (name, what) = what.split_once(": ").unwrap_or((what, ""));
                 lines.push(Line::from(vec![
                     Span::styled(
-                        format!("  {}  {:<13}", state_letter(&state), state.name()),
+                        format!("  {}  {name:<13}", state_letter(&state)),
                         t.style(state_role(&state)),
                     ),
-                    Span::raw(what.split_once(": ").map_or(what, |(_, w)| w)),
+                    Span::raw(what),
                 ]));
             }
             lines.push(Line::from(""));
