@@ -138,13 +138,15 @@ impl Service for EngineService {
         self.engine.health()
     }
 
-    async fn export(&self, email: &str) -> Result<PathBuf, String> {
+    async fn export(&self, email: &str, exit_at: Option<DateTime<Utc>>) -> Result<PathBuf, String> {
         let ledger = self.engine.ledger_path();
         let dir = self.data_dir.join("reports");
         let email = email.to_string();
-        tokio::task::spawn_blocking(move || export_report(&ledger, &dir, &email, Utc::now()))
-            .await
-            .map_err(|e| e.to_string())?
+        tokio::task::spawn_blocking(move || {
+            export_report(&ledger, &dir, &email, exit_at, Utc::now())
+        })
+        .await
+        .map_err(|e| e.to_string())?
     }
 
     async fn login(&self, app: &str, io: LoginIo) -> Result<String, String> {
@@ -163,6 +165,7 @@ pub fn export_report(
     ledger: &Path,
     dir: &Path,
     email: &str,
+    exit_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Result<PathBuf, String> {
     let records = Ledger::read(ledger).map_err(|e| e.to_string())?;
@@ -173,7 +176,13 @@ pub fn export_report(
         ));
     }
     let chain = evidence::verify_chain(ledger).map_err(|e| e.to_string())?;
-    let text = report::render_with_chain(&records, email, report::Format::Markdown, Some(&chain));
+    let text = report::render_full(
+        &records,
+        email,
+        report::Format::Markdown,
+        Some(&chain),
+        exit_at,
+    );
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let safe: String = email
         .chars()

@@ -262,7 +262,8 @@ fn command_bar_add_app_theme_export_quit() {
     assert_eq!(
         fx,
         vec![Effect::Export {
-            email: "marcus.reyes@example.com".into()
+            email: "marcus.reyes@example.com".into(),
+            exit_at: None,
         }]
     );
 

@@ -1779,6 +1779,7 @@ fn run_command(model: &mut Model, cmd: &str) -> Vec<Effect> {
         "export" => match model.selected() {
             Some(l) => vec![Effect::Export {
                 email: l.email.clone(),
+                exit_at: l.exit_at,
             }],
             None => {
                 model.message = Some((Level::Info, "no leaver selected".into()));
