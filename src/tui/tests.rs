@@ -1904,3 +1904,29 @@ fn an_interrupted_revoke_resumes_after_discovery() {
         }
     }
 }
+
+#[test]
+fn the_status_line_wraps_a_long_manual_step_and_cuts_at_a_word() {
+    let mut m = model_with(false, "default");
+    let l = &mut m.leavers[1];
+    let manual = l.grants.iter_mut().find(|g| g.grant.is_manual()).unwrap();
+    manual.grant.revocation = Revocation::Manual {
+        instructions: "Hand over the apps and bots this person installed: add a new collaborator or owner for each app (app settings > Collaborators), re-authorise its tokens under a service owner, then confirm the integration still works.".into(),
+    };
+    update(&mut m, ch('j'));
+    update(&mut m, ch(':'));
+    typed(&mut m, "app slack");
+    update(&mut m, key(KeyCode::Enter));
+    let s = text(&render(&m, 80, 24));
+    assert!(
+        s.contains("  manual: Hand over the apps and bots this person installed: add a new"),
+        "{s}"
+    );
+    let next = s
+        .lines()
+        .skip_while(|l| !l.contains("manual: Hand over"))
+        .nth(1)
+        .unwrap();
+    assert!(next.contains("collaborator or owner for each app"), "{s}");
+    assert!(next.trim_end_matches([' ', '│']).ends_with('…'), "{next}");
+}

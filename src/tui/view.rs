@@ -383,10 +383,11 @@ fn draw_queue(m: &Model, area: Rect, buf: &mut Buffer) {
             && !matches!(status, LeaverStatus::Revoking)
             && let Some(at) = l.as_of
         {
-            spans.push(Span::styled(
-                format!(" as of {}", hhmm(at)),
-                t.style(Role::Muted),
-            ));
+            let text = format!(" as of {}", hhmm(at));
+            let used: usize = spans.iter().map(|s| s.width()).sum();
+            if used + text.width() <= r.width as usize {
+                spans.push(Span::styled(text, t.style(Role::Muted)));
+            }
         }
         if let Some(e) = exit_label(l.exit_at, m.now) {
             let text = format!(" {} {e}", m.symbols.dot());
@@ -621,7 +622,7 @@ fn draw_matrix(m: &Model, area: Rect, buf: &mut Buffer) {
     }
     let view = m.app_view();
     // Per app: its grants, and (stacked) the lines of kind cells under it.
-    let rows: Vec<(usize, Vec<&GrantRow>, Vec<Vec<(String, Role)>>)> = view
+    let rows: Vec<(usize, Vec<&GrantRow>, Vec<CellLine>)> = view
         .iter()
         .map(|&ci| {
             let c = &m.connectors[ci];
@@ -798,9 +799,12 @@ fn draw_matrix(m: &Model, area: Rect, buf: &mut Buffer) {
     }
 }
 
+/// One line of the matrix's kind cells: each text and its style.
+type CellLine = Vec<(String, Role)>;
+
 /// Lays cells out left to right, two columns apart, in lines of `width`.
-fn flow(cells: Vec<(String, Role)>, width: usize) -> Vec<Vec<(String, Role)>> {
-    let mut lines: Vec<Vec<(String, Role)>> = Vec::new();
+fn flow(cells: CellLine, width: usize) -> Vec<CellLine> {
+    let mut lines: Vec<CellLine> = Vec::new();
     let mut used = 0;
     for (text, role) in cells {
         let w = text.width();
@@ -1260,18 +1264,42 @@ fn draw_grant_status(m: &Model, area: Rect, buf: &mut Buffer) {
     };
     if area.height >= 2 {
         buf.set_line(area.x, area.y, &Line::from(first), area.width);
-        let mut second = second;
-        second.insert(0, Span::raw("  "));
-        buf.set_line(area.x, area.y + 1, &Line::from(second), area.width);
-        if area.height >= 3
-            && reason.is_some()
-            && let Some(step) = &step
-        {
-            let line = Line::from(vec![
-                Span::raw("  "),
-                Span::styled(format!("manual: {step}"), t.style(Role::Manual)),
-            ]);
-            buf.set_line(area.x, area.y + 2, &line, area.width);
+        // The reason, then the manual step, wrapped over the rows there
+        // are; cut at a word with an ellipsis (Enter shows it all).
+        let mut parts: Vec<(String, Role)> = Vec::new();
+        if let Some(r) = &reason {
+            parts.push((r.clone(), role));
+        }
+        if let Some(step) = &step {
+            parts.push((format!("manual: {step}"), Role::Manual));
+        }
+        if parts.is_empty() {
+            parts.push((g.grant.details.clone(), Role::Text));
+        }
+        let width = area.width.saturating_sub(2) as usize;
+        let mut rows: Vec<(String, Role)> = parts
+            .iter()
+            .flat_map(|(text, role)| {
+                wrap_text(text, width)
+                    .into_iter()
+                    .map(move |line| (line, *role))
+            })
+            .collect();
+        let avail = (area.height - 1) as usize;
+        if rows.len() > avail {
+            let next = rows[avail].0.clone();
+            rows.truncate(avail);
+            if let Some(last) = rows.last_mut() {
+                last.0 = ellipsize(
+                    &format!("{} {next}", last.0),
+                    width,
+                    m.symbols.ellipsis_short(),
+                );
+            }
+        }
+        for (i, (text, role)) in rows.into_iter().enumerate() {
+            let line = Line::from(vec![Span::raw("  "), Span::styled(text, t.style(role))]);
+            buf.set_line(area.x, area.y + 1 + i as u16, &line, area.width);
         }
     } else {
         first.push(Span::styled(
@@ -1411,6 +1439,8 @@ fn draw_footer(m: &Model, area: Rect, buf: &mut Buffer) {
             Level::Warn => Role::Warning,
             Level::Error => Role::Error,
         };
+        // Cut at a word with an ellipsis; the activity pane has it whole.
+        let text = ellipsize(text, area.width as usize, m.symbols.ellipsis_short());
         buf.set_stringn(area.x, area.y, text, area.width as usize, t.style(role));
         return;
     }
@@ -1801,16 +1831,6 @@ fn draw_dialog(m: &Model, d: &Dialog, area: Rect, buf: &mut Buffer) {
             );
         }
         Dialog::Quit { quit_focused } => {
-            let r = popup(area, 66, 12);
-            Clear.render(r, buf);
-            let b = block(
-                m,
-                Span::styled(" Quit while a revoke runs? ", t.style(Role::Danger)),
-                true,
-            )
-            .border_style(t.style(Role::Danger));
-            let inner = b.inner(r);
-            b.render(r, buf);
             let mut text = Vec::new();
             for l in m.in_flight().iter().take(3) {
                 let removing = l.grants.iter().filter(|g| g.state.is_removing()).count();
@@ -1823,12 +1843,23 @@ fn draw_dialog(m: &Model, d: &Dialog, area: Rect, buf: &mut Buffer) {
             text.push(
                 "Quitting stops it here. What was requested is in the evidence ledger, and the case resumes on the next start of the console.".into(),
             );
+            let w = area.width.min(66);
             let mut lines = Vec::new();
             for p in text {
-                for part in wrap_text(&p, inner.width as usize) {
+                for part in wrap_text(&p, w.saturating_sub(2) as usize) {
                     lines.push(Line::from(part));
                 }
             }
+            let r = popup(area, w, lines.len() as u16 + 4);
+            Clear.render(r, buf);
+            let b = block(
+                m,
+                Span::styled(" Quit while a revoke runs? ", t.style(Role::Danger)),
+                true,
+            )
+            .border_style(t.style(Role::Danger));
+            let inner = b.inner(r);
+            b.render(r, buf);
             let body_h = inner.height.saturating_sub(2) as usize;
             for (i, l) in lines.iter().take(body_h).enumerate() {
                 buf.set_line(inner.x, inner.y + i as u16, l, inner.width);
