@@ -295,6 +295,11 @@ async fn quit_during_a_revoke_asks_and_the_next_start_resumes_it() {
             let (keys, input) = mpsc::unbounded::<io::Result<TermEvent>>();
             let k = common::console::Keys(keys);
             let driver = async {
+                common::wait_for(Duration::from_secs(20), "discovery", || {
+                    let e = engine.clone();
+                    async move { e.case(email).filter(|c| !c.grants.is_empty()).map(|_| ()) }
+                })
+                .await;
                 common::console::screen_until(&screen, "Marcus discovered", |s| {
                     s.contains(" live")
                 })
@@ -302,10 +307,18 @@ async fn quit_during_a_revoke_asks_and_the_next_start_resumes_it() {
                 k.key(KeyCode::Char('R'));
                 k.text(email);
                 k.key(KeyCode::Enter);
-                common::console::screen_until(&screen, "the revoke under way", |s| {
-                    s.contains("removing")
-                })
-                .await;
+                let start = std::time::Instant::now();
+                loop {
+                    let s = screen.lock().unwrap().clone();
+                    if s.contains("removing") || s.contains("revoking") {
+                        break;
+                    }
+                    assert!(
+                        start.elapsed() < Duration::from_secs(20),
+                        "no revoke under way:\n{s}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
                 k.key(KeyCode::Char('q'));
                 let asked = common::console::screen_until(&screen, "the quit dialog", |s| {
                     s.contains("Quit while a revoke runs?")
@@ -405,10 +418,30 @@ async fn quit_during_a_revoke_asks_and_the_next_start_resumes_it() {
     let records = Ledger::read(&data.join("ledger.jsonl")).unwrap();
     assert!(engine::interrupted_plans(&records).is_empty());
     let case = engine.case(email).unwrap();
+    let live: Vec<String> = case
+        .grants
+        .iter()
+        .filter(|g| g.state == offboard::model::GrantState::Live || g.state.is_removing())
+        .map(|g| {
+            let history: Vec<String> = records
+                .iter()
+                .filter(|r| r.key() == Some(g.key.as_str()))
+                .map(|r| {
+                    format!(
+                        "{} {} {}",
+                        r.seq,
+                        r.ts.format("%H:%M:%S%.3f"),
+                        r.event.name()
+                    )
+                })
+                .collect();
+            format!("{} {:?} {:?} {history:?}", g.key, g.state, g.last_answer)
+        })
+        .collect();
     assert_eq!(
         case.summary.live + case.summary.removing,
         0,
-        "{:?}",
+        "{:?} {live:?}",
         case.summary
     );
     assert!(records.iter().any(|r| r.event.name() == "resumed"));

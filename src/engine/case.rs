@@ -415,6 +415,7 @@ impl Case {
         connector: &str,
         listed: Vec<Grant>,
         failed: &[(GrantKind, String)],
+        started: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Vec<Change> {
         let mut changes = Vec::new();
@@ -428,7 +429,10 @@ impl Case {
             }
             if let Some(pos) = listed.iter().position(|g| g.id == e.grant.id) {
                 e.grant = listed.remove(pos);
-                if matches!(e.state, GrantState::Verified { .. }) {
+                // A read that began before the removal was confirmed
+                // (reads of one app overlap) is older than that
+                // confirmation: it does not bring the grant back.
+                if matches!(e.state, GrantState::Verified { .. }) && e.since < started {
                     e.vanished = false;
                     e.state = initial_state(&e.grant);
                     e.since = now;

@@ -606,6 +606,7 @@ impl Engine {
                 account
             }
         };
+        let started = Utc::now();
         let inv = c.list_grants(&account).await;
         let now = Utc::now();
         let failed: Vec<(GrantKind, String)> = inv
@@ -624,7 +625,7 @@ impl Engine {
                     .filter(|e| e.grant.connector == id)
                     .cloned()
                     .collect();
-                let changes = case.apply_read(&id, inv.grants.clone(), &failed, now);
+                let changes = case.apply_read(&id, inv.grants.clone(), &failed, started, now);
                 let closed: HashSet<String> = changes
                     .iter()
                     .filter_map(|ch| match ch {
@@ -972,6 +973,12 @@ impl Engine {
             );
             return Ok(());
         };
+        // Already accepted (a resumed run, or a revoke asked again while
+        // verification runs): not sent again, only verified. A second
+        // request could only restart the app's own removal.
+        if self.state_of(email, &key) == Some(GrantState::Removed) {
+            return Ok(());
+        }
         // Evidence first: the request is recorded before it is sent.
         self.record(
             email,
