@@ -379,9 +379,29 @@ fn small_window_quit_during_revoke_and_resume_in_tmux() {
         t.contains("Leavers (7)") && !t.contains("too small")
     });
     s.keys(&["j"]);
-    s.wait_for("Marcus discovered", Duration::from_secs(30), |t| {
+    let shown = s.wait_for("Marcus discovered", Duration::from_secs(30), |t| {
         t.contains("Marcus Reyes <marcus.reyes@example.com>") && t.contains(" live")
     });
+    // NO_COLOR at 80 columns: every kind Marcus has is on screen, each
+    // count with its state letter.
+    for cell in [
+        "sess ", "oauth ", "apppw ", "admin ", "acct ", "codes ", "deleg ", "group ", "lic ",
+        "device ", "owned ",
+    ] {
+        let at = shown
+            .find(cell)
+            .unwrap_or_else(|| panic!("{cell:?} missing:\n{shown}"));
+        let count: String = shown[at + cell.len()..]
+            .chars()
+            .take_while(|c| !c.is_whitespace())
+            .collect();
+        assert!(
+            count.len() >= 2
+                && count[..count.len() - 1].chars().all(|c| c.is_ascii_digit())
+                && "LRVUFMA".contains(&count[count.len() - 1..]),
+            "{cell}{count}:\n{shown}"
+        );
+    }
     s.keys(&["R"]);
     s.wait_for("the revoke-all dialog", Duration::from_secs(5), |t| {
         t.contains("Type the leaver's email")

@@ -645,12 +645,11 @@ impl Model {
         }
     }
 
-    /// A revoke under way: what quitting now would interrupt.
+    /// Leavers whose revoke this console is running: what quitting now
+    /// would interrupt. (Grants shown removing without one, e.g. read back
+    /// from the ledger, are not work in flight here.)
     pub fn in_flight(&self) -> Vec<&LeaverRow> {
-        self.leavers
-            .iter()
-            .filter(|l| l.revoking || l.grants.iter().any(|g| g.state.is_removing()))
-            .collect()
+        self.leavers.iter().filter(|l| l.revoking).collect()
     }
 
     /// Whether anything is moving (the spinner turns, ticks redraw).

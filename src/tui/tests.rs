@@ -73,6 +73,8 @@ fn model_with(read_only: bool, theme: &str) -> Model {
     )];
     let mut marcus = LeaverRow::new("marcus.reyes@example.com");
     marcus.discovered = true;
+    // A revoke of his is running (Thunderbird is being removed).
+    marcus.revoking = true;
     marcus.name = Some("Marcus Reyes".into());
     let mut manual = grant(
         "slack",
@@ -294,7 +296,7 @@ fn command_bar_add_app_theme_export_quit() {
     typed(&mut m, "quit");
     assert!(!m.quit, "typing q in the bar does not quit");
     update(&mut m, key(KeyCode::Enter));
-    // Thunderbird is being removed: quitting asks first.
+    // Marcus's revoke is running: quitting asks first.
     assert_eq!(
         m.dialog,
         Some(Dialog::Quit {
@@ -522,6 +524,7 @@ fn an_idle_tick_does_not_ask_for_a_redraw() {
     }
     // Nothing under way (a removal in progress animates a spinner).
     for l in &mut m.leavers {
+        l.revoking = false;
         for g in &mut l.grants {
             if g.state.is_removing() {
                 g.state = GrantState::Verified { at: t0() };
@@ -614,7 +617,7 @@ fn help_and_quit_keys() {
     assert!(m.dialog.is_none());
     // Nothing in flight: q quits at once.
     let mut idle = model_with(false, "default");
-    idle.leavers[1].grants[2].state = GrantState::Live;
+    idle.leavers[1].revoking = false;
     update(&mut idle, ch('q'));
     assert!(idle.quit);
     // A removal in flight: q asks, Stay is the default, Esc and n stay.
