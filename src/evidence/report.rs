@@ -443,12 +443,20 @@ pub fn build(records: &[Record], email: &str, chain: Option<&ChainReport>) -> Re
     for g in &before {
         let key = format!("{}/{}", g.app, g.id);
         if !grants.iter().any(|t| t.key == key) {
+            let manual = g.revocation == "manual";
             still_open.push(OpenGrant {
                 key,
                 app: g.app.clone(),
                 label: g.label.clone(),
-                outcome: "live".into(),
-                reason: Some("no removal was requested".into()),
+                outcome: if manual { "manual" } else { "live" }.into(),
+                reason: Some(
+                    if manual {
+                        "a person must do it, then tick it off (`offboard done`)"
+                    } else {
+                        "no removal was requested"
+                    }
+                    .into(),
+                ),
             });
             match apps.iter_mut().find(|a| a.app == g.app) {
                 Some(a) => a.open += 1,

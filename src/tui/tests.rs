@@ -1933,3 +1933,14 @@ fn the_status_line_wraps_a_long_manual_step_and_cuts_at_a_word() {
     assert!(next.contains("collaborator or owner for each app"), "{s}");
     assert!(next.trim_end_matches([' ', '│']).ends_with('…'), "{next}");
 }
+
+#[test]
+fn ascii_mode_stays_ascii_in_every_new_view() {
+    for mut m in states_to_draw() {
+        m.symbols = Symbols { ascii: true };
+        for (w, h) in [(80, 24), (30, 8), (120, 40)] {
+            let s = text(&render(&m, w, h));
+            assert!(s.is_ascii(), "{w}x{h}:\n{s}");
+        }
+    }
+}
