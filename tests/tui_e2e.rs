@@ -380,7 +380,12 @@ fn small_window_quit_during_revoke_and_resume_in_tmux() {
     });
     s.keys(&["j"]);
     let shown = s.wait_for("Marcus discovered", Duration::from_secs(30), |t| {
-        t.contains("Marcus Reyes <marcus.reyes@example.com>") && t.contains(" live")
+        let lines: Vec<&str> = t.lines().collect();
+        t.contains("Marcus Reyes <marcus.reyes@example.com>")
+            && lines
+                .iter()
+                .position(|l| l.contains("▶ marcus.reyes@example.com"))
+                .is_some_and(|i| lines.get(i + 1).is_some_and(|n| n.contains(" live")))
     });
     // NO_COLOR at 80 columns: every kind Marcus has is on screen, each
     // count with its state letter.

@@ -300,8 +300,14 @@ async fn quit_during_a_revoke_asks_and_the_next_start_resumes_it() {
                     async move { e.case(email).filter(|c| !c.grants.is_empty()).map(|_| ()) }
                 })
                 .await;
+                // The queue says so (the matrix counts show up while the
+                // discovery is still running).
                 common::console::screen_until(&screen, "Marcus discovered", |s| {
-                    s.contains(" live")
+                    let lines: Vec<&str> = s.lines().collect();
+                    lines
+                        .iter()
+                        .position(|l| l.contains("▶ marcus.reyes@example.com"))
+                        .is_some_and(|i| lines.get(i + 1).is_some_and(|n| n.contains(" live")))
                 })
                 .await;
                 k.key(KeyCode::Char('R'));

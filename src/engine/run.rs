@@ -973,12 +973,6 @@ impl Engine {
             );
             return Ok(());
         };
-        // Already accepted (a resumed run, or a revoke asked again while
-        // verification runs): not sent again, only verified. A second
-        // request could only restart the app's own removal.
-        if self.state_of(email, &key) == Some(GrantState::Removed) {
-            return Ok(());
-        }
         // Evidence first: the request is recorded before it is sent.
         self.record(
             email,
