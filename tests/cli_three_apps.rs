@@ -695,3 +695,129 @@ async fn an_echoed_delete_token_reaches_no_output_ledger_or_log() {
     }
     sb.stop().await;
 }
+
+async fn run_80(e: &Env, args: &[&str]) -> (i32, String, String) {
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_offboard"));
+    c.args(args)
+        .env("OFFBOARD_CONFIG", &e.config)
+        .env("OFFBOARD_DATA", &e.data)
+        .env("COLUMNS", "80")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(90), c.output())
+        .await
+        .expect("the command finishes")
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn fits_80(out: &str) {
+    for l in out.lines() {
+        assert!(
+            l.chars().count() <= 80,
+            "longer than 80 columns: {l:?}\n{out}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_says_what_to_do_next_at_80_columns() {
+    let sb = common::sandbox(common::quick(200)).await;
+    let e = env(&sb.base_url);
+    let email = "marcus.reyes@example.com";
+    // scan: manual steps are manual from the start, and counted.
+    let (code, v) = run_json(&e, &["scan", email, "--json"]).await;
+    assert_eq!(code, 3);
+    let manual: Vec<&Value> = v["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["revocation"] == "manual")
+        .collect();
+    assert!(!manual.is_empty());
+    for g in &manual {
+        assert_eq!(g["state"], "manual", "{g}");
+    }
+    assert_eq!(v["summary"]["manual"], manual.len());
+    let (_, out, _) = run_80(&e, &["scan", email]).await;
+    assert!(out.contains(&format!("{} manual", manual.len())), "{out}");
+
+    // The dry run wraps at word boundaries: every word of every manual
+    // instruction is there, in order, within 80 columns.
+    let (code, out, _) = run_80(&e, &["revoke", email, "--dry-run"]).await;
+    assert_eq!(code, 0);
+    fits_80(&out);
+    let words: Vec<&str> = out.split_whitespace().collect();
+    for g in &manual {
+        let want: Vec<&str> = g["instructions"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        assert!(
+            words.windows(want.len()).any(|w| w == want.as_slice()),
+            "instructions of {} cut:\n{out}",
+            g["key"]
+        );
+    }
+
+    // Exit 3 with manual steps: each key, and the command that ticks it off.
+    let (code, revoked, _) = run_80(&e, &["revoke", email, "--yes"]).await;
+    assert_eq!(code, 3, "{revoked}");
+    fits_80(&revoked);
+    let joined = revoked.replace(" \\\n        ", " ");
+    let (code, v) = run_json(&e, &["verify", email, "--json"]).await;
+    assert_eq!(code, 3);
+    // (A role held through a group goes with the group: it is no longer
+    // listed, so no longer a step.)
+    let open: Vec<Value> = v["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["state"] == "manual")
+        .cloned()
+        .collect();
+    assert!(!open.is_empty());
+    let manual: Vec<&Value> = open.iter().collect();
+    for g in &manual {
+        let key = g["key"].as_str().unwrap();
+        assert!(
+            v["hints"].as_array().unwrap().iter().any(|h| h
+                .as_str()
+                .unwrap()
+                .contains(&format!("offboard done {email} {key} --note"))),
+            "{key}: {}",
+            v["hints"]
+        );
+    }
+    for g in &manual {
+        let key = g["key"].as_str().unwrap();
+        assert!(
+            joined.contains(&format!("offboard done {email} {key} --note")),
+            "{key}:\n{revoked}"
+        );
+    }
+    // verify prints the keys `done` needs.
+    let (_, out, _) = run_80(&e, &["verify", email]).await;
+    for g in &manual {
+        assert!(out.contains(g["key"].as_str().unwrap()), "{out}");
+    }
+
+    // done appends one record: the tick-off.
+    let before = records(&e.data).len();
+    let key = manual[0]["key"].as_str().unwrap();
+    let (code, out, err) =
+        run_80(&e, &["done", email, key, "--note", "handed over to J. Doe"]).await;
+    assert!(code == 3 || code == 0, "{out}\n{err}");
+    let after = records(&e.data);
+    let new: Vec<&str> = after[before..].iter().map(|r| r.event.name()).collect();
+    assert_eq!(new, vec!["manual_done"], "{new:?}");
+    assert!(out.contains("ticked off"), "{out}");
+    sb.stop().await;
+}

@@ -180,11 +180,22 @@ fn demo_revoke_all_export_quit_in_tmux() {
     s.keys(&[":"]);
     s.literal("export");
     s.keys(&["Enter"]);
-    s.wait_for("the export message", Duration::from_secs(10), |t| {
-        t.contains("report for marcus.reyes@example.com written to")
+    let shown = s.wait_for("the export dialog", Duration::from_secs(10), |t| {
+        t.contains("Evidence report written")
     });
     let found = reports(&data.path().join("reports"));
     assert_eq!(found.len(), 1, "{found:?}");
+    // The whole path is on screen (wrapped inside the dialog).
+    let inside: String = shown
+        .lines()
+        .filter_map(|l| {
+            let a = l.find('│')?;
+            let b = l.rfind('│')?;
+            (b > a).then(|| l[a + '│'.len_utf8()..b].trim().to_string())
+        })
+        .collect();
+    assert!(inside.contains(&found[0].display().to_string()), "{shown}");
+    s.keys(&["Escape"]);
     let report = std::fs::read_to_string(&found[0]).unwrap();
     assert!(report.contains("marcus.reyes@example.com"));
 
@@ -306,5 +317,147 @@ fn sigterm_restores_the_terminal_and_exits() {
     assert!(
         !Path::new(&format!("/proc/{pid}")).exists(),
         "the process is gone"
+    );
+}
+
+fn start_demo(name: &str, data: &Path, consistency_ms: u64) -> Session {
+    let bin = env!("CARGO_BIN_EXE_offboard");
+    let script = format!(
+        "env OFFBOARD_DATA='{}' LANG=C.UTF-8 TERM=xterm-256color NO_COLOR=1 '{bin}' demo --consistency-ms {consistency_ms}; \
+         echo \"EXIT=$?\"; sleep 120",
+        data.display()
+    );
+    let status = Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-x",
+            "80",
+            "-y",
+            "24",
+            "-s",
+            name,
+            "sh",
+            "-c",
+            &script,
+        ])
+        .status()
+        .expect("tmux starts");
+    assert!(status.success());
+    Session {
+        name: name.to_string(),
+    }
+}
+
+/// At 80x24 in tmux: a window shrunk to 8 rows says it is too small and
+/// keeps running, growing it brings the console back; `q` during a revoke
+/// asks, and the next start resumes the revoke.
+#[test]
+fn small_window_quit_during_revoke_and_resume_in_tmux() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed; the console end-to-end test needs it");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let name = format!("offboard-e2e-small-{}", std::process::id());
+    let s = start_demo(&name, data.path(), 6000);
+    s.wait_for("the queue", Duration::from_secs(20), |t| {
+        t.contains("Leavers (7)")
+    });
+    for (w, h) in [("30", "8"), ("80", "6"), ("12", "3")] {
+        s.tmux(&["resize-window", "-t", &s.name, "-x", w, "-y", h]);
+        let want = format!("terminal too small ({w} x {h},");
+        s.wait_for("the too-small message", Duration::from_secs(10), |t| {
+            t.split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .contains(&want)
+        });
+    }
+    s.tmux(&["resize-window", "-t", &s.name, "-x", "80", "-y", "24"]);
+    s.wait_for("the console back", Duration::from_secs(10), |t| {
+        t.contains("Leavers (7)") && !t.contains("too small")
+    });
+    s.keys(&["j"]);
+    let shown = s.wait_for("Marcus discovered", Duration::from_secs(30), |t| {
+        let lines: Vec<&str> = t.lines().collect();
+        t.contains("Marcus Reyes <marcus.reyes@example.com>")
+            && lines
+                .iter()
+                .position(|l| l.contains("▶ marcus.reyes@example.com"))
+                .is_some_and(|i| lines.get(i + 1).is_some_and(|n| n.contains(" live")))
+    });
+    // NO_COLOR at 80 columns: every kind Marcus has is on screen, each
+    // count with its state letter.
+    for cell in [
+        "sess ", "oauth ", "apppw ", "admin ", "acct ", "codes ", "deleg ", "group ", "lic ",
+        "device ", "owned ",
+    ] {
+        let at = shown
+            .find(cell)
+            .unwrap_or_else(|| panic!("{cell:?} missing:\n{shown}"));
+        let count: String = shown[at + cell.len()..]
+            .chars()
+            .take_while(|c| !c.is_whitespace())
+            .collect();
+        assert!(
+            count.len() >= 2
+                && count[..count.len() - 1].chars().all(|c| c.is_ascii_digit())
+                && "LRVUFMA".contains(&count[count.len() - 1..]),
+            "{cell}{count}:\n{shown}"
+        );
+    }
+    s.keys(&["R"]);
+    s.wait_for("the revoke-all dialog", Duration::from_secs(5), |t| {
+        t.contains("Type the leaver's email")
+    });
+    s.literal("marcus.reyes@example.com");
+    s.keys(&["Enter"]);
+    s.wait_for("removals under way", Duration::from_secs(30), |t| {
+        t.contains("removing")
+    });
+    s.keys(&["q"]);
+    let asked = s.wait_for("the quit dialog", Duration::from_secs(5), |t| {
+        t.contains("Quit while a revoke runs?")
+    });
+    let words = asked.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(words.contains("resumes on the next start"), "{asked}");
+    s.keys(&["Enter"]);
+    s.wait_for("still running after Stay", Duration::from_secs(5), |t| {
+        !t.contains("Quit while") && t.contains("Leavers (7)")
+    });
+    s.keys(&["q"]);
+    s.wait_for("the quit dialog again", Duration::from_secs(5), |t| {
+        t.contains("Quit while a revoke runs?")
+    });
+    s.keys(&["Right", "Enter"]);
+    s.wait_for("the program to exit", Duration::from_secs(10), |t| {
+        t.contains("EXIT=0")
+    });
+    drop(s);
+
+    // The next start resumes Marcus's revoke.
+    let s = start_demo(&format!("{name}-2"), data.path(), 200);
+    s.wait_for(
+        "the resumed revoke to finish",
+        Duration::from_secs(90),
+        |t| t.contains("marcus.reyes@example.com: finished ("),
+    );
+    let records = offboard::evidence::Ledger::read(&data.path().join("ledger.jsonl")).unwrap();
+    assert!(offboard::engine::interrupted_plans(&records).is_empty());
+    let last_plan = records
+        .iter()
+        .rposition(|r| r.event.name() == "planned")
+        .unwrap();
+    let names: Vec<&str> = records[last_plan..]
+        .iter()
+        .map(|r| r.event.name())
+        .collect();
+    assert_eq!(names.last(), Some(&"finished"), "{names:?}");
+    assert!(
+        records[..last_plan]
+            .iter()
+            .any(|r| r.event.name() == "resumed"),
+        "the second start resumed the case"
     );
 }

@@ -231,3 +231,225 @@ async fn an_ambiguous_account_is_picked_in_the_console() {
     );
     sandbox.stop().await;
 }
+
+fn console_engine(
+    cfg: &std::path::Path,
+    data: &std::path::Path,
+) -> (
+    Arc<Engine>,
+    tokio::sync::mpsc::UnboundedReceiver<offboard::engine::Event>,
+) {
+    let loaded = offboard::config::load(cfg).unwrap();
+    let (tx, events) = tokio::sync::mpsc::unbounded_channel();
+    let connectors =
+        engine::connectors_from_config(&loaded.connectors().unwrap(), data, &tx).unwrap();
+    let opts = EngineOptions::from_config(&loaded);
+    let ledger = Ledger::open_in(data, &opts.operator).unwrap();
+    (Engine::new(connectors, ledger, opts, tx), events)
+}
+
+/// `q` while a revoke runs asks (Stay is the default) and says the case
+/// resumes; quitting anyway, the next start resumes it and finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quit_during_a_revoke_asks_and_the_next_start_resumes_it() {
+    // Removals stay listed for 4 s: the revoke is still in flight when q
+    // is pressed.
+    let sandbox = common::sandbox(common::quick(4000)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::write_config(dir.path(), &sandbox.base_url);
+    let email = "marcus.reyes@example.com";
+    let data = dir.path().to_path_buf();
+    let options = move || ConsoleOptions {
+        operator: "tester".into(),
+        read_only: false,
+        ascii: false,
+        theme: "mono".into(),
+        config_dir: None,
+        leavers: vec![LeaverRow::new(email)],
+        notes: vec![],
+    };
+
+    // The first console runs on its own runtime, dropped when it quits: as
+    // when the process exits, the revoke in flight stops there.
+    let (cfg1, data1) = (cfg.clone(), data.clone());
+    let first = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let out = rt.block_on(async move {
+            let (engine, events) = console_engine(&cfg1, &data1);
+            let mut model = app::initial_model(&engine, options());
+            let service: Arc<dyn Service> = Arc::new(EngineService {
+                engine: engine.clone(),
+                data_dir: data1.clone(),
+                login: None,
+            });
+            let screen = Arc::new(std::sync::Mutex::new(String::new()));
+            let mut terminal = Terminal::new(SharedScreen {
+                inner: TestBackend::new(80, 24),
+                text: screen.clone(),
+            })
+            .unwrap();
+            let (keys, input) = mpsc::unbounded::<io::Result<TermEvent>>();
+            let k = common::console::Keys(keys);
+            let driver = async {
+                common::wait_for(Duration::from_secs(20), "discovery", || {
+                    let e = engine.clone();
+                    async move { e.case(email).filter(|c| !c.grants.is_empty()).map(|_| ()) }
+                })
+                .await;
+                // The queue says so (the matrix counts show up while the
+                // discovery is still running).
+                common::console::screen_until(&screen, "Marcus discovered", |s| {
+                    let lines: Vec<&str> = s.lines().collect();
+                    lines
+                        .iter()
+                        .position(|l| l.contains("▶ marcus.reyes@example.com"))
+                        .is_some_and(|i| lines.get(i + 1).is_some_and(|n| n.contains(" live")))
+                })
+                .await;
+                k.key(KeyCode::Char('R'));
+                k.text(email);
+                k.key(KeyCode::Enter);
+                let start = std::time::Instant::now();
+                loop {
+                    let s = screen.lock().unwrap().clone();
+                    if s.contains("removing") || s.contains("revoking") {
+                        break;
+                    }
+                    assert!(
+                        start.elapsed() < Duration::from_secs(20),
+                        "no revoke under way:\n{s}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                k.key(KeyCode::Char('q'));
+                let asked = common::console::screen_until(&screen, "the quit dialog", |s| {
+                    s.contains("Quit while a revoke runs?")
+                })
+                .await;
+                // Enter on the default stays.
+                k.key(KeyCode::Enter);
+                common::console::screen_until(&screen, "the dialog closed", |s| {
+                    !s.contains("Quit while a revoke runs?")
+                })
+                .await;
+                k.key(KeyCode::Char('q'));
+                common::console::screen_until(&screen, "the quit dialog again", |s| {
+                    s.contains("Quit while a revoke runs?")
+                })
+                .await;
+                k.key(KeyCode::Right);
+                k.key(KeyCode::Enter);
+                asked
+            };
+            let run = runtime::run(&mut terminal, &mut model, service, input, events);
+            let (result, asked) = tokio::join!(run, driver);
+            result.expect("the loop ends cleanly");
+            assert!(model.quit);
+            asked
+        });
+        rt.shutdown_background();
+        out
+    });
+    let asked = tokio::task::spawn_blocking(move || first.join().unwrap())
+        .await
+        .unwrap();
+    let joined = asked.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        joined.contains("the case resumes on the next start"),
+        "{asked}"
+    );
+    assert!(
+        asked.contains("[ Stay ]") && asked.contains("[ Quit ]"),
+        "{asked}"
+    );
+    let records = Ledger::read(&data.join("ledger.jsonl")).unwrap();
+    let open = engine::interrupted_plans(&records);
+    assert_eq!(open.len(), 1, "the revoke was interrupted");
+    assert_eq!(open[0].0, email);
+    assert!(!records.iter().any(|r| r.event.name() == "finished"));
+
+    // The next start: the revoke resumes once Marcus is read, and finishes.
+    let (engine, events) = console_engine(&cfg, &data);
+    let mut model = app::initial_model(&engine, options());
+    assert_eq!(model.leavers[0].resume.len(), open[0].1.len());
+    let service: Arc<dyn Service> = Arc::new(EngineService {
+        engine: engine.clone(),
+        data_dir: data.clone(),
+        login: None,
+    });
+    let screen = Arc::new(std::sync::Mutex::new(String::new()));
+    let mut terminal = Terminal::new(SharedScreen {
+        inner: TestBackend::new(80, 24),
+        text: screen.clone(),
+    })
+    .unwrap();
+    let (keys, input) = mpsc::unbounded::<io::Result<TermEvent>>();
+    let driver = {
+        let data = data.clone();
+        async move {
+            common::wait_for(
+                Duration::from_secs(120),
+                "the resumed run to finish",
+                || {
+                    let records = Ledger::read(&data.join("ledger.jsonl")).unwrap_or_default();
+                    let done = records.iter().any(|r| r.event.name() == "finished");
+                    async move { done.then_some(()) }
+                },
+            )
+            .await;
+            common::wait_for(Duration::from_secs(20), "the console to settle", || {
+                let s = screen.lock().unwrap().clone();
+                async move { (!s.contains("removing")).then_some(()) }
+            })
+            .await;
+            keys.unbounded_send(key(KeyCode::Char('q'))).unwrap();
+        }
+    };
+    let run = runtime::run(&mut terminal, &mut model, service, input, events);
+    let (result, ()) = tokio::join!(run, driver);
+    result.expect("the loop ends cleanly");
+    assert!(model.quit, "nothing in flight: q quits at once");
+    assert!(
+        model
+            .activity
+            .iter()
+            .any(|a| a.text.contains("resuming the interrupted revoke")),
+        "{:?}",
+        model.activity
+    );
+    let records = Ledger::read(&data.join("ledger.jsonl")).unwrap();
+    assert!(engine::interrupted_plans(&records).is_empty());
+    let case = engine.case(email).unwrap();
+    let live: Vec<String> = case
+        .grants
+        .iter()
+        .filter(|g| g.state == offboard::model::GrantState::Live || g.state.is_removing())
+        .map(|g| {
+            let history: Vec<String> = records
+                .iter()
+                .filter(|r| r.key() == Some(g.key.as_str()))
+                .map(|r| {
+                    format!(
+                        "{} {} {}",
+                        r.seq,
+                        r.ts.format("%H:%M:%S%.3f"),
+                        r.event.name()
+                    )
+                })
+                .collect();
+            format!("{} {:?} {:?} {history:?}", g.key, g.state, g.last_answer)
+        })
+        .collect();
+    assert_eq!(
+        case.summary.live + case.summary.removing,
+        0,
+        "{:?} {live:?}",
+        case.summary
+    );
+    assert!(records.iter().any(|r| r.event.name() == "resumed"));
+    sandbox.stop().await;
+}

@@ -297,7 +297,143 @@ pub fn hints(view: &CaseView, sel: &Selection) -> Vec<String> {
             "{vanished} grant(s) vanished: a fresh read no longer lists them although this tool did not remove them (someone else did, or they expired)"
         ));
     }
+    for step in next_steps(view, sel) {
+        out.push(format!(
+            "{} {} ({}): {}; when done: {}",
+            step.what, step.key, step.label, step.todo, step.command
+        ));
+    }
     out
+}
+
+/// A grant a person must act on, with the command that ticks it off.
+pub struct NextStep {
+    /// `manual step`, `failed` or `unconfirmed`.
+    pub what: &'static str,
+    pub key: String,
+    pub label: String,
+    /// What to do, in the app's words where it gave them.
+    pub todo: String,
+    pub command: String,
+}
+
+/// Every manual step still open, and every failed or unconfirmed grant
+/// (fixed by hand, then ticked off the same way), in the case's order.
+pub fn next_steps(view: &CaseView, sel: &Selection) -> Vec<NextStep> {
+    let email = clean(&view.email);
+    view.grants
+        .iter()
+        .filter(|g| sel.matches(&g.grant))
+        .filter_map(|g| {
+            let (what, todo) = match (&g.state, &g.grant.revocation) {
+                (crate::model::GrantState::Manual, Revocation::Manual { instructions })
+                | (crate::model::GrantState::Live, Revocation::Manual { instructions }) => {
+                    ("manual step", clean(instructions))
+                }
+                (crate::model::GrantState::Failed { reason }, _) => (
+                    "failed",
+                    format!(
+                        "{}; fix it in the app, or retry with `offboard revoke {email} --yes`",
+                        clean(reason)
+                    ),
+                ),
+                (crate::model::GrantState::Unconfirmed { reason }, _) => (
+                    "unconfirmed",
+                    format!(
+                        "{}; check it in the app, then `offboard verify {email}`",
+                        clean(reason)
+                    ),
+                ),
+                _ => return None,
+            };
+            Some(NextStep {
+                what,
+                key: clean(&g.key),
+                label: clean(&g.grant.label),
+                todo,
+                command: format!(
+                    "offboard done {email} {} --note \"what was done, by whom\"",
+                    clean(&g.key)
+                ),
+            })
+        })
+        .collect()
+}
+
+/// The next steps as text for `width` columns: each key, what to do
+/// (wrapped), and the command (continued with `\` so it pastes whole).
+pub fn render_next_steps(view: &CaseView, sel: &Selection, width: usize) -> String {
+    let steps = next_steps(view, sel);
+    if steps.is_empty() {
+        return String::new();
+    }
+    let mut o = format!(
+        "\nnext steps ({}): do each, then tick it off with the command under it\n",
+        steps.len()
+    );
+    for s in steps {
+        o.push_str(&wrap(
+            &format!("{} {}: {}", s.what, s.key, s.label),
+            "  ",
+            width,
+        ));
+        o.push_str(&wrap(&s.todo, "      ", width));
+        o.push_str(&wrap_command(&s.command, "      ", width));
+    }
+    o
+}
+
+/// A shell command wrapped at spaces, each line but the last ending in
+/// ` \` (a quoted argument is kept on one line).
+fn wrap_command(cmd: &str, indent: &str, width: usize) -> String {
+    let mut words: Vec<String> = Vec::new();
+    let mut quoted: Option<String> = None;
+    for w in cmd.split(' ') {
+        match quoted.as_mut() {
+            Some(q) => {
+                q.push(' ');
+                q.push_str(w);
+                if w.ends_with('"') {
+                    words.push(quoted.take().unwrap_or_default());
+                }
+            }
+            None if w.starts_with('"') && !(w.len() > 1 && w.ends_with('"')) => {
+                quoted = Some(w.to_string())
+            }
+            None => words.push(w.to_string()),
+        }
+    }
+    words.extend(quoted);
+    let max = width.saturating_sub(indent.chars().count() + 2).max(20);
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for w in words {
+        if !line.is_empty() && line.chars().count() + 1 + w.chars().count() > max {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(&w);
+    }
+    lines.push(line);
+    let n = lines.len();
+    lines
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let lead = if i == 0 {
+                indent.to_string()
+            } else {
+                format!("{indent}  ")
+            };
+            if i + 1 < n {
+                format!("{lead}{l} \\\n")
+            } else {
+                format!("{lead}{l}\n")
+            }
+        })
+        .collect()
 }
 
 pub fn plan_json(email: &str, plan: &Plan, view: &CaseView) -> PlanJson {
@@ -720,6 +856,16 @@ fn print_json<T: Serialize>(v: &T) -> Result<(), Failure> {
 }
 
 pub fn render_plan(plan: &Plan) -> String {
+    render_plan_width(plan, output_width())
+}
+
+/// The plan for `width` columns: labels wrap under their column, manual
+/// instructions wrap under the step, at word boundaries; nothing is cut.
+pub fn render_plan_width(plan: &Plan, width: usize) -> String {
+    // One column spare, as for the table.
+    let width = width.saturating_sub(1);
+    const FIXED: usize = 2 + 10 + 1 + 13 + 1 + 8 + 1;
+    let label_w = width.saturating_sub(FIXED).max(20);
     let mut o = String::new();
     if plan.is_empty() {
         o.push_str("nothing to revoke\n");
@@ -731,20 +877,28 @@ pub fn render_plan(plan: &Plan) -> String {
             p.phase.title()
         ));
         for g in &p.steps {
-            let how = match &g.revocation {
-                Revocation::Api => String::new(),
-                Revocation::Manual { instructions } => {
-                    format!("  [manual: {}]", clean_max(instructions, 120))
-                }
-            };
-            o.push_str(&format!(
-                "  {} {} {} {}{}\n",
-                pad(&g.connector, 10),
-                pad(g.kind.as_str(), 13),
-                pad(g.risk.as_str(), 8),
-                clean_max(&g.label, 40),
-                how
-            ));
+            let label = wrap(&clean(&g.label), "", label_w);
+            let mut lines = label.lines();
+            push_row(
+                &mut o,
+                format!(
+                    "  {} {} {} {}",
+                    pad(&g.connector, 10),
+                    pad(g.kind.as_str(), 13),
+                    pad(g.risk.as_str(), 8),
+                    lines.next().unwrap_or("")
+                ),
+            );
+            for more in lines {
+                push_row(&mut o, format!("{}{more}", " ".repeat(FIXED)));
+            }
+            if let Revocation::Manual { instructions } = &g.revocation {
+                o.push_str(&wrap(
+                    &format!("manual: {}", clean(instructions)),
+                    "      ",
+                    width,
+                ));
+            }
         }
     }
     o
@@ -780,10 +934,16 @@ pub async fn scan(global: &Global, args: ScanArgs, data_dir: PathBuf) -> CmdResu
     Ok(summary.exit_code())
 }
 
+/// The hints, then each step a person must take with the command that
+/// ticks it off (the steps are not repeated as hints).
 fn print_hints(view: &CaseView, sel: &Selection) {
-    for h in hints(view, sel) {
+    let steps = next_steps(view, sel).len();
+    let all = hints(view, sel);
+    let general = all.len() - steps;
+    for h in all.into_iter().take(general) {
         print!("{}", wrap(&format!("hint: {h}"), "", output_width()));
     }
+    print!("{}", render_next_steps(view, sel, output_width()));
 }
 
 fn summarise(view: &CaseView, sel: &Selection) -> Summary {
@@ -883,7 +1043,9 @@ pub async fn done(global: &Global, args: DoneArgs, data_dir: PathBuf) -> CmdResu
     }
     let sel = Selection::default();
     let mut s = open(global, &data_dir)?;
-    with_progress(&mut s.events, false, s.engine.discover(&args.email))
+    // A fresh read finds the step; only the tick-off is recorded (the
+    // snapshot of the leaver's access was recorded by the scan or revoke).
+    with_progress(&mut s.events, false, s.engine.refresh(&args.email, None))
         .await
         .map_err(engine_failure)?;
     s.engine
@@ -901,6 +1063,7 @@ pub async fn done(global: &Global, args: DoneArgs, data_dir: PathBuf) -> CmdResu
     } else {
         println!("{}: {} ticked off", clean(&email), clean(&args.key));
         print!("\n{}", wrap_items(&summary_line(&summary), output_width()));
+        print_hints(&view, &sel);
     }
     Ok(summary.exit_code())
 }

@@ -188,6 +188,39 @@ pub(crate) fn clean_account(mut a: Account) -> Account {
     a
 }
 
+/// What a grant is when first listed: a step only a person can do is
+/// `manual` from the start; anything else is `live`.
+pub fn initial_state(g: &Grant) -> GrantState {
+    if g.is_manual() {
+        GrantState::Manual
+    } else {
+        GrantState::Live
+    }
+}
+
+/// The plans recorded in `records` that no `finished` record closed: per
+/// case, the keys of the last unfinished plan's steps (a revoke that was
+/// interrupted: the operator quit, the process was killed). In ledger order.
+pub fn interrupted_plans(records: &[Record]) -> Vec<(String, Vec<String>)> {
+    let mut open: Vec<(String, Vec<String>)> = Vec::new();
+    for r in records {
+        match &r.event {
+            LedgerEvent::Planned { steps } => {
+                open.retain(|(c, _)| *c != r.case);
+                if !steps.is_empty() {
+                    open.push((
+                        r.case.clone(),
+                        steps.iter().map(|s| s.key.clone()).collect(),
+                    ));
+                }
+            }
+            LedgerEvent::Finished { .. } => open.retain(|(c, _)| *c != r.case),
+            _ => {}
+        }
+    }
+    open
+}
+
 impl Case {
     pub fn new(person: Person) -> Case {
         Case {
@@ -297,7 +330,7 @@ impl Case {
         let key = grant.key();
         match self.grants.iter_mut().find(|e| is_key(&e.grant, &key)) {
             Some(e) => {
-                e.requested |= matches!(state, GrantState::Revoking);
+                e.requested |= matches!(state, GrantState::Revoking | GrantState::Manual);
                 e.vanished = false;
                 e.grant = grant;
                 e.state = state;
@@ -307,7 +340,7 @@ impl Case {
                 }
             }
             None => self.grants.push(Entry {
-                requested: matches!(state, GrantState::Revoking),
+                requested: matches!(state, GrantState::Revoking | GrantState::Manual),
                 vanished: false,
                 resumed: false,
                 grant,
@@ -393,6 +426,7 @@ impl Case {
         connector: &str,
         listed: Vec<Grant>,
         failed: &[(GrantKind, String)],
+        started: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Vec<Change> {
         let mut changes = Vec::new();
@@ -424,9 +458,12 @@ impl Case {
             }
             if let Some(pos) = listed.iter().position(|g| g.id == e.grant.id) {
                 e.grant = listed.remove(pos);
-                if matches!(e.state, GrantState::Verified { .. }) {
+                // A read that began before the removal was confirmed
+                // (reads of one app overlap) is older than that
+                // confirmation: it does not bring the grant back.
+                if matches!(e.state, GrantState::Verified { .. }) && e.since < started {
                     e.vanished = false;
-                    e.state = GrantState::Live;
+                    e.state = initial_state(&e.grant);
                     e.since = now;
                     changes.push(Change::Reappeared(e.key()));
                 }
@@ -468,8 +505,8 @@ impl Case {
         }
         for g in listed {
             keep.push(Entry {
+                state: initial_state(&g),
                 grant: g,
-                state: GrantState::Live,
                 since: now,
                 answer: None,
                 requested: false,

@@ -206,7 +206,7 @@ impl Engine {
         let now = Utc::now();
         let changed = self.with_case(email, |c| {
             c.entry_mut(key).map(|e| {
-                e.requested |= state == GrantState::Revoking;
+                e.requested |= matches!(state, GrantState::Revoking | GrantState::Manual);
                 e.resumed = false;
                 e.state = state.clone();
                 e.since = now;

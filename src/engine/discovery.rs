@@ -186,6 +186,8 @@ impl Engine {
             self.check_apps(&[c.to_string()])?;
         }
         self.open_case(&person).await?;
+        // With the aliases the ledger taught (accounts found earlier).
+        let person = self.case_person(&person.email);
         let jobs = self
             .connectors
             .iter()
@@ -324,6 +326,7 @@ impl Engine {
         snapshot: bool,
     ) -> Result<Vec<(GrantKind, String)>, EngineError> {
         let id = c.id().to_string();
+        let started = Utc::now();
         let inv = c.list_grants(account).await;
         let now = Utc::now();
         let failed: Vec<(GrantKind, String)> = inv
@@ -342,7 +345,7 @@ impl Engine {
                     .filter(|e| e.grant.connector == id)
                     .cloned()
                     .collect();
-                let changes = case.apply_read(&id, inv.grants.clone(), &failed, now);
+                let changes = case.apply_read(&id, inv.grants.clone(), &failed, started, now);
                 let closed: HashSet<String> = changes
                     .iter()
                     .filter_map(|ch| match ch {

@@ -172,7 +172,13 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let key = g.key();
         if let crate::model::Revocation::Manual { instructions } = &g.revocation {
-            if self.state_of(email, &key) != Some(GrantState::Manual) {
+            // Recorded once per case: a step listed as manual from the
+            // start is `requested` once the ledger says it is required.
+            let required = self
+                .with_case(email, |c| c.entry(&key).map(|e| e.requested))
+                .flatten()
+                .unwrap_or(false);
+            if !required {
                 self.record(
                     email,
                     LedgerEvent::ManualRequired {

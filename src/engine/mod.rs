@@ -15,7 +15,10 @@ mod plan;
 mod tests;
 mod verification;
 
-pub use case::{AccountStatus, AccountView, CaseView, GrantView, STILL_LISTED_NOTE};
+pub use case::{
+    AccountStatus, AccountView, CaseView, GrantView, STILL_LISTED_NOTE, initial_state,
+    interrupted_plans,
+};
 pub use core::{
     ConnectorInfo, Engine, EngineError, EngineOptions, Selection, connectors_from_config,
 };

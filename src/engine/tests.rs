@@ -515,3 +515,27 @@ async fn nothing_is_shown_closed_that_the_ledger_did_not_record() {
     );
     assert!(!v.grants[0].vanished);
 }
+
+#[test]
+fn a_read_older_than_a_confirmation_does_not_bring_the_grant_back() {
+    use super::case::Case;
+    let t = |s: i64| chrono::DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap();
+    let g = grant("g", "token:x", GrantKind::OauthGrant);
+    let mut case = Case::new(Person::new(DANA));
+    case.apply_read("g", vec![g.clone()], &[], t(0), t(0));
+    let e = case.entry_mut("g/token:x").unwrap();
+    e.state = GrantState::Verified { at: t(10) };
+    e.since = t(10);
+    // Started at 9, answered at 11, still listing it: older than the
+    // confirmation at 10.
+    let changes = case.apply_read("g", vec![g.clone()], &[], t(9), t(11));
+    assert!(changes.is_empty());
+    assert!(matches!(
+        case.entry("g/token:x").unwrap().state,
+        GrantState::Verified { .. }
+    ));
+    // A read that started after it and lists it again: live again.
+    let changes = case.apply_read("g", vec![g], &[], t(12), t(13));
+    assert_eq!(changes.len(), 1);
+    assert_eq!(case.entry("g/token:x").unwrap().state, GrantState::Live);
+}

@@ -56,6 +56,45 @@ pub struct AccountSnapshot {
     pub candidates: Vec<Account>,
     pub error: Option<String>,
     pub read_at: DateTime<Utc>,
+    /// The account's state at the end: `closed` (its suspension or
+    /// deactivation verified by a fresh read), `active`, `inactive`, or the
+    /// last lookup's result.
+    pub final_state: String,
+    /// When the closing was verified, or the last read.
+    pub final_at: Option<DateTime<Utc>>,
+}
+
+/// What a reviewer reads first: who, when, what was closed per app, what
+/// is still open and why, and the chain head to keep.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub leaver: String,
+    /// The exit time, when the operator's roster or queue knew it.
+    pub exit_at: Option<DateTime<Utc>>,
+    /// `closed` (everything verified or acknowledged) or `open`.
+    pub status: &'static str,
+    pub apps: Vec<AppOutcome>,
+    pub still_open: Vec<OpenGrant>,
+    pub chain_head: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AppOutcome {
+    pub app: String,
+    /// First and last removal confirmed by a fresh read (or ticked off).
+    pub first_removed_at: Option<DateTime<Utc>>,
+    pub last_removed_at: Option<DateTime<Utc>>,
+    pub closed: usize,
+    pub open: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OpenGrant {
+    pub key: String,
+    pub app: String,
+    pub label: String,
+    pub outcome: String,
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -86,6 +125,10 @@ pub struct Timeline {
     pub outcome: String,
     pub outcome_at: Option<DateTime<Utc>>,
     pub reason: Option<String>,
+    /// The operator who asked for the removal (or required the manual step).
+    pub requested_by: Option<String>,
+    /// The operator whose run recorded the outcome.
+    pub outcome_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -93,6 +136,7 @@ pub struct Report {
     pub schema: &'static str,
     pub case: String,
     pub generated_at: DateTime<Utc>,
+    pub outcome: Outcome,
     pub chain: ChainStatus,
     pub accounts: Vec<AccountSnapshot>,
     pub before: Vec<SnapshotGrant>,
@@ -112,7 +156,19 @@ pub fn render_with_chain(
     format: Format,
     chain: Option<&ChainReport>,
 ) -> String {
-    let report = build(records, email, chain);
+    render_full(records, email, format, chain, None)
+}
+
+/// The report with the leaver's exit time, when the caller knows it.
+pub fn render_full(
+    records: &[Record],
+    email: &str,
+    format: Format,
+    chain: Option<&ChainReport>,
+    exit_at: Option<DateTime<Utc>>,
+) -> String {
+    let mut report = build(records, email, chain);
+    report.outcome.exit_at = exit_at;
     match format {
         Format::Json => {
             let mut s = serde_json::to_string_pretty(&report).unwrap_or_else(|_| "{}".into());
@@ -165,6 +221,8 @@ pub fn build(records: &[Record], email: &str, chain: Option<&ChainReport>) -> Re
                 candidates: candidates.clone(),
                 error: error.clone(),
                 read_at: r.ts,
+                final_state: String::new(),
+                final_at: None,
             });
             for g in grants {
                 before.push(SnapshotGrant {
@@ -205,12 +263,27 @@ pub fn build(records: &[Record], email: &str, chain: Option<&ChainReport>) -> Re
                     outcome: "live".into(),
                     outcome_at: None,
                     reason: None,
+                    requested_by: None,
+                    outcome_by: None,
                 });
                 grants.len() - 1
             }
         };
         let t = &mut grants[idx];
         let at = Some(r.ts);
+        match &r.event {
+            LedgerEvent::RevokeRequested { .. } | LedgerEvent::ManualRequired { .. } => {
+                t.requested_by = Some(r.operator.clone());
+            }
+            LedgerEvent::ApiAnswer { .. }
+            | LedgerEvent::Verified { .. }
+            | LedgerEvent::Escalated { .. }
+            | LedgerEvent::ManualDone { .. }
+            | LedgerEvent::Reappeared { .. }
+            | LedgerEvent::Vanished { .. }
+            | LedgerEvent::StillListed { .. } => t.outcome_by = Some(r.operator.clone()),
+            _ => {}
+        }
         match &r.event {
             LedgerEvent::RevokeRequested { grant, .. } => {
                 t.requests += 1;
@@ -299,10 +372,122 @@ pub fn build(records: &[Record], email: &str, chain: Option<&ChainReport>) -> Re
         }
     }
 
+    // Each account's state at the end: closed once a fresh read confirmed
+    // its closing step, else what the last read found.
+    for a in &mut accounts {
+        let closing = grants.iter().find(|t| {
+            t.app == a.app && t.kind == "account" && t.outcome == "verified" && t.requests > 0
+        });
+        let last = recs.iter().rev().find_map(|r| match &r.event {
+            LedgerEvent::Discovered {
+                connector,
+                result,
+                account,
+                ..
+            } if *connector == a.app => Some((r.ts, *result, account.clone())),
+            _ => None,
+        });
+        (a.final_state, a.final_at) = match (closing, last) {
+            (Some(t), _) => ("closed".into(), t.outcome_at),
+            (None, Some((at, _, Some(acc)))) => (
+                if acc.active { "active" } else { "inactive" }.into(),
+                Some(at),
+            ),
+            (None, Some((at, result, None))) => (result.as_str().into(), Some(at)),
+            (None, None) => (a.result.as_str().into(), Some(a.read_at)),
+        };
+    }
+    let closed_outcome = |o: &str| matches!(o, "verified" | "acknowledged" | "vanished");
+    let mut apps: Vec<AppOutcome> = Vec::new();
+    for t in &grants {
+        let i = match apps.iter().position(|a| a.app == t.app) {
+            Some(i) => i,
+            None => {
+                apps.push(AppOutcome {
+                    app: t.app.clone(),
+                    first_removed_at: None,
+                    last_removed_at: None,
+                    closed: 0,
+                    open: 0,
+                });
+                apps.len() - 1
+            }
+        };
+        let a = &mut apps[i];
+        if closed_outcome(&t.outcome) {
+            a.closed += 1;
+            if let Some(at) = t.outcome_at {
+                a.first_removed_at = Some(a.first_removed_at.map_or(at, |f| f.min(at)));
+                a.last_removed_at = Some(a.last_removed_at.map_or(at, |l| l.max(at)));
+            }
+        } else {
+            a.open += 1;
+        }
+    }
+    // Still open: every grant of the before-snapshot with no closing
+    // outcome, and every timeline entry that did not close.
+    let mut still_open: Vec<OpenGrant> = grants
+        .iter()
+        .filter(|t| !closed_outcome(&t.outcome))
+        .map(|t| OpenGrant {
+            key: t.key.clone(),
+            app: t.app.clone(),
+            label: t.label.clone(),
+            outcome: t.outcome.clone(),
+            reason: t
+                .reason
+                .clone()
+                .or_else(|| (t.outcome == "live").then(|| "no removal was requested".to_string())),
+        })
+        .collect();
+    for g in &before {
+        let key = format!("{}/{}", g.app, g.id);
+        if !grants.iter().any(|t| t.key == key) {
+            let manual = g.revocation == "manual";
+            still_open.push(OpenGrant {
+                key,
+                app: g.app.clone(),
+                label: g.label.clone(),
+                outcome: if manual { "manual" } else { "live" }.into(),
+                reason: Some(
+                    if manual {
+                        "a person must do it, then tick it off (`offboard done`)"
+                    } else {
+                        "no removal was requested"
+                    }
+                    .into(),
+                ),
+            });
+            match apps.iter_mut().find(|a| a.app == g.app) {
+                Some(a) => a.open += 1,
+                None => apps.push(AppOutcome {
+                    app: g.app.clone(),
+                    first_removed_at: None,
+                    last_removed_at: None,
+                    closed: 0,
+                    open: 1,
+                }),
+            }
+        }
+    }
+    let outcome = Outcome {
+        leaver: email.clone(),
+        exit_at: None,
+        status: if still_open.is_empty() {
+            "closed"
+        } else {
+            "open"
+        },
+        apps,
+        still_open,
+        chain_head: chain.map(|c| c.head.clone()),
+    };
+
     Report {
         schema: SCHEMA,
         case: email,
         generated_at: Utc::now(),
+        outcome,
         chain: match chain {
             Some(c) => ChainStatus {
                 checked: true,
@@ -442,6 +627,65 @@ fn markdown(r: &Report) -> String {
     use std::fmt::Write;
     let mut o = String::new();
     let _ = writeln!(o, "# Offboarding evidence: {}\n", md(&r.case));
+    let out = &r.outcome;
+    let _ = writeln!(o, "## Outcome\n");
+    let _ = writeln!(o, "- Leaver: {}", md(&out.leaver));
+    let _ = writeln!(
+        o,
+        "- Exit time: {}",
+        out.exit_at
+            .map(|t| ts(Some(t)))
+            .unwrap_or_else(|| "not known to the ledger".into())
+    );
+    let _ = writeln!(
+        o,
+        "- Status: {}",
+        if out.still_open.is_empty() {
+            "every grant closed (verified or acknowledged)".to_string()
+        } else {
+            format!("{} grant(s) still open", out.still_open.len())
+        }
+    );
+    let _ = writeln!(
+        o,
+        "- Chain head: {}",
+        out.chain_head
+            .as_deref()
+            .unwrap_or("not checked (run `offboard evidence verify`)")
+    );
+    let _ = writeln!(
+        o,
+        "\n| App | First removed | Last removed | Closed | Open |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|");
+    for a in &out.apps {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} |",
+            md(&a.app),
+            ts(a.first_removed_at),
+            ts(a.last_removed_at),
+            a.closed,
+            a.open
+        );
+    }
+    if !out.still_open.is_empty() {
+        let _ = writeln!(o, "\nStill open:\n");
+        for g in &out.still_open {
+            let _ = writeln!(
+                o,
+                "- {} ({}): {}{}",
+                md(&g.label),
+                md(&g.key),
+                md(&g.outcome),
+                g.reason
+                    .as_deref()
+                    .map(|r| format!(" - {}", md(r)))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    let _ = writeln!(o, "\n## Ledger\n");
     let _ = writeln!(o, "- Generated: {}", ts(Some(r.generated_at)));
     let _ = writeln!(o, "- Ledger chain: {}", chain_line(&r.chain));
     for p in &r.chain.problems {
@@ -452,9 +696,9 @@ fn markdown(r: &Report) -> String {
     let _ = writeln!(o, "## Accounts\n");
     let _ = writeln!(
         o,
-        "| App | Result | Account id | Login | Name | Active | Admin | Read at |"
+        "| App | Result | Account id | Login | Name | Active before | Admin | Read at | Now | Since |"
     );
-    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|");
     for a in &r.accounts {
         let (id, login, name, active, admin) = match &a.account {
             Some(x) => (
@@ -475,7 +719,7 @@ fn markdown(r: &Report) -> String {
         };
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             md(&a.app),
             md(&result),
             md(&id),
@@ -483,7 +727,9 @@ fn markdown(r: &Report) -> String {
             md(&name),
             active,
             admin,
-            ts(Some(a.read_at))
+            ts(Some(a.read_at)),
+            md(&a.final_state),
+            ts(a.final_at)
         );
     }
 
@@ -510,21 +756,23 @@ fn markdown(r: &Report) -> String {
     let _ = writeln!(o, "\n## Timeline per grant\n");
     let _ = writeln!(
         o,
-        "| App | Kind | Label | Requested | Answer | Answered | Outcome | At | Reason |"
+        "| App | Kind | Label | Requested | By | Answer | Answered | Outcome | At | By | Reason |"
     );
-    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|");
     for t in &r.grants {
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             md(&t.app),
             md(&t.kind),
             md(&t.label),
             ts(t.requested_at),
+            md(t.requested_by.as_deref().unwrap_or("")),
             md(t.answer.as_deref().unwrap_or("")),
             ts(t.answered_at),
             md(&t.outcome),
             ts(t.outcome_at),
+            md(t.outcome_by.as_deref().unwrap_or("")),
             md(t.reason.as_deref().unwrap_or(""))
         );
     }
@@ -566,15 +814,89 @@ fn csv(r: &Report) -> String {
         "outcome_at",
         "reason",
         "chain",
+        "requested_by",
+        "outcome_by",
     ];
     o.push_str(&header.join(","));
     o.push_str("\r\n");
     let chain = chain_line(&r.chain);
-    let mut row = |cells: [&str; 16]| {
+    let out = &r.outcome;
+    let exit = ts(out.exit_at);
+    let head = out.chain_head.clone().unwrap_or_default();
+    let mut row = |cells: [&str; 18]| {
         let line: Vec<String> = cells.iter().map(|c| csv_field(c)).collect();
         o.push_str(&line.join(","));
         o.push_str("\r\n");
     };
+    // The outcome first: the leaver, then per app, then what is open.
+    row([
+        &r.case,
+        "outcome",
+        "",
+        "",
+        "",
+        out.status,
+        &format!(
+            "exit time: {}",
+            if exit.is_empty() { "not known" } else { &exit }
+        ),
+        "",
+        "",
+        "",
+        "",
+        "",
+        out.status,
+        "",
+        &format!("chain head {head}"),
+        &chain,
+        "",
+        "",
+    ]);
+    for a in &out.apps {
+        row([
+            &r.case,
+            "outcome_app",
+            &a.app,
+            "",
+            "",
+            "",
+            &format!("closed {}, open {}", a.closed, a.open),
+            "",
+            "",
+            &ts(a.first_removed_at),
+            "",
+            "",
+            if a.open == 0 { "closed" } else { "open" },
+            &ts(a.last_removed_at),
+            "first removal in requested_at, last in outcome_at",
+            &chain,
+            "",
+            "",
+        ]);
+    }
+    for g in &out.still_open {
+        let (_, id) = g.key.split_once('/').unwrap_or(("", &g.key));
+        row([
+            &r.case,
+            "still_open",
+            &g.app,
+            "",
+            id,
+            &g.label,
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            &g.outcome,
+            "",
+            g.reason.as_deref().unwrap_or(""),
+            &chain,
+            "",
+            "",
+        ]);
+    }
     for g in &r.before {
         row([
             &r.case,
@@ -593,6 +915,8 @@ fn csv(r: &Report) -> String {
             "",
             "",
             &chain,
+            "",
+            "",
         ]);
     }
     for t in &r.grants {
@@ -614,6 +938,8 @@ fn csv(r: &Report) -> String {
             &ts(t.outcome_at),
             t.reason.as_deref().unwrap_or(""),
             &chain,
+            t.requested_by.as_deref().unwrap_or(""),
+            t.outcome_by.as_deref().unwrap_or(""),
         ]);
     }
     o
@@ -735,7 +1061,7 @@ mod tests {
         for line in out.lines().filter(|l| l.starts_with("| google | oauth")) {
             let unescaped = line.replace("\\|", "");
             assert!(
-                unescaped.matches('|').count() == 8 || unescaped.matches('|').count() == 10,
+                unescaped.matches('|').count() == 8 || unescaped.matches('|').count() == 12,
                 "{line}"
             );
         }
@@ -755,6 +1081,90 @@ mod tests {
         let out = render(&recs, "dana@example.com", Format::Csv);
         assert!(out.contains("\"'=HYPERLINK(\"\"http://evil\"\")\""));
         assert!(out.lines().all(|l| !l.contains('\u{1b}')));
-        assert_eq!(out.lines().count(), 1 + 2 + 2);
+        // Header, outcome, one app, two open (t2 failed, t1 closed: one
+        // open), two before, two timeline.
+        assert_eq!(out.lines().count(), 1 + 1 + 1 + 1 + 2 + 2, "{out}");
+    }
+
+    #[test]
+    fn the_report_opens_with_the_outcome() {
+        let (_d, p) = sample();
+        let recs = Ledger::read(&p).unwrap();
+        let chain = verify_chain(&p).unwrap();
+        let exit = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 3, 2, 17, 0, 0).unwrap();
+        let md = render_full(
+            &recs,
+            "dana@example.com",
+            Format::Markdown,
+            Some(&chain),
+            Some(exit),
+        );
+        let outcome = md.find("## Outcome").unwrap();
+        assert!(outcome < md.find("## Accounts").unwrap());
+        assert!(md.contains("- Leaver: dana@example.com"), "{md}");
+        assert!(md.contains("- Exit time: 2026-03-02T17:00:00.000Z"), "{md}");
+        assert!(
+            md.contains(&format!("- Chain head: {}", chain.head)),
+            "{md}"
+        );
+        assert!(md.contains("- Status: 1 grant(s) still open"), "{md}");
+        let verified_at = recs
+            .iter()
+            .find(|r| matches!(r.event, LedgerEvent::Verified { .. }))
+            .unwrap()
+            .ts;
+        let t = ts(Some(verified_at));
+        assert!(
+            md.contains(&format!("| google | {t} | {t} | 1 | 1 |")),
+            "{md}"
+        );
+        assert!(
+            md.contains("- x (google/t2): failed - HTTP 403: denied"),
+            "{md}"
+        );
+        // The timeline names the operator of each step; the accounts table
+        // has the state before and now.
+        assert!(md.contains("| Requested | By | Answer |"), "{md}");
+        let t1 = md
+            .lines()
+            .find(|l| l.starts_with("| google | oauth\\_grant | x |"))
+            .unwrap();
+        assert_eq!(t1.matches("| op |").count(), 2, "{t1}");
+        assert!(
+            md.contains("| Active before | Admin | Read at | Now | Since |"),
+            "{md}"
+        );
+
+        let json: serde_json::Value = serde_json::from_str(&render_full(
+            &recs,
+            "dana@example.com",
+            Format::Json,
+            Some(&chain),
+            Some(exit),
+        ))
+        .unwrap();
+        assert_eq!(json["outcome"]["leaver"], "dana@example.com");
+        assert_eq!(json["outcome"]["status"], "open");
+        assert_eq!(json["outcome"]["still_open"][0]["key"], "google/t2");
+        assert_eq!(json["outcome"]["chain_head"], chain.head.as_str());
+        assert_eq!(json["grants"][0]["requested_by"], "op");
+        assert_eq!(json["outcome"]["apps"][0]["closed"], 1);
+
+        let csv = render_full(
+            &recs,
+            "dana@example.com",
+            Format::Csv,
+            Some(&chain),
+            Some(exit),
+        );
+        let first = csv.lines().nth(1).unwrap();
+        assert!(
+            first.starts_with("\"dana@example.com\",\"outcome\""),
+            "{first}"
+        );
+        assert!(
+            csv.lines()
+                .any(|l| l.contains("\"still_open\"") && l.contains("HTTP 403"))
+        );
     }
 }

@@ -90,6 +90,8 @@ pub enum Effect {
     },
     Export {
         email: String,
+        /// The leaver's exit time, when the queue knows it (for the report).
+        exit_at: Option<DateTime<Utc>>,
     },
     /// Use this account of the leaver in an app where several match
     /// (recorded in the ledger).

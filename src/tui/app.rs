@@ -137,13 +137,15 @@ impl Service for EngineService {
         self.engine.health()
     }
 
-    async fn export(&self, email: &str) -> Result<PathBuf, String> {
+    async fn export(&self, email: &str, exit_at: Option<DateTime<Utc>>) -> Result<PathBuf, String> {
         let ledger = self.engine.ledger_path();
         let dir = self.data_dir.join("reports");
         let email = email.to_string();
-        tokio::task::spawn_blocking(move || export_report(&ledger, &dir, &email, Utc::now()))
-            .await
-            .map_err(|e| e.to_string())?
+        tokio::task::spawn_blocking(move || {
+            export_report(&ledger, &dir, &email, exit_at, Utc::now())
+        })
+        .await
+        .map_err(|e| e.to_string())?
     }
 
     async fn login(&self, app: &str, io: LoginIo) -> Result<String, String> {
@@ -162,6 +164,7 @@ pub fn export_report(
     ledger: &Path,
     dir: &Path,
     email: &str,
+    exit_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Result<PathBuf, String> {
     let records = Ledger::read(ledger).map_err(|e| e.to_string())?;
@@ -172,7 +175,13 @@ pub fn export_report(
         ));
     }
     let chain = evidence::verify_chain(ledger).map_err(|e| e.to_string())?;
-    let text = report::render_with_chain(&records, email, report::Format::Markdown, Some(&chain));
+    let text = report::render_full(
+        &records,
+        email,
+        report::Format::Markdown,
+        Some(&chain),
+        exit_at,
+    );
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let safe: String = email
         .chars()
@@ -263,6 +272,27 @@ pub fn initial_model(engine: &Engine, opts: ConsoleOptions) -> Model {
         .map(|c| ConnectorRow::new(&c.id, &c.display_name, c.refresh_interval))
         .collect();
     model.leavers = opts.leavers;
+    // Revokes the ledger holds as interrupted resume once their leaver is
+    // read (the leaver joins the queue when it is not in it).
+    let records = Ledger::read(&engine.ledger_path()).unwrap_or_default();
+    for (email, keys) in engine::interrupted_plans(&records) {
+        let i = match model.leavers.iter().position(|l| l.email == email) {
+            Some(i) => i,
+            None => {
+                model.leavers.push(LeaverRow::new(&email));
+                model.leavers.len() - 1
+            }
+        };
+        model.log(
+            Level::Warn,
+            format!(
+                "{}: a revoke of {} step(s) was interrupted; it resumes once the leaver is read",
+                model.leavers[i].email,
+                keys.len()
+            ),
+        );
+        model.leavers[i].resume = keys;
+    }
     if let Some(m) = msg {
         model.message = Some((Level::Warn, m));
     }

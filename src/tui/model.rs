@@ -148,6 +148,9 @@ pub struct LeaverRow {
     pub grants: Vec<GrantRow>,
     /// Revoke-all progress per phase: (done, total).
     pub progress: BTreeMap<Phase, (usize, usize)>,
+    /// Steps of a revoke the ledger holds as interrupted (the console was
+    /// quit or killed while it ran): resumed once the leaver is read.
+    pub resume: Vec<String>,
 }
 
 impl LeaverRow {
@@ -164,6 +167,7 @@ impl LeaverRow {
             accounts: BTreeMap::new(),
             grants: Vec::new(),
             progress: BTreeMap::new(),
+            resume: Vec::new(),
         }
     }
 
@@ -338,9 +342,22 @@ pub enum Dialog {
         submitted: bool,
         error: Option<String>,
     },
-    /// Details of one grant (Enter on a grant that is not a manual step).
+    /// Details of one grant (Enter on a grant that is not a manual step),
+    /// scrolled down by `scroll` lines.
     GrantDetail {
         key: String,
+        scroll: u16,
+    },
+    /// `q` while work is in flight. Focus starts on Stay.
+    Quit {
+        quit_focused: bool,
+    },
+    /// Something the operator must be able to read whole (the path of an
+    /// exported report).
+    Notice {
+        title: String,
+        text: Vec<String>,
+        scroll: u16,
     },
     /// The accounts that match a leaver in one app.
     Accounts {
@@ -349,7 +366,9 @@ pub enum Dialog {
         candidates: Vec<Candidate>,
         selected: usize,
     },
-    Help,
+    Help {
+        scroll: u16,
+    },
 }
 
 /// What the operator needs to approve a sign-in. Holds no secret: the user
@@ -405,6 +424,12 @@ impl Symbols {
     pub fn pointer(&self) -> &'static str {
         if self.ascii { ">" } else { "▶" }
     }
+    pub fn up(&self) -> &'static str {
+        if self.ascii { "^" } else { "↑" }
+    }
+    pub fn down(&self) -> &'static str {
+        if self.ascii { "v" } else { "↓" }
+    }
     pub fn dot(&self) -> &'static str {
         if self.ascii { "-" } else { "·" }
     }
@@ -426,6 +451,10 @@ impl Symbols {
     }
     pub fn ellipsis(&self) -> &'static str {
         if self.ascii { "..." } else { "…" }
+    }
+    /// One column wide, for cutting text to fit.
+    pub fn ellipsis_short(&self) -> &'static str {
+        if self.ascii { "~" } else { "…" }
     }
 }
 
@@ -460,10 +489,14 @@ pub struct Model {
     pub quit: bool,
     /// Whether the next frame differs from the last drawn one.
     pub dirty: bool,
+    /// How many leavers are discovered at once in the background.
+    pub background_discoveries: usize,
     /// Scroll memory of the virtualised grant table (set while drawing).
     pub grant_offset: Cell<usize>,
     /// Last drawn size (for layout choices made in `update`).
     pub size: (u16, u16),
+    /// How far the open scrolling popup can scroll (set while drawing).
+    pub popup_max_scroll: Cell<u16>,
     pub data_dir_hint: Option<String>,
     /// The evidence ledger's chain was found broken at start: the header
     /// says so for as long as the console runs (work goes on).
@@ -506,8 +539,10 @@ impl Model {
             activity_back: 0,
             quit: false,
             dirty: true,
+            background_discoveries: super::update::BACKGROUND_DISCOVERIES,
             grant_offset: Cell::new(0),
             size: (80, 24),
+            popup_max_scroll: Cell::new(0),
             data_dir_hint: None,
             ledger_broken: false,
         };
@@ -516,17 +551,17 @@ impl Model {
 
     /// Indices of leavers shown in the queue (filter applied).
     pub fn queue_view(&self) -> Vec<usize> {
-        let f = self.filter_queue.to_lowercase();
         self.leavers
             .iter()
             .enumerate()
             .filter(|(_, l)| {
-                f.is_empty()
-                    || l.email.contains(&f)
-                    || l.name
-                        .as_deref()
-                        .is_some_and(|n| n.to_lowercase().contains(&f))
-                    || l.status().label().contains(&f)
+                filter_matches(&self.filter_queue, |f| {
+                    l.email.contains(f)
+                        || l.name
+                            .as_deref()
+                            .is_some_and(|n| n.to_lowercase().contains(f))
+                        || l.status().label().contains(f)
+                })
             })
             .map(|(i, _)| i)
             .collect()
@@ -546,14 +581,13 @@ impl Model {
 
     /// Connector ids shown as matrix rows (filter applied).
     pub fn app_view(&self) -> Vec<usize> {
-        let f = self.filter_apps.to_lowercase();
         self.connectors
             .iter()
             .enumerate()
             .filter(|(_, c)| {
-                f.is_empty()
-                    || c.id.to_lowercase().contains(&f)
-                    || c.name.to_lowercase().contains(&f)
+                filter_matches(&self.filter_apps, |f| {
+                    c.id.to_lowercase().contains(f) || c.name.to_lowercase().contains(f)
+                })
             })
             .map(|(i, _)| i)
             .collect()
@@ -581,25 +615,41 @@ impl Model {
             .and_then(|&i| l.grants.get(i))
     }
 
-    /// Recomputes [`Model::grant_view`] from the screen, leaver and filter.
+    /// Recomputes [`Model::grant_view`] from the screen, leaver and filter:
+    /// failed and unconfirmed grants first, then the other open ones, then
+    /// the closed ones (each group in the app's order). The cursor stays on
+    /// the grant it was on.
     pub fn recompute_grants(&mut self) {
         let Screen::Drill(app) = &self.screen else {
             self.grant_view.clear();
             return;
         };
-        let f = self.filter_grants.to_lowercase();
+        let current = self.selected_grant().map(|g| g.key.clone());
         let view: Vec<usize> = match self.selected() {
-            Some(l) => l
-                .grants
-                .iter()
-                .enumerate()
-                .filter(|(_, g)| &g.grant.connector == app)
-                .filter(|(_, g)| f.is_empty() || grant_matches(g, &f))
-                .map(|(i, _)| i)
-                .collect(),
+            Some(l) => {
+                let mut v: Vec<usize> = l
+                    .grants
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, g)| &g.grant.connector == app)
+                    .filter(|(_, g)| filter_matches(&self.filter_grants, |f| grant_matches(g, f)))
+                    .map(|(i, _)| i)
+                    .collect();
+                v.sort_by_key(|&i| open_rank(&l.grants[i].state));
+                v
+            }
             None => Vec::new(),
         };
         self.grant_view = view;
+        if let Some(key) = current
+            && let Some(l) = self.selected()
+            && let Some(pos) = self
+                .grant_view
+                .iter()
+                .position(|&i| l.grants.get(i).is_some_and(|g| g.key == key))
+        {
+            self.grant_sel = pos;
+        }
         if self.grant_sel >= self.grant_view.len() {
             self.grant_sel = self.grant_view.len().saturating_sub(1);
         }
@@ -620,6 +670,13 @@ impl Model {
         }
     }
 
+    /// Leavers whose revoke this console is running: what quitting now
+    /// would interrupt. (Grants shown removing without one, e.g. read back
+    /// from the ledger, are not work in flight here.)
+    pub fn in_flight(&self) -> Vec<&LeaverRow> {
+        self.leavers.iter().filter(|l| l.revoking).collect()
+    }
+
     /// Whether anything is moving (the spinner turns, ticks redraw).
     pub fn busy(&self) -> bool {
         matches!(self.dialog, Some(Dialog::Login { .. }))
@@ -629,7 +686,49 @@ impl Model {
     }
 }
 
+/// Where a grant sorts in the drill-down: what needs a person first, then
+/// the rest of what is open, then what is closed.
+pub fn open_rank(s: &GrantState) -> u8 {
+    match s {
+        GrantState::Failed { .. } | GrantState::Unconfirmed { .. } => 0,
+        s if !s.is_closed() => 1,
+        _ => 2,
+    }
+}
+
+/// A list filter: `|` separates alternatives (`group|license`: either), a
+/// leading `!` excludes (`!group`: everything else). An item passes when it
+/// matches one of the plain terms (or there are none) and none of the
+/// excluded ones. `matches` gets each term lowercased and trimmed.
+pub fn filter_matches(filter: &str, matches: impl Fn(&str) -> bool) -> bool {
+    let f = filter.trim().to_lowercase();
+    let mut plain = false;
+    let mut hit = false;
+    for term in f.split('|').map(str::trim).filter(|t| !t.is_empty()) {
+        match term.strip_prefix('!').map(str::trim) {
+            Some("") => {}
+            Some(not) => {
+                if matches(not) {
+                    return false;
+                }
+            }
+            None => {
+                plain = true;
+                hit = hit || matches(term);
+            }
+        }
+    }
+    !plain || hit
+}
+
+/// One filter term against a grant: `open` means not yet closed (verified
+/// or acknowledged); `licence` is `license`; otherwise label, details,
+/// kind, id, state or risk contain the term.
 fn grant_matches(g: &GrantRow, f: &str) -> bool {
+    if f == "open" {
+        return !g.state.is_closed();
+    }
+    let f = if f == "licence" { "license" } else { f };
     g.grant.label.to_lowercase().contains(f)
         || g.grant.details.to_lowercase().contains(f)
         || g.grant.kind.as_str().contains(f)

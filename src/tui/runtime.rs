@@ -49,7 +49,11 @@ pub trait Service: Send + Sync + 'static {
     fn case(&self, email: &str) -> Option<CaseSnapshot>;
     fn health(&self) -> Vec<(String, Health)>;
     /// Writes the evidence report for a leaver; returns where.
-    async fn export(&self, email: &str) -> Result<PathBuf, String>;
+    async fn export(
+        &self,
+        email: &str,
+        exit_at: Option<chrono::DateTime<Utc>>,
+    ) -> Result<PathBuf, String>;
     /// Signs in to an app (`:login APP`): tells the operator what to do
     /// through `io`, and returns what to tell them at the end. Dropping the
     /// future abandons the sign-in.
@@ -225,8 +229,8 @@ fn spawn_effect(service: &Arc<dyn Service>, tx: &mpsc::UnboundedSender<Action>, 
                     result,
                 }
             }
-            Effect::Export { email } => {
-                let result = s.export(&email).await;
+            Effect::Export { email, exit_at } => {
+                let result = s.export(&email, exit_at).await;
                 Action::Exported { email, result }
             }
             Effect::Login { .. } | Effect::LoginPaste { .. } | Effect::LoginCancel { .. } => {

@@ -73,6 +73,8 @@ fn model_with(read_only: bool, theme: &str) -> Model {
     )];
     let mut marcus = LeaverRow::new("marcus.reyes@example.com");
     marcus.discovered = true;
+    // A revoke of his is running (Thunderbird is being removed).
+    marcus.revoking = true;
     marcus.name = Some("Marcus Reyes".into());
     let mut manual = grant(
         "slack",
@@ -129,13 +131,17 @@ fn typed(m: &mut Model, s: &str) -> Vec<Effect> {
     s.chars().flat_map(|c| update(m, ch(c))).collect()
 }
 
-/// Selects Marcus and drills into Google.
+/// Selects Marcus, drills into Google, and moves past the failed grant
+/// (listed first) to Web sessions.
 fn in_google(m: &mut Model) {
     update(m, ch('j'));
     update(m, key(KeyCode::Enter));
     assert_eq!(m.focus, Focus::Matrix);
     update(m, key(KeyCode::Enter));
     assert_eq!(m.screen, Screen::Drill("google".into()));
+    assert_eq!(m.selected_grant().unwrap().grant.label, "Broken");
+    update(m, ch('j'));
+    assert_eq!(m.selected_grant().unwrap().grant.label, "Web sessions");
 }
 
 #[test]
@@ -258,7 +264,8 @@ fn command_bar_add_app_theme_export_quit() {
     assert_eq!(
         fx,
         vec![Effect::Export {
-            email: "marcus.reyes@example.com".into()
+            email: "marcus.reyes@example.com".into(),
+            exit_at: None,
         }]
     );
 
@@ -288,6 +295,15 @@ fn command_bar_add_app_theme_export_quit() {
     update(&mut m, ch(':'));
     typed(&mut m, "quit");
     assert!(!m.quit, "typing q in the bar does not quit");
+    update(&mut m, key(KeyCode::Enter));
+    // Marcus's revoke is running: quitting asks first.
+    assert_eq!(
+        m.dialog,
+        Some(Dialog::Quit {
+            quit_focused: false
+        })
+    );
+    update(&mut m, key(KeyCode::Right));
     update(&mut m, key(KeyCode::Enter));
     assert!(m.quit);
 }
@@ -364,6 +380,9 @@ fn r_on_selected_grant_and_retry_on_failed() {
     // A grant being removed cannot be revoked again.
     update(&mut m, key(KeyCode::Esc));
     update(&mut m, key(KeyCode::Esc));
+    // The cursor stayed on the failed grant (first); Thunderbird is third.
+    assert_eq!(m.selected_grant().unwrap().grant.label, "Broken");
+    update(&mut m, ch('j'));
     update(&mut m, ch('j'));
     update(&mut m, ch('j'));
     assert_eq!(m.selected_grant().unwrap().grant.label, "Thunderbird");
@@ -505,6 +524,7 @@ fn an_idle_tick_does_not_ask_for_a_redraw() {
     }
     // Nothing under way (a removal in progress animates a spinner).
     for l in &mut m.leavers {
+        l.revoking = false;
         for g in &mut l.grants {
             if g.state.is_removing() {
                 g.state = GrantState::Verified { at: t0() };
@@ -592,15 +612,39 @@ fn rate_limit_notice_slows_refresh() {
 fn help_and_quit_keys() {
     let mut m = model_with(false, "default");
     update(&mut m, ch('?'));
-    assert_eq!(m.dialog, Some(Dialog::Help));
+    assert_eq!(m.dialog, Some(Dialog::Help { scroll: 0 }));
     update(&mut m, key(KeyCode::Esc));
     assert!(m.dialog.is_none());
+    // Nothing in flight: q quits at once.
+    let mut idle = model_with(false, "default");
+    idle.leavers[1].revoking = false;
+    update(&mut idle, ch('q'));
+    assert!(idle.quit);
+    // A removal in flight: q asks, Stay is the default, Esc and n stay.
     update(&mut m, ch('q'));
+    assert_eq!(
+        m.dialog,
+        Some(Dialog::Quit {
+            quit_focused: false
+        })
+    );
+    update(&mut m, key(KeyCode::Enter));
+    assert!(!m.quit && m.dialog.is_none(), "Enter on Stay stays");
+    update(&mut m, ch('q'));
+    update(&mut m, ch('y'));
+    update(&mut m, ch('q'));
+    assert!(!m.quit && m.dialog.is_none(), "letters never quit");
+    update(&mut m, ch('q'));
+    update(&mut m, key(KeyCode::Tab));
+    update(&mut m, key(KeyCode::Enter));
     assert!(m.quit);
     let mut m = model_with(false, "default");
     update(&mut m, ch('R'));
     update(&mut m, ctrl('c'));
-    assert!(m.quit, "Ctrl-C quits even from a dialog");
+    assert!(!m.quit, "Ctrl-C during work asks first");
+    assert!(matches!(m.dialog, Some(Dialog::Quit { .. })));
+    update(&mut m, ctrl('c'));
+    assert!(m.quit, "a second Ctrl-C quits");
 }
 
 #[test]
@@ -741,17 +785,12 @@ fn overview_at_80x24_shows_key_information() {
     ] {
         assert!(s.contains(want), "missing {want:?} in\n{s}");
     }
-    // The live session count is styled live (red, bold) in the default theme.
+    // The live session count is styled live (red, bold) in the default
+    // theme, with its state letter beside it.
     let live = m.theme.style(Role::Live);
-    let (sx, _) = find(&buf, "sess").unwrap();
-    let mut found_live = false;
-    for yy in 0..24 {
-        let c = &buf[(sx, yy)];
-        if c.symbol() == "1" && c.fg == live.fg.unwrap() {
-            found_live = true;
-        }
-    }
-    assert!(found_live, "a session count coloured live\n{s}");
+    let (sx, sy) = find(&buf, "sess 1L").unwrap();
+    assert_eq!(buf[(sx + 5, sy)].fg, live.fg.unwrap(), "{s}");
+    assert_eq!(buf[(sx + 6, sy)].symbol(), "L");
 }
 
 #[test]
@@ -862,8 +901,9 @@ fn drill_down_at_80x24_keeps_label_and_state() {
         s.contains("Calendly Scheduling for Enterprise Teams"),
         "{s}"
     );
-    // The selected failed grant shows its reason and the manual step.
-    update(&mut m, ch('G'));
+    // The selected failed grant (listed first) shows its reason and the
+    // manual step.
+    update(&mut m, ch('g'));
     assert_eq!(m.selected_grant().unwrap().grant.label, "Broken");
     let s = text(&render(&m, 80, 24));
     assert!(s.contains("HTTP 500"), "{s}");
@@ -902,6 +942,41 @@ fn queue_of(n: usize) -> Model {
     m
 }
 
+#[test]
+fn the_queue_is_discovered_several_leavers_at_a_time() {
+    let mut m = queue_of(20);
+    let fx = super::update::init(&mut m);
+    assert_eq!(discovers(&fx), vec!["leaver0@example.com"]);
+    let fx = update(
+        &mut m,
+        Action::Discovered {
+            email: "leaver0@example.com".into(),
+            result: Ok(CaseSnapshot::default()),
+            health: vec![],
+        },
+    );
+    // Then the rest, BACKGROUND_DISCOVERIES at once, in queue order.
+    let started = discovers(&fx);
+    assert_eq!(started.len(), super::update::BACKGROUND_DISCOVERIES);
+    assert_eq!(started[0], "leaver1@example.com");
+    assert!(discovers(&update(&mut m, Action::Tick(t0()))).is_empty());
+    let fx = update(
+        &mut m,
+        Action::Discovered {
+            email: "leaver3@example.com".into(),
+            result: Ok(CaseSnapshot::default()),
+            health: vec![],
+        },
+    );
+    assert_eq!(
+        discovers(&fx),
+        vec![format!(
+            "leaver{}@example.com",
+            super::update::BACKGROUND_DISCOVERIES + 1
+        )]
+    );
+}
+
 fn discovers(fx: &[Effect]) -> Vec<String> {
     fx.iter()
         .filter_map(|f| match f {
@@ -914,6 +989,7 @@ fn discovers(fx: &[Effect]) -> Vec<String> {
 #[test]
 fn the_selected_leaver_is_discovered_first_then_the_rest_in_order() {
     let mut m = queue_of(4);
+    m.background_discoveries = 1;
     let fx = super::update::init(&mut m);
     assert_eq!(discovers(&fx), vec!["leaver0@example.com"]);
     // Nothing else starts while the selected leaver is being discovered.
@@ -1296,7 +1372,7 @@ fn display_names_with_escape_sequences_are_sanitised() {
 fn a_refused_revoke_shows_its_reason_and_the_manual_step() {
     let mut m = model_with(false, "default");
     in_google(&mut m);
-    update(&mut m, ch('G'));
+    update(&mut m, ch('g'));
     update(
         &mut m,
         Action::Engine(Event::State {
@@ -1447,4 +1523,514 @@ fn a_broken_ledger_chain_stays_in_the_header() {
     assert!(s.contains("LEDGER CHAIN BROKEN"), "{s}");
     let (x, y) = find(&buf, "LEDGER CHAIN BROKEN").unwrap();
     assert_eq!(buf[(x, y)].fg, m.theme.style(Role::Danger).fg.unwrap());
+}
+
+// ---- 80x24, as the operator sees it ----
+
+/// Marcus with a grant of every kind in Google (one failed, one manual,
+/// one verified), and some in Slack.
+fn every_kind() -> Model {
+    let mut m = model_with(false, "default");
+    let l = &mut m.leavers[1];
+    l.grants.clear();
+    for (i, k) in GrantKind::ALL.iter().enumerate() {
+        let state = match i {
+            0 => GrantState::Failed {
+                reason: "HTTP 403".into(),
+            },
+            1 => GrantState::Verified { at: t0() },
+            2 => GrantState::Removed,
+            _ => GrantState::Live,
+        };
+        l.grants.push(row(
+            grant("google", &format!("g{i}"), *k, &format!("{k} grant")),
+            state,
+        ));
+    }
+    for (i, k) in [GrantKind::Session, GrantKind::ApiKey].iter().enumerate() {
+        l.grants.push(row(
+            grant("slack", &format!("s{i}"), *k, &format!("slack {k}")),
+            GrantState::Live,
+        ));
+    }
+    update(&mut m, ch('j'));
+    m
+}
+
+fn states_to_draw() -> Vec<Model> {
+    let mut out = Vec::new();
+    out.push(model_with(false, "default"));
+    out.push(every_kind());
+    let mut m = every_kind();
+    update(&mut m, key(KeyCode::Enter));
+    out.push(m);
+    let mut m = model_with(false, "default");
+    in_google(&mut m);
+    out.push(m);
+    for open in [
+        Action::Key(KeyEvent::new(KeyCode::Char('?'), KeyModifiers::NONE)),
+        ch('r'),
+        ch('R'),
+        ch('q'),
+        key(KeyCode::Enter),
+    ] {
+        let mut m = model_with(false, "mono");
+        in_google(&mut m);
+        update(&mut m, open);
+        assert!(m.dialog.is_some());
+        out.push(m);
+    }
+    let mut m = model_with(false, "default");
+    update(
+        &mut m,
+        Action::Exported {
+            email: "dana.whitfield@example.com".into(),
+            result: Ok("/home/someone/.local/share/offboard/reports/dana.whitfield@example.com-20260302T100000.md".into()),
+        },
+    );
+    out.push(m);
+    let mut m = model_with(false, "default");
+    update(&mut m, ch('j'));
+    update(&mut m, ch(':'));
+    typed(&mut m, "app slack");
+    update(&mut m, key(KeyCode::Enter));
+    update(&mut m, key(KeyCode::Enter));
+    assert!(matches!(m.dialog, Some(Dialog::ManualNote { .. })));
+    out.push(m);
+    out
+}
+
+#[test]
+fn every_size_from_1x1_draws_without_a_panic() {
+    let states = states_to_draw();
+    let draw = |m: &Model, w: u16, h: u16| {
+        let mut buf = Buffer::empty(ratatui::layout::Rect::new(0, 0, w, h));
+        view::draw(m, buf.area, &mut buf);
+    };
+    // Every size for the overview and the drill-down; the dialogs at every
+    // height for a spread of widths and every width near the minimum.
+    for w in 1..=200u16 {
+        for h in 1..=60u16 {
+            draw(&states[1], w, h);
+            draw(&states[3], w, h);
+            if w % 9 == 0 || (30..=90).contains(&w) && h <= 30 {
+                for m in &states {
+                    draw(m, w, h);
+                }
+            }
+        }
+    }
+    // And on a TestBackend, through a terminal, at the edges.
+    for (w, h) in [(1, 1), (39, 11), (40, 12), (80, 8), (200, 60)] {
+        for m in &states {
+            render(m, w, h);
+        }
+    }
+}
+
+#[test]
+fn a_small_terminal_says_so_and_growing_restores_the_view() {
+    let mut m = model_with(false, "default");
+    update(&mut m, Action::Resize(30, 8));
+    let s = text(&render(&m, 30, 8));
+    assert!(s.contains("terminal too small (30 x 8,"), "{s}");
+    assert!(s.contains("need 40 x 12"), "{s}");
+    let s = text(&render(&m, 80, 8));
+    assert!(
+        s.contains("terminal too small (80 x 8, need 40 x 12)"),
+        "{s}"
+    );
+    // Keys still work while it is too small.
+    update(&mut m, ch('j'));
+    update(&mut m, Action::Resize(80, 24));
+    let s = text(&render(&m, 80, 24));
+    assert!(!s.contains("too small"), "{s}");
+    assert!(s.contains("Marcus Reyes <marcus.reyes@example.com>"), "{s}");
+}
+
+#[test]
+fn the_matrix_shows_every_kind_with_a_count_at_80_columns() {
+    for theme in ["default", "mono"] {
+        let mut m = every_kind();
+        m.theme = m.themes.get(theme).0;
+        let buf = render(&m, 80, 24);
+        let s = text(&buf);
+        for k in GrantKind::ALL {
+            let short = super::view::kind_short(k);
+            assert!(
+                s.contains(&format!("{short} 1")),
+                "{theme}: {k} ({short}) missing\n{s}"
+            );
+        }
+        // Letters beside the counts: readable without colour.
+        for cell in ["1F", "1V", "1R", "1L"] {
+            assert!(s.contains(cell), "{theme}: {cell} missing\n{s}");
+        }
+        // Slack's two kinds are under Slack.
+        let slack = s.lines().position(|l| l.contains("││ Slack")).unwrap();
+        let next = s.lines().nth(slack + 1).unwrap();
+        assert!(
+            next.contains("sess 1L") && next.contains("apikey 1L"),
+            "{s}"
+        );
+    }
+    // Wide enough, one column per kind.
+    let m = every_kind();
+    let s = text(&render(&m, 160, 30));
+    let header = s
+        .lines()
+        .find(|l| l.contains("app ") && l.contains("open"))
+        .unwrap();
+    for k in GrantKind::ALL {
+        assert!(header.contains(super::view::kind_short(k)), "{header}");
+    }
+}
+
+/// The screen's text inside a popup's borders, rows joined.
+fn popup_text(s: &str) -> String {
+    s.lines()
+        .filter_map(|l| {
+            let a = l.find('│')?;
+            let b = l.rfind('│')?;
+            (b > a).then(|| l[a + '│'.len_utf8()..b].trim().to_string())
+        })
+        .collect::<Vec<_>>()
+        .join("")
+}
+
+#[test]
+fn help_has_a_legend_of_kinds_and_states_and_scrolls() {
+    let mut m = model_with(false, "mono");
+    update(&mut m, ch('?'));
+    let mut seen = String::new();
+    for _ in 0..40 {
+        seen.push_str(&text(&render(&m, 80, 24)));
+        update(&mut m, ch('j'));
+    }
+    for k in GrantKind::ALL {
+        let short = super::view::kind_short(k);
+        assert!(
+            seen.contains(&format!("{short:<8}{}", k.as_str())),
+            "{short} {k} missing"
+        );
+    }
+    for (letter, name) in [
+        ("F", "failed"),
+        ("U", "unconfirmed"),
+        ("L", "live"),
+        ("R", "removing"),
+        ("M", "manual"),
+        ("V", "verified"),
+        ("A", "acknowledged"),
+    ] {
+        assert!(
+            seen.contains(&format!("{letter}  {name}")),
+            "{letter} {name}"
+        );
+    }
+    let Some(Dialog::Help { scroll }) = m.dialog else {
+        panic!()
+    };
+    assert!(scroll > 0 && scroll == m.popup_max_scroll.get(), "{scroll}");
+    update(&mut m, key(KeyCode::PageUp));
+    update(&mut m, key(KeyCode::PageUp));
+    update(&mut m, key(KeyCode::PageUp));
+    assert_eq!(m.dialog, Some(Dialog::Help { scroll: 0 }));
+}
+
+#[test]
+fn the_exported_report_path_is_shown_whole() {
+    let mut m = model_with(false, "default");
+    let path = "/home/someone.with.a.long.name/.local/share/offboard/reports/dana.whitfield@example.com-20260302T100000.md";
+    update(
+        &mut m,
+        Action::Exported {
+            email: "dana.whitfield@example.com".into(),
+            result: Ok(path.into()),
+        },
+    );
+    let s = text(&render(&m, 80, 24));
+    assert!(popup_text(&s).contains(path), "{s}");
+    assert!(s.contains("Evidence report written"), "{s}");
+    update(&mut m, key(KeyCode::Esc));
+    assert!(m.dialog.is_none());
+}
+
+#[test]
+fn the_grant_detail_scrolls_to_the_whole_reason_and_fix() {
+    let mut m = model_with(false, "default");
+    in_google(&mut m);
+    update(&mut m, ch('g'));
+    let long = "the app refused: ".to_string()
+        + &"this user owns records that must move first ".repeat(30);
+    let fix = "Reassign the Default Case Owner in Setup, Support Settings, then deactivate again FINAL-WORD";
+    update(
+        &mut m,
+        Action::Engine(Event::State {
+            email: "marcus.reyes@example.com".into(),
+            key: "google/token:f".into(),
+            state: GrantState::Failed {
+                reason: format!("{long}; manual step: {fix}"),
+            },
+            at: t0(),
+        }),
+    );
+    update(&mut m, key(KeyCode::Enter));
+    let first = text(&render(&m, 80, 24));
+    assert!(first.contains("j/k PgUp/PgDn"), "{first}");
+    assert!(!first.contains("FINAL-WORD"), "{first}");
+    update(&mut m, key(KeyCode::PageDown));
+    update(&mut m, key(KeyCode::PageDown));
+    let last = text(&render(&m, 80, 24));
+    assert!(
+        popup_text(&last).contains("deactivate again FINAL-WORD"),
+        "{last}"
+    );
+    update(&mut m, ch('k'));
+    let Some(Dialog::GrantDetail { scroll, .. }) = &m.dialog else {
+        panic!()
+    };
+    assert_eq!(*scroll + 1, m.popup_max_scroll.get());
+}
+
+#[test]
+fn open_grants_come_first_and_filters_take_not_and_or() {
+    let mut m = every_kind();
+    update(&mut m, key(KeyCode::Enter));
+    update(&mut m, key(KeyCode::Enter));
+    let labels = |m: &Model| -> Vec<String> {
+        let l = m.selected().unwrap();
+        m.grant_view
+            .iter()
+            .map(|&i| l.grants[i].grant.label.clone())
+            .collect()
+    };
+    let all = labels(&m);
+    assert_eq!(all.len(), 12);
+    assert_eq!(all[0], "account grant", "the failed one first: {all:?}");
+    assert_eq!(all[11], "session grant", "the verified one last: {all:?}");
+    update(&mut m, ch('/'));
+    typed(&mut m, "group|license");
+    assert_eq!(labels(&m), vec!["license grant", "group grant"]);
+    update(&mut m, key(KeyCode::Esc));
+    update(&mut m, ch('/'));
+    typed(&mut m, "!oauth_grant|!api_key");
+    let v = labels(&m);
+    assert_eq!(v.len(), 10);
+    assert!(
+        !v.iter()
+            .any(|l| l.contains("oauth") || l.contains("api_key"))
+    );
+    update(&mut m, key(KeyCode::Enter));
+    update(&mut m, key(KeyCode::Esc));
+    // o: open only, and back.
+    update(&mut m, ch('o'));
+    assert_eq!(m.filter_grants, "open");
+    assert_eq!(labels(&m).len(), 11);
+    let s = text(&render(&m, 80, 24));
+    assert!(s.contains("/open"), "{s}");
+    update(&mut m, ch('o'));
+    assert_eq!(labels(&m).len(), 12);
+    // The cursor stays on its grant when the order changes.
+    update(&mut m, ch('j'));
+    let on = m.selected_grant().unwrap().key.clone();
+    update(
+        &mut m,
+        Action::Engine(Event::State {
+            email: "marcus.reyes@example.com".into(),
+            key: "google/g0".into(),
+            state: GrantState::Verified { at: t0() },
+            at: t0(),
+        }),
+    );
+    assert_eq!(m.selected_grant().unwrap().key, on);
+}
+
+#[test]
+fn rows_below_the_fold_are_announced() {
+    let mut m = model_with(false, "default");
+    let l = &mut m.leavers[1];
+    for i in 0..40 {
+        l.grants.push(row(
+            grant(
+                "google",
+                &format!("t{i}"),
+                GrantKind::OauthGrant,
+                &format!("App {i}"),
+            ),
+            GrantState::Live,
+        ));
+    }
+    in_google(&mut m);
+    let s = text(&render(&m, 80, 24));
+    assert!(s.contains(" 1-11/45 "), "{s}");
+    assert!(s.contains("↓"), "{s}");
+    update(&mut m, ch('G'));
+    let s = text(&render(&m, 80, 24));
+    assert!(s.contains("-45/45"), "{s}");
+    assert!(s.contains("↑"), "{s}");
+}
+
+#[test]
+fn the_activity_pane_follows_wraps_and_does_not_repeat_lookups() {
+    let mut m = model_with(false, "default");
+    update(&mut m, ch('j'));
+    let email = "marcus.reyes@example.com";
+    let n = m.activity.len();
+    for _ in 0..3 {
+        update(
+            &mut m,
+            Action::Engine(Event::Discovering {
+                email: email.into(),
+                connector: "slack".into(),
+            }),
+        );
+        update(
+            &mut m,
+            Action::Engine(Event::Lookup {
+                email: email.into(),
+                connector: "slack".into(),
+                lookup: Lookup::NotFound,
+            }),
+        );
+    }
+    assert_eq!(m.activity.len(), n + 2, "{:?}", m.activity);
+    // A long line wraps: every word on screen.
+    let long = "slack: ".to_string() + &"word ".repeat(30) + "LAST";
+    m.log(Level::Warn, long);
+    let s = text(&render(&m, 80, 24));
+    assert!(s.contains("LAST"), "{s}");
+    // Scrolled back, new lines do not move the view; a new run follows.
+    update(&mut m, key(KeyCode::Tab));
+    update(&mut m, key(KeyCode::Tab));
+    assert_eq!(m.focus, Focus::Activity);
+    update(&mut m, ch('k'));
+    update(&mut m, ch('k'));
+    assert_eq!(m.activity_back, 2);
+    m.log(Level::Info, "newer");
+    assert_eq!(m.activity_back, 3);
+    let s = text(&render(&m, 80, 24));
+    assert!(s.contains("paused 3 back; G follows"), "{s}");
+    update(&mut m, key(KeyCode::Esc));
+    update(&mut m, ch('R'));
+    typed(&mut m, email);
+    let fx = update(&mut m, key(KeyCode::Enter));
+    assert!(matches!(fx[..], [Effect::Revoke { .. }]), "{fx:?}");
+    assert_eq!(m.activity_back, 0);
+}
+
+#[test]
+fn queue_rows_are_cut_with_an_ellipsis_at_a_boundary() {
+    assert_eq!(
+        super::view::ellipsize("sam.okafor@partner.example.net", 28, "…"),
+        "sam.okafor@partner.example…"
+    );
+    assert_eq!(
+        super::view::ellipsize("3 live, 1 app unknown", 16, "…"),
+        "3 live, 1 app…"
+    );
+    assert_eq!(super::view::ellipsize("short", 16, "…"), "short");
+    let mut m = model_with(false, "default");
+    m.leavers.push(LeaverRow::new(
+        "someone.with.a.very.long.name@partner.example.net",
+    ));
+    let s = text(&render(&m, 80, 24));
+    assert!(s.contains("someone.with.a.very.long…"), "{s}");
+}
+
+#[test]
+fn an_interrupted_revoke_resumes_after_discovery() {
+    for read_only in [false, true] {
+        let (mut m, _) = Model::new("ops", read_only, false, ThemeSet::builtin(false), "default");
+        let mut l = LeaverRow::new("dana@example.com");
+        l.resume = vec!["google/token:a".into(), "google/token:b".into()];
+        l.discovering = true;
+        m.leavers.push(l);
+        let mut snap = CaseSnapshot {
+            email: "dana@example.com".into(),
+            ..Default::default()
+        };
+        snap.grants.push(row(
+            grant("google", "token:a", GrantKind::OauthGrant, "A"),
+            GrantState::Revoking,
+        ));
+        snap.grants.push(row(
+            grant("google", "token:b", GrantKind::OauthGrant, "B"),
+            GrantState::Verified { at: t0() },
+        ));
+        let fx = update(
+            &mut m,
+            Action::Discovered {
+                email: "dana@example.com".into(),
+                result: Ok(snap),
+                health: vec![],
+            },
+        );
+        let revokes: Vec<&Effect> = fx
+            .iter()
+            .filter(|e| matches!(e, Effect::Revoke { .. }))
+            .collect();
+        if read_only {
+            assert!(revokes.is_empty());
+            assert!(
+                m.activity
+                    .iter()
+                    .any(|a| a.text.contains("without --read-only"))
+            );
+        } else {
+            assert_eq!(
+                revokes,
+                vec![&Effect::Revoke {
+                    email: "dana@example.com".into(),
+                    scope: RevokeScope {
+                        keys: vec!["google/token:a".into(), "google/token:b".into()],
+                        ..Default::default()
+                    }
+                }]
+            );
+            assert!(m.leavers[0].revoking && m.leavers[0].resume.is_empty());
+            assert!(
+                m.activity
+                    .iter()
+                    .any(|a| a.text.contains("resuming the interrupted revoke (1 of 2"))
+            );
+        }
+    }
+}
+
+#[test]
+fn the_status_line_wraps_a_long_manual_step_and_cuts_at_a_word() {
+    let mut m = model_with(false, "default");
+    let l = &mut m.leavers[1];
+    let manual = l.grants.iter_mut().find(|g| g.grant.is_manual()).unwrap();
+    manual.grant.revocation = Revocation::Manual {
+        instructions: "Hand over the apps and bots this person installed: add a new collaborator or owner for each app (app settings > Collaborators), re-authorise its tokens under a service owner, then confirm the integration still works.".into(),
+    };
+    update(&mut m, ch('j'));
+    update(&mut m, ch(':'));
+    typed(&mut m, "app slack");
+    update(&mut m, key(KeyCode::Enter));
+    let s = text(&render(&m, 80, 24));
+    assert!(
+        s.contains("  manual: Hand over the apps and bots this person installed: add a new"),
+        "{s}"
+    );
+    let next = s
+        .lines()
+        .skip_while(|l| !l.contains("manual: Hand over"))
+        .nth(1)
+        .unwrap();
+    assert!(next.contains("collaborator or owner for each app"), "{s}");
+    assert!(next.trim_end_matches([' ', '│']).ends_with('…'), "{next}");
+}
+
+#[test]
+fn ascii_mode_stays_ascii_in_every_new_view() {
+    for mut m in states_to_draw() {
+        m.symbols = Symbols { ascii: true };
+        for (w, h) in [(80, 24), (30, 8), (120, 40)] {
+            let s = text(&render(&m, w, h));
+            assert!(s.is_ascii(), "{w}x{h}:\n{s}");
+        }
+    }
 }

@@ -13,9 +13,12 @@ use crate::sanitize::clean;
 use super::action::{Action, Effect};
 use super::model::*;
 
-/// Background discoveries run at most this many at a time: the apps' rate
-/// limits are shared, and the selected leaver comes first.
-pub const BACKGROUND_DISCOVERIES: usize = 1;
+/// Background discoveries run at most this many at a time (the default of
+/// [`Model::background_discoveries`]). Each app's client paces every
+/// leaver's requests within that app's quota, so running several at once
+/// fills the quotas instead of waiting on one leaver's slowest app; the
+/// selected leaver still comes first.
+pub const BACKGROUND_DISCOVERIES: usize = 8;
 
 /// What the console does when it opens: discover the selected leaver, then
 /// the rest of the queue in order.
@@ -26,7 +29,7 @@ pub fn init(model: &mut Model) -> Vec<Effect> {
 
 /// Starts the discoveries due: the selected leaver's first (whenever the
 /// selection moves to a leaver not yet discovered), then, once it is done,
-/// the others in queue order, [`BACKGROUND_DISCOVERIES`] at a time. A failed
+/// the others in queue order, `model.background_discoveries` at a time. A failed
 /// discovery waits until the operator asks again (`v`).
 pub fn schedule_discovery(model: &mut Model) -> Vec<Effect> {
     let mut fx = Vec::new();
@@ -45,8 +48,9 @@ pub fn schedule_discovery(model: &mut Model) -> Vec<Effect> {
         }
     }
     let mut running = model.leavers.iter().filter(|l| l.discovering).count();
+    let limit = model.background_discoveries.max(1);
     for l in &mut model.leavers {
-        if running >= BACKGROUND_DISCOVERIES {
+        if running >= limit {
             break;
         }
         if due(l) {
@@ -96,6 +100,7 @@ pub fn update(model: &mut Model, action: Action) -> Vec<Effect> {
             model.dirty = true;
             apply_health(model, &health);
             let now = model.now;
+            let mut fx = Vec::new();
             match result {
                 Ok(snap) => {
                     apply_snapshot(model, &email, snap);
@@ -125,6 +130,7 @@ pub fn update(model: &mut Model, action: Action) -> Vec<Effect> {
                         model.log(Level::Warn, w.clone());
                         model.message = Some((Level::Warn, w));
                     }
+                    fx = resume_interrupted(model, &email);
                 }
                 Err(e) => {
                     let e = clean(&e);
@@ -136,7 +142,7 @@ pub fn update(model: &mut Model, action: Action) -> Vec<Effect> {
                     model.message = Some((Level::Error, format!("discovery failed: {e}")));
                 }
             }
-            Vec::new()
+            fx
         }
         Action::Refreshed {
             email,
@@ -260,12 +266,21 @@ pub fn update(model: &mut Model, action: Action) -> Vec<Effect> {
             model.dirty = true;
             match result {
                 Ok(path) => {
-                    let text = format!(
-                        "report for {email} written to {}",
-                        clean(&path.display().to_string())
-                    );
-                    model.log(Level::Good, text.clone());
-                    model.message = Some((Level::Good, text));
+                    let path = clean(&path.display().to_string());
+                    let text = format!("report for {email} written to {path}");
+                    model.log(Level::Good, text);
+                    // The whole path, in a dialog: a footer line would cut it.
+                    model.dialog = Some(Dialog::Notice {
+                        title: "Evidence report written".into(),
+                        text: vec![
+                            format!("The evidence report for {email} is in"),
+                            path,
+                            String::new(),
+                            "Attach it to the ticket; `offboard evidence verify` checks the ledger it came from.".into(),
+                        ],
+                        scroll: 0,
+                    });
+                    model.message = Some((Level::Good, "report written".into()));
                 }
                 Err(e) => {
                     let text = format!("export failed: {}", clean(&e));
@@ -336,6 +351,49 @@ pub fn update(model: &mut Model, action: Action) -> Vec<Effect> {
     let mut fx = fx;
     fx.extend(schedule_discovery(model));
     fx
+}
+
+/// A revoke the ledger holds as interrupted (the console was quit or
+/// killed during it) continues once its leaver has been read again: the
+/// steps not yet closed are requested again (each request is idempotent)
+/// and verified. The operator confirmed them when the run started.
+fn resume_interrupted(model: &mut Model, email: &str) -> Vec<Effect> {
+    let read_only = model.read_only;
+    let Some(l) = model.leaver_mut(email) else {
+        return Vec::new();
+    };
+    if l.resume.is_empty() || l.revoking {
+        return Vec::new();
+    }
+    let keys = std::mem::take(&mut l.resume);
+    let open = keys
+        .iter()
+        .filter(|k| l.grant(k).is_some_and(|g| !g.state.is_closed()))
+        .count();
+    if read_only {
+        model.log(
+            Level::Warn,
+            format!(
+                "{email}: a revoke was interrupted ({open} step(s) open); open the console without --read-only to resume it"
+            ),
+        );
+        return Vec::new();
+    }
+    model.log(
+        Level::Warn,
+        format!(
+            "{email}: resuming the interrupted revoke ({open} of {} step(s) still open, from the evidence ledger)",
+            keys.len()
+        ),
+    );
+    start_revoke(
+        model,
+        email.to_string(),
+        RevokeScope {
+            keys,
+            ..Default::default()
+        },
+    )
 }
 
 fn login_finished(model: &mut Model, app: String, result: Result<String, String>) -> Vec<Effect> {
@@ -608,10 +666,19 @@ fn on_event(model: &mut Model, ev: Event) {
         }
         Event::Discovering { email, connector } => {
             let (email, connector) = (clean(&email), clean(&connector));
+            // A lookup repeated by every refresh (no account there yet)
+            // keeps what the last one found and says nothing new.
+            let mut first = true;
             if let Some(l) = model.leaver_mut(&email) {
-                l.accounts.insert(connector.clone(), AccountStatus::Pending);
+                first = matches!(
+                    l.accounts.get(&connector),
+                    None | Some(AccountStatus::Pending | AccountStatus::Failed { .. })
+                );
+                if first {
+                    l.accounts.insert(connector.clone(), AccountStatus::Pending);
+                }
             }
-            if is_selected(model, &email) {
+            if first && is_selected(model, &email) {
                 model.log(Level::Info, format!("{connector}: looking up {email}"));
             }
         }
@@ -633,9 +700,20 @@ fn on_event(model: &mut Model, ev: Event) {
                 },
             };
             let status = clean_account(status);
+            let changed = model
+                .leavers
+                .iter()
+                .find(|l| l.email == email)
+                .and_then(|l| l.accounts.get(&connector))
+                .is_none_or(|old| {
+                    matches!(old, AccountStatus::Pending) || old.label() != status.label()
+                });
             // Background discoveries log one summary line each, not every
-            // step: the pane stays about the leaver on screen.
-            if is_selected(model, &email) || matches!(status, AccountStatus::Ambiguous { .. }) {
+            // step: the pane stays about the leaver on screen; a lookup
+            // that finds what the last one found says nothing.
+            if changed
+                && (is_selected(model, &email) || matches!(status, AccountStatus::Ambiguous { .. }))
+            {
                 model.log(
                     Level::Info,
                     format!("{connector}: {email}: account {}", status.label()),
@@ -871,7 +949,12 @@ fn on_event(model: &mut Model, ev: Event) {
 fn on_key(model: &mut Model, key: KeyEvent) -> Vec<Effect> {
     let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
     if ctrl && key.code == KeyCode::Char('c') {
-        model.quit = true;
+        // Asked once while work is in flight; a second Ctrl-C quits.
+        if matches!(model.dialog, Some(Dialog::Quit { .. })) {
+            model.quit = true;
+        } else {
+            ask_quit(model);
+        }
         return Vec::new();
     }
     if model.dialog.is_some() {
@@ -886,7 +969,11 @@ fn on_key(model: &mut Model, key: KeyEvent) -> Vec<Effect> {
     }
     match key.code {
         KeyCode::Char('q') => {
-            model.quit = true;
+            ask_quit(model);
+            Vec::new()
+        }
+        KeyCode::Char('o') if model.focus == Focus::Grants => {
+            toggle_open_only(model);
             Vec::new()
         }
         KeyCode::Char('j') | KeyCode::Down => {
@@ -941,7 +1028,7 @@ fn on_key(model: &mut Model, key: KeyEvent) -> Vec<Effect> {
             Vec::new()
         }
         KeyCode::Char('?') => {
-            model.dialog = Some(Dialog::Help);
+            model.dialog = Some(Dialog::Help { scroll: 0 });
             Vec::new()
         }
         KeyCode::Char('v') => refresh_now(model),
@@ -966,6 +1053,44 @@ fn on_key(model: &mut Model, key: KeyEvent) -> Vec<Effect> {
             Vec::new()
         }
     }
+}
+
+/// Quits, unless a revoke is in flight: then asks first (focus on Stay).
+fn ask_quit(model: &mut Model) {
+    if model.in_flight().is_empty() {
+        model.quit = true;
+    } else {
+        model.dialog = Some(Dialog::Quit {
+            quit_focused: false,
+        });
+    }
+}
+
+/// `o` in the drill-down: only the grants still open, or all again.
+fn toggle_open_only(model: &mut Model) {
+    let terms: Vec<&str> = model
+        .filter_grants
+        .split('|')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
+    let f = if terms.iter().any(|t| t.eq_ignore_ascii_case("open")) {
+        String::new()
+    } else {
+        "open".to_string()
+    };
+    model.message = Some((
+        Level::Info,
+        if f.is_empty() {
+            "showing every grant".into()
+        } else {
+            "showing open grants only (o again: all)".into()
+        },
+    ));
+    model.filter_grants = f;
+    model.grant_sel = 0;
+    model.grant_offset.set(0);
+    model.recompute_grants();
 }
 
 fn next_focus(model: &Model, forward: bool) -> Focus {
@@ -1045,11 +1170,17 @@ fn on_enter(model: &mut Model) -> Vec<Effect> {
                 return Vec::new();
             };
             let Revocation::Manual { instructions } = &g.grant.revocation else {
-                model.dialog = Some(Dialog::GrantDetail { key: g.key.clone() });
+                model.dialog = Some(Dialog::GrantDetail {
+                    key: g.key.clone(),
+                    scroll: 0,
+                });
                 return Vec::new();
             };
             if g.state.is_closed() {
-                model.dialog = Some(Dialog::GrantDetail { key: g.key.clone() });
+                model.dialog = Some(Dialog::GrantDetail {
+                    key: g.key.clone(),
+                    scroll: 0,
+                });
                 return Vec::new();
             }
             if model.read_only {
@@ -1276,13 +1407,37 @@ fn on_dialog_key(model: &mut Model, key: KeyEvent) -> Vec<Effect> {
     let Some(dialog) = model.dialog.as_mut() else {
         return Vec::new();
     };
+    let max_scroll = model.popup_max_scroll.get();
     match dialog {
-        Dialog::Help | Dialog::GrantDetail { .. } => {
-            if matches!(
-                key.code,
-                KeyCode::Esc | KeyCode::Char('?' | 'q') | KeyCode::Enter
-            ) {
-                model.dialog = None;
+        Dialog::Help { scroll }
+        | Dialog::GrantDetail { scroll, .. }
+        | Dialog::Notice { scroll, .. } => {
+            match key.code {
+                KeyCode::Esc | KeyCode::Char('?' | 'q') | KeyCode::Enter => model.dialog = None,
+                KeyCode::Down | KeyCode::Char('j') => *scroll = (*scroll + 1).min(max_scroll),
+                KeyCode::Up | KeyCode::Char('k') => *scroll = scroll.saturating_sub(1),
+                KeyCode::PageDown | KeyCode::Char(' ') => *scroll = (*scroll + 10).min(max_scroll),
+                KeyCode::PageUp => *scroll = scroll.saturating_sub(10),
+                KeyCode::Home | KeyCode::Char('g') => *scroll = 0,
+                KeyCode::End | KeyCode::Char('G') => *scroll = max_scroll,
+                _ => {}
+            }
+            Vec::new()
+        }
+        Dialog::Quit { quit_focused } => {
+            match key.code {
+                KeyCode::Esc | KeyCode::Char('n' | 'q') => model.dialog = None,
+                // Arrows and Tab only, as in the revoke dialog.
+                KeyCode::Left | KeyCode::Right | KeyCode::Tab | KeyCode::BackTab => {
+                    *quit_focused = !*quit_focused;
+                }
+                KeyCode::Enter => {
+                    if *quit_focused {
+                        model.quit = true;
+                    }
+                    model.dialog = None;
+                }
+                _ => {}
             }
             Vec::new()
         }
@@ -1484,8 +1639,11 @@ fn start_revoke(model: &mut Model, email: String, scope: RevokeScope) -> Vec<Eff
     if let Some(l) = model.leaver_mut(&email) {
         l.revoking = true;
         l.progress.clear();
+        l.resume.clear();
     }
     model.marks.clear();
+    // A new run: the activity pane follows it again.
+    model.activity_back = 0;
     model.log(
         Level::Info,
         format!("{email}: revoke requested by {}", model.operator),
@@ -1563,7 +1721,7 @@ fn run_command(model: &mut Model, cmd: &str) -> Vec<Effect> {
     };
     match name {
         "q" | "quit" => {
-            model.quit = true;
+            ask_quit(model);
             Vec::new()
         }
         "add" => {
@@ -1636,6 +1794,7 @@ fn run_command(model: &mut Model, cmd: &str) -> Vec<Effect> {
         "export" => match model.selected() {
             Some(l) => vec![Effect::Export {
                 email: l.email.clone(),
+                exit_at: l.exit_at,
             }],
             None => {
                 model.message = Some((Level::Info, "no leaver selected".into()));
@@ -1659,7 +1818,7 @@ fn run_command(model: &mut Model, cmd: &str) -> Vec<Effect> {
             vec![Effect::Login { app }]
         }
         "help" => {
-            model.dialog = Some(Dialog::Help);
+            model.dialog = Some(Dialog::Help { scroll: 0 });
             Vec::new()
         }
         "" => Vec::new(),

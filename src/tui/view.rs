@@ -36,8 +36,17 @@ impl Widget for &Screen<'_> {
     }
 }
 
+/// The smallest terminal the console lays out in; below it, it says so
+/// (and keeps running: growing the window brings the view back).
+pub const MIN_WIDTH: u16 = 40;
+pub const MIN_HEIGHT: u16 = 12;
+
 pub fn draw(m: &Model, area: Rect, buf: &mut Buffer) {
     buf.set_style(area, m.theme.style(Role::Text));
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        draw_too_small(m, area, buf);
+        return;
+    }
     let activity_h = if area.height >= 34 {
         9
     } else if area.height >= 24 {
@@ -56,7 +65,13 @@ pub fn draw(m: &Model, area: Rect, buf: &mut Buffer) {
     let wide = area.width >= 100;
     match &m.screen {
         super::model::Screen::Overview => {
-            let qw = if wide { 38 } else { 32 };
+            let qw = if wide {
+                38
+            } else if area.width >= 72 {
+                32
+            } else {
+                area.width * 2 / 5
+            };
             let [q, main] =
                 Layout::horizontal([Constraint::Length(qw), Constraint::Min(20)]).areas(body);
             draw_queue(m, q, buf);
@@ -78,6 +93,52 @@ pub fn draw(m: &Model, area: Rect, buf: &mut Buffer) {
     if let Some(d) = &m.dialog {
         draw_dialog(m, d, area, buf);
     }
+}
+
+fn draw_too_small(m: &Model, area: Rect, buf: &mut Buffer) {
+    let text = format!(
+        "terminal too small ({} x {}, need {MIN_WIDTH} x {MIN_HEIGHT}); enlarge it, or q to quit",
+        area.width, area.height
+    );
+    for (i, line) in wrap_text(&text, area.width as usize)
+        .into_iter()
+        .take(area.height as usize)
+        .enumerate()
+    {
+        buf.set_stringn(
+            area.x,
+            area.y + i as u16,
+            line,
+            area.width as usize,
+            m.theme.style(Role::Warning),
+        );
+    }
+}
+
+/// Cuts `text` to `width` columns with `ell` at the end, at a word
+/// boundary (space, `.`, `@`, `,`, `-`, `/`) when one keeps at least half
+/// of the room; the whole text when it fits.
+pub fn ellipsize(text: &str, width: usize, ell: &str) -> String {
+    if text.width() <= width {
+        return text.to_string();
+    }
+    let ew = ell.width();
+    if width <= ew {
+        return truncate(text, width).to_string();
+    }
+    let room = width - ew;
+    let cut = truncate(text, room);
+    let boundary = |c: char| matches!(c, ' ' | '.' | '@' | ',' | '-' | '/' | ';' | ':');
+    let at_word_end = text[cut.len()..].starts_with(boundary);
+    let cut = if at_word_end {
+        cut
+    } else {
+        match cut.rfind(boundary) {
+            Some(i) if cut[..i].width() * 2 >= room => &cut[..i],
+            _ => cut,
+        }
+    };
+    format!("{}{ell}", cut.trim_end_matches([' ', ',', ';', ':']))
 }
 
 fn block<'a>(m: &Model, title: impl Into<Line<'a>>, focused: bool) -> Block<'a> {
@@ -258,12 +319,22 @@ fn draw_queue(m: &Model, area: Rect, buf: &mut Buffer) {
         format!(" Leavers /{} ", m.filter_queue)
     };
     let focused = m.focus == Focus::Queue;
-    let b = block(m, title, focused);
-    let inner = b.inner(area);
-    b.render(area, buf);
     let view = m.queue_view();
     let per = 2u16;
-    let fit = (inner.height / per).max(1) as usize;
+    let fit = (area.height.saturating_sub(2) / per).max(1) as usize;
+    let mut b = block(m, title, focused);
+    if view.len() > fit {
+        // Where the cursor is, when leavers are out of sight.
+        b = b.title_bottom(
+            Line::from(Span::styled(
+                format!(" {}/{} ", (m.queue_sel + 1).min(view.len()), view.len()),
+                t.style(Role::Muted),
+            ))
+            .right_aligned(),
+        );
+    }
+    let inner = b.inner(area);
+    b.render(area, buf);
     let offset = m.queue_sel.saturating_sub(fit - 1);
     for (row, &i) in view.iter().enumerate().skip(offset).take(fit) {
         let l = &m.leavers[i];
@@ -289,7 +360,14 @@ fn draw_queue(m: &Model, area: Rect, buf: &mut Buffer) {
         buf.set_stringn(
             r.x,
             y,
-            format!("{pointer} {}", l.email),
+            format!(
+                "{pointer} {}",
+                ellipsize(
+                    &l.email,
+                    (r.width as usize).saturating_sub(2),
+                    m.symbols.ellipsis_short()
+                )
+            ),
             r.width as usize,
             Style::default(),
         );
@@ -312,10 +390,11 @@ fn draw_queue(m: &Model, area: Rect, buf: &mut Buffer) {
             && !matches!(status, LeaverStatus::Revoking)
             && let Some(at) = l.as_of
         {
-            spans.push(Span::styled(
-                format!(" as of {}", hhmm(at)),
-                t.style(Role::Muted),
-            ));
+            let text = format!(" as of {}", hhmm(at));
+            let used: usize = spans.iter().map(|s| s.width()).sum();
+            if used + text.width() <= r.width as usize {
+                spans.push(Span::styled(text, t.style(Role::Muted)));
+            }
         }
         if let Some(e) = exit_label(l.exit_at, m.now) {
             let text = format!(" {} {e}", m.symbols.dot());
@@ -324,6 +403,19 @@ fn draw_queue(m: &Model, area: Rect, buf: &mut Buffer) {
                 spans.push(Span::styled(text, t.style(Role::Muted)));
             }
         }
+        // Cut with an ellipsis at a word boundary, never mid-word.
+        let mut room = r.width as usize;
+        let spans: Vec<Span> = spans
+            .into_iter()
+            .filter_map(|s| {
+                if room == 0 {
+                    return None;
+                }
+                let text = ellipsize(&s.content, room, m.symbols.ellipsis_short());
+                room = room.saturating_sub(text.width());
+                Some(Span::styled(text, s.style))
+            })
+            .collect();
         buf.set_line(r.x, y + 1, &Line::from(spans), r.width);
     }
     if view.is_empty() {
@@ -358,7 +450,7 @@ const KIND_PRIORITY: [GrantKind; 12] = [
     GrantKind::Device,
 ];
 
-fn kind_short(k: GrantKind) -> &'static str {
+pub fn kind_short(k: GrantKind) -> &'static str {
     match k {
         GrantKind::Account => "acct",
         GrantKind::Session => "sess",
@@ -375,8 +467,8 @@ fn kind_short(k: GrantKind) -> &'static str {
     }
 }
 
-/// The state that colours a cell: what most needs the operator's eye.
-fn dominant<'a>(states: impl Iterator<Item = &'a GrantState>) -> Option<Role> {
+/// The state that most needs the operator's eye.
+fn dominant_state<'a>(states: impl Iterator<Item = &'a GrantState>) -> Option<&'a GrantState> {
     let rank = |s: &GrantState| match s {
         GrantState::Failed { .. } => 7,
         GrantState::Unconfirmed { .. } => 6,
@@ -386,7 +478,7 @@ fn dominant<'a>(states: impl Iterator<Item = &'a GrantState>) -> Option<Role> {
         GrantState::Verified { .. } => 1,
         GrantState::Acknowledged { .. } => 0,
     };
-    states.max_by_key(|s| rank(s)).map(state_role)
+    states.max_by_key(|s| rank(s))
 }
 
 /// Counts by state for a block's bottom title, shortened to fit `width`.
@@ -484,6 +576,8 @@ fn draw_matrix(m: &Model, area: Rect, buf: &mut Buffer) {
         inner.height -= 1;
     }
     // Columns: app, account, open, then the kinds present, by priority.
+    // When they do not all fit, each app's kinds wrap under its row: every
+    // kind with a count stays on screen.
     let present: Vec<GrantKind> = KIND_PRIORITY
         .into_iter()
         .filter(|k| l.grants.iter().any(|g| g.grant.kind == *k))
@@ -497,63 +591,115 @@ fn draw_matrix(m: &Model, area: Rect, buf: &mut Buffer) {
     let app_w: u16 = if inner.width >= 40 {
         (longest + 2).clamp(8, 18)
     } else {
-        12
+        12.min(inner.width / 3).max(4)
     };
-    let acct_w: u16 = if inner.width >= 60 { 14 } else { 10 };
+    let acct_w: u16 = if inner.width >= 60 { 14 } else { 11 };
     let open_w: u16 = 5;
-    let mut used = app_w + acct_w + open_w;
-    let mut kinds = Vec::new();
-    for k in &present {
-        let w = kind_short(*k).len() as u16 + 1;
-        if used + w > inner.width {
-            break;
-        }
-        used += w;
-        kinds.push((*k, w));
+    let kind_w = |k: GrantKind| kind_short(k).len().max(4) as u16 + 1;
+    let table_w = app_w + acct_w + open_w + present.iter().map(|k| kind_w(*k)).sum::<u16>();
+    let stacked = table_w > inner.width;
+    if inner.height == 0 || inner.width < 8 {
+        return;
     }
-    let dropped = present.len() - kinds.len();
     let hdr = t.style(Role::Muted);
-    let mut x = inner.x;
-    buf.set_stringn(x, inner.y, "app", app_w as usize, hdr);
-    x += app_w;
-    buf.set_stringn(x, inner.y, "account", acct_w as usize, hdr);
-    x += acct_w;
-    buf.set_stringn(x, inner.y, "open", open_w as usize, hdr);
-    x += open_w;
-    for (k, w) in &kinds {
-        buf.set_stringn(x, inner.y, kind_short(*k), *w as usize, hdr);
-        x += w;
-    }
-    if dropped > 0 && x + 8 <= inner.x + inner.width {
-        buf.set_stringn(x, inner.y, format!("+{dropped} kinds"), 9, hdr);
+    let right = inner.x + inner.width;
+    let put = |buf: &mut Buffer, x: u16, y: u16, text: &str, w: u16, style: Style| {
+        if x < right && w > 0 {
+            buf.set_stringn(x, y, text, w.min(right - x) as usize, style);
+        }
+    };
+    put(buf, inner.x, inner.y, "app", app_w, hdr);
+    put(buf, inner.x + app_w, inner.y, "account", acct_w, hdr);
+    put(buf, inner.x + app_w + acct_w, inner.y, "open", open_w, hdr);
+    if stacked {
+        put(
+            buf,
+            inner.x + app_w + acct_w + open_w,
+            inner.y,
+            "kinds below",
+            inner.width.saturating_sub(app_w + acct_w + open_w),
+            hdr,
+        );
+    } else {
+        let mut x = inner.x + app_w + acct_w + open_w;
+        for k in &present {
+            put(buf, x, inner.y, kind_short(*k), kind_w(*k), hdr);
+            x += kind_w(*k);
+        }
     }
     let view = m.app_view();
-    for (row, &ci) in view.iter().enumerate() {
-        let y = inner.y + 1 + row as u16;
-        if y >= inner.y + inner.height {
+    // Per app: its grants, and (stacked) the lines of kind cells under it.
+    let rows: Vec<(usize, Vec<&GrantRow>, Vec<CellLine>)> = view
+        .iter()
+        .map(|&ci| {
+            let c = &m.connectors[ci];
+            let grants: Vec<&GrantRow> = l
+                .grants
+                .iter()
+                .filter(|g| g.grant.connector == c.id)
+                .collect();
+            let lines = if stacked {
+                let cells: Vec<(String, Role)> = KIND_PRIORITY
+                    .into_iter()
+                    .filter_map(|k| {
+                        let of: Vec<&GrantRow> = grants
+                            .iter()
+                            .copied()
+                            .filter(|g| g.grant.kind == k)
+                            .collect();
+                        count_cell(&of).map(|(n, role)| (format!("{} {n}", kind_short(k)), role))
+                    })
+                    .collect();
+                flow(cells, inner.width.saturating_sub(2) as usize)
+            } else {
+                Vec::new()
+            };
+            (ci, grants, lines)
+        })
+        .collect();
+    let body_top = inner.y + 1;
+    let body_h = inner.height.saturating_sub(1) as usize;
+    let height = |i: usize| 1 + rows[i].2.len();
+    // Keep the selected app's rows in view.
+    let sel = m.matrix_sel.min(rows.len().saturating_sub(1));
+    let mut first = 0;
+    while first < sel && (first..=sel).map(height).sum::<usize>() > body_h {
+        first += 1;
+    }
+    let mut y = body_top;
+    let bottom = inner.y + inner.height;
+    for (row, (ci, grants, lines)) in rows.iter().enumerate().skip(first) {
+        if y >= bottom {
             break;
         }
-        let c = &m.connectors[ci];
+        let c = &m.connectors[*ci];
+        let h = (1 + lines.len() as u16).min(bottom - y);
         let rect = Rect {
             x: inner.x,
             y,
             width: inner.width,
-            height: 1,
+            height: h,
         };
         let sel = row == m.matrix_sel;
         if sel && focused {
             buf.set_style(rect, t.style(Role::Selection));
         }
-        let mut x = inner.x;
         let pointer = if sel { m.symbols.pointer() } else { " " };
-        buf.set_stringn(
-            x,
+        put(
+            buf,
+            inner.x,
             y,
-            format!("{pointer}{}", c.name),
-            app_w as usize - 1,
+            &format!(
+                "{pointer}{}",
+                ellipsize(
+                    &c.name,
+                    app_w.saturating_sub(2) as usize,
+                    m.symbols.ellipsis_short()
+                )
+            ),
+            app_w.saturating_sub(1),
             Style::default(),
         );
-        x += app_w;
         let (acct, role) = match l.accounts.get(&c.id) {
             Some(a @ AccountStatus::Failed { .. }) => (a.label(), Role::Error),
             Some(a @ AccountStatus::Ambiguous { .. }) => (a.label(), Role::Warning),
@@ -569,43 +715,141 @@ fn draw_matrix(m: &Model, area: Rect, buf: &mut Buffer) {
         let acct = if acct.width() >= acct_w as usize {
             match l.accounts.get(&c.id) {
                 Some(AccountStatus::Failed { .. }) => "failed".to_string(),
-                _ => acct,
+                _ => ellipsize(
+                    &acct,
+                    acct_w.saturating_sub(1) as usize,
+                    m.symbols.ellipsis_short(),
+                ),
             }
         } else {
             acct
         };
-        buf.set_stringn(x, y, acct, acct_w as usize - 1, t.style(role));
-        x += acct_w;
-        let grants: Vec<&GrantRow> = l
-            .grants
-            .iter()
-            .filter(|g| g.grant.connector == c.id)
-            .collect();
-        let open = grants.iter().filter(|g| !g.state.is_closed()).count();
-        let open_role = if open > 0 {
-            dominant(grants.iter().map(|g| &g.state)).unwrap_or(Role::Text)
-        } else {
-            Role::Verified
-        };
-        buf.set_stringn(
-            x,
+        put(
+            buf,
+            inner.x + app_w,
             y,
-            open.to_string(),
-            open_w as usize - 1,
+            &acct,
+            acct_w.saturating_sub(1),
+            t.style(role),
+        );
+        let open: Vec<&GrantRow> = grants
+            .iter()
+            .copied()
+            .filter(|g| !g.state.is_closed())
+            .collect();
+        let (open_text, open_role) = match count_cell(&open) {
+            Some(cell) => cell,
+            None if grants.is_empty() => (m.symbols.dot().to_string(), Role::Muted),
+            None => ("0".to_string(), Role::Verified),
+        };
+        put(
+            buf,
+            inner.x + app_w + acct_w,
+            y,
+            &open_text,
+            open_w - 1,
             t.style(open_role),
         );
-        x += open_w;
-        for (k, w) in &kinds {
-            let of_kind = grants.iter().filter(|g| g.grant.kind == *k);
-            let n = of_kind.clone().count();
-            if n > 0 {
-                let role = dominant(of_kind.map(|g| &g.state)).unwrap_or(Role::Text);
-                buf.set_stringn(x, y, n.to_string(), *w as usize - 1, t.style(role));
-            } else {
-                buf.set_stringn(x, y, m.symbols.dot(), 1, t.style(Role::Muted));
+        if stacked {
+            for (i, line) in lines.iter().enumerate() {
+                let ly = y + 1 + i as u16;
+                if ly >= bottom {
+                    break;
+                }
+                let mut x = inner.x + 2;
+                for (text, role) in line {
+                    put(buf, x, ly, text, text.width() as u16, t.style(*role));
+                    x += text.width() as u16 + 2;
+                }
             }
-            x += w;
+        } else {
+            let mut x = inner.x + app_w + acct_w + open_w;
+            for k in &present {
+                let of: Vec<&GrantRow> = grants
+                    .iter()
+                    .copied()
+                    .filter(|g| g.grant.kind == *k)
+                    .collect();
+                match count_cell(&of) {
+                    Some((text, role)) => {
+                        put(buf, x, y, &text, kind_w(*k) - 1, t.style(role));
+                    }
+                    None => put(buf, x, y, m.symbols.dot(), 1, t.style(Role::Muted)),
+                }
+                x += kind_w(*k);
+            }
         }
+        y += h;
+    }
+    let below = rows.len().saturating_sub(first) > 0
+        && rows
+            .iter()
+            .enumerate()
+            .skip(first)
+            .map(|(i, _)| height(i))
+            .sum::<usize>()
+            > body_h;
+    if (first > 0 || below) && inner.width > 12 {
+        let text = format!(
+            " {}{} ",
+            if first > 0 { m.symbols.up() } else { "" },
+            if below { m.symbols.down() } else { "" }
+        );
+        put(
+            buf,
+            right - text.width() as u16,
+            inner.y,
+            &text,
+            text.width() as u16,
+            hdr,
+        );
+    }
+}
+
+/// One line of the matrix's kind cells: each text and its style.
+type CellLine = Vec<(String, Role)>;
+
+/// Lays cells out left to right, two columns apart, in lines of `width`.
+fn flow(cells: CellLine, width: usize) -> Vec<CellLine> {
+    let mut lines: Vec<CellLine> = Vec::new();
+    let mut used = 0;
+    for (text, role) in cells {
+        let w = text.width();
+        match lines.last_mut() {
+            Some(line) if used + 2 + w <= width => {
+                line.push((text, role));
+                used += 2 + w;
+            }
+            _ => {
+                used = w;
+                lines.push(vec![(text, role)]);
+            }
+        }
+    }
+    lines
+}
+
+/// A count with the letter of the state that most needs the eye (`3F`:
+/// three grants, at least one failed), so that states read without
+/// colour. None when there are no grants.
+fn count_cell(grants: &[&GrantRow]) -> Option<(String, Role)> {
+    let s = dominant_state(grants.iter().map(|g| &g.state))?;
+    Some((
+        format!("{}{}", grants.len(), state_letter(s)),
+        state_role(s),
+    ))
+}
+
+/// The letter of a state in the matrix (the help screen has the legend).
+pub fn state_letter(s: &GrantState) -> &'static str {
+    match s {
+        GrantState::Live => "L",
+        GrantState::Revoking | GrantState::Removed => "R",
+        GrantState::Verified { .. } => "V",
+        GrantState::Unconfirmed { .. } => "U",
+        GrantState::Failed { .. } => "F",
+        GrantState::Manual => "M",
+        GrantState::Acknowledged { .. } => "A",
     }
 }
 
@@ -729,6 +973,31 @@ fn draw_grants(m: &Model, app: &str, area: Rect, buf: &mut Buffer) {
     offset = offset.min(m.grant_view.len().saturating_sub(rows));
     m.grant_offset.set(offset);
     let end = (offset + rows).min(m.grant_view.len());
+    if m.grant_view.len() > rows {
+        // Rows out of sight: where the view is, and which way there is more.
+        let text = format!(
+            " {}{} {}-{}/{} ",
+            if offset > 0 { m.symbols.up() } else { "" },
+            if end < m.grant_view.len() {
+                m.symbols.down()
+            } else {
+                ""
+            },
+            offset + 1,
+            end,
+            m.grant_view.len()
+        );
+        let w = text.width() as u16;
+        if w < inner.width {
+            buf.set_stringn(
+                inner.x + inner.width - w,
+                inner.y,
+                text,
+                w as usize,
+                t.style(Role::Accent),
+            );
+        }
+    }
     let short_kind = c.kind < 13;
     for (row, &gi) in m.grant_view[offset..end].iter().enumerate() {
         let g = &l.grants[gi];
@@ -797,7 +1066,7 @@ fn draw_grants(m: &Model, app: &str, area: Rect, buf: &mut Buffer) {
             inner.x + 2,
             inner.y + 1,
             text,
-            inner.width as usize - 2,
+            (inner.width as usize).saturating_sub(2),
             t.style(if ambiguous.is_some() {
                 Role::Warning
             } else {
@@ -1002,18 +1271,42 @@ fn draw_grant_status(m: &Model, area: Rect, buf: &mut Buffer) {
     };
     if area.height >= 2 {
         buf.set_line(area.x, area.y, &Line::from(first), area.width);
-        let mut second = second;
-        second.insert(0, Span::raw("  "));
-        buf.set_line(area.x, area.y + 1, &Line::from(second), area.width);
-        if area.height >= 3
-            && reason.is_some()
-            && let Some(step) = &step
-        {
-            let line = Line::from(vec![
-                Span::raw("  "),
-                Span::styled(format!("manual: {step}"), t.style(Role::Manual)),
-            ]);
-            buf.set_line(area.x, area.y + 2, &line, area.width);
+        // The reason, then the manual step, wrapped over the rows there
+        // are; cut at a word with an ellipsis (Enter shows it all).
+        let mut parts: Vec<(String, Role)> = Vec::new();
+        if let Some(r) = &reason {
+            parts.push((r.clone(), role));
+        }
+        if let Some(step) = &step {
+            parts.push((format!("manual: {step}"), Role::Manual));
+        }
+        if parts.is_empty() {
+            parts.push((g.grant.details.clone(), Role::Text));
+        }
+        let width = area.width.saturating_sub(2) as usize;
+        let mut rows: Vec<(String, Role)> = parts
+            .iter()
+            .flat_map(|(text, role)| {
+                wrap_text(text, width)
+                    .into_iter()
+                    .map(move |line| (line, *role))
+            })
+            .collect();
+        let avail = (area.height - 1) as usize;
+        if rows.len() > avail {
+            let next = rows[avail].0.clone();
+            rows.truncate(avail);
+            if let Some(last) = rows.last_mut() {
+                last.0 = ellipsize(
+                    &format!("{} {next}", last.0),
+                    width,
+                    m.symbols.ellipsis_short(),
+                );
+            }
+        }
+        for (i, (text, role)) in rows.into_iter().enumerate() {
+            let line = Line::from(vec![Span::raw("  "), Span::styled(text, t.style(role))]);
+            buf.set_line(area.x, area.y + 1 + i as u16, &line, area.width);
         }
     } else {
         first.push(Span::styled(
@@ -1041,7 +1334,7 @@ fn draw_activity(m: &Model, area: Rect, buf: &mut Buffer) {
     let t = &m.theme;
     let focused = m.focus == Focus::Activity;
     let title = if m.activity_back > 0 {
-        format!(" Activity (-{}) ", m.activity_back)
+        format!(" Activity (paused {} back; G follows) ", m.activity_back)
     } else {
         " Activity ".to_string()
     };
@@ -1049,19 +1342,35 @@ fn draw_activity(m: &Model, area: Rect, buf: &mut Buffer) {
     let inner = b.inner(area);
     b.render(area, buf);
     let rows = inner.height as usize;
+    if rows == 0 || inner.width < 12 {
+        return;
+    }
+    // Newest at the bottom; long lines wrap under their text (never cut).
     let end = m.activity.len().saturating_sub(m.activity_back);
-    let start = end.saturating_sub(rows);
-    for (i, line) in m.activity.range(start..end).enumerate() {
+    let text_w = inner.width.saturating_sub(9) as usize;
+    let mut shown: Vec<Line> = Vec::new();
+    for line in m.activity.range(..end).rev() {
+        if shown.len() >= rows {
+            break;
+        }
         let role = match line.level {
             Level::Info => Role::Text,
             Level::Good => Role::Verified,
             Level::Warn => Role::Warning,
             Level::Error => Role::Error,
         };
-        let l = Line::from(vec![
-            Span::styled(format!("{} ", hhmmss(line.at)), t.style(Role::Muted)),
-            Span::styled(line.text.as_str(), t.style(role)),
-        ]);
+        let parts = wrap_text(&line.text, text_w);
+        for (i, part) in parts.into_iter().enumerate().rev() {
+            let head = if i == 0 {
+                Span::styled(format!("{} ", hhmmss(line.at)), t.style(Role::Muted))
+            } else {
+                Span::raw("         ")
+            };
+            shown.push(Line::from(vec![head, Span::styled(part, t.style(role))]));
+        }
+    }
+    shown.truncate(rows);
+    for (i, l) in shown.into_iter().rev().enumerate() {
         buf.set_line(inner.x, inner.y + i as u16, &l, inner.width);
     }
 }
@@ -1093,6 +1402,7 @@ pub fn hints(m: &Model) -> Vec<(&'static str, &'static str)> {
             } else {
                 h.push(("Enter", "details"));
             }
+            h.push(("o", "open only"));
         }
         Focus::Activity => {}
     }
@@ -1136,6 +1446,8 @@ fn draw_footer(m: &Model, area: Rect, buf: &mut Buffer) {
             Level::Warn => Role::Warning,
             Level::Error => Role::Error,
         };
+        // Cut at a word with an ellipsis; the activity pane has it whole.
+        let text = ellipsize(text, area.width as usize, m.symbols.ellipsis_short());
         buf.set_stringn(area.x, area.y, text, area.width as usize, t.style(role));
         return;
     }
@@ -1455,7 +1767,7 @@ fn draw_dialog(m: &Model, d: &Dialog, area: Rect, buf: &mut Buffer) {
             area,
             buf,
         ),
-        Dialog::GrantDetail { key } => {
+        Dialog::GrantDetail { key, scroll } => {
             let Some(g) = m.selected().and_then(|l| l.grant(key)) else {
                 return;
             };
@@ -1514,22 +1826,92 @@ fn draw_dialog(m: &Model, d: &Dialog, area: Rect, buf: &mut Buffer) {
                     ]));
                 }
             }
-            let r = popup(area, w, lines.len() as u16 + 3);
+            scroll_popup(
+                m,
+                area,
+                buf,
+                w,
+                Span::styled(" Grant ", t.style(Role::Accent)),
+                lines,
+                *scroll,
+                "Esc close",
+            );
+        }
+        Dialog::Quit { quit_focused } => {
+            let mut text = Vec::new();
+            for l in m.in_flight().iter().take(3) {
+                let removing = l.grants.iter().filter(|g| g.state.is_removing()).count();
+                text.push(format!(
+                    "A revoke is in flight for {} ({removing} removing).",
+                    l.email
+                ));
+            }
+            text.push(String::new());
+            text.push(
+                "Quitting stops it here. What was requested is in the evidence ledger, and the case resumes on the next start of the console.".into(),
+            );
+            let w = area.width.min(66);
+            let mut lines = Vec::new();
+            for p in text {
+                for part in wrap_text(&p, w.saturating_sub(2) as usize) {
+                    lines.push(Line::from(part));
+                }
+            }
+            let r = popup(area, w, lines.len() as u16 + 4);
             Clear.render(r, buf);
-            let b = block(m, Span::styled(" Grant ", t.style(Role::Accent)), true);
+            let b = block(
+                m,
+                Span::styled(" Quit while a revoke runs? ", t.style(Role::Danger)),
+                true,
+            )
+            .border_style(t.style(Role::Danger));
             let inner = b.inner(r);
             b.render(r, buf);
-            let body = Rect {
-                height: inner.height.saturating_sub(1),
-                ..inner
-            };
-            Paragraph::new(lines).render(body, buf);
-            buf.set_stringn(
-                inner.x,
-                inner.y + inner.height.saturating_sub(1),
-                "Esc close",
-                inner.width as usize,
-                t.style(Role::Muted),
+            let body_h = inner.height.saturating_sub(2) as usize;
+            for (i, l) in lines.iter().take(body_h).enumerate() {
+                buf.set_line(inner.x, inner.y + i as u16, l, inner.width);
+            }
+            if inner.height >= 1 {
+                let by = inner.y + inner.height - 1;
+                let (stay, quit) = (" Stay ", " Quit ");
+                let (stay_style, quit_style) = if *quit_focused {
+                    (t.style(Role::Text), t.style(Role::Danger))
+                } else {
+                    (t.style(Role::Selection), t.style(Role::Muted))
+                };
+                let line = Line::from(vec![
+                    Span::styled("[", t.style(Role::Muted)),
+                    Span::styled(stay, stay_style),
+                    Span::styled("]   [", t.style(Role::Muted)),
+                    Span::styled(quit, quit_style),
+                    Span::styled("]", t.style(Role::Muted)),
+                ]);
+                let bx = inner.x + inner.width.saturating_sub(line.width() as u16) / 2;
+                buf.set_line(bx, by, &line, inner.width);
+            }
+        }
+        Dialog::Notice {
+            title,
+            text,
+            scroll,
+        } => {
+            let w = area.width.min(76);
+            let mut lines = Vec::new();
+            for (i, p) in text.iter().enumerate() {
+                let role = if i == 1 { Role::Accent } else { Role::Text };
+                for part in wrap_text(p, w.saturating_sub(2) as usize) {
+                    lines.push(Line::from(Span::styled(part, t.style(role))));
+                }
+            }
+            scroll_popup(
+                m,
+                area,
+                buf,
+                w,
+                Span::styled(format!(" {title} "), t.style(Role::Verified)),
+                lines,
+                *scroll,
+                "Enter/Esc close",
             );
         }
         Dialog::Accounts {
@@ -1626,24 +2008,21 @@ fn draw_dialog(m: &Model, d: &Dialog, area: Rect, buf: &mut Buffer) {
                 t.style(Role::Muted),
             );
         }
-        Dialog::Help => {
-            let r = popup(area, 66, 22);
-            Clear.render(r, buf);
-            let b = block(m, " Help ", true);
-            let inner = b.inner(r);
-            b.render(r, buf);
+        Dialog::Help { scroll } => {
             let mut rows: Vec<(&str, &str)> = vec![
-                ("j/k, arrows", "move"),
+                ("j/k, arrows", "move (PgUp/PgDn, g/G: page, ends)"),
                 ("Tab", "switch pane"),
                 ("Enter", "drill in"),
                 ("Esc", "go back, clear filter"),
                 ("/", "filter the current list"),
+                ("/a|b  /!a", "either a or b; all but a"),
+                ("o (grants)", "open grants only, o again: all"),
                 (":add EMAIL", "queue a leaver"),
                 (":app NAME", "open an app's grants"),
                 (":theme NAME", "switch theme"),
                 (":export", "write the evidence report"),
                 (":login APP", "sign in to an app"),
-                (":quit, q", "quit"),
+                (":quit, q", "quit (asks while a revoke runs)"),
                 ("v, Ctrl-R", "refresh now"),
             ];
             if !m.read_only {
@@ -1654,7 +2033,7 @@ fn draw_dialog(m: &Model, d: &Dialog, area: Rect, buf: &mut Buffer) {
                     ("Enter (manual)", "mark a manual step done"),
                 ]);
             }
-            let lines: Vec<Line> = rows
+            let mut lines: Vec<Line> = rows
                 .into_iter()
                 .map(|(k, v)| {
                     Line::from(vec![
@@ -1663,9 +2042,148 @@ fn draw_dialog(m: &Model, d: &Dialog, area: Rect, buf: &mut Buffer) {
                     ])
                 })
                 .collect();
-            Paragraph::new(lines).render(inner, buf);
+            lines.push(Line::from(""));
+            lines.push(Line::from(Span::styled(
+                "States: a count's letter is its most urgent state",
+                t.style(Role::Accent),
+            )));
+            let at = m.now;
+            for (state, what) in [
+                (
+                    GrantState::Failed {
+                        reason: String::new(),
+                    },
+                    "failed: the API refused; see the reason",
+                ),
+                (
+                    GrantState::Unconfirmed {
+                        reason: String::new(),
+                    },
+                    "unconfirmed: still listed past the deadline",
+                ),
+                (GrantState::Live, "live: access the leaver still has"),
+                (
+                    GrantState::Removed,
+                    "removing: asked, not yet confirmed gone",
+                ),
+                (GrantState::Manual, "manual: a person must do it (Enter)"),
+                (
+                    GrantState::Verified { at },
+                    "verified: a fresh read no longer lists it",
+                ),
+                (
+                    GrantState::Acknowledged { at, note: None },
+                    "acknowledged: done by hand, or unlistable",
+                ),
+            ] {
+                let (name, what) = what.split_once(": ").unwrap_or((what, ""));
+                lines.push(Line::from(vec![
+                    Span::styled(
+                        format!("  {}  {name:<13}", state_letter(&state)),
+                        t.style(state_role(&state)),
+                    ),
+                    Span::raw(what),
+                ]));
+            }
+            lines.push(Line::from(""));
+            lines.push(Line::from(Span::styled(
+                "Kinds (matrix columns)",
+                t.style(Role::Accent),
+            )));
+            for k in KIND_PRIORITY {
+                lines.push(Line::from(vec![
+                    Span::styled(format!("  {:<8}", kind_short(k)), t.style(Role::Accent)),
+                    Span::raw(kind_help(k)),
+                ]));
+            }
+            scroll_popup(
+                m,
+                area,
+                buf,
+                area.width.min(66),
+                Span::raw(" Help "),
+                lines,
+                *scroll,
+                "Esc close",
+            );
         }
     }
+}
+
+/// What a kind abbreviation stands for (help screen).
+fn kind_help(k: GrantKind) -> &'static str {
+    match k {
+        GrantKind::Account => "account: the login itself (suspended last)",
+        GrantKind::Session => "session: signed-in browsers and devices",
+        GrantKind::OauthGrant => "oauth_grant: third-party app tokens",
+        GrantKind::AppPassword => "app_password: passwords for old mail clients",
+        GrantKind::BackupCodes => "backup_codes: 2-step verification codes",
+        GrantKind::ApiKey => "api_key: personal access and API tokens",
+        GrantKind::License => "license: paid seats",
+        GrantKind::Group => "group: memberships",
+        GrantKind::AdminRole => "admin_role: administrator roles",
+        GrantKind::Device => "device: managed phones and laptops",
+        GrantKind::Delegation => "delegation: mail forwarding, delegates",
+        GrantKind::OwnedApp => "owned_app: bots, connected apps they own",
+    }
+}
+
+/// A popup of `lines` at most `w` wide and as tall as they need (up to the
+/// screen), scrolled down by `scroll` lines, with the keys and, when it
+/// scrolls, where it is on the last line. Tells `update` how far it can
+/// scroll.
+#[allow(clippy::too_many_arguments)]
+fn scroll_popup(
+    m: &Model,
+    area: Rect,
+    buf: &mut Buffer,
+    w: u16,
+    title: Span,
+    lines: Vec<Line>,
+    scroll: u16,
+    keys: &str,
+) {
+    let t = &m.theme;
+    let r = popup(area, w, lines.len() as u16 + 3);
+    Clear.render(r, buf);
+    let b = block(m, title, true);
+    let inner = b.inner(r);
+    b.render(r, buf);
+    if inner.height == 0 {
+        return;
+    }
+    let body_h = inner.height - 1;
+    let total = lines.len() as u16;
+    let max = total.saturating_sub(body_h);
+    m.popup_max_scroll.set(max);
+    let scroll = scroll.min(max);
+    for (i, line) in lines
+        .iter()
+        .skip(scroll as usize)
+        .take(body_h as usize)
+        .enumerate()
+    {
+        buf.set_line(inner.x, inner.y + i as u16, line, inner.width);
+    }
+    let keys = if max > 0 {
+        format!(
+            "{keys}   j/k PgUp/PgDn {}{} {}-{}/{}",
+            if scroll > 0 { m.symbols.up() } else { "" },
+            if scroll < max { m.symbols.down() } else { "" },
+            scroll + 1,
+            (scroll + body_h).min(total),
+            total
+        )
+    } else {
+        keys.to_string()
+    };
+    buf.set_stringn(
+        inner.x,
+        inner.y + inner.height - 1,
+        keys,
+        inner.width as usize,
+        t.style(Role::Muted),
+    );
 }
 
 /// Whether this app's account-closing step (suspend, deactivate) has been
