@@ -91,10 +91,39 @@ pub trait VendorPolicy: Send + Sync {
     fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Verdict;
 
     /// A rate-limit headroom report, when the vendor sends one in headers
-    /// (Salesforce `Sforce-Limit-Info`, Okta `X-Rate-Limit-*`).
-    fn limit_info(&self, _headers: &HeaderMap) -> Option<String> {
+    /// (Salesforce `Sforce-Limit-Info`, Okta `X-Rate-Limit-*`): shown on
+    /// the health line, and its usage paces the client (see [`LimitInfo`]).
+    fn limit_info(&self, _headers: &HeaderMap) -> Option<LimitInfo> {
         None
     }
+}
+
+/// What a vendor reported about an allocation its requests draw from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimitInfo {
+    /// The health line's text (`API requests 25/15000 (24 h)`).
+    pub text: String,
+    /// Requests used of the allocation, and the allocation, when reported.
+    pub usage: Option<(u64, u64)>,
+}
+
+/// Headroom (unused share of an allocation) below which the client slows
+/// down: the last tenth of a vendor's allocation is spent ever more slowly.
+pub const PACE_BELOW_HEADROOM: f64 = 0.10;
+/// The slowest the client goes on a nearly spent allocation: this share of
+/// its configured rate (never stopping: the vendor's own refusal is retried
+/// as any rate limit is).
+pub const MIN_PACE_SHARE: f64 = 0.02;
+
+/// The share of its configured rate the client keeps when `used` of
+/// `allowed` are spent: 1 while at least [`PACE_BELOW_HEADROOM`] is left,
+/// then in proportion to what is left, down to [`MIN_PACE_SHARE`].
+pub fn pace_share(used: u64, allowed: u64) -> f64 {
+    if allowed == 0 {
+        return 1.0;
+    }
+    let headroom = allowed.saturating_sub(used) as f64 / allowed as f64;
+    (headroom / PACE_BELOW_HEADROOM).clamp(MIN_PACE_SHARE, 1.0)
 }
 
 /// Status-code-only policy: 2xx ok, 429 rate limited, 401 unauthorized,
@@ -449,6 +478,9 @@ struct BucketState {
     tokens: f64,
     last: Instant,
     paused_until: Option<Instant>,
+    /// Share of the rate (and burst) in force: below 1 while the vendor's
+    /// allocation is nearly spent ([`pace_share`]).
+    share: f64,
 }
 
 impl RateLimiter {
@@ -461,6 +493,7 @@ impl RateLimiter {
                 tokens: burst,
                 last: Instant::now(),
                 paused_until: None,
+                share: 1.0,
             }),
         }
     }
@@ -482,13 +515,15 @@ impl RateLimiter {
                 }
                 .or_else(|| {
                     let elapsed = now.duration_since(s.last).as_secs_f64();
-                    s.tokens = (s.tokens + elapsed * self.rate).min(self.burst);
+                    let rate = self.rate * s.share;
+                    let burst = (self.burst * s.share).max(1.0);
+                    s.tokens = (s.tokens + elapsed * rate).min(burst);
                     s.last = now;
                     if s.tokens >= 1.0 {
                         s.tokens -= 1.0;
                         None
                     } else {
-                        Some(Duration::from_secs_f64((1.0 - s.tokens) / self.rate))
+                        Some(Duration::from_secs_f64((1.0 - s.tokens) / rate))
                     }
                 })
             };
@@ -497,6 +532,19 @@ impl RateLimiter {
                 Some(d) => tokio::time::sleep(d).await,
             }
         }
+    }
+
+    /// Sets the share of the rate in force (see [`pace_share`]); returns
+    /// the one it replaces.
+    fn set_share(&self, share: f64) -> f64 {
+        let mut s = self.state.lock().expect("rate limiter lock");
+        let now = Instant::now();
+        // Tokens earned so far at the old rate are kept, within the new burst.
+        let elapsed = now.duration_since(s.last).as_secs_f64();
+        let burst = (self.burst * share).max(1.0);
+        s.tokens = (s.tokens + elapsed * self.rate * s.share).min(burst);
+        s.last = now;
+        std::mem::replace(&mut s.share, share)
     }
 
     fn pause(&self, d: Duration) {
@@ -654,6 +702,32 @@ impl ApiClient {
         self.stats.lock().expect("stats lock").clone()
     }
 
+    /// Paces every bucket of this connector by what the vendor reports of
+    /// its allocation (`used` of `allowed`): the allocation counts every
+    /// request, whichever bucket it draws from.
+    fn pace(&self, used: u64, allowed: u64) {
+        let share = pace_share(used, allowed);
+        let before = self.limiter.set_share(share);
+        for b in self.buckets.values() {
+            b.set_share(share);
+        }
+        if (before - share).abs() > f64::EPSILON && (before == 1.0 || share == 1.0) {
+            tracing::info!(
+                connector = %self.settings.connector,
+                used,
+                allowed,
+                share,
+                "allocation nearly spent: pacing at a share of the configured rate"
+            );
+        }
+    }
+
+    /// The share of its configured rate the client keeps now (1 unless the
+    /// vendor reported a nearly spent allocation).
+    pub fn pace_share(&self) -> f64 {
+        self.limiter.state.lock().expect("rate limiter lock").share
+    }
+
     pub fn reqwest(&self) -> &reqwest::Client {
         &self.http
     }
@@ -761,7 +835,10 @@ impl ApiClient {
                 }
             };
             if let Some(info) = self.policy.limit_info(&headers) {
-                self.stats.lock().expect("stats").limit_info = Some(info);
+                if let Some((used, allowed)) = info.usage {
+                    self.pace(used, allowed);
+                }
+                self.stats.lock().expect("stats").limit_info = Some(info.text);
             }
             match self.policy.classify(status, &headers, &body) {
                 Verdict::Ok if is_cut_off(&req, &headers, &body) => {
@@ -1096,6 +1173,17 @@ impl PageGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_tenth_of_an_allocation_is_spent_ever_more_slowly() {
+        assert_eq!(pace_share(0, 15000), 1.0);
+        assert_eq!(pace_share(13500, 15000), 1.0);
+        assert!((pace_share(14250, 15000) - 0.5).abs() < 1e-9);
+        assert!((pace_share(14850, 15000) - 0.1).abs() < 1e-9);
+        assert_eq!(pace_share(15000, 15000), MIN_PACE_SHARE);
+        assert_eq!(pace_share(20000, 15000), MIN_PACE_SHARE);
+        assert_eq!(pace_share(5, 0), 1.0);
+    }
 
     #[test]
     fn segments_are_percent_encoded() {
