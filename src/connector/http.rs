@@ -466,12 +466,46 @@ impl ApiResponse {
     }
 }
 
+tokio::task_local! {
+    static BACKGROUND: bool;
+}
+
+/// Runs `f` with its requests at background priority: each takes a token
+/// only while no other request of its bucket is waiting for one, so reads
+/// that confirm removals (the engine's verification) never delay the
+/// removals still being sent through the same bucket.
+pub async fn background<F: std::future::Future>(f: F) -> F::Output {
+    BACKGROUND.scope(true, f).await
+}
+
+fn is_background() -> bool {
+    BACKGROUND.try_with(|b| *b).unwrap_or(false)
+}
+
+/// Counts a foreground request waiting for a token while it lives.
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(n: &'a std::sync::atomic::AtomicUsize) -> Self {
+        n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(n)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// Token bucket shared by one connector's requests, with a pause that a
 /// rate-limit answer sets for everyone ("slower when the API asks").
 struct RateLimiter {
     rate: f64,
     burst: f64,
     state: Mutex<BucketState>,
+    /// Foreground requests waiting for a token (background ones yield).
+    waiting: std::sync::atomic::AtomicUsize,
 }
 
 struct BucketState {
@@ -495,10 +529,13 @@ impl RateLimiter {
                 paused_until: None,
                 share: 1.0,
             }),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
     async fn acquire(&self) {
+        let background = is_background();
+        let _waiting = (!background).then(|| Waiting::new(&self.waiting));
         loop {
             let wait = {
                 let mut s = self.state.lock().expect("rate limiter lock");
@@ -514,6 +551,9 @@ impl RateLimiter {
                     None
                 }
                 .or_else(|| {
+                    if background && self.waiting.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                        return Some(Duration::from_millis(10));
+                    }
                     let elapsed = now.duration_since(s.last).as_secs_f64();
                     let rate = self.rate * s.share;
                     let burst = (self.burst * s.share).max(1.0);
@@ -808,7 +848,15 @@ impl ApiClient {
                 })?),
                 _ => None,
             };
-            let outcome = {
+            let outcome = if is_background() {
+                // A background request takes its token before a slot, so
+                // while it yields to waiting removals it holds no slot.
+                if !(req.prepaid && attempt == 0) {
+                    limiter.acquire().await;
+                }
+                let _permit = self.permits.acquire().await.expect("semaphore open");
+                self.attempt(&req, token.as_ref().map(|t| t.expose())).await
+            } else {
                 let _permit = self.permits.acquire().await.expect("semaphore open");
                 if !(req.prepaid && attempt == 0) {
                     limiter.acquire().await;
@@ -1173,6 +1221,36 @@ impl PageGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_background_request_yields_its_bucket_to_waiting_ones() {
+        let l = Arc::new(RateLimiter::new(20.0, 1));
+        l.acquire().await;
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let run = |name: &'static str, bg: bool| {
+            let (l, order) = (l.clone(), order.clone());
+            tokio::spawn(async move {
+                let take = async {
+                    l.acquire().await;
+                    order.lock().unwrap().push(name);
+                };
+                if bg {
+                    background(take).await
+                } else {
+                    take.await
+                }
+            })
+        };
+        // The background read asks first; the two removals still go first.
+        let b = run("read", true);
+        tokio::task::yield_now().await;
+        let f1 = run("write 1", false);
+        let f2 = run("write 2", false);
+        for t in [b, f1, f2] {
+            t.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), ["write 1", "write 2", "read"]);
+    }
 
     #[test]
     fn the_last_tenth_of_an_allocation_is_spent_ever_more_slowly() {
