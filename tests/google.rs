@@ -874,12 +874,16 @@ const DIR: &str = "/admin/directory/v1";
 /// A signed service-account assertion for the demo admin with this audience
 /// (None: the token URL it is posted to).
 fn assertion(sb: &Running, audience: Option<&str>, scopes: &[&str]) -> String {
+    assertion_as(sb, sandbox::DEMO_ADMIN, audience, scopes)
+}
+
+fn assertion_as(sb: &Running, subject: &str, audience: Option<&str>, scopes: &[&str]) -> String {
     let jwt = offboard::auth::jwt::JwtBearer::new(
         shared_reqwest(),
         offboard::auth::jwt::JwtBearerConfig {
             token_url: url::Url::parse(&format!("{}/token", sb.base_url)).unwrap(),
             issuer: offboard::apps::google::DEMO_CLIENT_EMAIL.into(),
-            subject: Some(sandbox::DEMO_ADMIN.into()),
+            subject: Some(subject.into()),
             scopes: scopes
                 .iter()
                 .map(|s| format!("https://www.googleapis.com/auth/{s}"))
@@ -924,7 +928,11 @@ struct Api {
 
 impl Api {
     async fn new(sb: &Running) -> Api {
-        let r = post_assertion(sb, &assertion(sb, None, ALL_SCOPES)).await;
+        Api::as_admin(sb, sandbox::DEMO_ADMIN).await
+    }
+
+    async fn as_admin(sb: &Running, subject: &str) -> Api {
+        let r = post_assertion(sb, &assertion_as(sb, subject, None, ALL_SCOPES)).await;
         assert_eq!(r.status(), 200);
         let v: serde_json::Value = r.json().await.unwrap();
         Api {
@@ -1489,7 +1497,7 @@ async fn batch_parts_meet_the_same_quota_as_single_calls() {
         answers
             .iter()
             .filter(|a| a.1 == 403)
-            .all(|a| a.2["error"]["errors"][0]["reason"] == "rateLimitExceeded")
+            .all(|a| a.2["error"]["errors"][0]["reason"] == "userRateLimitExceeded")
     );
     sb.stop().await;
 }
@@ -1578,4 +1586,96 @@ async fn users_list_searches_and_one_token_or_app_password_can_be_read() {
         .await;
     assert_eq!(st, 400);
     sb.stop().await;
+}
+
+/// Google counts the per-user quota against the caller (the admin a token
+/// acts as), whatever user a request is about, and the per-project quota
+/// against every caller of the project together; each with its own answer.
+#[tokio::test]
+async fn quotas_count_per_caller_and_per_project_with_googles_answers() {
+    let sb = common::sandbox(common::quick(0)).await;
+    let admin = Api::new(&sb).await;
+    let (st, _) = admin
+        .call(
+            reqwest::Method::POST,
+            &format!("{DIR}/users/lena.kowalski%40example.com/makeAdmin"),
+            Some(serde_json::json!({"status": true})),
+        )
+        .await;
+    assert_eq!(st, 204);
+    let lena = Api::as_admin(&sb, "lena.kowalski@example.com").await;
+    let tokens = |u: &str| format!("{DIR}/users/{u}/tokens");
+    // One request a second per caller, a bucket of one.
+    sb.set_faults(Faults {
+        google_user_quota_per_min: Some(60),
+        ..common::quick(0)
+    });
+    assert_eq!(admin.get(&tokens(DANA)).await.0, 200);
+    // Another user, the same caller: refused, in Google's words.
+    let (st, v) = admin.get(&tokens("priya.natarajan%40example.com")).await;
+    assert_eq!(st, 403, "{v}");
+    assert_eq!(v["error"]["errors"][0]["reason"], "userRateLimitExceeded");
+    assert_eq!(v["error"]["errors"][0]["domain"], "usageLimits");
+    assert_eq!(v["error"]["status"], "PERMISSION_DENIED");
+    // Another caller has its own bucket.
+    assert_eq!(lena.get(&tokens(DANA)).await.0, 200);
+
+    // The project's quota is shared by both callers.
+    sb.set_faults(Faults {
+        google_project_quota_per_min: Some(60),
+        ..common::quick(0)
+    });
+    assert_eq!(admin.get(&tokens(DANA)).await.0, 200);
+    let (st, v) = lena.get(&tokens(DANA)).await;
+    assert_eq!(st, 429, "{v}");
+    assert_eq!(v["error"]["errors"][0]["reason"], "rateLimitExceeded");
+    assert_eq!(v["error"]["status"], "RESOURCE_EXHAUSTED");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("'Queries per minute'"),
+        "{v}"
+    );
+    // It refills at its rate: within a few seconds the next one passes.
+    let passed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if lena.get(&tokens(DANA)).await.0 == 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(passed.is_ok(), "the project bucket refills");
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn per_project_quota_answers_are_retried_until_they_succeed() {
+    let mut e = env_with(
+        Options {
+            faults: Faults {
+                google_project_quota_per_min: Some(240),
+                ..common::quick(100)
+            },
+            ..Options::default()
+        },
+        "",
+    )
+    .await;
+    let dana = found(&*e.google, "dana.whitfield@example.com").await;
+    let inv = tokio::time::timeout(Duration::from_secs(60), e.google.list_grants(&dana))
+        .await
+        .expect("finishes");
+    assert_complete(&inv);
+    assert_eq!(of_kind(&inv.grants, GrantKind::Group).len(), 12);
+    let mut limited = 0;
+    while let Ok(n) = e.notices.try_recv() {
+        if matches!(n, HttpNotice::RateLimited { .. }) {
+            limited += 1;
+        }
+    }
+    assert!(limited > 0, "the quota was hit and waited out");
+    e.sb.stop().await;
 }

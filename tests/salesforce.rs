@@ -581,3 +581,43 @@ async fn narrowed_verify_confirms_removals() {
     let r = e.sf.verify(&marcus, &picked).await;
     assert!(r.iter().all(|(_, p)| *p == Ok(Presence::Absent)), "{r:?}");
 }
+
+/// `Sforce-Limit-Info` paces the shared client: with the org's daily
+/// allocation nearly spent, requests go out at a share of the configured
+/// rate; once it has room again, at the full rate.
+#[tokio::test]
+async fn a_nearly_spent_daily_allocation_slows_requests_down() {
+    let e = env_with(common::quick(0), |r| {
+        r.manifest.limits.requests_per_second = 20.0;
+        r.manifest.limits.burst = 20;
+    })
+    .await;
+    let used = |e: &Env| e.sb.state.salesforce.lock().unwrap().stats.api_requests;
+    // Sends lookups until `n` more requests reached the sandbox; how long.
+    async fn send(e: &Env, n: u64, used: impl Fn(&Env) -> u64) -> Duration {
+        let start = used(e);
+        let t = std::time::Instant::now();
+        while used(e) < start + n {
+            found(&e.sf, "tom.becker@example.com").await;
+        }
+        t.elapsed()
+    }
+    // Plenty of room: ten requests within the burst.
+    let fast = send(&e, 10, used).await;
+    assert!(fast < Duration::from_secs(2), "{fast:?}");
+    // 99% of the allocation used: the next answer says so, and the client
+    // keeps a tenth of its rate (2 a second, a burst of 2).
+    let limit = offboard::apps::salesforce::twin::DAILY_API_LIMIT;
+    e.sb.state.salesforce.lock().unwrap().stats.api_requests = limit - limit / 100;
+    send(&e, 1, used).await;
+    let slow = send(&e, 8, used).await;
+    assert!(slow >= Duration::from_millis(2500), "{slow:?}");
+    let info = e.sf.health().limit_info.expect("Sforce-Limit-Info read");
+    assert!(info.starts_with("API requests 14"), "{info}");
+    // A fresh window: the first answer restores the full rate.
+    e.sb.state.salesforce.lock().unwrap().stats.api_requests = 100;
+    send(&e, 1, used).await;
+    let again = send(&e, 10, used).await;
+    assert!(again < Duration::from_secs(2), "{again:?}");
+    e.sb.stop().await;
+}

@@ -91,10 +91,39 @@ pub trait VendorPolicy: Send + Sync {
     fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Verdict;
 
     /// A rate-limit headroom report, when the vendor sends one in headers
-    /// (Salesforce `Sforce-Limit-Info`, Okta `X-Rate-Limit-*`).
-    fn limit_info(&self, _headers: &HeaderMap) -> Option<String> {
+    /// (Salesforce `Sforce-Limit-Info`, Okta `X-Rate-Limit-*`): shown on
+    /// the health line, and its usage paces the client (see [`LimitInfo`]).
+    fn limit_info(&self, _headers: &HeaderMap) -> Option<LimitInfo> {
         None
     }
+}
+
+/// What a vendor reported about an allocation its requests draw from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimitInfo {
+    /// The health line's text (`API requests 25/15000 (24 h)`).
+    pub text: String,
+    /// Requests used of the allocation, and the allocation, when reported.
+    pub usage: Option<(u64, u64)>,
+}
+
+/// Headroom (unused share of an allocation) below which the client slows
+/// down: the last tenth of a vendor's allocation is spent ever more slowly.
+pub const PACE_BELOW_HEADROOM: f64 = 0.10;
+/// The slowest the client goes on a nearly spent allocation: this share of
+/// its configured rate (never stopping: the vendor's own refusal is retried
+/// as any rate limit is).
+pub const MIN_PACE_SHARE: f64 = 0.02;
+
+/// The share of its configured rate the client keeps when `used` of
+/// `allowed` are spent: 1 while at least [`PACE_BELOW_HEADROOM`] is left,
+/// then in proportion to what is left, down to [`MIN_PACE_SHARE`].
+pub fn pace_share(used: u64, allowed: u64) -> f64 {
+    if allowed == 0 {
+        return 1.0;
+    }
+    let headroom = allowed.saturating_sub(used) as f64 / allowed as f64;
+    (headroom / PACE_BELOW_HEADROOM).clamp(MIN_PACE_SHARE, 1.0)
 }
 
 /// Status-code-only policy: 2xx ok, 429 rate limited, 401 unauthorized,
@@ -437,18 +466,55 @@ impl ApiResponse {
     }
 }
 
+tokio::task_local! {
+    static BACKGROUND: bool;
+}
+
+/// Runs `f` with its requests at background priority: each takes a token
+/// only while no other request of its bucket is waiting for one, so reads
+/// that confirm removals (the engine's verification) never delay the
+/// removals still being sent through the same bucket.
+pub async fn background<F: std::future::Future>(f: F) -> F::Output {
+    BACKGROUND.scope(true, f).await
+}
+
+fn is_background() -> bool {
+    BACKGROUND.try_with(|b| *b).unwrap_or(false)
+}
+
+/// Counts a foreground request waiting for a token while it lives.
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(n: &'a std::sync::atomic::AtomicUsize) -> Self {
+        n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(n)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// Token bucket shared by one connector's requests, with a pause that a
 /// rate-limit answer sets for everyone ("slower when the API asks").
 struct RateLimiter {
     rate: f64,
     burst: f64,
     state: Mutex<BucketState>,
+    /// Foreground requests waiting for a token (background ones yield).
+    waiting: std::sync::atomic::AtomicUsize,
 }
 
 struct BucketState {
     tokens: f64,
     last: Instant,
     paused_until: Option<Instant>,
+    /// Share of the rate (and burst) in force: below 1 while the vendor's
+    /// allocation is nearly spent ([`pace_share`]).
+    share: f64,
 }
 
 impl RateLimiter {
@@ -461,11 +527,15 @@ impl RateLimiter {
                 tokens: burst,
                 last: Instant::now(),
                 paused_until: None,
+                share: 1.0,
             }),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
     async fn acquire(&self) {
+        let background = is_background();
+        let _waiting = (!background).then(|| Waiting::new(&self.waiting));
         loop {
             let wait = {
                 let mut s = self.state.lock().expect("rate limiter lock");
@@ -481,14 +551,19 @@ impl RateLimiter {
                     None
                 }
                 .or_else(|| {
+                    if background && self.waiting.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                        return Some(Duration::from_millis(10));
+                    }
                     let elapsed = now.duration_since(s.last).as_secs_f64();
-                    s.tokens = (s.tokens + elapsed * self.rate).min(self.burst);
+                    let rate = self.rate * s.share;
+                    let burst = (self.burst * s.share).max(1.0);
+                    s.tokens = (s.tokens + elapsed * rate).min(burst);
                     s.last = now;
                     if s.tokens >= 1.0 {
                         s.tokens -= 1.0;
                         None
                     } else {
-                        Some(Duration::from_secs_f64((1.0 - s.tokens) / self.rate))
+                        Some(Duration::from_secs_f64((1.0 - s.tokens) / rate))
                     }
                 })
             };
@@ -497,6 +572,19 @@ impl RateLimiter {
                 Some(d) => tokio::time::sleep(d).await,
             }
         }
+    }
+
+    /// Sets the share of the rate in force (see [`pace_share`]); returns
+    /// the one it replaces.
+    fn set_share(&self, share: f64) -> f64 {
+        let mut s = self.state.lock().expect("rate limiter lock");
+        let now = Instant::now();
+        // Tokens earned so far at the old rate are kept, within the new burst.
+        let elapsed = now.duration_since(s.last).as_secs_f64();
+        let burst = (self.burst * share).max(1.0);
+        s.tokens = (s.tokens + elapsed * self.rate * s.share).min(burst);
+        s.last = now;
+        std::mem::replace(&mut s.share, share)
     }
 
     fn pause(&self, d: Duration) {
@@ -654,6 +742,32 @@ impl ApiClient {
         self.stats.lock().expect("stats lock").clone()
     }
 
+    /// Paces every bucket of this connector by what the vendor reports of
+    /// its allocation (`used` of `allowed`): the allocation counts every
+    /// request, whichever bucket it draws from.
+    fn pace(&self, used: u64, allowed: u64) {
+        let share = pace_share(used, allowed);
+        let before = self.limiter.set_share(share);
+        for b in self.buckets.values() {
+            b.set_share(share);
+        }
+        if (before - share).abs() > f64::EPSILON && (before == 1.0 || share == 1.0) {
+            tracing::info!(
+                connector = %self.settings.connector,
+                used,
+                allowed,
+                share,
+                "allocation nearly spent: pacing at a share of the configured rate"
+            );
+        }
+    }
+
+    /// The share of its configured rate the client keeps now (1 unless the
+    /// vendor reported a nearly spent allocation).
+    pub fn pace_share(&self) -> f64 {
+        self.limiter.state.lock().expect("rate limiter lock").share
+    }
+
     pub fn reqwest(&self) -> &reqwest::Client {
         &self.http
     }
@@ -734,7 +848,15 @@ impl ApiClient {
                 })?),
                 _ => None,
             };
-            let outcome = {
+            let outcome = if is_background() {
+                // A background request takes its token before a slot, so
+                // while it yields to waiting removals it holds no slot.
+                if !(req.prepaid && attempt == 0) {
+                    limiter.acquire().await;
+                }
+                let _permit = self.permits.acquire().await.expect("semaphore open");
+                self.attempt(&req, token.as_ref().map(|t| t.expose())).await
+            } else {
                 let _permit = self.permits.acquire().await.expect("semaphore open");
                 if !(req.prepaid && attempt == 0) {
                     limiter.acquire().await;
@@ -761,7 +883,10 @@ impl ApiClient {
                 }
             };
             if let Some(info) = self.policy.limit_info(&headers) {
-                self.stats.lock().expect("stats").limit_info = Some(info);
+                if let Some((used, allowed)) = info.usage {
+                    self.pace(used, allowed);
+                }
+                self.stats.lock().expect("stats").limit_info = Some(info.text);
             }
             match self.policy.classify(status, &headers, &body) {
                 Verdict::Ok if is_cut_off(&req, &headers, &body) => {
@@ -1096,6 +1221,47 @@ impl PageGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_background_request_yields_its_bucket_to_waiting_ones() {
+        let l = Arc::new(RateLimiter::new(20.0, 1));
+        l.acquire().await;
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let run = |name: &'static str, bg: bool| {
+            let (l, order) = (l.clone(), order.clone());
+            tokio::spawn(async move {
+                let take = async {
+                    l.acquire().await;
+                    order.lock().unwrap().push(name);
+                };
+                if bg {
+                    background(take).await
+                } else {
+                    take.await
+                }
+            })
+        };
+        // The background read asks first; the two removals still go first.
+        let b = run("read", true);
+        tokio::task::yield_now().await;
+        let f1 = run("write 1", false);
+        let f2 = run("write 2", false);
+        for t in [b, f1, f2] {
+            t.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), ["write 1", "write 2", "read"]);
+    }
+
+    #[test]
+    fn the_last_tenth_of_an_allocation_is_spent_ever_more_slowly() {
+        assert_eq!(pace_share(0, 15000), 1.0);
+        assert_eq!(pace_share(13500, 15000), 1.0);
+        assert!((pace_share(14250, 15000) - 0.5).abs() < 1e-9);
+        assert!((pace_share(14850, 15000) - 0.1).abs() < 1e-9);
+        assert_eq!(pace_share(15000, 15000), MIN_PACE_SHARE);
+        assert_eq!(pace_share(20000, 15000), MIN_PACE_SHARE);
+        assert_eq!(pace_share(5, 0), 1.0);
+    }
 
     #[test]
     fn segments_are_percent_encoded() {

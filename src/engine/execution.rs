@@ -58,6 +58,8 @@ impl Engine {
         let exec = async {
             let r = self.execute(email, &plan, &wake).await;
             exec_done.store(true, Ordering::SeqCst);
+            // Every connector's verification waits on it.
+            wake.notify_waiters();
             wake.notify_one();
             r
         };
@@ -253,6 +255,8 @@ impl Engine {
             outcome,
             Some(RevokeOutcome::Accepted | RevokeOutcome::AlreadyGone)
         ) {
+            // Every connector's verification waits on it.
+            wake.notify_waiters();
             wake.notify_one();
         }
         self.emit_health(&c);

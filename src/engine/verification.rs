@@ -74,7 +74,30 @@ impl Engine {
     /// new removals arrive, until each is absent from a fresh successful read (`verified`) or its
     /// deadline passes (`unconfirmed`, escalated in the ledger). Ends when
     /// nothing is pending and `exec_done` is set.
+    ///
+    /// Each connector is re-read on its own schedule: a connector whose
+    /// reads wait for its rate limit never holds back another's
+    /// confirmations (as phases, verification is per app).
     pub(super) async fn verify_loop(
+        &self,
+        email: &str,
+        scope: &HashSet<String>,
+        exec_done: &AtomicBool,
+        wake: &Notify,
+    ) -> Result<(), EngineError> {
+        let mut by_connector: BTreeMap<&str, HashSet<String>> = BTreeMap::new();
+        for key in scope {
+            let cid = key.split_once('/').map_or(key.as_str(), |(c, _)| c);
+            by_connector.entry(cid).or_default().insert(key.clone());
+        }
+        let loops = by_connector
+            .values()
+            .map(|keys| self.verify_connector(email, keys, exec_done, wake));
+        join_all(loops).await.into_iter().collect()
+    }
+
+    /// [`Self::verify_loop`] for one connector's grants (`scope`).
+    async fn verify_connector(
         &self,
         email: &str,
         scope: &HashSet<String>,
@@ -112,7 +135,11 @@ impl Engine {
                 .map(|(cid, (account, grants))| async move {
                     let c = self.connector(&cid).cloned();
                     let results = match &c {
-                        Some(c) => c.verify(&account, &grants).await,
+                        // Behind the removals still going out through the
+                        // same rate buckets.
+                        Some(c) => {
+                            crate::connector::http::background(c.verify(&account, &grants)).await
+                        }
                         None => Vec::new(),
                     };
                     (cid, c, grants, results)

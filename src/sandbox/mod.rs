@@ -34,6 +34,17 @@ use tokio::time::Instant;
 /// endpoints can check real RS256 signatures.
 pub const DEMO_ADMIN: &str = "admin@example.com";
 
+/// Google's documented default per-user quota of the Admin SDK Directory
+/// API: 2,400 queries per minute per user per Cloud project.
+pub const GOOGLE_USER_QUOTA_PER_MIN: u32 = 2400;
+/// The Admin SDK's per-project "Queries per minute" default. Google's
+/// "Limits and quotas" page documents only the per-user figure (and a
+/// per-account 429 that "can't be increased" with no number); this assumes
+/// the project's default equals it, as the Cloud console's quota page lists
+/// it, so one caller can use the whole project quota and two callers of one
+/// project share it.
+pub const GOOGLE_PROJECT_QUOTA_PER_MIN: u32 = 2400;
+
 /// Fault switches. All can be changed while running.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -52,9 +63,16 @@ pub struct Faults {
     pub malformed_rate: f64,
     /// Seconds sent in Retry-After on injected 429s.
     pub retry_after_secs: u64,
-    /// Google per-user quota (requests per minute per user key), answered
-    /// with 403 rateLimitExceeded. None: no quota.
+    /// Google Admin SDK per-user quota (requests per minute per caller: the
+    /// user a token acts as), answered with 403 `userRateLimitExceeded`.
+    /// Google's default is 2,400. None: no quota.
     pub google_user_quota_per_min: Option<u32>,
+    /// Google Admin SDK per-project quota (requests per minute from every
+    /// caller of the service account's project), answered with 429
+    /// `rateLimitExceeded`. Google documents no figure for it; its Cloud
+    /// console shows 2,400 a minute by default (see `GOOGLE_PROJECT_QUOTA_PER_MIN`).
+    /// None: no quota.
+    pub google_project_quota_per_min: Option<u32>,
     /// Google answers injected rate limits with 429 RESOURCE_EXHAUSTED and
     /// Retry-After (as some Google APIs do) instead of 403 rateLimitExceeded.
     pub google_429: bool,
@@ -78,6 +96,7 @@ impl Default for Faults {
             malformed_rate: 0.0,
             retry_after_secs: 1,
             google_user_quota_per_min: None,
+            google_project_quota_per_min: None,
             google_429: false,
             path_prefix: None,
             slack_tiers: None,

@@ -10,7 +10,8 @@
 //! Shapes follow the discovery documents (`kind`, `etag`, field names; empty
 //! lists omit `items`, as Google does). Lists page with `maxResults` /
 //! `pageToken` → `nextPageToken` (opaque, absent at the end). Errors use
-//! Google's body. Per-user quotas are answered with 403 `rateLimitExceeded`.
+//! Google's body. Quotas (per caller and per project) are answered as Google
+//! does: 403 `userRateLimitExceeded`, 429 `rateLimitExceeded`.
 //! Removed tokens, ASPs, memberships, role assignments and licenses stay
 //! readable for the consistency delay; so does a suspension's absence.
 
@@ -152,6 +153,9 @@ pub struct Device {
 
 struct Issued {
     expires: Instant,
+    /// Whom the token acts as (the delegated admin): Google counts the
+    /// per-user quota against the caller, not the user a request is about.
+    subject: String,
     /// The scopes asked for in the assertion (all granted, or none).
     scopes: Vec<String>,
 }
@@ -183,6 +187,8 @@ pub struct State {
     issued: HashMap<String, Issued>,
     cursors: HashMap<String, (String, usize)>,
     quota: HashMap<String, Bucket>,
+    /// The project's quota bucket (the one demo service account's project).
+    project_quota: Option<Bucket>,
 }
 
 impl std::fmt::Debug for State {
@@ -764,17 +770,19 @@ impl State {
             .position(|g| g.id == key || g.email.eq_ignore_ascii_case(key))
     }
 
-    fn check_auth(&mut self, headers: &HeaderMap) -> Result<(), Response> {
+    /// Checks the bearer token; returns whom it acts as.
+    fn check_auth(&mut self, headers: &HeaderMap) -> Result<String, Response> {
         let token = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
-        let ok = token
+        let caller = token
             .and_then(|t| self.issued.get(t))
-            .is_some_and(|i| i.expires > Instant::now());
-        if ok {
-            Ok(())
+            .filter(|i| i.expires > Instant::now())
+            .map(|i| i.subject.clone());
+        if let Some(caller) = caller {
+            Ok(caller)
         } else {
             let mut r = google_error(
                 StatusCode::UNAUTHORIZED,
@@ -791,31 +799,61 @@ impl State {
         }
     }
 
-    /// Per-user quota as a token bucket refilled at `per_min / 60` a second
-    /// (so a client that backs off gets through within seconds).
-    fn take_quota(&mut self, user_key: &str, per_min: u32) -> Result<(), Response> {
-        let rate = f64::from(per_min.max(1)) / 60.0;
-        let cap = rate.max(1.0);
+    /// Google's Admin SDK quotas, each a token bucket refilled at
+    /// `per_min / 60` a second holding at most one second's worth (so a
+    /// client that backs off gets through within seconds): per user, the
+    /// caller a token acts as, answered 403 `userRateLimitExceeded`; per
+    /// project, every caller of the service account's project together,
+    /// answered 429 `rateLimitExceeded` (`RESOURCE_EXHAUSTED`). A request
+    /// refused by one takes nothing from the other.
+    fn take_quota(
+        &mut self,
+        caller: &str,
+        per_user: Option<u32>,
+        per_project: Option<u32>,
+    ) -> Result<(), Response> {
         let now = Instant::now();
-        let b = self
-            .quota
-            .entry(user_key.to_ascii_lowercase())
-            .or_insert(Bucket {
-                tokens: cap,
-                last: now,
-            });
-        b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * rate).min(cap);
-        b.last = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(google_error(
-                StatusCode::FORBIDDEN,
-                "rateLimitExceeded",
-                "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute per user' of service 'admin.googleapis.com'.",
-            ))
+        let refill = |b: &mut Bucket, per_min: u32| {
+            let rate = f64::from(per_min.max(1)) / 60.0;
+            b.tokens =
+                (b.tokens + now.duration_since(b.last).as_secs_f64() * rate).min(rate.max(1.0));
+            b.last = now;
+            b.tokens >= 1.0
+        };
+        let full = |per_min: u32| Bucket {
+            tokens: (f64::from(per_min.max(1)) / 60.0).max(1.0),
+            last: now,
+        };
+        if let Some(q) = per_user {
+            let b = self
+                .quota
+                .entry(caller.to_string())
+                .or_insert_with(|| full(q));
+            if !refill(b, q) {
+                return Err(google_error(
+                    StatusCode::FORBIDDEN,
+                    "userRateLimitExceeded",
+                    "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute per user' of service 'admin.googleapis.com' for consumer 'project_number:100000000001'.",
+                ));
+            }
         }
+        if let Some(q) = per_project {
+            let b = self.project_quota.get_or_insert_with(|| full(q));
+            if !refill(b, q) {
+                return Err(google_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rateLimitExceeded",
+                    "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute' of service 'admin.googleapis.com' for consumer 'project_number:100000000001'.",
+                ));
+            }
+            b.tokens -= 1.0;
+        }
+        if per_user.is_some()
+            && let Some(b) = self.quota.get_mut(caller)
+        {
+            b.tokens -= 1.0;
+        }
+        Ok(())
     }
 
     /// One page of a listing of `total` items: the index range and the next
@@ -947,19 +985,20 @@ fn bad_request(msg: &str) -> Response {
     google_error(StatusCode::BAD_REQUEST, "invalid", msg)
 }
 
-/// Checks the bearer token and the per-user quota. Returns the locked state.
+/// Checks the bearer token and the quotas. Returns the locked state.
 fn guard<'a>(
     s: &'a SandboxState,
     headers: &HeaderMap,
-    user_key: Option<&str>,
     paged: bool,
 ) -> Result<std::sync::MutexGuard<'a, State>, Response> {
-    let quota = s.faults().google_user_quota_per_min;
+    let f = s.faults();
     let mut g = s.google.lock().expect("google state lock");
-    g.check_auth(headers)?;
-    if let (Some(q), Some(k)) = (quota, user_key) {
-        g.take_quota(k, q)?;
-    }
+    let caller = g.check_auth(headers)?;
+    g.take_quota(
+        &caller,
+        f.google_user_quota_per_min,
+        f.google_project_quota_per_min,
+    )?;
     if paged && g.fail_paged_requests {
         return Err(google_error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -971,11 +1010,11 @@ fn guard<'a>(
 }
 
 macro_rules! guard {
-    ($s:expr, $h:expr, $key:expr) => {
-        guard!($s, $h, $key, false)
+    ($s:expr, $h:expr) => {
+        guard!($s, $h, false)
     };
-    ($s:expr, $h:expr, $key:expr, $paged:expr) => {
-        match guard(&$s, &$h, $key, $paged) {
+    ($s:expr, $h:expr, $paged:expr) => {
+        match guard(&$s, &$h, $paged) {
             Ok(g) => g,
             Err(r) => return r,
         }
@@ -1326,6 +1365,7 @@ async fn token(AxState(s): AxState<Shared>, Form(form): Form<TokenForm>) -> Resp
         token.clone(),
         Issued {
             expires: now + std::time::Duration::from_secs(TOKEN_TTL_SECS),
+            subject: sub.to_ascii_lowercase(),
             scopes: asked,
         },
     );
@@ -1344,7 +1384,7 @@ async fn get_user(
     headers: HeaderMap,
     Path(key): Path<String>,
 ) -> Response {
-    let g = guard!(s, headers, Some(&key));
+    let g = guard!(s, headers);
     match g.user_index(&key) {
         Some(u) => Json(g.user_json(&s, u)).into_response(),
         None => not_found("userKey"),
@@ -1357,7 +1397,7 @@ async fn patch_user(
     Path(key): Path<String>,
     body: Option<Json<Value>>,
 ) -> Response {
-    let mut g = guard!(s, headers, Some(&key));
+    let mut g = guard!(s, headers);
     let Some(u) = g.user_index(&key) else {
         return not_found("userKey");
     };
@@ -1397,7 +1437,7 @@ async fn sign_out(
     headers: HeaderMap,
     Path(key): Path<String>,
 ) -> Response {
-    let mut g = guard!(s, headers, Some(&key));
+    let mut g = guard!(s, headers);
     let Some(u) = g.user_index(&key) else {
         return not_found("userKey");
     };
@@ -1412,7 +1452,7 @@ async fn make_admin(
     Path(key): Path<String>,
     body: Option<Json<Value>>,
 ) -> Response {
-    let mut g = guard!(s, headers, Some(&key));
+    let mut g = guard!(s, headers);
     let Some(u) = g.user_index(&key) else {
         return not_found("userKey");
     };
@@ -1465,7 +1505,7 @@ async fn list_users(
     headers: HeaderMap,
     Query(p): Query<ListParams>,
 ) -> Response {
-    let mut g = guard!(s, headers, None, p.page_token.is_some());
+    let mut g = guard!(s, headers, p.page_token.is_some());
     let max = match p.max(100, 500) {
         Ok(m) => m,
         Err(r) => return r,
@@ -1551,7 +1591,7 @@ async fn turn_off_2sv(
     headers: HeaderMap,
     Path(key): Path<String>,
 ) -> Response {
-    let mut g = guard!(s, headers, Some(&key));
+    let mut g = guard!(s, headers);
     let Some(u) = g.user_index(&key) else {
         return not_found("userKey");
     };
@@ -1568,7 +1608,7 @@ async fn list_tokens(
     headers: HeaderMap,
     Path(key): Path<String>,
 ) -> Response {
-    let g = guard!(s, headers, Some(&key));
+    let g = guard!(s, headers);
     let Some(u) = g.user_index(&key) else {
         return not_found("userKey");
     };
@@ -1607,7 +1647,7 @@ async fn get_token(
     headers: HeaderMap,
     Path((key, client_id)): Path<(String, String)>,
 ) -> Response {
-    let g = guard!(s, headers, Some(&key));
+    let g = guard!(s, headers);
     let Some(u) = g.user_index(&key) else {
         return not_found("userKey");
     };
@@ -1626,7 +1666,7 @@ async fn delete_token(
     headers: HeaderMap,
     Path((key, client_id)): Path<(String, String)>,
 ) -> Response {
-    let mut g = guard!(s, headers, Some(&key));
+    let mut g = guard!(s, headers);
     let Some(u) = g.user_index(&key) else {
         return not_found("userKey");
     };
@@ -1654,7 +1694,7 @@ async fn list_asps(
     headers: HeaderMap,
     Path(key): Path<String>,
 ) -> Response {
-    let g = guard!(s, headers, Some(&key));
+    let g = guard!(s, headers);
     let Some(u) = g.user_index(&key) else {
         return not_found("userKey");
     };
@@ -1692,7 +1732,7 @@ async fn get_asp(
     headers: HeaderMap,
     Path((key, code)): Path<(String, String)>,
 ) -> Response {
-    let g = guard!(s, headers, Some(&key));
+    let g = guard!(s, headers);
     let Some(u) = g.user_index(&key) else {
         return not_found("userKey");
     };
@@ -1714,7 +1754,7 @@ async fn delete_asp(
     headers: HeaderMap,
     Path((key, code)): Path<(String, String)>,
 ) -> Response {
-    let mut g = guard!(s, headers, Some(&key));
+    let mut g = guard!(s, headers);
     let Some(u) = g.user_index(&key) else {
         return not_found("userKey");
     };
@@ -1741,7 +1781,7 @@ async fn list_codes(
     headers: HeaderMap,
     Path(key): Path<String>,
 ) -> Response {
-    let g = guard!(s, headers, Some(&key));
+    let g = guard!(s, headers);
     let Some(u) = g.user_index(&key) else {
         return not_found("userKey");
     };
@@ -1772,7 +1812,7 @@ async fn invalidate_codes(
     headers: HeaderMap,
     Path(key): Path<String>,
 ) -> Response {
-    let mut g = guard!(s, headers, Some(&key));
+    let mut g = guard!(s, headers);
     let Some(u) = g.user_index(&key) else {
         return not_found("userKey");
     };
@@ -1917,8 +1957,7 @@ async fn list_groups(
         Ok(q) => q.unwrap_or_default(),
         Err(r) => return r,
     };
-    let quota_key = p.user_key.as_deref().or(search.member_key.as_deref());
-    let mut g = guard!(s, headers, quota_key, p.page_token.is_some());
+    let mut g = guard!(s, headers, p.page_token.is_some());
     let max = match p.max(200, 200) {
         Ok(m) => m,
         Err(r) => return r,
@@ -2025,7 +2064,7 @@ async fn get_group(
     headers: HeaderMap,
     Path(key): Path<String>,
 ) -> Response {
-    let g = guard!(s, headers, None);
+    let g = guard!(s, headers);
     match g.group_index(&key) {
         Some(i) => Json(g.group_json(i)).into_response(),
         None => not_found("groupKey"),
@@ -2058,7 +2097,7 @@ async fn get_member(
     headers: HeaderMap,
     Path((group, member)): Path<(String, String)>,
 ) -> Response {
-    let g = guard!(s, headers, Some(&member));
+    let g = guard!(s, headers);
     match listed_membership(&s, &g, &group, &member) {
         Err(r) => r,
         Ok(None) => not_found("memberKey"),
@@ -2085,7 +2124,7 @@ async fn has_member(
     headers: HeaderMap,
     Path((group, member)): Path<(String, String)>,
 ) -> Response {
-    let g = guard!(s, headers, Some(&member));
+    let g = guard!(s, headers);
     match listed_membership(&s, &g, &group, &member) {
         Err(r) => r,
         Ok(found) => Json(json!({"isMember": found.is_some()})).into_response(),
@@ -2097,7 +2136,7 @@ async fn delete_member(
     headers: HeaderMap,
     Path((group, member)): Path<(String, String)>,
 ) -> Response {
-    let mut g = guard!(s, headers, Some(&member));
+    let mut g = guard!(s, headers);
     let Some(gi) = g.group_index(&group) else {
         return not_found("groupKey");
     };
@@ -2129,7 +2168,7 @@ async fn get_customer(
     headers: HeaderMap,
     Path(key): Path<String>,
 ) -> Response {
-    let _g = guard!(s, headers, None);
+    let _g = guard!(s, headers);
     if !customer_ok(&key) {
         return not_found("customerKey");
     }
@@ -2161,7 +2200,7 @@ async fn list_assignments(
     Path(customer): Path<String>,
     Query(p): Query<ListParams>,
 ) -> Response {
-    let mut g = guard!(s, headers, p.user_key.as_deref(), p.page_token.is_some());
+    let mut g = guard!(s, headers, p.page_token.is_some());
     if !customer_ok(&customer) {
         return bad_request("Bad Request");
     }
@@ -2247,7 +2286,7 @@ async fn delete_assignment(
     headers: HeaderMap,
     Path((customer, id)): Path<(String, String)>,
 ) -> Response {
-    let mut g = guard!(s, headers, None);
+    let mut g = guard!(s, headers);
     if !customer_ok(&customer) {
         return bad_request("Bad Request");
     }
@@ -2270,7 +2309,7 @@ async fn list_roles(
     Path(customer): Path<String>,
     Query(p): Query<ListParams>,
 ) -> Response {
-    let mut g = guard!(s, headers, None, p.page_token.is_some());
+    let mut g = guard!(s, headers, p.page_token.is_some());
     if !customer_ok(&customer) {
         return bad_request("Bad Request");
     }
@@ -2336,7 +2375,7 @@ async fn list_devices(
     Query(p): Query<ListParams>,
 ) -> Response {
     let email = p.query.as_deref().and_then(query_email);
-    let mut g = guard!(s, headers, email.as_deref(), p.page_token.is_some());
+    let mut g = guard!(s, headers, p.page_token.is_some());
     if !customer_ok(&customer) {
         return bad_request("Bad Request");
     }
@@ -2407,7 +2446,7 @@ async fn device_action(
     Path((customer, resource_id)): Path<(String, String)>,
     body: Option<Json<Value>>,
 ) -> Response {
-    let mut g = guard!(s, headers, None);
+    let mut g = guard!(s, headers);
     if !customer_ok(&customer) {
         return bad_request("Bad Request");
     }
@@ -2497,7 +2536,7 @@ fn list_licenses(
     sku: Option<&str>,
     p: &ListParams,
 ) -> Response {
-    let mut g = guard!(s, headers, None, p.page_token.is_some());
+    let mut g = guard!(s, headers, p.page_token.is_some());
     match p.customer_id.as_deref() {
         None => return bad_request("Required parameter: customerId"),
         Some(c) if c == CUSTOMER_ID || c.eq_ignore_ascii_case(CUSTOMER_DOMAIN) => {}
@@ -2553,7 +2592,7 @@ async fn get_license(
     headers: HeaderMap,
     Path((product, sku, user)): Path<(String, String, String)>,
 ) -> Response {
-    let g = guard!(s, headers, Some(&user));
+    let g = guard!(s, headers);
     match license_index(&g, &product, &sku, &user)
         .filter(|&i| s.still_listed(g.licenses[i].removed_at))
     {
@@ -2571,7 +2610,7 @@ async fn delete_license(
     headers: HeaderMap,
     Path((product, sku, user)): Path<(String, String, String)>,
 ) -> Response {
-    let mut g = guard!(s, headers, Some(&user));
+    let mut g = guard!(s, headers);
     match license_index(&g, &product, &sku, &user).filter(|&i| g.licenses[i].removed_at.is_none()) {
         Some(i) => {
             g.licenses[i].removed_at = Some(Instant::now());

@@ -41,7 +41,10 @@
 //!   (Salesforce wants `exp` within about 3 minutes).
 //! - 403 `REQUEST_LIMIT_EXCEEDED` (daily allocation or concurrent long
 //!   requests) has no Retry-After: the client backs off. Every answer's
-//!   `Sforce-Limit-Info: api-usage=n/max` is kept for the health line.
+//!   `Sforce-Limit-Info: api-usage=n/max` is kept for the health line and
+//!   handed to the shared client, which slows down as the allocation nears
+//!   its end (`http::pace_share`), so the org's other integrations keep
+//!   their share.
 
 use crate::connector::find_by_each_address;
 
@@ -70,7 +73,7 @@ use url::Url;
 use crate::auth::TokenSource;
 use crate::auth::jwt::{JwtBearer, JwtBearerConfig};
 use crate::connector::http::{
-    ApiClient, ApiRequest, PageGuard, VendorPolicy, Verdict, default_classify,
+    ApiClient, ApiRequest, LimitInfo, PageGuard, VendorPolicy, Verdict, default_classify,
 };
 use crate::connector::{
     BuildContext, Connector, ConnectorError, Health, Inventory, Lookup, Presence,
@@ -151,7 +154,7 @@ impl VendorPolicy for SalesforcePolicy {
         }
     }
 
-    fn limit_info(&self, headers: &HeaderMap) -> Option<String> {
+    fn limit_info(&self, headers: &HeaderMap) -> Option<LimitInfo> {
         let raw = headers.get("sforce-limit-info")?.to_str().ok()?;
         let usage = raw
             .split(',')
@@ -161,7 +164,10 @@ impl VendorPolicy for SalesforcePolicy {
             .trim();
         let (used, max) = usage.split_once('/')?;
         let (used, max) = (used.parse::<u64>().ok()?, max.parse::<u64>().ok()?);
-        Some(format!("API requests {used}/{max} (24 h)"))
+        Some(LimitInfo {
+            text: format!("API requests {used}/{max} (24 h)"),
+            usage: Some((used, max)),
+        })
     }
 }
 
@@ -1052,10 +1058,9 @@ mod tests {
         let p = SalesforcePolicy;
         let mut h = HeaderMap::new();
         h.insert("sforce-limit-info", "api-usage=25/15000".parse().unwrap());
-        assert_eq!(
-            p.limit_info(&h).as_deref(),
-            Some("API requests 25/15000 (24 h)")
-        );
+        let info = p.limit_info(&h).expect("read");
+        assert_eq!(info.text, "API requests 25/15000 (24 h)");
+        assert_eq!(info.usage, Some((25, 15000)));
         let body = br#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#;
         assert!(matches!(
             p.classify(StatusCode::FORBIDDEN, &h, body),

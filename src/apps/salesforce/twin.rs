@@ -548,6 +548,27 @@ impl State {
             .unwrap_or_default()
     }
 
+    /// The org's state of record for an object: rows not removed, with every
+    /// accepted update applied whether or not reads show it yet (for
+    /// benchmarks and tests that check an outcome, not what the API lists).
+    pub fn live_rows(&self, object: &str) -> Vec<BTreeMap<String, Value>> {
+        self.objects
+            .get(object)
+            .map(|v| {
+                v.iter()
+                    .filter(|r| r.removed_at.is_none())
+                    .map(|r| {
+                        let mut f = r.fields.clone();
+                        for (k, val, _) in &r.pending {
+                            f.insert(k.clone(), val.clone());
+                        }
+                        f
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Every delete token in the org (tests check they never leak).
     pub fn delete_tokens(&self) -> Vec<String> {
         self.objects

@@ -1116,20 +1116,18 @@ impl SlackDriver {
     ///
     /// `usergroups.users.update` replaces the whole member list and Slack
     /// offers no version or compare-and-swap, so the write is guarded:
-    /// 1. read the members (`usergroups.users.list`) and compute the list
+    /// 1. take the rate-limit tokens of the read and the write together;
+    /// 2. read the members (`usergroups.users.list`) and compute the list
     ///    without the leaver;
-    /// 2. read again right before writing; if the two reads differ, someone
-    ///    else is changing the group: start over from the newer list;
-    /// 3. write, and check the list Slack answers with is exactly the one
-    ///    computed (if the leaver is in it, or anyone of it is missing,
-    ///    start over).
+    /// 3. write at once, and check the list Slack answers with is exactly
+    ///    the one computed (if the leaver is in it, or anyone of it is
+    ///    missing, start over).
     ///
-    /// A member added before step 2 is therefore always kept. Step 2 and the
-    /// write take their rate-limit tokens together before step 2, so no
-    /// rate-limit wait falls between them. What remains is one request's
-    /// round trip between step 2 and the write; a member
-    /// added in it is visible to the other writer's own re-read and this
-    /// driver's next listing (the operator sees the group list refresh).
+    /// A member added before step 2, however long step 1 waited, is
+    /// therefore always kept, at one read per write. What remains is one
+    /// request's round trip between the read and the write; a member added
+    /// in it is visible to the other writer's own read and this driver's
+    /// next listing (the operator sees the group list refresh).
     /// After `group_write_attempts` conflicting rounds the removal fails
     /// and nothing more is written.
     async fn remove_from_group(
@@ -1142,7 +1140,16 @@ impl SlackDriver {
         // though `usergroups.users.list` still lists them: left out.
         let mut deactivated: HashSet<String> = HashSet::new();
         for round in 0..attempts {
-            let current = self.group_members(group, false).await?;
+            // The read and the write go out back to back: both tokens are
+            // taken before the read, so no rate-limit wait opens a window
+            // between them, and the list written is the one just read (one
+            // read per write: an earlier read would only cost a token).
+            let (list, update) = (
+                self.settings.bucket_of("usergroups.users.list"),
+                self.settings.bucket_of("usergroups.users.update"),
+            );
+            self.web.reserve(&[Some(&list), Some(&update)]).await;
+            let current = self.group_members(group, true).await?;
             if !current.iter().any(|u| u == user) {
                 return Ok(if round == 0 {
                     RevokeOutcome::AlreadyGone
@@ -1173,19 +1180,6 @@ impl SlackDriver {
                             .unwrap_or_else(|| "Add a member to the group, or disable it.".into()),
                     }),
                 };
-            }
-            // The re-read and the write go out back to back: both tokens are
-            // taken before the re-read, so no rate-limit wait opens a window
-            // between them.
-            let (list, update) = (
-                self.settings.bucket_of("usergroups.users.list"),
-                self.settings.bucket_of("usergroups.users.update"),
-            );
-            self.web.reserve(&[Some(&list), Some(&update)]).await;
-            let check = self.group_members(group, true).await?;
-            if set(&check) != set(&current) {
-                tracing::info!(connector = %self.id, round, "user group changed while removing a member; re-reading");
-                continue;
             }
             let users = desired.join(",");
             let written: GroupUpdateResp = match self
