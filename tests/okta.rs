@@ -24,7 +24,11 @@ struct Env {
     dir: tempfile::TempDir,
 }
 
-async fn env_with(consistency_ms: u64, extra: &str, tweak: impl FnOnce(&mut ResolvedConnector)) -> Env {
+async fn env_with(
+    consistency_ms: u64,
+    extra: &str,
+    tweak: impl FnOnce(&mut ResolvedConnector),
+) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("access.jsonl");
     let sb = offboard::sandbox::start(Options {
@@ -93,13 +97,17 @@ async fn listed(c: &Okta, a: &Account) -> Vec<Grant> {
 }
 
 async fn wait_absent(c: &Okta, a: &Account, grants: &[Grant]) {
-    common::wait_for(Duration::from_secs(10), "grants verified absent", || async {
-        c.verify(a, grants)
-            .await
-            .iter()
-            .all(|(_, p)| matches!(p, Ok(Presence::Absent)))
-            .then_some(())
-    })
+    common::wait_for(
+        Duration::from_secs(10),
+        "grants verified absent",
+        || async {
+            c.verify(a, grants)
+                .await
+                .iter()
+                .all(|(_, p)| matches!(p, Ok(Presence::Absent)))
+                .then_some(())
+        },
+    )
     .await;
 }
 
@@ -125,7 +133,11 @@ async fn lookup_by_login_then_case_insensitive_search_never_filter() {
         Lookup::NotFound
     );
     // A login with path characters is one percent-encoded segment.
-    let _ = e.okta.find_person(&Person::new("a/b?c@example.com")).await.unwrap();
+    let _ = e
+        .okta
+        .find_person(&Person::new("a/b?c@example.com"))
+        .await
+        .unwrap();
     assert!(e.log.text().contains("/api/v1/users/a%2Fb%3Fc@example.com"));
     // `search` lags behind changes: a user created now is found by it only
     // after the twin's consistency delay.
@@ -136,16 +148,25 @@ async fn lookup_by_login_then_case_insensitive_search_never_filter() {
     )
     .await;
     assert_eq!(
-        e.okta.find_person(&Person::new("jane.doe@example.com")).await.unwrap(),
+        e.okta
+            .find_person(&Person::new("jane.doe@example.com"))
+            .await
+            .unwrap(),
         Lookup::NotFound
     );
-    common::wait_for(Duration::from_secs(5), "search index catches up", || async {
-        matches!(
-            e.okta.find_person(&Person::new("Jane.Doe@example.com")).await,
-            Ok(Lookup::Found { .. })
-        )
-        .then_some(())
-    })
+    common::wait_for(
+        Duration::from_secs(5),
+        "search index catches up",
+        || async {
+            matches!(
+                e.okta
+                    .find_person(&Person::new("Jane.Doe@example.com"))
+                    .await,
+                Ok(Lookup::Found { .. })
+            )
+            .then_some(())
+        },
+    )
     .await;
 }
 
@@ -158,7 +179,11 @@ async fn urgent_termination_every_operation_verified_by_fresh_reads() {
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0].kind, GrantKind::Session);
     assert_eq!(by_prefix(&grants, "grant:").len(), 1, "consent grant");
-    assert_eq!(by_prefix(&grants, "tokens:").len(), 2, "tokens of two clients");
+    assert_eq!(
+        by_prefix(&grants, "tokens:").len(),
+        2,
+        "tokens of two clients"
+    );
     assert_eq!(of_kind(&grants, GrantKind::Device).len(), 2, "two factors");
     let roles = of_kind(&grants, GrantKind::AdminRole);
     assert_eq!(roles.len(), 2);
@@ -167,24 +192,41 @@ async fn urgent_termination_every_operation_verified_by_fresh_reads() {
     assert!(direct_role.label.contains("Organization Administrator"));
     assert!(group_role.label.contains("Help Desk"));
     let groups = of_kind(&grants, GrantKind::Group);
-    let everyone = groups.iter().find(|g| g.label.contains("Everyone")).unwrap();
+    let everyone = groups
+        .iter()
+        .find(|g| g.label.contains("Everyone"))
+        .unwrap();
     assert!(everyone.is_manual(), "BUILT_IN is manual");
-    let it = groups.iter().find(|g| g.label.contains("IT Helpdesk")).unwrap();
+    let it = groups
+        .iter()
+        .find(|g| g.label.contains("IT Helpdesk"))
+        .unwrap();
     assert!(!it.is_manual(), "OKTA_GROUP is removed");
     assert_eq!(group_role.after, vec![it.id.clone()]);
     let apps = of_kind(&grants, GrantKind::License);
     let direct_apps: Vec<_> = apps.iter().filter(|g| !g.is_manual()).collect();
     let group_apps: Vec<_> = apps.iter().filter(|g| g.is_manual()).collect();
     assert_eq!(direct_apps.len(), 2, "Salesforce and GitHub directly");
-    assert_eq!(group_apps.len(), 3, "Google, Slack (All Staff), AWS (IT Helpdesk)");
+    assert_eq!(
+        group_apps.len(),
+        3,
+        "Google, Slack (All Staff), AWS (IT Helpdesk)"
+    );
     let suspend = by_prefix(&grants, "suspend:");
     assert_eq!(suspend.len(), 1);
 
     // Revoke everything the API can, phase by phase.
     let mut removed = Vec::new();
     for phase in offboard::model::Phase::ALL {
-        for g in grants.iter().filter(|g| !g.is_manual() && g.phase() == phase) {
-            let out = e.okta.revoke(&marcus, g).await.unwrap_or_else(|err| panic!("{}: {err}", g.id));
+        for g in grants
+            .iter()
+            .filter(|g| !g.is_manual() && g.phase() == phase)
+        {
+            let out = e
+                .okta
+                .revoke(&marcus, g)
+                .await
+                .unwrap_or_else(|err| panic!("{}: {err}", g.id));
             if g.kind == GrantKind::Session {
                 assert_eq!(out, RevokeOutcome::Acknowledged);
             } else {
@@ -203,7 +245,10 @@ async fn urgent_termination_every_operation_verified_by_fresh_reads() {
     wait_absent(&e.okta, &marcus, std::slice::from_ref(&gr)).await;
     let u: serde_json::Value = reqwest::Client::new()
         .get(format!("{}/api/v1/users/{}", e.sb.base_url, marcus.id))
-        .header("Authorization", format!("SSWS {}", offboard::apps::okta::twin::DEMO_API_TOKEN))
+        .header(
+            "Authorization",
+            format!("SSWS {}", offboard::apps::okta::twin::DEMO_API_TOKEN),
+        )
         .send()
         .await
         .unwrap()
@@ -286,7 +331,10 @@ async fn contractor_api_token_found_across_link_pages_and_revoked() {
     // 26 tokens, two a page: every page was read through rel="next".
     assert!(e.log.count(&["/api/v1/api-tokens", "after="]) >= 12);
     let key = keys[0].clone();
-    assert_eq!(e.okta.revoke(&lena, &key).await.unwrap(), RevokeOutcome::Accepted);
+    assert_eq!(
+        e.okta.revoke(&lena, &key).await.unwrap(),
+        RevokeOutcome::Accepted
+    );
     assert_eq!(
         common::driver::presence(&e.okta, &lena, &key).await,
         Presence::Present,
@@ -297,12 +345,20 @@ async fn contractor_api_token_found_across_link_pages_and_revoked() {
 
 #[tokio::test]
 async fn deactivation_is_asynchronous_and_confirmed_by_status() {
-    let e = env_with(600, "\n[connectors.okta.settings]\nclose = \"deactivate\"\n", |_| {}).await;
+    let e = env_with(
+        600,
+        "\n[connectors.okta.settings]\nclose = \"deactivate\"\n",
+        |_| {},
+    )
+    .await;
     let dana = found(&e.okta, "dana.whitfield@example.com").await;
     let grants = listed(&e.okta, &dana).await;
     assert!(by_prefix(&grants, "suspend:").is_empty());
     let deact = by_prefix(&grants, "deactivate:")[0].clone();
-    assert_eq!(e.okta.revoke(&dana, &deact).await.unwrap(), RevokeOutcome::Accepted);
+    assert_eq!(
+        e.okta.revoke(&dana, &deact).await.unwrap(),
+        RevokeOutcome::Accepted
+    );
     assert!(e.log.text().contains("sendEmail=false"));
     // transitioningToStatus: still there until Okta finishes.
     assert_eq!(
@@ -325,7 +381,10 @@ async fn deactivation_is_asynchronous_and_confirmed_by_status() {
     assert!(!tom.active);
     let tg = listed(&e2.okta, &tom).await;
     assert!(of_kind(&tg, GrantKind::Account).is_empty());
-    assert!(!of_kind(&tg, GrantKind::License).is_empty(), "suspension kept his apps");
+    assert!(
+        !of_kind(&tg, GrantKind::License).is_empty(),
+        "suspension kept his apps"
+    );
 }
 
 #[tokio::test]
@@ -343,7 +402,10 @@ async fn rate_limit_headers_pace_the_client_before_okta_refuses() {
     let inv = e.okta.list_grants(&lena).await;
     assert!(inv.failed.is_empty(), "{:?}", inv.failed);
     assert_eq!(of_kind(&inv.grants, GrantKind::ApiKey).len(), 1);
-    assert!(started.elapsed() >= Duration::from_secs(2), "paced across windows");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "paced across windows"
+    );
     assert_eq!(
         e.log.count(&["\"status\":429"]),
         0,
@@ -378,7 +440,10 @@ async fn a_429_waits_until_the_windows_reset() {
     }
     assert_eq!(waits.len(), 2, "{waits:?}");
     // Each wait runs to the window's reset (at most its 2 s), not a blind backoff.
-    assert!(waits.iter().all(|w| *w <= Duration::from_millis(2300)), "{waits:?}");
+    assert!(
+        waits.iter().all(|w| *w <= Duration::from_millis(2300)),
+        "{waits:?}"
+    );
 }
 
 #[tokio::test]
@@ -430,7 +495,9 @@ async fn oauth_service_app_signs_in_with_private_key_jwt() {
     let okta = Okta::new(&narrow, &context(e.dir.path())).unwrap();
     let lena = found(&okta, "lena.kowalski@example.com").await;
     let inv = okta.list_grants(&lena).await;
-    let err = inv.kind_failed(GrantKind::ApiKey).expect("api tokens unreadable");
+    let err = inv
+        .kind_failed(GrantKind::ApiKey)
+        .expect("api tokens unreadable");
     assert_eq!(err.code(), Some("E0000006"), "{err}");
 
     // A key the app does not know is refused at the token endpoint.

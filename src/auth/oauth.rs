@@ -511,9 +511,7 @@ impl OAuth {
                 .add_scopes(self.scopes())
                 .request_async(&self.http)
                 .await
-                .map_err(|e| {
-                    token_error(e, "client credentials grant", &[assertion.expose()])
-                })?;
+                .map_err(|e| token_error(e, "client credentials grant", &[assertion.expose()]))?;
             return Ok(TokenSet::from_response(&r));
         }
         if self.settings.client_secret.is_none() {

@@ -701,10 +701,7 @@ pub fn write_demo_keys(dir: &std::path::Path) -> std::io::Result<()> {
         &dir.join("slack-scim-token"),
         slack::DEMO_SCIM_TOKEN.as_bytes(),
     )?;
-    write_private(
-        &dir.join("okta-api-token"),
-        okta::DEMO_API_TOKEN.as_bytes(),
-    )?;
+    write_private(&dir.join("okta-api-token"), okta::DEMO_API_TOKEN.as_bytes())?;
     write_private(
         &dir.join("okta-demo.key.pem"),
         crate::apps::okta::DEMO_PRIVATE_KEY.as_bytes(),

@@ -97,7 +97,12 @@ fn until_reset(headers: &HeaderMap) -> Option<Duration> {
     let now = chrono::Utc::now();
     let at = chrono::DateTime::from_timestamp(reset, 0)?;
     // Never negative; never more than Okta's longest window (an hour).
-    Some((at - now).to_std().unwrap_or(Duration::ZERO).min(Duration::from_secs(3600)))
+    Some(
+        (at - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(Duration::from_secs(3600)),
+    )
 }
 
 fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
@@ -192,7 +197,10 @@ pub fn quote(value: &str) -> String {
 }
 
 fn s(v: &Value, f: &str) -> String {
-    v.get(f).and_then(Value::as_str).map(clean).unwrap_or_default()
+    v.get(f)
+        .and_then(Value::as_str)
+        .map(clean)
+        .unwrap_or_default()
 }
 
 fn id_of(v: &Value) -> Result<String, ConnectorError> {
@@ -283,7 +291,11 @@ impl Okta {
     }
 
     async fn get_user(&self, key: &str) -> Result<Option<Value>, ConnectorError> {
-        match self.client.send(ApiRequest::get(self.url(&["users", key])?)).await {
+        match self
+            .client
+            .send(ApiRequest::get(self.url(&["users", key])?))
+            .await
+        {
             Ok(r) => Ok(Some(r.json()?)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
@@ -351,7 +363,14 @@ impl Okta {
         })
     }
 
-    fn grant(&self, id: String, kind: GrantKind, label: String, details: String, risk: Risk) -> Grant {
+    fn grant(
+        &self,
+        id: String,
+        kind: GrantKind,
+        label: String,
+        details: String,
+        risk: Risk,
+    ) -> Grant {
         Grant::api(self.id.clone(), id, kind, label, details, risk)
     }
 
@@ -418,13 +437,19 @@ impl Okta {
     }
 
     async fn consent_grants(&self, uid: &str) -> Result<Vec<Grant>, ConnectorError> {
-        let rows = self.list(self.url(&["users", uid, "grants"])?, true).await?;
+        let rows = self
+            .list(self.url(&["users", uid, "grants"])?, true)
+            .await?;
         rows.iter()
             .map(|r| {
                 let mut g = self.grant(
                     format!("grant:{}", id_of(r)?),
                     GrantKind::OauthGrant,
-                    format!("OAuth consent: {} to client {}", s(r, "scopeId"), s(r, "clientId")),
+                    format!(
+                        "OAuth consent: {} to client {}",
+                        s(r, "scopeId"),
+                        s(r, "clientId")
+                    ),
                     format!("issuer {}; source {}", s(r, "issuer"), s(r, "source")),
                     Risk::Medium,
                 );
@@ -436,12 +461,16 @@ impl Okta {
 
     /// Refresh tokens, one grant per client that holds any.
     async fn token_grants(&self, uid: &str) -> Result<Vec<Grant>, ConnectorError> {
-        let clients = self.list(self.url(&["users", uid, "clients"])?, false).await?;
+        let clients = self
+            .list(self.url(&["users", uid, "clients"])?, false)
+            .await?;
         let mut out = Vec::new();
         for c in &clients {
             let cid = s(c, "client_id");
             if cid.is_empty() {
-                return Err(ConnectorError::BadResponse("a client without client_id".into()));
+                return Err(ConnectorError::BadResponse(
+                    "a client without client_id".into(),
+                ));
             }
             let tokens = self
                 .list(self.url(&["users", uid, "clients", &cid, "tokens"])?, true)
@@ -482,13 +511,19 @@ impl Okta {
     }
 
     async fn factor_grants(&self, uid: &str) -> Result<Vec<Grant>, ConnectorError> {
-        let rows = self.list(self.url(&["users", uid, "factors"])?, false).await?;
+        let rows = self
+            .list(self.url(&["users", uid, "factors"])?, false)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(self.grant(
                     format!("factor:{}", id_of(r)?),
                     GrantKind::Device,
-                    format!("Enrolled factor: {} ({})", s(r, "factorType"), s(r, "provider")),
+                    format!(
+                        "Enrolled factor: {} ({})",
+                        s(r, "factorType"),
+                        s(r, "provider")
+                    ),
                     format!("status {}", s(r, "status")),
                     Risk::Medium,
                 ))
@@ -496,9 +531,11 @@ impl Okta {
             .collect()
     }
 
-    /// Groups: (grants, ids of OKTA_GROUPs the plan removes).
+    /// Group memberships: OKTA_GROUPs removed, the others manual.
     async fn group_grants(&self, uid: &str, login: &str) -> Result<Vec<Grant>, ConnectorError> {
-        let rows = self.list(self.url(&["users", uid, "groups"])?, true).await?;
+        let rows = self
+            .list(self.url(&["users", uid, "groups"])?, true)
+            .await?;
         rows.iter()
             .map(|r| {
                 let gid = id_of(r)?;
@@ -536,13 +573,26 @@ impl Okta {
             .collect()
     }
 
+    /// A group's name from the group grants read with it, else its id.
+    fn group_name(groups: &[Grant], gid: &str) -> String {
+        let key = format!("group:{gid}");
+        groups
+            .iter()
+            .find(|g| g.id == key)
+            .and_then(|g| g.label.strip_prefix("Group: "))
+            .map_or_else(|| gid.to_string(), str::to_string)
+    }
+
     async fn role_grants(
         &self,
         uid: &str,
         login: &str,
-        groups: &[String],
+        group_grants: &[Grant],
     ) -> Result<Vec<Grant>, ConnectorError> {
-        let rows = self.list(self.url(&["users", uid, "roles"])?, false).await?;
+        let groups = Self::removable_groups(group_grants);
+        let rows = self
+            .list(self.url(&["users", uid, "roles"])?, false)
+            .await?;
         rows.iter()
             .map(|r| {
                 let rid = id_of(r)?;
@@ -559,18 +609,19 @@ impl Okta {
                 if via == "USER" {
                     return Ok(g);
                 }
-                let group = r
+                let gid = r
                     .pointer("/_links/assignee/href")
                     .and_then(Value::as_str)
                     .and_then(|h| h.rsplit('/').next())
                     .map(clean)
                     .unwrap_or_default();
+                let group = Self::group_name(group_grants, &gid);
                 let mut g = self.manual(
                     g,
                     format!("{label} is held through group {group}: remove {login} from that group (the plan's group removal does it if it is an Okta group), or unassign the role from the group in Security > Administrators"),
                 );
                 g.label = format!("Admin role: {label} (through group {group})");
-                let held = format!("group:{group}");
+                let held = format!("group:{gid}");
                 g.after = if groups.contains(&held) {
                     vec![held]
                 } else {
@@ -585,9 +636,12 @@ impl Okta {
         &self,
         uid: &str,
         login: &str,
-        groups: &[String],
+        group_grants: &[Grant],
     ) -> Result<Vec<Grant>, ConnectorError> {
-        let links = self.list(self.url(&["users", uid, "appLinks"])?, false).await?;
+        let groups = Self::removable_groups(group_grants);
+        let links = self
+            .list(self.url(&["users", uid, "appLinks"])?, false)
+            .await?;
         let mut seen = Vec::new();
         let mut out = Vec::new();
         for l in &links {
@@ -624,7 +678,7 @@ impl Okta {
                     format!("{label} is assigned through a group: remove {login} from the group that assigns it (the plan's Okta group removals may do it), or unassign the group from the app"),
                 );
                 g.label = format!("App: {label} (through a group)");
-                g.after = groups.to_vec();
+                g.after = groups.clone();
                 out.push(g);
             }
         }
@@ -683,7 +737,9 @@ fn refused(e: ConnectorError) -> ConnectorError {
             code,
             message,
         } if code.starts_with('E') => ConnectorError::Refused {
-            manual: format!("Okta refused ({code}): {message}. Remove it at its source (the group or directory that grants it) in the Admin Console."),
+            manual: format!(
+                "Okta refused ({code}): {message}. Remove it at its source (the group or directory that grants it) in the Admin Console."
+            ),
             code,
             message,
         },
@@ -728,13 +784,10 @@ impl Connector for Okta {
             self.factor_grants(uid),
             self.group_grants(uid, login),
         );
-        let removable = groups
-            .as_ref()
-            .map(|g| Self::removable_groups(g))
-            .unwrap_or_default();
+        let group_list: Vec<Grant> = groups.as_ref().cloned().unwrap_or_default();
         let (roles, apps) = tokio::join!(
-            self.role_grants(uid, login, &removable),
-            self.app_grants(uid, login, &removable),
+            self.role_grants(uid, login, &group_list),
+            self.app_grants(uid, login, &group_list),
         );
         let mut inv = Inventory::default();
         let mut take = |kind: GrantKind, r: Result<Vec<Grant>, ConnectorError>| match r {
@@ -820,20 +873,23 @@ impl Connector for Okta {
             None => {}
         };
         let (acct, consents, tokens, api, factors, groups) = tokio::join!(
-            maybe(has(&["sessions", "suspend", "deactivate"]), self.account_grants(uid)),
+            maybe(
+                has(&["sessions", "suspend", "deactivate"]),
+                self.account_grants(uid)
+            ),
             maybe(has(&["grant"]), self.consent_grants(uid)),
             maybe(has(&["tokens"]), self.token_grants(uid)),
             maybe(has(&["apitoken"]), self.api_token_grants(uid)),
             maybe(has(&["factor"]), self.factor_grants(uid)),
             maybe(needs_groups, self.group_grants(uid, login)),
         );
-        let removable = match &groups {
-            Some(Ok(g)) => Self::removable_groups(g),
+        let group_list: Vec<Grant> = match &groups {
+            Some(Ok(g)) => g.clone(),
             _ => Vec::new(),
         };
         let (roles, apps) = tokio::join!(
-            maybe(has(&["role"]), self.role_grants(uid, login, &removable)),
-            maybe(has(&["app"]), self.app_grants(uid, login, &removable)),
+            maybe(has(&["role"]), self.role_grants(uid, login, &group_list)),
+            maybe(has(&["app"]), self.app_grants(uid, login, &group_list)),
         );
         match acct {
             Some(Err(e)) => {
@@ -898,7 +954,10 @@ mod tests {
         assert_eq!(OktaPolicy.pace(&h), None);
         h.insert("x-rate-limit-remaining", "5".parse().unwrap());
         let spread = OktaPolicy.pace(&h).unwrap();
-        assert!(spread <= Duration::from_secs(1) && spread > Duration::ZERO, "{spread:?}");
+        assert!(
+            spread <= Duration::from_secs(1) && spread > Duration::ZERO,
+            "{spread:?}"
+        );
         h.insert("x-rate-limit-remaining", "1".parse().unwrap());
         assert!(OktaPolicy.pace(&h).unwrap() >= Duration::from_secs(3));
     }

@@ -276,9 +276,10 @@ impl State {
             let (login, email) = match p.scenario {
                 // Signs in with the older address; the profile email is
                 // written in mixed case (a `filter` would miss it).
-                Some(Scenario::DifferentEmail) => {
-                    ("achen@example.com".to_string(), "Alex.Chen@Example.com".to_string())
-                }
+                Some(Scenario::DifferentEmail) => (
+                    "achen@example.com".to_string(),
+                    "Alex.Chen@Example.com".to_string(),
+                ),
                 _ => (p.email.clone(), p.email.clone()),
             };
             let status = match p.scenario {
@@ -494,9 +495,12 @@ async fn gate(AxState(s): AxState<Shared>, req: Request, next: Next) -> Response
         if let Some(t) = auth.strip_prefix("SSWS ") {
             (t.trim() == DEMO_API_TOKEN).then(|| ("ssws".to_string(), None))
         } else if let Some(t) = auth.strip_prefix("Bearer ") {
-            st.access
-                .get(t.trim())
-                .map(|scopes| (format!("oauth:{}", &t[..t.len().min(12)]), Some(scopes.clone())))
+            st.access.get(t.trim()).map(|scopes| {
+                (
+                    format!("oauth:{}", &t[..t.len().min(12)]),
+                    Some(scopes.clone()),
+                )
+            })
         } else {
             None
         }
@@ -527,7 +531,11 @@ async fn gate(AxState(s): AxState<Shared>, req: Request, next: Next) -> Response
         if !refused {
             entry.1 += 1;
         }
-        let remaining = if forced { 0 } else { limit - entry.1.min(limit) };
+        let remaining = if forced {
+            0
+        } else {
+            limit - entry.1.min(limit)
+        };
         (limit, remaining, start + w, refused)
     };
     let mut resp = if refused {
@@ -576,10 +584,7 @@ pub fn routes(state: &Shared) -> Router<Shared> {
         .route("/oauth2/v1/token", post(token))
         .route("/api/v1/users", get(list_users))
         .route("/api/v1/users/{id}", get(get_user))
-        .route(
-            "/api/v1/users/{id}/lifecycle/{action}",
-            post(lifecycle),
-        )
+        .route("/api/v1/users/{id}/lifecycle/{action}", post(lifecycle))
         .route("/api/v1/users/{id}/sessions", delete(clear_sessions))
         .route(
             "/api/v1/users/{id}/grants",
@@ -599,10 +604,7 @@ pub fn routes(state: &Shared) -> Router<Shared> {
             delete(delete_token),
         )
         .route("/api/v1/users/{id}/factors", get(list_factors))
-        .route(
-            "/api/v1/users/{id}/factors/{factor}",
-            delete(delete_factor),
-        )
+        .route("/api/v1/users/{id}/factors/{factor}", delete(delete_factor))
         .route("/api/v1/users/{id}/appLinks", get(app_links))
         .route("/api/v1/users/{id}/groups", get(user_groups))
         .route("/api/v1/users/{id}/roles", get(list_roles))
@@ -614,10 +616,7 @@ pub fn routes(state: &Shared) -> Router<Shared> {
             "/api/v1/apps/{app}/users/{id}",
             get(get_app_user).delete(delete_app_user),
         )
-        .route(
-            "/api/v1/groups/{group}/users/{id}",
-            delete(delete_member),
-        )
+        .route("/api/v1/groups/{group}/users/{id}", delete(delete_member))
         .route("/api/v1/api-tokens", get(list_api_tokens))
         .route(
             "/api/v1/api-tokens/{token}",
@@ -648,7 +647,10 @@ fn uncursor(c: &str) -> Option<String> {
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(c)
         .ok()?;
-    String::from_utf8(raw).ok()?.strip_prefix("c:").map(str::to_string)
+    String::from_utf8(raw)
+        .ok()?
+        .strip_prefix("c:")
+        .map(str::to_string)
 }
 
 /// One page of `items` (each with an `id`), with Okta's `Link` headers.
@@ -788,7 +790,10 @@ async fn list_users(AxState(s): AxState<Shared>, Query(q): Query<PageQuery>) -> 
         // The search index lags: what changed within the delay is unseen.
         st.users
             .iter()
-            .filter(|u| u.changed_at.is_none_or(|t| now.duration_since(t) >= consistency))
+            .filter(|u| {
+                u.changed_at
+                    .is_none_or(|t| now.duration_since(t) >= consistency)
+            })
             .filter(|u| attr_of(u, &attr).is_some_and(|v| v.eq_ignore_ascii_case(&value)))
             .collect()
     } else if let Some(filter) = q.filter.as_deref() {
@@ -939,11 +944,9 @@ async fn clear_sessions(
     StatusCode::NO_CONTENT.into_response()
 }
 
-/// The user's id for a path key, or Okta's 404.
-fn uid(st: &State, key: &str) -> Result<String, Response> {
-    st.user_idx(key)
-        .map(|i| st.users[i].id.clone())
-        .ok_or_else(not_found)
+/// The user's id for a path key (an id or a login).
+fn uid(st: &State, key: &str) -> Option<String> {
+    st.user_idx(key).map(|i| st.users[i].id.clone())
 }
 
 // ----- grants, clients, tokens -------------------------------------------
@@ -963,9 +966,8 @@ async fn list_grants(
     Query(q): Query<PageQuery>,
 ) -> Response {
     let st = s.okta.lock().expect("okta lock");
-    let u = match uid(&st, &id) {
-        Ok(u) => u,
-        Err(r) => return r,
+    let Some(u) = uid(&st, &id) else {
+        return not_found();
     };
     let items = st
         .grants
@@ -974,7 +976,15 @@ async fn list_grants(
         .map(|g| grant_json(&s, g))
         .collect();
     drop(st);
-    page(&s, &format!("/api/v1/users/{u}/grants"), &q, &[], items, 20, 200)
+    page(
+        &s,
+        &format!("/api/v1/users/{u}/grants"),
+        &q,
+        &[],
+        items,
+        20,
+        200,
+    )
 }
 
 async fn get_grant(
@@ -982,9 +992,8 @@ async fn get_grant(
     Path((id, grant)): Path<(String, String)>,
 ) -> Response {
     let st = s.okta.lock().expect("okta lock");
-    let u = match uid(&st, &id) {
-        Ok(u) => u,
-        Err(r) => return r,
+    let Some(u) = uid(&st, &id) else {
+        return not_found();
     };
     match st
         .grants
@@ -1010,11 +1019,13 @@ async fn delete_grant(
     Path((id, grant)): Path<(String, String)>,
 ) -> Response {
     let mut st = s.okta.lock().expect("okta lock");
-    let u = match uid(&st, &id) {
-        Ok(u) => u,
-        Err(r) => return r,
+    let Some(u) = uid(&st, &id) else {
+        return not_found();
     };
-    if remove_where(&mut st.grants, Instant::now(), |g| g.user == u && g.id == grant) == 0 {
+    if remove_where(&mut st.grants, Instant::now(), |g| {
+        g.user == u && g.id == grant
+    }) == 0
+    {
         return not_found();
     }
     StatusCode::NO_CONTENT.into_response()
@@ -1022,9 +1033,8 @@ async fn delete_grant(
 
 async fn delete_all_grants(AxState(s): AxState<Shared>, Path(id): Path<String>) -> Response {
     let mut st = s.okta.lock().expect("okta lock");
-    let u = match uid(&st, &id) {
-        Ok(u) => u,
-        Err(r) => return r,
+    let Some(u) = uid(&st, &id) else {
+        return not_found();
     };
     remove_where(&mut st.grants, Instant::now(), |g| g.user == u);
     StatusCode::NO_CONTENT.into_response()
@@ -1032,9 +1042,8 @@ async fn delete_all_grants(AxState(s): AxState<Shared>, Path(id): Path<String>) 
 
 async fn list_clients(AxState(s): AxState<Shared>, Path(id): Path<String>) -> Response {
     let st = s.okta.lock().expect("okta lock");
-    let u = match uid(&st, &id) {
-        Ok(u) => u,
-        Err(r) => return r,
+    let Some(u) = uid(&st, &id) else {
+        return not_found();
     };
     let mut out = Vec::new();
     for (cid, name) in &st.clients {
@@ -1064,9 +1073,8 @@ async fn list_tokens(
     Query(q): Query<PageQuery>,
 ) -> Response {
     let st = s.okta.lock().expect("okta lock");
-    let u = match uid(&st, &id) {
-        Ok(u) => u,
-        Err(r) => return r,
+    let Some(u) = uid(&st, &id) else {
+        return not_found();
     };
     let items = st
         .tokens
@@ -1099,9 +1107,8 @@ async fn delete_tokens(
     Path((id, client)): Path<(String, String)>,
 ) -> Response {
     let mut st = s.okta.lock().expect("okta lock");
-    let u = match uid(&st, &id) {
-        Ok(u) => u,
-        Err(r) => return r,
+    let Some(u) = uid(&st, &id) else {
+        return not_found();
     };
     remove_where(&mut st.tokens, Instant::now(), |t| {
         t.user == u && t.what == client
@@ -1114,9 +1121,8 @@ async fn delete_token(
     Path((id, client, token)): Path<(String, String, String)>,
 ) -> Response {
     let mut st = s.okta.lock().expect("okta lock");
-    let u = match uid(&st, &id) {
-        Ok(u) => u,
-        Err(r) => return r,
+    let Some(u) = uid(&st, &id) else {
+        return not_found();
     };
     if remove_where(&mut st.tokens, Instant::now(), |t| {
         t.user == u && t.what == client && t.id == token
@@ -1131,9 +1137,8 @@ async fn delete_token(
 
 async fn list_factors(AxState(s): AxState<Shared>, Path(id): Path<String>) -> Response {
     let st = s.okta.lock().expect("okta lock");
-    let u = match uid(&st, &id) {
-        Ok(u) => u,
-        Err(r) => return r,
+    let Some(u) = uid(&st, &id) else {
+        return not_found();
     };
     let out: Vec<Value> = st
         .factors
@@ -1157,11 +1162,13 @@ async fn delete_factor(
     Path((id, factor)): Path<(String, String)>,
 ) -> Response {
     let mut st = s.okta.lock().expect("okta lock");
-    let u = match uid(&st, &id) {
-        Ok(u) => u,
-        Err(r) => return r,
+    let Some(u) = uid(&st, &id) else {
+        return not_found();
     };
-    if remove_where(&mut st.factors, Instant::now(), |f| f.user == u && f.id == factor) == 0 {
+    if remove_where(&mut st.factors, Instant::now(), |f| {
+        f.user == u && f.id == factor
+    }) == 0
+    {
         return not_found();
     }
     StatusCode::NO_CONTENT.into_response()
@@ -1192,16 +1199,18 @@ fn app_scope(s: &Shared, st: &State, app: &App, u: &str) -> Option<&'static str>
         .users
         .iter()
         .any(|x| x.id == u && x.status == "DEPROVISIONED");
-    (!deprovisioned && member_groups(s, st, u).iter().any(|g| g.apps.contains(&app.id)))
-        .then_some("GROUP")
+    (!deprovisioned
+        && member_groups(s, st, u)
+            .iter()
+            .any(|g| g.apps.contains(&app.id)))
+    .then_some("GROUP")
 }
 
 async fn app_links(AxState(s): AxState<Shared>, Path(id): Path<String>) -> Response {
     let mut st = s.okta.lock().expect("okta lock");
     st.settle(Instant::now());
-    let u = match uid(&st, &id) {
-        Ok(u) => u,
-        Err(r) => return r,
+    let Some(u) = uid(&st, &id) else {
+        return not_found();
     };
     let mut out = Vec::new();
     for (n, a) in st.apps.iter().enumerate() {
@@ -1225,9 +1234,8 @@ async fn get_app_user(
 ) -> Response {
     let mut st = s.okta.lock().expect("okta lock");
     st.settle(Instant::now());
-    let u = match uid(&st, &id) {
-        Ok(u) => u,
-        Err(r) => return r,
+    let Some(u) = uid(&st, &id) else {
+        return not_found();
     };
     let Some(a) = st.apps.iter().find(|a| a.id == app) else {
         return not_found();
@@ -1252,9 +1260,8 @@ async fn delete_app_user(
     let now = Instant::now();
     let mut st = s.okta.lock().expect("okta lock");
     st.settle(now);
-    let u = match uid(&st, &id) {
-        Ok(u) => u,
-        Err(r) => return r,
+    let Some(u) = uid(&st, &id) else {
+        return not_found();
     };
     let Some(ai) = st.apps.iter().position(|a| a.id == app) else {
         return not_found();
@@ -1274,7 +1281,9 @@ async fn delete_app_user(
             StatusCode::FORBIDDEN,
             "E0000090",
             "Deactivate application for user forbidden",
-            &["The user is assigned to this application through a group; remove the user from the group"],
+            &[
+                "The user is assigned to this application through a group; remove the user from the group",
+            ],
         ),
         None => not_found(),
     }
@@ -1286,9 +1295,8 @@ async fn user_groups(
     Query(q): Query<PageQuery>,
 ) -> Response {
     let st = s.okta.lock().expect("okta lock");
-    let u = match uid(&st, &id) {
-        Ok(u) => u,
-        Err(r) => return r,
+    let Some(u) = uid(&st, &id) else {
+        return not_found();
     };
     let items = member_groups(&s, &st, &u)
         .into_iter()
@@ -1303,7 +1311,15 @@ async fn user_groups(
         })
         .collect();
     drop(st);
-    page(&s, &format!("/api/v1/users/{u}/groups"), &q, &[], items, 200, 10000)
+    page(
+        &s,
+        &format!("/api/v1/users/{u}/groups"),
+        &q,
+        &[],
+        items,
+        200,
+        10000,
+    )
 }
 
 async fn delete_member(
@@ -1312,9 +1328,8 @@ async fn delete_member(
 ) -> Response {
     let now = Instant::now();
     let mut st = s.okta.lock().expect("okta lock");
-    let u = match uid(&st, &id) {
-        Ok(u) => u,
-        Err(r) => return r,
+    let Some(u) = uid(&st, &id) else {
+        return not_found();
     };
     let Some(g) = st.groups.iter_mut().find(|g| g.id == group) else {
         return not_found();
@@ -1368,9 +1383,8 @@ fn roles_of(s: &Shared, st: &State, u: &str) -> Vec<Value> {
 
 async fn list_roles(AxState(s): AxState<Shared>, Path(id): Path<String>) -> Response {
     let st = s.okta.lock().expect("okta lock");
-    let u = match uid(&st, &id) {
-        Ok(u) => u,
-        Err(r) => return r,
+    let Some(u) = uid(&st, &id) else {
+        return not_found();
     };
     Json(Value::Array(roles_of(&s, &st, &u))).into_response()
 }
@@ -1380,9 +1394,8 @@ async fn get_role(
     Path((id, role)): Path<(String, String)>,
 ) -> Response {
     let st = s.okta.lock().expect("okta lock");
-    let u = match uid(&st, &id) {
-        Ok(u) => u,
-        Err(r) => return r,
+    let Some(u) = uid(&st, &id) else {
+        return not_found();
     };
     match roles_of(&s, &st, &u)
         .into_iter()
@@ -1398,9 +1411,8 @@ async fn delete_role(
     Path((id, role)): Path<(String, String)>,
 ) -> Response {
     let mut st = s.okta.lock().expect("okta lock");
-    let u = match uid(&st, &id) {
-        Ok(u) => u,
-        Err(r) => return r,
+    let Some(u) = uid(&st, &id) else {
+        return not_found();
     };
     let held = roles_of(&s, &st, &u)
         .into_iter()
@@ -1410,7 +1422,9 @@ async fn delete_role(
             "The role is assigned to a group the user is in; unassign it from the group or remove the user from the group",
         ),
         Some(_) => {
-            remove_where(&mut st.roles, Instant::now(), |r| r.user == u && r.id == role);
+            remove_where(&mut st.roles, Instant::now(), |r| {
+                r.user == u && r.id == role
+            });
             StatusCode::NO_CONTENT.into_response()
         }
         None => not_found(),
@@ -1558,7 +1572,10 @@ async fn token(AxState(s): AxState<Shared>, Form(form): Form<HashMap<String, Str
             "The authorization server resource does not have any configured default scopes, 'scope' must be provided.",
         );
     }
-    if let Some(bad) = scopes.iter().find(|x| !GRANTED_SCOPES.contains(&x.as_str())) {
+    if let Some(bad) = scopes
+        .iter()
+        .find(|x| !GRANTED_SCOPES.contains(&x.as_str()))
+    {
         return oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_scope",
@@ -1648,4 +1665,3 @@ async fn get_state(AxState(s): AxState<Shared>) -> Json<Value> {
         .collect();
     Json(Value::Object(users))
 }
-
