@@ -69,7 +69,17 @@ async fn scripted_keys_drive_the_real_loop() {
         async move {
             common::wait_for(Duration::from_secs(20), "discovery", || {
                 let e = engine.clone();
-                async move { e.case(email).filter(|c| !c.grants.is_empty()).map(|_| ()) }
+                async move {
+                    // Every app has answered (its grants are in the plan R makes).
+                    e.case(email)
+                        .filter(|c| {
+                            !c.grants.is_empty()
+                                && c.accounts
+                                    .iter()
+                                    .all(|a| !matches!(a.status, engine::AccountStatus::Pending))
+                        })
+                        .map(|_| ())
+                }
             })
             .await;
             keys.unbounded_send(key(KeyCode::Char('j'))).unwrap();
@@ -77,7 +87,23 @@ async fn scripted_keys_drive_the_real_loop() {
             for c in email.chars() {
                 keys.unbounded_send(key(KeyCode::Char(c))).unwrap();
             }
-            keys.unbounded_send(key(KeyCode::Enter)).unwrap();
+            // Enter starts it once the console has the whole inventory
+            // (before, it says "press Enter again"): press until it starts.
+            common::wait_for(Duration::from_secs(30), "revoke-all started", || {
+                keys.unbounded_send(key(KeyCode::Enter)).unwrap();
+                let e = engine.clone();
+                async move {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    e.case(email)
+                        .filter(|c| {
+                            c.grants
+                                .iter()
+                                .any(|g| g.state.name() != "live" && g.state.name() != "manual")
+                        })
+                        .map(|_| ())
+                }
+            })
+            .await;
             common::wait_for(Duration::from_secs(150), "every grant closed", || {
                 let e = engine.clone();
                 async move {
@@ -185,10 +211,12 @@ async fn an_ambiguous_account_is_picked_in_the_console() {
             })
             .await;
             // The discovery result reaches the console, then: matrix,
-            // Salesforce, the list of accounts, pick the second.
+            // Salesforce (the apps are google, okta, salesforce, slack), the
+            // list of accounts, pick the second.
             tokio::time::sleep(Duration::from_millis(300)).await;
             for k in [
                 KeyCode::Enter,
+                KeyCode::Char('j'),
                 KeyCode::Char('j'),
                 KeyCode::Enter,
                 KeyCode::Char('j'),

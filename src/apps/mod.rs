@@ -12,6 +12,7 @@
 //! `auth`, the sandbox's server shell, faults and tenant people in `sandbox`.
 
 pub mod google;
+pub mod okta;
 pub mod salesforce;
 pub mod slack;
 
@@ -146,6 +147,7 @@ macro_rules! register {
 // One line per vendor: `field in the sandbox state: the vendor's App`.
 register! {
     google: google::Vendor,
+    okta: okta::Vendor,
     salesforce: salesforce::Vendor,
     slack: slack::Vendor,
 }

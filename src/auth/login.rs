@@ -536,6 +536,7 @@ mod tests {
             flow: Flow::AuthorizationCode,
             client_id: "client".into(),
             client_secret: None,
+            client_key: None,
             token_url: Url::parse("https://auth.example.com/token").unwrap(),
             authorize_url: Some(Url::parse("https://auth.example.com/authorize").unwrap()),
             device_url: None,

@@ -99,6 +99,10 @@ pub struct OAuthSettings {
     pub flow: Flow,
     pub client_id: String,
     pub client_secret: Option<Secret>,
+    /// The client's private key (PEM) for `private_key_jwt` client
+    /// authentication (RFC 7523 §2.2, OpenID Connect Core §9): `auth.key_file`
+    /// with the client-credentials flow. Used instead of a client secret.
+    pub client_key: Option<Secret>,
     pub token_url: Url,
     pub authorize_url: Option<Url>,
     pub device_url: Option<Url>,
@@ -146,11 +150,33 @@ impl OAuthSettings {
         } else {
             None
         };
+        // private_key_jwt: the client proves itself with an assertion signed
+        // by its key instead of a shared secret.
+        let client_key = match (&a.key_file, flow) {
+            (Some(p), Flow::ClientCredentials) => {
+                let path = r.path(p);
+                Some(Secret::new(std::fs::read_to_string(&path).map_err(|e| {
+                    ConnectorError::Config(format!(
+                        "key `connectors.{}.auth.key_file`: cannot read the private key {}: {e}",
+                        r.id,
+                        path.display()
+                    ))
+                })?))
+            }
+            _ => None,
+        };
+        if client_key.is_some() && client_secret.is_some() {
+            return Err(ConnectorError::Config(format!(
+                "key `connectors.{}.auth.key_file`: expected either a private key (private_key_jwt) or a client secret, found both",
+                r.id
+            )));
+        }
         Ok(Self {
             connector: r.id.clone(),
             flow,
             client_id,
             client_secret,
+            client_key,
             token_url,
             authorize_url: opt("authorize_url", &a.authorize_url)?,
             device_url: opt("device_url", &a.device_url)?,
@@ -467,6 +493,27 @@ impl OAuth {
 
     /// Client credentials grant (app-only access).
     pub async fn client_credentials(&self) -> Result<TokenSet, ConnectorError> {
+        if let Some(key) = &self.settings.client_key {
+            // private_key_jwt (RFC 7523 §2.2): client_id in the body, and a
+            // fresh assertion (iss = sub = client_id, aud = token endpoint,
+            // a unique jti) in place of a secret.
+            let assertion = super::jwt::client_assertion(
+                &self.settings.client_id,
+                self.settings.token_url.as_str(),
+                key,
+            )?;
+            let r = self
+                .client
+                .exchange_client_credentials()
+                .map_err(|_| self.missing("token endpoint", "token_url"))?
+                .add_extra_param("client_assertion_type", super::jwt::CLIENT_ASSERTION_TYPE)
+                .add_extra_param("client_assertion", assertion.expose())
+                .add_scopes(self.scopes())
+                .request_async(&self.http)
+                .await
+                .map_err(|e| token_error(e, "client credentials grant", &[assertion.expose()]))?;
+            return Ok(TokenSet::from_response(&r));
+        }
         if self.settings.client_secret.is_none() {
             return Err(self.missing("client secret", "client_secret_env or client_secret_file"));
         }
@@ -663,6 +710,7 @@ mod tests {
             flow: Flow::ClientCredentials,
             client_id: "client".into(),
             client_secret: Some(Secret::new("s3cr3t-value")),
+            client_key: None,
             token_url: Url::parse("https://auth.example.com/token").unwrap(),
             authorize_url: Some(Url::parse("https://auth.example.com/authorize").unwrap()),
             device_url: None,

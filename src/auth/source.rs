@@ -252,9 +252,9 @@ pub struct ClientCredentials {
 
 impl ClientCredentials {
     pub fn new(oauth: OAuth) -> Result<Self, ConnectorError> {
-        if oauth.settings.client_secret.is_none() {
+        if oauth.settings.client_secret.is_none() && oauth.settings.client_key.is_none() {
             return Err(ConnectorError::Config(format!(
-                "connector `{}`: client credentials need a client secret (set auth.client_secret_env or auth.client_secret_file)",
+                "connector `{}`: client credentials need a client secret (set auth.client_secret_env or auth.client_secret_file) or a private key for private_key_jwt (auth.key_file)",
                 oauth.settings.connector
             )));
         }

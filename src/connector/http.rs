@@ -96,6 +96,14 @@ pub trait VendorPolicy: Send + Sync {
     fn limit_info(&self, _headers: &HeaderMap) -> Option<LimitInfo> {
         None
     }
+
+    /// How long to hold the connector's next request, read from an answer's
+    /// rate-limit headers before the vendor has to refuse one (Okta
+    /// `X-Rate-Limit-Remaining`/`-Reset`): the client pauses its bucket
+    /// for that long. `None`: no need to slow down.
+    fn pace(&self, _headers: &HeaderMap) -> Option<Duration> {
+        None
+    }
 }
 
 /// What a vendor reported about an allocation its requests draw from.
@@ -634,6 +642,9 @@ pub struct ApiClient {
     permits: Arc<Semaphore>,
     notices: Option<mpsc::UnboundedSender<HttpNotice>>,
     stats: Arc<Mutex<ClientStats>>,
+    /// The `Authorization` scheme the token goes in (`Bearer`; Okta API
+    /// tokens: `SSWS`).
+    scheme: &'static str,
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -680,7 +691,15 @@ impl ApiClient {
             policy,
             notices,
             stats: Arc::new(Mutex::new(ClientStats::default())),
+            scheme: "Bearer",
         }
+    }
+
+    /// Sends the token under another `Authorization` scheme than `Bearer`
+    /// (Okta API tokens: `SSWS`). The same host checks apply.
+    pub fn with_auth_scheme(mut self, scheme: &'static str) -> Self {
+        self.scheme = scheme;
+        self
     }
 
     pub fn connector(&self) -> &str {
@@ -888,6 +907,13 @@ impl ApiClient {
                 }
                 self.stats.lock().expect("stats").limit_info = Some(info.text);
             }
+            if let Some(hold) = self.policy.pace(&headers) {
+                // Nearly out of quota: hold every request of this bucket
+                // until the vendor's window allows more, rather than be
+                // refused.
+                tracing::debug!(connector = %self.settings.connector, ?hold, "pacing to the vendor's rate-limit window");
+                limiter.pause(hold);
+            }
             match self.policy.classify(status, &headers, &body) {
                 Verdict::Ok if is_cut_off(&req, &headers, &body) => {
                     // A read answered 200 whose JSON ends early (a proxy or
@@ -1047,7 +1073,7 @@ impl ApiClient {
             .request(req.method.clone(), req.url.clone())
             .timeout(self.settings.timeout);
         if let Some(t) = token {
-            let mut v = HeaderValue::from_str(&format!("Bearer {t}")).map_err(|_| {
+            let mut v = HeaderValue::from_str(&format!("{} {t}", self.scheme)).map_err(|_| {
                 AttemptError::Final(ConnectorError::Auth(
                     "token is not a valid header value".into(),
                 ))
@@ -1175,6 +1201,42 @@ pub fn join_segments(base: &Url, segments: &[&str]) -> Result<Url, ConnectorErro
     Ok(url)
 }
 
+/// The target of an RFC 8288 `Link` header's `rel="next"` entry (Okta,
+/// GitHub), unresolved: give it to [`ApiClient::resolve_link`], which
+/// refuses another origin. Several `Link` headers and several entries in
+/// one header are both read; `rel` may hold several space-separated types.
+pub fn next_link(headers: &HeaderMap) -> Option<String> {
+    for value in headers.get_all(reqwest::header::LINK) {
+        let Ok(text) = value.to_str() else { continue };
+        let mut rest = text;
+        while let Some(start) = rest.find('<') {
+            let Some(end) = rest[start..].find('>') else {
+                break;
+            };
+            let target = &rest[start + 1..start + end];
+            let after = &rest[start + end + 1..];
+            // An entry's parameters run to the next entry's `<`.
+            let params_end = after.find('<').unwrap_or(after.len());
+            let params = &after[..params_end];
+            let is_next = params.split(';').any(|p| {
+                let Some((k, v)) = p.trim().split_once('=') else {
+                    return false;
+                };
+                k.trim().eq_ignore_ascii_case("rel")
+                    && v.trim()
+                        .trim_matches('"')
+                        .split_ascii_whitespace()
+                        .any(|r| r.eq_ignore_ascii_case("next"))
+            });
+            if is_next {
+                return Some(target.to_string());
+            }
+            rest = &after[params_end..];
+        }
+    }
+    None
+}
+
 /// Stops pagination on a repeated page token, an endless run of pages, or
 /// (with [`ApiClient::resolve_link`]) a link to another origin.
 #[derive(Debug, Default)]
@@ -1299,6 +1361,32 @@ mod tests {
         let dbg = format!("{req:?}");
         assert!(!dbg.contains("delete-token-value"), "{dbg}");
         assert!(dbg.contains("token=***"), "{dbg}");
+    }
+
+    #[test]
+    fn next_link_is_read_from_link_headers() {
+        let mut h = HeaderMap::new();
+        h.append(
+            reqwest::header::LINK,
+            HeaderValue::from_static(r#"<https://x.okta.com/api/v1/users?limit=2>; rel="self""#),
+        );
+        assert_eq!(next_link(&h), None);
+        h.append(
+            reqwest::header::LINK,
+            HeaderValue::from_static(
+                r#"<https://x.okta.com/api/v1/users?after=00u2&limit=2>; rel="next""#,
+            ),
+        );
+        assert_eq!(
+            next_link(&h).as_deref(),
+            Some("https://x.okta.com/api/v1/users?after=00u2&limit=2")
+        );
+        let mut one = HeaderMap::new();
+        one.insert(
+            reqwest::header::LINK,
+            HeaderValue::from_static(r#"</a?page=1>; rel="prev first", </a?page=3>; rel=next"#),
+        );
+        assert_eq!(next_link(&one).as_deref(), Some("/a?page=3"));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 pub mod oauth;
 pub mod tenant;
 
+use crate::apps::okta::twin as okta;
 use crate::apps::salesforce::twin as salesforce;
 use crate::apps::slack::twin as slack;
 
@@ -327,6 +328,7 @@ pub enum Vendor {
     Slack,
     SlackScim,
     Salesforce,
+    Okta,
     OAuth,
     Sandbox,
 }
@@ -339,6 +341,8 @@ impl Vendor {
             || path.starts_with("/batch/")
         {
             Vendor::Google
+        } else if path.starts_with("/api/v1/") || path.starts_with("/oauth2/v1/") {
+            Vendor::Okta
         } else if path.starts_with("/api/") {
             Vendor::Slack
         } else if path.starts_with("/scim/") {
@@ -430,6 +434,16 @@ pub fn vendor_error(vendor: Vendor, status: StatusCode, message: &str) -> Respon
             )
                 .into_response()
         }
+        Vendor::Okta => {
+            let code = match status.as_u16() {
+                404 => "E0000007",
+                405 => "E0000022",
+                401 => "E0000011",
+                s if s >= 500 => "E0000009",
+                _ => "E0000001",
+            };
+            okta::okta_error(status, code, message, &[])
+        }
         Vendor::OAuth | Vendor::Sandbox => (
             status,
             Json(serde_json::json!({"error": if status.as_u16() >= 500 {"server_error"} else {"invalid_request"}, "error_description": message})),
@@ -456,6 +470,23 @@ pub fn rate_limited(vendor: Vendor, retry_after_secs: u64) -> Response {
             Json(serde_json::json!([{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}])),
         )
             .into_response(),
+        Vendor::Okta => {
+            let mut r = okta::okta_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "E0000047",
+                "API call exceeded rate limit due to too many requests.",
+                &[],
+            );
+            let reset = chrono::Utc::now().timestamp().max(0) as u64 + retry_after_secs;
+            let h = r.headers_mut();
+            h.insert("x-rate-limit-limit", HeaderValue::from_static("600"));
+            h.insert("x-rate-limit-remaining", HeaderValue::from_static("0"));
+            h.insert(
+                "x-rate-limit-reset",
+                HeaderValue::from_str(&reset.to_string()).expect("digits"),
+            );
+            r
+        }
         Vendor::SlackScim | Vendor::OAuth | Vendor::Sandbox => (
             StatusCode::TOO_MANY_REQUESTS,
             Json(serde_json::json!({"error": "rate_limited"})),
@@ -463,7 +494,7 @@ pub fn rate_limited(vendor: Vendor, retry_after_secs: u64) -> Response {
             .into_response(),
     };
     // Google and Salesforce send no Retry-After; the others do.
-    if !matches!(vendor, Vendor::Google | Vendor::Salesforce) {
+    if !matches!(vendor, Vendor::Google | Vendor::Salesforce | Vendor::Okta) {
         resp.headers_mut().insert(
             "retry-after",
             HeaderValue::from_str(&retry_after_secs.to_string()).expect("digits"),
@@ -640,6 +671,24 @@ scim_write = {{ per_minute = 6000, burst = 200 }}
 "#,
         user_token = keys_dir.join("slack-user-token").display(),
         scim_token = keys_dir.join("slack-scim-token").display(),
+    ) + &format!(
+        r#"
+# The identity provider, through an API token (SSWS). For the OAuth
+# service app instead: flow = "client-credentials", client_id =
+# "{okta_client}", key_file = "{okta_key}", token_url =
+# "{base_url}/oauth2/v1/token".
+[connectors.okta]
+manifest = "okta"
+
+[connectors.okta.api]
+base_url = "{base_url}"
+
+[connectors.okta.auth]
+token_file = "{okta_token}"
+"#,
+        okta_token = keys_dir.join("okta-api-token").display(),
+        okta_key = keys_dir.join("okta-demo.key.pem").display(),
+        okta_client = okta::DEMO_CLIENT_ID,
     )
 }
 
@@ -670,6 +719,11 @@ pub fn write_demo_keys(dir: &std::path::Path) -> std::io::Result<()> {
     write_private(
         &dir.join("slack-scim-token"),
         slack::DEMO_SCIM_TOKEN.as_bytes(),
+    )?;
+    write_private(&dir.join("okta-api-token"), okta::DEMO_API_TOKEN.as_bytes())?;
+    write_private(
+        &dir.join("okta-demo.key.pem"),
+        crate::apps::okta::DEMO_PRIVATE_KEY.as_bytes(),
     )?;
     write_private(
         &dir.join("oauth-demo-client-secret"),
