@@ -13,6 +13,7 @@
 
 pub mod google;
 pub mod salesforce;
+pub mod scim2;
 pub mod slack;
 
 use std::sync::{Arc, Mutex};
@@ -147,6 +148,7 @@ macro_rules! register {
 register! {
     google: google::Vendor,
     salesforce: salesforce::Vendor,
+    scim2: scim2::Vendor,
     slack: slack::Vendor,
 }
 
