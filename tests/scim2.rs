@@ -854,3 +854,70 @@ async fn a_grant_is_present_until_a_fresh_read_says_otherwise() {
     let r = c.verify(&a, std::slice::from_ref(&group)).await;
     assert!(r[0].1.is_err(), "{:?}", r[0].1);
 }
+
+/// `offboard scan` and `offboard revoke` on the demo's Zoom, through the
+/// binary: found, revoked in order, verified, manual steps left (exit 3).
+#[tokio::test]
+async fn the_cli_scans_and_revokes_a_scim_app() {
+    let s = shared().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::write_config(&dir.path().join("cfg"), &s.sb.base_url);
+    let data = dir.path().join("data");
+    let run = |args: &'static [&'static str]| {
+        let config = config.clone();
+        let data = data.clone();
+        async move {
+            let out = tokio::time::timeout(
+                Duration::from_secs(90),
+                tokio::process::Command::new(env!("CARGO_BIN_EXE_offboard"))
+                    .args(args)
+                    .env("OFFBOARD_CONFIG", &config)
+                    .env("OFFBOARD_DATA", &data)
+                    .stdin(std::process::Stdio::null())
+                    .kill_on_drop(true)
+                    .output(),
+            )
+            .await
+            .expect("the command finishes")
+            .unwrap();
+            (
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let (code, out, err) = run(&["scan", "dana.whitfield@example.com", "--json"]).await;
+    // Live access left: exit 3.
+    assert_eq!(code, 3, "{out}\n{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let zoom: Vec<&Value> = v["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["app"] == "zoom")
+        .collect();
+    assert!(zoom.iter().any(|g| g["kind"] == "account"), "{out}");
+    assert_eq!(
+        zoom.iter().filter(|g| g["kind"] == "group").count(),
+        3,
+        "{out}"
+    );
+    let (code, out, err) = run(&[
+        "revoke",
+        "dana.whitfield@example.com",
+        "--app",
+        "zoom",
+        "--yes",
+    ])
+    .await;
+    assert_eq!(code, 3, "manual steps are left: {out}\n{err}");
+    assert!(out.contains("verified"), "{out}");
+    with(&s.sb, "zoom", |t| {
+        let dana = t.user_id("dana.whitfield@example.com").unwrap();
+        assert_eq!(t.user_active(&dana), Some(false));
+        let finance = t.group_id("Finance").unwrap();
+        assert!(!t.is_member(&finance, &dana));
+    });
+    assert!(!out.contains(&demo_token("zoom")) && !err.contains(&demo_token("zoom")));
+}
