@@ -1170,6 +1170,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn index_paging_ends_on_an_empty_page_whatever_the_total_says() {
+        let ids = |r: std::ops::Range<u32>| r.map(|i| i.to_string()).collect::<Vec<_>>();
+        // Honest: a short page reaching the total ends it.
+        let mut p = IndexPager::new(2);
+        assert!(p.page(&ids(0..2), Some(3)).unwrap());
+        assert_eq!(p.start_index(), 3);
+        assert!(!p.page(&ids(2..3), Some(3)).unwrap());
+        // Too high: only the empty page ends it.
+        let mut p = IndexPager::new(2);
+        assert!(p.page(&ids(0..2), Some(99)).unwrap());
+        assert!(p.page(&ids(2..3), Some(99)).unwrap());
+        assert!(!p.page(&[], Some(99)).unwrap());
+        // Too low: full pages keep it going.
+        let mut p = IndexPager::new(2);
+        assert!(p.page(&ids(0..2), Some(1)).unwrap());
+        assert!(p.page(&ids(2..4), Some(1)).unwrap());
+        assert!(!p.page(&ids(4..5), Some(1)).unwrap());
+        assert_eq!(p.seen(), 5);
+        // The same page again: an error, not a loop.
+        let mut p = IndexPager::new(2);
+        assert!(p.page(&ids(0..2), Some(9)).unwrap());
+        assert!(p.page(&ids(0..2), Some(9)).is_err());
+    }
+
+    #[test]
     fn segments_are_percent_encoded() {
         let base = Url::parse("http://127.0.0.1:1/admin/directory/v1/").unwrap();
         let u =
