@@ -132,7 +132,19 @@ fn demo_revoke_all_export_quit_in_tmux() {
     });
     // Manual steps (e.g. Slack apps the leaver owns) are ticked off with a
     // note for the ledger: Enter on the step, type the note, Enter.
-    for _ in 0..6 {
+    // Manifest steps (ids `manual:…`) stay matched by the filter once
+    // ticked, so only a selection still in state manual is opened.
+    let steps = [
+        ("slack", "Slack", "manual"),
+        ("salesforce", "Salesforce", "manual"),
+        ("zoom", "Zoom", "manual:sessions"),
+        ("zoom", "Zoom", "manual:license"),
+        ("zoom", "Zoom", "manual:data_transfer"),
+        ("miro", "Miro", "manual:owned_app"),
+        ("miro", "Miro", "manual:owned_boards"),
+        ("google", "Google Workspace", "manual"),
+    ];
+    for _ in 0..24 {
         let screen = s.capture();
         if screen.contains("all verified") && screen.contains(" 0 left ") {
             break;
@@ -141,16 +153,25 @@ fn demo_revoke_all_export_quit_in_tmux() {
             std::thread::sleep(Duration::from_millis(200));
             continue;
         }
-        for app in ["slack", "salesforce", "google"] {
+        for (app, name, filter) in steps {
             s.keys(&[":"]);
             s.literal(&format!("app {app}"));
             s.keys(&["Enter", "/"]);
-            s.literal("manual");
+            s.literal(filter);
             s.keys(&["Enter"]);
             let t = s.wait_for("the drill-down", Duration::from_secs(5), |t| {
-                t.contains("/manual")
+                t.lines().any(|l| {
+                    l.contains(&format!("┌ {name} · ")) && l.contains(&format!("/{filter} "))
+                })
             });
-            if t.contains("no grant matches the filter") {
+            // (Other apps' long labels cut the selection line short.)
+            let selected_manual = !filter.starts_with("manual:")
+                || t.lines()
+                    .any(|l| l.contains("│▶") && l.contains("risk · manual"));
+            if t.contains("no grant matches the filter")
+                || t.contains(&format!("(0) /{filter}"))
+                || !selected_manual
+            {
                 s.keys(&["Escape"]);
                 s.keys(&["Escape"]);
                 continue;

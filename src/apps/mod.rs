@@ -14,6 +14,7 @@
 pub mod google;
 pub mod okta;
 pub mod salesforce;
+pub mod scim2;
 pub mod slack;
 
 use std::sync::{Arc, Mutex};
@@ -149,6 +150,7 @@ register! {
     google: google::Vendor,
     okta: okta::Vendor,
     salesforce: salesforce::Vendor,
+    scim2: scim2::Vendor,
     slack: slack::Vendor,
 }
 

@@ -1280,6 +1280,78 @@ impl PageGuard {
     }
 }
 
+/// Index paging (SCIM `startIndex`/`count`/`totalResults`) that ends
+/// safely on servers whose `totalResults` is wrong: an empty page ends the
+/// listing; a page reaching the reported total ends it only when it is
+/// short (a total reported too low cannot cut a listing off while pages
+/// stay full); a page of nothing but items already seen (a server that
+/// ignores `startIndex`) is an error, not an endless loop; and at most
+/// [`PageGuard::MAX_PAGES`] pages.
+#[derive(Debug)]
+pub struct IndexPager {
+    next: usize,
+    count: usize,
+    seen: HashSet<String>,
+    pages: usize,
+}
+
+impl IndexPager {
+    /// Pages of `count` items, from index 1.
+    pub fn new(count: usize) -> Self {
+        Self {
+            next: 1,
+            count: count.max(1),
+            seen: HashSet::new(),
+            pages: 0,
+        }
+    }
+
+    /// The `startIndex` of the next page (1-based).
+    pub fn start_index(&self) -> usize {
+        self.next
+    }
+
+    /// The `count` to ask for.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Takes one page (the ids of its items and the reported total): true
+    /// when another page must be read.
+    pub fn page(&mut self, ids: &[String], total: Option<u64>) -> Result<bool, ConnectorError> {
+        self.pages += 1;
+        if ids.is_empty() {
+            return Ok(false);
+        }
+        let fresh = ids
+            .iter()
+            .filter(|id| self.seen.insert((*id).clone()))
+            .count();
+        if fresh == 0 {
+            return Err(ConnectorError::BadResponse(
+                "the API answered a page of items already listed (startIndex ignored?); the listing is incomplete".into(),
+            ));
+        }
+        self.next += ids.len();
+        let reached = total.is_some_and(|t| self.seen.len() as u64 >= t);
+        if reached && ids.len() < self.count {
+            return Ok(false);
+        }
+        if self.pages >= PageGuard::MAX_PAGES {
+            return Err(ConnectorError::BadResponse(format!(
+                "more than {} pages; stopping",
+                PageGuard::MAX_PAGES
+            )));
+        }
+        Ok(true)
+    }
+
+    /// Items seen so far.
+    pub fn seen(&self) -> usize {
+        self.seen.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1323,6 +1395,31 @@ mod tests {
         assert_eq!(pace_share(15000, 15000), MIN_PACE_SHARE);
         assert_eq!(pace_share(20000, 15000), MIN_PACE_SHARE);
         assert_eq!(pace_share(5, 0), 1.0);
+    }
+
+    #[test]
+    fn index_paging_ends_on_an_empty_page_whatever_the_total_says() {
+        let ids = |r: std::ops::Range<u32>| r.map(|i| i.to_string()).collect::<Vec<_>>();
+        // Honest: a short page reaching the total ends it.
+        let mut p = IndexPager::new(2);
+        assert!(p.page(&ids(0..2), Some(3)).unwrap());
+        assert_eq!(p.start_index(), 3);
+        assert!(!p.page(&ids(2..3), Some(3)).unwrap());
+        // Too high: only the empty page ends it.
+        let mut p = IndexPager::new(2);
+        assert!(p.page(&ids(0..2), Some(99)).unwrap());
+        assert!(p.page(&ids(2..3), Some(99)).unwrap());
+        assert!(!p.page(&[], Some(99)).unwrap());
+        // Too low: full pages keep it going.
+        let mut p = IndexPager::new(2);
+        assert!(p.page(&ids(0..2), Some(1)).unwrap());
+        assert!(p.page(&ids(2..4), Some(1)).unwrap());
+        assert!(!p.page(&ids(4..5), Some(1)).unwrap());
+        assert_eq!(p.seen(), 5);
+        // The same page again: an error, not a loop.
+        let mut p = IndexPager::new(2);
+        assert!(p.page(&ids(0..2), Some(9)).unwrap());
+        assert!(p.page(&ids(0..2), Some(9)).is_err());
     }
 
     #[test]

@@ -329,6 +329,8 @@ pub enum Vendor {
     SlackScim,
     Salesforce,
     Okta,
+    /// The generic SCIM 2.0 apps (`/scim2/{app}/v2/...`).
+    Scim2,
     OAuth,
     Sandbox,
 }
@@ -349,6 +351,8 @@ impl Vendor {
             Vendor::SlackScim
         } else if path.starts_with("/services/") {
             Vendor::Salesforce
+        } else if path.starts_with("/scim2/") {
+            Vendor::Scim2
         } else if path.starts_with("/_sandbox") {
             Vendor::Sandbox
         } else {
@@ -421,6 +425,7 @@ pub fn vendor_error(vendor: Vendor, status: StatusCode, message: &str) -> Respon
             Json(serde_json::json!({"Errors": {"code": status.as_u16(), "description": message}})),
         )
             .into_response(),
+        Vendor::Scim2 => crate::apps::scim2::twin::error(status, None, message),
         Vendor::Salesforce => {
             let code = match status.as_u16() {
                 404 => "NOT_FOUND",
@@ -487,6 +492,11 @@ pub fn rate_limited(vendor: Vendor, retry_after_secs: u64) -> Response {
             );
             r
         }
+        Vendor::Scim2 => crate::apps::scim2::twin::error(
+            StatusCode::TOO_MANY_REQUESTS,
+            None,
+            "Too many requests",
+        ),
         Vendor::SlackScim | Vendor::OAuth | Vendor::Sandbox => (
             StatusCode::TOO_MANY_REQUESTS,
             Json(serde_json::json!({"error": "rate_limited"})),
@@ -685,10 +695,32 @@ base_url = "{base_url}"
 
 [connectors.okta.auth]
 token_file = "{okta_token}"
+
+# Two SCIM 2.0 apps on the generic `scim2` driver (connectors/zoom.toml,
+# connectors/miro.toml), each on its own path of the sandbox.
+[connectors.zoom]
+manifest = "zoom"
+
+[connectors.zoom.api]
+base_url = "{base_url}/scim2/zoom/v2"
+
+[connectors.zoom.auth]
+token_file = "{zoom_token}"
+
+[connectors.miro]
+manifest = "miro"
+
+[connectors.miro.api]
+base_url = "{base_url}/scim2/miro/v2"
+
+[connectors.miro.auth]
+token_file = "{miro_token}"
 "#,
         okta_token = keys_dir.join("okta-api-token").display(),
         okta_key = keys_dir.join("okta-demo.key.pem").display(),
         okta_client = okta::DEMO_CLIENT_ID,
+        zoom_token = keys_dir.join("scim2-zoom-token").display(),
+        miro_token = keys_dir.join("scim2-miro-token").display(),
     )
 }
 
@@ -725,6 +757,12 @@ pub fn write_demo_keys(dir: &std::path::Path) -> std::io::Result<()> {
         &dir.join("okta-demo.key.pem"),
         crate::apps::okta::DEMO_PRIVATE_KEY.as_bytes(),
     )?;
+    for app in crate::apps::scim2::twin::DEMO_APPS {
+        write_private(
+            &dir.join(format!("scim2-{app}-token")),
+            crate::apps::scim2::twin::demo_token(app).as_bytes(),
+        )?;
+    }
     write_private(
         &dir.join("oauth-demo-client-secret"),
         oauth::CONFIDENTIAL_SECRET.as_bytes(),

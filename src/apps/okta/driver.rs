@@ -159,10 +159,15 @@ impl VendorPolicy for OktaPolicy {
         }
     }
 
-    fn limit_info(&self, headers: &HeaderMap) -> Option<String> {
+    fn limit_info(&self, headers: &HeaderMap) -> Option<crate::connector::http::LimitInfo> {
         let limit = header_u64(headers, "x-rate-limit-limit")?;
         let remaining = header_u64(headers, "x-rate-limit-remaining")?;
-        Some(format!("rate limit {remaining}/{limit} left this window"))
+        // Paced per window by `pace` below, not by the daily-allocation
+        // headroom: no usage reported.
+        Some(crate::connector::http::LimitInfo {
+            text: format!("rate limit {remaining}/{limit} left this window"),
+            usage: None,
+        })
     }
 
     /// Nearly out of the window's quota: hold requests until it resets.
