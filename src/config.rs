@@ -25,6 +25,12 @@ pub struct Config {
     pub console: ConsoleConfig,
     #[serde(default)]
     pub connectors: BTreeMap<String, ConnectorConfig>,
+    /// HR's roster of people, status and exit time.
+    #[serde(default)]
+    pub roster: crate::fleet::RosterConfig,
+    /// What `run --due` does at an exit time, and the SLA.
+    #[serde(default)]
+    pub policy: crate::fleet::PolicyConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
