@@ -273,7 +273,7 @@ fn markdown(r: &PeriodReport) -> String {
         t(Some(r.until))
     ));
     o.push_str(&format!(
-        "- generated: {}\n- SLA: all access closed within {} h of the exit time\n- exit times: {}\n- ledger: {} records, chain {}, head `{}`\n- leavers: {}; all closed: {}; within SLA: {}; SLA breached: {}; open: {}; never processed: {}\n\n",
+        "- controls: SOC 2 CC6.2/CC6.3 (access removed on termination), ISO 27001 A.5.18 (access rights)\n- generated: {}\n- SLA: all access closed within {} h of the exit time\n- exit times: {}\n- ledger: {} records, chain {}, head `{}`\n- leavers: {}; all closed: {}; within SLA: {}; SLA breached: {}; open: {}; never processed: {}\n\n",
         t(Some(r.generated_at)),
         r.sla_hours,
         match &r.roster {
