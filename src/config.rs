@@ -141,6 +141,12 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
         error: e.to_string(),
     })?;
     let config: Config = parse_toml(&text, &path.display().to_string())?;
+    if let Err(e) = crate::fleet::roster::Zone::parse(config.roster.time_zone.as_deref()) {
+        return Err(ConfigError::Parse {
+            origin: path.display().to_string(),
+            message: format!("[roster] {e}"),
+        });
+    }
     let dir = path
         .parent()
         .map(Path::to_path_buf)
