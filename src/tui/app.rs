@@ -377,7 +377,51 @@ pub async fn console(global: &Flags, data_dir: PathBuf) -> CmdResult {
         .map(|e| LeaverRow::new(e))
         .collect();
     opts.notes = notes;
+    roster_leavers(&loaded, &mut opts);
     open(engine, events, opts, &data_dir, resolved).await
+}
+
+/// The queue from `[roster] path` when one is configured: its leavers
+/// (soonest exit first) ahead of `[console] leavers`; bad lines and an
+/// unreadable roster become notes.
+fn roster_leavers(loaded: &config::Loaded, opts: &mut ConsoleOptions) {
+    use crate::fleet::roster;
+    let cfg = &loaded.config.roster;
+    let Some(path) = cfg.path.as_ref().filter(|p| p.as_os_str() != "-") else {
+        return;
+    };
+    let path = if path.is_relative() {
+        loaded.dir.join(path)
+    } else {
+        path.clone()
+    };
+    match roster::load(&roster::Source::File(path), cfg) {
+        Err(e) => opts.notes.push(e.to_string()),
+        Ok(r) => {
+            opts.notes.extend(
+                r.errors
+                    .iter()
+                    .map(|e| format!("{e} (ignored: nothing is done for this line)")),
+            );
+            let mut rows: Vec<LeaverRow> = r
+                .leavers()
+                .map(|e| {
+                    let mut row = LeaverRow::new(&e.email);
+                    row.name = e.name.clone();
+                    row.exit_at = e.exit_time;
+                    row
+                })
+                .collect();
+            rows.sort_by_key(|r| r.exit_at);
+            let rest = std::mem::take(&mut opts.leavers);
+            opts.leavers = rows;
+            for l in rest {
+                if !opts.leavers.iter().any(|r| r.email == l.email) {
+                    opts.leavers.push(l);
+                }
+            }
+        }
+    }
 }
 
 /// `offboard demo`: the embedded sandbox on a free loopback port and the
