@@ -498,3 +498,50 @@ mod tests {
         ])));
     }
 }
+
+#[cfg(test)]
+mod roster_tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_comes_from_the_roster_soonest_exit_first() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("hr.csv"),
+            "email,name,status,exit_time\n\
+             late@example.com,Late,leaving,2026-12-20\n\
+             gone@example.com,\"Gone, Long\",left,2026-10-01T09:00:00Z\n\
+             here@example.com,Here,active,\n\
+             ,Nobody,left,2026-10-01\n",
+        )
+        .unwrap();
+        let mut config = config::Config::default();
+        config.roster.path = Some("hr.csv".into());
+        config.console.leavers = vec!["late@example.com".into(), "typed@example.com".into()];
+        let loaded = config::Loaded {
+            config,
+            path: dir.path().join("config.toml"),
+            dir: dir.path().to_path_buf(),
+        };
+        let mut opts = ConsoleOptions::from_global(&Flags::default(), "ops".into(), None, None);
+        opts.leavers = loaded
+            .config
+            .console
+            .leavers
+            .iter()
+            .map(|e| LeaverRow::new(e))
+            .collect();
+        roster_leavers(&loaded, &mut opts);
+        let emails: Vec<&str> = opts.leavers.iter().map(|l| l.email.as_str()).collect();
+        assert_eq!(
+            emails,
+            ["gone@example.com", "late@example.com", "typed@example.com"]
+        );
+        assert_eq!(opts.leavers[0].name.as_deref(), Some("Gone, Long"));
+        assert!(opts.leavers[0].exit_at.is_some());
+        assert_eq!(
+            opts.notes,
+            ["hr.csv line 5: no email (ignored: nothing is done for this line)"]
+        );
+    }
+}
