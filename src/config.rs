@@ -25,6 +25,12 @@ pub struct Config {
     pub console: ConsoleConfig,
     #[serde(default)]
     pub connectors: BTreeMap<String, ConnectorConfig>,
+    /// HR's roster of people, status and exit time.
+    #[serde(default)]
+    pub roster: crate::fleet::RosterConfig,
+    /// What `run --due` does at an exit time, and the SLA.
+    #[serde(default)]
+    pub policy: crate::fleet::PolicyConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -135,6 +141,12 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
         error: e.to_string(),
     })?;
     let config: Config = parse_toml(&text, &path.display().to_string())?;
+    if let Err(e) = crate::fleet::roster::Zone::parse(config.roster.time_zone.as_deref()) {
+        return Err(ConfigError::Parse {
+            origin: path.display().to_string(),
+            message: format!("[roster] {e}"),
+        });
+    }
     let dir = path
         .parent()
         .map(Path::to_path_buf)

@@ -457,12 +457,12 @@ pub fn plan_json(email: &str, plan: &Plan, view: &CaseView) -> PlanJson {
     }
 }
 
-struct Session {
-    engine: Arc<Engine>,
-    events: UnboundedReceiver<Event>,
+pub(crate) struct Session {
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) events: UnboundedReceiver<Event>,
 }
 
-fn engine_failure(e: EngineError) -> Failure {
+pub(crate) fn engine_failure(e: EngineError) -> Failure {
     match e {
         EngineError::Invalid(m) => Failure::usage(m),
         other => Failure::other(other.to_string()),
@@ -474,7 +474,7 @@ fn load_config(global: &Global) -> Result<Loaded, Failure> {
     Ok(config::load(&path)?)
 }
 
-fn open(global: &Global, data_dir: &std::path::Path) -> Result<Session, Failure> {
+pub(crate) fn open(global: &Global, data_dir: &std::path::Path) -> Result<Session, Failure> {
     let loaded = load_config(global)?;
     let resolved = loaded.connectors()?;
     if resolved.is_empty() {
@@ -597,7 +597,7 @@ fn progress_line(e: &Event) -> Option<String> {
 
 /// Runs `fut` while printing progress lines (when `progress`), then drains
 /// what is left.
-async fn with_progress<T>(
+pub(crate) async fn with_progress<T>(
     events: &mut UnboundedReceiver<Event>,
     progress: bool,
     fut: impl std::future::Future<Output = T>,

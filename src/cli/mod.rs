@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod case;
+pub mod fleet;
 pub mod sandbox;
 
 use std::path::PathBuf;
@@ -63,9 +64,11 @@ pub enum Command {
     Revoke(RevokeArgs),
     /// Re-read every app and report what is still live.
     Verify(VerifyArgs),
+    /// `run --due`: revoke every roster leaver whose exit time has passed, by policy (cron, systemd timers).
+    Run(RunArgs),
     /// Tick off a manual step (or a failed/unconfirmed grant fixed by hand), with a note for the evidence.
     Done(DoneArgs),
-    /// Evidence report for a leaver, or `evidence verify` to check the ledger chain.
+    /// Evidence report for a leaver, `evidence report --since DATE` for an audit period, or `evidence verify` to check the ledger chain.
     Evidence(EvidenceArgs),
     /// Sign in to an app and cache its token.
     Login(LoginArgs),
@@ -130,6 +133,22 @@ pub struct VerifyArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Every leaver whose exit time has passed (status leaving or left).
+    #[arg(long)]
+    pub due: bool,
+    /// The roster (CSV or JSON Lines; `-` for stdin). Default: `[roster] path`.
+    #[arg(long, value_name = "FILE")]
+    pub roster: Option<PathBuf>,
+    /// Act. Without it, a dry run that changes nothing.
+    #[arg(long)]
+    pub yes: bool,
+    /// Machine-readable output (`offboard.run/1`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct DoneArgs {
     pub email: String,
     /// The grant's key as `scan` shows it in --json (`connector/id`, e.g. `google/manual:data_transfer`).
@@ -143,8 +162,18 @@ pub struct DoneArgs {
 
 #[derive(Debug, Args)]
 pub struct EvidenceArgs {
-    /// A leaver's email, or `verify` to check the ledger's hash chain.
+    /// A leaver's email, `report` (every leaver of a period, with --since),
+    /// or `verify` to check the ledger's hash chain.
     pub target: String,
+    /// `report`: start of the period (RFC 3339, or a date in the roster's time zone).
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    /// `report`: end of the period (a date includes that day; default: now).
+    #[arg(long, value_name = "DATE")]
+    pub until: Option<String>,
+    /// `report`: the roster for names and exit times (default: `[roster] path`; `-` for stdin).
+    #[arg(long, value_name = "FILE")]
+    pub roster: Option<PathBuf>,
     #[arg(long, default_value = "md", value_parser = ["md", "json", "csv"])]
     pub format: String,
     /// Write the report here instead of stdout.
@@ -251,7 +280,11 @@ async fn dispatch(cli: Cli, data_dir: PathBuf) -> CmdResult {
         Some(Command::Scan(args)) => case::scan(&cli.global, args, data_dir).await,
         Some(Command::Revoke(args)) => case::revoke(&cli.global, args, data_dir).await,
         Some(Command::Verify(args)) => case::verify(&cli.global, args, data_dir).await,
+        Some(Command::Evidence(args)) if args.target == "report" => {
+            fleet::report(&cli.global, args, data_dir).await
+        }
         Some(Command::Evidence(args)) => case::evidence(args, data_dir).await,
+        Some(Command::Run(args)) => fleet::run(&cli.global, args, data_dir).await,
         Some(Command::Done(args)) => case::done(&cli.global, args, data_dir).await,
         Some(Command::Demo(args)) => match args.faults.to_faults() {
             Ok(faults) => {

@@ -407,7 +407,51 @@ pub async fn console(global: &Flags, data_dir: PathBuf) -> CmdResult {
         .map(|e| LeaverRow::new(e))
         .collect();
     opts.notes = notes;
+    roster_leavers(&loaded, &mut opts);
     open(engine, events, opts, &data_dir, resolved).await
+}
+
+/// The queue from `[roster] path` when one is configured: its leavers
+/// (soonest exit first) ahead of `[console] leavers`; bad lines and an
+/// unreadable roster become notes.
+fn roster_leavers(loaded: &config::Loaded, opts: &mut ConsoleOptions) {
+    use crate::fleet::roster;
+    let cfg = &loaded.config.roster;
+    let Some(path) = cfg.path.as_ref().filter(|p| p.as_os_str() != "-") else {
+        return;
+    };
+    let path = if path.is_relative() {
+        loaded.dir.join(path)
+    } else {
+        path.clone()
+    };
+    match roster::load(&roster::Source::File(path), cfg) {
+        Err(e) => opts.notes.push(e.to_string()),
+        Ok(r) => {
+            opts.notes.extend(
+                r.errors
+                    .iter()
+                    .map(|e| format!("{e} (ignored: nothing is done for this line)")),
+            );
+            let mut rows: Vec<LeaverRow> = r
+                .leavers()
+                .map(|e| {
+                    let mut row = LeaverRow::new(&e.email);
+                    row.name = e.name.clone();
+                    row.exit_at = e.exit_time;
+                    row
+                })
+                .collect();
+            rows.sort_by_key(|r| r.exit_at);
+            let rest = std::mem::take(&mut opts.leavers);
+            opts.leavers = rows;
+            for l in rest {
+                if !opts.leavers.iter().any(|r| r.email == l.email) {
+                    opts.leavers.push(l);
+                }
+            }
+        }
+    }
 }
 
 /// `offboard demo`: the embedded sandbox on a free loopback port and the
@@ -482,5 +526,52 @@ mod tests {
             ("LC_ALL", ""),
             ("LANG", "de_DE.UTF-8")
         ])));
+    }
+}
+
+#[cfg(test)]
+mod roster_tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_comes_from_the_roster_soonest_exit_first() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("hr.csv"),
+            "email,name,status,exit_time\n\
+             late@example.com,Late,leaving,2026-12-20\n\
+             gone@example.com,\"Gone, Long\",left,2026-10-01T09:00:00Z\n\
+             here@example.com,Here,active,\n\
+             ,Nobody,left,2026-10-01\n",
+        )
+        .unwrap();
+        let mut config = config::Config::default();
+        config.roster.path = Some("hr.csv".into());
+        config.console.leavers = vec!["late@example.com".into(), "typed@example.com".into()];
+        let loaded = config::Loaded {
+            config,
+            path: dir.path().join("config.toml"),
+            dir: dir.path().to_path_buf(),
+        };
+        let mut opts = ConsoleOptions::from_global(&Flags::default(), "ops".into(), None, None);
+        opts.leavers = loaded
+            .config
+            .console
+            .leavers
+            .iter()
+            .map(|e| LeaverRow::new(e))
+            .collect();
+        roster_leavers(&loaded, &mut opts);
+        let emails: Vec<&str> = opts.leavers.iter().map(|l| l.email.as_str()).collect();
+        assert_eq!(
+            emails,
+            ["gone@example.com", "late@example.com", "typed@example.com"]
+        );
+        assert_eq!(opts.leavers[0].name.as_deref(), Some("Gone, Long"));
+        assert!(opts.leavers[0].exit_at.is_some());
+        assert_eq!(
+            opts.notes,
+            ["hr.csv line 5: no email (ignored: nothing is done for this line)"]
+        );
     }
 }

@@ -2034,3 +2034,18 @@ fn ascii_mode_stays_ascii_in_every_new_view() {
         }
     }
 }
+
+#[test]
+fn queue_shows_due_and_overdue_leavers_with_overdue_open_access_highlighted() {
+    let mut m = model_with(false, "default");
+    m.leavers[0].exit_at = Some(t0() - chrono::Duration::hours(3));
+    m.leavers[1].exit_at = Some(t0() + chrono::Duration::hours(2));
+    let buf = render(&m, 160, 40);
+    let screen = text(&buf);
+    let (x, y) = find(&buf, "overdue 3h: still open").unwrap_or_else(|| panic!("{screen}"));
+    let danger = m.theme.style(Role::Danger);
+    assert_eq!(buf[(x, y)].fg, danger.fg.unwrap_or_default(), "{screen}");
+    let (x, y) = find(&buf, "due in 2h").unwrap_or_else(|| panic!("{screen}"));
+    assert_ne!(buf[(x, y)].fg, danger.fg.unwrap_or_default());
+    assert!(!screen.contains("due in 2h: still open"));
+}

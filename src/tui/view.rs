@@ -290,14 +290,8 @@ pub fn health_label(m: &Model, h: HealthState) -> &'static str {
 }
 
 fn exit_label(exit: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<String> {
-    let exit = exit?;
-    let days = (exit.date_naive() - now.date_naive()).num_days();
-    Some(match days {
-        0 => "exit today".into(),
-        1 => "exit tomorrow".into(),
-        d if d > 1 => format!("exit in {d}d"),
-        d => format!("left {}d ago", -d),
-    })
+    // "due in 2h", "overdue 3d 4h": the same words as `run --due`.
+    Some(crate::fleet::policy::due_text(exit?, now))
 }
 
 fn status_role(s: &LeaverStatus) -> Role {
@@ -397,10 +391,29 @@ fn draw_queue(m: &Model, area: Rect, buf: &mut Buffer) {
             }
         }
         if let Some(e) = exit_label(l.exit_at, m.now) {
-            let text = format!(" {} {e}", m.symbols.dot());
+            // Past the exit time with access still open: highlighted, with
+            // how long it has stayed open.
+            let overdue = l.exit_at.is_some_and(|x| x <= m.now)
+                && !matches!(
+                    status,
+                    LeaverStatus::AllVerified | LeaverStatus::NothingFound
+                );
+            let open = overdue
+                && matches!(
+                    status,
+                    LeaverStatus::Live(..)
+                        | LeaverStatus::NeedsAttention(_)
+                        | LeaverStatus::Revoking
+                );
+            let text = if open {
+                format!(" {} {e}: still open", m.symbols.dot())
+            } else {
+                format!(" {} {e}", m.symbols.dot())
+            };
             let used: usize = spans.iter().map(|s| s.width()).sum();
             if used + text.width() <= r.width as usize {
-                spans.push(Span::styled(text, t.style(Role::Muted)));
+                let role = if overdue { Role::Danger } else { Role::Muted };
+                spans.push(Span::styled(text, t.style(role)));
             }
         }
         // Cut with an ellipsis at a word boundary, never mid-word.
