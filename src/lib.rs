@@ -8,6 +8,7 @@ pub mod config;
 pub mod connector;
 pub mod engine;
 pub mod evidence;
+pub mod fleet;
 pub mod model;
 pub mod outcome;
 pub mod sandbox;

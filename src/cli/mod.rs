@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod case;
+pub mod fleet;
 pub mod sandbox;
 
 use std::path::PathBuf;
@@ -73,6 +74,8 @@ pub enum Command {
     Logout(LogoutArgs),
     /// Check credentials, tokens, scopes and reachability of every connector.
     Doctor,
+    /// List every account in every app and report those that outlived their person.
+    Sweep(SweepArgs),
     /// Run the API emulator alone (for scripts and tests).
     Sandbox(sandbox::SandboxArgs),
 }
@@ -156,6 +159,18 @@ pub struct EvidenceArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// HR roster, CSV with the header `email,status,aliases,manager`.
+    #[arg(long, value_name = "FILE")]
+    pub roster: Option<PathBuf>,
+    /// The app whose suspended users are suspended identities (default: the first configured).
+    #[arg(long, value_name = "APP")]
+    pub directory: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct LoginArgs {
     /// Connector id from the config.
     pub app: String,
@@ -202,7 +217,13 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(
         cli.command,
-        Some(Command::Scan(_) | Command::Verify(_) | Command::Evidence(_) | Command::Doctor)
+        Some(
+            Command::Scan(_)
+                | Command::Verify(_)
+                | Command::Evidence(_)
+                | Command::Doctor
+                | Command::Sweep(_)
+        )
     ) {
         // Read-only commands end quietly when their reader goes away
         // (`offboard scan … | head`), like other Unix tools. Sockets are
@@ -248,6 +269,7 @@ async fn dispatch(cli: Cli, data_dir: PathBuf) -> CmdResult {
         Some(Command::Login(args)) => auth::login(&cli.global, args, data_dir).await,
         Some(Command::Logout(args)) => auth::logout(&cli.global, args, data_dir).await,
         Some(Command::Doctor) => auth::doctor(&cli.global, data_dir).await,
+        Some(Command::Sweep(args)) => fleet::sweep_cmd(&cli.global, args, &data_dir).await,
         Some(Command::Scan(args)) => case::scan(&cli.global, args, data_dir).await,
         Some(Command::Revoke(args)) => case::revoke(&cli.global, args, data_dir).await,
         Some(Command::Verify(args)) => case::verify(&cli.global, args, data_dir).await,
