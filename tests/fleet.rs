@@ -283,3 +283,112 @@ async fn a_failed_listing_is_not_swept_never_clean() {
     assert!(out.contains("slack: NOT SWEPT"), "{out}");
     assert!(!out.contains("\nno findings\n"), "{out}");
 }
+
+/// The demo config with `[batch]` guardrails and a short verify deadline.
+fn batch_env(base_url: &str, batch: &str) -> Env {
+    let e = env(base_url);
+    let text = std::fs::read_to_string(&e.config).unwrap();
+    let text = text.replace("verify_deadline_secs = 60", "verify_deadline_secs = 8");
+    std::fs::write(&e.config, format!("{text}\n[batch]\n{batch}\n")).unwrap();
+    e
+}
+
+fn ledger_text(e: &Env) -> String {
+    std::fs::read_to_string(e.data.join("ledger.jsonl")).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_over_the_cap_is_refused_and_a_dry_run_counts_it() {
+    let sb = common::sandbox(common::quick(200)).await;
+    let e = batch_env(&sb.base_url, "max_batch = 2");
+    let file = e.dir.join("leavers.txt");
+    std::fs::write(
+        &file,
+        "# layoff\ndana.whitfield@example.com\nlena.kowalski@example.com\n\npriya.natarajan@example.com\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let (code, _, err) = run(&e, &["revoke", "--from", f, "--yes"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("batch over the cap: 3 leavers is more than [batch] max_batch = 2"),
+        "{err}"
+    );
+    assert!(err.contains("--confirm-count 3"), "{err}");
+    assert!(!ledger_text(&e).contains("revoke_requested"));
+    // A wrong count is refused too.
+    let (code, _, err) = run(
+        &e,
+        &["revoke", "--from", f, "--yes", "--confirm-count", "2"],
+    )
+    .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--confirm-count 2 does not match"), "{err}");
+    assert!(!ledger_text(&e).contains("revoke_requested"));
+    // The dry run: totals per app and kind, and the reason for the cap.
+    let (code, out, err) = run(&e, &["revoke", "--from", f, "--dry-run"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("dry run: 3 leaver(s)"), "{out}");
+    assert!(out.contains("google       account"), "{out}");
+    assert!(out.contains("slack        session"), "{out}");
+    assert!(out.contains("needs --confirm-count 3: 3 leavers"), "{out}");
+    assert!(!ledger_text(&e).contains("revoke_requested"));
+    // A line that is not an address refuses the whole batch.
+    std::fs::write(&file, "dana.whitfield@example.com\nnot an address\n").unwrap();
+    let (code, _, err) = run(&e, &["revoke", "--from", f, "--yes"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("line 2: `not an address` is not an email address"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_circuit_breaker_pauses_a_batch_when_an_app_fails() {
+    let sb = common::sandbox(Faults {
+        error_rate: 1.0,
+        path_prefix: Some("/api/usergroups.users.update".into()),
+        ..common::quick(200)
+    })
+    .await;
+    let e = batch_env(
+        &sb.base_url,
+        "concurrency = 1\nbreaker_failures = 3\nbreaker_window = 20",
+    );
+    let file = e.dir.join("leavers.txt");
+    std::fs::write(
+        &file,
+        "marcus.reyes@example.com\ndana.whitfield@example.com\nlena.kowalski@example.com\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&e, &["revoke", "--from", file.to_str().unwrap(), "--yes"]).await;
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert!(
+        err.contains("batch PAUSED: circuit breaker: slack: "),
+        "{err}"
+    );
+    assert!(
+        out.contains("paused by the circuit breaker: slack: "),
+        "{out}"
+    );
+    assert!(
+        out.contains("not started: dana.whitfield@example.com"),
+        "{out}"
+    );
+    assert!(
+        out.contains("not started: lena.kowalski@example.com"),
+        "{out}"
+    );
+    assert!(out.contains("1 of 3 leaver(s) run"), "{out}");
+    assert!(err.contains("overall: 1/3 leaver(s) finished"), "{err}");
+    let ledger = ledger_text(&e);
+    let requested = |who: &str| {
+        ledger
+            .lines()
+            .any(|l| l.contains(who) && l.contains("revoke_requested"))
+    };
+    assert!(requested("marcus.reyes@example.com"));
+    // Discovered for the dry-run totals and the cap, never revoked.
+    assert!(!requested("dana.whitfield@example.com"));
+    assert!(!requested("lena.kowalski@example.com"));
+}

@@ -321,12 +321,12 @@ pub fn plan_json(email: &str, plan: &Plan, view: &CaseView) -> PlanJson {
     }
 }
 
-struct Session {
-    engine: Arc<Engine>,
-    events: UnboundedReceiver<Event>,
+pub(super) struct Session {
+    pub(super) engine: Arc<Engine>,
+    pub(super) events: UnboundedReceiver<Event>,
 }
 
-fn engine_failure(e: EngineError) -> Failure {
+pub(super) fn engine_failure(e: EngineError) -> Failure {
     match e {
         EngineError::Invalid(m) => Failure::usage(m),
         other => Failure::other(other.to_string()),
@@ -338,7 +338,7 @@ fn load_config(global: &Global) -> Result<Loaded, Failure> {
     Ok(config::load(&path)?)
 }
 
-fn open(global: &Global, data_dir: &std::path::Path) -> Result<Session, Failure> {
+pub(super) fn open(global: &Global, data_dir: &std::path::Path) -> Result<Session, Failure> {
     let loaded = load_config(global)?;
     let resolved = loaded.connectors()?;
     if resolved.is_empty() {
@@ -397,7 +397,7 @@ async fn apply_picks(
     Ok(())
 }
 
-fn selection(apps: &[String], kinds: &[String]) -> Result<Selection, Failure> {
+pub(super) fn selection(apps: &[String], kinds: &[String]) -> Result<Selection, Failure> {
     let mut sel = Selection {
         apps: apps.to_vec(),
         ..Selection::default()
@@ -418,7 +418,7 @@ fn selection(apps: &[String], kinds: &[String]) -> Result<Selection, Failure> {
 }
 
 /// One progress line for an event (stderr), or None.
-fn progress_line(e: &Event) -> Option<String> {
+pub(super) fn progress_line(e: &Event) -> Option<String> {
     match e {
         Event::LookupFailed {
             connector, error, ..
@@ -461,7 +461,7 @@ fn progress_line(e: &Event) -> Option<String> {
 
 /// Runs `fut` while printing progress lines (when `progress`), then drains
 /// what is left.
-async fn with_progress<T>(
+pub(super) async fn with_progress<T>(
     events: &mut UnboundedReceiver<Event>,
     progress: bool,
     fut: impl std::future::Future<Output = T>,
@@ -819,10 +819,15 @@ pub async fn revoke(global: &Global, args: RevokeArgs, data_dir: PathBuf) -> Cmd
         ));
     }
     let mut s = open(global, &data_dir)?;
+    let Some(target) = args.email.as_deref() else {
+        return Err(Failure::usage(
+            "revoke: name a leaver (EMAIL) or a batch (--from FILE)",
+        ));
+    };
     let view = with_progress(
         &mut s.events,
         true,
-        s.engine.discover_apps(&args.email, &args.apps),
+        s.engine.discover_apps(target, &args.apps),
     )
     .await
     .map_err(engine_failure)?;

@@ -97,7 +97,17 @@ pub struct ScanArgs {
 
 #[derive(Debug, Args)]
 pub struct RevokeArgs {
-    pub email: String,
+    /// The leaver (or `--from FILE` for a batch).
+    #[arg(required_unless_present = "from", conflicts_with = "from")]
+    pub email: Option<String>,
+    /// A batch: one email per line, or a roster CSV (its `leaving` and
+    /// `left` people).
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
+    /// Confirms a batch over the cap (`[batch] max_batch`, `max_share`):
+    /// the exact number of leavers in it.
+    #[arg(long, value_name = "N", requires = "from")]
+    pub confirm_count: Option<usize>,
     /// Only these apps; repeatable.
     #[arg(long = "app", value_name = "APP")]
     pub apps: Vec<String>,
@@ -271,6 +281,9 @@ async fn dispatch(cli: Cli, data_dir: PathBuf) -> CmdResult {
         Some(Command::Doctor) => auth::doctor(&cli.global, data_dir).await,
         Some(Command::Sweep(args)) => fleet::sweep_cmd(&cli.global, args, &data_dir).await,
         Some(Command::Scan(args)) => case::scan(&cli.global, args, data_dir).await,
+        Some(Command::Revoke(args)) if args.from.is_some() => {
+            fleet::revoke_batch(&cli.global, args, &data_dir).await
+        }
         Some(Command::Revoke(args)) => case::revoke(&cli.global, args, data_dir).await,
         Some(Command::Verify(args)) => case::verify(&cli.global, args, data_dir).await,
         Some(Command::Evidence(args)) => case::evidence(args, data_dir).await,

@@ -6,6 +6,7 @@
 //! reader here (`email,status,aliases,manager`) is the minimal way to fill
 //! it from a file.
 
+pub mod batch;
 pub mod sweep;
 
 use std::collections::HashMap;
