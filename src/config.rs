@@ -20,6 +20,9 @@ pub struct Config {
     pub operator: Option<String>,
     #[serde(default)]
     pub engine: EngineConfig,
+    /// Batches of leavers (`revoke --from`) and their guardrails.
+    #[serde(default)]
+    pub batch: BatchConfig,
     /// Console options.
     #[serde(default)]
     pub console: ConsoleConfig,
@@ -47,6 +50,35 @@ impl Default for EngineConfig {
         Self {
             verify_deadline_secs: 120,
             verify_initial_delay_ms: 250,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// More leavers than this needs `--confirm-count N`.
+    pub max_batch: usize,
+    /// More than this share (0..1) of an app's active accounts needs
+    /// `--confirm-count N`.
+    pub max_share: f64,
+    /// Leavers run at the same time (they share each vendor's quota).
+    pub concurrency: usize,
+    /// The circuit breaker trips when an app has this many failures or
+    /// refusals ...
+    pub breaker_failures: usize,
+    /// ... among its last this many requests.
+    pub breaker_window: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 25,
+            max_share: 0.1,
+            concurrency: 8,
+            breaker_failures: 5,
+            breaker_window: 20,
         }
     }
 }

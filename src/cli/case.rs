@@ -533,7 +533,7 @@ async fn apply_picks(
     Ok(())
 }
 
-fn selection(apps: &[String], kinds: &[String]) -> Result<Selection, Failure> {
+pub(super) fn selection(apps: &[String], kinds: &[String]) -> Result<Selection, Failure> {
     let mut sel = Selection {
         apps: apps.to_vec(),
         ..Selection::default()
@@ -554,7 +554,7 @@ fn selection(apps: &[String], kinds: &[String]) -> Result<Selection, Failure> {
 }
 
 /// One progress line for an event (stderr), or None.
-fn progress_line(e: &Event) -> Option<String> {
+pub(super) fn progress_line(e: &Event) -> Option<String> {
     match e {
         Event::LookupFailed {
             connector, error, ..
@@ -979,10 +979,15 @@ pub async fn revoke(global: &Global, args: RevokeArgs, data_dir: PathBuf) -> Cmd
         ));
     }
     let mut s = open(global, &data_dir)?;
+    let Some(target) = args.email.as_deref() else {
+        return Err(Failure::usage(
+            "revoke: name a leaver (EMAIL) or a batch (--from FILE)",
+        ));
+    };
     let view = with_progress(
         &mut s.events,
         true,
-        s.engine.discover_apps(&args.email, &args.apps),
+        s.engine.discover_apps(target, &args.apps),
     )
     .await
     .map_err(engine_failure)?;

@@ -3,6 +3,7 @@
 //! usage or config; 1 other error.
 
 pub mod auth;
+pub mod batch;
 pub mod case;
 pub mod fleet;
 pub mod sandbox;
@@ -76,6 +77,8 @@ pub enum Command {
     Logout(LogoutArgs),
     /// Check credentials, tokens, scopes and reachability of every connector.
     Doctor,
+    /// List every account in every app and report those that outlived their person.
+    Sweep(SweepArgs),
     /// Run the API emulator alone (for scripts and tests).
     Sandbox(sandbox::SandboxArgs),
 }
@@ -97,7 +100,17 @@ pub struct ScanArgs {
 
 #[derive(Debug, Args)]
 pub struct RevokeArgs {
-    pub email: String,
+    /// The leaver (or `--from FILE` for a batch).
+    #[arg(required_unless_present = "from", conflicts_with = "from")]
+    pub email: Option<String>,
+    /// A batch: one email per line, or a roster CSV (its `leaving` and
+    /// `left` people).
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
+    /// Confirms a batch over the cap (`[batch] max_batch`, `max_share`):
+    /// the exact number of leavers in it.
+    #[arg(long, value_name = "N", requires = "from")]
+    pub confirm_count: Option<usize>,
     /// Only these apps; repeatable.
     #[arg(long = "app", value_name = "APP")]
     pub apps: Vec<String>,
@@ -185,6 +198,18 @@ pub struct EvidenceArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// HR roster, CSV with the header `email,status,aliases,manager`.
+    #[arg(long, value_name = "FILE")]
+    pub roster: Option<PathBuf>,
+    /// The app whose suspended users are suspended identities (default: the first configured).
+    #[arg(long, value_name = "APP")]
+    pub directory: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct LoginArgs {
     /// Connector id from the config.
     pub app: String,
@@ -231,7 +256,13 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(
         cli.command,
-        Some(Command::Scan(_) | Command::Verify(_) | Command::Evidence(_) | Command::Doctor)
+        Some(
+            Command::Scan(_)
+                | Command::Verify(_)
+                | Command::Evidence(_)
+                | Command::Doctor
+                | Command::Sweep(_)
+        )
     ) {
         // Read-only commands end quietly when their reader goes away
         // (`offboard scan … | head`), like other Unix tools. Sockets are
@@ -277,7 +308,11 @@ async fn dispatch(cli: Cli, data_dir: PathBuf) -> CmdResult {
         Some(Command::Login(args)) => auth::login(&cli.global, args, data_dir).await,
         Some(Command::Logout(args)) => auth::logout(&cli.global, args, data_dir).await,
         Some(Command::Doctor) => auth::doctor(&cli.global, data_dir).await,
+        Some(Command::Sweep(args)) => batch::sweep_cmd(&cli.global, args, &data_dir).await,
         Some(Command::Scan(args)) => case::scan(&cli.global, args, data_dir).await,
+        Some(Command::Revoke(args)) if args.from.is_some() => {
+            batch::revoke_batch(&cli.global, args, &data_dir).await
+        }
         Some(Command::Revoke(args)) => case::revoke(&cli.global, args, data_dir).await,
         Some(Command::Verify(args)) => case::verify(&cli.global, args, data_dir).await,
         Some(Command::Evidence(args)) if args.target == "report" => {

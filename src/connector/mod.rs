@@ -140,6 +140,29 @@ pub enum Presence {
     Absent,
 }
 
+/// What kind of identity a listed account is, for the orphan sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountClass {
+    /// A member of the organisation.
+    Member,
+    /// A guest or external collaborator.
+    Guest,
+    /// A bot, app, API token or integration user: it has an owner, not a
+    /// person behind it.
+    NonHuman,
+}
+
+/// One account from an app's full listing ([`Connector::list_accounts`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedAccount {
+    pub account: Account,
+    pub class: AccountClass,
+    /// Who owns a non-human identity (an address or the app's user id,
+    /// when the app says), e.g. who installed a Slack app.
+    pub owner: Option<String>,
+}
+
 /// Connector health as shown in the console header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -240,6 +263,16 @@ pub trait Connector: Send + Sync {
 
     /// Current health from the connector's client.
     fn health(&self) -> Health;
+
+    /// Every account in the app (paged through the shared client, within
+    /// its quota), for the orphan sweep. Fails unless the whole listing was
+    /// read: a partial listing is never taken as the whole.
+    async fn list_accounts(&self) -> Result<Vec<ListedAccount>, ConnectorError> {
+        Err(ConnectorError::Config(format!(
+            "{} cannot list its accounts (not supported by its driver)",
+            self.display_name()
+        )))
+    }
 
     /// A cheap authenticated read showing the API answers with the current
     /// credentials (`offboard doctor`). Default: look up an address that

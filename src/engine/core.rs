@@ -147,6 +147,11 @@ impl Engine {
             .collect()
     }
 
+    /// The engine's connectors (shared clients), e.g. for a bulk listing.
+    pub fn connector_handles(&self) -> Vec<Arc<dyn Connector>> {
+        self.connectors.clone()
+    }
+
     pub fn health(&self) -> Vec<(String, Health)> {
         self.connectors
             .iter()

@@ -61,8 +61,8 @@ use crate::connector::http::{
     self, ApiClient, ApiRequest, PageGuard, VendorPolicy, Verdict, body_excerpt, retry_after,
 };
 use crate::connector::{
-    BuildContext, Connector, ConnectorError, Health, Inventory, Lookup, Presence,
-    ResolvedConnector, RevokeOutcome,
+    AccountClass, BuildContext, Connector, ConnectorError, Health, Inventory, ListedAccount,
+    Lookup, Presence, ResolvedConnector, RevokeOutcome,
 };
 use crate::model::{Account, Grant, GrantKind, Person, Phase, Revocation, Risk};
 use crate::sanitize::clean_max;
@@ -448,6 +448,21 @@ impl Paged for DevicesPage {
     type Item = MobileDevice;
     fn parts(self) -> (Vec<MobileDevice>, Option<String>) {
         (self.mobiledevices, self.next_page_token)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UsersPage {
+    #[serde(default)]
+    users: Vec<User>,
+    next_page_token: Option<String>,
+}
+
+impl Paged for UsersPage {
+    type Item = User;
+    fn parts(self) -> (Vec<User>, Option<String>) {
+        (self.users, self.next_page_token)
     }
 }
 
@@ -1232,6 +1247,25 @@ impl Connector for GoogleWorkspace {
                 (g.id.clone(), r)
             })
             .collect()
+    }
+
+    /// `GET D/users?customer=&maxResults=500` (paged): every user of the
+    /// customer, suspended ones included. Google has no guests in the
+    /// directory; every user is a member.
+    async fn list_accounts(&self) -> Result<Vec<ListedAccount>, ConnectorError> {
+        let mut url = self.dir(&["users"])?;
+        url.query_pairs_mut()
+            .append_pair("customer", &self.settings.customer)
+            .append_pair("maxResults", &self.page_size(500));
+        let users = self.collect::<UsersPage>(url).await?;
+        Ok(users
+            .iter()
+            .map(|u| ListedAccount {
+                account: self.account_of(u),
+                class: AccountClass::Member,
+                owner: None,
+            })
+            .collect())
     }
 
     fn health(&self) -> Health {

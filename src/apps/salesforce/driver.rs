@@ -76,8 +76,8 @@ use crate::connector::http::{
     ApiClient, ApiRequest, LimitInfo, PageGuard, VendorPolicy, Verdict, default_classify,
 };
 use crate::connector::{
-    BuildContext, Connector, ConnectorError, Health, Inventory, Lookup, Presence,
-    ResolvedConnector, RevokeOutcome,
+    AccountClass, BuildContext, Connector, ConnectorError, Health, Inventory, ListedAccount,
+    Lookup, Presence, ResolvedConnector, RevokeOutcome,
 };
 use crate::model::{Account, Grant, GrantKind, Person, Phase, Risk};
 use crate::sanitize::{clean, clean_max};
@@ -1003,6 +1003,31 @@ impl Connector for Salesforce {
                     ))),
                 };
                 (g.id.clone(), r)
+            })
+            .collect()
+    }
+
+    /// `SELECT … FROM User` (every page): standard users are members;
+    /// portal, community and guest-site users are guests; automated-process
+    /// and integration users are non-human.
+    async fn list_accounts(&self) -> Result<Vec<ListedAccount>, ConnectorError> {
+        let rows = self
+            .query(&format!("SELECT {USER_FIELDS} FROM User"))
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let class = match s(r, "UserType").as_str() {
+                    "" | "Standard" => AccountClass::Member,
+                    "AutomatedProcess" | "CloudIntegrationUser" | "LicenseManager" => {
+                        AccountClass::NonHuman
+                    }
+                    _ => AccountClass::Guest,
+                };
+                Ok(ListedAccount {
+                    account: self.account(r)?,
+                    class,
+                    owner: None,
+                })
             })
             .collect()
     }

@@ -73,7 +73,7 @@ pub const FLOWS: &[crate::auth::oauth::Flow] = &[
     crate::auth::oauth::Flow::AuthorizationCode,
 ];
 use crate::connector::find_by_each_address;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use futures::future::join_all;
 use std::sync::Arc;
@@ -91,8 +91,8 @@ use crate::connector::http::{
     ApiClient, ApiRequest, BucketRate, PageGuard, VendorPolicy, Verdict, body_excerpt, retry_after,
 };
 use crate::connector::{
-    BuildContext, Connector, ConnectorError, Health, Inventory, Lookup, Presence,
-    ResolvedConnector, RevokeOutcome,
+    AccountClass, BuildContext, Connector, ConnectorError, Health, Inventory, ListedAccount,
+    Lookup, Presence, ResolvedConnector, RevokeOutcome,
 };
 use crate::model::{Account, Grant, GrantKind, Person, Revocation, Risk};
 use crate::sanitize;
@@ -561,6 +561,34 @@ struct LogObj {
     date: Value,
     #[serde(default)]
     scope: Option<String>,
+    #[serde(default)]
+    user_id: Option<String>,
+}
+
+/// The newest integration-log entry of one app.
+struct Install {
+    date: i64,
+    change: String,
+    name: String,
+    scope: String,
+    user_id: String,
+}
+
+impl Install {
+    fn installed(&self) -> bool {
+        matches!(
+            self.change.as_str(),
+            "added" | "enabled" | "expanded" | "updated"
+        )
+    }
+}
+
+#[derive(Deserialize)]
+struct MembersPage {
+    #[serde(default)]
+    members: Vec<SlackUser>,
+    #[serde(default)]
+    response_metadata: Meta,
 }
 
 #[derive(Deserialize)]
@@ -1018,20 +1046,22 @@ impl SlackDriver {
         Ok(out)
     }
 
-    /// Apps the user installed that are still installed. The newest log
-    /// entry per app decides (logs are read in full, old-style paging).
-    async fn list_apps(&self, user_id: &str) -> Result<Vec<Grant>, ConnectorError> {
-        let mut latest: BTreeMap<String, (i64, String, String, String)> = BTreeMap::new();
+    /// The newest integration-log entry per app, of one user's or of
+    /// everyone's (logs are read in full, old-style paging).
+    async fn installs(
+        &self,
+        user_id: Option<&str>,
+    ) -> Result<BTreeMap<String, Install>, ConnectorError> {
+        let mut latest: BTreeMap<String, Install> = BTreeMap::new();
         let mut page_no = 1u32;
         let mut guard = PageGuard::new();
         loop {
             let p = page_no.to_string();
-            let r: LogsResp = self
-                .read(
-                    "team.integrationLogs",
-                    &[("user", user_id), ("count", "100"), ("page", &p)],
-                )
-                .await?;
+            let mut args = vec![("count", "100"), ("page", p.as_str())];
+            if let Some(u) = user_id {
+                args.push(("user", u));
+            }
+            let r: LogsResp = self.read("team.integrationLogs", &args).await?;
             for l in r.logs {
                 let Some(app) = l.app_id.clone().or(l.service_id.clone()) else {
                     continue;
@@ -1041,18 +1071,17 @@ impl SlackDriver {
                     Value::Number(n) => n.as_i64().unwrap_or(0),
                     _ => 0,
                 };
-                let e = latest.entry(app).or_insert((
-                    i64::MIN,
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                ));
-                if date >= e.0 {
-                    *e = (
-                        date,
-                        l.change_type,
-                        l.service_type.unwrap_or_default(),
-                        l.scope.unwrap_or_default(),
+                let newer = latest.get(&app).is_none_or(|e| date >= e.date);
+                if newer {
+                    latest.insert(
+                        app,
+                        Install {
+                            date,
+                            change: l.change_type,
+                            name: l.service_type.unwrap_or_default(),
+                            scope: l.scope.unwrap_or_default(),
+                            user_id: l.user_id.unwrap_or_default(),
+                        },
                     );
                 }
             }
@@ -1063,14 +1092,19 @@ impl SlackDriver {
             page_no = r.paging.page + 1;
             guard.next(Some(&page_no.to_string()))?;
         }
+        Ok(latest)
+    }
+
+    /// Apps the user installed that are still installed. The newest log
+    /// entry per app decides.
+    async fn list_apps(&self, user_id: &str) -> Result<Vec<Grant>, ConnectorError> {
+        let latest = self.installs(Some(user_id)).await?;
         let mut out = Vec::new();
-        for (app, (date, change, name, scope)) in latest {
-            if !matches!(
-                change.as_str(),
-                "added" | "enabled" | "expanded" | "updated"
-            ) {
+        for (app, i) in latest {
+            if !i.installed() {
                 continue;
             }
+            let (date, name, scope) = (i.date, i.name, i.scope);
             let app = sanitize::clean_max(&app, 40);
             let name = if name.is_empty() {
                 app.clone()
@@ -1561,6 +1595,77 @@ impl Connector for SlackDriver {
                 (g.id.clone(), r)
             })
             .collect()
+    }
+
+    /// `users.list` (cursor-paged, deactivated members included) and
+    /// `team.integrationLogs` (the apps still installed, each owned by
+    /// whoever installed it last).
+    async fn list_accounts(&self) -> Result<Vec<ListedAccount>, ConnectorError> {
+        let mut out = Vec::new();
+        let mut emails: HashMap<String, String> = HashMap::new();
+        let mut cursor: Option<String> = None;
+        let mut guard = PageGuard::new();
+        loop {
+            let mut args = vec![("limit", "200")];
+            if let Some(c) = &cursor {
+                args.push(("cursor", c.as_str()));
+            }
+            let page: MembersPage = self.read("users.list", &args).await?;
+            for u in &page.members {
+                let account = self.account_of(u);
+                if let Some(e) = &u.profile.email {
+                    emails.insert(u.id.clone(), sanitize::clean_max(e, 254));
+                }
+                let class = if u.is_bot {
+                    AccountClass::NonHuman
+                } else if u.is_restricted || u.is_ultra_restricted {
+                    AccountClass::Guest
+                } else {
+                    AccountClass::Member
+                };
+                out.push(ListedAccount {
+                    account,
+                    class,
+                    owner: None,
+                });
+            }
+            match guard.next(page.response_metadata.next_cursor.as_deref())? {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        for (app, i) in self.installs(None).await? {
+            if !i.installed() {
+                continue;
+            }
+            let app = sanitize::clean_max(&app, 40);
+            let name = if i.name.is_empty() {
+                app.clone()
+            } else {
+                sanitize::clean_max(&i.name, 80)
+            };
+            let owner = emails
+                .get(&i.user_id)
+                .cloned()
+                .unwrap_or_else(|| sanitize::clean_max(&i.user_id, 40));
+            out.push(ListedAccount {
+                account: Account {
+                    connector: self.id.clone(),
+                    id: format!("app:{app}"),
+                    login: name.clone(),
+                    display_name: format!("App {name}"),
+                    active: true,
+                    is_admin: false,
+                    last_login: chrono::DateTime::from_timestamp(i.date, 0).map(|d| d.to_rfc3339()),
+                    facts: vec![("user_type".into(), "app".into())],
+                    addresses: Vec::new(),
+                    matched_by: None,
+                },
+                class: AccountClass::NonHuman,
+                owner: (!owner.is_empty()).then_some(owner),
+            });
+        }
+        Ok(out)
     }
 
     fn health(&self) -> Health {

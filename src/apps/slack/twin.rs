@@ -795,7 +795,7 @@ fn bearer(headers: &HeaderMap, args: &Args) -> Option<String> {
 fn needed_scope(method: &str) -> Option<&'static str> {
     Some(match method {
         "auth.test" => return None,
-        "users.info" => "users:read",
+        "users.info" | "users.list" => "users:read",
         "users.lookupByEmail" => "users:read.email",
         "usergroups.list" | "usergroups.users.list" => "usergroups:read",
         "usergroups.users.update" | "usergroups.disable" => "usergroups:write",
@@ -817,6 +817,7 @@ const SERVED_METHODS: &[&str] = &[
     "auth.test",
     "users.lookupByEmail",
     "users.info",
+    "users.list",
     "usergroups.list",
     "usergroups.users.list",
     "usergroups.users.update",
@@ -892,6 +893,7 @@ async fn web_api(
         }))),
         "users.lookupByEmail" => users_lookup(&st, &args),
         "users.info" => users_info(&st, &args),
+        "users.list" => users_list(&st, &args),
         "usergroups.list" => usergroups_list(&s, &st, &args),
         "usergroups.users.list" => usergroups_users_list(&s, &mut st, &args),
         "usergroups.users.update" => usergroups_users_update(&s, &mut st, &args),
@@ -967,6 +969,20 @@ fn users_info(st: &State, a: &Args) -> R {
     let id = a.get("user").ok_or("user_not_found")?;
     let u = st.user(id).ok_or("user_not_found")?;
     Ok(ok(json!({"user": user_json(u)})))
+}
+
+/// `users.list`: every member, deactivated ones included, cursor-paged
+/// (Slack recommends at most 200 a page; 1000 is its hard cap).
+fn users_list(st: &State, a: &Args) -> R {
+    let limit = a.limit(200, 1000)?;
+    let offset = a.cursor("users")?;
+    let all: Vec<Value> = st.users.iter().map(user_json).collect();
+    let (members, meta) = page(&all, offset, limit, "users");
+    Ok(ok(json!({
+        "members": members,
+        "cache_ts": 1_717_000_000,
+        "response_metadata": meta,
+    })))
 }
 
 /// Members as reads show them: current members plus members removed within
