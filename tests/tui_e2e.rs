@@ -142,6 +142,8 @@ fn demo_revoke_all_export_quit_in_tmux() {
         ("zoom", "Zoom", "manual:data_transfer"),
         ("miro", "Miro", "manual:owned_app"),
         ("miro", "Miro", "manual:owned_boards"),
+        ("okta", "Okta", "manual"),
+        ("google", "Google Workspace", "hand-over"),
         ("google", "Google Workspace", "manual"),
     ];
     for _ in 0..24 {
@@ -165,9 +167,9 @@ fn demo_revoke_all_export_quit_in_tmux() {
                 })
             });
             // (Other apps' long labels cut the selection line short.)
-            let selected_manual = !filter.starts_with("manual:")
+            let selected_manual = filter == "manual"
                 || t.lines()
-                    .any(|l| l.contains("│▶") && l.contains("risk · manual"));
+                    .any(|l| l.contains("│▶") && l.contains("risk · manu"));
             if t.contains("no grant matches the filter")
                 || t.contains(&format!("(0) /{filter}"))
                 || !selected_manual
