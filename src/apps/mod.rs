@@ -12,6 +12,7 @@
 //! `auth`, the sandbox's server shell, faults and tenant people in `sandbox`.
 
 pub mod google;
+pub mod graph;
 pub mod okta;
 pub mod salesforce;
 pub mod scim2;
@@ -243,6 +244,7 @@ register! {
     slack: slack::Vendor,
     okta: okta::Vendor,
     scim2: scim2::Vendor,
+    graph: graph::Vendor,
 }
 
 /// The authorization server and token cache of a connector, for the

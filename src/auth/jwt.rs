@@ -32,11 +32,14 @@ struct AssertionClaims<'a> {
 /// A `private_key_jwt` client assertion (RFC 7523 §3, OpenID Connect Core
 /// §9): RS256, `iss` = `sub` = the client id, `aud` = the token endpoint,
 /// valid five minutes, with a random `jti` so that a server refusing
-/// replays (Okta does) takes each one once.
+/// replays (Okta does) takes each one once. `x5t` names the key's
+/// certificate by its thumbprint, for servers that look the key up by it
+/// (Microsoft).
 pub fn client_assertion(
     client_id: &str,
     token_url: &str,
     private_key_pem: &Secret,
+    x5t: Option<&str>,
 ) -> Result<Secret, ConnectorError> {
     let key = EncodingKey::from_rsa_pem(private_key_pem.expose().as_bytes()).map_err(|_| {
         ConnectorError::Config("the client's private key is not an RSA key in PEM form".into())
@@ -50,9 +53,31 @@ pub fn client_assertion(
         exp: now + 300,
         jti: hex::encode(rand::random::<[u8; 16]>()),
     };
-    jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &key)
+    let mut header = Header::new(Algorithm::RS256);
+    header.x5t = x5t.map(str::to_string);
+    jsonwebtoken::encode(&header, &claims, &key)
         .map(Secret::new)
         .map_err(|e| ConnectorError::Auth(format!("cannot sign the client assertion: {e}")))
+}
+
+/// The `x5t` of an X.509 certificate in PEM form: the base64url SHA-1
+/// thumbprint of its DER encoding (RFC 7515 §4.1.7).
+pub fn certificate_thumbprint(pem: &str) -> Result<String, ConnectorError> {
+    use base64::Engine;
+    use sha1::Digest;
+    let bad =
+        || ConnectorError::Config("the certificate is not an X.509 certificate in PEM form".into());
+    let start = pem.find("-----BEGIN CERTIFICATE-----").ok_or_else(bad)?;
+    let body = &pem[start + "-----BEGIN CERTIFICATE-----".len()..];
+    let end = body.find("-----END CERTIFICATE-----").ok_or_else(bad)?;
+    let b64: String = body[..end].chars().filter(|c| !c.is_whitespace()).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| bad())?;
+    if der.first() != Some(&0x30) {
+        return Err(bad());
+    }
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(&der)))
 }
 
 /// Renew this long before expiry.

@@ -537,6 +537,7 @@ mod tests {
             client_id: "client".into(),
             client_secret: None,
             client_key: None,
+            client_cert_x5t: None,
             token_url: Url::parse("https://auth.example.com/token").unwrap(),
             authorize_url: Some(Url::parse("https://auth.example.com/authorize").unwrap()),
             device_url: None,

@@ -103,6 +103,9 @@ pub struct OAuthSettings {
     /// authentication (RFC 7523 §2.2, OpenID Connect Core §9): `auth.key_file`
     /// with the client-credentials flow. Used instead of a client secret.
     pub client_key: Option<Secret>,
+    /// The `x5t` thumbprint of the key's certificate (`auth.certificate_file`),
+    /// sent in the client assertion's header.
+    pub client_cert_x5t: Option<String>,
     pub token_url: Url,
     pub authorize_url: Option<Url>,
     pub device_url: Option<Url>,
@@ -165,6 +168,25 @@ impl OAuthSettings {
             }
             _ => None,
         };
+        let client_cert_x5t = match &a.certificate_file {
+            Some(p) => {
+                let path = r.path(p);
+                let pem = std::fs::read_to_string(&path).map_err(|e| {
+                    ConnectorError::Config(format!(
+                        "key `connectors.{}.auth.certificate_file`: cannot read the certificate {}: {e}",
+                        r.id,
+                        path.display()
+                    ))
+                })?;
+                Some(super::jwt::certificate_thumbprint(&pem).map_err(|e| {
+                    ConnectorError::Config(format!(
+                        "key `connectors.{}.auth.certificate_file`: {e}",
+                        r.id
+                    ))
+                })?)
+            }
+            None => None,
+        };
         if client_key.is_some() && client_secret.is_some() {
             return Err(ConnectorError::Config(format!(
                 "key `connectors.{}.auth.key_file`: expected either a private key (private_key_jwt) or a client secret, found both",
@@ -177,6 +199,7 @@ impl OAuthSettings {
             client_id,
             client_secret,
             client_key,
+            client_cert_x5t,
             token_url,
             authorize_url: opt("authorize_url", &a.authorize_url)?,
             device_url: opt("device_url", &a.device_url)?,
@@ -501,6 +524,7 @@ impl OAuth {
                 &self.settings.client_id,
                 self.settings.token_url.as_str(),
                 key,
+                self.settings.client_cert_x5t.as_deref(),
             )?;
             let r = self
                 .client
@@ -711,6 +735,7 @@ mod tests {
             client_id: "client".into(),
             client_secret: Some(Secret::new("s3cr3t-value")),
             client_key: None,
+            client_cert_x5t: None,
             token_url: Url::parse("https://auth.example.com/token").unwrap(),
             authorize_url: Some(Url::parse("https://auth.example.com/authorize").unwrap()),
             device_url: None,

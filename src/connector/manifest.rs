@@ -64,6 +64,9 @@ pub struct AuthSpec {
     pub client_secret_file: Option<String>,
     /// Service-account JSON key (Google) or PEM private key (Salesforce).
     pub key_file: Option<String>,
+    /// The X.509 certificate (PEM) of `key_file`, for client assertions
+    /// that name their certificate by thumbprint (`x5t`, Microsoft).
+    pub certificate_file: Option<String>,
     /// JWT issuer when it is not in the key file (Salesforce consumer key).
     pub issuer: Option<String>,
     /// The admin to impersonate / sign in as.
@@ -93,6 +96,7 @@ impl AuthSpec {
             client_secret_env,
             client_secret_file,
             key_file,
+            certificate_file,
             issuer,
             subject,
             token_env,

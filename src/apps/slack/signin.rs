@@ -419,6 +419,7 @@ mod tests {
             client_id: "111.222".into(),
             client_secret: secret.map(Secret::new),
             client_key: None,
+            client_cert_x5t: None,
             token_url: Url::parse("https://slack.com/api/oauth.v2.access").unwrap(),
             authorize_url: Some(Url::parse("https://slack.com/oauth/v2/authorize").unwrap()),
             device_url: None,
