@@ -211,11 +211,12 @@ async fn an_ambiguous_account_is_picked_in_the_console() {
             })
             .await;
             // The discovery result reaches the console, then: matrix,
-            // Salesforce (the apps are google, miro, okta, salesforce, slack,
-            // zoom), the list of accounts, pick the second.
+            // Salesforce (the apps are google, microsoft-graph, miro, okta,
+            // salesforce, slack, zoom), the list of accounts, pick the second.
             tokio::time::sleep(Duration::from_millis(300)).await;
             for k in [
                 KeyCode::Enter,
+                KeyCode::Char('j'),
                 KeyCode::Char('j'),
                 KeyCode::Char('j'),
                 KeyCode::Char('j'),
