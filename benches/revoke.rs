@@ -4,7 +4,8 @@
 //! in-process sandbox (50 ms added to every request, the default 1.5 s
 //! consistency delay). Scenarios (`--only` takes one name; all by default):
 //!
-//! - `real`: one benchmark leaver in Google, Slack and Salesforce at the
+//! - `real`: one benchmark leaver in Google, Slack, Salesforce and
+//!   Microsoft 365 at the
 //!   shipped manifests' quotas, the sandbox enforcing the vendors' limits
 //!   (Google 2,400 requests a minute per user and per project, Slack's
 //!   documented per-method tiers); beside it the same work sent one request
@@ -38,7 +39,7 @@ use offboard::model::{Grant, GrantKind, GrantState, Phase};
 use offboard::sandbox::{self, Faults, Options, SandboxState, tenant::BenchShape};
 
 const LATENCY_MS: u64 = 50;
-const APPS: &[&str] = &["google", "slack", "salesforce"];
+const APPS: &[&str] = &["google", "slack", "salesforce", "microsoft-graph"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Quotas {
@@ -122,13 +123,17 @@ impl Logged {
             "slack"
         } else if p.starts_with("/services/") {
             "salesforce"
+        } else if p.starts_with("/v1.0/") || p.ends_with("/oauth2/v2.0/token") {
+            "microsoft-graph"
         } else {
             "other"
         }
     }
 
     fn is_token_fetch(&self) -> bool {
-        self.path == "/token" || self.path == "/services/oauth2/token"
+        self.path == "/token"
+            || self.path == "/services/oauth2/token"
+            || self.path.ends_with("/oauth2/v2.0/token")
     }
 }
 
@@ -472,6 +477,9 @@ fn residual(s: &SandboxState, email: &str, manual: &BTreeSet<(String, GrantKind)
             }
         }
     }
+    for (kind, what) in s.graph.lock().unwrap().residual(email) {
+        out.push(("microsoft-graph".into(), kind, what));
+    }
     out.into_iter()
         .filter(|(app, kind, _)| !manual.contains(&(app.clone(), *kind)))
         .map(|(app, _, what)| format!("{app}: {what}"))
@@ -577,6 +585,8 @@ fn needs(g: &Grant) -> (Vec<&'static str>, u32) {
         ("slack", "workspace-role") => (vec!["method:admin.users.setRegular"], 1),
         ("slack", "account") => (vec!["scim_write"], 1),
         ("salesforce", "oauth") => (vec!["*", "*"], 2),
+        // PIM: the schedule is re-read, then the adminRemove request.
+        ("microsoft-graph", "eligible") => (vec!["*", "*"], 2),
         _ => (vec!["*"], 1),
     }
 }
@@ -599,6 +609,8 @@ fn verify_rtt(app: &str, log: &[Logged]) -> u32 {
         "salesforce" => 2.max(
             1 + count(&|l| l.path.starts_with("/services/data/") && l.path.contains("/query/")),
         ),
+        // The $batch, then the pages of its longest list.
+        "microsoft-graph" => 1 + count(&|l| l.method == "GET" && l.path.ends_with("/memberOf")),
         _ => 1,
     }
 }

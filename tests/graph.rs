@@ -621,3 +621,64 @@ async fn the_certificate_signs_a_client_assertion_named_by_x5t() {
     let text = graph.probe().await.unwrap_err().to_string();
     assert!(text.contains("AADSTS700027"), "{text}");
 }
+
+/// Microsoft's own sign-in library (MSAL for Python, unmodified: client
+/// secret, certificate with `x5t#S256`/PS256 and with `x5t`/RS256) and the
+/// documented Graph calls made with `requests` run an offboarding against
+/// the twin; only the transport is pointed at the sandbox.
+/// `.ci/run` installs the package; see tests/clients/graph_client.py.
+#[tokio::test]
+async fn microsofts_own_python_sign_in_library_and_graph_calls_run_an_offboarding() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let probe = tokio::process::Command::new("python3")
+        .args(["-c", "import msal, requests, cryptography"])
+        .output()
+        .await;
+    assert!(
+        probe.as_ref().is_ok_and(|o| o.status.success()),
+        "this test needs python3 with msal (pip install msal): {probe:?}"
+    );
+    let sb = offboard::sandbox::start(Options {
+        faults: common::quick(200),
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    offboard::sandbox::write_demo_keys(dir.path()).unwrap();
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new("python3")
+            .arg(root.join("tests/clients/graph_client.py"))
+            .args(["--base-url", &sb.base_url])
+            .args(["--tenant", offboard::apps::graph::twin::DEMO_TENANT_ID])
+            .args(["--client-id", offboard::apps::graph::twin::DEMO_CLIENT_ID])
+            .arg("--secret-file")
+            .arg(dir.path().join("graph-client-secret"))
+            .arg("--key-file")
+            .arg(dir.path().join("graph-demo.key.pem"))
+            .arg("--cert-file")
+            .arg(dir.path().join("graph-demo.cert.pem"))
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the client finishes")
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("every step confirmed"), "{text}");
+    // The twin saw the leaver closed.
+    let st = twin_state(&sb).await;
+    let marcus = st["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["upn"] == "marcus.reyes@example.com")
+        .unwrap();
+    assert_eq!(marcus["enabled"], false);
+}

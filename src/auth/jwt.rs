@@ -65,6 +65,13 @@ pub fn client_assertion(
 pub fn certificate_thumbprint(pem: &str) -> Result<String, ConnectorError> {
     use base64::Engine;
     use sha1::Digest;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha1::Sha1::digest(certificate_der(pem)?)))
+}
+
+/// The DER encoding of an X.509 certificate in PEM form.
+pub fn certificate_der(pem: &str) -> Result<Vec<u8>, ConnectorError> {
+    use base64::Engine;
     let bad =
         || ConnectorError::Config("the certificate is not an X.509 certificate in PEM form".into());
     let start = pem.find("-----BEGIN CERTIFICATE-----").ok_or_else(bad)?;
@@ -77,7 +84,7 @@ pub fn certificate_thumbprint(pem: &str) -> Result<String, ConnectorError> {
     if der.first() != Some(&0x30) {
         return Err(bad());
     }
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(&der)))
+    Ok(der)
 }
 
 /// Renew this long before expiry.

@@ -799,7 +799,14 @@ impl Graph {
                 format!("group:{gid}"),
                 GrantKind::Group,
                 format!("Group: {name}"),
-                format!("{what}, direct member"),
+                format!(
+                    "{what}, {}",
+                    if dynamic {
+                        "member by its rule"
+                    } else {
+                        "direct member"
+                    }
+                ),
                 Risk::Medium,
             );
             let why = if dynamic {

@@ -117,9 +117,10 @@ client_secret_file = "{secret}"
     }
 }
 
-/// The demo tenant's sign-in paths (`/{tenant}/oauth2/v2.0/…`).
+/// The demo tenant's sign-in paths (`/{tenant}/oauth2/v2.0/token`,
+/// `/{tenant}/v2.0/.well-known/openid-configuration`).
 const fn token_prefix() -> &'static str {
-    "/4f8b2c1e-0ffb-4a5d-9c3e-7d6a5b4c3d2e/oauth2/"
+    "/4f8b2c1e-0ffb-4a5d-9c3e-7d6a5b4c3d2e/"
 }
 
 #[cfg(test)]
@@ -128,7 +129,7 @@ mod tests {
     fn the_token_prefix_names_the_demo_tenant() {
         assert_eq!(
             super::token_prefix(),
-            format!("/{}/oauth2/", super::twin::DEMO_TENANT_ID)
+            format!("/{}/", super::twin::DEMO_TENANT_ID)
         );
     }
 }

@@ -43,6 +43,9 @@
 //! forced 429/503 answers), `POST /_sandbox/graph/users` (create a user
 //! now, for the index lag), `GET /_sandbox/graph/state` (for tests).
 
+// A handler's early answer is the error of its helpers.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{HashMap, HashSet};
 
 use axum::body::Body;
@@ -308,12 +311,7 @@ impl State {
             next: 1000,
         };
         let staff = s.group("All Staff", &["Unified"], true, false);
-        let dynamic = s.group(
-            "All Employees (dynamic)",
-            &["DynamicMembership"],
-            false,
-            false,
-        );
+        let dynamic = s.group("All Employees", &["DynamicMembership"], false, false);
         let licensed = s.group("M365 E3 users", &[], false, false);
         s.groups[licensed].licenses = vec![SKU_E3.into()];
         let finance_dl = s.group("finance-team (distribution list)", &[], true, false);
@@ -486,6 +484,52 @@ impl State {
             .position(|u| u.id == key || u.upn.eq_ignore_ascii_case(key))
     }
 
+    /// What the user `upn` still holds here, removals counted at once
+    /// (whatever reads still list): for the benchmark's check of the
+    /// tenant itself.
+    pub fn residual(&self, upn: &str) -> Vec<(crate::model::GrantKind, String)> {
+        use crate::model::GrantKind as K;
+        let Some(i) = self.user_idx(upn) else {
+            return Vec::new();
+        };
+        let uid = self.users[i].id.clone();
+        let mut out = Vec::new();
+        if self.users[i].enabled {
+            out.push((K::Account, "sign-in not blocked".to_string()));
+        }
+        if !self.revocations.contains_key(&uid) {
+            out.push((K::Session, "sessions never revoked".to_string()));
+        }
+        let live = |x: &Item| x.user == uid && x.removed_at.is_none();
+        for (kind, items, what) in [
+            (K::OauthGrant, &self.grants, "delegated grant"),
+            (K::License, &self.app_roles, "app role assignment"),
+            (K::Device, &self.methods, "sign-in method"),
+            (K::AdminRole, &self.role_assignments, "role assignment"),
+            (K::AdminRole, &self.eligible, "eligible role"),
+            (K::License, &self.licenses, "licence"),
+        ] {
+            for x in items.iter().filter(|x| live(x)) {
+                out.push((kind, format!("{what} {}", x.id)));
+            }
+        }
+        for g in &self.groups {
+            if g.members
+                .iter()
+                .any(|m| m.user == uid && m.removed_at.is_none())
+                && !g.types.contains(&"DynamicMembership")
+                && !g.synced
+                && (!g.mail_enabled || g.types.contains(&"Unified"))
+            {
+                out.push((K::Group, format!("group {}", g.name)));
+            }
+        }
+        for d in self.devices.iter().filter(|d| d.user == uid && d.enabled) {
+            out.push((K::Device, format!("device {}", d.name)));
+        }
+        out
+    }
+
     fn role_name(&self, id: &str) -> String {
         self.roles
             .iter()
@@ -621,6 +665,10 @@ pub fn routes(state: &Shared) -> Router<Shared> {
             post(token_demo),
         )
         .route("/{tenant}/oauth2/v2.0/token", post(token_other))
+        .route(
+            &format!("/{DEMO_TENANT_ID}/v2.0/.well-known/openid-configuration"),
+            get(openid_configuration),
+        )
         .route("/_sandbox/graph", get(get_settings).put(put_settings))
         .route("/_sandbox/graph/users", post(create_user))
         .route("/_sandbox/graph/state", get(get_state))
@@ -1924,6 +1972,20 @@ async fn batch(
             responses.push(json!({"id": r.id, "status": 400, "body": {"error": {"code": "BadRequest", "message": "Batch item URLs are relative to the version: /users/{id}"}}}));
             continue;
         }
+        // Items' URLs come as written (`$filter=a eq 'b'`): what a URI
+        // cannot hold is encoded here, as Graph does.
+        const LOOSE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+            .add(b' ')
+            .add(b'"')
+            .add(b'<')
+            .add(b'>')
+            .add(b'`')
+            .add(b'{')
+            .add(b'}')
+            .add(b'|')
+            .add(b'\\')
+            .add(b'^');
+        let url = percent_encoding::utf8_percent_encode(url, LOOSE).to_string();
         let mut req = axum::http::Request::builder()
             .method(r.method.as_str())
             .uri(format!("/v1.0/{url}"));
@@ -2014,6 +2076,40 @@ pub fn demo_cert_x5t() -> String {
         .expect("the demo certificate parses")
 }
 
+/// Its SHA-256 thumbprint, base64url (`x5t#S256`, which Microsoft's
+/// libraries send with PS256).
+fn demo_cert_x5t_s256() -> String {
+    use sha2::Digest;
+    let der = crate::auth::jwt::certificate_der(super::DEMO_CERTIFICATE)
+        .expect("the demo certificate parses");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(der))
+}
+
+/// The tenant's OpenID Connect metadata (what Microsoft's libraries read
+/// to find the token endpoint). It names Entra's public addresses, as
+/// Entra's does: a client reaches the sandbox in their place through a
+/// transport that sends login.microsoftonline.com here (Microsoft's
+/// libraries accept nothing but https endpoints).
+async fn openid_configuration() -> Response {
+    let base = format!("https://login.microsoftonline.com/{DEMO_TENANT_ID}");
+    Json(json!({
+        "token_endpoint": format!("{base}/oauth2/v2.0/token"),
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+        "jwks_uri": format!("{base}/discovery/v2.0/keys"),
+        "response_modes_supported": ["query", "fragment", "form_post"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "issuer": format!("https://login.microsoftonline.com/{DEMO_TENANT_ID}/v2.0"),
+        "authorization_endpoint": format!("{base}/oauth2/v2.0/authorize"),
+        "device_authorization_endpoint": format!("{base}/oauth2/v2.0/devicecode"),
+        "tenant_region_scope": "EU",
+        "cloud_instance_name": "microsoftonline.com",
+    }))
+    .into_response()
+}
+
 /// `client_secret_basic`: `Authorization: Basic base64(id:secret)`, each
 /// form-urlencoded (RFC 6749 §2.3.1).
 fn basic_client(headers: &HeaderMap) -> Option<(String, String)> {
@@ -2091,9 +2187,25 @@ async fn token_demo(
                 "The request body must contain the following parameter: 'client_assertion_type'.",
             );
         }
-        let header = jsonwebtoken::decode_header(assertion);
-        let x5t = header.as_ref().ok().and_then(|h| h.x5t.clone());
-        if x5t.as_deref() != Some(demo_cert_x5t().as_str()) {
+        let header = jsonwebtoken::decode_header(assertion).ok();
+        // Thumbprints compare without base64 padding (MSAL pads them).
+        let same = |got: &Option<String>, want: String| {
+            got.as_deref()
+                .is_some_and(|g| g.trim_end_matches('=') == want.trim_end_matches('='))
+        };
+        let named = header.as_ref().is_some_and(|h| {
+            same(&h.x5t, demo_cert_x5t()) || same(&h.x5t_s256, demo_cert_x5t_s256())
+        });
+        let alg = header
+            .map(|h| h.alg)
+            .filter(|a| {
+                matches!(
+                    a,
+                    jsonwebtoken::Algorithm::RS256 | jsonwebtoken::Algorithm::PS256
+                )
+            })
+            .unwrap_or(jsonwebtoken::Algorithm::RS256);
+        if !named {
             return aad_error(
                 StatusCode::UNAUTHORIZED,
                 "invalid_client",
@@ -2103,7 +2215,7 @@ async fn token_demo(
         }
         let key = jsonwebtoken::DecodingKey::from_rsa_pem(super::DEMO_PUBLIC_KEY.as_bytes())
             .expect("the demo public key parses");
-        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        let mut v = jsonwebtoken::Validation::new(alg);
         v.validate_aud = false;
         v.leeway = 30;
         v.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
@@ -2118,10 +2230,17 @@ async fn token_demo(
                 );
             }
         };
-        let aud = format!("{}/{DEMO_TENANT_ID}/oauth2/v2.0/token", s.base_url);
+        // This endpoint, at the sandbox's address or at the public one it
+        // stands in for.
+        let auds = [
+            format!("{}/{DEMO_TENANT_ID}/oauth2/v2.0/token", s.base_url),
+            format!("https://login.microsoftonline.com/{DEMO_TENANT_ID}/oauth2/v2.0/token"),
+        ];
         let aud_ok = match &claims.aud {
-            Value::String(a) => *a == aud,
-            Value::Array(v) => v.iter().any(|a| a.as_str() == Some(&aud)),
+            Value::String(a) => auds.contains(a),
+            Value::Array(v) => v
+                .iter()
+                .any(|a| a.as_str().is_some_and(|a| auds.iter().any(|x| x == a))),
             _ => false,
         };
         if claims.iss != DEMO_CLIENT_ID || claims.sub != DEMO_CLIENT_ID {
