@@ -24,15 +24,12 @@
 //!   refuse direct removal; APP_GROUP and BUILT_IN memberships cannot be
 //!   edited. Removing an OKTA_GROUP membership takes what the group gave.
 //!
-//! Assumed where the specs are silent (from Okta's docs and error catalogue,
-//! to be checked against a live org): refusing a group-held app assignment
-//! is 403 `E0000090` ("Deactivate application for user forbidden"); a
-//! group-held role and an APP_GROUP/BUILT_IN membership are 403 `E0000006`
-//! with a cause saying why; suspending a user who is not ACTIVE is 400
-//! `E0000001`.
+//! The refusals' statuses and codes are the constants below
+//! ([`GROUP_APP_REFUSED`], [`ACCESS_DENIED`], [`NOT_ACTIVE`],
+//! [`NOT_FOUND`]), each with what the spec settles and what it leaves open.
 //!
 //! Sandbox-only controls: `GET`/`PUT /_sandbox/okta` (rate-limit window,
-//! forced 429s), `POST /_sandbox/okta/users` (create a user now, for the
+//! forced 429s, the search index's lag), `POST /_sandbox/okta/users` (create a user now, for the
 //! search delay), `GET /_sandbox/okta/state` (sessions and tokens, for tests).
 
 use std::collections::{HashMap, HashSet};
@@ -73,6 +70,31 @@ pub const GRANTED_SCOPES: &[&str] = &[
     "okta.factors.manage",
 ];
 
+/// 403 for a group-held app assignment (`DELETE /apps/{appId}/users/{userId}`
+/// of a user whose assignment has `scope: GROUP`). The spec settles the
+/// status (its 403 is the only refusal it documents) but its 403 example is
+/// the generic `E0000006`; the code is the one Okta's error catalogue names
+/// for it, "Deactivate application for user forbidden".
+pub const GROUP_APP_REFUSED: &str = "E0000090";
+/// 403 `E0000006`, "You do not have permission to perform the requested
+/// action", the spec's own 403 example: a group-held role
+/// (`assignmentType: GROUP`) and a membership of an `APP_GROUP` or
+/// `BUILT_IN` group (the spec: "You only can modify memberships for groups
+/// of the OKTA_GROUP type"). The spec does not say which `errorCauses`
+/// Okta adds; the twin names the reason in one.
+pub const ACCESS_DENIED: &str = "E0000006";
+/// 400 for suspending a user who is not `ACTIVE` ("Perform this operation
+/// only on users with an ACTIVE status"). The spec settles the status; its
+/// 400 example (`E0000028`, a missing parameter) cannot be the case here,
+/// so the code is the generic validation failure `E0000001` ("Api
+/// validation failed: {0}", the spec's own example of that code).
+pub const NOT_ACTIVE: &str = "E0000001";
+/// 404 `E0000007` ("Not found: Resource not found: {id} (User)"): an
+/// unknown user, and deactivating a user who is already `DEPROVISIONED`.
+/// For the latter the spec documents no 400 (only 403, 404, 429), and Okta
+/// answers 404 `E0000007` (as reported against its Java SDK's `deactivate`).
+pub const NOT_FOUND: &str = "E0000007";
+
 /// Twin switches (`PUT /_sandbox/okta`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -85,6 +107,10 @@ pub struct Settings {
     /// The next this many API requests are refused with 429 `E0000047`
     /// whatever the count (headers then say the window is spent).
     pub force_429: u32,
+    /// How long `search` lags behind a change, in milliseconds (Okta's
+    /// eventually consistent search index). None: the sandbox's
+    /// consistency delay (`consistency_ms` of `/_sandbox/faults`).
+    pub search_lag_ms: Option<u64>,
 }
 
 impl Default for Settings {
@@ -93,6 +119,7 @@ impl Default for Settings {
             rate_limit: 6000,
             window_secs: 60,
             force_429: 0,
+            search_lag_ms: None,
         }
     }
 }
@@ -362,6 +389,41 @@ impl State {
         s
     }
 
+    /// What a user still holds, whatever any listing shows (for tests):
+    /// `grant:`, `token:`, `factor:`, `role:`, `api-token:` and `app:`
+    /// entries with an id or app name, `group:` with the group's name.
+    pub fn held(&self, user_id: &str) -> Vec<String> {
+        let live = |items: &[Item], kind: &str| -> Vec<String> {
+            items
+                .iter()
+                .filter(|i| i.user == user_id && i.removed_at.is_none())
+                .map(|i| format!("{kind}:{}", i.id))
+                .collect()
+        };
+        let mut out = live(&self.grants, "grant");
+        out.extend(live(&self.tokens, "token"));
+        out.extend(live(&self.factors, "factor"));
+        out.extend(live(&self.roles, "role"));
+        out.extend(live(&self.api_tokens, "api-token"));
+        for a in &self.apps {
+            if a.direct
+                .iter()
+                .any(|m| m.user == user_id && m.removed_at.is_none())
+            {
+                out.push(format!("app:{}", a.name));
+            }
+        }
+        for g in &self.groups {
+            if g.members
+                .iter()
+                .any(|m| m.user == user_id && m.removed_at.is_none())
+            {
+                out.push(format!("group:{}", g.name));
+            }
+        }
+        out
+    }
+
     fn user_idx(&self, key: &str) -> Option<usize> {
         self.users
             .iter()
@@ -414,7 +476,7 @@ pub fn okta_error(status: StatusCode, code: &str, summary: &str, causes: &[&str]
 fn not_found() -> Response {
     okta_error(
         StatusCode::NOT_FOUND,
-        "E0000007",
+        NOT_FOUND,
         "Not found: Resource not found: (User)",
         &[],
     )
@@ -423,7 +485,7 @@ fn not_found() -> Response {
 fn forbidden(cause: &str) -> Response {
     okta_error(
         StatusCode::FORBIDDEN,
-        "E0000006",
+        ACCESS_DENIED,
         "You do not have permission to perform the requested action",
         &[cause],
     )
@@ -477,6 +539,24 @@ fn scope_for(method: &str, path: &str) -> &'static str {
     }
 }
 
+/// The scheme (`SSWS` or `Bearer`, matched without regard to case as
+/// RFC 9110 §11.1 has it) and the credential of an `Authorization` value.
+/// The space after the scheme is optional: Okta's own Python SDK (v3, the
+/// OpenAPI-generated client) sends `SSWS{token}` and `Bearer{token}`
+/// with none, and Okta accepts them.
+fn credentials(auth: &str) -> Option<(&'static str, &str)> {
+    let auth = auth.trim();
+    for scheme in ["SSWS", "Bearer"] {
+        if let Some(head) = auth.get(..scheme.len())
+            && head.eq_ignore_ascii_case(scheme)
+        {
+            let token = auth[scheme.len()..].trim_start();
+            return (!token.is_empty()).then_some((scheme, token));
+        }
+    }
+    None
+}
+
 /// Authentication, scopes and the rate-limit window of every `/api/v1`
 /// call; the headers go on every answer, 429 `E0000047` past the limit.
 async fn gate(AxState(s): AxState<Shared>, req: Request, next: Next) -> Response {
@@ -492,17 +572,15 @@ async fn gate(AxState(s): AxState<Shared>, req: Request, next: Next) -> Response
         .to_string();
     let credential = {
         let st = s.okta.lock().expect("okta lock");
-        if let Some(t) = auth.strip_prefix("SSWS ") {
-            (t.trim() == DEMO_API_TOKEN).then(|| ("ssws".to_string(), None))
-        } else if let Some(t) = auth.strip_prefix("Bearer ") {
-            st.access.get(t.trim()).map(|scopes| {
+        match credentials(&auth) {
+            Some(("SSWS", t)) => (t == DEMO_API_TOKEN).then(|| ("ssws".to_string(), None)),
+            Some((_, t)) => st.access.get(t).map(|scopes| {
                 (
                     format!("oauth:{}", &t[..t.len().min(12)]),
                     Some(scopes.clone()),
                 )
-            })
-        } else {
-            None
+            }),
+            None => None,
         }
     };
     let Some((who, scopes)) = credential else {
@@ -779,10 +857,14 @@ fn bad_search(which: &str) -> Response {
 }
 
 async fn list_users(AxState(s): AxState<Shared>, Query(q): Query<PageQuery>) -> Response {
-    let consistency = s.consistency();
+    let sandbox_delay = s.consistency();
     let now = Instant::now();
     let mut st = s.okta.lock().expect("okta lock");
     st.settle(now);
+    let consistency = st
+        .settings
+        .search_lag_ms
+        .map_or(sandbox_delay, std::time::Duration::from_millis);
     let users: Vec<&User> = if let Some(search) = q.search.as_deref() {
         let Some((attr, value)) = parse_eq(search) else {
             return bad_search("search");
@@ -866,7 +948,7 @@ async fn lifecycle(
             if st.users[i].status != "ACTIVE" {
                 return okta_error(
                     StatusCode::BAD_REQUEST,
-                    "E0000001",
+                    NOT_ACTIVE,
                     "Api validation failed: suspend",
                     &["Cannot suspend a user that is not active"],
                 );
@@ -891,12 +973,8 @@ async fn lifecycle(
         "deactivate" => {
             let u = &mut st.users[i];
             if u.status == "DEPROVISIONED" {
-                return okta_error(
-                    StatusCode::BAD_REQUEST,
-                    "E0000001",
-                    "Api validation failed: deactivate",
-                    &["The user is already deactivated"],
-                );
+                let summary = format!("Not found: Resource not found: {} (User)", u.id);
+                return okta_error(StatusCode::NOT_FOUND, NOT_FOUND, &summary, &[]);
             }
             if u.deactivating.is_none() {
                 u.deactivating = Some(now + consistency);
@@ -1279,7 +1357,7 @@ async fn delete_app_user(
         }
         Some(_) => okta_error(
             StatusCode::FORBIDDEN,
-            "E0000090",
+            GROUP_APP_REFUSED,
             "Deactivate application for user forbidden",
             &[
                 "The user is assigned to this application through a group; remove the user from the group",
