@@ -303,13 +303,13 @@ pub fn routes() -> Router<Shared> {
         .route("/scim2/{app}/v2/Schemas", get(d::list_schemas))
         .route("/scim2/{app}/v2/Schemas/{id}", get(d::get_schema))
         .route("/scim2/{app}/v2/ResourceTypes", get(d::list_resource_types))
-        .route("/scim2/{app}/v2/ResourceTypes/{id}", get(d::get_resource_type))
+        .route(
+            "/scim2/{app}/v2/ResourceTypes/{id}",
+            get(d::get_resource_type),
+        )
         .route("/scim2/{app}/v2/Bulk", post(d::bulk))
         .route("/scim2/{app}/v2/Me", any(d::me))
-        .route(
-            "/_sandbox/scim2/{app}",
-            get(get_quirks).put(put_quirks),
-        )
+        .route("/_sandbox/scim2/{app}", get(get_quirks).put(put_quirks))
         .route("/scim2/{app}/v2/{kind}", get(list).post(create))
         .route(
             "/scim2/{app}/v2/{kind}/{id}",
@@ -399,7 +399,10 @@ fn render(base: &str, app: &str, t: &Tenant, k: Kind, r: &Resource) -> Value {
         Kind::Groups => (GROUP_SCHEMA, "Group", "Groups"),
     };
     let mut schemas = vec![json!(schema)];
-    if k == Kind::Users && r.attrs.contains_key(super::twin_discovery::ENTERPRISE_SCHEMA) {
+    if k == Kind::Users
+        && r.attrs
+            .contains_key(super::twin_discovery::ENTERPRISE_SCHEMA)
+    {
         schemas.push(json!(super::twin_discovery::ENTERPRISE_SCHEMA));
     }
     v.insert("schemas".into(), Value::Array(schemas));

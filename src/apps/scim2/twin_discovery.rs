@@ -280,7 +280,13 @@ async fn run_one(
     let st = AxState(s.clone());
     let resp = match (method, segs.as_slice()) {
         ("POST", [kind]) => {
-            twin::create(st, Path((app.into(), (*kind).into())), headers.clone(), body).await
+            twin::create(
+                st,
+                Path((app.into(), (*kind).into())),
+                headers.clone(),
+                body,
+            )
+            .await
         }
         ("PUT", [kind, id]) => {
             let p = Path((app.into(), (*kind).into(), (*id).into()));
@@ -408,7 +414,8 @@ pub async fn bulk(
             .err();
         let (status, answer, etag) = if let Some(x) = unresolved {
             let st = StatusCode::CONFLICT;
-            let detail = format!("bulkId {x} does not name a resource created before this operation");
+            let detail =
+                format!("bulkId {x} does not name a resource created before this operation");
             (st, Some(op_error(st, None, &detail)), None)
         } else if method == "POST" && bulk_id.is_none() {
             let st = StatusCode::BAD_REQUEST;
@@ -428,7 +435,10 @@ pub async fn bulk(
         };
         entry["status"] = json!(status.as_u16().to_string());
         if status.is_success() {
-            let id = answer.as_ref().and_then(|a| a["id"].as_str()).map(str::to_string);
+            let id = answer
+                .as_ref()
+                .and_then(|a| a["id"].as_str())
+                .map(str::to_string);
             if let (Some(b), Some(id)) = (&bulk_id, &id) {
                 ids.insert(b.clone(), id.clone());
             }
