@@ -1244,3 +1244,54 @@ async fn bulk_follows_the_advertised_limits_and_bulk_ids() {
     let (st, _) = bulk(json!([del]), None).await;
     assert_eq!(st, 501);
 }
+
+/// `offboard sandbox --control PATH=JSON` sets a twin's switches on the
+/// sandbox it starts (the same `PUT` as the control endpoint); a refused
+/// switch stops it with the sandbox's answer.
+#[tokio::test]
+async fn the_sandbox_command_sets_quirks_at_start() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_offboard");
+    let bad = tokio::process::Command::new(bin)
+        .args(["sandbox", "--port", "0", "--config-dir"])
+        .arg(dir.path())
+        .args(["--control", r#"/_sandbox/scim2/miro={"no_such":1}"#])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown quirk `no_such`"));
+    let mut child = tokio::process::Command::new(bin)
+        .args(["sandbox", "--port", "0", "--config-dir"])
+        .arg(dir.path())
+        .args([
+            "--control",
+            r#"/_sandbox/scim2/miro={"case_exact_filter":false,"inflate_total_results":2}"#,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the sandbox starts")
+        .unwrap()
+        .unwrap();
+    let base = first.rsplit(' ').next().unwrap().to_string();
+    assert!(base.starts_with("http://127.0.0.1:"), "{first}");
+    let q: Value = reqwest::get(format!("{base}/_sandbox/scim2/miro"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(q["case_exact_filter"], false);
+    assert_eq!(q["inflate_total_results"], 2);
+    assert_eq!(
+        q["omit_user_groups"], true,
+        "the demo's Miro keeps the rest"
+    );
+    child.kill().await.unwrap();
+}
