@@ -540,6 +540,14 @@ async fn oktas_own_python_sdk_runs_an_offboarding() {
     for oauth in [false, true] {
         let e = env(200).await;
         offboard::sandbox::write_demo_keys(e.dir.path()).unwrap();
+        let lena = {
+            let st = e.sb.state.okta.lock().unwrap();
+            let lena = st
+                .users
+                .iter()
+                .find(|u| u.login == "lena.kowalski@example.com");
+            lena.unwrap().id.clone()
+        };
         let mut cmd = tokio::process::Command::new("python3");
         cmd.arg(root.join("tests/clients/okta_client.py"))
             .arg("--org-url")
@@ -581,6 +589,9 @@ async fn oktas_own_python_sdk_runs_an_offboarding() {
             "after=",
             r#""method":"POST","path":"/api/v1/users/00u00000000000000002/lifecycle/suspend""#,
             "sendEmail=false",
+            "/lifecycle/reset_factors",
+            r#""method":"DELETE","path":"/api/v1/users/00u00000000000000002/clients/0oaclient0cli/grants""#,
+            "/api/v1/groups/",
         ] {
             assert!(text.contains(needle), "{needle} not in the access log");
         }
@@ -591,22 +602,19 @@ async fn oktas_own_python_sdk_runs_an_offboarding() {
             .iter()
             .find(|u| u.login == "marcus.reyes@example.com")
             .unwrap();
-        let lena = st
-            .users
-            .iter()
-            .find(|u| u.login == "lena.kowalski@example.com")
-            .unwrap();
         assert_eq!(marcus.status, "SUSPENDED");
-        assert_eq!(lena.status, "DEPROVISIONED");
+        // Lena: deactivated, then deleted.
+        assert!(st.users.iter().all(|u| u.id != lena));
         // Only the BUILT_IN membership stays (Okta refuses to edit it); the
         // group-held role and app went with the OKTA_GROUP memberships.
         assert_eq!(st.held(&marcus.id), vec!["group:Everyone".to_string()]);
         assert!(state.get("marcus.reyes@example.com").is_none(), "{state}");
-        let lena_held = st.held(&lena.id);
+        let lena_held = st.held(&lena);
         assert!(
-            !lena_held
-                .iter()
-                .any(|h| h.starts_with("api-token:") || h.starts_with("app:")),
+            !lena_held.iter().any(|h| h.starts_with("api-token:")
+                || h.starts_with("app:")
+                || h.starts_with("group:")
+                || h.starts_with("factor:")),
             "{lena_held:?}"
         );
     }

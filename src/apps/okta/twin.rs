@@ -1,6 +1,7 @@
 //! Okta emulator: the Management API under `/api/v1` (users and their
-//! lifecycle, sessions, OAuth grants and tokens per client, API tokens,
-//! factors, app links and assignments, groups, admin roles) and the org
+//! lifecycle and deletion, sessions, OAuth grants and tokens per client,
+//! API tokens, factors, app links and assignments, app users, groups and
+//! their members, admin roles) and the org
 //! authorization server's token endpoint `/oauth2/v1/token` (client
 //! credentials with a `private_key_jwt` client assertion).
 //!
@@ -661,7 +662,7 @@ pub fn routes(state: &Shared) -> Router<Shared> {
     Router::new()
         .route("/oauth2/v1/token", post(token))
         .route("/api/v1/users", get(list_users))
-        .route("/api/v1/users/{id}", get(get_user))
+        .route("/api/v1/users/{id}", get(get_user).delete(delete_user))
         .route("/api/v1/users/{id}/lifecycle/{action}", post(lifecycle))
         .route("/api/v1/users/{id}/sessions", delete(clear_sessions))
         .route(
@@ -674,12 +675,16 @@ pub fn routes(state: &Shared) -> Router<Shared> {
         )
         .route("/api/v1/users/{id}/clients", get(list_clients))
         .route(
+            "/api/v1/users/{id}/clients/{client}/grants",
+            get(list_client_grants).delete(delete_client_grants),
+        )
+        .route(
             "/api/v1/users/{id}/clients/{client}/tokens",
             get(list_tokens).delete(delete_tokens),
         )
         .route(
             "/api/v1/users/{id}/clients/{client}/tokens/{token}",
-            delete(delete_token),
+            get(get_token).delete(delete_token),
         )
         .route("/api/v1/users/{id}/factors", get(list_factors))
         .route("/api/v1/users/{id}/factors/{factor}", delete(delete_factor))
@@ -690,10 +695,12 @@ pub fn routes(state: &Shared) -> Router<Shared> {
             "/api/v1/users/{id}/roles/{role}",
             get(get_role).delete(delete_role),
         )
+        .route("/api/v1/apps/{app}/users", get(list_app_users))
         .route(
             "/api/v1/apps/{app}/users/{id}",
             get(get_app_user).delete(delete_app_user),
         )
+        .route("/api/v1/groups/{group}/users", get(list_members))
         .route("/api/v1/groups/{group}/users/{id}", delete(delete_member))
         .route("/api/v1/api-tokens", get(list_api_tokens))
         .route(
@@ -970,6 +977,11 @@ async fn lifecycle(
             st.users[i].status = "ACTIVE".into();
             Json(json!({})).into_response()
         }
+        "reset_factors" => {
+            let uid = st.users[i].id.clone();
+            remove_where(&mut st.factors, now, |f| f.user == uid);
+            Json(json!({})).into_response()
+        }
         "deactivate" => {
             let u = &mut st.users[i];
             if u.status == "DEPROVISIONED" {
@@ -1145,6 +1157,76 @@ async fn list_clients(AxState(s): AxState<Shared>, Path(id): Path<String>) -> Re
     Json(Value::Array(out)).into_response()
 }
 
+fn token_json(s: &Shared, t: &Item) -> Value {
+    json!({
+        "id": t.id, "status": "ACTIVE", "clientId": t.what, "userId": t.user,
+        "issuer": format!("{}/oauth2/default", s.base_url),
+        "scopes": t.extra.split(' ').collect::<Vec<_>>(),
+        "created": "2026-10-01T10:00:00.000Z",
+        "expiresAt": "2027-01-01T10:00:00.000Z",
+    })
+}
+
+async fn get_token(
+    AxState(s): AxState<Shared>,
+    Path((id, client, token)): Path<(String, String, String)>,
+) -> Response {
+    let st = s.okta.lock().expect("okta lock");
+    let Some(u) = uid(&st, &id) else {
+        return not_found();
+    };
+    match st
+        .tokens
+        .iter()
+        .find(|t| t.user == u && t.what == client && t.id == token && listed(&s, t.removed_at))
+    {
+        Some(t) => Json(token_json(&s, t)).into_response(),
+        None => not_found(),
+    }
+}
+
+/// A user's grants for one client.
+async fn list_client_grants(
+    AxState(s): AxState<Shared>,
+    Path((id, client)): Path<(String, String)>,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let st = s.okta.lock().expect("okta lock");
+    let Some(u) = uid(&st, &id) else {
+        return not_found();
+    };
+    let items = st
+        .grants
+        .iter()
+        .filter(|g| g.user == u && g.what == client && listed(&s, g.removed_at))
+        .map(|g| grant_json(&s, g))
+        .collect();
+    drop(st);
+    page(
+        &s,
+        &format!("/api/v1/users/{u}/clients/{client}/grants"),
+        &q,
+        &[],
+        items,
+        20,
+        200,
+    )
+}
+
+async fn delete_client_grants(
+    AxState(s): AxState<Shared>,
+    Path((id, client)): Path<(String, String)>,
+) -> Response {
+    let mut st = s.okta.lock().expect("okta lock");
+    let Some(u) = uid(&st, &id) else {
+        return not_found();
+    };
+    remove_where(&mut st.grants, Instant::now(), |g| {
+        g.user == u && g.what == client
+    });
+    StatusCode::NO_CONTENT.into_response()
+}
+
 async fn list_tokens(
     AxState(s): AxState<Shared>,
     Path((id, client)): Path<(String, String)>,
@@ -1158,15 +1240,7 @@ async fn list_tokens(
         .tokens
         .iter()
         .filter(|t| t.user == u && t.what == client && listed(&s, t.removed_at))
-        .map(|t| {
-            json!({
-                "id": t.id, "status": "ACTIVE", "clientId": t.what, "userId": t.user,
-                "issuer": format!("{}/oauth2/default", s.base_url),
-                "scopes": t.extra.split(' ').collect::<Vec<_>>(),
-                "created": "2026-10-01T10:00:00.000Z",
-                "expiresAt": "2027-01-01T10:00:00.000Z",
-            })
-        })
+        .map(|t| token_json(&s, t))
         .collect();
     drop(st);
     page(
@@ -1319,14 +1393,7 @@ async fn get_app_user(
         return not_found();
     };
     match app_scope(&s, &st, a, &u) {
-        Some(scope) => Json(json!({
-            "id": u, "scope": scope, "status": "PROVISIONED", "syncState": "SYNCHRONIZED",
-            "created": "2024-03-01T09:10:00.000Z",
-            "credentials": {"userName": st.users.iter().find(|x| x.id == u).map(|x| x.login.clone())},
-            "profile": {},
-            "_links": {"app": {"href": format!("{}/api/v1/apps/{}", s.base_url, a.id)}},
-        }))
-        .into_response(),
+        Some(scope) => Json(app_user_json(&s, &st, a, &u, scope)).into_response(),
         None => not_found(),
     }
 }
@@ -1507,6 +1574,114 @@ async fn delete_role(
         }
         None => not_found(),
     }
+}
+
+/// `DELETE /api/v1/users/{id}`: a user who is not DEPROVISIONED is
+/// deactivated (asynchronously with `Prefer: respond-async`); a second call
+/// deletes the user for good.
+async fn delete_user(
+    AxState(s): AxState<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let now = Instant::now();
+    let consistency = s.consistency();
+    let mut st = s.okta.lock().expect("okta lock");
+    st.settle(now);
+    let Some(i) = st.user_idx(&id) else {
+        return not_found();
+    };
+    if st.users[i].status == "DEPROVISIONED" {
+        let gone = st.users.remove(i).id;
+        for g in &mut st.groups {
+            g.members.retain(|m| m.user != gone);
+        }
+        for a in &mut st.apps {
+            a.direct.retain(|m| m.user != gone);
+        }
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let is_async = headers
+        .get("prefer")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("respond-async"));
+    let u = &mut st.users[i];
+    u.deactivating = Some(if is_async { now + consistency } else { now });
+    st.settle(now);
+    if is_async {
+        StatusCode::ACCEPTED.into_response()
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    }
+}
+
+/// `GET /api/v1/groups/{groupId}/users`: the members, as users.
+async fn list_members(
+    AxState(s): AxState<Shared>,
+    Path(group): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let st = s.okta.lock().expect("okta lock");
+    let Some(g) = st.groups.iter().find(|g| g.id == group) else {
+        return not_found();
+    };
+    let items = g
+        .members
+        .iter()
+        .filter(|m| listed(&s, m.removed_at))
+        .filter_map(|m| st.users.iter().find(|u| u.id == m.user))
+        .map(|u| user_json(&s, u))
+        .collect();
+    drop(st);
+    page(
+        &s,
+        &format!("/api/v1/groups/{group}/users"),
+        &q,
+        &[],
+        items,
+        1000,
+        10000,
+    )
+}
+
+fn app_user_json(s: &Shared, st: &State, a: &App, u: &str, scope: &str) -> Value {
+    json!({
+        "id": u, "scope": scope, "status": "PROVISIONED", "syncState": "SYNCHRONIZED",
+        "created": "2024-03-01T09:10:00.000Z",
+        "credentials": {"userName": st.users.iter().find(|x| x.id == u).map(|x| x.login.clone())},
+        "profile": {},
+        "_links": {"app": {"href": format!("{}/api/v1/apps/{}", s.base_url, a.id)}},
+    })
+}
+
+/// `GET /api/v1/apps/{appId}/users`: everyone assigned, directly or
+/// through a group.
+async fn list_app_users(
+    AxState(s): AxState<Shared>,
+    Path(app): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let mut st = s.okta.lock().expect("okta lock");
+    st.settle(Instant::now());
+    let Some(a) = st.apps.iter().find(|a| a.id == app) else {
+        return not_found();
+    };
+    let items = st
+        .users
+        .iter()
+        .filter_map(|u| app_scope(&s, &st, a, &u.id).map(|scope| (u, scope)))
+        .map(|(u, scope)| app_user_json(&s, &st, a, &u.id, scope))
+        .collect();
+    drop(st);
+    page(
+        &s,
+        &format!("/api/v1/apps/{app}/users"),
+        &q,
+        &[],
+        items,
+        50,
+        500,
+    )
 }
 
 // ----- API tokens ----------------------------------------------------------
