@@ -110,11 +110,9 @@ fn list_response(items: Vec<Value>) -> Response {
 }
 
 /// Checks the tenant's token; the error answer when it is wrong.
-fn authorised(s: &Shared, app: &str, headers: &HeaderMap) -> Result<twin::Quirks, Response> {
+fn authorised(s: &Shared, app: &str, headers: &HeaderMap) -> Result<twin::Quirks, Box<Response>> {
     let mut st = s.scim2.lock().expect("scim2 lock");
-    tenant(&mut st, app, headers)
-        .map(|t| t.quirks.clone())
-        .map_err(|r| *r)
+    tenant(&mut st, app, headers).map(|t| t.quirks.clone())
 }
 
 pub async fn list_schemas(
@@ -124,7 +122,7 @@ pub async fn list_schemas(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = authorised(&s, &app, &headers) {
-        return r;
+        return *r;
     }
     if let Some(r) = refuse_filter(query.as_deref()) {
         return r;
@@ -143,7 +141,7 @@ pub async fn get_schema(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = authorised(&s, &app, &headers) {
-        return r;
+        return *r;
     }
     match RESOURCE_SCHEMAS
         .contains(&id.as_str())
@@ -166,7 +164,7 @@ pub async fn list_resource_types(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = authorised(&s, &app, &headers) {
-        return r;
+        return *r;
     }
     if let Some(r) = refuse_filter(query.as_deref()) {
         return r;
@@ -180,7 +178,7 @@ pub async fn get_resource_type(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = authorised(&s, &app, &headers) {
-        return r;
+        return *r;
     }
     match resource_types(&s.base_url, &app)
         .into_iter()
@@ -203,7 +201,7 @@ pub async fn me(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = authorised(&s, &app, &headers) {
-        return r;
+        return *r;
     }
     error(
         StatusCode::NOT_IMPLEMENTED,
@@ -338,7 +336,7 @@ pub async fn bulk(
 ) -> Response {
     let quirks = match authorised(&s, &app, &headers) {
         Ok(q) => q,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if quirks.bulk_max_operations == 0 {
         return error(StatusCode::NOT_IMPLEMENTED, None, "bulk is not supported");
