@@ -1,13 +1,14 @@
 //! Okta emulator: the Management API under `/api/v1` (users and their
 //! lifecycle and deletion, sessions, OAuth grants and tokens per client,
 //! API tokens, factors, app links and assignments, app users, groups and
-//! their members, admin roles) and the org
-//! authorization server's token endpoint `/oauth2/v1/token` (client
-//! credentials with a `private_key_jwt` client assertion).
+//! their members, admin roles) and the org authorization server's token
+//! endpoint `/oauth2/v1/token` (client credentials with a `private_key_jwt`
+//! client assertion).
 //!
 //! Behaviour copied from Okta (REFERENCE.md §3, the okta-*.json specs):
-//! - `Authorization: SSWS {apiToken}` or `Bearer {access token}`; an OAuth
-//!   token must carry the `okta.*` scope of the call (403 `E0000006`).
+//! - `Authorization: SSWS {apiToken}` (the space optional, see
+//!   `credentials`) or `Bearer {access token}`; an OAuth token must carry
+//!   the `okta.*` scope of the call (403 `E0000006`).
 //! - Errors are `{errorCode, errorSummary, errorLink, errorId, errorCauses}`.
 //! - Lists page with `limit` and an opaque `after` cursor, and say where the
 //!   next page is only in `Link: <…>; rel="next"` (plus `rel="self"`).
@@ -30,8 +31,9 @@
 //! [`NOT_FOUND`]), each with what the spec settles and what it leaves open.
 //!
 //! Sandbox-only controls: `GET`/`PUT /_sandbox/okta` (rate-limit window,
-//! forced 429s, the search index's lag), `POST /_sandbox/okta/users` (create a user now, for the
-//! search delay), `GET /_sandbox/okta/state` (sessions and tokens, for tests).
+//! forced 429s, the search index's lag), `POST /_sandbox/okta/users`
+//! (create a user now, for the search delay), `GET /_sandbox/okta/state`
+//! (sessions and tokens, for tests).
 
 use std::collections::{HashMap, HashSet};
 
@@ -542,9 +544,10 @@ fn scope_for(method: &str, path: &str) -> &'static str {
 
 /// The scheme (`SSWS` or `Bearer`, matched without regard to case as
 /// RFC 9110 §11.1 has it) and the credential of an `Authorization` value.
-/// The space after the scheme is optional: Okta's own Python SDK (v3, the
-/// OpenAPI-generated client) sends `SSWS{token}` and `Bearer{token}`
-/// with none, and Okta accepts them.
+/// The space after the scheme is optional: Okta's own Python SDK (3.x, the
+/// OpenAPI-generated client) sends `SSWS{token}` with none (its
+/// `Configuration.auth_settings` joins the mode and the token directly),
+/// and that SDK is what Okta documents for its orgs, so an org takes it.
 fn credentials(auth: &str) -> Option<(&'static str, &str)> {
     let auth = auth.trim();
     for scheme in ["SSWS", "Bearer"] {

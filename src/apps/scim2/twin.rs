@@ -3,9 +3,10 @@
 //! token. `/Users`, `/Groups` (GET list with `filter`, `startIndex`,
 //! `count`, `attributes`; GET, PUT, PATCH, DELETE one; POST), and
 //! `/ServiceProviderConfig`; `/Schemas`, `/ResourceTypes`, `/Bulk` and
-//! `/Me` in [`super::twin_discovery`]. Filters with every operator and value paths;
-//! PatchOp with any `op` case; `meta.version` ETags and 412 on a stale
-//! `If-Match`; the RFC error envelope (`status` as a string, `scimType`).
+//! `/Me` in [`super::twin_discovery`]. Filters with every operator and
+//! value paths; PatchOp with any `op` case; `meta.version` ETags and 412
+//! on a stale `If-Match`; the RFC error envelope (`status` as a string,
+//! `scimType`).
 //!
 //! [`Quirks`] switch on the deviations real services show, per tenant:
 //! case-sensitive `eq`, 204 with no body on a PATCH that changes nothing,
