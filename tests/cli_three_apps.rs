@@ -105,7 +105,8 @@ fn driver(config: &Path, id: &str, data: &Path) -> Arc<dyn Connector> {
 /// An Okta app assignment or admin role held through an Okta group: the
 /// plan's removal from that group settles it.
 fn held_through(g: &serde_json::Value) -> bool {
-    g["app"] == "okta" && g["label"].as_str().is_some_and(|l| l.contains("(through"))
+    (g["app"] == "okta" || g["app"] == "microsoft-graph")
+        && g["label"].as_str().is_some_and(|l| l.contains("(through"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -306,11 +306,7 @@ async fn urgent_termination_every_operation_verified_by_fresh_reads() {
     // Methods: authenticator, FIDO2, OATH, TAP; the password stays.
     let methods = by_prefix(&grants, "method:");
     assert_eq!(methods.len(), 4, "{methods:?}");
-    assert!(
-        methods
-            .iter()
-            .any(|m| m.id.starts_with("method:fido2Methods:"))
-    );
+    assert!(methods.iter().any(|m| m.id.starts_with("method:fido2:")));
     assert!(!grants.iter().any(|g| g.label.contains("assword")));
     // Licences: two direct, E3 through a group (manual at the group).
     let direct: Vec<_> = by_prefix(&grants, "license:")
@@ -318,7 +314,7 @@ async fn urgent_termination_every_operation_verified_by_fresh_reads() {
         .filter(|g| !g.is_manual())
         .collect();
     assert_eq!(direct.len(), 2, "{direct:?}");
-    let inherited: Vec<_> = by_prefix(&grants, "license:")
+    let inherited: Vec<_> = by_prefix(&grants, "inherited:")
         .into_iter()
         .filter(|g| g.is_manual())
         .collect();
@@ -439,7 +435,7 @@ async fn what_graph_cannot_change_is_refused_with_its_reason() {
         }
     }
     // A group licence refuses assignLicense.
-    let inherited = by_prefix(&grants, "license:")
+    let inherited = by_prefix(&grants, "inherited:")
         .into_iter()
         .find(|g| g.is_manual())
         .unwrap()

@@ -404,7 +404,8 @@ fn wrap_command(cmd: &str, indent: &str, width: usize) -> String {
         }
     }
     words.extend(quoted);
-    let max = width.saturating_sub(indent.chars().count() + 2).max(20);
+    // Continuation lines are indented two more and end in ` \`.
+    let max = width.saturating_sub(indent.chars().count() + 4).max(20);
     let mut lines: Vec<String> = Vec::new();
     let mut line = String::new();
     for w in words {

@@ -158,34 +158,86 @@ fn odata_type(v: &Value) -> String {
         .to_string()
 }
 
-/// The endpoint segment of an authentication method's type
-/// (`fido2AuthenticationMethod` → `fido2Methods`) and a name for people.
-fn method_kind(ty: &str) -> Option<(&'static str, &'static str)> {
-    Some(match ty {
-        "microsoftAuthenticatorAuthenticationMethod" => {
-            ("microsoftAuthenticatorMethods", "Microsoft Authenticator")
-        }
-        "fido2AuthenticationMethod" => ("fido2Methods", "FIDO2 security key"),
-        "phoneAuthenticationMethod" => ("phoneMethods", "Phone"),
-        "softwareOathAuthenticationMethod" => ("softwareOathMethods", "Software OATH token"),
-        "temporaryAccessPassAuthenticationMethod" => {
-            ("temporaryAccessPassMethods", "Temporary Access Pass")
-        }
-        "windowsHelloForBusinessAuthenticationMethod" => (
-            "windowsHelloForBusinessMethods",
-            "Windows Hello for Business",
-        ),
-        "emailAuthenticationMethod" => ("emailMethods", "Email (self-service password reset)"),
-        "platformCredentialAuthenticationMethod" => {
-            ("platformCredentialMethods", "Platform credential")
-        }
-        "hardwareOathAuthenticationMethod" => ("hardwareOathMethods", "Hardware OATH token"),
-        "externalAuthenticationMethod" => (
-            "externalAuthenticationMethods",
-            "External authentication method",
-        ),
-        _ => return None,
-    })
+/// An authentication method's type (`fido2AuthenticationMethod`): its short
+/// code in grant ids, the endpoint segment it is deleted at
+/// (`fido2Methods`), and a name for people.
+const METHOD_KINDS: &[(&str, &str, &str, &str)] = &[
+    (
+        "microsoftAuthenticatorAuthenticationMethod",
+        "authapp",
+        "microsoftAuthenticatorMethods",
+        "Microsoft Authenticator",
+    ),
+    (
+        "fido2AuthenticationMethod",
+        "fido2",
+        "fido2Methods",
+        "FIDO2 security key",
+    ),
+    (
+        "phoneAuthenticationMethod",
+        "phone",
+        "phoneMethods",
+        "Phone",
+    ),
+    (
+        "softwareOathAuthenticationMethod",
+        "softoath",
+        "softwareOathMethods",
+        "Software OATH token",
+    ),
+    (
+        "temporaryAccessPassAuthenticationMethod",
+        "tap",
+        "temporaryAccessPassMethods",
+        "Temporary Access Pass",
+    ),
+    (
+        "windowsHelloForBusinessAuthenticationMethod",
+        "hello",
+        "windowsHelloForBusinessMethods",
+        "Windows Hello for Business",
+    ),
+    (
+        "emailAuthenticationMethod",
+        "email",
+        "emailMethods",
+        "Email (self-service password reset)",
+    ),
+    (
+        "platformCredentialAuthenticationMethod",
+        "platform",
+        "platformCredentialMethods",
+        "Platform credential",
+    ),
+    (
+        "hardwareOathAuthenticationMethod",
+        "hardoath",
+        "hardwareOathMethods",
+        "Hardware OATH token",
+    ),
+    (
+        "externalAuthenticationMethod",
+        "external",
+        "externalAuthenticationMethods",
+        "External authentication method",
+    ),
+];
+
+/// `(code, segment, name)` of a method type.
+fn method_kind(ty: &str) -> Option<(&'static str, &'static str, &'static str)> {
+    METHOD_KINDS
+        .iter()
+        .find(|(t, ..)| *t == ty)
+        .map(|(_, c, s, n)| (*c, *s, *n))
+}
+
+/// The endpoint segment of a method code.
+fn method_segment(code: &str) -> Option<&'static str> {
+    METHOD_KINDS
+        .iter()
+        .find(|(_, c, ..)| *c == code)
+        .map(|(_, _, s, _)| *s)
 }
 
 /// The lists a user's grants are read from.
@@ -223,7 +275,7 @@ fn reads_for(g: &Grant) -> &'static [Read] {
         "grant" => &[Read::Grants],
         "approle" => &[Read::AppRoles],
         "method" => &[Read::Methods],
-        "license" => &[Read::User, Read::Licenses, Read::MemberOf],
+        "license" | "inherited" => &[Read::User, Read::Licenses, Read::MemberOf],
         "group" => &[Read::MemberOf],
         "role" => &[Read::Roles],
         "eligible" => &[Read::Eligible],
@@ -375,8 +427,8 @@ impl Graph {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        let mut out = Vec::with_capacity(urls.len());
-        for (i, url) in urls.iter().enumerate() {
+        let items = &items;
+        futures::future::join_all(urls.iter().enumerate().map(|(i, url)| async move {
             let key = i.to_string();
             let item = items
                 .iter()
@@ -386,14 +438,14 @@ impl Graph {
                     .and_then(Value::as_u64)
                     .is_some_and(|st| (200..300).contains(&st))
             });
-            out.push(match ok.and_then(|r| r.get("body")).cloned() {
+            match ok.and_then(|r| r.get("body")).cloned() {
                 Some(body) => self.rest_of(body).await,
                 // Throttled, failed or missing: read it on its own, through
                 // the client's retries and Retry-After.
                 None => self.read(url.clone()).await,
-            });
-        }
-        out
+            }
+        }))
+        .await
     }
 
     async fn get_user(&self, key: &str) -> Result<Option<Value>, ConnectorError> {
@@ -744,8 +796,8 @@ impl Graph {
                 .map(|x| format!(" ({})", clean_max(&x, 60)))
                 .unwrap_or_default();
             match method_kind(&ty) {
-                Some((segment, what)) => out.push(self.grant(
-                    format!("method:{segment}:{mid}"),
+                Some((code, _, what)) => out.push(self.grant(
+                    format!("method:{code}:{mid}"),
                     GrantKind::Device,
                     format!("Sign-in method: {what}{name}"),
                     "can approve sign-ins and reset the password".into(),
@@ -889,26 +941,35 @@ impl Graph {
                     Risk::Low,
                 ));
             }
-            for st in &mine {
-                let Some(gid) = st.get("assignedByGroup").and_then(Value::as_str) else {
-                    continue;
-                };
-                let gid = clean(gid);
-                let name = group_name(&gid);
-                let g = self.grant(
-                    format!("license:{sku}:{gid}"),
-                    GrantKind::License,
-                    format!("Licence: {part} (through group {name})"),
-                    "group-based licensing: assignLicense cannot remove it".into(),
-                    Risk::Low,
-                );
-                let mut g = self.manual(
-                    g,
-                    format!("{part} is assigned by group {name}: remove {login} from that group (the plan's group removal does it if Graph can), or remove the licence from the group in the Entra admin center"),
-                );
-                g.after = vec![format!("group:{gid}")];
-                out.push(g);
+            // One step per licence, whichever groups assign it.
+            let gids: Vec<String> = mine
+                .iter()
+                .filter_map(|st| st.get("assignedByGroup").and_then(Value::as_str))
+                .map(clean)
+                .collect();
+            if gids.is_empty() {
+                continue;
             }
+            let names: Vec<String> = gids.iter().map(|g| group_name(g)).collect();
+            let (one, these) = if names.len() == 1 {
+                ("group", "that group")
+            } else {
+                ("groups", "those groups")
+            };
+            let names = names.join(", ");
+            let g = self.grant(
+                format!("inherited:{sku}"),
+                GrantKind::License,
+                format!("Licence: {part} (through {one} {names})"),
+                "group-based licensing: assignLicense cannot remove it".into(),
+                Risk::Low,
+            );
+            let mut g = self.manual(
+                g,
+                format!("{part} is assigned by {one} {names}: remove {login} from {these} (the plan's group removal does it if Graph can), or remove the licence from the group in the Entra admin center"),
+            );
+            g.after = gids.iter().map(|gid| format!("group:{gid}")).collect();
+            out.push(g);
         }
         Ok(out)
     }
@@ -1158,10 +1219,8 @@ impl Connector for Graph {
                     .await
             }
             "method" => {
-                let (segment, mid) = id.split_once(':').ok_or_else(bad)?;
-                if segment == "other" {
-                    return Err(bad());
-                }
+                let (code, mid) = id.split_once(':').ok_or_else(bad)?;
+                let segment = method_segment(code).ok_or_else(bad)?;
                 self.delete(self.url(&["users", uid, "authentication", segment, mid], &[])?)
                     .await
             }
@@ -1260,15 +1319,17 @@ mod tests {
     #[test]
     fn method_types_map_to_their_endpoints() {
         assert_eq!(
-            method_kind("fido2AuthenticationMethod").unwrap().0,
+            method_kind("fido2AuthenticationMethod").unwrap().1,
             "fido2Methods"
         );
-        assert_eq!(
-            method_kind("temporaryAccessPassAuthenticationMethod")
-                .unwrap()
-                .0,
-            "temporaryAccessPassMethods"
-        );
+        let (code, segment, _) = method_kind("temporaryAccessPassAuthenticationMethod").unwrap();
+        assert_eq!(segment, "temporaryAccessPassMethods");
+        assert_eq!(method_segment(code), Some(segment));
         assert!(method_kind("passwordAuthenticationMethod").is_none());
+        // Every code is short and names one endpoint.
+        for (_, c, ..) in METHOD_KINDS {
+            assert!(c.len() <= 8);
+            assert_eq!(METHOD_KINDS.iter().filter(|(_, x, ..)| x == c).count(), 1);
+        }
     }
 }
