@@ -678,3 +678,14 @@ async fn microsofts_own_python_sign_in_library_and_graph_calls_run_an_offboardin
         .unwrap();
     assert_eq!(marcus["enabled"], false);
 }
+
+#[tokio::test]
+async fn every_account_is_listed_across_pages_for_the_sweep() {
+    let e = env(0).await;
+    settings(&e.sb, json!({"max_page": 40})).await;
+    let all = e.graph.list_accounts().await.unwrap();
+    // The demo company but the Slack-only guest.
+    assert_eq!(all.len(), 299);
+    assert!(all.iter().any(|a| a.account.login == "achen@example.com"));
+    assert!(e.log.count(&["\"GET\"", "/v1.0/users", "%24skiptoken"]) >= 7);
+}

@@ -49,8 +49,8 @@ use crate::connector::http::{
     ApiClient, ApiRequest, PageGuard, VendorPolicy, Verdict, default_classify,
 };
 use crate::connector::{
-    BuildContext, Connector, ConnectorError, Health, Inventory, Lookup, Presence,
-    ResolvedConnector, RevokeOutcome, find_by_each_address,
+    AccountClass, BuildContext, Connector, ConnectorError, Health, Inventory, ListedAccount,
+    Lookup, Presence, ResolvedConnector, RevokeOutcome, find_by_each_address,
 };
 use crate::model::{Account, Grant, GrantKind, Person, Phase, Revocation, Risk};
 use crate::sanitize::{clean, clean_max};
@@ -1272,6 +1272,28 @@ impl Connector for Graph {
         }
         let inv = self.inventory(account, &wanted).await;
         crate::connector::presence_from_inventory(&inv, grants)
+    }
+
+    /// Every user (`GET /users`, 999 a page, with `userType`): members,
+    /// and guests (B2B collaborators).
+    async fn list_accounts(&self) -> Result<Vec<ListedAccount>, ConnectorError> {
+        let select = format!("{USER_SELECT},userType");
+        let url = self.url(&["users"], &[("$top", "999"), ("$select", &select)])?;
+        let rows = self.read(url).await?;
+        values(&rows)
+            .iter()
+            .map(|u| {
+                Ok(ListedAccount {
+                    account: self.account(u)?,
+                    class: if s(u, "userType") == "Guest" {
+                        AccountClass::Guest
+                    } else {
+                        AccountClass::Member
+                    },
+                    owner: None,
+                })
+            })
+            .collect()
     }
 
     fn health(&self) -> Health {
