@@ -186,6 +186,13 @@ async fn run(
                 .find("# Slack's real tier limits")
                 .expect("the demo config raises Slack's tiers");
             text.truncate(cut);
+            // Of what followed, Microsoft 365 is in the scenario too.
+            text.push_str(
+                &<offboard::apps::graph::Vendor as offboard::apps::App>::demo_config(
+                    &sb.base_url,
+                    &dir,
+                ),
+            );
         }
         Quotas::Raised => {
             for id in APPS {
@@ -760,7 +767,7 @@ fn yn(b: bool) -> &'static str {
 /// whole run's ratio to its floor and whether every app met `target`.
 fn per_app_table(r: &Run, consistency: f64, target: Option<f64>) -> (f64, bool) {
     println!(
-        "  {:<11} {:>7} {:>9} {:>9} {:>7}  {}",
+        "  {:<15} {:>7} {:>9} {:>9} {:>7}  {}",
         "app",
         "grants",
         "measured",
@@ -780,7 +787,7 @@ fn per_app_table(r: &Run, consistency: f64, target: Option<f64>) -> (f64, bool) 
         let met = target.is_none_or(|t| ratio <= t);
         all &= met;
         println!(
-            "  {:<11} {:>7} {:>7.2} s {:>7.2} s {:>6.2}x  {}",
+            "  {:<15} {:>7} {:>7.2} s {:>7.2} s {:>6.2}x  {}",
             app,
             n,
             t.verified,
@@ -826,7 +833,8 @@ fn main() -> anyhow::Result<()> {
         check(&r, "real quotas")?;
         println!();
         println!(
-            "== real quotas, three apps: {} grants ({})",
+            "== real quotas, {} apps: {} grants ({})",
+            r.apps.len(),
             r.grants.len(),
             per_app_counts(&r.grants)
         );
@@ -872,7 +880,7 @@ fn main() -> anyhow::Result<()> {
             per_app_counts(&r.grants)
         );
         println!(
-            "  {:<11} {:>14} {:>9} {:>9} {:>11} {:>9}",
+            "  {:<15} {:>14} {:>9} {:>9} {:>11} {:>9}",
             "app", "earlier done", "closed", "floor", "verified", "floor"
         );
         let mut last_close: f64 = 0.0;
@@ -885,7 +893,7 @@ fn main() -> anyhow::Result<()> {
             let (cf, vf) = floor(app, &r.grants, &r.discovery_log, res, consistency);
             let opt = |x: Option<f64>| x.map(|v| format!("{v:.2} s")).unwrap_or("-".into());
             println!(
-                "  {:<11} {:>14} {:>9} {:>9} {:>9.2} s {:>7.2} s",
+                "  {:<15} {:>14} {:>9} {:>9} {:>9.2} s {:>7.2} s",
                 app,
                 opt(t.earlier),
                 opt(t.closed),
