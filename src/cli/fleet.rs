@@ -76,7 +76,7 @@ fn try_config(global: &Global) -> Result<Option<Loaded>, Failure> {
 }
 
 /// The roster from `--roster` or `[roster] path` (relative to the config).
-fn load_roster(
+pub(super) fn load_roster(
     flag: Option<&Path>,
     cfg: &RosterConfig,
     config_dir: Option<&Path>,
@@ -212,6 +212,15 @@ pub async fn run(global: &Global, args: RunArgs, data_dir: PathBuf) -> CmdResult
                     session = Some(open(global, &data_dir)?);
                 }
                 let s = session.as_mut().expect("opened above");
+                if let Some(m) = &e.manager
+                    && let Err(err) = s.engine.set_hand_over(&e.email, m).await
+                {
+                    eprintln!(
+                        "warning: {}: manager {}: {err} (the hand-over stays a manual step)",
+                        clean(&e.email),
+                        clean(m)
+                    );
+                }
                 let sel = selection(scope);
                 let summary =
                     with_progress(&mut s.events, !args.json, s.engine.revoke(&e.email, &sel))

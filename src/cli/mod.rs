@@ -93,6 +93,10 @@ pub struct ScanArgs {
     /// ids are listed by `scan`); repeatable. Recorded in the ledger.
     #[arg(long = "account", value_name = "APP=ID")]
     pub accounts: Vec<String>,
+    /// Whom the leaver's data goes to in a hand-over (Google Drive and
+    /// Calendar); default: their manager in `[roster] path`.
+    #[arg(long, value_name = "EMAIL")]
+    pub hand_over_to: Option<String>,
     /// Machine-readable output (see README: JSON output).
     #[arg(long)]
     pub json: bool,
@@ -121,6 +125,11 @@ pub struct RevokeArgs {
     /// Only these grant kinds (session, oauth_grant, group, ...); repeatable.
     #[arg(long = "kind", value_name = "KIND")]
     pub kinds: Vec<String>,
+    /// Whom the leaver's data goes to in a hand-over (Google Drive and
+    /// Calendar); default: their manager in `[roster] path` (with
+    /// `--from`, the file's manager column).
+    #[arg(long, value_name = "EMAIL", conflicts_with = "from")]
+    pub hand_over_to: Option<String>,
     /// Print the phased plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
