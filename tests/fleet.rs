@@ -402,3 +402,62 @@ async fn the_circuit_breaker_pauses_a_batch_when_an_app_fails() {
     assert!(!requested("dana.whitfield@example.com"));
     assert!(!requested("lena.kowalski@example.com"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_roster_batch_hands_data_over_to_managers_and_shows_progress_with_the_time_left() {
+    let sb = common::sandbox(common::quick(200)).await;
+    let e = batch_env(&sb.base_url, "max_batch = 5");
+    let boss = tenant::people()
+        .into_iter()
+        .find(|p| p.scenario.is_none())
+        .unwrap()
+        .email;
+    let file = e.dir.join("leavers.csv");
+    std::fs::write(
+        &file,
+        format!(
+            "email,status,aliases,manager\n\
+             dana.whitfield@example.com,left,,{boss}\n\
+             lena.kowalski@example.com,leaving,,\n\
+             {boss},active,,\n"
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run(&e, &["revoke", "--from", file.to_str().unwrap(), "--yes"]).await;
+    assert!(code == 0 || code == 3, "{out}\n{err}");
+    assert!(out.contains("2 of 2 leaver(s) run"), "{out}");
+    // A bar per app and overall, with the time left from the quota.
+    let bar_line = |app: &str| {
+        err.lines()
+            .filter(|l| l.starts_with(app) && l.contains('[') && l.contains(']'))
+            .last()
+            .unwrap_or_else(|| panic!("no {app} bar in {err}"))
+            .to_string()
+    };
+    assert!(bar_line("google").contains("(quota 40/s)"), "{err}");
+    assert!(bar_line("overall").contains("2/2 leaver(s) finished"), "{err}");
+    assert!(
+        err.lines().any(|l| l.starts_with("overall") && l.contains("done")),
+        "{err}"
+    );
+    // Dana's Drive and Calendar went to her manager through the Data
+    // Transfer API, verified by a fresh read; Lena (no manager) keeps the
+    // manual step.
+    let ledger = ledger_text(&e);
+    assert!(
+        ledger.lines().any(|l| l.contains("\"verified\"")
+            && l.contains("google/transfer:drive_calendar")
+            && l.contains("dana.whitfield@example.com")),
+        "{ledger}"
+    );
+    assert!(
+        !ledger
+            .lines()
+            .any(|l| l.contains("lena.kowalski") && l.contains("transfer:drive_calendar")),
+        "{ledger}"
+    );
+    let g = sb.state.google.lock().unwrap();
+    assert_eq!(g.transfers.len(), 1);
+    let boss_i = g.user_index(&boss).unwrap();
+    assert_eq!(g.transfers[0].new_owner, g.users[boss_i].id);
+}
