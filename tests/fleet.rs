@@ -435,9 +435,13 @@ async fn a_roster_batch_hands_data_over_to_managers_and_shows_progress_with_the_
             .to_string()
     };
     assert!(bar_line("google").contains("(quota 40/s)"), "{err}");
-    assert!(bar_line("overall").contains("2/2 leaver(s) finished"), "{err}");
     assert!(
-        err.lines().any(|l| l.starts_with("overall") && l.contains("done")),
+        bar_line("overall").contains("2/2 leaver(s) finished"),
+        "{err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("overall") && l.contains("done")),
         "{err}"
     );
     // Dana's Drive and Calendar went to her manager through the Data

@@ -151,19 +151,6 @@ pub fn sweep_text(r: &SweepReport) -> String {
     out
 }
 
-/// Each enabled connector's quota (requests a second), for the progress's
-/// estimate of the time left.
-pub fn quotas(loaded: &config::Loaded) -> std::collections::BTreeMap<String, f64> {
-    loaded
-        .connectors()
-        .map(|cs| {
-            cs.iter()
-                .map(|c| (c.id.clone(), c.http_settings().requests_per_second))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// `offboard revoke --from FILE`: many leavers in one engine, with a dry
 /// run, a cap and a circuit breaker (see [`crate::fleet::batch`]). Progress
 /// lines (a bar per app and overall, with the time left) go to stderr.
@@ -217,7 +204,7 @@ pub async fn revoke_batch(global: &Global, args: super::RevokeArgs, data_dir: &P
             prepared.reasons.join("; ")
         )));
     }
-    let progress = Progress::new(n, &prepared.requests, &quotas(&loaded));
+    let progress = Progress::new(n, &prepared.requests, &batch::quotas(&loaded));
     let monitor = Arc::new(Mutex::new(Monitor::new(&limits, progress)));
     let run = batch::run(
         engine.clone(),

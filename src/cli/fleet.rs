@@ -21,7 +21,6 @@ use crate::fleet::history::{self, CaseHistory};
 use crate::fleet::policy::{self, Decision, Scope, due_text};
 use crate::fleet::roster::{self, Roster, Source, Zone};
 use crate::fleet::{PolicyConfig, RosterConfig, period};
-use crate::model::GrantKind;
 use crate::sanitize::{clean, clean_max};
 
 pub const RUN_SCHEMA: &str = "offboard.run/1";
@@ -118,16 +117,7 @@ fn history_for<'a>(
 }
 
 fn selection(scope: Scope) -> Selection {
-    Selection {
-        kinds: match scope {
-            Scope::All => Vec::new(),
-            Scope::CutAccess => GrantKind::ALL
-                .into_iter()
-                .filter(|k| history::cuts_access(*k))
-                .collect(),
-        },
-        ..Selection::default()
-    }
+    scope.selection()
 }
 
 pub async fn run(global: &Global, args: RunArgs, data_dir: PathBuf) -> CmdResult {

@@ -119,6 +119,19 @@ fn is_address(s: &str) -> bool {
         && !s.chars().any(|c| c.is_control() || c.is_whitespace())
 }
 
+/// Each enabled connector's quota (requests a second), for the progress's
+/// estimate of the time left.
+pub fn quotas(loaded: &crate::config::Loaded) -> BTreeMap<String, f64> {
+    loaded
+        .connectors()
+        .map(|cs| {
+            cs.iter()
+                .map(|c| (c.id.clone(), c.http_settings().requests_per_second))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// One app's share of a batch.
 #[derive(Debug, Clone)]
 pub struct AppShare {
@@ -262,7 +275,8 @@ pub async fn prepare(
                 .map_err(|e| format!("{}: {e}", clean(&l.email)))?;
         }
     }
-    let found = futures::stream::iter(leavers.iter().map(|l| l.email.clone()))
+    let emails: Vec<String> = leavers.iter().map(|l| l.email.clone()).collect();
+    let found = futures::stream::iter(emails)
         .map(|email| {
             let engine = engine.clone();
             let apps = sel.apps.clone();
