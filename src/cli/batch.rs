@@ -204,7 +204,11 @@ pub async fn revoke_batch(global: &Global, args: super::RevokeArgs, data_dir: &P
             prepared.reasons.join("; ")
         )));
     }
-    let progress = Progress::new(n, &prepared.requests, &batch::quotas(&loaded));
+    let progress = Progress::new(
+        &prepared.leavers,
+        &prepared.requests,
+        &batch::quotas(&loaded),
+    );
     let monitor = Arc::new(Mutex::new(Monitor::new(&limits, progress)));
     let run = batch::run(
         engine.clone(),
@@ -253,7 +257,11 @@ pub async fn revoke_batch(global: &Global, args: super::RevokeArgs, data_dir: &P
         }
     };
     {
-        let m = monitor.lock().expect("monitor lock");
+        let mut m = monitor.lock().expect("monitor lock");
+        // What the engine said before the last leaver's revoke returned.
+        while let Ok(e) = s.events.try_recv() {
+            m.observe(&e);
+        }
         for f in &m.progress.finished[printed..] {
             eprintln!("overall: {}/{n} leaver(s) finished ({f})", m.progress.done);
         }

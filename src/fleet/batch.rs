@@ -417,11 +417,15 @@ pub async fn run(
             Ok(x) => x,
             Err(e) => (String::new(), Err(format!("a leaver's task ended: {e}"))),
         };
-        monitor
-            .lock()
-            .expect("monitor lock")
-            .progress
-            .leaver_done(&email, &r);
+        // A leaver that ran is counted by its `Finished` event; one that
+        // could not run, here.
+        if let Err(e) = &r {
+            monitor
+                .lock()
+                .expect("monitor lock")
+                .progress
+                .leaver_failed(&email, e);
+        }
         out.finished.push((email, r));
     }
     out.paused = tripped(&monitor);
@@ -478,13 +482,15 @@ pub struct Progress {
     pub done: usize,
     /// `email: outcome` of each leaver finished, in order.
     pub finished: Vec<String>,
+    /// The batch's leavers (whose `Finished` events count).
+    pub members: std::collections::BTreeSet<String>,
 }
 
 impl Progress {
     /// `requests`: removals per app (from [`Prepared::requests`]);
     /// `quotas`: each connector's requests a second.
     pub fn new(
-        leavers: usize,
+        leavers: &[String],
         requests: &BTreeMap<String, usize>,
         quotas: &BTreeMap<String, f64>,
     ) -> Progress {
@@ -503,12 +509,32 @@ impl Progress {
             .collect();
         Progress {
             apps,
-            leavers,
+            leavers: leavers.len(),
+            members: leavers.iter().cloned().collect(),
             ..Progress::default()
         }
     }
 
     pub fn observe(&mut self, e: &Event) {
+        if let Event::Finished { email, summary } = e
+            && self.members.remove(email)
+        {
+            self.done += 1;
+            self.finished.push(if summary.exit_code() == 0 {
+                format!("{}: all closed", clean(email))
+            } else {
+                format!(
+                    "{}: {} left for a person",
+                    clean(email),
+                    summary.live
+                        + summary.removing
+                        + summary.unconfirmed
+                        + summary.failed
+                        + summary.manual
+                        + summary.read_failures
+                )
+            });
+        }
         if let Event::ApiAnswer { key, .. } = e {
             let app = key.split('/').next().unwrap_or("");
             if let Some(a) = self.apps.get_mut(app) {
@@ -522,17 +548,12 @@ impl Progress {
         }
     }
 
-    fn leaver_done(&mut self, email: &str, r: &Result<Summary, String>) {
-        self.done += 1;
-        self.finished.push(match r {
-            Ok(s) if s.exit_code() == 0 => format!("{}: all closed", clean(email)),
-            Ok(s) => format!(
-                "{}: {} left for a person",
-                clean(email),
-                s.live + s.removing + s.unconfirmed + s.failed + s.manual + s.read_failures
-            ),
-            Err(e) => format!("{}: {}", clean(email), clean_max(e, 160)),
-        });
+    fn leaver_failed(&mut self, email: &str, why: &str) {
+        if self.members.remove(email) {
+            self.done += 1;
+            self.finished
+                .push(format!("{}: {}", clean(email), clean_max(why, 160)));
+        }
     }
 
     /// The slowest app's time left: apps run side by side.
@@ -695,7 +716,8 @@ mod tests {
     fn progress_estimates_the_time_left_from_each_quota() {
         let requests = BTreeMap::from([("google".to_string(), 120), ("slack".to_string(), 10)]);
         let quotas = BTreeMap::from([("google".to_string(), 40.0), ("slack".to_string(), 2.0)]);
-        let mut p = Progress::new(3, &requests, &quotas);
+        let three = ["a@x.y".to_string(), "b@x.y".into(), "c@x.y".into()];
+        let mut p = Progress::new(&three, &requests, &quotas);
         // Nothing answered yet: from the quotas alone (120/40 = 3 s, 10/2 = 5 s).
         assert_eq!(p.apps["google"].eta(), Some(Duration::from_secs(3)));
         assert_eq!(p.eta(), Some(Duration::from_secs(5)));
@@ -724,10 +746,20 @@ mod tests {
             "{}",
             lines[2]
         );
+        // A leaver of the batch finishing counts; another's, or twice, not.
+        let fin = |email: &str| Event::Finished {
+            email: email.into(),
+            summary: Summary::default(),
+        };
+        p.observe(&fin("b@x.y"));
+        p.observe(&fin("b@x.y"));
+        p.observe(&fin("z@x.y"));
+        assert_eq!(p.done, 1);
+        assert_eq!(p.finished, ["b@x.y: all closed"]);
         assert_eq!(eta_text(Some(Duration::from_secs(65))), "~1m 05s left");
         assert_eq!(eta_text(None), "time left unknown");
         // Unknown quota and no pace yet: unknown.
-        let p = Progress::new(1, &requests, &BTreeMap::new());
+        let p = Progress::new(&three[..1], &requests, &BTreeMap::new());
         assert_eq!(p.eta(), None);
         assert_eq!(bar(0, 0, 4), "[####]");
     }

@@ -347,6 +347,15 @@ pub async fn run_due(
                 clean(m)
             ));
         }
+        // A fresh lookup, so that the hand-over to the manager is planned.
+        if let Err(err) = engine.discover(&e.email).await {
+            out.push(format!(
+                "{}: {}",
+                clean(&e.email),
+                clean_max(&err.to_string(), 200)
+            ));
+            continue;
+        }
         let line = match engine.revoke(&e.email, &scope.selection()).await {
             Ok(s) => format!(
                 "{}: {} ({}): revoked {}: {} verified, {} acknowledged, {} left",

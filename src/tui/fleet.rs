@@ -226,7 +226,7 @@ impl Service for FleetService {
             ));
         }
         let limits = self.limits();
-        let progress = Progress::new(p.leavers.len(), &p.requests, &self.fleet.quotas);
+        let progress = Progress::new(&p.leavers, &p.requests, &self.fleet.quotas);
         let monitor = Arc::new(Mutex::new(Monitor::new(&limits, progress)));
         *self.monitor.lock().expect("monitor slot lock") = Some(monitor.clone());
         let out = batch::run(

@@ -1462,7 +1462,7 @@ fn start_batch(model: &mut Model, emails: Vec<String>, plan: &BatchPlan) -> Vec<
     }
     model.batch = Some(BatchView {
         emails: emails.clone(),
-        progress: crate::fleet::batch::Progress::new(n, &plan.requests, &plan.quotas),
+        progress: crate::fleet::batch::Progress::new(&emails, &plan.requests, &plan.quotas),
         running: true,
         paused: None,
         not_started: Vec::new(),

@@ -121,7 +121,7 @@ fn draw_batch(m: &Model, b: &super::model::BatchView, area: Rect, buf: &mut Buff
         .max()
         .unwrap_or(0)
         .max(7);
-    let bar_w = w.saturating_sub(name_w + 32).clamp(4, 30);
+    let bar_w = w.saturating_sub(name_w + 50).clamp(4, 30);
     let mut lines: Vec<Line> = Vec::new();
     for l in b.progress.lines(bar_w) {
         let role = if l.starts_with("overall") {
@@ -129,8 +129,12 @@ fn draw_batch(m: &Model, b: &super::model::BatchView, area: Rect, buf: &mut Buff
         } else {
             Role::Text
         };
-        for part in wrap_text(&l, w.max(10)) {
-            lines.push(Line::from(Span::styled(part, t.style(role))));
+        if l.width() <= w {
+            lines.push(Line::from(Span::styled(l, t.style(role))));
+        } else {
+            for part in wrap_text(&l, w.max(10)) {
+                lines.push(Line::from(Span::styled(part, t.style(role))));
+            }
         }
     }
     if let Some(why) = &b.paused {
