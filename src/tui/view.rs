@@ -1473,7 +1473,9 @@ pub fn hints(m: &Model) -> Vec<(&'static str, &'static str)> {
     match m.focus {
         Focus::Queue => {
             h.push(("Enter", "open"));
-            if rw {
+            if rw && !m.picked.is_empty() {
+                h.push(("B", "batch"));
+            } else if rw {
                 h.push(("R", "revoke all"));
             }
         }
@@ -2190,12 +2192,15 @@ fn draw_dialog(m: &Model, d: &Dialog, area: Rect, buf: &mut Buffer) {
                 (":theme NAME", "switch theme"),
                 (":export", "write the evidence report"),
                 (":login APP", "sign in to an app"),
+                (":auto on|off", "run the exit-time policy while open"),
+                (":handover EMAIL", "hand the leaver's Drive/Calendar to"),
                 (":quit, q", "quit (asks while a revoke runs)"),
                 ("v, Ctrl-R", "refresh now"),
             ];
             if !m.read_only {
                 rows.extend([
-                    ("Space", "mark a grant"),
+                    ("Space", "mark a grant; in the queue: pick"),
+                    ("B", "revoke the picked leavers as a batch"),
                     ("r", "revoke marked/selected (retry failed)"),
                     ("R", "revoke everything (type the email)"),
                     ("Enter (manual)", "mark a manual step done"),
