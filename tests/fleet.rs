@@ -429,8 +429,7 @@ async fn a_roster_batch_hands_data_over_to_managers_and_shows_progress_with_the_
     // A bar per app and overall, with the time left from the quota.
     let bar_line = |app: &str| {
         err.lines()
-            .filter(|l| l.starts_with(app) && l.contains('[') && l.contains(']'))
-            .last()
+            .rfind(|l| l.starts_with(app) && l.contains('[') && l.contains(']'))
             .unwrap_or_else(|| panic!("no {app} bar in {err}"))
             .to_string()
     };

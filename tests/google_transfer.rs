@@ -284,23 +284,24 @@ async fn the_hand_over_goes_to_the_named_person_before_the_suspension_and_is_ver
     assert_eq!(summary.unconfirmed, 0);
     // Exactly one transfer, of Drive and Calendar, to the manager.
     let (dana_id, boss_id) = (user_id(&e.sb, DANA), user_id(&e.sb, &boss));
-    let g = e.sb.state.google.lock().unwrap();
-    assert_eq!(g.transfers.len(), 1);
-    let t = &g.transfers[0];
-    assert_eq!(
-        (t.old_owner.as_str(), t.new_owner.as_str()),
-        (dana_id.as_str(), boss_id.as_str())
-    );
-    let apps: Vec<&str> = t.apps.iter().map(|(a, _)| a.as_str()).collect();
-    assert_eq!(apps, ["55656082996", "435070579839"]);
-    assert_eq!(
-        t.apps[0].1,
-        vec![(
-            "PRIVACY_LEVEL".to_string(),
-            vec!["PRIVATE".to_string(), "SHARED".to_string()]
-        )]
-    );
-    drop(g);
+    {
+        let g = e.sb.state.google.lock().unwrap();
+        assert_eq!(g.transfers.len(), 1);
+        let t = &g.transfers[0];
+        assert_eq!(
+            (t.old_owner.as_str(), t.new_owner.as_str()),
+            (dana_id.as_str(), boss_id.as_str())
+        );
+        let apps: Vec<&str> = t.apps.iter().map(|(a, _)| a.as_str()).collect();
+        assert_eq!(apps, ["55656082996", "435070579839"]);
+        assert_eq!(
+            t.apps[0].1,
+            vec![(
+                "PRIVACY_LEVEL".to_string(),
+                vec!["PRIVATE".to_string(), "SHARED".to_string()]
+            )]
+        );
+    }
     // The evidence: the hand-over was verified by a fresh read.
     let records = Ledger::read_case(engine.ledger_path().as_path(), DANA).unwrap();
     let text = serde_json::to_string(&records).unwrap();

@@ -107,8 +107,8 @@ pub struct RevokeArgs {
     /// The leaver (or `--from FILE` for a batch).
     #[arg(required_unless_present = "from", conflicts_with = "from")]
     pub email: Option<String>,
-    /// A batch: one email per line, or a roster CSV (its `leaving` and
-    /// `left` people).
+    /// A batch: one email per line, or a roster (CSV or JSON Lines: its
+    /// `leaving` and `left` people, their managers taking their data).
     #[arg(long, value_name = "FILE")]
     pub from: Option<PathBuf>,
     /// Confirms a batch over the cap (`[batch] max_batch`, `max_share`):
@@ -208,7 +208,7 @@ pub struct EvidenceArgs {
 
 #[derive(Debug, Args)]
 pub struct SweepArgs {
-    /// HR roster, CSV with the header `email,status,aliases,manager`.
+    /// The roster (CSV or JSON Lines, `-` for stdin). Default: `[roster] path`.
     #[arg(long, value_name = "FILE")]
     pub roster: Option<PathBuf>,
     /// The app whose suspended users are suspended identities (default: the first configured).

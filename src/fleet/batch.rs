@@ -612,11 +612,9 @@ fn trim_rate(q: f64) -> String {
 /// `[#####-----]`: done of total, ASCII (fine on any terminal).
 pub fn bar(done: usize, total: usize, width: usize) -> String {
     let width = width.max(4);
-    let filled = if total == 0 {
-        width
-    } else {
-        (done.min(total) * width) / total
-    };
+    let filled = (done.min(total) * width)
+        .checked_div(total)
+        .unwrap_or(width);
     format!("[{}{}]", "#".repeat(filled), "-".repeat(width - filled))
 }
 

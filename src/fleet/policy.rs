@@ -251,6 +251,66 @@ pub fn ts(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
+/// Runs the policy once over the roster, as `offboard run --due --yes`
+/// does: each leaver the policy says to run (given the ledger's history,
+/// so a second run does nothing new) is revoked in the policy's scope,
+/// with their data handed over to their manager. One line per leaver acted
+/// on.
+pub async fn run_due(
+    engine: &crate::engine::Engine,
+    roster: &super::Roster,
+    policy: &PolicyConfig,
+    records: &[crate::evidence::Record],
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    use crate::sanitize::{clean, clean_max};
+    let histories = super::history::cases(records);
+    let mut out = Vec::new();
+    for e in roster.leavers() {
+        let h = histories
+            .get(&e.email)
+            .or_else(|| e.aliases.iter().find_map(|a| histories.get(a)));
+        let Decision::Run { scope, why } = decide(policy, e, h, now) else {
+            continue;
+        };
+        if let Some(m) = &e.manager
+            && let Err(err) = engine.set_hand_over(&e.email, m).await
+        {
+            out.push(format!(
+                "{}: manager {}: {err} (the hand-over stays a manual step)",
+                clean(&e.email),
+                clean(m)
+            ));
+        }
+        // A fresh lookup, so that the hand-over to the manager is planned.
+        if let Err(err) = engine.discover(&e.email).await {
+            out.push(format!(
+                "{}: {}",
+                clean(&e.email),
+                clean_max(&err.to_string(), 200)
+            ));
+            continue;
+        }
+        let line = match engine.revoke(&e.email, &scope.selection()).await {
+            Ok(s) => format!(
+                "{}: {} ({}): revoked {}: {} verified, {} acknowledged, {} left",
+                clean(&e.email),
+                e.exit_time
+                    .map(|x| due_text(x, now))
+                    .unwrap_or_else(|| "left".into()),
+                clean_max(&why, 80),
+                scope.describe(),
+                s.verified,
+                s.acknowledged,
+                s.live + s.removing + s.unconfirmed + s.failed + s.manual
+            ),
+            Err(err) => format!("{}: {}", clean(&e.email), clean_max(&err.to_string(), 200)),
+        };
+        out.push(line);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,64 +374,4 @@ mod tests {
         assert_eq!(due_text(now - Duration::hours(76), now), "overdue 3d 4h");
         assert_eq!(span(Duration::minutes(5)), "5m");
     }
-}
-
-/// Runs the policy once over the roster, as `offboard run --due --yes`
-/// does: each leaver the policy says to run (given the ledger's history,
-/// so a second run does nothing new) is revoked in the policy's scope,
-/// with their data handed over to their manager. One line per leaver acted
-/// on.
-pub async fn run_due(
-    engine: &crate::engine::Engine,
-    roster: &super::Roster,
-    policy: &PolicyConfig,
-    records: &[crate::evidence::Record],
-    now: DateTime<Utc>,
-) -> Vec<String> {
-    use crate::sanitize::{clean, clean_max};
-    let histories = super::history::cases(records);
-    let mut out = Vec::new();
-    for e in roster.leavers() {
-        let h = histories
-            .get(&e.email)
-            .or_else(|| e.aliases.iter().find_map(|a| histories.get(a)));
-        let Decision::Run { scope, why } = decide(policy, e, h, now) else {
-            continue;
-        };
-        if let Some(m) = &e.manager
-            && let Err(err) = engine.set_hand_over(&e.email, m).await
-        {
-            out.push(format!(
-                "{}: manager {}: {err} (the hand-over stays a manual step)",
-                clean(&e.email),
-                clean(m)
-            ));
-        }
-        // A fresh lookup, so that the hand-over to the manager is planned.
-        if let Err(err) = engine.discover(&e.email).await {
-            out.push(format!(
-                "{}: {}",
-                clean(&e.email),
-                clean_max(&err.to_string(), 200)
-            ));
-            continue;
-        }
-        let line = match engine.revoke(&e.email, &scope.selection()).await {
-            Ok(s) => format!(
-                "{}: {} ({}): revoked {}: {} verified, {} acknowledged, {} left",
-                clean(&e.email),
-                e.exit_time
-                    .map(|x| due_text(x, now))
-                    .unwrap_or_else(|| "left".into()),
-                clean_max(&why, 80),
-                scope.describe(),
-                s.verified,
-                s.acknowledged,
-                s.live + s.removing + s.unconfirmed + s.failed + s.manual
-            ),
-            Err(err) => format!("{}: {}", clean(&e.email), clean_max(&err.to_string(), 200)),
-        };
-        out.push(line);
-    }
-    out
 }

@@ -1110,8 +1110,7 @@ impl GoogleWorkspace {
                     "completed" | "failed"
                 )
             })
-            .filter(|t| covers(t))
-            .next_back();
+            .rfind(|t| covers(t));
         Ok(HandOver::Open {
             to: to.to_string(),
             under_way,

@@ -51,6 +51,9 @@ pub const APPLICATIONS: &[Application] = &[
     },
 ];
 
+/// Application id and its parameters (key, values), per application.
+pub type AppTransfers = Vec<(String, Vec<(String, Vec<String>)>)>;
+
 /// One transfer request.
 #[derive(Debug, Clone)]
 pub struct Transfer {
@@ -58,7 +61,7 @@ pub struct Transfer {
     pub old_owner: String,
     pub new_owner: String,
     /// Application id and its parameters (key, values).
-    pub apps: Vec<(String, Vec<(String, Vec<String>)>)>,
+    pub apps: AppTransfers,
     pub requested: chrono::DateTime<chrono::Utc>,
     pub at: Instant,
 }
@@ -261,7 +264,7 @@ async fn list_transfers(
 
 /// Reads `applicationDataTransfers` of an insert: each application known,
 /// each parameter one the application takes, with values it allows.
-fn read_apps(body: &Value) -> Result<Vec<(String, Vec<(String, Vec<String>)>)>, String> {
+fn read_apps(body: &Value) -> Result<AppTransfers, String> {
     let list = body
         .get("applicationDataTransfers")
         .and_then(Value::as_array)
