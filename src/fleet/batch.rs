@@ -417,15 +417,12 @@ pub async fn run(
             Ok(x) => x,
             Err(e) => (String::new(), Err(format!("a leaver's task ended: {e}"))),
         };
-        // A leaver that ran is counted by its `Finished` event; one that
-        // could not run, here.
-        if let Err(e) = &r {
-            monitor
-                .lock()
-                .expect("monitor lock")
-                .progress
-                .leaver_failed(&email, e);
-        }
+        // Counted by its `Finished` event when that came first.
+        monitor
+            .lock()
+            .expect("monitor lock")
+            .progress
+            .finish(&email, &r);
         out.finished.push((email, r));
     }
     out.paused = tripped(&monitor);
@@ -516,24 +513,8 @@ impl Progress {
     }
 
     pub fn observe(&mut self, e: &Event) {
-        if let Event::Finished { email, summary } = e
-            && self.members.remove(email)
-        {
-            self.done += 1;
-            self.finished.push(if summary.exit_code() == 0 {
-                format!("{}: all closed", clean(email))
-            } else {
-                format!(
-                    "{}: {} left for a person",
-                    clean(email),
-                    summary.live
-                        + summary.removing
-                        + summary.unconfirmed
-                        + summary.failed
-                        + summary.manual
-                        + summary.read_failures
-                )
-            });
+        if let Event::Finished { email, summary } = e {
+            self.finish(email, &Ok(summary.clone()));
         }
         if let Event::ApiAnswer { key, .. } = e {
             let app = key.split('/').next().unwrap_or("");
@@ -548,12 +529,22 @@ impl Progress {
         }
     }
 
-    fn leaver_failed(&mut self, email: &str, why: &str) {
-        if self.members.remove(email) {
-            self.done += 1;
-            self.finished
-                .push(format!("{}: {}", clean(email), clean_max(why, 160)));
+    /// Counts a leaver of the batch as finished (once; others are not
+    /// counted): from its `Finished` event, or from the batch's outcome.
+    pub fn finish(&mut self, email: &str, r: &Result<Summary, String>) {
+        if !self.members.remove(email) {
+            return;
         }
+        self.done += 1;
+        self.finished.push(match r {
+            Ok(s) if s.exit_code() == 0 => format!("{}: all closed", clean(email)),
+            Ok(s) => format!(
+                "{}: {} left for a person",
+                clean(email),
+                s.live + s.removing + s.unconfirmed + s.failed + s.manual + s.read_failures
+            ),
+            Err(e) => format!("{}: {}", clean(email), clean_max(e, 160)),
+        });
     }
 
     /// The slowest app's time left: apps run side by side.

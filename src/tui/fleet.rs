@@ -114,12 +114,12 @@ pub fn forward_events(
 #[async_trait]
 impl Service for FleetService {
     async fn discover(&self, email: &str) -> Result<CaseSnapshot, String> {
-        if let Some(m) = self.manager_of(email) {
-            self.inner
-                .engine
-                .set_hand_over(email, &m)
-                .await
-                .map_err(|e| e.to_string())?;
+        // A manager the engine refuses (the leaver themselves) leaves the
+        // hand-over a manual step; the leaver is still read.
+        if let Some(m) = self.manager_of(email)
+            && let Err(e) = self.inner.engine.set_hand_over(email, &m).await
+        {
+            tracing::warn!(leaver = %crate::sanitize::clean(email), error = %e, "hand-over not named");
         }
         self.inner.discover(email).await
     }

@@ -89,7 +89,7 @@ pub fn update(model: &mut Model, action: Action) -> Vec<Effect> {
         Action::Tick(now) => on_tick(model, now),
         Action::Engine(ev) => {
             model.dirty = true;
-            if let Some(b) = model.batch.as_mut().filter(|b| b.running) {
+            if let Some(b) = model.batch.as_mut() {
                 b.progress.observe(&ev);
             }
             on_event(model, ev);
@@ -158,6 +158,10 @@ pub fn update(model: &mut Model, action: Action) -> Vec<Effect> {
                     if let Some(b) = model.batch.as_mut() {
                         b.paused = out.paused.as_deref().map(clean);
                         b.not_started = out.not_started.clone();
+                        // Leavers whose `Finished` event is still on its way.
+                        for (email, r) in &out.finished {
+                            b.progress.finish(email, r);
+                        }
                     }
                     if let Some(why) = &out.paused {
                         let text = format!(
