@@ -36,6 +36,10 @@
 //!   a manual step instead.
 //! - The device search matches words by prefix, so results are filtered to
 //!   devices whose `email` list holds the account's address exactly.
+//! - A transfer's `overallTransferStatusCode` is `completed` once the data
+//!   has moved, `failed` if it will not; anything else (`new`,
+//!   `inProgress`) is under way. One completed transfer covering Drive and
+//!   Calendar, to whomever, means the data has left the account.
 //!
 //! Left out on purpose: `POST /batch` and `fields`. Google counts every part
 //! of a batch against the same per-user quota as a single call, so a batch
