@@ -43,7 +43,7 @@
 //! forced 429/503 answers), `POST /_sandbox/graph/users` (create a user
 //! now, for the index lag), `GET /_sandbox/graph/state` (for tests).
 
-// A handler's early answer is the error of its helpers.
+// Handlers bail out with a finished error answer; boxing it buys nothing.
 #![allow(clippy::result_large_err)]
 
 use std::collections::{HashMap, HashSet};
