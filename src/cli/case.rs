@@ -22,8 +22,8 @@ use crate::engine::{
     AccountStatus, CaseView, Engine, EngineError, EngineOptions, Event, GrantView, Selection,
     Summary, connectors_from_config,
 };
+use crate::evidence;
 use crate::evidence::report::{self, Format};
-use crate::evidence::{self, Ledger};
 use crate::model::{GrantKind, Plan, Revocation};
 use crate::sanitize::{clean, clean_max};
 
@@ -460,6 +460,63 @@ pub fn plan_json(email: &str, plan: &Plan, view: &CaseView) -> PlanJson {
 pub(crate) struct Session {
     pub(crate) engine: Arc<Engine>,
     pub(crate) events: UnboundedReceiver<Event>,
+    /// Where the ledger (and in team mode, the queue) lives.
+    pub(crate) store: evidence::Store,
+    pub(crate) lease: std::time::Duration,
+    pub(crate) operator: String,
+}
+
+/// What claiming a leaver gave.
+pub(crate) enum Claimed {
+    /// One operator, the ledger file: nothing to claim.
+    Solo,
+    Lease(crate::store::Lease),
+    Held(crate::store::Held),
+}
+
+impl Claimed {
+    pub(crate) async fn release(self) {
+        if let Claimed::Lease(l) = self {
+            let email = l.email.clone();
+            if let Err(e) = l.release().await {
+                eprintln!(
+                    "offboard: {}: the lease was not released ({e}); it expires by itself",
+                    clean(&email)
+                );
+            }
+        }
+    }
+}
+
+/// Team mode: claims `email` (adding it to the shared queue) before acting
+/// on it; a live lease of another host is taken only with `take_over`.
+pub(crate) async fn claim(
+    s: &Session,
+    email: &str,
+    source: &str,
+    take_over: bool,
+) -> Result<Claimed, Failure> {
+    let Some(pg) = s.store.shared() else {
+        return Ok(Claimed::Solo);
+    };
+    let me = crate::store::me(&s.operator);
+    let email = crate::model::Person::new(email).email;
+    let (p, e, src, by) = (
+        pg.clone(),
+        email.clone(),
+        source.to_string(),
+        me.label.clone(),
+    );
+    crate::store::pg::spawn(async move { p.add_leavers(vec![(e, None)], src, by).await })
+        .await
+        .map_err(|e| Failure::other(e.to_string()))?;
+    match crate::store::Lease::claim(pg, s.engine.ledger(), &email, &me, s.lease, take_over)
+        .await
+        .map_err(|e| Failure::other(e.to_string()))?
+    {
+        Ok(lease) => Ok(Claimed::Lease(lease)),
+        Err(held) => Ok(Claimed::Held(held)),
+    }
 }
 
 pub(crate) fn engine_failure(e: EngineError) -> Failure {
@@ -491,14 +548,28 @@ pub(crate) fn open(global: &Global, data_dir: &std::path::Path) -> Result<Sessio
         other => Failure::other(other.to_string()),
     })?;
     let opts = EngineOptions::from_config(&loaded);
-    let ledger = Ledger::open_in(data_dir, &opts.operator)
+    let store = crate::store::open(&loaded.config.store, &loaded.dir, data_dir)
+        .map_err(|e| Failure::other(e.to_string()))?;
+    let ledger = store
+        .open(&opts.operator)
         .map_err(|e| Failure::other(format!("evidence ledger: {e}")))?;
     for note in ledger.startup_notes() {
         eprintln!("offboard: {note}");
     }
+    if let Some(pg) = store.shared() {
+        crate::store::share_quota(
+            pg,
+            &crate::store::me(&opts.operator),
+            resolved.iter().map(|r| r.id.clone()).collect(),
+        );
+    }
+    let operator = opts.operator.clone();
     Ok(Session {
         engine: Engine::new(connectors, ledger, opts, tx),
         events: rx,
+        store,
+        lease: loaded.config.store.lease(),
+        operator,
     })
 }
 
@@ -984,6 +1055,31 @@ pub async fn revoke(global: &Global, args: RevokeArgs, data_dir: PathBuf) -> Cmd
             "revoke: name a leaver (EMAIL) or a batch (--from FILE)",
         ));
     };
+    let claimed = if args.dry_run {
+        Claimed::Solo
+    } else {
+        claim(&s, target, "revoke", args.take_over).await?
+    };
+    if let Claimed::Held(h) = &claimed {
+        return Err(Failure::other(format!(
+            "{}: {h}; nothing was done. Watch it with `offboard store watch {}`, or take it over with `offboard revoke {} --take-over` (recorded in the ledger)",
+            clean(target),
+            clean(target),
+            clean(target)
+        )));
+    }
+    let code = revoke_claimed(&mut s, &args, target, &sel, &picks).await;
+    claimed.release().await;
+    code
+}
+
+async fn revoke_claimed(
+    s: &mut Session,
+    args: &RevokeArgs,
+    target: &str,
+    sel: &Selection,
+    picks: &[(String, String)],
+) -> CmdResult {
     let view = with_progress(
         &mut s.events,
         true,
@@ -992,18 +1088,18 @@ pub async fn revoke(global: &Global, args: RevokeArgs, data_dir: PathBuf) -> Cmd
     .await
     .map_err(engine_failure)?;
     let email = view.email.clone();
-    apply_picks(&mut s, &email, &picks).await?;
+    apply_picks(s, &email, picks).await?;
     let view = s
         .engine
         .case(&email)
         .ok_or_else(|| Failure::other("the case vanished"))?;
-    let plan = s.engine.plan(&email, &sel).map_err(engine_failure)?;
+    let plan = s.engine.plan(&email, sel).map_err(engine_failure)?;
     if args.dry_run {
         if args.json {
             print_json(&plan_json(&email, &plan, &view))?;
         } else {
             print!("{}", render_plan(&plan));
-            let other = summarise(&view, &sel);
+            let other = summarise(&view, sel);
             if other.read_failures + other.ambiguous > 0 {
                 println!(
                     "note: {} app(s) could not be read completely and {} lookup(s) are ambiguous; the plan cannot cover them",
@@ -1019,20 +1115,20 @@ pub async fn revoke(global: &Global, args: RevokeArgs, data_dir: PathBuf) -> Cmd
             return Err(Failure::other("cancelled; nothing was changed"));
         }
     }
-    let summary = with_progress(&mut s.events, true, s.engine.revoke(&email, &sel))
+    let summary = with_progress(&mut s.events, true, s.engine.revoke(&email, sel))
         .await
         .map_err(engine_failure)?;
     let view = s
         .engine
         .case(&email)
         .ok_or_else(|| Failure::other("the case vanished"))?;
-    print_warnings(&view, &sel);
+    print_warnings(&view, sel);
     if args.json {
-        print_json(&case_json("revoke", &view, &sel, &summary))?;
+        print_json(&case_json("revoke", &view, sel, &summary))?;
     } else {
-        print!("{}", render_table(&view, &sel));
+        print!("{}", render_table(&view, sel));
         print!("\n{}", wrap_items(&summary_line(&summary), output_width()));
-        print_hints(&view, &sel);
+        print_hints(&view, sel);
         println!("evidence: offboard evidence {email} --format md");
     }
     Ok(summary.exit_code())
@@ -1106,16 +1202,14 @@ pub async fn verify(global: &Global, args: VerifyArgs, data_dir: PathBuf) -> Cmd
     Ok(summary.exit_code())
 }
 
-pub async fn evidence(args: EvidenceArgs, data_dir: PathBuf) -> CmdResult {
-    let path = args
-        .ledger
-        .clone()
-        .unwrap_or_else(|| data_dir.join(evidence::LEDGER_FILE));
+pub async fn evidence(global: &Global, args: EvidenceArgs, data_dir: PathBuf) -> CmdResult {
+    let store = super::store::evidence_store(global, &data_dir, args.ledger.as_deref())?;
+    let path = store.path();
     if args.target == "verify" {
-        if !path.exists() {
+        if !store.exists() {
             return Err(Failure::other(format!("no ledger at {}", path.display())));
         }
-        let rep = evidence::verify_chain(&path).map_err(|e| Failure::other(e.to_string()))?;
+        let rep = store.verify().map_err(|e| Failure::other(e.to_string()))?;
         if rep.ok() {
             println!(
                 "OK: {} records, hash chain intact ({}){}\nhead: {} (keep it with the report: it shows later whether the last record was edited or records were cut from the end)",
@@ -1154,7 +1248,8 @@ pub async fn evidence(args: EvidenceArgs, data_dir: PathBuf) -> CmdResult {
             clean_max(&args.target, 60)
         )));
     }
-    let records = Ledger::read(&path)
+    let records = store
+        .records()
         .map_err(|e| Failure::other(format!("{e} (run `offboard evidence verify`)")))?;
     if !records.iter().any(|r| r.case == email) {
         return Err(Failure::other(format!(
@@ -1162,7 +1257,7 @@ pub async fn evidence(args: EvidenceArgs, data_dir: PathBuf) -> CmdResult {
             path.display()
         )));
     }
-    let chain = evidence::verify_chain(&path).map_err(|e| Failure::other(e.to_string()))?;
+    let chain = store.verify().map_err(|e| Failure::other(e.to_string()))?;
     let text = report::render_with_chain(&records, &email, format, Some(&chain));
     match &args.output {
         Some(out) => std::fs::write(out, text)

@@ -281,7 +281,7 @@ impl Engine {
         {
             return Ok(());
         }
-        let records = Ledger::read_case(self.ledger.path(), &person.email)?;
+        let records = self.ledger.case_records(&person.email)?;
         let mut case = Case::from_ledger(person.clone(), &records);
         let pending = case.pending_keys();
         // A resumed removal (accepted, or requested with no answer

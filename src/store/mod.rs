@@ -1,0 +1,284 @@
+//! Where the queue and the evidence live: the ledger file in the data
+//! directory (one operator, the default), or a shared PostgreSQL database
+//! (team mode, `[store] url`), behind one interface ([`crate::evidence::Store`]).
+//!
+//! In team mode a host claims a leaver (a lease, renewed while it works)
+//! before acting on them; a lease left by a host that died expires and the
+//! case can be resumed elsewhere; a live lease is taken only explicitly
+//! (`--take-over`), and the take-over is recorded in the ledger. Hosts
+//! working the same app share its quota by their heartbeats.
+
+pub mod pg;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use pg::{Claim, PgStore, QueueRow, StoreError};
+
+use crate::evidence::{LedgerEvent, Store};
+
+/// `[store]` in the config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `postgres://USER@HOST:PORT/DATABASE` (no password). None: the
+    /// ledger file in the data directory.
+    pub url: Option<String>,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+    /// File holding the password (relative to the config's folder).
+    pub password_file: Option<PathBuf>,
+    /// PEM file of the CA that signed the server's certificate (a private
+    /// CA); the public web roots are trusted without it.
+    pub ca_file: Option<PathBuf>,
+    /// How long a lease lasts without renewal (a host that died frees its
+    /// leavers after this long).
+    pub lease_secs: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            password_env: None,
+            password_file: None,
+            ca_file: None,
+            lease_secs: 30,
+        }
+    }
+}
+
+impl StoreConfig {
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs.max(1))
+    }
+}
+
+/// Opens the store `[store]` names: the shared database, or the ledger file
+/// in `data_dir`.
+pub fn open(cfg: &StoreConfig, config_dir: &Path, data_dir: &Path) -> Result<Store, StoreError> {
+    match &cfg.url {
+        None => Ok(Store::File(data_dir.join(crate::evidence::LEDGER_FILE))),
+        Some(_) => {
+            let target = pg::Target::new(cfg, config_dir)?;
+            Ok(Store::Shared(PgStore::open(target)?))
+        }
+    }
+}
+
+/// This process in the team: `operator@host` for people, a token that
+/// tells two processes of the same operator on one host apart.
+#[derive(Debug, Clone)]
+pub struct Me {
+    pub label: String,
+    pub token: String,
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into `buf`.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc == 0 {
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+        if let Ok(s) = std::str::from_utf8(&buf[..end])
+            && !s.is_empty()
+        {
+            return s.to_string();
+        }
+    }
+    "localhost".into()
+}
+
+/// This process's identity (the same for every call).
+pub fn me(operator: &str) -> Me {
+    static TOKEN: OnceLock<String> = OnceLock::new();
+    let token = TOKEN.get_or_init(|| {
+        format!(
+            "{}-{}",
+            std::process::id(),
+            hex::encode(rand::random::<[u8; 8]>())
+        )
+    });
+    Me {
+        label: crate::sanitize::clean_max(&format!("{operator}@{}", hostname()), 120),
+        token: token.clone(),
+    }
+}
+
+/// A lease this process holds on a leaver: renewed in the background every
+/// third of its length until released (or dropped). Lost when someone took
+/// it over or it expired while the database was away: [`Lease::lost`].
+pub struct Lease {
+    store: Arc<PgStore>,
+    pub email: String,
+    pub since: DateTime<Utc>,
+    token: String,
+    lost: Arc<AtomicBool>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// Someone else holds the leaver.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Held {
+    pub holder: String,
+    pub since: DateTime<Utc>,
+    pub expires: DateTime<Utc>,
+}
+
+impl std::fmt::Display for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "held by {} since {} (lease until {} unless renewed)",
+            self.holder,
+            self.since.format("%Y-%m-%d %H:%M:%S UTC"),
+            self.expires.format("%H:%M:%S UTC")
+        )
+    }
+}
+
+impl Lease {
+    /// Claims `email` for this process. A take-over of a live lease is
+    /// recorded in the ledger (`lease_taken_over`) before it is used.
+    pub async fn claim(
+        store: &Arc<PgStore>,
+        ledger: &crate::evidence::Ledger,
+        email: &str,
+        me: &Me,
+        ttl: Duration,
+        take_over: bool,
+    ) -> Result<Result<Lease, Held>, StoreError> {
+        let s = store.clone();
+        let (e, label, token) = (email.to_string(), me.label.clone(), me.token.clone());
+        let claim =
+            pg::spawn(async move { s.claim(e, label, token, ttl, take_over).await }).await?;
+        let (since, took_over) = match claim {
+            Claim::Held {
+                holder,
+                since,
+                expires,
+            } => {
+                return Ok(Err(Held {
+                    holder,
+                    since,
+                    expires,
+                }));
+            }
+            Claim::Mine { since, took_over } => (since, took_over),
+        };
+        let lease = Lease::start(store.clone(), email, since, &me.token, ttl);
+        if let Some((from, held_since)) = took_over {
+            ledger
+                .commit(
+                    email,
+                    vec![LedgerEvent::LeaseTakenOver {
+                        from,
+                        held_since,
+                        by: me.label.clone(),
+                    }],
+                )
+                .await
+                .map_err(|e| StoreError(e.to_string()))?;
+        }
+        Ok(Ok(lease))
+    }
+
+    fn start(
+        store: Arc<PgStore>,
+        email: &str,
+        since: DateTime<Utc>,
+        token: &str,
+        ttl: Duration,
+    ) -> Lease {
+        let lost = Arc::new(AtomicBool::new(false));
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let (s, e, t, l) = (
+            store.clone(),
+            email.to_string(),
+            token.to_string(),
+            lost.clone(),
+        );
+        let every = ttl / 3;
+        let task = async move {
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return,
+                    () = tokio::time::sleep(every) => {}
+                }
+                match s.renew(e.clone(), t.clone(), ttl).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        if !l.swap(true, Ordering::SeqCst) {
+                            tracing::warn!(leaver = %e, "lease lost: another host took it over or it expired");
+                        }
+                    }
+                    Err(err) => tracing::warn!(leaver = %e, error = %err, "lease not renewed"),
+                }
+            }
+        };
+        spawn_detached(task);
+        Lease {
+            store,
+            email: email.to_string(),
+            since,
+            token: token.to_string(),
+            lost,
+            stop: Some(stop),
+        }
+    }
+
+    /// True once the lease was found taken over or expired.
+    pub fn lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    /// Gives the lease back (others may claim the leaver at once).
+    pub async fn release(mut self) -> Result<(), StoreError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let (s, e, t) = (self.store.clone(), self.email.clone(), self.token.clone());
+        pg::spawn(async move { s.release(e, t).await }).await
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn spawn_detached<F>(f: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    pg::detach(f);
+}
+
+/// Keeps this host's heartbeat for `apps` and sets each app's share of its
+/// quota to 1 / (live hosts working it), until the process ends.
+pub fn share_quota(store: &Arc<PgStore>, me: &Me, apps: Vec<String>) {
+    const EVERY: Duration = Duration::from_secs(2);
+    let (s, host) = (store.clone(), me.token.clone());
+    spawn_detached(async move {
+        loop {
+            match s.heartbeat(host.clone(), apps.clone(), EVERY * 3).await {
+                Ok(counts) => {
+                    for app in &apps {
+                        let n = counts.iter().find(|(a, _)| a == app).map_or(1, |(_, n)| *n);
+                        crate::connector::http::set_team_hosts(app, n);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "heartbeat not recorded"),
+            }
+            tokio::time::sleep(EVERY).await;
+        }
+    });
+}
