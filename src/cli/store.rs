@@ -54,6 +54,13 @@ fn loaded(global: &Global) -> Result<config::Loaded, Failure> {
 
 /// The shared store `[store] url` names, or a usage error.
 fn shared(global: &Global) -> Result<(std::sync::Arc<PgStore>, config::Loaded), Failure> {
+    let (store, loaded) = unmigrated(global)?;
+    let s = store.clone();
+    pg::block(async move { s.migrate().await }).map_err(|e| Failure::other(e.to_string()))?;
+    Ok((store, loaded))
+}
+
+fn unmigrated(global: &Global) -> Result<(std::sync::Arc<PgStore>, config::Loaded), Failure> {
     let loaded = loaded(global)?;
     if loaded.config.store.url.is_none() {
         return Err(Failure::usage(format!(
@@ -63,8 +70,7 @@ fn shared(global: &Global) -> Result<(std::sync::Arc<PgStore>, config::Loaded), 
     }
     let target = pg::Target::new(&loaded.config.store, &loaded.dir)
         .map_err(|e| Failure::usage(format!("config: {}: {e}", loaded.path.display())))?;
-    let store = PgStore::open(target).map_err(|e| Failure::other(e.to_string()))?;
-    Ok((store, loaded))
+    Ok((PgStore::new(target), loaded))
 }
 
 /// Where `evidence` reads: `--ledger FILE`, else the store the config
@@ -89,12 +95,11 @@ pub(crate) fn evidence_store(
 pub async fn run(global: &Global, args: StoreArgs, data_dir: PathBuf) -> CmdResult {
     match args.action {
         StoreAction::Migrate => {
-            let (store, _) = shared(global)?;
+            let (store, _) = unmigrated(global)?;
             let s = store.clone();
             let applied = pg::spawn(async move { s.migrate().await })
                 .await
                 .map_err(|e| Failure::other(e.to_string()))?;
-            // Opening applied what was pending: say where things stand.
             println!(
                 "{}: schema up to date (version {}){}",
                 store.label(),

@@ -341,13 +341,18 @@ async fn timed<T>(
 impl PgStore {
     /// Connects and brings the schema up to date (see [`Self::migrate`]).
     pub fn open(target: Target) -> Result<Arc<PgStore>, StoreError> {
-        let store = Arc::new(PgStore {
-            target,
-            client: tokio::sync::Mutex::new(None),
-        });
+        let store = Self::new(target);
         let s = store.clone();
         block(async move { s.migrate().await })?;
         Ok(store)
+    }
+
+    /// The store, not yet connected nor migrated.
+    pub fn new(target: Target) -> Arc<PgStore> {
+        Arc::new(PgStore {
+            target,
+            client: tokio::sync::Mutex::new(None),
+        })
     }
 
     pub fn label(&self) -> &str {
@@ -662,7 +667,7 @@ impl PgStore {
                 t,
                 tx.execute(
                     "INSERT INTO offboard_leases (email, holder, token, since, expires)
-                     VALUES ($1, '', '', now(), '-infinity') ON CONFLICT (email) DO NOTHING",
+                     VALUES ($1, '', '', now(), 'epoch') ON CONFLICT (email) DO NOTHING",
                     &[&email],
                 ),
             )

@@ -1,0 +1,483 @@
+//! Team mode against a real PostgreSQL (`scripts/pg-test-cluster run`):
+//! separate processes of the binary sharing one database: one queue (no
+//! leaver worked by two at once), one valid hash chain, a lease left by a
+//! host killed with SIGKILL taken over after it expires, the application's
+//! role refused UPDATE and DELETE on the ledger, a ledger file imported
+//! with its chain, and other operators' steps seen live.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use chrono::{SecondsFormat, Utc};
+use common::pg::Db;
+use offboard::evidence::{Ledger, LedgerEvent, Record};
+use serde_json::Value;
+use tokio::io::AsyncBufReadExt;
+
+const TOM: &str = "tom.becker@example.com";
+const PRIYA: &str = "priya.natarajan@example.com";
+const MARCUS: &str = "marcus.reyes@example.com";
+const DANA: &str = "dana.whitfield@example.com";
+
+struct Host {
+    config: PathBuf,
+    data: PathBuf,
+}
+
+fn host(dir: &Path, name: &str, base_url: &str, store: &str) -> Host {
+    let cfg_dir = dir.join(name).join("cfg");
+    let config = common::pg::config(&cfg_dir, base_url, name, store);
+    Host {
+        config,
+        data: dir.join(name).join("data"),
+    }
+}
+
+fn command(h: &Host, args: &[&str]) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_offboard"));
+    c.args(args)
+        .env("OFFBOARD_CONFIG", &h.config)
+        .env("OFFBOARD_DATA", &h.data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    c
+}
+
+async fn run(h: &Host, args: &[&str]) -> (i32, String, String) {
+    let out = tokio::time::timeout(Duration::from_secs(180), command(h, args).output())
+        .await
+        .expect("the command finishes")
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A migrated database (by the binary, as the owner) whose application
+/// role is granted `offboard_writer`.
+async fn database(dir: &Path, base_url: &str) -> Option<Db> {
+    let db = Db::create().await?;
+    let owner = host(dir, "owner", base_url, &db.store_toml(&db.owner, 30));
+    let (code, out, err) = run(&owner, &["store", "migrate"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("applied 0001_team.sql"), "{out}");
+    assert!(!out.contains(&common::pg::password()), "{out}");
+    db.grant_app().await;
+    Some(db)
+}
+
+/// The ledger table's records, in order.
+async fn records(db: &Db) -> Vec<Record> {
+    let c = db.app().await;
+    c.query("SELECT line FROM offboard_ledger ORDER BY seq", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_str(r.get::<_, &str>(0)).unwrap())
+        .collect()
+}
+
+fn ago(h: i64) -> String {
+    (Utc::now() - chrono::Duration::hours(h)).to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_engines_work_one_queue_with_one_chain_and_no_leaver_twice() {
+    let sb = common::sandbox(common::quick(100)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = database(dir.path(), &sb.base_url).await else {
+        return;
+    };
+    let roster = dir.path().join("roster.csv");
+    std::fs::write(
+        &roster,
+        format!(
+            "email,name,status,exit_time\n\
+             {TOM},Tom Becker,left,{}\n\
+             {PRIYA},Priya Natarajan,left,{}\n\
+             {MARCUS},Marcus Reyes,left,{}\n\
+             {DANA},Dana Whitfield,left,{}\n",
+            ago(30),
+            ago(29),
+            ago(28),
+            ago(27)
+        ),
+    )
+    .unwrap();
+    let roster = roster.to_str().unwrap().to_string();
+    let store = db.store_toml(&db.app, 5);
+    let hosts: Vec<Host> = ["alice", "bob", "carol"]
+        .iter()
+        .map(|n| host(dir.path(), n, &sb.base_url, &store))
+        .collect();
+
+    // Two engines at once, then three.
+    for engines in [&hosts[..2], &hosts[..]] {
+        let runs = engines.iter().map(|h| {
+            let roster = roster.clone();
+            async move { run(h, &["run", "--due", "--roster", &roster, "--yes", "--json"]).await }
+        });
+        let outs = futures::future::join_all(runs).await;
+        let mut ran = std::collections::BTreeMap::<String, usize>::new();
+        for (code, out, err) in &outs {
+            assert!(*code == 0 || *code == 3, "{out}\n{err}");
+            assert!(!err.contains(&common::pg::password()), "{err}");
+            let v: Value = serde_json::from_str(out).unwrap_or_else(|_| panic!("{out}\n{err}"));
+            for l in v["leavers"].as_array().unwrap() {
+                let action = l["action"].as_str().unwrap();
+                assert!(["run", "held", "skip"].contains(&action), "{l}\n{err}");
+                if action == "run" {
+                    *ran.entry(l["email"].as_str().unwrap().to_string())
+                        .or_default() += 1;
+                }
+                if action == "held" {
+                    assert!(l["why"].as_str().unwrap().contains("held by "), "{l}");
+                }
+            }
+        }
+        assert!(
+            ran.values().all(|n| *n == 1),
+            "a leaver was run by two engines: {ran:?}"
+        );
+    }
+    let recs = records(&db).await;
+    // Every leaver was revoked, each by one operator only.
+    for email in [TOM, PRIYA, MARCUS, DANA] {
+        let ops: std::collections::BTreeSet<&str> = recs
+            .iter()
+            .filter(|r| r.case == email && matches!(r.event, LedgerEvent::RevokeRequested { .. }))
+            .map(|r| r.operator.as_str())
+            .collect();
+        assert_eq!(ops.len(), 1, "{email}: requested by {ops:?}");
+        let planned = recs
+            .iter()
+            .filter(|r| r.case == email && matches!(r.event, LedgerEvent::Planned { .. }))
+            .count();
+        assert_eq!(planned, 1, "{email} was planned {planned} times");
+    }
+    // One chain: consecutive seqs, each prev the hash of the line before.
+    let (code, out, err) = run(&hosts[2], &["evidence", "verify"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.starts_with(&format!("OK: {} records, hash chain intact", recs.len())),
+        "{out}"
+    );
+    assert!(out.contains(&format!("postgres://{}:{}/{}", db.host, db.port, db.name)));
+    // The engines that acted shared each app's quota by live heartbeats
+    // (the last round found nothing left to do).
+    let n: i64 = db
+        .app()
+        .await
+        .query_one("SELECT COUNT(DISTINCT host) FROM offboard_hosts", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(n >= 2, "{n} hosts sent heartbeats");
+    // Reports read the shared ledger as they read the file.
+    let (code, out, err) = run(&hosts[0], &["evidence", TOM, "--format", "json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["chain"]["ok"], true, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_hosts_lease_expires_and_the_case_resumes_elsewhere_once() {
+    let sb = common::sandbox(offboard::sandbox::Faults {
+        latency_ms: 150,
+        consistency_ms: 100,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = database(dir.path(), &sb.base_url).await else {
+        return;
+    };
+    let store = db.store_toml(&db.app, 3);
+    let alice = host(dir.path(), "alice", &sb.base_url, &store);
+    let bob = host(dir.path(), "bob", &sb.base_url, &store);
+
+    let mut first = command(&alice, &["revoke", PRIYA, "--yes", "--json"])
+        .spawn()
+        .unwrap();
+    // Alice holds Priya and has started removing.
+    common::wait_for(
+        Duration::from_secs(60),
+        "alice's first removal request",
+        || {
+            let db = &db;
+            async move {
+                let recs = records(db).await;
+                recs.iter()
+                    .any(|r| {
+                        r.case == PRIYA && matches!(r.event, LedgerEvent::RevokeRequested { .. })
+                    })
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    let (code, out, _) = run(&bob, &["store", "queue", "--json"]).await;
+    assert_eq!(code, 0);
+    let q: Value = serde_json::from_str(&out).unwrap();
+    let row = q["leavers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["email"] == PRIYA)
+        .unwrap_or_else(|| panic!("{q}"));
+    assert!(
+        row["holder"].as_str().unwrap().starts_with("alice@"),
+        "{row}"
+    );
+    assert!(row["since"].is_string(), "{row}");
+
+    // Bob may watch but not act while the lease is live.
+    let (code, out, err) = run(&bob, &["revoke", PRIYA, "--yes"]).await;
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("held by alice@"), "{err}");
+    assert!(err.contains("--take-over"), "{err}");
+
+    // kill -9: nothing releases the lease; it expires.
+    first.start_kill().unwrap();
+    let _ = first.wait().await;
+    let before = records(&db).await.len();
+    let (code, out, err) = common::wait_for(Duration::from_secs(30), "the lease to expire", || {
+        let bob = &bob;
+        async move {
+            let r = run(bob, &["revoke", PRIYA, "--yes", "--json"]).await;
+            (r.0 != 1 || !r.2.contains("held by")).then_some(r)
+        }
+    })
+    .await;
+    assert!(code == 0 || code == 3, "{out}\n{err}");
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}\n{err}"));
+    let recs = records(&db).await;
+    assert!(recs.len() > before);
+    // Bob resumed the case from the shared ledger.
+    assert!(
+        recs[before..]
+            .iter()
+            .any(|r| r.operator == "bob" && matches!(r.event, LedgerEvent::Resumed { .. })),
+        "no resume recorded"
+    );
+    // Nothing done twice that matters: no grant verified twice, and every
+    // grant Alice had confirmed removed was not requested again by Bob.
+    let mut verified = std::collections::BTreeMap::<String, usize>::new();
+    for r in &recs {
+        if let LedgerEvent::Verified { key, .. } = &r.event {
+            *verified.entry(key.clone()).or_default() += 1;
+        }
+    }
+    assert!(verified.values().all(|n| *n == 1), "{verified:?}");
+    let alice_done: Vec<&String> = recs[..before]
+        .iter()
+        .filter_map(|r| match &r.event {
+            LedgerEvent::Verified { key, .. } => Some(key),
+            _ => None,
+        })
+        .collect();
+    for r in &recs[before..] {
+        if let LedgerEvent::RevokeRequested { key, .. } = &r.event {
+            assert!(
+                !alice_done.contains(&key),
+                "{key} requested again after it was verified"
+            );
+        }
+    }
+    assert!(v["summary"]["verified"].as_u64().unwrap() > 0, "{v}");
+    let (code, out, _) = run(&bob, &["evidence", "verify"]).await;
+    assert_eq!(code, 0, "{out}");
+
+    // An explicit take-over of a live lease is recorded.
+    let mut again = command(&alice, &["revoke", TOM, "--yes"]).spawn().unwrap();
+    common::wait_for(Duration::from_secs(60), "alice to hold tom", || {
+        let db = &db;
+        async move {
+            let c = db.app().await;
+            let n = c
+                .query(
+                    "SELECT 1 FROM offboard_leases WHERE email = $1 AND holder LIKE 'alice@%' AND expires > now()",
+                    &[&TOM],
+                )
+                .await
+                .unwrap()
+                .len();
+            (n == 1).then_some(())
+        }
+    })
+    .await;
+    again.start_kill().unwrap();
+    let _ = again.wait().await;
+    let (code, out, err) = run(&bob, &["revoke", TOM, "--yes", "--take-over"]).await;
+    assert!(code == 0 || code == 3, "{out}\n{err}");
+    let recs = records(&db).await;
+    let took = recs
+        .iter()
+        .find_map(|r| match &r.event {
+            LedgerEvent::LeaseTakenOver { from, by, .. } if r.case == TOM => Some((from, by)),
+            _ => None,
+        })
+        .expect("the take-over is in the ledger");
+    assert!(
+        took.0.starts_with("alice@") && took.1.starts_with("bob@"),
+        "{took:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_application_role_cannot_update_or_delete_the_ledger() {
+    let sb = common::sandbox(common::quick(100)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = database(dir.path(), &sb.base_url).await else {
+        return;
+    };
+    let alice = host(
+        dir.path(),
+        "alice",
+        &sb.base_url,
+        &db.store_toml(&db.app, 5),
+    );
+    let (code, _, err) = run(&alice, &["scan", TOM]).await;
+    assert!(code == 0 || code == 3, "{err}");
+    let app = db.app().await;
+    let n: i64 = app
+        .query_one("SELECT COUNT(*) FROM offboard_ledger", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(n > 0);
+    for sql in [
+        "UPDATE offboard_ledger SET line = '{}' WHERE seq = 1",
+        "DELETE FROM offboard_ledger WHERE seq = 1",
+        "TRUNCATE offboard_ledger",
+    ] {
+        let e = app.batch_execute(sql).await.expect_err(sql);
+        let db_err = e.as_db_error().expect("a database error");
+        assert_eq!(db_err.code().code(), "42501", "{sql}: {db_err:?}");
+        assert!(db_err.message().contains("permission denied"), "{db_err:?}");
+    }
+    // Not even the owner may rewrite it.
+    let owner = db.owner().await;
+    let e = owner
+        .batch_execute("UPDATE offboard_ledger SET line = '{}' WHERE seq = 1")
+        .await
+        .unwrap_err();
+    assert!(
+        e.as_db_error().unwrap().message().contains("append-only"),
+        "{e:?}"
+    );
+    // The application's role cannot migrate either: told what to do.
+    let other = Db::create().await.unwrap();
+    let bob = host(
+        dir.path(),
+        "bob",
+        &sb.base_url,
+        &other.store_toml(&other.app, 5),
+    );
+    let (code, _, err) = run(&bob, &["scan", TOM]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("offboard store migrate"), "{err}");
+    assert!(!err.contains(&common::pg::password()), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_file_is_imported_with_its_chain_and_reports_match() {
+    let sb = common::sandbox(common::quick(100)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = database(dir.path(), &sb.base_url).await else {
+        return;
+    };
+    // One operator on the file: a revoke.
+    let solo = host(dir.path(), "solo", &sb.base_url, "");
+    let (code, out, err) = run(&solo, &["revoke", TOM, "--yes"]).await;
+    assert!(code == 0 || code == 3, "{out}\n{err}");
+    let file = solo.data.join("ledger.jsonl");
+    let (code, file_verify, _) = run(&solo, &["evidence", "verify"]).await;
+    assert_eq!(code, 0);
+    let (_, file_report, _) = run(&solo, &["evidence", TOM, "--format", "json"]).await;
+
+    let team = host(dir.path(), "team", &sb.base_url, &db.store_toml(&db.app, 5));
+    let (code, out, err) = run(&team, &["store", "import", file.to_str().unwrap()]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let head = file_verify
+        .lines()
+        .find_map(|l| l.strip_prefix("head: "))
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(out.contains(&format!("head: {head}")), "{out}");
+    let (code, shared_verify, _) = run(&team, &["evidence", "verify"]).await;
+    assert_eq!(code, 0, "{shared_verify}");
+    assert!(
+        shared_verify.contains(&format!("head: {head}")),
+        "{shared_verify}"
+    );
+    let n = Ledger::read(&file).unwrap().len();
+    assert_eq!(records(&db).await.len(), n);
+    // The same report from either store (but for where the ledger is).
+    let (code, shared_report, _) = run(&team, &["evidence", TOM, "--format", "json"]).await;
+    assert_eq!(code, 0);
+    let strip = |s: &str| {
+        let mut v: Value = serde_json::from_str(s).unwrap();
+        v["chain"]["path"] = Value::Null;
+        v["generated_at"] = Value::Null;
+        v
+    };
+    let (a, b) = (strip(&file_report), strip(&shared_report));
+    for (k, v) in a.as_object().unwrap() {
+        assert_eq!(Some(v), b.get(k), "report field {k} differs");
+    }
+    assert_eq!(a, b);
+    // A second import would fork the chain: refused.
+    let (code, _, err) = run(&team, &["store", "import", file.to_str().unwrap()]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("already holds"), "{err}");
+    // Appends continue the imported chain.
+    let (code, _, err) = run(&team, &["scan", PRIYA]).await;
+    assert!(code == 0 || code == 3, "{err}");
+    let (code, out, _) = run(&team, &["evidence", "verify"]).await;
+    assert_eq!(code, 0, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_operators_steps_arrive_live() {
+    let sb = common::sandbox(common::quick(100)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = database(dir.path(), &sb.base_url).await else {
+        return;
+    };
+    let store = db.store_toml(&db.app, 5);
+    let alice = host(dir.path(), "alice", &sb.base_url, &store);
+    let bob = host(dir.path(), "bob", &sb.base_url, &store);
+    let mut watch = command(&bob, &["store", "watch", MARCUS, "--count", "1"])
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(watch.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.as_deref(), Some("listening"));
+    let (code, _, err) = run(&alice, &["scan", MARCUS]).await;
+    assert!(code == 0 || code == 3, "{err}");
+    let step = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(step.contains(" alice ") && step.contains(MARCUS), "{step}");
+    let status = tokio::time::timeout(Duration::from_secs(10), watch.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+}
