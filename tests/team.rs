@@ -7,13 +7,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
-use common::pg::Db;
-use offboard::evidence::{Ledger, LedgerEvent, Record};
+use common::pg::{Db, Host, command, database, host, records, run};
+use offboard::evidence::{Ledger, LedgerEvent};
 use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
 
@@ -21,68 +19,6 @@ const TOM: &str = "tom.becker@example.com";
 const PRIYA: &str = "priya.natarajan@example.com";
 const MARCUS: &str = "marcus.reyes@example.com";
 const DANA: &str = "dana.whitfield@example.com";
-
-struct Host {
-    config: PathBuf,
-    data: PathBuf,
-}
-
-fn host(dir: &Path, name: &str, base_url: &str, store: &str) -> Host {
-    let cfg_dir = dir.join(name).join("cfg");
-    let config = common::pg::config(&cfg_dir, base_url, name, store);
-    Host {
-        config,
-        data: dir.join(name).join("data"),
-    }
-}
-
-fn command(h: &Host, args: &[&str]) -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_offboard"));
-    c.args(args)
-        .env("OFFBOARD_CONFIG", &h.config)
-        .env("OFFBOARD_DATA", &h.data)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    c
-}
-
-async fn run(h: &Host, args: &[&str]) -> (i32, String, String) {
-    let out = tokio::time::timeout(Duration::from_secs(180), command(h, args).output())
-        .await
-        .expect("the command finishes")
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// A migrated database (by the binary, as the owner) whose application
-/// role is granted `offboard_writer`.
-async fn database(dir: &Path, base_url: &str) -> Option<Db> {
-    let db = Db::create().await?;
-    let owner = host(dir, "owner", base_url, &db.store_toml(&db.owner, 30));
-    let (code, out, err) = run(&owner, &["store", "migrate"]).await;
-    assert_eq!(code, 0, "{out}\n{err}");
-    assert!(out.contains("applied 0001_team.sql"), "{out}");
-    assert!(!out.contains(&common::pg::password()), "{out}");
-    db.grant_app().await;
-    Some(db)
-}
-
-/// The ledger table's records, in order.
-async fn records(db: &Db) -> Vec<Record> {
-    let c = db.app().await;
-    c.query("SELECT line FROM offboard_ledger ORDER BY seq", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| serde_json::from_str(r.get::<_, &str>(0)).unwrap())
-        .collect()
-}
 
 fn ago(h: i64) -> String {
     (Utc::now() - chrono::Duration::hours(h)).to_rfc3339_opts(SecondsFormat::Secs, true)

@@ -380,6 +380,11 @@ impl PgStore {
         let r = f(client, &self.target).await;
         if r.is_err() && client.is_closed() {
             *guard = None;
+            return r.map_err(|e| {
+                StoreError(format!(
+                    "{e}: the connection to the database was lost; offboard takes no further step until it answers again (every record it confirmed is kept; what this step was writing was not confirmed)"
+                ))
+            });
         }
         r
     }

@@ -7,6 +7,10 @@
 //! cluster; `OFFBOARD_SKIP_PG=1` skips them explicitly instead.
 
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use offboard::evidence::Record;
 
 pub struct Db {
     pub name: String,
@@ -132,4 +136,66 @@ pub fn config(dir: &Path, base_url: &str, operator: &str, extra: &str) -> PathBu
     );
     std::fs::write(&path, format!("{text}{extra}")).unwrap();
     path
+}
+
+pub struct Host {
+    pub config: PathBuf,
+    pub data: PathBuf,
+}
+
+pub fn host(dir: &Path, name: &str, base_url: &str, store: &str) -> Host {
+    let cfg_dir = dir.join(name).join("cfg");
+    let config = config(&cfg_dir, base_url, name, store);
+    Host {
+        config,
+        data: dir.join(name).join("data"),
+    }
+}
+
+pub fn command(h: &Host, args: &[&str]) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_offboard"));
+    c.args(args)
+        .env("OFFBOARD_CONFIG", &h.config)
+        .env("OFFBOARD_DATA", &h.data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    c
+}
+
+pub async fn run(h: &Host, args: &[&str]) -> (i32, String, String) {
+    let out = tokio::time::timeout(Duration::from_secs(180), command(h, args).output())
+        .await
+        .expect("the command finishes")
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A migrated database (by the binary, as the owner) whose application
+/// role is granted `offboard_writer`.
+pub async fn database(dir: &Path, base_url: &str) -> Option<Db> {
+    let db = Db::create().await?;
+    let owner = host(dir, "owner", base_url, &db.store_toml(&db.owner, 30));
+    let (code, out, err) = run(&owner, &["store", "migrate"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("applied 0001_team.sql"), "{out}");
+    assert!(!out.contains(&password()), "{out}");
+    db.grant_app().await;
+    Some(db)
+}
+
+/// The ledger table's records, in order.
+pub async fn records(db: &Db) -> Vec<Record> {
+    let c = db.app().await;
+    c.query("SELECT line FROM offboard_ledger ORDER BY seq", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_str(r.get::<_, &str>(0)).unwrap())
+        .collect()
 }
