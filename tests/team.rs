@@ -417,3 +417,48 @@ async fn other_operators_steps_arrive_live() {
         .unwrap();
     assert!(status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_take_over_stops_the_host_that_held_the_leaver() {
+    // Removals stay listed for two minutes: the first host waits in
+    // verification while it is taken over.
+    let sb = common::sandbox(common::quick(120_000)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = database(dir.path(), &sb.base_url).await else {
+        return;
+    };
+    let store = db.store_toml(&db.app, 3);
+    let alice = host(dir.path(), "alice", &sb.base_url, &store);
+    let bob = host(dir.path(), "bob", &sb.base_url, &store);
+    let first = command(&alice, &["revoke", DANA, "--yes"]).spawn().unwrap();
+    common::wait_for(
+        Duration::from_secs(60),
+        "alice's removals to be answered",
+        || {
+            let db = &db;
+            async move {
+                records(db)
+                    .await
+                    .iter()
+                    .any(|r| matches!(r.event, LedgerEvent::ApiAnswer { .. }))
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    let mut second = command(&bob, &["revoke", DANA, "--yes", "--take-over"])
+        .spawn()
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), first.wait_with_output())
+        .await
+        .expect("alice stops once the leaver is taken over")
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no longer holds the leaver"), "{err}");
+    let _ = second.start_kill();
+    let _ = second.wait().await;
+    let recs = records(&db).await;
+    assert!(recs.iter().any(|r| r.case == DANA
+        && matches!(&r.event, LedgerEvent::LeaseTakenOver { from, .. } if from.starts_with("alice@"))));
+}

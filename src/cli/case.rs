@@ -662,6 +662,7 @@ pub(super) fn progress_line(e: &Event) -> Option<String> {
             clean(reason)
         )),
         Event::Error { message, .. } => Some(format!("error: {}", clean(message))),
+        Event::Holder { .. } | Event::TeamStep { .. } => None,
         _ => None,
     }
 }
@@ -1068,9 +1069,24 @@ pub async fn revoke(global: &Global, args: RevokeArgs, data_dir: PathBuf) -> Cmd
             clean(target)
         )));
     }
-    let code = revoke_claimed(&mut s, &args, target, &sel, &picks).await;
+    let work = revoke_claimed(&mut s, &args, target, &sel, &picks);
+    let code = match &claimed {
+        Claimed::Lease(l) => tokio::select! {
+            r = work => r,
+            () = l.lost_wait() => Err(lease_lost(target)),
+        },
+        _ => work.await,
+    };
     claimed.release().await;
     code
+}
+
+/// The lease was taken over (or expired while the database was away).
+pub(crate) fn lease_lost(email: &str) -> Failure {
+    Failure::other(format!(
+        "{}: this host no longer holds the leaver (taken over by another host, or the lease expired while the database was away); stopped here, the host that holds it now goes on from the ledger",
+        clean(email)
+    ))
 }
 
 async fn revoke_claimed(

@@ -264,10 +264,15 @@ pub async fn run(global: &Global, args: RunArgs, data_dir: PathBuf) -> CmdResult
                     );
                 }
                 let sel = selection(scope);
-                let summary =
-                    with_progress(&mut s.events, !args.json, s.engine.revoke(&e.email, &sel))
-                        .await
-                        .map_err(engine_failure);
+                let work =
+                    with_progress(&mut s.events, !args.json, s.engine.revoke(&e.email, &sel));
+                let summary = match &claimed {
+                    Claimed::Lease(l) => tokio::select! {
+                        r = work => r.map_err(engine_failure),
+                        () = l.lost_wait() => Err(super::case::lease_lost(&e.email)),
+                    },
+                    _ => work.await.map_err(engine_failure),
+                };
                 claimed.release().await;
                 let summary = summary?;
                 row.exit_code = Some(summary.exit_code());

@@ -1598,6 +1598,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn hosts_working_the_same_app_split_its_quota() {
+        use futures::FutureExt;
+        let hosts = team_hosts("quota-split-test");
+        let l = RateLimiter::new(0.001, 6, hosts);
+        // Three live hosts: this one takes a third of the burst of six.
+        set_team_hosts("quota-split-test", 3);
+        for _ in 0..2 {
+            assert!(l.acquire().now_or_never().is_some());
+        }
+        assert!(l.acquire().now_or_never().is_none());
+        // Alone again: the whole quota (what is left of the burst).
+        set_team_hosts("quota-split-test", 1);
+        let l = RateLimiter::new(0.001, 6, team_hosts("quota-split-test"));
+        for _ in 0..6 {
+            assert!(l.acquire().now_or_never().is_some());
+        }
+        assert!(l.acquire().now_or_never().is_none());
+    }
+
+    #[tokio::test]
     async fn a_reservation_takes_its_tokens_up_front() {
         use futures::FutureExt;
         let c = client_with_tiers();

@@ -237,6 +237,13 @@ impl Lease {
         self.lost.load(Ordering::SeqCst)
     }
 
+    /// Resolves once the lease is lost (see [`Lease::lost`]).
+    pub async fn lost_wait(&self) {
+        while !self.lost() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Gives the lease back (others may claim the leaver at once).
     pub async fn release(mut self) -> Result<(), StoreError> {
         if let Some(stop) = self.stop.take() {
@@ -260,6 +267,70 @@ where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
     pg::detach(f);
+}
+
+/// Team mode in the console: turns notifications into engine events for
+/// the console: other operators' steps (records not written by
+/// `operator`) and who holds which leaver. Runs until the receiver closes.
+pub fn bridge(
+    store: &Arc<PgStore>,
+    operator: &str,
+    tx: tokio::sync::mpsc::UnboundedSender<crate::engine::Event>,
+) {
+    use crate::engine::Event;
+    let (s, me, label) = (
+        store.clone(),
+        operator.to_string(),
+        self::me(operator).label,
+    );
+    let mut notes = store.listen();
+    spawn_detached(async move {
+        let mut seen = s.count().await.unwrap_or(0);
+        let mut queue_changed = true;
+        loop {
+            if queue_changed {
+                queue_changed = false;
+                if let Ok(rows) = s.queue().await {
+                    for r in rows {
+                        let _ = tx.send(Event::Holder {
+                            email: r.email,
+                            holder: r.holder.filter(|h| *h != label),
+                            since: r.since,
+                        });
+                    }
+                }
+            }
+            let Some((channel, _)) = notes.recv().await else {
+                return;
+            };
+            match channel.as_str() {
+                "offboard_queue" | "offboard_listening" => queue_changed = true,
+                "offboard_ledger" => {
+                    let Ok(lines) = s.lines_after(seen).await else {
+                        continue;
+                    };
+                    for line in lines {
+                        let Ok(r) = serde_json::from_str::<crate::evidence::Record>(&line) else {
+                            continue;
+                        };
+                        seen = seen.max(r.seq);
+                        if r.operator == me {
+                            continue;
+                        }
+                        let _ = tx.send(Event::TeamStep {
+                            text: crate::evidence::report::event_detail(&r.event),
+                            email: r.case,
+                            operator: r.operator,
+                        });
+                    }
+                }
+                _ => {}
+            }
+            if tx.is_closed() {
+                return;
+            }
+        }
+    });
 }
 
 /// Keeps this host's heartbeat for `apps` and sets each app's share of its

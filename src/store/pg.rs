@@ -89,6 +89,8 @@ pub struct Target {
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     /// `postgres://host:port/db`, without user or password.
     pub label: String,
+    /// `[store] lease_secs`.
+    pub lease: Duration,
 }
 
 impl std::fmt::Debug for Target {
@@ -194,6 +196,7 @@ impl Target {
             pg,
             tls,
             label: crate::sanitize::clean(&label),
+            lease: cfg.lease(),
         })
     }
 
