@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
 use common::pg::{Db, Host, command, database, host, records, run};
+use futures::FutureExt;
 use offboard::evidence::{Ledger, LedgerEvent};
 use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
@@ -461,4 +462,50 @@ async fn a_take_over_stops_the_host_that_held_the_leaver() {
     let recs = records(&db).await;
     assert!(recs.iter().any(|r| r.case == DANA
         && matches!(&r.event, LedgerEvent::LeaseTakenOver { from, .. } if from.starts_with("alice@"))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_hears_of_other_hosts_steps_and_leases() {
+    let sb = common::sandbox(common::quick(100)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = database(dir.path(), &sb.base_url).await else {
+        return;
+    };
+    let bob = host(dir.path(), "bob", &sb.base_url, &db.store_toml(&db.app, 5));
+    let loaded = offboard::config::load(&bob.config).unwrap();
+    let store = offboard::store::open(&loaded.config.store, &loaded.dir, &bob.data).unwrap();
+    let pg = store.shared().unwrap().clone();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    // The console of "carol": Bob's steps and leases reach it.
+    offboard::store::bridge(&pg, "carol", tx);
+    let bob_steps = async {
+        let (code, _, err) = run(&bob, &["revoke", MARCUS, "--yes"]).await;
+        assert!(code == 0 || code == 3, "{err}");
+    };
+    let heard = async {
+        let (mut step, mut held) = (false, false);
+        while !(step && held) {
+            match rx.recv().await.unwrap() {
+                offboard::engine::Event::TeamStep {
+                    email, operator, ..
+                } => {
+                    step |= email == MARCUS && operator == "bob";
+                }
+                offboard::engine::Event::Holder {
+                    email,
+                    holder,
+                    since,
+                } => {
+                    held |= email == MARCUS
+                        && holder.is_some_and(|h| h.starts_with("bob@"))
+                        && since.is_some();
+                }
+                _ => {}
+            }
+        }
+    };
+    let (_, ()) = tokio::join!(
+        bob_steps,
+        tokio::time::timeout(Duration::from_secs(60), heard).map(|r| r.expect("heard"))
+    );
 }

@@ -272,8 +272,34 @@ pub async fn revoke_batch(global: &Global, args: super::RevokeArgs, data_dir: &P
             };
             let engine = engine.clone();
             let sel = sel.clone();
+            let (store, operator, lease) = (s.store.clone(), s.operator.clone(), s.lease);
             running.spawn(async move {
-                let r = engine.revoke(&email, &sel).await;
+                // Team mode: a leaver another host holds is left to it.
+                let claimed = match super::case::claim_with(
+                    &store,
+                    engine.ledger(),
+                    &operator,
+                    lease,
+                    &email,
+                    "batch",
+                    false,
+                )
+                .await
+                {
+                    Ok(super::case::Claimed::Held(h)) => {
+                        return (email, Err(format!("{h}; left to that host")));
+                    }
+                    Ok(c) => c,
+                    Err(e) => return (email, Err(e.message)),
+                };
+                let r = match &claimed {
+                    super::case::Claimed::Lease(l) => tokio::select! {
+                        r = engine.revoke(&email, &sel) => r.map_err(|e| e.to_string()),
+                        () = l.lost_wait() => Err(super::case::lease_lost(&email).message),
+                    },
+                    _ => engine.revoke(&email, &sel).await.map_err(|e| e.to_string()),
+                };
+                claimed.release().await;
                 (email, r)
             });
         }

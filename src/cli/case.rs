@@ -496,10 +496,32 @@ pub(crate) async fn claim(
     source: &str,
     take_over: bool,
 ) -> Result<Claimed, Failure> {
-    let Some(pg) = s.store.shared() else {
+    claim_with(
+        &s.store,
+        s.engine.ledger(),
+        &s.operator,
+        s.lease,
+        email,
+        source,
+        take_over,
+    )
+    .await
+}
+
+/// [`claim`] with the parts of a session (for tasks of their own).
+pub(crate) async fn claim_with(
+    store: &evidence::Store,
+    ledger: &evidence::Ledger,
+    operator: &str,
+    lease: std::time::Duration,
+    email: &str,
+    source: &str,
+    take_over: bool,
+) -> Result<Claimed, Failure> {
+    let Some(pg) = store.shared() else {
         return Ok(Claimed::Solo);
     };
-    let me = crate::store::me(&s.operator);
+    let me = crate::store::me(operator);
     let email = crate::model::Person::new(email).email;
     let (p, e, src, by) = (
         pg.clone(),
@@ -510,7 +532,7 @@ pub(crate) async fn claim(
     crate::store::pg::spawn(async move { p.add_leavers(vec![(e, None)], src, by).await })
         .await
         .map_err(|e| Failure::other(e.to_string()))?;
-    match crate::store::Lease::claim(pg, s.engine.ledger(), &email, &me, s.lease, take_over)
+    match crate::store::Lease::claim(pg, ledger, &email, &me, lease, take_over)
         .await
         .map_err(|e| Failure::other(e.to_string()))?
     {
@@ -1160,15 +1182,28 @@ pub async fn done(global: &Global, args: DoneArgs, data_dir: PathBuf) -> CmdResu
     }
     let sel = Selection::default();
     let mut s = open(global, &data_dir)?;
+    let claimed = claim(&s, &args.email, "done", false).await?;
+    if let Claimed::Held(h) = &claimed {
+        return Err(Failure::other(format!(
+            "{}: {h}; nothing was recorded (the host that holds the leaver ticks it off, or take it over with `offboard revoke {} --take-over`)",
+            clean(&args.email),
+            clean(&args.email)
+        )));
+    }
     // A fresh read finds the step; only the tick-off is recorded (the
     // snapshot of the leaver's access was recorded by the scan or revoke).
-    with_progress(&mut s.events, false, s.engine.refresh(&args.email, None))
-        .await
-        .map_err(engine_failure)?;
-    s.engine
-        .manual_done(&args.email, &args.key, &args.note)
-        .await
-        .map_err(engine_failure)?;
+    let ticked = async {
+        with_progress(&mut s.events, false, s.engine.refresh(&args.email, None))
+            .await
+            .map_err(engine_failure)?;
+        s.engine
+            .manual_done(&args.email, &args.key, &args.note)
+            .await
+            .map_err(engine_failure)
+    }
+    .await;
+    claimed.release().await;
+    ticked?;
     let email = crate::model::Person::new(&args.email).email;
     let view = s
         .engine

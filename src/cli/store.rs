@@ -275,6 +275,7 @@ async fn watch(
             .map_err(|e| Failure::other(e.to_string()))?
     };
     let mut shown = 0usize;
+    let (mut listening, mut away) = (false, false);
     eprintln!(
         "watching {} from record {} (Ctrl-C ends; nothing is changed)",
         store.label(),
@@ -290,10 +291,20 @@ async fn watch(
         };
         match channel.as_str() {
             "offboard_listening" => {
-                println!("listening");
+                if !listening {
+                    println!("listening");
+                    listening = true;
+                } else if away {
+                    eprintln!("offboard: the database is back");
+                }
+                away = false;
+                // Records committed while away are caught up below.
             }
             "offboard_reconnect" => {
-                eprintln!("offboard: the database is away; reconnecting…");
+                if !away {
+                    eprintln!("offboard: the database is away; reconnecting…");
+                    away = true;
+                }
                 continue;
             }
             "offboard_ledger" => {}
