@@ -509,3 +509,73 @@ async fn the_console_hears_of_other_hosts_steps_and_leases() {
         tokio::time::timeout(Duration::from_secs(60), heard).map(|r| r.expect("heard"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_speaks_tls_with_the_servers_certificate_checked() {
+    let sb = common::sandbox(common::quick(100)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = database(dir.path(), &sb.base_url).await else {
+        return;
+    };
+    let ca = std::env::var("OFFBOARD_TEST_PG_CA")
+        .expect("OFFBOARD_TEST_PG_CA: scripts/pg-test-cluster makes a CA when openssl is there");
+    let tls = |host: &str, ca: &str| {
+        format!(
+            "\n[store]\nurl = \"postgres://{}@{host}:{}/{}?sslmode=require\"\npassword_env = \"OFFBOARD_TEST_PG_PASSWORD\"\nca_file = \"{ca}\"\n",
+            db.app, db.port, db.name
+        )
+    };
+    let alice = host(dir.path(), "alice", &sb.base_url, &tls("localhost", &ca));
+    let (code, out, err) = run(&alice, &["store", "add", TOM]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    // While it watches, every connection offboard holds is encrypted.
+    let mut watch = command(&alice, &["store", "watch"]).spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(watch.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.as_deref(), Some("listening"));
+    // (Seen by the same role: others' sessions are hidden from it.)
+    let c = db.app().await;
+    let rows = c
+        .query(
+            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.application_name = 'offboard' AND a.datname = $1",
+            &[&db.name],
+        )
+        .await
+        .unwrap();
+    assert!(rows.len() >= 2, "{} connections", rows.len());
+    assert!(
+        rows.iter().all(|r| r.get::<_, bool>(0)),
+        "a plain connection"
+    );
+    watch.start_kill().unwrap();
+    let _ = watch.wait().await;
+    // A server certificate no trusted CA signed is refused.
+    let other_ca = dir.path().join("other-ca.pem");
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=someone-else", "-keyout"])
+        .arg(dir.path().join("other.key"))
+        .arg("-out")
+        .arg(&other_ca)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let bob = host(
+        dir.path(),
+        "bob",
+        &sb.base_url,
+        &tls("localhost", other_ca.to_str().unwrap()),
+    );
+    let (code, _, err) = run(&bob, &["store", "add", TOM]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("shared store postgres://localhost"), "{err}");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+}

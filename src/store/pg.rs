@@ -925,3 +925,94 @@ async fn schema_version(c: &mut Client, t: &Target) -> Result<i32, StoreError> {
     .await?;
     Ok(row.get(0))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(url: &str) -> StoreConfig {
+        StoreConfig {
+            url: Some(url.into()),
+            ..StoreConfig::default()
+        }
+    }
+
+    #[test]
+    fn tls_is_required_off_loopback_and_optional_on_it() {
+        let dir = Path::new("/");
+        let remote = Target::new(&cfg("postgres://app@db.example.com:5432/offboard"), dir).unwrap();
+        assert!(remote.tls());
+        assert_eq!(remote.label, "postgres://db.example.com:5432/offboard");
+        // Asking for less does not turn it off.
+        let remote = Target::new(
+            &cfg("postgres://app@10.0.0.5/offboard?sslmode=disable"),
+            dir,
+        )
+        .unwrap();
+        assert!(remote.tls());
+        for local in [
+            "postgres://app@127.0.0.1:55432/offboard",
+            "postgres://app@localhost/offboard",
+            "postgres://app@[::1]:5432/offboard",
+            "postgres://app@%2Frun%2Fpostgresql/offboard",
+        ] {
+            assert!(!Target::new(&cfg(local), dir).unwrap().tls(), "{local}");
+        }
+        let asked = Target::new(
+            &cfg("postgres://app@127.0.0.1/offboard?sslmode=require"),
+            dir,
+        );
+        assert!(asked.unwrap().tls());
+    }
+
+    #[test]
+    fn credentials_come_from_the_environment_or_a_file_never_the_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Target::new(
+            &cfg("postgres://app:hunter2@127.0.0.1/offboard"),
+            dir.path(),
+        )
+        .unwrap_err();
+        assert!(e.0.contains("carries a password"), "{e}");
+        assert!(!e.0.contains("hunter2"), "{e}");
+        let mut c = cfg("postgres://app@127.0.0.1/offboard");
+        c.password_env = Some("OFFBOARD_TEST_UNSET_PASSWORD_VAR".into());
+        let e = Target::new(&c, dir.path()).unwrap_err();
+        assert!(e.0.contains("OFFBOARD_TEST_UNSET_PASSWORD_VAR"), "{e}");
+        std::fs::write(dir.path().join("pw"), "s3cret-value\n").unwrap();
+        let mut c = cfg("postgres://app@127.0.0.1/offboard");
+        c.password_file = Some("pw".into());
+        let t = Target::new(&c, dir.path()).unwrap();
+        assert_eq!(t.pg.get_password(), Some(&b"s3cret-value"[..]));
+        assert!(!format!("{t:?}").contains("s3cret"));
+        let e = Target::new(&cfg("postgres://127.0.0.1/offboard"), dir.path()).unwrap_err();
+        assert!(e.0.contains("names no user"), "{e}");
+        let e = Target::new(&cfg("mysql://x"), dir.path()).unwrap_err();
+        assert!(e.0.contains("not a PostgreSQL URL"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_database_is_a_clear_error() {
+        // A closed loopback port.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let t = Target::new(
+            &cfg(&format!("postgres://app@127.0.0.1:{port}/offboard")),
+            Path::new("/"),
+        )
+        .unwrap();
+        let store = PgStore::new(t);
+        let s = store.clone();
+        let e = spawn(async move { s.count().await }).await.unwrap_err();
+        assert!(
+            e.0.starts_with(&format!(
+                "shared store postgres://127.0.0.1:{port}/offboard"
+            )),
+            "{e}"
+        );
+        assert!(e.0.contains("no further step"), "{e}");
+    }
+}
