@@ -579,3 +579,89 @@ async fn the_store_speaks_tls_with_the_servers_certificate_checked() {
     assert!(err.contains("shared store postgres://localhost"), "{err}");
     assert!(err.to_lowercase().contains("certificate"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_acts_only_on_leavers_no_other_host_holds() {
+    use offboard::tui::runtime::Service;
+    let sb = common::sandbox(common::quick(100)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = database(dir.path(), &sb.base_url).await else {
+        return;
+    };
+    let carol = host(
+        dir.path(),
+        "carol",
+        &sb.base_url,
+        &db.store_toml(&db.app, 30),
+    );
+    let loaded = offboard::config::load(&carol.config).unwrap();
+    let store = offboard::store::open(&loaded.config.store, &loaded.dir, &carol.data).unwrap();
+    let pg = store.shared().unwrap().clone();
+    let resolved = loaded.connectors().unwrap();
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let connectors = offboard::engine::connectors_from_config(&resolved, &carol.data, &tx).unwrap();
+    let engine = offboard::engine::Engine::new(
+        connectors,
+        store.open("carol").unwrap(),
+        offboard::engine::EngineOptions::from_config(&loaded),
+        tx,
+    );
+    let service = offboard::tui::app::EngineService {
+        engine,
+        data_dir: carol.data.clone(),
+        login: None,
+    };
+    // Another host holds Dana.
+    let p = pg.clone();
+    let held = offboard::store::pg::spawn(async move {
+        p.claim(
+            DANA.into(),
+            "bob@jump2".into(),
+            "bob-token".into(),
+            Duration::from_secs(30),
+            false,
+        )
+        .await
+    })
+    .await
+    .unwrap();
+    assert!(matches!(held, offboard::store::Claim::Mine { .. }));
+    // Carol reads her (and she joins the shared queue) but may not act.
+    service.discover(DANA).await.unwrap();
+    let e = service
+        .revoke(DANA, &offboard::tui::model::RevokeScope::default())
+        .await
+        .unwrap_err();
+    assert!(e.contains("held by bob@jump2"), "{e}");
+    assert!(e.contains("--take-over"), "{e}");
+    let e = service
+        .manual_done(DANA, "google/manual:data_transfer", "done by hand")
+        .await
+        .unwrap_err();
+    assert!(e.contains("held by bob@jump2"), "{e}");
+    let recs = records(&db).await;
+    assert!(
+        !recs.iter().any(|r| r.case == DANA
+            && matches!(
+                r.event,
+                LedgerEvent::RevokeRequested { .. } | LedgerEvent::ManualDone { .. }
+            )),
+        "carol acted on a held leaver"
+    );
+    let q = pg.clone();
+    let queue = offboard::store::pg::spawn(async move { q.queue().await })
+        .await
+        .unwrap();
+    let row = queue.iter().find(|r| r.email == DANA).unwrap();
+    assert_eq!(row.holder.as_deref(), Some("bob@jump2"));
+    // Free again: carol's revoke goes ahead.
+    let p = pg.clone();
+    offboard::store::pg::spawn(async move { p.release(DANA.into(), "bob-token".into()).await })
+        .await
+        .unwrap();
+    let summary = service
+        .revoke(DANA, &offboard::tui::model::RevokeScope::default())
+        .await
+        .unwrap();
+    assert!(summary.verified > 0, "{summary:?}");
+}

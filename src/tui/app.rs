@@ -82,6 +82,19 @@ pub fn snapshot(v: CaseView) -> CaseSnapshot {
 #[async_trait]
 impl Service for EngineService {
     async fn discover(&self, email: &str) -> Result<CaseSnapshot, String> {
+        // Team mode: a leaver read here (`:add`, the roster) joins the
+        // shared queue.
+        let ledger = self.engine.ledger();
+        if let Some(pg) = ledger.store().shared().cloned() {
+            let by = crate::store::me(ledger.operator()).label;
+            let email = crate::model::Person::new(email).email;
+            crate::store::pg::spawn(async move {
+                pg.add_leavers(vec![(email, None)], "console".into(), by)
+                    .await
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        }
         self.engine
             .discover(email)
             .await
