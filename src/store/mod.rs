@@ -262,6 +262,50 @@ impl Drop for Lease {
     }
 }
 
+/// Team mode: runs `work` on `email` while holding the leaver's lease
+/// (claimed first, given back after; the work stops if the lease is lost).
+/// A leaver another host holds is left to it (an error saying who).
+/// One operator (the ledger file): just runs `work`.
+pub async fn while_holding<T>(
+    ledger: &crate::evidence::Ledger,
+    email: &str,
+    source: &str,
+    work: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    let Some(pg) = ledger.store().shared().cloned() else {
+        return work.await;
+    };
+    let me = me(ledger.operator());
+    let email = crate::model::Person::new(email).email;
+    let (p, e, src, by) = (
+        pg.clone(),
+        email.clone(),
+        source.to_string(),
+        me.label.clone(),
+    );
+    pg::spawn(async move { p.add_leavers(vec![(e, None)], src, by).await })
+        .await
+        .map_err(|e| e.to_string())?;
+    let lease = match Lease::claim(&pg, ledger, &email, &me, pg.target.lease, false)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        Ok(l) => l,
+        Err(held) => return Err(format!("{held}; left to that host")),
+    };
+    let r = tokio::select! {
+        r = work => r,
+        () = lease.lost_wait() => Err(LEASE_LOST.to_string()),
+    };
+    if let Err(e) = lease.release().await {
+        tracing::warn!(error = %e, "lease not released; it expires by itself");
+    }
+    r
+}
+
+/// Why work on a leaver stopped half-way in team mode.
+pub const LEASE_LOST: &str = "this host no longer holds the leaver (taken over by another host, or the lease expired while the database was away); stopped here, the host that holds it now goes on from the ledger";
+
 fn spawn_detached<F>(f: F)
 where
     F: std::future::Future<Output = ()> + Send + 'static,
