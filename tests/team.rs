@@ -665,3 +665,41 @@ async fn the_console_acts_only_on_leavers_no_other_host_holds() {
         .unwrap();
     assert!(summary.verified > 0, "{summary:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_leaves_a_leaver_another_host_holds_to_that_host() {
+    let sb = common::sandbox(common::quick(100)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = database(dir.path(), &sb.base_url).await else {
+        return;
+    };
+    let extra = format!("{}\n[batch]\nmax_share = 1.0\n", db.store_toml(&db.app, 30));
+    let carol = host(dir.path(), "carol", &sb.base_url, &extra);
+    // Bob's host holds Dana.
+    let owner = db.app().await;
+    owner
+        .execute(
+            "INSERT INTO offboard_leases (email, holder, token, since, expires)
+             VALUES ($1, 'bob@jump2', 'bob-token', now(), now() + interval '5 minutes')",
+            &[&DANA],
+        )
+        .await
+        .unwrap();
+    let list = dir.path().join("leavers.txt");
+    std::fs::write(&list, format!("{TOM}\n{DANA}\n")).unwrap();
+    let (code, out, err) = run(
+        &carol,
+        &["revoke", "--from", list.to_str().unwrap(), "--yes"],
+    )
+    .await;
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert!(err.contains("held by bob@jump2"), "{out}\n{err}");
+    let recs = records(&db).await;
+    let requested = |email: &str| {
+        recs.iter()
+            .filter(|r| r.case == email && matches!(r.event, LedgerEvent::RevokeRequested { .. }))
+            .count()
+    };
+    assert!(requested(TOM) > 0);
+    assert_eq!(requested(DANA), 0, "carol acted on a leaver bob holds");
+}
