@@ -11,6 +11,7 @@
 //! the shared HTTP client in `connector`, the OAuth flows and token cache in
 //! `auth`, the sandbox's server shell, faults and tenant people in `sandbox`.
 
+pub mod github;
 pub mod google;
 pub mod okta;
 pub mod salesforce;
@@ -243,6 +244,7 @@ register! {
     slack: slack::Vendor,
     okta: okta::Vendor,
     scim2: scim2::Vendor,
+    github: github::Vendor,
 }
 
 /// The authorization server and token cache of a connector, for the

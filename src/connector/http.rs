@@ -134,6 +134,39 @@ pub fn pace_share(used: u64, allowed: u64) -> f64 {
     (headroom / PACE_BELOW_HEADROOM).clamp(MIN_PACE_SHARE, 1.0)
 }
 
+/// How long to hold a connector's requests, from a vendor's per-window
+/// rate-limit headers (Okta `X-Rate-Limit-*`, GitHub `x-ratelimit-*`):
+/// `limit` requests a window, `remaining` left, the window ending in
+/// `until_reset`. At the last request everything waits for the reset;
+/// below a tenth of the window left, what remains is spread evenly over
+/// the time to the reset, so that concurrent requests do not run it dry at
+/// once. `None`: no need to slow down.
+pub fn window_pace(limit: u64, remaining: u64, until_reset: Duration) -> Option<Duration> {
+    if remaining <= 1 {
+        return Some(until_reset + Duration::from_millis(100));
+    }
+    (remaining.saturating_mul(10) < limit)
+        .then(|| until_reset / (remaining.min(u64::from(u32::MAX)) as u32))
+}
+
+/// A header holding a whole number.
+pub fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// The time from now until the epoch second in header `name` (never
+/// negative, at most `cap`).
+pub fn until_epoch(headers: &HeaderMap, name: &str, cap: Duration) -> Option<Duration> {
+    let at: i64 = headers.get(name)?.to_str().ok()?.trim().parse().ok()?;
+    let at = chrono::DateTime::from_timestamp(at, 0)?;
+    Some(
+        (at - chrono::Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(cap),
+    )
+}
+
 /// Status-code-only policy: 2xx ok, 429 rate limited, 401 unauthorized,
 /// 408/5xx transient, other 4xx fail with the body's text.
 pub struct DefaultPolicy;
