@@ -1250,7 +1250,8 @@ pub fn next_link(headers: &HeaderMap) -> Option<String> {
             let after = &rest[start + end + 1..];
             // An entry's parameters run to the next entry's `<`.
             let params_end = after.find('<').unwrap_or(after.len());
-            let params = &after[..params_end];
+            // Entries in one header are separated by commas (GitHub).
+            let params = after[..params_end].trim_end().trim_end_matches(',');
             let is_next = params.split(';').any(|p| {
                 let Some((k, v)) = p.trim().split_once('=') else {
                     return false;
@@ -1517,6 +1518,28 @@ mod tests {
             HeaderValue::from_static(r#"</a?page=1>; rel="prev first", </a?page=3>; rel=next"#),
         );
         assert_eq!(next_link(&one).as_deref(), Some("/a?page=3"));
+    }
+
+    #[test]
+    fn next_link_reads_comma_separated_entries_of_one_header() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            reqwest::header::LINK,
+            HeaderValue::from_static(
+                r#"<https://api.github.com/orgs/o/teams?per_page=10&page=2>; rel="next", <https://api.github.com/orgs/o/teams?per_page=10&page=30>; rel="last""#,
+            ),
+        );
+        assert_eq!(
+            next_link(&h).as_deref(),
+            Some("https://api.github.com/orgs/o/teams?per_page=10&page=2")
+        );
+        h.insert(
+            reqwest::header::LINK,
+            HeaderValue::from_static(
+                r#"<https://api.github.com/x?page=1>; rel="prev", <https://api.github.com/x?page=1>; rel="first""#,
+            ),
+        );
+        assert_eq!(next_link(&h), None);
     }
 
     #[test]

@@ -149,11 +149,13 @@ impl InstallationToken {
             .secret_answer();
         let resp = self.client.send(req).await.map_err(|e| match e {
             ConnectorError::Api {
-                status: 401 | 403 | 404,
-                message,
+                status: status @ (401 | 403 | 404),
                 ..
             } => ConnectorError::Auth(format!(
-                "the GitHub App could not get an installation token (check auth.client_id, the key and settings.installation_id): {message}"
+                "the GitHub App could not get an installation token (HTTP {status}): check auth.client_id, the key and settings.installation_id"
+            )),
+            ConnectorError::Auth(why) => ConnectorError::Auth(format!(
+                "the GitHub App could not get an installation token (check auth.client_id, the key and settings.installation_id): {why}"
             )),
             e => e,
         })?;

@@ -337,6 +337,15 @@ impl State {
             description: "Read access to every repository".into(),
             users: Vec::new(),
         });
+        // The org's other owner (GitHub refuses to demote the last one).
+        s.people.push(Person {
+            id: 9_000_000,
+            login: "octo-admin".into(),
+            name: "Org Admin".into(),
+            saml_name_id: Some("admin@example.com".into()),
+            verified_emails: vec!["admin@example.com".into()],
+        });
+        s.member("octo-admin", "admin");
         for p in tenant::people() {
             let login = match p.scenario {
                 Some(Scenario::Contractor) => "lena-k-dev".to_string(),
