@@ -143,10 +143,11 @@ fn demo_revoke_all_export_quit_in_tmux() {
         ("miro", "Miro", "manual:owned_app"),
         ("miro", "Miro", "manual:owned_boards"),
         ("okta", "Okta", "manual"),
+        ("github", "GitHub", "manual"),
         ("google", "Google Workspace", "hand-over"),
         ("google", "Google Workspace", "manual"),
     ];
-    for _ in 0..24 {
+    for _ in 0..32 {
         let screen = s.capture();
         if screen.contains("all verified") && screen.contains(" 0 left ") {
             break;

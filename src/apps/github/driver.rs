@@ -284,6 +284,7 @@ pub fn emu_login(user_name: &str, shortcode: &str) -> String {
 struct Identity {
     id: String,
     user_name: String,
+    display_name: String,
     active: bool,
 }
 
@@ -490,6 +491,7 @@ impl GitHub {
         Ok(Identity {
             id: id_text(v, "id")?,
             user_name: s(v, "userName"),
+            display_name: s(v, "displayName"),
             active: v.get("active").and_then(Value::as_bool).unwrap_or(true),
         })
     }
@@ -664,10 +666,10 @@ impl GitHub {
                 connector: self.id.clone(),
                 id: clean(login),
                 login: clean(login),
-                display_name: membership
+                display_name: ident
                     .as_ref()
-                    .and_then(|m| m.get("user"))
-                    .map(|u| s(u, "login"))
+                    .map(|i| i.display_name.clone())
+                    .filter(|n| !n.is_empty())
                     .unwrap_or_else(|| clean(login)),
                 active: active && ident.as_ref().is_none_or(|i| i.active),
                 is_admin,
