@@ -38,7 +38,7 @@ use offboard::model::{Grant, GrantKind, GrantState, Phase};
 use offboard::sandbox::{self, Faults, Options, SandboxState, tenant::BenchShape};
 
 const LATENCY_MS: u64 = 50;
-const APPS: &[&str] = &["google", "slack", "salesforce"];
+const APPS: &[&str] = &["google", "slack", "salesforce", "github"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Quotas {
@@ -72,6 +72,8 @@ fn real_shape(k: usize) -> BenchShape {
         sf_tokens: 10 * k,
         sf_permsets: 10 * k,
         sf_groups: 10 * k,
+        gh_teams: 5 * k,
+        gh_credentials: 10 * k,
         ..BenchShape::default()
     }
 }
@@ -116,7 +118,9 @@ struct Logged {
 impl Logged {
     fn connector(&self) -> &'static str {
         let p = self.path.as_str();
-        if p.starts_with("/admin/") || p.starts_with("/apps/licensing/") || p == "/token" {
+        if offboard::apps::dialect(p).is_some_and(|d| d.name == "github") {
+            "github"
+        } else if p.starts_with("/admin/") || p.starts_with("/apps/licensing/") || p == "/token" {
             "google"
         } else if p.starts_with("/api/") || p.starts_with("/scim/") {
             "slack"
@@ -128,7 +132,18 @@ impl Logged {
     }
 
     fn is_token_fetch(&self) -> bool {
-        self.path == "/token" || self.path == "/services/oauth2/token"
+        self.path == "/token"
+            || self.path == "/services/oauth2/token"
+            || (self.path.starts_with("/app/installations/") && self.path.ends_with("/access_tokens"))
+    }
+
+    /// A read only the lookup makes (GitHub's SCIM and SAML identities, the
+    /// org's team list): confirming a removal never repeats it.
+    fn is_lookup_only(&self) -> bool {
+        self.connector() == "github"
+            && (self.path.ends_with("/consumed-licenses")
+                || self.path.ends_with("/Users")
+                || self.path.ends_with("/teams"))
     }
 }
 
@@ -181,6 +196,11 @@ async fn run(
                 .find("# Slack's real tier limits")
                 .expect("the demo config raises Slack's tiers");
             text.truncate(cut);
+            // GitHub paces itself by its own headers at its shipped limits.
+            text.push_str(&<offboard::apps::github::Vendor as offboard::apps::App>::demo_config(
+                &sb.base_url,
+                &dir,
+            ));
         }
         Quotas::Raised => {
             for id in APPS {
@@ -424,6 +444,39 @@ fn residual(s: &SandboxState, email: &str, manual: &BTreeSet<(String, GrantKind)
             {
                 add(GrantKind::AdminRole, format!("role {}", r.role_id));
             }
+        }
+    }
+    {
+        let gh = s.github.lock().unwrap();
+        let login = offboard::apps::github::twin::login_of(email);
+        let mut add = |kind, what: String| out.push(("github".into(), kind, what));
+        if gh.member_idx(&login).is_some() {
+            add(GrantKind::Account, "org member".into());
+        }
+        for t in &gh.teams {
+            if t.members
+                .iter()
+                .any(|m| m.login == login && m.removed_at.is_none())
+            {
+                add(GrantKind::Group, format!("team {}", t.slug));
+            }
+        }
+        for c in gh
+            .credentials
+            .iter()
+            .filter(|c| c.login == login && c.removed_at.is_none())
+        {
+            add(GrantKind::ApiKey, format!("credential {}", c.id));
+        }
+        for p in gh
+            .pats
+            .iter()
+            .filter(|p| p.login == login && p.removed_at.is_none())
+        {
+            add(GrantKind::ApiKey, format!("fine-grained PAT {}", p.id));
+        }
+        if gh.seats.iter().any(|x| x.login == login && !x.cancelled) {
+            add(GrantKind::License, "Copilot seat".into());
         }
     }
     {
@@ -692,7 +745,7 @@ fn floor(
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for x in discovery_log
         .iter()
-        .filter(|x| x.connector() == app && !x.is_token_fetch())
+        .filter(|x| x.connector() == app && !x.is_token_fetch() && !x.is_lookup_only())
     {
         *counts.entry(bucket_of(x, &paces)).or_insert(0) += 1;
     }
@@ -798,7 +851,7 @@ fn main() -> anyhow::Result<()> {
         "sandbox: {LATENCY_MS} ms added to every request, consistency delay {consistency:.1} s"
     );
     println!(
-        "real quotas: the shipped manifests (Google 40/s burst 40; Slack per method at its tier, Tier 2 20/min burst 5; Salesforce 10/s burst 10); \
+        "real quotas: the shipped manifests (Google 40/s burst 40; Slack per method at its tier, Tier 2 20/min burst 5; Salesforce 10/s burst 10; GitHub 10/s burst 10, paced by x-ratelimit-*); \
          the sandbox enforcing Google's {}/min per user and {}/min per project and Slack's documented tiers",
         sandbox::GOOGLE_USER_QUOTA_PER_MIN,
         sandbox::GOOGLE_PROJECT_QUOTA_PER_MIN
