@@ -134,7 +134,8 @@ impl Logged {
     fn is_token_fetch(&self) -> bool {
         self.path == "/token"
             || self.path == "/services/oauth2/token"
-            || (self.path.starts_with("/app/installations/") && self.path.ends_with("/access_tokens"))
+            || (self.path.starts_with("/app/installations/")
+                && self.path.ends_with("/access_tokens"))
     }
 
     /// A read only the lookup makes (GitHub's SCIM and SAML identities, the
@@ -197,10 +198,12 @@ async fn run(
                 .expect("the demo config raises Slack's tiers");
             text.truncate(cut);
             // GitHub paces itself by its own headers at its shipped limits.
-            text.push_str(&<offboard::apps::github::Vendor as offboard::apps::App>::demo_config(
-                &sb.base_url,
-                &dir,
-            ));
+            text.push_str(
+                &<offboard::apps::github::Vendor as offboard::apps::App>::demo_config(
+                    &sb.base_url,
+                    &dir,
+                ),
+            );
         }
         Quotas::Raised => {
             for id in APPS {

@@ -590,3 +590,17 @@ async fn unknown_paths_and_methods_answer_in_githubs_shape() {
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["message"], "Bad credentials");
 }
+
+#[tokio::test]
+async fn saml_identities_need_the_enterprise_token_and_say_so() {
+    // The app alone cannot read its enterprise: the lookup fails (never
+    // "no account"), naming GitHub's refusal.
+    let e = env_with(100, |r| r.manifest.auth.scim_token_file = None).await;
+    let err = e
+        .gh
+        .find_person(&Person::new("dana.whitfield@example.com"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not accessible by integration"), "{err}");
+    assert_eq!(e.gh.client_stats().rate_limited, 0);
+}

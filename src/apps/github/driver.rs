@@ -292,6 +292,10 @@ pub struct GitHub {
     id: String,
     display_name: String,
     client: ApiClient,
+    /// An enterprise owner's token (`auth.scim_token_*`) for what a GitHub
+    /// App installed on the org cannot read: the enterprise's consumed
+    /// licences (SAML identities) and its SCIM (EMU).
+    enterprise: Option<ApiClient>,
     base: Url,
     settings: Settings,
     app: bool,
@@ -362,10 +366,34 @@ impl GitHub {
             Arc::new(GitHubPolicy),
             ctx.notices.clone(),
         );
+        let a = &resolved.manifest.auth;
+        let enterprise = if a.scim_token_env.is_some() || a.scim_token_file.is_some() {
+            let token = crate::auth::StaticToken::from_env_or_file(
+                &format!("connectors.{} enterprise token", resolved.id),
+                a.scim_token_env.as_deref(),
+                a.scim_token_file
+                    .as_deref()
+                    .map(|p| resolved.path(p))
+                    .as_deref(),
+            )?;
+            let mut hs = resolved.http_settings();
+            hs.connector = format!("{}/enterprise", resolved.id);
+            Some(ApiClient::new(
+                ctx.http.clone(),
+                hs,
+                std::slice::from_ref(&base),
+                Some(Arc::new(token) as Arc<dyn TokenSource>),
+                Arc::new(GitHubPolicy),
+                ctx.notices.clone(),
+            ))
+        } else {
+            None
+        };
         Ok(Self {
             id: resolved.id.clone(),
             display_name: resolved.manifest.display_name.clone(),
             client,
+            enterprise,
             base,
             settings,
             app,
@@ -395,7 +423,25 @@ impl GitHub {
         &self,
         req: ApiRequest,
     ) -> Result<crate::connector::http::ApiResponse, ConnectorError> {
-        self.client.send(headers(req)).await
+        self.client_for(&req.url).send(headers(req)).await
+    }
+
+    /// The enterprise token's client for the enterprise's paths, when one
+    /// is configured; the connector's otherwise.
+    fn client_for(&self, url: &Url) -> &ApiClient {
+        let rest = url
+            .path()
+            .strip_prefix(self.base.path().trim_end_matches('/'))
+            .unwrap_or("");
+        match &self.enterprise {
+            Some(e)
+                if rest.starts_with("/enterprises/")
+                    || rest.starts_with("/scim/v2/enterprises/") =>
+            {
+                e
+            }
+            _ => &self.client,
+        }
     }
 
     /// A GET that answers None on 404.
@@ -459,7 +505,7 @@ impl GitHub {
                 ])
                 .header("accept", "application/scim+json");
             let resp = match self
-                .client
+                .client_for(&url)
                 .send(req.header("x-github-api-version", API_VERSION))
                 .await
             {

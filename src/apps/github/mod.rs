@@ -72,7 +72,8 @@ impl super::App for Vendor {
             r#"
 # The GitHub organisation, as a GitHub App installation (its JWT, then an
 # installation token). With a token instead: flow = "static", token_file =
-# "{pat}" (a classic PAT cannot list fine-grained PATs).
+# the same file as scim_token_file (a classic PAT cannot list fine-grained
+# PATs).
 [connectors.github]
 manifest = "github"
 
@@ -83,6 +84,8 @@ base_url = "{base_url}"
 flow = "jwt-bearer"
 client_id = "{app_id}"
 key_file = "{key}"
+# An enterprise owner's token for the enterprise's SAML identities and SCIM.
+scim_token_file = "{pat}"
 
 [connectors.github.settings]
 org = "{org}"

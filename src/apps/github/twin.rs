@@ -641,6 +641,15 @@ async fn gate(AxState(s): AxState<Shared>, req: Request, next: Next) -> Response
     let Some(who) = credential(&s, &auth, &path) else {
         return error(StatusCode::UNAUTHORIZED, "Bad credentials");
     };
+    if who.starts_with("installation:")
+        && (path.starts_with("/enterprises/") || path.starts_with("/scim/v2/enterprises/"))
+    {
+        // An app installed on an org cannot read its enterprise.
+        return error(
+            StatusCode::FORBIDDEN,
+            "Resource not accessible by integration",
+        );
+    }
     if who == "pat" && path.ends_with("/personal-access-tokens") {
         return error(
             StatusCode::FORBIDDEN,
