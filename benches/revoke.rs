@@ -659,6 +659,30 @@ fn verify_rtt(app: &str, log: &[Logged]) -> u32 {
     }
 }
 
+/// The fewest reads that confirm GitHub's removals: one per team or
+/// repository (each its own membership), one per other listing
+/// (organisation roles: their list and one role's users).
+fn github_confirm_reads(grants: &[&Grant]) -> usize {
+    let mut listings = BTreeSet::new();
+    let mut each = 0;
+    for g in grants {
+        match g.id.split(':').next().unwrap_or("") {
+            "team" | "repo" => each += 1,
+            "membership" | "admin" | "outside" => {
+                listings.insert("membership");
+            }
+            "orgrole" => {
+                listings.insert("roles");
+                listings.insert("role users");
+            }
+            p => {
+                listings.insert(p);
+            }
+        }
+    }
+    each + listings.len()
+}
+
 /// Token buckets, simulated: the earliest moment `n` requests can all have
 /// been sent from `t`.
 struct Buckets<'a> {
@@ -751,6 +775,12 @@ fn floor(
         .filter(|x| x.connector() == app && !x.is_token_fetch() && !x.is_lookup_only())
     {
         *counts.entry(bucket_of(x, &paces)).or_insert(0) += 1;
+    }
+    if app == "github" {
+        // GitHub's confirming reads: each team's or repository's membership
+        // of the user, and one read of every other listing a removal is in.
+        counts.clear();
+        counts.insert("*".into(), github_confirm_reads(&mine));
     }
     let sent = counts
         .iter()

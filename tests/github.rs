@@ -596,11 +596,13 @@ async fn saml_identities_need_the_enterprise_token_and_say_so() {
     // The app alone cannot read its enterprise: the lookup fails (never
     // "no account"), naming GitHub's refusal.
     let e = env_with(100, |r| r.manifest.auth.scim_token_file = None).await;
-    let err = e
-        .gh
-        .find_person(&Person::new("dana.whitfield@example.com"))
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("not accessible by integration"), "{err}");
+    let err =
+        e.gh.find_person(&Person::new("dana.whitfield@example.com"))
+            .await
+            .unwrap_err();
+    assert!(
+        err.to_string().contains("not accessible by integration"),
+        "{err}"
+    );
     assert_eq!(e.gh.client_stats().rate_limited, 0);
 }
