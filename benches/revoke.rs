@@ -719,13 +719,15 @@ impl Buckets<'_> {
 }
 
 /// One app's floor: (last account closure answered, all confirmed), in
-/// seconds from the start of revoke.
+/// seconds from the start of revoke. Each bucket starts with at most what
+/// discovery (`discovery_secs` long) can have left in it.
 fn floor(
     app: &str,
     grants: &[Grant],
     discovery_log: &[Logged],
     r: &ResolvedConnector,
     consistency: f64,
+    discovery_secs: f64,
 ) -> (Option<f64>, f64) {
     let l = LATENCY_MS as f64 / 1000.0;
     let paces = paces(r);
@@ -734,6 +736,22 @@ fn floor(
         paces: &paces,
         state: HashMap::new(),
     };
+    let mut drawn: BTreeMap<String, usize> = BTreeMap::new();
+    for x in discovery_log
+        .iter()
+        .filter(|x| x.connector() == app && !x.is_token_fetch())
+    {
+        *drawn.entry(bucket_of(x, &paces)).or_insert(0) += 1;
+    }
+    for (bucket, n) in drawn {
+        let p = paces
+            .get(&bucket)
+            .or_else(|| paces.get("*"))
+            .copied()
+            .expect("pace");
+        let left = (p.burst - n as f64 + p.per_s * discovery_secs).clamp(0.0, p.burst);
+        b.state.insert(bucket, (left, 0.0));
+    }
     let mut t = 0.0;
     let mut closed = None;
     let mine: Vec<&Grant> = grants
@@ -848,7 +866,14 @@ fn per_app_table(r: &Run, consistency: f64, target: Option<f64>) -> (f64, bool) 
         let app = res.id.as_str();
         let Some(t) = r.apps.get(app) else { continue };
         let n = r.grants.iter().filter(|g| g.connector == app).count();
-        let (_, f) = floor(app, &r.grants, &r.discovery_log, res, consistency);
+        let (_, f) = floor(
+            app,
+            &r.grants,
+            &r.discovery_log,
+            res,
+            consistency,
+            r.discovery,
+        );
         whole_floor = whole_floor.max(f);
         let ratio = t.verified / f;
         let met = target.is_none_or(|t| ratio <= t);
@@ -956,7 +981,14 @@ fn main() -> anyhow::Result<()> {
         for res in &r.resolved {
             let app = res.id.as_str();
             let Some(t) = r.apps.get(app) else { continue };
-            let (cf, vf) = floor(app, &r.grants, &r.discovery_log, res, consistency);
+            let (cf, vf) = floor(
+                app,
+                &r.grants,
+                &r.discovery_log,
+                res,
+                consistency,
+                r.discovery,
+            );
             let opt = |x: Option<f64>| x.map(|v| format!("{v:.2} s")).unwrap_or("-".into());
             println!(
                 "  {:<11} {:>14} {:>9} {:>9} {:>9.2} s {:>7.2} s",
@@ -1006,7 +1038,17 @@ fn main() -> anyhow::Result<()> {
             let f = r
                 .resolved
                 .iter()
-                .map(|res| floor(&res.id, &r.grants, &r.discovery_log, res, consistency).1)
+                .map(|res| {
+                    floor(
+                        &res.id,
+                        &r.grants,
+                        &r.discovery_log,
+                        res,
+                        consistency,
+                        r.discovery,
+                    )
+                    .1
+                })
                 .fold(0.0, f64::max);
             let ratio = r.revoke / f;
             ratios.push(ratio);

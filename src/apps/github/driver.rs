@@ -754,7 +754,12 @@ impl GitHub {
 
     /// Membership, admin role, outside-collaborator access, the SCIM
     /// identity and (EMU) the suspension.
-    async fn account_grants(&self, login: &str) -> Result<Vec<Grant>, ConnectorError> {
+    /// `outside`: also whether a non-member is an outside collaborator.
+    async fn account_grants(
+        &self,
+        login: &str,
+        outside: bool,
+    ) -> Result<Vec<Grant>, ConnectorError> {
         let org = self.org().to_string();
         let mut out = Vec::new();
         match self.get_opt(self.org_url(&["memberships", login])?).await? {
@@ -806,7 +811,7 @@ impl GitHub {
                 }
             }
             None => {
-                if self.is_outside_collaborator(login).await? {
+                if outside && self.is_outside_collaborator(login).await? {
                     out.push(self.grant(
                         format!("outside:{login}"),
                         GrantKind::Account,
@@ -1315,7 +1320,7 @@ impl GitHub {
         let (acct, ident, roles, team, repo) = tokio::join!(
             maybe(
                 want("membership") || want("admin") || want("outside") || want("enterprise-teams"),
-                self.account_grants(login)
+                self.account_grants(login, want("outside"))
             ),
             maybe(
                 want("scim") || want("suspend") || want("delete"),
