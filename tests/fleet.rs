@@ -23,10 +23,10 @@ fn env(base_url: &str) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let config = common::write_config(&dir.path().join("cfg"), base_url);
     // The sweep and the batch share checks need each app's account listing:
-    // the apps whose drivers list accounts (Google, Slack, Salesforce) stay
-    // on; the others would rightly be "not swept" and are off here.
+    // Google (the directory: the first app), Slack and Salesforce stay on;
+    // the others are off here.
     let mut text = std::fs::read_to_string(&config).unwrap();
-    for app in ["okta", "zoom", "miro"] {
+    for app in ["okta", "zoom", "miro", "github"] {
         let header = format!("[connectors.{app}]\n");
         assert!(text.contains(&header), "{app} in the demo config");
         text = text.replace(&header, &format!("{header}enabled = false\n"));

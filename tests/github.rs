@@ -606,3 +606,19 @@ async fn saml_identities_need_the_enterprise_token_and_say_so() {
     );
     assert_eq!(e.gh.client_stats().rate_limited, 0);
 }
+
+#[tokio::test]
+async fn the_sweep_lists_members_outside_collaborators_and_installed_apps() {
+    let e = env_with(100, |r| set(r, "page_size", toml::Value::Integer(25))).await;
+    let all = e.gh.list_accounts().await.unwrap();
+    use offboard::connector::AccountClass;
+    let of = |c: AccountClass| all.iter().filter(|a| a.class == c).count();
+    let members = with_twin(&e.sb, |st| st.members.len());
+    assert_eq!(of(AccountClass::Member), members);
+    assert!(members > 25, "paged: {members}");
+    assert!(
+        all.iter()
+            .any(|a| a.class == AccountClass::Guest && a.account.login == "lena-k-dev")
+    );
+    assert_eq!(of(AccountClass::NonHuman), 3);
+}

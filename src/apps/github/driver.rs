@@ -1549,6 +1549,59 @@ impl Connector for GitHub {
         Health::from_stats(&self.client.stats())
     }
 
+    /// The org's members, its outside collaborators (guests) and the apps
+    /// installed on it (non-human), every page of each.
+    async fn list_accounts(&self) -> Result<Vec<crate::connector::ListedAccount>, ConnectorError> {
+        use crate::connector::{AccountClass, ListedAccount};
+        let (members, outside, apps) = tokio::join!(
+            self.list(self.org_url(&["members"])?, None),
+            self.list(self.org_url(&["outside_collaborators"])?, None),
+            self.list(self.org_url(&["installations"])?, Some("installations")),
+        );
+        let account = |id: String, login: String, facts: Vec<(String, String)>| Account {
+            connector: self.id.clone(),
+            id,
+            display_name: login.clone(),
+            login,
+            active: true,
+            is_admin: false,
+            last_login: None,
+            facts,
+            addresses: Vec::new(),
+            matched_by: None,
+        };
+        let mut out = Vec::new();
+        for (rows, class) in [
+            (members?, AccountClass::Member),
+            (outside?, AccountClass::Guest),
+        ] {
+            for r in rows {
+                let login = s(&r, "login");
+                if login.is_empty() {
+                    return Err(ConnectorError::BadResponse("a user without a login".into()));
+                }
+                out.push(ListedAccount {
+                    account: account(login.clone(), login, Vec::new()),
+                    class,
+                    owner: None,
+                });
+            }
+        }
+        for r in apps? {
+            let slug = s(&r, "app_slug");
+            out.push(ListedAccount {
+                account: account(
+                    format!("installation:{}", id_text(&r, "id")?),
+                    slug,
+                    vec![("kind".into(), "GitHub App installation".into())],
+                ),
+                class: AccountClass::NonHuman,
+                owner: None,
+            });
+        }
+        Ok(out)
+    }
+
     /// `GET /rate_limit` (not counted against the limit) and the org's
     /// membership list head: a valid credential that can read the org.
     async fn probe(&self) -> Result<(), ConnectorError> {
