@@ -622,3 +622,54 @@ async fn the_sweep_lists_members_outside_collaborators_and_installed_apps() {
     );
     assert_eq!(of(AccountClass::NonHuman), 3);
 }
+
+/// PyGithub, unmodified (its base_url pointed here), signs in as the app
+/// and offboards Marcus through the calls GitHub documents; `.ci/run`
+/// installs it. See tests/clients/github_client.py.
+#[tokio::test]
+async fn pygithub_offboards_through_the_documented_calls() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let probe = tokio::process::Command::new("python3")
+        .args(["-c", "import github, jwt"])
+        .output()
+        .await;
+    assert!(
+        probe.as_ref().is_ok_and(|o| o.status.success()),
+        "this test needs python3 with PyGithub (pip install PyGithub): {probe:?}"
+    );
+    let e = env(200).await;
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new("python3")
+            .arg(root.join("tests/clients/github_client.py"))
+            .arg("--base-url")
+            .arg(&e.sb.base_url)
+            .arg("--key-file")
+            .arg(e.dir.path().join("github-app.key.pem"))
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the client finishes in time")
+    .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the client failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("offboarded marcus-reyes_exco"), "{stdout}");
+    let text = e.log.text();
+    for needle in [
+        r#""method":"POST","path":"/app/installations/7001/access_tokens""#,
+        r#""method":"DELETE","path":"/orgs/example-co/memberships/marcus-reyes_exco""#,
+        r#""method":"DELETE","path":"/orgs/example-co/copilot/billing/selected_users""#,
+        r#""method":"DELETE","path":"/orgs/example-co/outside_collaborators/lena-k-dev""#,
+        "page=2",
+    ] {
+        assert!(text.contains(needle), "{needle} not in:\n{text}");
+    }
+    with_twin(&e.sb, |st| {
+        assert!(st.member_idx("marcus-reyes_exco").is_none())
+    });
+}

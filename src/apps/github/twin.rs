@@ -733,6 +733,8 @@ pub fn routes(state: &Shared) -> Router<Shared> {
     Router::new()
         .route("/app/installations/{id}/access_tokens", post(access_token))
         .route("/rate_limit", get(rate_limit))
+        .route("/users/{user}", get(get_user))
+        .route("/orgs/{org}", get(get_org))
         .route("/orgs/{org}/members", get(list_members))
         .route(
             "/orgs/{org}/members/{user}",
@@ -954,10 +956,68 @@ async fn access_token(AxState(s): AxState<Shared>, Path(id): Path<String>) -> Re
         .into_response()
 }
 
+/// `/rate_limit` (not counted): the window of the caller, as the gate
+/// counts it.
 async fn rate_limit(AxState(s): AxState<Shared>, headers: HeaderMap) -> Response {
-    let _ = (&s, headers);
-    // The gate adds the headers; the body repeats them.
-    Json(json!({"resources": {}, "rate": {}})).into_response()
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let who = credential(&s, auth, "/rate_limit").unwrap_or_default();
+    let st = s.github.lock().expect("github lock");
+    let now = chrono::Utc::now().timestamp().max(0) as u64;
+    let w = st.settings.window_secs.max(1);
+    let start = now - now % w;
+    let limit = st.settings.rate_limit;
+    let used = st
+        .windows
+        .get(&who)
+        .filter(|(ws, _)| *ws == start)
+        .map_or(0, |(_, n)| (*n).min(limit));
+    let window =
+        json!({"limit": limit, "used": used, "remaining": limit - used, "reset": start + w});
+    Json(json!({
+        "resources": {"core": window, "search": window, "graphql": window, "scim": window},
+        "rate": window,
+    }))
+    .into_response()
+}
+
+async fn get_user(AxState(s): AxState<Shared>, Path(user): Path<String>) -> Response {
+    let st = s.github.lock().expect("github lock");
+    match st.person(&user) {
+        Some(p) => {
+            let mut v = simple_user(&s, &st, &p.login);
+            v["name"] = json!(p.name);
+            // Public profile fields: offboard never maps people by them.
+            v["email"] = Value::Null;
+            v["company"] = Value::Null;
+            v["created_at"] = json!("2021-04-01T09:00:00Z");
+            Json(v).into_response()
+        }
+        None => not_found(),
+    }
+}
+
+async fn get_org(AxState(s): AxState<Shared>, Path(org): Path<String>) -> Response {
+    if wrong_org(&org) {
+        return not_found();
+    }
+    let base = &s.base_url;
+    Json(json!({
+        "login": ORG,
+        "id": 7_000_001,
+        "node_id": "MDEyOk9yZ2FuaXphdGlvbjcwMDAwMDE=",
+        "url": format!("{base}/orgs/{ORG}"),
+        "members_url": format!("{base}/orgs/{ORG}/members{{/member}}"),
+        "name": "Example Co",
+        "type": "Organization",
+        "plan": {"name": "enterprise", "seats": 500, "filled_seats": 120},
+        "two_factor_requirement_enabled": true,
+        "created_at": "2019-03-01T09:00:00Z",
+        "updated_at": "2026-11-01T09:00:00Z",
+    }))
+    .into_response()
 }
 
 async fn get_settings(AxState(s): AxState<Shared>) -> Json<Settings> {
@@ -980,11 +1040,15 @@ async fn list_members(
     if wrong_org(&org) {
         return not_found();
     }
+    let role = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "role")
+        .map(|(_, v)| v.into_owned());
     let st = s.github.lock().expect("github lock");
     let items = st
         .members
         .iter()
         .filter(|m| listed(&s, m.removed_at))
+        .filter(|m| role.as_deref().is_none_or(|r| r == "all" || r == m.role))
         .map(|m| simple_user(&s, &st, &m.login))
         .collect();
     page(&s, &uri, &q, items, None)
