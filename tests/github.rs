@@ -673,3 +673,100 @@ async fn pygithub_offboards_through_the_documented_calls() {
         assert!(st.member_idx("marcus-reyes_exco").is_none())
     });
 }
+
+/// The CLI end to end: `revoke --app github --yes --json` on the urgent
+/// termination removes what the API can and confirms it with fresh reads;
+/// the hand-overs and the stale SCIM identity stay as next steps (exit 3)
+/// until `done` ticks them off.
+#[tokio::test]
+async fn the_cli_revokes_github_and_leaves_the_hand_overs() {
+    let e = env(200).await;
+    let cfg = e.dir.path().join("config.toml");
+    let data = e.dir.path().join("data");
+    let run = |args: Vec<String>| {
+        let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_offboard"));
+        c.args(&args)
+            .env("OFFBOARD_CONFIG", &cfg)
+            .env("OFFBOARD_DATA", &data)
+            .env("COLUMNS", "120")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        async move {
+            let out = tokio::time::timeout(Duration::from_secs(120), c.output())
+                .await
+                .expect("in time")
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).to_string(),
+                String::from_utf8_lossy(&out.stderr).to_string(),
+            )
+        }
+    };
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let email = "marcus.reyes@example.com";
+    let (code, out, err) = run(s(&["revoke", email, "--app", "github", "--yes", "--json"])).await;
+    assert_eq!(code, Some(3), "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let grants = v["grants"].as_array().unwrap();
+    let state = |id: &str| {
+        grants
+            .iter()
+            .find(|g| g["id"] == id)
+            .map(|g| g["state"].as_str().unwrap().to_string())
+    };
+    assert_eq!(
+        state("membership:marcus-reyes_exco").as_deref(),
+        Some("verified")
+    );
+    assert_eq!(
+        state("admin:marcus-reyes_exco").as_deref(),
+        Some("verified")
+    );
+    assert_eq!(
+        state("owned-app:marcus-deploy-bot").as_deref(),
+        Some("manual")
+    );
+    assert!(
+        grants
+            .iter()
+            .filter(|g| g["revocation"] == "api")
+            .all(|g| g["state"] == "verified"),
+        "{out}"
+    );
+    let manual: Vec<String> = grants
+        .iter()
+        .filter(|g| g["state"] == "manual")
+        .map(|g| g["key"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(manual.len(), 4, "{manual:?}");
+    assert!(!out.contains(offboard::apps::github::twin::DEMO_TOKEN));
+    for key in &manual {
+        let (code, out, err) = run(s(&[
+            "done",
+            email,
+            key,
+            "--note",
+            "handed over to platform team",
+        ]))
+        .await;
+        assert!(matches!(code, Some(0) | Some(3)), "{out}\n{err}");
+    }
+    // Removed from the org, GitHub no longer knows him (exit 3 says so for
+    // a verify of GitHub alone), and every grant is closed.
+    let (code, out, err) = run(s(&["verify", email, "--app", "github", "--json"])).await;
+    assert_eq!(code, Some(3), "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let sum = &v["summary"];
+    for k in ["live", "removing", "unconfirmed", "failed", "manual"] {
+        assert_eq!(sum[k], 0, "{k}: {out}");
+    }
+    assert!(
+        v["grants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["state"] == "verified" || g["state"] == "acknowledged"),
+        "{out}"
+    );
+}
