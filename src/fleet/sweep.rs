@@ -127,16 +127,20 @@ fn primary(a: &ListedAccount) -> String {
 
 /// Sweeps every connector (concurrently, each through its own shared
 /// client). `directory` names the identity directory (default: the first
-/// connector).
+/// connector that is one, else the first connector).
 pub async fn sweep(
     connectors: &[Arc<dyn Connector>],
     roster: Option<&People>,
     directory: Option<&str>,
 ) -> SweepReport {
     let listings = join_all(connectors.iter().map(|c| c.list_accounts())).await;
-    let directory = directory
-        .map(str::to_string)
-        .or_else(|| connectors.first().map(|c| c.id().to_string()));
+    let directory = directory.map(str::to_string).or_else(|| {
+        connectors
+            .iter()
+            .find(|c| c.identity_directory())
+            .or(connectors.first())
+            .map(|c| c.id().to_string())
+    });
     let mut apps = Vec::new();
     let mut swept: Vec<(String, Vec<ListedAccount>)> = Vec::new();
     for (c, l) in connectors.iter().zip(listings) {
