@@ -23,7 +23,7 @@ fn env(base_url: &str) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let config = common::write_config(&dir.path().join("cfg"), base_url);
     // The sweep and the batch share checks need each app's account listing:
-    // Google (the directory: the first app), Slack and Salesforce stay on;
+    // Google (the identity directory), Slack and Salesforce stay on;
     // the others are off here.
     let mut text = std::fs::read_to_string(&config).unwrap();
     for app in ["okta", "zoom", "miro", "github"] {
