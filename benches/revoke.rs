@@ -39,7 +39,7 @@ use offboard::model::{Grant, GrantKind, GrantState, Phase};
 use offboard::sandbox::{self, Faults, Options, SandboxState, tenant::BenchShape};
 
 const LATENCY_MS: u64 = 50;
-const APPS: &[&str] = &["google", "slack", "salesforce", "microsoft-graph"];
+const APPS: &[&str] = &["google", "slack", "salesforce", "microsoft-graph", "github"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Quotas {
@@ -73,6 +73,8 @@ fn real_shape(k: usize) -> BenchShape {
         sf_tokens: 10 * k,
         sf_permsets: 10 * k,
         sf_groups: 10 * k,
+        gh_teams: 5 * k,
+        gh_credentials: 10 * k,
         ..BenchShape::default()
     }
 }
@@ -117,7 +119,9 @@ struct Logged {
 impl Logged {
     fn connector(&self) -> &'static str {
         let p = self.path.as_str();
-        if p.starts_with("/admin/") || p.starts_with("/apps/licensing/") || p == "/token" {
+        if offboard::apps::dialect(p).is_some_and(|d| d.name == "github") {
+            "github"
+        } else if p.starts_with("/admin/") || p.starts_with("/apps/licensing/") || p == "/token" {
             "google"
         } else if p.starts_with("/api/") || p.starts_with("/scim/") {
             "slack"
@@ -134,6 +138,17 @@ impl Logged {
         self.path == "/token"
             || self.path == "/services/oauth2/token"
             || self.path.ends_with("/oauth2/v2.0/token")
+            || (self.path.starts_with("/app/installations/")
+                && self.path.ends_with("/access_tokens"))
+    }
+
+    /// A read only the lookup makes (GitHub's SCIM and SAML identities, the
+    /// org's team list): confirming a removal never repeats it.
+    fn is_lookup_only(&self) -> bool {
+        self.connector() == "github"
+            && (self.path.ends_with("/consumed-licenses")
+                || self.path.ends_with("/Users")
+                || self.path.ends_with("/teams"))
     }
 }
 
@@ -186,9 +201,17 @@ async fn run(
                 .find("# Slack's real tier limits")
                 .expect("the demo config raises Slack's tiers");
             text.truncate(cut);
-            // Of what followed, Microsoft 365 is in the scenario too.
+            // Of what followed, Microsoft 365 and GitHub are in the
+            // scenario too; GitHub paces itself by its own headers at its
+            // shipped limits.
             text.push_str(
                 &<offboard::apps::graph::Vendor as offboard::apps::App>::demo_config(
+                    &sb.base_url,
+                    &dir,
+                ),
+            );
+            text.push_str(
+                &<offboard::apps::github::Vendor as offboard::apps::App>::demo_config(
                     &sb.base_url,
                     &dir,
                 ),
@@ -439,6 +462,39 @@ fn residual(s: &SandboxState, email: &str, manual: &BTreeSet<(String, GrantKind)
         }
     }
     {
+        let gh = s.github.lock().unwrap();
+        let login = offboard::apps::github::twin::login_of(email);
+        let mut add = |kind, what: String| out.push(("github".into(), kind, what));
+        if gh.member_idx(&login).is_some() {
+            add(GrantKind::Account, "org member".into());
+        }
+        for t in &gh.teams {
+            if t.members
+                .iter()
+                .any(|m| m.login == login && m.removed_at.is_none())
+            {
+                add(GrantKind::Group, format!("team {}", t.slug));
+            }
+        }
+        for c in gh
+            .credentials
+            .iter()
+            .filter(|c| c.login == login && c.removed_at.is_none())
+        {
+            add(GrantKind::ApiKey, format!("credential {}", c.id));
+        }
+        for p in gh
+            .pats
+            .iter()
+            .filter(|p| p.login == login && p.removed_at.is_none())
+        {
+            add(GrantKind::ApiKey, format!("fine-grained PAT {}", p.id));
+        }
+        if gh.seats.iter().any(|x| x.login == login && !x.cancelled) {
+            add(GrantKind::License, "Copilot seat".into());
+        }
+    }
+    {
         let sf = s.salesforce.lock().unwrap();
         let str_of = |r: &BTreeMap<String, serde_json::Value>, f: &str| {
             r.get(f).and_then(|v| v.as_str()).unwrap_or("").to_string()
@@ -622,6 +678,30 @@ fn verify_rtt(app: &str, log: &[Logged]) -> u32 {
     }
 }
 
+/// The fewest reads that confirm GitHub's removals: one per team or
+/// repository (each its own membership), one per other listing
+/// (organisation roles: their list and one role's users).
+fn github_confirm_reads(grants: &[&Grant]) -> usize {
+    let mut listings = BTreeSet::new();
+    let mut each = 0;
+    for g in grants {
+        match g.id.split(':').next().unwrap_or("") {
+            "team" | "repo" => each += 1,
+            "membership" | "admin" | "outside" => {
+                listings.insert("membership");
+            }
+            "orgrole" => {
+                listings.insert("roles");
+                listings.insert("role users");
+            }
+            p => {
+                listings.insert(p);
+            }
+        }
+    }
+    each + listings.len()
+}
+
 /// Token buckets, simulated: the earliest moment `n` requests can all have
 /// been sent from `t`.
 struct Buckets<'a> {
@@ -658,13 +738,15 @@ impl Buckets<'_> {
 }
 
 /// One app's floor: (last account closure answered, all confirmed), in
-/// seconds from the start of revoke.
+/// seconds from the start of revoke. Each bucket starts with at most what
+/// discovery (`discovery_secs` long) can have left in it.
 fn floor(
     app: &str,
     grants: &[Grant],
     discovery_log: &[Logged],
     r: &ResolvedConnector,
     consistency: f64,
+    discovery_secs: f64,
 ) -> (Option<f64>, f64) {
     let l = LATENCY_MS as f64 / 1000.0;
     let paces = paces(r);
@@ -673,6 +755,22 @@ fn floor(
         paces: &paces,
         state: HashMap::new(),
     };
+    let mut drawn: BTreeMap<String, usize> = BTreeMap::new();
+    for x in discovery_log
+        .iter()
+        .filter(|x| x.connector() == app && !x.is_token_fetch())
+    {
+        *drawn.entry(bucket_of(x, &paces)).or_insert(0) += 1;
+    }
+    for (bucket, n) in drawn {
+        let p = paces
+            .get(&bucket)
+            .or_else(|| paces.get("*"))
+            .copied()
+            .expect("pace");
+        let left = (p.burst - n as f64 + p.per_s * discovery_secs).clamp(0.0, p.burst);
+        b.state.insert(bucket, (left, 0.0));
+    }
     let mut t = 0.0;
     let mut closed = None;
     let mine: Vec<&Grant> = grants
@@ -711,9 +809,15 @@ fn floor(
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for x in discovery_log
         .iter()
-        .filter(|x| x.connector() == app && !x.is_token_fetch())
+        .filter(|x| x.connector() == app && !x.is_token_fetch() && !x.is_lookup_only())
     {
         *counts.entry(bucket_of(x, &paces)).or_insert(0) += 1;
+    }
+    if app == "github" {
+        // GitHub's confirming reads: each team's or repository's membership
+        // of the user, and one read of every other listing a removal is in.
+        counts.clear();
+        counts.insert("*".into(), github_confirm_reads(&mine));
     }
     let sent = counts
         .iter()
@@ -781,7 +885,14 @@ fn per_app_table(r: &Run, consistency: f64, target: Option<f64>) -> (f64, bool) 
         let app = res.id.as_str();
         let Some(t) = r.apps.get(app) else { continue };
         let n = r.grants.iter().filter(|g| g.connector == app).count();
-        let (_, f) = floor(app, &r.grants, &r.discovery_log, res, consistency);
+        let (_, f) = floor(
+            app,
+            &r.grants,
+            &r.discovery_log,
+            res,
+            consistency,
+            r.discovery,
+        );
         whole_floor = whole_floor.max(f);
         let ratio = t.verified / f;
         let met = target.is_none_or(|t| ratio <= t);
@@ -817,7 +928,7 @@ fn main() -> anyhow::Result<()> {
         "sandbox: {LATENCY_MS} ms added to every request, consistency delay {consistency:.1} s"
     );
     println!(
-        "real quotas: the shipped manifests (Google 40/s burst 40; Slack per method at its tier, Tier 2 20/min burst 5; Salesforce 10/s burst 10); \
+        "real quotas: the shipped manifests (Google 40/s burst 40; Slack per method at its tier, Tier 2 20/min burst 5; Salesforce 10/s burst 10; GitHub 10/s burst 10, paced by x-ratelimit-*); \
          the sandbox enforcing Google's {}/min per user and {}/min per project and Slack's documented tiers",
         sandbox::GOOGLE_USER_QUOTA_PER_MIN,
         sandbox::GOOGLE_PROJECT_QUOTA_PER_MIN
@@ -890,7 +1001,14 @@ fn main() -> anyhow::Result<()> {
         for res in &r.resolved {
             let app = res.id.as_str();
             let Some(t) = r.apps.get(app) else { continue };
-            let (cf, vf) = floor(app, &r.grants, &r.discovery_log, res, consistency);
+            let (cf, vf) = floor(
+                app,
+                &r.grants,
+                &r.discovery_log,
+                res,
+                consistency,
+                r.discovery,
+            );
             let opt = |x: Option<f64>| x.map(|v| format!("{v:.2} s")).unwrap_or("-".into());
             println!(
                 "  {:<15} {:>14} {:>9} {:>9} {:>9.2} s {:>7.2} s",
@@ -940,7 +1058,17 @@ fn main() -> anyhow::Result<()> {
             let f = r
                 .resolved
                 .iter()
-                .map(|res| floor(&res.id, &r.grants, &r.discovery_log, res, consistency).1)
+                .map(|res| {
+                    floor(
+                        &res.id,
+                        &r.grants,
+                        &r.discovery_log,
+                        res,
+                        consistency,
+                        r.discovery,
+                    )
+                    .1
+                })
                 .fold(0.0, f64::max);
             let ratio = r.revoke / f;
             ratios.push(ratio);

@@ -589,7 +589,7 @@ async fn doctor_on_the_demo_config_and_with_withheld_scopes() {
     let (code, text) = run(demo.clone(), vec!["doctor"]).await;
     outputs.push_str(&text);
     assert_eq!(code, Some(0), "{text}");
-    assert_eq!(text.matches("[ok  ] api").count(), 7, "{text}");
+    assert_eq!(text.matches("[ok  ] api").count(), 8, "{text}");
     assert!(text.contains("[ok  ] rate limit   API requests "), "{text}");
     assert!(!text.contains("FAIL"), "{text}");
 

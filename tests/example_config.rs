@@ -35,5 +35,5 @@ fn shipped_example_matches_the_sandbox() {
     }
     // And it loads: every connector resolves.
     let loaded = offboard::config::load(&dir.join("config.toml")).unwrap();
-    assert_eq!(loaded.connectors().unwrap().len(), 7);
+    assert_eq!(loaded.connectors().unwrap().len(), 8);
 }

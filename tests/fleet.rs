@@ -26,7 +26,7 @@ fn env(base_url: &str) -> Env {
     // what they check); the sweep of Okta and the SCIM apps has its own
     // test below.
     let mut text = std::fs::read_to_string(&config).unwrap();
-    for app in ["okta", "zoom", "miro"] {
+    for app in ["okta", "zoom", "miro", "github"] {
         let header = format!("[connectors.{app}]\n");
         assert!(text.contains(&header), "{app} in the demo config");
         text = text.replace(&header, &format!("{header}enabled = false\n"));
@@ -489,7 +489,7 @@ async fn the_sweep_covers_okta_and_the_scim_apps_too() {
         .iter()
         .map(|a| a["app"].as_str().unwrap())
         .collect();
-    for app in ["okta", "zoom", "miro"] {
+    for app in ["okta", "zoom", "miro", "github"] {
         assert!(apps.contains(&app), "{app} in {apps:?}");
     }
     for a in v["apps"].as_array().unwrap() {

@@ -694,7 +694,12 @@ async fn the_token_endpoint_refuses_a_bad_signature_and_the_driver_says_so_safel
     let path = dir.path().join("config.toml");
     std::fs::write(&path, sandbox::demo_config(&sb.base_url, dir.path())).unwrap();
     let loaded = offboard::config::load(&path).unwrap();
-    let resolved = loaded.connectors().unwrap().remove(0);
+    let resolved = loaded
+        .connectors()
+        .unwrap()
+        .into_iter()
+        .find(|c| c.id == "google")
+        .unwrap();
     let ctx = BuildContext {
         http: shared_reqwest(),
         notices: None,
@@ -731,7 +736,12 @@ async fn the_token_endpoint_refuses_a_subject_that_is_not_an_admin() {
     );
     std::fs::write(&path, text).unwrap();
     let loaded = offboard::config::load(&path).unwrap();
-    let resolved = loaded.connectors().unwrap().remove(0);
+    let resolved = loaded
+        .connectors()
+        .unwrap()
+        .into_iter()
+        .find(|c| c.id == "google")
+        .unwrap();
     let ctx = BuildContext {
         http: shared_reqwest(),
         notices: None,

@@ -144,10 +144,11 @@ fn demo_revoke_all_export_quit_in_tmux() {
         ("miro", "Miro", "manual:owned_boards"),
         ("okta", "Okta", "manual"),
         ("microsoft-graph", "Microsoft 365", "manual"),
+        ("github", "GitHub", "manual"),
         ("google", "Google Workspace", "hand-over"),
         ("google", "Google Workspace", "manual"),
     ];
-    for _ in 0..40 {
+    for _ in 0..48 {
         let screen = s.capture();
         if screen.contains("all verified") && screen.contains(" 0 left ") {
             break;

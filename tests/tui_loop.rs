@@ -168,6 +168,12 @@ async fn an_ambiguous_account_is_picked_in_the_console() {
     let (tx, events) = tokio::sync::mpsc::unbounded_channel();
     let connectors =
         engine::connectors_from_config(&loaded.connectors().unwrap(), dir.path(), &tx).unwrap();
+    let apps_before_salesforce = loaded
+        .connectors()
+        .unwrap()
+        .iter()
+        .filter(|c| c.id.as_str() < "salesforce")
+        .count();
     let opts = EngineOptions::from_config(&loaded);
     let ledger = Ledger::open_in(dir.path(), &opts.operator).unwrap();
     let engine = Engine::new(connectors, ledger, opts, tx);
@@ -211,19 +217,18 @@ async fn an_ambiguous_account_is_picked_in_the_console() {
             })
             .await;
             // The discovery result reaches the console, then: matrix,
-            // Salesforce (the apps are google, microsoft-graph, miro, okta,
-            // salesforce, slack, zoom), the list of accounts, pick the second.
+            // Salesforce (the apps are listed by connector id: one `j` for
+            // each that sorts before it), the list of accounts, pick the
+            // second.
             tokio::time::sleep(Duration::from_millis(300)).await;
+            let down = vec![KeyCode::Char('j'); apps_before_salesforce];
             for k in [
-                KeyCode::Enter,
-                KeyCode::Char('j'),
-                KeyCode::Char('j'),
-                KeyCode::Char('j'),
-                KeyCode::Char('j'),
-                KeyCode::Enter,
-                KeyCode::Char('j'),
-                KeyCode::Enter,
-            ] {
+                vec![KeyCode::Enter],
+                down,
+                vec![KeyCode::Enter, KeyCode::Char('j'), KeyCode::Enter],
+            ]
+            .concat()
+            {
                 keys.unbounded_send(key(k)).unwrap();
             }
             let want = candidates[1].id.clone();

@@ -11,6 +11,7 @@
 //! the shared HTTP client in `connector`, the OAuth flows and token cache in
 //! `auth`, the sandbox's server shell, faults and tenant people in `sandbox`.
 
+pub mod github;
 pub mod google;
 pub mod graph;
 pub mod okta;
@@ -245,6 +246,7 @@ register! {
     okta: okta::Vendor,
     scim2: scim2::Vendor,
     graph: graph::Vendor,
+    github: github::Vendor,
 }
 
 /// The authorization server and token cache of a connector, for the

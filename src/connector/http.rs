@@ -134,6 +134,39 @@ pub fn pace_share(used: u64, allowed: u64) -> f64 {
     (headroom / PACE_BELOW_HEADROOM).clamp(MIN_PACE_SHARE, 1.0)
 }
 
+/// How long to hold a connector's requests, from a vendor's per-window
+/// rate-limit headers (Okta `X-Rate-Limit-*`, GitHub `x-ratelimit-*`):
+/// `limit` requests a window, `remaining` left, the window ending in
+/// `until_reset`. At the last request everything waits for the reset;
+/// below a tenth of the window left, what remains is spread evenly over
+/// the time to the reset, so that concurrent requests do not run it dry at
+/// once. `None`: no need to slow down.
+pub fn window_pace(limit: u64, remaining: u64, until_reset: Duration) -> Option<Duration> {
+    if remaining <= 1 {
+        return Some(until_reset + Duration::from_millis(100));
+    }
+    (remaining.saturating_mul(10) < limit)
+        .then(|| until_reset / (remaining.min(u64::from(u32::MAX)) as u32))
+}
+
+/// A header holding a whole number.
+pub fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// The time from now until the epoch second in header `name` (never
+/// negative, at most `cap`).
+pub fn until_epoch(headers: &HeaderMap, name: &str, cap: Duration) -> Option<Duration> {
+    let at: i64 = headers.get(name)?.to_str().ok()?.trim().parse().ok()?;
+    let at = chrono::DateTime::from_timestamp(at, 0)?;
+    Some(
+        (at - chrono::Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(cap),
+    )
+}
+
 /// Status-code-only policy: 2xx ok, 429 rate limited, 401 unauthorized,
 /// 408/5xx transient, other 4xx fail with the body's text.
 pub struct DefaultPolicy;
@@ -1258,7 +1291,8 @@ pub fn next_link(headers: &HeaderMap) -> Option<String> {
             let after = &rest[start + end + 1..];
             // An entry's parameters run to the next entry's `<`.
             let params_end = after.find('<').unwrap_or(after.len());
-            let params = &after[..params_end];
+            // Entries in one header are separated by commas (GitHub).
+            let params = after[..params_end].trim_end().trim_end_matches(',');
             let is_next = params.split(';').any(|p| {
                 let Some((k, v)) = p.trim().split_once('=') else {
                     return false;
@@ -1529,6 +1563,28 @@ mod tests {
             HeaderValue::from_static(r#"</a?page=1>; rel="prev first", </a?page=3>; rel=next"#),
         );
         assert_eq!(next_link(&one).as_deref(), Some("/a?page=3"));
+    }
+
+    #[test]
+    fn next_link_reads_comma_separated_entries_of_one_header() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            reqwest::header::LINK,
+            HeaderValue::from_static(
+                r#"<https://api.github.com/orgs/o/teams?per_page=10&page=2>; rel="next", <https://api.github.com/orgs/o/teams?per_page=10&page=30>; rel="last""#,
+            ),
+        );
+        assert_eq!(
+            next_link(&h).as_deref(),
+            Some("https://api.github.com/orgs/o/teams?per_page=10&page=2")
+        );
+        h.insert(
+            reqwest::header::LINK,
+            HeaderValue::from_static(
+                r#"<https://api.github.com/x?page=1>; rel="prev", <https://api.github.com/x?page=1>; rel="first""#,
+            ),
+        );
+        assert_eq!(next_link(&h), None);
     }
 
     #[test]

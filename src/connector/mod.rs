@@ -281,6 +281,12 @@ pub trait Connector: Send + Sync {
         )))
     }
 
+    /// Whether the app is an identity directory whose account listing says
+    /// who is suspended (the orphan sweep's default `--directory`).
+    fn identity_directory(&self) -> bool {
+        false
+    }
+
     /// A cheap authenticated read showing the API answers with the current
     /// credentials (`offboard doctor`). Default: look up an address that
     /// cannot exist; any answer but an error passes. Drivers with a cheaper

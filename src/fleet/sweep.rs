@@ -6,7 +6,7 @@
 //! - `not_in_roster`: an active member account that matches nobody in the
 //!   roster (only with a roster);
 //! - `suspended_identity`: an active account of a person whose account in
-//!   the identity directory (the first connector, Google in the demo) is
+//!   the identity directory (the first that is one, Google in the demo) is
 //!   suspended;
 //! - `guest_without_owner`: an active guest or external collaborator with
 //!   no roster entry, no manager, or a manager who has left;
@@ -127,16 +127,20 @@ fn primary(a: &ListedAccount) -> String {
 
 /// Sweeps every connector (concurrently, each through its own shared
 /// client). `directory` names the identity directory (default: the first
-/// connector).
+/// connector that is one, else the first connector).
 pub async fn sweep(
     connectors: &[Arc<dyn Connector>],
     roster: Option<&Roster>,
     directory: Option<&str>,
 ) -> SweepReport {
     let listings = join_all(connectors.iter().map(|c| c.list_accounts())).await;
-    let directory = directory
-        .map(str::to_string)
-        .or_else(|| connectors.first().map(|c| c.id().to_string()));
+    let directory = directory.map(str::to_string).or_else(|| {
+        connectors
+            .iter()
+            .find(|c| c.identity_directory())
+            .or(connectors.first())
+            .map(|c| c.id().to_string())
+    });
     let mut apps = Vec::new();
     let mut swept: Vec<(String, Vec<ListedAccount>)> = Vec::new();
     for (c, l) in connectors.iter().zip(listings) {

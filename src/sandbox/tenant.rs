@@ -218,6 +218,10 @@ pub struct BenchShape {
     pub sf_permsets: usize,
     /// Salesforce public group and queue memberships.
     pub sf_groups: usize,
+    /// GitHub team memberships.
+    pub gh_teams: usize,
+    /// GitHub SSO-authorized credentials.
+    pub gh_credentials: usize,
 }
 
 impl Default for BenchShape {
@@ -233,6 +237,8 @@ impl Default for BenchShape {
             sf_tokens: 100,
             sf_permsets: 100,
             sf_groups: 100,
+            gh_teams: 100,
+            gh_credentials: 100,
         }
     }
 }

@@ -1534,6 +1534,11 @@ impl Connector for GoogleWorkspace {
     /// `GET D/users?customer=&maxResults=500` (paged): every user of the
     /// customer, suspended ones included. Google has no guests in the
     /// directory; every user is a member.
+    /// The directory: its listing says who is suspended.
+    fn identity_directory(&self) -> bool {
+        true
+    }
+
     async fn list_accounts(&self) -> Result<Vec<ListedAccount>, ConnectorError> {
         let mut url = self.dir(&["users"])?;
         url.query_pairs_mut()

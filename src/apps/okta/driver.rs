@@ -40,7 +40,8 @@ use url::Url;
 
 use crate::auth::oauth::Flow;
 use crate::connector::http::{
-    ApiClient, ApiRequest, PageGuard, VendorPolicy, Verdict, default_classify, next_link,
+    ApiClient, ApiRequest, PageGuard, VendorPolicy, Verdict, default_classify, header_u64,
+    next_link, until_epoch, window_pace,
 };
 use crate::connector::{
     BuildContext, Connector, ConnectorError, Health, Inventory, Lookup, Presence,
@@ -85,28 +86,10 @@ fn default_page() -> u32 {
 /// `E0000047` until `X-Rate-Limit-Reset`, and `X-Rate-Limit-*` headroom.
 pub struct OktaPolicy;
 
-/// Seconds from now until the epoch second in `X-Rate-Limit-Reset`.
+/// Seconds from now until the epoch second in `X-Rate-Limit-Reset` (never
+/// more than Okta's longest window, an hour).
 fn until_reset(headers: &HeaderMap) -> Option<Duration> {
-    let reset: i64 = headers
-        .get("x-rate-limit-reset")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let now = chrono::Utc::now();
-    let at = chrono::DateTime::from_timestamp(reset, 0)?;
-    // Never negative; never more than Okta's longest window (an hour).
-    Some(
-        (at - now)
-            .to_std()
-            .unwrap_or(Duration::ZERO)
-            .min(Duration::from_secs(3600)),
-    )
-}
-
-fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
-    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+    until_epoch(headers, "x-rate-limit-reset", Duration::from_secs(3600))
 }
 
 /// `(errorCode, errorSummary and causes)` of an Okta error body.
@@ -174,14 +157,11 @@ impl VendorPolicy for OktaPolicy {
     /// With a few left, the rest are spread over the time to the reset, so
     /// that concurrent requests do not run the window dry at once.
     fn pace(&self, headers: &HeaderMap) -> Option<Duration> {
-        let limit = header_u64(headers, "x-rate-limit-limit")?;
-        let remaining = header_u64(headers, "x-rate-limit-remaining")?;
-        let reset = until_reset(headers)?;
-        if remaining <= 1 {
-            return Some(reset + Duration::from_millis(100));
-        }
-        // Below a tenth of the window left: space what remains evenly.
-        (remaining * 10 < limit).then(|| reset / (remaining as u32))
+        window_pace(
+            header_u64(headers, "x-rate-limit-limit")?,
+            header_u64(headers, "x-rate-limit-remaining")?,
+            until_reset(headers)?,
+        )
     }
 }
 
