@@ -169,8 +169,9 @@ pub async fn revoke_batch(global: &Global, args: super::RevokeArgs, data_dir: &P
 
     let from = args.from.clone().expect("--from");
     let sel = super::case::selection(&args.apps, &args.kinds)?;
-    let leavers = batch::leavers_from_file(&from)
+    let batch = batch::batch_from_file(&from)
         .map_err(|e| Failure::usage(format!("{} (nothing was changed)", clean(&e))))?;
+    let leavers: Vec<String> = batch.iter().map(|(e, _)| e.clone()).collect();
     if !args.dry_run && !args.yes && !std::io::stdin().is_terminal() {
         return Err(Failure::usage(
             "refusing to revoke a batch without --yes: stdin is not a terminal (nothing was changed)",
@@ -181,8 +182,20 @@ pub async fn revoke_batch(global: &Global, args: super::RevokeArgs, data_dir: &P
     let mut s = super::case::open(global, data_dir)?;
     let engine = s.engine.clone();
     let n = leavers.len();
-    eprintln!("batch: {n} leaver(s) from {}", from.display());
-    // Discovery, a few leavers at a time.
+    let urgent = batch
+        .iter()
+        .filter(|(_, u)| *u == crate::connector::http::Urgency::Urgent)
+        .count();
+    eprintln!(
+        "batch: {n} leaver(s) from {} ({urgent} urgent, served first)",
+        from.display()
+    );
+    for (email, urgency) in &batch {
+        engine.set_urgency(email, *urgency);
+    }
+    // Discovery, a few leavers at a time, their lookups from one bulk read
+    // per app where it offers one.
+    engine.look_up_many(&leavers, &args.apps);
     let discover = futures::stream::iter(leavers.iter().cloned())
         .map(|email| {
             let engine = engine.clone();

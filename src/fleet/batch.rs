@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 
-use crate::connector::http::HttpNotice;
+use crate::connector::http::{HttpNotice, Urgency};
 use crate::engine::Event;
 use crate::model::GrantState;
 use crate::sanitize::clean_max;
@@ -40,10 +40,23 @@ impl Limits {
 /// refuses the whole batch: nothing is revoked because of a line that was
 /// misread.
 pub fn leavers_from_file(path: &Path) -> Result<Vec<String>, String> {
+    Ok(batch_from_file(path)?.into_iter().map(|(e, _)| e).collect())
+}
+
+/// [`leavers_from_file`] with each leaver's urgency: in a roster, people
+/// who have `left` are urgent, people `leaving` on the usual schedule; in
+/// a list, a line `ADDRESS urgent` marks an urgent termination. Urgent
+/// leavers come first, each group in file order.
+pub fn batch_from_file(path: &Path) -> Result<Vec<(String, Urgency)>, String> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: {e}"))?;
     let first = text.lines().next().unwrap_or("").to_ascii_lowercase();
-    let mut out: Vec<String> = Vec::new();
+    let mut out: Vec<(String, Urgency)> = Vec::new();
+    let mut add = |email: String, urgency: Urgency| {
+        if !out.iter().any(|(e, _)| *e == email) {
+            out.push((email, urgency));
+        }
+    };
     if first.contains("email") && first.contains("status") {
         let r = People::from_csv(&name, &text)?;
         if !r.problems.is_empty() {
@@ -54,9 +67,12 @@ pub fn leavers_from_file(path: &Path) -> Result<Vec<String>, String> {
             .into_iter()
             .filter(|e| e.status != RosterStatus::Active)
         {
-            if !out.contains(&e.email) {
-                out.push(e.email);
-            }
+            let urgency = if e.status == RosterStatus::Left {
+                Urgency::Urgent
+            } else {
+                Urgency::Scheduled
+            };
+            add(e.email, urgency);
         }
     } else {
         for (i, line) in text.lines().enumerate() {
@@ -64,7 +80,21 @@ pub fn leavers_from_file(path: &Path) -> Result<Vec<String>, String> {
             if l.is_empty() || l.starts_with('#') {
                 continue;
             }
-            let a = l.to_ascii_lowercase();
+            let mut words = l.split_whitespace();
+            let a = words.next().unwrap_or("").to_ascii_lowercase();
+            let urgency = match words.next() {
+                None => Urgency::Scheduled,
+                Some(w) if w.eq_ignore_ascii_case("urgent") && words.next().is_none() => {
+                    Urgency::Urgent
+                }
+                Some(_) => {
+                    return Err(format!(
+                        "{name} line {}: `{}` is not an email address, optionally followed by `urgent`",
+                        i + 1,
+                        clean_max(l, 80)
+                    ));
+                }
+            };
             if !super::is_address(&a) {
                 return Err(format!(
                     "{name} line {}: `{}` is not an email address",
@@ -72,14 +102,13 @@ pub fn leavers_from_file(path: &Path) -> Result<Vec<String>, String> {
                     clean_max(l, 80)
                 ));
             }
-            if !out.contains(&a) {
-                out.push(a);
-            }
+            add(a, urgency);
         }
     }
     if out.is_empty() {
         return Err(format!("{name}: no leaver in it"));
     }
+    out.sort_by_key(|(_, u)| *u);
     Ok(out)
 }
 

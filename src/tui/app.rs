@@ -103,6 +103,9 @@ impl Service for EngineService {
             kinds: scope.kinds.clone(),
             keys: scope.keys.clone(),
         };
+        // The operator's revoke goes before the queue's background reads.
+        self.engine
+            .set_urgency(email, crate::connector::http::Urgency::Urgent);
         self.engine
             .revoke(email, &selection)
             .await
@@ -323,6 +326,9 @@ pub async fn open(
         ));
     }
     let mut model = initial_model(&engine, opts);
+    // The queue's lookups: one bulk read per app where it offers one.
+    let queue: Vec<String> = model.leavers.iter().map(|l| l.email.clone()).collect();
+    engine.look_up_many(&queue, &[]);
     let service: Arc<dyn Service> = Arc::new(EngineService {
         engine: engine.clone(),
         data_dir: data_dir.to_path_buf(),

@@ -159,29 +159,17 @@ impl VendorPolicy for OktaPolicy {
         }
     }
 
+    /// The window's headroom: the shared client spreads what is left of
+    /// it over the time to its reset, and holds requests once it is spent
+    /// (see [`crate::connector::http::pacing`]).
     fn limit_info(&self, headers: &HeaderMap) -> Option<crate::connector::http::LimitInfo> {
         let limit = header_u64(headers, "x-rate-limit-limit")?;
         let remaining = header_u64(headers, "x-rate-limit-remaining")?;
-        // Paced per window by `pace` below, not by the daily-allocation
-        // headroom: no usage reported.
         Some(crate::connector::http::LimitInfo {
             text: format!("rate limit {remaining}/{limit} left this window"),
-            usage: None,
+            usage: Some((limit.saturating_sub(remaining), limit)),
+            resets_in: until_reset(headers),
         })
-    }
-
-    /// Nearly out of the window's quota: hold requests until it resets.
-    /// With a few left, the rest are spread over the time to the reset, so
-    /// that concurrent requests do not run the window dry at once.
-    fn pace(&self, headers: &HeaderMap) -> Option<Duration> {
-        let limit = header_u64(headers, "x-rate-limit-limit")?;
-        let remaining = header_u64(headers, "x-rate-limit-remaining")?;
-        let reset = until_reset(headers)?;
-        if remaining <= 1 {
-            return Some(reset + Duration::from_millis(100));
-        }
-        // Below a tenth of the window left: space what remains evenly.
-        (remaining * 10 < limit).then(|| reset / (remaining as u32))
     }
 }
 
@@ -942,6 +930,7 @@ async fn maybe<F: std::future::Future>(want: bool, f: F) -> Option<F::Output> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connector::http::{Pacing, pacing};
 
     #[test]
     fn expression_values_are_escaped() {
@@ -956,14 +945,20 @@ mod tests {
         h.insert("x-rate-limit-limit", "100".parse().unwrap());
         h.insert("x-rate-limit-reset", reset.to_string().parse().unwrap());
         h.insert("x-rate-limit-remaining", "60".parse().unwrap());
-        assert_eq!(OktaPolicy.pace(&h), None);
+        let pace = |h: &HeaderMap| pacing(&OktaPolicy.limit_info(h).unwrap());
+        assert_eq!(pace(&h), None);
         h.insert("x-rate-limit-remaining", "5".parse().unwrap());
-        let spread = OktaPolicy.pace(&h).unwrap();
+        let Some(Pacing::Hold(spread)) = pace(&h) else {
+            panic!("a nearly spent window is spread out")
+        };
         assert!(
             spread <= Duration::from_secs(1) && spread > Duration::ZERO,
             "{spread:?}"
         );
         h.insert("x-rate-limit-remaining", "1".parse().unwrap());
-        assert!(OktaPolicy.pace(&h).unwrap() >= Duration::from_secs(3));
+        let Some(Pacing::Hold(hold)) = pace(&h) else {
+            panic!("a spent window holds")
+        };
+        assert!(hold >= Duration::from_secs(3));
     }
 }
