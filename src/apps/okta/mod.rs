@@ -31,8 +31,8 @@ impl super::App for Vendor {
         Ok(Arc::new(driver::Okta::new(resolved, ctx)?))
     }
 
-    fn seed(_bench: Option<&BenchShape>) -> twin::State {
-        twin::State::seed()
+    fn seed(bench: Option<&BenchShape>) -> twin::State {
+        twin::State::seed_people(crate::sandbox::tenant::people_for(bench))
     }
 
     fn twin(state: &Shared) -> Router<Shared> {

@@ -383,6 +383,11 @@ const G_ADMINS: &str = "00GSB000000G06AAA";
 impl State {
     /// The demo org: the tenant's people as users, the leavers' access.
     pub fn seed() -> Self {
+        Self::seed_people(tenant::people())
+    }
+
+    /// The tenant with these people (the demo's, and a bench crowd).
+    pub fn seed_people(people: Vec<tenant::TenantPerson>) -> Self {
         let mut s = Seeder {
             objects: BTreeMap::new(),
             n: 0,
@@ -395,7 +400,7 @@ impl State {
             "Offboard Admin",
             SYSADMIN,
         );
-        for p in tenant::people() {
+        for p in people {
             let name = p.full_name();
             match p.scenario {
                 Some(Scenario::SlackOnlyContractor) => {}
