@@ -863,7 +863,10 @@ async fn mass(n: usize) -> anyhow::Result<(f64, BTreeMap<String, MassApp>, Vec<S
     }
     drop(engine);
     sb.stop().await;
-    for l in read_log(&log_path, 0).iter().filter(|l| !l.is_token_fetch()) {
+    for l in read_log(&log_path, 0)
+        .iter()
+        .filter(|l| !l.is_token_fetch())
+    {
         let a = apps.entry(l.connector().to_string()).or_default();
         a.requests += 1;
         a.rate_limited += usize::from(l.status == 429);

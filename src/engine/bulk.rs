@@ -17,11 +17,16 @@ use crate::model::Person;
 /// directory costs more than a few lookups.
 pub const BULK_MIN: usize = 3;
 
+/// A bulk read's answers are used for this long; a discovery after it
+/// looks the leaver up afresh.
+pub const BULK_TTL: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
 /// One app's bulk read for a set of leavers, under way or done.
 pub(super) struct BulkRead {
     /// Leavers whose next lookup in this app takes its answer from the read
     /// (each once: later reads look up afresh).
     pending: HashSet<String>,
+    started: std::time::Instant,
     answers: Shared<BoxFuture<'static, Arc<HashMap<String, Lookup>>>>,
 }
 
@@ -64,6 +69,7 @@ impl Engine {
     /// leaver when the read fails, is looked up on their own as usual.
     /// Returns at once; the reads run in the background, and a discovery
     /// that needs one waits for it. Fewer than [`BULK_MIN`] leavers: nothing.
+    /// Answers older than [`BULK_TTL`] are not used.
     pub fn look_up_many(&self, emails: &[String], apps: &[String]) {
         let people: Vec<Person> = emails
             .iter()
@@ -93,6 +99,7 @@ impl Engine {
                 .or_default()
                 .push(BulkRead {
                     pending: people.iter().map(|p| p.email.clone()).collect(),
+                    started: std::time::Instant::now(),
                     answers,
                 });
         }
@@ -108,6 +115,7 @@ impl Engine {
         let read = {
             let mut bulk = self.bulk.lock().expect("bulk lock");
             let reads = bulk.entry(c.id().to_string()).or_default();
+            reads.retain(|r| r.started.elapsed() < BULK_TTL);
             let found = reads
                 .iter_mut()
                 .find_map(|r| r.pending.remove(&person.email).then(|| r.answers.clone()));

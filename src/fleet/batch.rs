@@ -227,6 +227,44 @@ mod tests {
     }
 
     #[test]
+    fn urgent_leavers_come_first_in_file_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("list.txt");
+        std::fs::write(
+            &list,
+            "a@x.com\n# note\nb@x.com urgent\nc@x.com\nd@x.com URGENT\n",
+        )
+        .unwrap();
+        let got = batch_from_file(&list).unwrap();
+        let u = |e: &str, u| (e.to_string(), u);
+        assert_eq!(
+            got,
+            [
+                u("b@x.com", Urgency::Urgent),
+                u("d@x.com", Urgency::Urgent),
+                u("a@x.com", Urgency::Scheduled),
+                u("c@x.com", Urgency::Scheduled),
+            ]
+        );
+        std::fs::write(&list, "a@x.com soon\n").unwrap();
+        let e = batch_from_file(&list).unwrap_err();
+        assert!(e.contains("line 1: `a@x.com soon`"), "{e}");
+        let roster = dir.path().join("roster.csv");
+        std::fs::write(
+            &roster,
+            "email,name,status\na@x.com,A,leaving\nb@x.com,B,left\nc@x.com,C,active\n",
+        )
+        .unwrap();
+        assert_eq!(
+            batch_from_file(&roster).unwrap(),
+            [
+                u("b@x.com", Urgency::Urgent),
+                u("a@x.com", Urgency::Scheduled)
+            ]
+        );
+    }
+
+    #[test]
     fn the_cap_names_each_reason() {
         let shares = vec![
             AppShare {
