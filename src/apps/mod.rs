@@ -20,13 +20,17 @@ pub mod slack;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
+use axum::http::StatusCode;
+use axum::response::Response;
 
 use crate::auth::authority::{self, Authority};
 use crate::auth::cache::TokenCache;
 use crate::auth::oauth::Flow;
 use crate::connector::{BuildContext, Connector, ConnectorError, ResolvedConnector, TokenSource};
-use crate::sandbox::Shared;
+use std::path::Path;
+
 use crate::sandbox::tenant::BenchShape;
+use crate::sandbox::{Faults, Shared};
 use crate::tomlfile::ConfigError;
 
 /// A vendor: the driver offboard speaks to it with, and the twin the sandbox
@@ -51,6 +55,50 @@ pub trait App {
 
     /// The twin's routes (its API, its token endpoints).
     fn twin(state: &Shared) -> Router<Shared>;
+
+    /// The path prefixes the twin serves on the sandbox: a request is the
+    /// vendor's when its path starts with one (the longest match wins), and
+    /// then its errors, 404s, 405s and rate-limit answers are the vendor's.
+    const PATHS: &'static [&'static str];
+
+    /// An error answer in the vendor's own shape.
+    fn error(path: &str, status: StatusCode, message: &str) -> Response;
+
+    /// A path of the vendor's that no route serves.
+    fn not_found(method: &str, path: &str) -> Response {
+        let _ = method;
+        Self::error(path, StatusCode::NOT_FOUND, "not found")
+    }
+
+    /// A known path asked with a method it does not serve (axum adds
+    /// `Allow`).
+    fn method_not_allowed(method: &str, path: &str) -> Response {
+        Self::error(
+            path,
+            StatusCode::METHOD_NOT_ALLOWED,
+            &format!("HTTP method {method} is not allowed on {path}"),
+        )
+    }
+
+    /// The vendor's rate-limit answer (the sandbox's `rate_429` fault),
+    /// with the vendor's own signal for when to come back.
+    fn rate_limited(path: &str, retry_after_secs: u64, faults: &Faults) -> Response {
+        let _ = faults;
+        crate::sandbox::with_retry_after(
+            Self::error(path, StatusCode::TOO_MANY_REQUESTS, "Too many requests"),
+            retry_after_secs,
+        )
+    }
+
+    /// The vendor's connectors in the demo config, for a sandbox at
+    /// `base_url` whose demo credentials are in `keys_dir`.
+    fn demo_config(base_url: &str, keys_dir: &Path) -> String;
+
+    /// Writes the demo credentials the demo config names into `dir`.
+    fn write_demo_keys(dir: &Path) -> std::io::Result<()> {
+        let _ = dir;
+        Ok(())
+    }
 
     /// The vendor's authorization server, for interactive sign-in and
     /// cached tokens: the standard one unless the vendor has a dialect.
@@ -142,16 +190,59 @@ macro_rules! register {
         pub fn twins(state: &Shared) -> Router<Shared> {
             Router::new()$(.merge(<$app as App>::twin(state)))*
         }
+
+        /// The sandbox's answers in the shape of the vendor whose twin
+        /// serves a path (longest prefix), for the shell's fallbacks and
+        /// faults.
+        pub struct Dialect {
+            /// The vendor's field name in [`Twins`].
+            pub name: &'static str,
+            pub error: fn(&str, StatusCode, &str) -> Response,
+            pub not_found: fn(&str, &str) -> Response,
+            pub method_not_allowed: fn(&str, &str) -> Response,
+            pub rate_limited: fn(&str, u64, &Faults) -> Response,
+        }
+
+        /// The dialect of the twin that serves `path`, if any does.
+        pub fn dialect(path: &str) -> Option<Dialect> {
+            let mut best: Option<(usize, Dialect)> = None;
+            $(for prefix in <$app as App>::PATHS {
+                if path.starts_with(prefix) && best.as_ref().is_none_or(|(n, _)| prefix.len() > *n) {
+                    best = Some((prefix.len(), Dialect {
+                        name: stringify!($field),
+                        error: <$app as App>::error,
+                        not_found: <$app as App>::not_found,
+                        method_not_allowed: <$app as App>::method_not_allowed,
+                        rate_limited: <$app as App>::rate_limited,
+                    }));
+                }
+            })*
+            best.map(|(_, d)| d)
+        }
+
+        /// The demo config's connectors, vendor by vendor in registry order.
+        pub fn demo_config(base_url: &str, keys_dir: &Path) -> String {
+            let mut out = String::new();
+            $(out += &<$app as App>::demo_config(base_url, keys_dir);)*
+            out
+        }
+
+        /// Writes every vendor's demo credentials into `dir`.
+        pub fn write_demo_keys(dir: &Path) -> std::io::Result<()> {
+            $(<$app as App>::write_demo_keys(dir)?;)*
+            Ok(())
+        }
     };
 }
 
-// One line per vendor: `field in the sandbox state: the vendor's App`.
+// One line per vendor: `field in the sandbox state: the vendor's App`. The
+// order is the demo config's (and so the console's) order of connectors.
 register! {
     google: google::Vendor,
-    okta: okta::Vendor,
     salesforce: salesforce::Vendor,
-    scim2: scim2::Vendor,
     slack: slack::Vendor,
+    okta: okta::Vendor,
+    scim2: scim2::Vendor,
 }
 
 /// The authorization server and token cache of a connector, for the

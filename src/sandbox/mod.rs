@@ -10,8 +10,6 @@
 pub mod oauth;
 pub mod tenant;
 
-use crate::apps::okta::twin as okta;
-use crate::apps::salesforce::twin as salesforce;
 use crate::apps::slack::twin as slack;
 
 use std::io::Write;
@@ -275,20 +273,9 @@ async fn get_config(State(s): State<Shared>) -> String {
 
 async fn not_found(req: Request) -> Response {
     let path = req.uri().path();
-    match Vendor::of(path) {
-        // Slack names the method it does not know.
-        Vendor::Slack => slack::unknown_method(path.strip_prefix("/api/").unwrap_or(path)),
-        Vendor::Google => google_error(
-            StatusCode::NOT_FOUND,
-            "notFound",
-            &format!("Method not found: {} {path}", req.method()),
-        ),
-        Vendor::Salesforce => vendor_error(
-            Vendor::Salesforce,
-            StatusCode::NOT_FOUND,
-            "The requested resource does not exist",
-        ),
-        vendor => vendor_error(vendor, StatusCode::NOT_FOUND, "not found"),
+    match crate::apps::dialect(path) {
+        Some(d) => (d.not_found)(req.method().as_str(), path),
+        None => vendor_error(path, StatusCode::NOT_FOUND, "not found"),
     }
 }
 
@@ -297,219 +284,61 @@ async fn not_found(req: Request) -> Response {
 async fn method_not_allowed(req: Request) -> Response {
     let path = req.uri().path();
     let method = req.method().as_str();
-    match Vendor::of(path) {
-        // Slack's Web API takes any method; a wrong one is still `ok:false`.
-        Vendor::Slack => slack::unknown_method(path.strip_prefix("/api/").unwrap_or(path)),
-        Vendor::Google => google_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "methodNotAllowed",
-            &format!("HTTP method {method} is not allowed on {path}"),
-        ),
-        Vendor::Salesforce => (
-            StatusCode::METHOD_NOT_ALLOWED,
-            Json(serde_json::json!([{
-                "message": format!("HTTP Method '{method}' not allowed on this resource"),
-                "errorCode": "METHOD_NOT_ALLOWED",
-            }])),
-        )
-            .into_response(),
-        vendor => vendor_error(
-            vendor,
+    match crate::apps::dialect(path) {
+        Some(d) => (d.method_not_allowed)(method, path),
+        None => vendor_error(
+            path,
             StatusCode::METHOD_NOT_ALLOWED,
             &format!("HTTP method {method} is not allowed on {path}"),
         ),
     }
 }
 
-/// Which vendor a path belongs to, for error bodies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Vendor {
-    Google,
-    Slack,
-    SlackScim,
-    Salesforce,
-    Okta,
-    /// The generic SCIM 2.0 apps (`/scim2/{app}/v2/...`).
-    Scim2,
-    OAuth,
-    Sandbox,
-}
-
-impl Vendor {
-    pub fn of(path: &str) -> Vendor {
-        if path.starts_with("/admin/")
-            || path.starts_with("/apps/licensing/")
-            || path == "/batch"
-            || path.starts_with("/batch/")
-        {
-            Vendor::Google
-        } else if path.starts_with("/api/v1/") || path.starts_with("/oauth2/v1/") {
-            Vendor::Okta
-        } else if path.starts_with("/api/") {
-            Vendor::Slack
-        } else if path.starts_with("/scim/") {
-            Vendor::SlackScim
-        } else if path.starts_with("/services/") {
-            Vendor::Salesforce
-        } else if path.starts_with("/scim2/") {
-            Vendor::Scim2
-        } else if path.starts_with("/_sandbox") {
-            Vendor::Sandbox
-        } else {
-            Vendor::OAuth
-        }
+/// An error answer in the shape of the vendor whose twin serves `path`; the
+/// OAuth shape (RFC 6749 section 5.2) for the shared token endpoints and the
+/// sandbox's own paths.
+pub fn vendor_error(path: &str, status: StatusCode, message: &str) -> Response {
+    match crate::apps::dialect(path) {
+        Some(d) => (d.error)(path, status, message),
+        None => oauth_error(status, message),
     }
 }
 
-/// Google's error body: `{"error":{"code","message","status","errors":[…]}}`.
-pub fn google_error(status: StatusCode, reason: &str, message: &str) -> Response {
-    let status_name = match status.as_u16() {
-        400 => "INVALID_ARGUMENT",
-        401 => "UNAUTHENTICATED",
-        403 => "PERMISSION_DENIED",
-        404 => "NOT_FOUND",
-        // gRPC has no code for a wrong HTTP method; Google's HTTP layer
-        // answers it before any API does.
-        405 => "METHOD_NOT_ALLOWED",
-        409 => "ALREADY_EXISTS",
-        429 => "RESOURCE_EXHAUSTED",
-        503 => "UNAVAILABLE",
-        _ => "INTERNAL",
-    };
-    let domain = if reason.contains("RateLimit") || reason.contains("quota") {
-        "usageLimits"
+/// `{"error", "error_description"}`, as an authorization server answers.
+pub fn oauth_error(status: StatusCode, message: &str) -> Response {
+    let code = if status.as_u16() >= 500 {
+        "server_error"
     } else {
-        "global"
+        "invalid_request"
     };
-    let body = serde_json::json!({
-        "error": {
-            "code": status.as_u16(),
-            "message": message,
-            "status": status_name,
-            "errors": [{"domain": domain, "reason": reason, "message": message}],
-        }
-    });
-    (status, Json(body)).into_response()
+    (
+        status,
+        Json(serde_json::json!({"error": code, "error_description": message})),
+    )
+        .into_response()
 }
 
-/// An error answer in the vendor's own shape.
-pub fn vendor_error(vendor: Vendor, status: StatusCode, message: &str) -> Response {
-    match vendor {
-        Vendor::Google => {
-            let reason = match status.as_u16() {
-                404 => "notFound",
-                401 => "authError",
-                403 => "forbidden",
-                400 => "invalid",
-                503 => "backendError",
-                _ => "internalError",
-            };
-            google_error(status, reason, message)
-        }
-        Vendor::Slack => {
-            // Slack answers errors with HTTP 200 and ok:false, except 429.
-            let code = match status.as_u16() {
-                404 => "unknown_method",
-                s if s >= 500 => "internal_error",
-                _ => "invalid_arguments",
-            };
-            let st = if status.as_u16() >= 500 {
-                status
-            } else {
-                StatusCode::OK
-            };
-            (st, Json(serde_json::json!({"ok": false, "error": code}))).into_response()
-        }
-        Vendor::SlackScim => (
-            status,
-            Json(serde_json::json!({"Errors": {"code": status.as_u16(), "description": message}})),
-        )
-            .into_response(),
-        Vendor::Scim2 => crate::apps::scim2::twin::error(status, None, message),
-        Vendor::Salesforce => {
-            let code = match status.as_u16() {
-                404 => "NOT_FOUND",
-                401 => "INVALID_SESSION_ID",
-                400 => "MALFORMED_QUERY",
-                _ => "UNKNOWN_EXCEPTION",
-            };
+/// The rate-limit answer of the vendor whose twin serves `path`.
+pub fn rate_limited(path: &str, retry_after_secs: u64, faults: &Faults) -> Response {
+    match crate::apps::dialect(path) {
+        Some(d) => (d.rate_limited)(path, retry_after_secs, faults),
+        None => with_retry_after(
             (
-                status,
-                Json(serde_json::json!([{"message": message, "errorCode": code, "fields": []}])),
+                StatusCode::TOO_MANY_REQUESTS,
+                Json(serde_json::json!({"error": "rate_limited"})),
             )
-                .into_response()
-        }
-        Vendor::Okta => {
-            let code = match status.as_u16() {
-                404 => "E0000007",
-                405 => "E0000022",
-                401 => "E0000011",
-                s if s >= 500 => "E0000009",
-                _ => "E0000001",
-            };
-            okta::okta_error(status, code, message, &[])
-        }
-        Vendor::OAuth | Vendor::Sandbox => (
-            status,
-            Json(serde_json::json!({"error": if status.as_u16() >= 500 {"server_error"} else {"invalid_request"}, "error_description": message})),
-        )
-            .into_response(),
+                .into_response(),
+            retry_after_secs,
+        ),
     }
 }
 
-/// The vendor's rate-limit answer.
-pub fn rate_limited(vendor: Vendor, retry_after_secs: u64) -> Response {
-    let mut resp = match vendor {
-        Vendor::Google => google_error(
-            StatusCode::FORBIDDEN,
-            "rateLimitExceeded",
-            "Rate Limit Exceeded",
-        ),
-        Vendor::Slack => (
-            StatusCode::TOO_MANY_REQUESTS,
-            Json(serde_json::json!({"ok": false, "error": "ratelimited"})),
-        )
-            .into_response(),
-        Vendor::Salesforce => (
-            StatusCode::FORBIDDEN,
-            Json(serde_json::json!([{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}])),
-        )
-            .into_response(),
-        Vendor::Okta => {
-            let mut r = okta::okta_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "E0000047",
-                "API call exceeded rate limit due to too many requests.",
-                &[],
-            );
-            let reset = chrono::Utc::now().timestamp().max(0) as u64 + retry_after_secs;
-            let h = r.headers_mut();
-            h.insert("x-rate-limit-limit", HeaderValue::from_static("600"));
-            h.insert("x-rate-limit-remaining", HeaderValue::from_static("0"));
-            h.insert(
-                "x-rate-limit-reset",
-                HeaderValue::from_str(&reset.to_string()).expect("digits"),
-            );
-            r
-        }
-        Vendor::Scim2 => crate::apps::scim2::twin::error(
-            StatusCode::TOO_MANY_REQUESTS,
-            None,
-            "Too many requests",
-        ),
-        Vendor::SlackScim | Vendor::OAuth | Vendor::Sandbox => (
-            StatusCode::TOO_MANY_REQUESTS,
-            Json(serde_json::json!({"error": "rate_limited"})),
-        )
-            .into_response(),
-    };
-    // Google and Salesforce send no Retry-After; the others do.
-    if !matches!(vendor, Vendor::Google | Vendor::Salesforce | Vendor::Okta) {
-        resp.headers_mut().insert(
-            "retry-after",
-            HeaderValue::from_str(&retry_after_secs.to_string()).expect("digits"),
-        );
-    }
+/// Adds `Retry-After: secs` to an answer.
+pub fn with_retry_after(mut resp: Response, secs: u64) -> Response {
+    resp.headers_mut().insert(
+        "retry-after",
+        HeaderValue::from_str(&secs.to_string()).expect("digits"),
+    );
     resp
 }
 
@@ -530,10 +359,9 @@ async fn faults_and_log(State(s): State<Shared>, req: Request, next: Next) -> Re
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
-    let vendor = Vendor::of(&path);
     let f = s.faults();
-    let applies =
-        vendor != Vendor::Sandbox && f.path_prefix.as_deref().is_none_or(|p| path.starts_with(p));
+    let applies = !path.starts_with("/_sandbox")
+        && f.path_prefix.as_deref().is_none_or(|p| path.starts_with(p));
 
     let mut fault = None;
     let resp = if applies {
@@ -542,24 +370,11 @@ async fn faults_and_log(State(s): State<Shared>, req: Request, next: Next) -> Re
         }
         if s.roll(f.rate_429) {
             fault = Some("rate_limit");
-            if vendor == Vendor::Google && f.google_429 {
-                let mut r = google_error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rateLimitExceeded",
-                    "Resource has been exhausted (e.g. check quota).",
-                );
-                r.headers_mut().insert(
-                    "retry-after",
-                    HeaderValue::from_str(&f.retry_after_secs.to_string()).expect("digits"),
-                );
-                r
-            } else {
-                rate_limited(vendor, f.retry_after_secs)
-            }
+            rate_limited(&path, f.retry_after_secs, &f)
         } else if s.roll(f.error_rate) {
             fault = Some("error");
             vendor_error(
-                vendor,
+                &path,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The service is currently unavailable.",
             )
@@ -617,157 +432,25 @@ async fn faults_and_log(State(s): State<Shared>, req: Request, next: Next) -> Re
 /// The config that points offboard at a sandbox on `base_url`, with the
 /// demo key files written into `keys_dir` by [`write_demo_keys`].
 pub fn demo_config(base_url: &str, keys_dir: &std::path::Path) -> String {
-    let google_key = keys_dir.join("google-service-account.json");
     format!(
         r#"# offboard config for the sandbox at {base_url}
 operator = "demo-operator@example.com"
 
 [engine]
 verify_deadline_secs = 60
-
-[connectors.google]
-manifest = "google-workspace"
-
-[connectors.google.api]
-base_url = "{base_url}"
-licensing_url = "{base_url}"
-
-[connectors.google.auth]
-token_url = "{base_url}/token"
-key_file = "{google_key}"
-subject = "{DEMO_ADMIN}"
-
-[connectors.salesforce]
-manifest = "salesforce"
-
-[connectors.salesforce.api]
-base_url = "{base_url}"
-login_url = "{base_url}"
-
-[connectors.salesforce.auth]
-token_url = "{base_url}/services/oauth2/token"
-audience = "{base_url}"
-key_file = "{salesforce_key}"
-client_id = "{salesforce_consumer_key}"
-subject = "{DEMO_ADMIN}"
-"#,
-        google_key = google_key.display(),
-        salesforce_key = keys_dir.join("salesforce-demo.key.pem").display(),
-        salesforce_consumer_key = salesforce::DEMO_CONSUMER_KEY,
-    ) + &format!(
-        r#"
-[connectors.slack]
-manifest = "slack"
-
-[connectors.slack.api]
-base_url = "{base_url}/api/"
-scim_url = "{base_url}/scim/v2/"
-
-[connectors.slack.auth]
-token_file = "{user_token}"
-scim_token_file = "{scim_token}"
-
-# Slack's real tier limits (connectors/slack.toml) would pace the demo's
-# refreshes to a crawl; the sandbox enforces tiers only when its
-# `slack_tiers` fault is set, so the demo paces itself far above them.
-[connectors.slack.settings.tiers]
-tier1 = {{ per_minute = 6000, burst = 200 }}
-tier2 = {{ per_minute = 6000, burst = 200 }}
-tier3 = {{ per_minute = 6000, burst = 200 }}
-tier4 = {{ per_minute = 6000, burst = 200 }}
-special = {{ per_minute = 6000, burst = 200 }}
-scim_read = {{ per_minute = 6000, burst = 200 }}
-scim_write = {{ per_minute = 6000, burst = 200 }}
-"#,
-        user_token = keys_dir.join("slack-user-token").display(),
-        scim_token = keys_dir.join("slack-scim-token").display(),
-    ) + &format!(
-        r#"
-# The identity provider, through an API token (SSWS). For the OAuth
-# service app instead: flow = "client-credentials", client_id =
-# "{okta_client}", key_file = "{okta_key}", token_url =
-# "{base_url}/oauth2/v1/token".
-[connectors.okta]
-manifest = "okta"
-
-[connectors.okta.api]
-base_url = "{base_url}"
-
-[connectors.okta.auth]
-token_file = "{okta_token}"
-
-# Two SCIM 2.0 apps on the generic `scim2` driver (connectors/zoom.toml,
-# connectors/miro.toml), each on its own path of the sandbox.
-[connectors.zoom]
-manifest = "zoom"
-
-[connectors.zoom.api]
-base_url = "{base_url}/scim2/zoom/v2"
-
-[connectors.zoom.auth]
-token_file = "{zoom_token}"
-
-[connectors.miro]
-manifest = "miro"
-
-[connectors.miro.api]
-base_url = "{base_url}/scim2/miro/v2"
-
-[connectors.miro.auth]
-token_file = "{miro_token}"
-"#,
-        okta_token = keys_dir.join("okta-api-token").display(),
-        okta_key = keys_dir.join("okta-demo.key.pem").display(),
-        okta_client = okta::DEMO_CLIENT_ID,
-        zoom_token = keys_dir.join("scim2-zoom-token").display(),
-        miro_token = keys_dir.join("scim2-miro-token").display(),
-    )
+"#
+    ) + &crate::apps::demo_config(base_url, keys_dir)
 }
 
-/// Writes the demo credentials (not secrets; see the consts above) into `dir`.
+/// Writes the demo credentials (not secrets: demo values only the sandbox
+/// accepts) into `dir`.
 pub fn write_demo_keys(dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let sa = serde_json::json!({
-        "type": "service_account",
-        "project_id": "offboard-sandbox",
-        "private_key_id": "demo-key-1",
-        "private_key": crate::apps::google::DEMO_PRIVATE_KEY,
-        "client_email": crate::apps::google::DEMO_CLIENT_EMAIL,
-        "client_id": "100000000000000000001",
-        "token_uri": "https://oauth2.googleapis.com/token",
-    });
-    write_private(
-        &dir.join("google-service-account.json"),
-        serde_json::to_string_pretty(&sa)?.as_bytes(),
-    )?;
-    write_private(
-        &dir.join("salesforce-demo.key.pem"),
-        crate::apps::salesforce::DEMO_PRIVATE_KEY.as_bytes(),
-    )?;
-    write_private(
-        &dir.join("slack-user-token"),
-        slack::DEMO_USER_TOKEN.as_bytes(),
-    )?;
-    write_private(
-        &dir.join("slack-scim-token"),
-        slack::DEMO_SCIM_TOKEN.as_bytes(),
-    )?;
-    write_private(&dir.join("okta-api-token"), okta::DEMO_API_TOKEN.as_bytes())?;
-    write_private(
-        &dir.join("okta-demo.key.pem"),
-        crate::apps::okta::DEMO_PRIVATE_KEY.as_bytes(),
-    )?;
-    for app in crate::apps::scim2::twin::DEMO_APPS {
-        write_private(
-            &dir.join(format!("scim2-{app}-token")),
-            crate::apps::scim2::twin::demo_token(app).as_bytes(),
-        )?;
-    }
+    crate::apps::write_demo_keys(dir)?;
     write_private(
         &dir.join("oauth-demo-client-secret"),
         oauth::CONFIDENTIAL_SECRET.as_bytes(),
-    )?;
-    Ok(())
+    )
 }
 
 /// Creates or replaces a file readable only by its owner (0600).

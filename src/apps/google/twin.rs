@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::sandbox::tenant::{self, Scenario};
-use crate::sandbox::{DEMO_ADMIN, SandboxState, Shared, google_error};
+use crate::sandbox::{DEMO_ADMIN, SandboxState, Shared};
 
 /// The emulated customer's id (`my_customer` is accepted too).
 pub const CUSTOMER_ID: &str = "C03az79cb";
@@ -2876,7 +2876,8 @@ pub mod batch {
     use axum::response::{IntoResponse, Response};
     use tower::ServiceExt;
 
-    use crate::sandbox::{Shared, Vendor, google_error};
+    use super::google_error;
+    use crate::sandbox::Shared;
 
     /// Google takes at most 1000 calls in one batch.
     pub const MAX_PARTS: usize = 1000;
@@ -3076,7 +3077,10 @@ pub mod batch {
                 part.target
             ));
         }
-        if Vendor::of(path) != Vendor::Google || path == "/batch" || path.starts_with("/batch/") {
+        let google = <crate::apps::google::Vendor as crate::apps::App>::PATHS
+            .iter()
+            .any(|p| path.starts_with(p));
+        if !google || path == "/batch" || path.starts_with("/batch/") {
             return Err(format!(
                 "a batch part must call the Directory or Licensing API, not {path}"
             ));
@@ -3246,4 +3250,35 @@ mod tests {
         assert_eq!(s.tokens.iter().filter(|t| t.user == u).count(), 30);
         assert_eq!(s.asps.iter().filter(|t| t.user == u).count(), 7);
     }
+}
+
+/// Google's error body: `{"error":{"code","message","status","errors":[…]}}`.
+pub fn google_error(status: StatusCode, reason: &str, message: &str) -> Response {
+    let status_name = match status.as_u16() {
+        400 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        // gRPC has no code for a wrong HTTP method; Google's HTTP layer
+        // answers it before any API does.
+        405 => "METHOD_NOT_ALLOWED",
+        409 => "ALREADY_EXISTS",
+        429 => "RESOURCE_EXHAUSTED",
+        503 => "UNAVAILABLE",
+        _ => "INTERNAL",
+    };
+    let domain = if reason.contains("RateLimit") || reason.contains("quota") {
+        "usageLimits"
+    } else {
+        "global"
+    };
+    let body = serde_json::json!({
+        "error": {
+            "code": status.as_u16(),
+            "message": message,
+            "status": status_name,
+            "errors": [{"domain": domain, "reason": reason, "message": message}],
+        }
+    });
+    (status, Json(body)).into_response()
 }

@@ -853,13 +853,13 @@ async fn web_api(
     if let Some((n, secs)) = st.hooks.rate_limit_next {
         st.hooks.rate_limit_next = (n > 1).then(|| (n - 1, secs));
         st.record(&method, 429);
-        return crate::sandbox::rate_limited(crate::sandbox::Vendor::Slack, secs);
+        return ratelimited(secs);
     }
     if let Some(rules) = &tiers
         && let Err(secs) = st.take_tier_token(&method, rules)
     {
         st.record(&method, 429);
-        return crate::sandbox::rate_limited(crate::sandbox::Vendor::Slack, secs);
+        return ratelimited(secs);
     }
     let owned: Vec<String> = match bearer(&headers, &args).as_deref() {
         None => return err("not_authed"),
@@ -1592,4 +1592,16 @@ mod tests {
         ids.dedup();
         assert_eq!(ids.len(), st.groups.len(), "group ids stay unique");
     }
+}
+
+/// Slack's 429: `{"ok":false,"error":"ratelimited"}` with `Retry-After`.
+fn ratelimited(secs: u64) -> Response {
+    crate::sandbox::with_retry_after(
+        (
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            Json(json!({"ok": false, "error": "ratelimited"})),
+        )
+            .into_response(),
+        secs,
+    )
 }
