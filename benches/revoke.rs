@@ -154,15 +154,20 @@ fn read_log(path: &Path, from: usize) -> Vec<Logged> {
         .collect()
 }
 
-/// Takes out the demo config's raised Slack tiers (to the next blank
-/// line), so that the shipped manifest's apply.
+/// Takes out the demo config's raised Slack tiers (its comment, the
+/// table, through its last tier, `scim_write`), so that the shipped
+/// manifest's apply.
 fn shipped_slack_tiers(text: &mut String) {
     let start = text
         .find("# Slack's real tier limits")
         .expect("the demo config raises Slack's tiers");
-    let end = text[start..]
-        .find("\n\n")
-        .map_or(text.len(), |e| start + e + 1);
+    let last = start
+        + text[start..]
+            .find("\nscim_write = ")
+            .expect("the raised tiers end with scim_write");
+    let end = text[last + 1..]
+        .find('\n')
+        .map_or(text.len(), |e| last + 1 + e + 1);
     text.replace_range(start..end, "");
 }
 
@@ -983,7 +988,7 @@ fn main() -> anyhow::Result<()> {
         "sandbox: {LATENCY_MS} ms added to every request, consistency delay {consistency:.1} s"
     );
     println!(
-        "real quotas: the shipped manifests (Google 40/s burst 40; Slack per method at its tier, Tier 2 20/min burst 5; Salesforce 10/s burst 10); \
+        "real quotas: the shipped manifests (Google 40/s burst 40; Slack per method at its tier, Tier 2 20/min burst 5; Salesforce 10/s burst 10; Okta 10/s burst 10; Zoom 10/s burst 20; Miro 4/s burst 8); \
          the sandbox enforcing Google's {}/min per user and {}/min per project and Slack's documented tiers",
         sandbox::GOOGLE_USER_QUOTA_PER_MIN,
         sandbox::GOOGLE_PROJECT_QUOTA_PER_MIN
