@@ -186,6 +186,39 @@ async fn many_leavers_are_looked_up_with_one_bulk_read_per_app() {
     assert_eq!(gets(&one_log, dana), 2);
     assert_eq!(gets(&bulk_log, nobody), 1, "falls back on its own");
 
+    // Okta: one listing of the org; no lookup by login before the reads.
+    let okta_gets = |log: &[Req], who: &str| {
+        count(log, |r| {
+            r.method == "GET" && r.path == format!("/api/v1/users/{who}")
+        })
+    };
+    assert!(
+        count(&bulk_log, |r| r.path == "/api/v1/users"
+            && !r.query.contains("search"))
+            >= 1
+    );
+    assert_eq!(okta_gets(&bulk_log, dana), 0);
+    assert_eq!(okta_gets(&one_log, dana), 1);
+    assert_eq!(okta_gets(&bulk_log, nobody), 1, "falls back on its own");
+
+    // SCIM (Zoom): one listing; no filtered lookup.
+    let zoom_filters = |log: &[Req], who: &str| {
+        count(log, |r| {
+            r.path == "/scim2/zoom/v2/Users" && r.query.contains("filter=") && r.query.contains(who)
+        })
+    };
+    assert!(
+        count(&bulk_log, |r| r.path == "/scim2/zoom/v2/Users"
+            && !r.query.contains("filter="))
+            >= 1
+    );
+    assert_eq!(zoom_filters(&bulk_log, dana), 0);
+    assert!(zoom_filters(&one_log, dana) >= 1);
+    assert!(
+        zoom_filters(&bulk_log, nobody) >= 1,
+        "falls back on its own"
+    );
+
     // Fewer requests in all.
     assert!(
         bulk_log.len() < one_log.len(),

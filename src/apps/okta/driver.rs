@@ -766,6 +766,22 @@ impl Connector for Okta {
         .await
     }
 
+    /// `GET /api/v1/users` (every page, `Link` paging): one listing of the
+    /// org answers for every leaver it holds by login or profile email. It
+    /// omits deprovisioned users, as Okta's list does: those are looked up
+    /// on their own.
+    async fn find_people(
+        &self,
+        people: &[Person],
+    ) -> Result<Vec<(String, Lookup)>, ConnectorError> {
+        let rows = self.list(self.url(&["users"])?, true).await?;
+        let accounts = rows
+            .iter()
+            .map(|r| self.account(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(crate::connector::match_listed(people, &accounts))
+    }
+
     async fn list_grants(&self, account: &Account) -> Inventory {
         let uid = account.id.as_str();
         let login = account.login.as_str();
