@@ -366,6 +366,11 @@ async fn deactivation_is_asynchronous_and_confirmed_by_status() {
         Presence::Present
     );
     wait_absent(&e.okta, &dana, std::slice::from_ref(&deact)).await;
+    // Okta answers a second deactivation with 404 E0000007: already done.
+    assert_eq!(
+        e.okta.revoke(&dana, &deact).await.unwrap(),
+        RevokeOutcome::AlreadyGone
+    );
     // Deactivation deprovisioned every app, the group-held ones too.
     let apps: Vec<Grant> = of_kind(&grants, GrantKind::License)
         .into_iter()
@@ -511,4 +516,180 @@ async fn oauth_service_app_signs_in_with_private_key_jwt() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("invalid_client"), "{err}");
+}
+
+/// Okta's own Python SDK (okta-sdk-python, unmodified) runs an offboarding
+/// against the twin, once with an API token (it sends `SSWS{token}`, no
+/// space) and once as the OAuth service app (private_key_jwt): lookups by
+/// login and `search`, sessions, grants, refresh tokens per client,
+/// factors, apps, roles, groups, paging by `Link`, the contractor's API
+/// token, suspend and deactivate, and Okta's refusals. The sandbox's own
+/// state is checked afterwards. `.ci/run` installs the package; see
+/// tests/clients/okta_client.py.
+#[tokio::test]
+async fn oktas_own_python_sdk_runs_an_offboarding() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let probe = tokio::process::Command::new("python3")
+        .args(["-c", "import okta.client, okta.pagination"])
+        .output()
+        .await;
+    assert!(
+        probe.as_ref().is_ok_and(|o| o.status.success()),
+        "this test needs python3 with Okta's SDK (pip install okta): {probe:?}"
+    );
+    for oauth in [false, true] {
+        let e = env(200).await;
+        offboard::sandbox::write_demo_keys(e.dir.path()).unwrap();
+        let lena = {
+            let st = e.sb.state.okta.lock().unwrap();
+            let lena = st
+                .users
+                .iter()
+                .find(|u| u.login == "lena.kowalski@example.com");
+            lena.unwrap().id.clone()
+        };
+        let mut cmd = tokio::process::Command::new("python3");
+        cmd.arg(root.join("tests/clients/okta_client.py"))
+            .arg("--org-url")
+            .arg(&e.sb.base_url)
+            .kill_on_drop(true);
+        if oauth {
+            cmd.arg("--private-key")
+                .arg(e.dir.path().join("okta-demo.key.pem"))
+                .arg("--client-id")
+                .arg(offboard::apps::okta::twin::DEMO_CLIENT_ID);
+        } else {
+            cmd.arg("--token-file")
+                .arg(e.dir.path().join("okta-api-token"));
+        }
+        let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+            .await
+            .expect("the SDK finishes in time")
+            .expect("python3 runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "the SDK run failed (oauth: {oauth}):\n{stdout}\n{stderr}"
+        );
+        assert!(
+            stdout.contains("offboarded marcus.reyes@example.com and lena.kowalski@example.com"),
+            "{stdout}"
+        );
+        let text = e.log.text();
+        assert_eq!(
+            e.log.count(&["/oauth2/v1/token", "\"status\":200"]),
+            usize::from(oauth),
+            "{text}"
+        );
+        assert_eq!(e.log.count(&["\"status\":401"]), 0, "{text}");
+        for needle in [
+            "oauthTokens=true",
+            "search=profile.email",
+            "after=",
+            r#""method":"POST","path":"/api/v1/users/00u00000000000000002/lifecycle/suspend""#,
+            "sendEmail=false",
+            "/lifecycle/reset_factors",
+            r#""method":"DELETE","path":"/api/v1/users/00u00000000000000002/clients/0oaclient0cli/grants""#,
+            "/api/v1/groups/",
+        ] {
+            assert!(text.contains(needle), "{needle} not in the access log");
+        }
+        let state = twin_state(&e.sb).await;
+        let st = e.sb.state.okta.lock().unwrap();
+        let marcus = st
+            .users
+            .iter()
+            .find(|u| u.login == "marcus.reyes@example.com")
+            .unwrap();
+        assert_eq!(marcus.status, "SUSPENDED");
+        // Lena: deactivated, then deleted.
+        assert!(st.users.iter().all(|u| u.id != lena));
+        // Only the BUILT_IN membership stays (Okta refuses to edit it); the
+        // group-held role and app went with the OKTA_GROUP memberships.
+        assert_eq!(st.held(&marcus.id), vec!["group:Everyone".to_string()]);
+        assert!(state.get("marcus.reyes@example.com").is_none(), "{state}");
+        let lena_held = st.held(&lena);
+        assert!(
+            !lena_held.iter().any(|h| h.starts_with("api-token:")
+                || h.starts_with("app:")
+                || h.starts_with("group:")
+                || h.starts_with("factor:")),
+            "{lena_held:?}"
+        );
+    }
+}
+
+/// The `Authorization` scheme is matched without regard to case and the
+/// space after it is optional (Okta's Python SDK sends none); a wrong
+/// token is refused either way.
+#[tokio::test]
+async fn the_api_token_scheme_is_read_as_okta_sdks_send_it() {
+    let e = env(100).await;
+    let token = offboard::apps::okta::twin::DEMO_API_TOKEN;
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/v1/users/dana.whitfield@example.com", e.sb.base_url);
+    for (value, status) in [
+        (format!("SSWS {token}"), 200),
+        (format!("SSWS{token}"), 200),
+        (format!("ssws  {token}"), 200),
+        ("SSWS00wrong".to_string(), 401),
+        (format!("Basic {token}"), 401),
+        ("SSWS".to_string(), 401),
+    ] {
+        let r = http
+            .get(&url)
+            .header("authorization", &value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{value}");
+        if status == 401 {
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(body["errorCode"], "E0000011");
+        }
+    }
+}
+
+/// The search index's lag is set on a running sandbox through
+/// `PUT /_sandbox/okta` (`search_lag_ms`), apart from the other vendors'
+/// consistency delay.
+#[tokio::test]
+async fn the_search_lag_is_switched_on_the_running_sandbox() {
+    let e = env(100).await;
+    let settings = put(
+        &e.sb,
+        "/_sandbox/okta",
+        serde_json::json!({"search_lag_ms": 600_000}),
+    )
+    .await;
+    assert_eq!(settings["search_lag_ms"], 600_000);
+    put(
+        &e.sb,
+        "/_sandbox/okta/users",
+        serde_json::json!({"login": "kim.lee@example.com", "email": "kim@example.com"}),
+    )
+    .await;
+    // By login it is there at once; by search it is not, long past the
+    // sandbox's 100 ms.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let kim = e
+        .okta
+        .find_person(&Person::new("kim@example.com"))
+        .await
+        .unwrap();
+    assert_eq!(kim, Lookup::NotFound);
+    put(
+        &e.sb,
+        "/_sandbox/okta",
+        serde_json::json!({"search_lag_ms": 0}),
+    )
+    .await;
+    assert!(matches!(
+        e.okta
+            .find_person(&Person::new("kim@example.com"))
+            .await
+            .unwrap(),
+        Lookup::Found { .. }
+    ));
 }

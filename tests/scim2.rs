@@ -921,3 +921,377 @@ async fn the_cli_scans_and_revokes_a_scim_app() {
     });
     assert!(!out.contains(&demo_token("zoom")) && !err.contains(&demo_token("zoom")));
 }
+
+/// scim2-client and scim2-models (python-scim, unmodified) against a copy
+/// of the demo's Zoom tenant: discovery from the server's own /Schemas and
+/// /ResourceTypes, a filter, paging with startIndex/count, a membership
+/// removal with If-Match and a stale If-Match refused with 412,
+/// deactivation, a bulk job with bulkId references, /Me 501. The tenant's
+/// state is checked afterwards. `.ci/run` installs the packages; see
+/// tests/clients/scim_twin_client.py.
+#[tokio::test]
+async fn an_independent_scim_client_discovers_filters_pages_patches_and_bulks() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let probe = tokio::process::Command::new("python3")
+        .args([
+            "-c",
+            "import scim2_client.engines.httpx2, scim2_models, httpx2",
+        ])
+        .output()
+        .await;
+    assert!(
+        probe.as_ref().is_ok_and(|o| o.status.success()),
+        "this test needs python3 with scim2-client, scim2-models and httpx2 \
+         (pip install scim2-client httpx2): {probe:?}"
+    );
+    let s = shared().await;
+    let mut zoom = offboard::apps::scim2::twin::State::seed()
+        .apps
+        .remove("zoom")
+        .unwrap();
+    zoom.token = demo_token("pyclient");
+    s.sb.state
+        .scim2
+        .lock()
+        .unwrap()
+        .apps
+        .insert("pyclient".into(), zoom);
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new("python3")
+            .arg(root.join("tests/clients/scim_twin_client.py"))
+            .arg(&s.sb.base_url)
+            .arg("pyclient")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the client finishes in time")
+    .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the client failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.starts_with("ok: "), "{stdout}");
+    for (path, status) in [
+        ("/scim2/pyclient/v2/ResourceTypes\"", 200),
+        ("/scim2/pyclient/v2/Schemas\"", 200),
+        ("/scim2/pyclient/v2/ServiceProviderConfig\"", 200),
+        ("/scim2/pyclient/v2/Bulk\"", 200),
+        ("/scim2/pyclient/v2/Me\"", 501),
+    ] {
+        assert!(
+            s.log.count(&[path, &format!("\"status\":{status}")]) >= 1,
+            "{path} {status} not in the access log"
+        );
+    }
+    assert!(
+        s.log
+            .count(&["/scim2/pyclient/v2/Groups/", "\"status\":412"])
+            >= 1
+    );
+    with(&s.sb, "pyclient", |t| {
+        let lena = t.user_id("lena.kowalski@example.com").unwrap();
+        assert_eq!(t.user_active(&lena), Some(false));
+        let staff = t.group_id("All staff").unwrap();
+        assert!(!t.is_member(&staff, &lena));
+        assert!(t.user_id("bulk.tester@example.com").is_none());
+        assert!(t.group_id("Bulk testers").is_none());
+    });
+}
+
+/// The deviation modes are switched on a running sandbox through
+/// `PUT /_sandbox/scim2/{app}` (a field at a time; an unknown one is
+/// refused), the twin then deviates as asked, and the driver still
+/// offboards through every one of them.
+#[tokio::test]
+async fn deviation_modes_are_switched_on_the_running_sandbox_and_coped_with() {
+    let s = shared().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut ids_ = None;
+    tenant(&s.sb, "switched", Quirks::default(), |t| {
+        ids_ = Some(standard(t))
+    });
+    let (u, g1, g2) = ids_.unwrap();
+    let http = reqwest::Client::new();
+    let control = format!("{}/_sandbox/scim2/switched", s.sb.base_url);
+    let r = http
+        .put(&control)
+        .json(&json!({"no_such_quirk": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    for (k, v) in [
+        ("case_exact_filter", json!(true)),
+        ("no_content_on_noop_patch", json!(true)),
+        ("omit_user_groups", json!(true)),
+        ("inflate_total_results", json!(3)),
+        ("attributes_drop_schemas", json!(true)),
+    ] {
+        let r = http
+            .put(&control)
+            .json(&json!({ k: v }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{k}");
+    }
+    let now: Value = http
+        .get(&control)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(now["case_exact_filter"], true);
+    assert_eq!(now["inflate_total_results"], 3);
+    assert_eq!(now["etags"], true, "fields left out keep their value");
+
+    // The twin deviates as switched.
+    let api = format!("{}/scim2/switched/v2", s.sb.base_url);
+    let get = |q: String| {
+        let http = http.clone();
+        async move {
+            http.get(q)
+                .bearer_auth(demo_token("switched"))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let upper = get(format!(
+        "{api}/Users?filter=userName%20eq%20%22ADA.LOVELACE@example.com%22"
+    ))
+    .await;
+    assert_eq!(upper["Resources"].as_array().unwrap().len(), 0, "{upper}");
+    let listed = get(format!("{api}/Users?attributes=userName")).await;
+    assert_eq!(listed["totalResults"], 5, "{listed}");
+    let first = &listed["Resources"][0];
+    assert!(first.get("schemas").is_none() && first.get("userName").is_some());
+    let user = get(format!("{api}/Users/{u}")).await;
+    assert!(user.get("groups").is_none(), "{user}");
+
+    // The driver offboards through all of it.
+    let c = connector(&s.sb, dir.path(), "switched", "");
+    let a = found(c.as_ref(), "ada.lovelace@example.com").await;
+    assert_eq!(a.id, u);
+    let inv = c.list_grants(&a).await;
+    assert!(inv.failed.is_empty(), "{:?}", inv.failed);
+    let groups: Vec<&str> = of_kind(&inv.grants, GrantKind::Group)
+        .iter()
+        .map(|g| g.id.as_str())
+        .collect();
+    assert_eq!(groups.len(), 2, "{groups:?}");
+    revoke_all(c.as_ref(), &a, &inv.grants).await;
+    // Once more: every PATCH is now a no-op, answered 204 with no body.
+    for g in inv.grants.iter().filter(|g| !g.is_manual()) {
+        c.revoke(&a, g).await.expect("second revoke");
+    }
+    assert!(
+        s.log
+            .count(&["PATCH", "/scim2/switched/v2/", "\"status\":204"])
+            >= 1
+    );
+    with(&s.sb, "switched", |t| {
+        assert_eq!(t.user_active(&u), Some(false));
+        assert!(!t.is_member(&g1, &u) && !t.is_member(&g2, &u));
+    });
+}
+
+/// `/Bulk` by RFC 7644 §3.7 within what the ServiceProviderConfig
+/// advertises: limits from the control endpoint, 413 past
+/// `maxOperations` or `maxPayloadSize`, `bulkId` references (a whole
+/// value, a path segment, inside a value path), 409 for one that names
+/// nothing created before, `failOnErrors`, 501 when bulk is off.
+#[tokio::test]
+async fn bulk_follows_the_advertised_limits_and_bulk_ids() {
+    let s = shared().await;
+    tenant(&s.sb, "bulky", Quirks::default(), |t| {
+        standard(t);
+    });
+    let http = reqwest::Client::new();
+    let api = format!("{}/scim2/bulky/v2", s.sb.base_url);
+    let control = format!("{}/_sandbox/scim2/bulky", s.sb.base_url);
+    let set = |v: Value| {
+        let (http, control) = (http.clone(), control.clone());
+        async move {
+            let r = http.put(control).json(&v).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    };
+    let bulk = |ops: Value, fail_on_errors: Option<u64>| {
+        let (http, api) = (http.clone(), api.clone());
+        async move {
+            let mut body = json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+                "Operations": ops,
+            });
+            if let Some(n) = fail_on_errors {
+                body["failOnErrors"] = json!(n);
+            }
+            let r = http
+                .post(format!("{api}/Bulk"))
+                .bearer_auth(demo_token("bulky"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    set(json!({"bulk_max_operations": 3, "bulk_max_payload_size": 2000})).await;
+    let spc: Value = http
+        .get(format!("{api}/ServiceProviderConfig"))
+        .bearer_auth(demo_token("bulky"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        spc["bulk"],
+        json!({"supported": true, "maxOperations": 3, "maxPayloadSize": 2000})
+    );
+    let del = json!({"method": "DELETE", "path": "/Users/nobody"});
+    let (st, body) = bulk(json!([del, del, del, del]), None).await;
+    assert_eq!(st, 413, "{body}");
+    assert_eq!(body["status"], "413");
+    let big = "x".repeat(2100);
+    let (st, _) = bulk(
+        json!([{"method": "POST", "path": "/Users", "bulkId": "a", "data": {"userName": big}}]),
+        None,
+    )
+    .await;
+    assert_eq!(st, 413);
+
+    // bulkId references, then a reference to nothing created: 409.
+    let (st, body) = bulk(
+        json!([
+            {"method": "POST", "path": "/Users", "bulkId": "u",
+             "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "new@example.com"}},
+            {"method": "POST", "path": "/Groups", "bulkId": "g",
+             "data": {"displayName": "New", "members": [{"value": "bulkId:u"}]}},
+            {"method": "PATCH", "path": "/Groups/bulkId:g",
+             "data": {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                      "Operations": [{"op": "remove", "path": "members[value eq \"bulkId:u\"]"}]}},
+        ]),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    let ops = body["Operations"].as_array().unwrap();
+    let statuses: Vec<&str> = ops.iter().map(|o| o["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["201", "201", "200"], "{body}");
+    assert_eq!(ops[0]["version"], "W/\"1\"");
+    let group = ops[1]["location"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap();
+    let user = ops[0]["location"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap();
+    with(&s.sb, "bulky", |t| {
+        assert!(t.user_id("new@example.com").is_some());
+        assert!(!t.is_member(group, user));
+    });
+    // failOnErrors 1: the first error ends the job; what came before stays.
+    let (st, body) = bulk(
+        json!([
+            {"method": "DELETE", "path": "/Users/bulkId:ghost"},
+            {"method": "DELETE", "path": format!("/Users/{user}")},
+        ]),
+        Some(1),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let ops = body["Operations"].as_array().unwrap();
+    assert_eq!(ops.len(), 1, "{body}");
+    assert_eq!(ops[0]["status"], "409");
+    assert_eq!(ops[0]["response"]["status"], "409");
+    with(&s.sb, "bulky", |t| {
+        assert!(t.user_id("new@example.com").is_some())
+    });
+    // Without failOnErrors every operation runs.
+    let (_, body) = bulk(
+        json!([
+            {"method": "DELETE", "path": "/Users/bulkId:ghost"},
+            {"method": "DELETE", "path": format!("/Users/{user}")},
+        ]),
+        None,
+    )
+    .await;
+    assert_eq!(body["Operations"][1]["status"], "204", "{body}");
+    with(&s.sb, "bulky", |t| {
+        assert!(t.user_id("new@example.com").is_none())
+    });
+
+    // Bulk off: the config says so and /Bulk answers 501.
+    set(json!({"bulk_max_operations": 0})).await;
+    let (st, _) = bulk(json!([del]), None).await;
+    assert_eq!(st, 501);
+}
+
+/// `offboard sandbox --control PATH=JSON` sets a twin's switches on the
+/// sandbox it starts (the same `PUT` as the control endpoint); a refused
+/// switch stops it with the sandbox's answer.
+#[tokio::test]
+async fn the_sandbox_command_sets_quirks_at_start() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_offboard");
+    let bad = tokio::process::Command::new(bin)
+        .args(["sandbox", "--port", "0", "--config-dir"])
+        .arg(dir.path())
+        .args(["--control", r#"/_sandbox/scim2/miro={"no_such":1}"#])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown quirk `no_such`"));
+    let mut child = tokio::process::Command::new(bin)
+        .args(["sandbox", "--port", "0", "--config-dir"])
+        .arg(dir.path())
+        .args([
+            "--control",
+            r#"/_sandbox/scim2/miro={"case_exact_filter":false,"inflate_total_results":2}"#,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the sandbox starts")
+        .unwrap()
+        .unwrap();
+    let base = first.rsplit(' ').next().unwrap().to_string();
+    assert!(base.starts_with("http://127.0.0.1:"), "{first}");
+    let q: Value = reqwest::get(format!("{base}/_sandbox/scim2/miro"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(q["case_exact_filter"], false);
+    assert_eq!(q["inflate_total_results"], 2);
+    assert_eq!(
+        q["omit_user_groups"], true,
+        "the demo's Miro keeps the rest"
+    );
+    child.kill().await.unwrap();
+}

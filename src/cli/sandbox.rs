@@ -21,6 +21,47 @@ pub struct SandboxArgs {
     /// this sandbox (default: `sandbox/` in the data directory).
     #[arg(long, value_name = "DIR")]
     pub config_dir: Option<PathBuf>,
+    /// Set a twin's switches once listening, as `PUT PATH` with the JSON
+    /// body would, e.g. `/_sandbox/scim2/zoom={"case_exact_filter":true}`
+    /// (repeatable; applied in order).
+    #[arg(long = "control", value_name = "PATH=JSON")]
+    pub controls: Vec<String>,
+}
+
+/// `PATH=JSON` of `--control`: a sandbox control path and a JSON body.
+fn parse_control(raw: &str) -> Result<(String, serde_json::Value), Failure> {
+    let bad = |why: &str| Failure::usage(format!("--control {raw}: {why}"));
+    let (path, body) = raw
+        .split_once('=')
+        .ok_or_else(|| bad("expected PATH=JSON"))?;
+    if !path.starts_with("/_sandbox/") {
+        return Err(bad("the path must be a control path under /_sandbox/"));
+    }
+    let body = serde_json::from_str(body).map_err(|e| bad(&format!("not JSON: {e}")))?;
+    Ok((path.to_string(), body))
+}
+
+/// PUTs each control body to the running sandbox; the first refusal stops
+/// with the sandbox's own answer.
+async fn apply_controls(base_url: &str, controls: &[(String, serde_json::Value)]) -> CmdResult {
+    let http = reqwest::Client::new();
+    for (path, body) in controls {
+        let r = http
+            .put(format!("{base_url}{path}"))
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| Failure::other(format!("--control {path}: {e}")))?;
+        if !r.status().is_success() {
+            let status = r.status();
+            let text = r.text().await.unwrap_or_default();
+            return Err(Failure::usage(format!(
+                "--control {path}: the sandbox answered {status}: {}",
+                crate::sanitize::clean_max(&text, 300)
+            )));
+        }
+    }
+    Ok(0)
 }
 
 #[derive(Debug, Clone, Args)]
@@ -82,6 +123,11 @@ pub struct DemoArgs {
 
 pub async fn run(args: SandboxArgs) -> CmdResult {
     let faults = args.faults.to_faults()?;
+    let controls = args
+        .controls
+        .iter()
+        .map(|c| parse_control(c))
+        .collect::<Result<Vec<_>, _>>()?;
     let dir = match args.config_dir {
         Some(d) => d,
         None => crate::config::data_dir()
@@ -96,6 +142,10 @@ pub async fn run(args: SandboxArgs) -> CmdResult {
     })
     .await
     .map_err(|e| Failure::other(e.to_string()))?;
+    if let Err(e) = apply_controls(&running.base_url, &controls).await {
+        running.stop().await;
+        return Err(e);
+    }
     sandbox::write_demo_keys(&dir)
         .map_err(|e| Failure::other(format!("{}: {e}", dir.display())))?;
     let config = sandbox::demo_config(&running.base_url, &dir);

@@ -3209,6 +3209,37 @@ pub mod batch {
     }
 }
 
+/// Google's error body: `{"error":{"code","message","status","errors":[…]}}`.
+pub fn google_error(status: StatusCode, reason: &str, message: &str) -> Response {
+    let status_name = match status.as_u16() {
+        400 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        // gRPC has no code for a wrong HTTP method; Google's HTTP layer
+        // answers it before any API does.
+        405 => "METHOD_NOT_ALLOWED",
+        409 => "ALREADY_EXISTS",
+        429 => "RESOURCE_EXHAUSTED",
+        503 => "UNAVAILABLE",
+        _ => "INTERNAL",
+    };
+    let domain = if reason.contains("RateLimit") || reason.contains("quota") {
+        "usageLimits"
+    } else {
+        "global"
+    };
+    let body = serde_json::json!({
+        "error": {
+            "code": status.as_u16(),
+            "message": message,
+            "status": status_name,
+            "errors": [{"domain": domain, "reason": reason, "message": message}],
+        }
+    });
+    (status, Json(body)).into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -3250,35 +3281,4 @@ mod tests {
         assert_eq!(s.tokens.iter().filter(|t| t.user == u).count(), 30);
         assert_eq!(s.asps.iter().filter(|t| t.user == u).count(), 7);
     }
-}
-
-/// Google's error body: `{"error":{"code","message","status","errors":[…]}}`.
-pub fn google_error(status: StatusCode, reason: &str, message: &str) -> Response {
-    let status_name = match status.as_u16() {
-        400 => "INVALID_ARGUMENT",
-        401 => "UNAUTHENTICATED",
-        403 => "PERMISSION_DENIED",
-        404 => "NOT_FOUND",
-        // gRPC has no code for a wrong HTTP method; Google's HTTP layer
-        // answers it before any API does.
-        405 => "METHOD_NOT_ALLOWED",
-        409 => "ALREADY_EXISTS",
-        429 => "RESOURCE_EXHAUSTED",
-        503 => "UNAVAILABLE",
-        _ => "INTERNAL",
-    };
-    let domain = if reason.contains("RateLimit") || reason.contains("quota") {
-        "usageLimits"
-    } else {
-        "global"
-    };
-    let body = serde_json::json!({
-        "error": {
-            "code": status.as_u16(),
-            "message": message,
-            "status": status_name,
-            "errors": [{"domain": domain, "reason": reason, "message": message}],
-        }
-    });
-    (status, Json(body)).into_response()
 }

@@ -1,12 +1,14 @@
 //! Okta emulator: the Management API under `/api/v1` (users and their
-//! lifecycle, sessions, OAuth grants and tokens per client, API tokens,
-//! factors, app links and assignments, groups, admin roles) and the org
-//! authorization server's token endpoint `/oauth2/v1/token` (client
-//! credentials with a `private_key_jwt` client assertion).
+//! lifecycle and deletion, sessions, OAuth grants and tokens per client,
+//! API tokens, factors, app links and assignments, app users, groups and
+//! their members, admin roles) and the org authorization server's token
+//! endpoint `/oauth2/v1/token` (client credentials with a `private_key_jwt`
+//! client assertion).
 //!
 //! Behaviour copied from Okta (REFERENCE.md §3, the okta-*.json specs):
-//! - `Authorization: SSWS {apiToken}` or `Bearer {access token}`; an OAuth
-//!   token must carry the `okta.*` scope of the call (403 `E0000006`).
+//! - `Authorization: SSWS {apiToken}` (the space optional, see
+//!   `credentials`) or `Bearer {access token}`; an OAuth token must carry
+//!   the `okta.*` scope of the call (403 `E0000006`).
 //! - Errors are `{errorCode, errorSummary, errorLink, errorId, errorCauses}`.
 //! - Lists page with `limit` and an opaque `after` cursor, and say where the
 //!   next page is only in `Link: <…>; rel="next"` (plus `rel="self"`).
@@ -24,16 +26,14 @@
 //!   refuse direct removal; APP_GROUP and BUILT_IN memberships cannot be
 //!   edited. Removing an OKTA_GROUP membership takes what the group gave.
 //!
-//! Assumed where the specs are silent (from Okta's docs and error catalogue,
-//! to be checked against a live org): refusing a group-held app assignment
-//! is 403 `E0000090` ("Deactivate application for user forbidden"); a
-//! group-held role and an APP_GROUP/BUILT_IN membership are 403 `E0000006`
-//! with a cause saying why; suspending a user who is not ACTIVE is 400
-//! `E0000001`.
+//! The refusals' statuses and codes are the constants below
+//! ([`GROUP_APP_REFUSED`], [`ACCESS_DENIED`], [`NOT_ACTIVE`],
+//! [`NOT_FOUND`]), each with what the spec settles and what it leaves open.
 //!
 //! Sandbox-only controls: `GET`/`PUT /_sandbox/okta` (rate-limit window,
-//! forced 429s), `POST /_sandbox/okta/users` (create a user now, for the
-//! search delay), `GET /_sandbox/okta/state` (sessions and tokens, for tests).
+//! forced 429s, the search index's lag), `POST /_sandbox/okta/users`
+//! (create a user now, for the search delay), `GET /_sandbox/okta/state`
+//! (sessions and tokens, for tests).
 
 use std::collections::{HashMap, HashSet};
 
@@ -73,6 +73,31 @@ pub const GRANTED_SCOPES: &[&str] = &[
     "okta.factors.manage",
 ];
 
+/// 403 for a group-held app assignment (`DELETE /apps/{appId}/users/{userId}`
+/// of a user whose assignment has `scope: GROUP`). The spec settles the
+/// status (its 403 is the only refusal it documents) but its 403 example is
+/// the generic `E0000006`; the code is the one Okta's error catalogue names
+/// for it, "Deactivate application for user forbidden".
+pub const GROUP_APP_REFUSED: &str = "E0000090";
+/// 403 `E0000006`, "You do not have permission to perform the requested
+/// action", the spec's own 403 example: a group-held role
+/// (`assignmentType: GROUP`) and a membership of an `APP_GROUP` or
+/// `BUILT_IN` group (the spec: "You only can modify memberships for groups
+/// of the OKTA_GROUP type"). The spec does not say which `errorCauses`
+/// Okta adds; the twin names the reason in one.
+pub const ACCESS_DENIED: &str = "E0000006";
+/// 400 for suspending a user who is not `ACTIVE` ("Perform this operation
+/// only on users with an ACTIVE status"). The spec settles the status; its
+/// 400 example (`E0000028`, a missing parameter) cannot be the case here,
+/// so the code is the generic validation failure `E0000001` ("Api
+/// validation failed: {0}", the spec's own example of that code).
+pub const NOT_ACTIVE: &str = "E0000001";
+/// 404 `E0000007` ("Not found: Resource not found: {id} (User)"): an
+/// unknown user, and deactivating a user who is already `DEPROVISIONED`.
+/// For the latter the spec documents no 400 (only 403, 404, 429), and Okta
+/// answers 404 `E0000007` (as reported against its Java SDK's `deactivate`).
+pub const NOT_FOUND: &str = "E0000007";
+
 /// Twin switches (`PUT /_sandbox/okta`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -85,6 +110,10 @@ pub struct Settings {
     /// The next this many API requests are refused with 429 `E0000047`
     /// whatever the count (headers then say the window is spent).
     pub force_429: u32,
+    /// How long `search` lags behind a change, in milliseconds (Okta's
+    /// eventually consistent search index). None: the sandbox's
+    /// consistency delay (`consistency_ms` of `/_sandbox/faults`).
+    pub search_lag_ms: Option<u64>,
 }
 
 impl Default for Settings {
@@ -93,6 +122,7 @@ impl Default for Settings {
             rate_limit: 6000,
             window_secs: 60,
             force_429: 0,
+            search_lag_ms: None,
         }
     }
 }
@@ -369,8 +399,9 @@ impl State {
 
     /// What the person with this address still holds, read from the
     /// org's own state (benchmarks check outcomes with it): an account
-    /// neither suspended nor deprovisioned (nor on its way), live sessions, group memberships,
-    /// direct app assignments, grants, tokens, roles, factors, API tokens.
+    /// neither suspended nor deprovisioned (nor on its way), live sessions,
+    /// group memberships, direct app assignments, grants, tokens, roles,
+    /// factors, API tokens.
     pub fn held_by(&self, email: &str) -> Vec<(crate::model::GrantKind, String)> {
         use crate::model::GrantKind as K;
         let Some(u) = self
@@ -407,6 +438,41 @@ impl State {
                 .filter(|i| i.user == u.id && i.removed_at.is_none())
             {
                 out.push((kind, format!("{} {}", i.id, i.what)));
+            }
+        }
+        out
+    }
+
+    /// What a user still holds, whatever any listing shows (for tests):
+    /// `grant:`, `token:`, `factor:`, `role:`, `api-token:` and `app:`
+    /// entries with an id or app name, `group:` with the group's name.
+    pub fn held(&self, user_id: &str) -> Vec<String> {
+        let live = |items: &[Item], kind: &str| -> Vec<String> {
+            items
+                .iter()
+                .filter(|i| i.user == user_id && i.removed_at.is_none())
+                .map(|i| format!("{kind}:{}", i.id))
+                .collect()
+        };
+        let mut out = live(&self.grants, "grant");
+        out.extend(live(&self.tokens, "token"));
+        out.extend(live(&self.factors, "factor"));
+        out.extend(live(&self.roles, "role"));
+        out.extend(live(&self.api_tokens, "api-token"));
+        for a in &self.apps {
+            if a.direct
+                .iter()
+                .any(|m| m.user == user_id && m.removed_at.is_none())
+            {
+                out.push(format!("app:{}", a.name));
+            }
+        }
+        for g in &self.groups {
+            if g.members
+                .iter()
+                .any(|m| m.user == user_id && m.removed_at.is_none())
+            {
+                out.push(format!("group:{}", g.name));
             }
         }
         out
@@ -464,7 +530,7 @@ pub fn okta_error(status: StatusCode, code: &str, summary: &str, causes: &[&str]
 fn not_found() -> Response {
     okta_error(
         StatusCode::NOT_FOUND,
-        "E0000007",
+        NOT_FOUND,
         "Not found: Resource not found: (User)",
         &[],
     )
@@ -473,7 +539,7 @@ fn not_found() -> Response {
 fn forbidden(cause: &str) -> Response {
     okta_error(
         StatusCode::FORBIDDEN,
-        "E0000006",
+        ACCESS_DENIED,
         "You do not have permission to perform the requested action",
         &[cause],
     )
@@ -527,6 +593,25 @@ fn scope_for(method: &str, path: &str) -> &'static str {
     }
 }
 
+/// The scheme (`SSWS` or `Bearer`, matched without regard to case as
+/// RFC 9110 §11.1 has it) and the credential of an `Authorization` value.
+/// The space after the scheme is optional: Okta's own Python SDK (3.x, the
+/// OpenAPI-generated client) sends `SSWS{token}` with none (its
+/// `Configuration.auth_settings` joins the mode and the token directly),
+/// and that SDK is what Okta documents for its orgs, so an org takes it.
+fn credentials(auth: &str) -> Option<(&'static str, &str)> {
+    let auth = auth.trim();
+    for scheme in ["SSWS", "Bearer"] {
+        if let Some(head) = auth.get(..scheme.len())
+            && head.eq_ignore_ascii_case(scheme)
+        {
+            let token = auth[scheme.len()..].trim_start();
+            return (!token.is_empty()).then_some((scheme, token));
+        }
+    }
+    None
+}
+
 /// Authentication, scopes and the rate-limit window of every `/api/v1`
 /// call; the headers go on every answer, 429 `E0000047` past the limit.
 async fn gate(AxState(s): AxState<Shared>, req: Request, next: Next) -> Response {
@@ -542,17 +627,15 @@ async fn gate(AxState(s): AxState<Shared>, req: Request, next: Next) -> Response
         .to_string();
     let credential = {
         let st = s.okta.lock().expect("okta lock");
-        if let Some(t) = auth.strip_prefix("SSWS ") {
-            (t.trim() == DEMO_API_TOKEN).then(|| ("ssws".to_string(), None))
-        } else if let Some(t) = auth.strip_prefix("Bearer ") {
-            st.access.get(t.trim()).map(|scopes| {
+        match credentials(&auth) {
+            Some(("SSWS", t)) => (t == DEMO_API_TOKEN).then(|| ("ssws".to_string(), None)),
+            Some((_, t)) => st.access.get(t).map(|scopes| {
                 (
                     format!("oauth:{}", &t[..t.len().min(12)]),
                     Some(scopes.clone()),
                 )
-            })
-        } else {
-            None
+            }),
+            None => None,
         }
     };
     let Some((who, scopes)) = credential else {
@@ -633,7 +716,7 @@ pub fn routes(state: &Shared) -> Router<Shared> {
     Router::new()
         .route("/oauth2/v1/token", post(token))
         .route("/api/v1/users", get(list_users))
-        .route("/api/v1/users/{id}", get(get_user))
+        .route("/api/v1/users/{id}", get(get_user).delete(delete_user))
         .route("/api/v1/users/{id}/lifecycle/{action}", post(lifecycle))
         .route("/api/v1/users/{id}/sessions", delete(clear_sessions))
         .route(
@@ -646,12 +729,16 @@ pub fn routes(state: &Shared) -> Router<Shared> {
         )
         .route("/api/v1/users/{id}/clients", get(list_clients))
         .route(
+            "/api/v1/users/{id}/clients/{client}/grants",
+            get(list_client_grants).delete(delete_client_grants),
+        )
+        .route(
             "/api/v1/users/{id}/clients/{client}/tokens",
             get(list_tokens).delete(delete_tokens),
         )
         .route(
             "/api/v1/users/{id}/clients/{client}/tokens/{token}",
-            delete(delete_token),
+            get(get_token).delete(delete_token),
         )
         .route("/api/v1/users/{id}/factors", get(list_factors))
         .route("/api/v1/users/{id}/factors/{factor}", delete(delete_factor))
@@ -662,10 +749,12 @@ pub fn routes(state: &Shared) -> Router<Shared> {
             "/api/v1/users/{id}/roles/{role}",
             get(get_role).delete(delete_role),
         )
+        .route("/api/v1/apps/{app}/users", get(list_app_users))
         .route(
             "/api/v1/apps/{app}/users/{id}",
             get(get_app_user).delete(delete_app_user),
         )
+        .route("/api/v1/groups/{group}/users", get(list_members))
         .route("/api/v1/groups/{group}/users/{id}", delete(delete_member))
         .route("/api/v1/api-tokens", get(list_api_tokens))
         .route(
@@ -829,10 +918,14 @@ fn bad_search(which: &str) -> Response {
 }
 
 async fn list_users(AxState(s): AxState<Shared>, Query(q): Query<PageQuery>) -> Response {
-    let consistency = s.consistency();
+    let sandbox_delay = s.consistency();
     let now = Instant::now();
     let mut st = s.okta.lock().expect("okta lock");
     st.settle(now);
+    let consistency = st
+        .settings
+        .search_lag_ms
+        .map_or(sandbox_delay, std::time::Duration::from_millis);
     let users: Vec<&User> = if let Some(search) = q.search.as_deref() {
         let Some((attr, value)) = parse_eq(search) else {
             return bad_search("search");
@@ -916,7 +1009,7 @@ async fn lifecycle(
             if st.users[i].status != "ACTIVE" {
                 return okta_error(
                     StatusCode::BAD_REQUEST,
-                    "E0000001",
+                    NOT_ACTIVE,
                     "Api validation failed: suspend",
                     &["Cannot suspend a user that is not active"],
                 );
@@ -938,15 +1031,16 @@ async fn lifecycle(
             st.users[i].status = "ACTIVE".into();
             Json(json!({})).into_response()
         }
+        "reset_factors" => {
+            let uid = st.users[i].id.clone();
+            remove_where(&mut st.factors, now, |f| f.user == uid);
+            Json(json!({})).into_response()
+        }
         "deactivate" => {
             let u = &mut st.users[i];
             if u.status == "DEPROVISIONED" {
-                return okta_error(
-                    StatusCode::BAD_REQUEST,
-                    "E0000001",
-                    "Api validation failed: deactivate",
-                    &["The user is already deactivated"],
-                );
+                let summary = format!("Not found: Resource not found: {} (User)", u.id);
+                return okta_error(StatusCode::NOT_FOUND, NOT_FOUND, &summary, &[]);
             }
             if u.deactivating.is_none() {
                 u.deactivating = Some(now + consistency);
@@ -1117,6 +1211,76 @@ async fn list_clients(AxState(s): AxState<Shared>, Path(id): Path<String>) -> Re
     Json(Value::Array(out)).into_response()
 }
 
+fn token_json(s: &Shared, t: &Item) -> Value {
+    json!({
+        "id": t.id, "status": "ACTIVE", "clientId": t.what, "userId": t.user,
+        "issuer": format!("{}/oauth2/default", s.base_url),
+        "scopes": t.extra.split(' ').collect::<Vec<_>>(),
+        "created": "2026-10-01T10:00:00.000Z",
+        "expiresAt": "2027-01-01T10:00:00.000Z",
+    })
+}
+
+async fn get_token(
+    AxState(s): AxState<Shared>,
+    Path((id, client, token)): Path<(String, String, String)>,
+) -> Response {
+    let st = s.okta.lock().expect("okta lock");
+    let Some(u) = uid(&st, &id) else {
+        return not_found();
+    };
+    match st
+        .tokens
+        .iter()
+        .find(|t| t.user == u && t.what == client && t.id == token && listed(&s, t.removed_at))
+    {
+        Some(t) => Json(token_json(&s, t)).into_response(),
+        None => not_found(),
+    }
+}
+
+/// A user's grants for one client.
+async fn list_client_grants(
+    AxState(s): AxState<Shared>,
+    Path((id, client)): Path<(String, String)>,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let st = s.okta.lock().expect("okta lock");
+    let Some(u) = uid(&st, &id) else {
+        return not_found();
+    };
+    let items = st
+        .grants
+        .iter()
+        .filter(|g| g.user == u && g.what == client && listed(&s, g.removed_at))
+        .map(|g| grant_json(&s, g))
+        .collect();
+    drop(st);
+    page(
+        &s,
+        &format!("/api/v1/users/{u}/clients/{client}/grants"),
+        &q,
+        &[],
+        items,
+        20,
+        200,
+    )
+}
+
+async fn delete_client_grants(
+    AxState(s): AxState<Shared>,
+    Path((id, client)): Path<(String, String)>,
+) -> Response {
+    let mut st = s.okta.lock().expect("okta lock");
+    let Some(u) = uid(&st, &id) else {
+        return not_found();
+    };
+    remove_where(&mut st.grants, Instant::now(), |g| {
+        g.user == u && g.what == client
+    });
+    StatusCode::NO_CONTENT.into_response()
+}
+
 async fn list_tokens(
     AxState(s): AxState<Shared>,
     Path((id, client)): Path<(String, String)>,
@@ -1130,15 +1294,7 @@ async fn list_tokens(
         .tokens
         .iter()
         .filter(|t| t.user == u && t.what == client && listed(&s, t.removed_at))
-        .map(|t| {
-            json!({
-                "id": t.id, "status": "ACTIVE", "clientId": t.what, "userId": t.user,
-                "issuer": format!("{}/oauth2/default", s.base_url),
-                "scopes": t.extra.split(' ').collect::<Vec<_>>(),
-                "created": "2026-10-01T10:00:00.000Z",
-                "expiresAt": "2027-01-01T10:00:00.000Z",
-            })
-        })
+        .map(|t| token_json(&s, t))
         .collect();
     drop(st);
     page(
@@ -1291,14 +1447,7 @@ async fn get_app_user(
         return not_found();
     };
     match app_scope(&s, &st, a, &u) {
-        Some(scope) => Json(json!({
-            "id": u, "scope": scope, "status": "PROVISIONED", "syncState": "SYNCHRONIZED",
-            "created": "2024-03-01T09:10:00.000Z",
-            "credentials": {"userName": st.users.iter().find(|x| x.id == u).map(|x| x.login.clone())},
-            "profile": {},
-            "_links": {"app": {"href": format!("{}/api/v1/apps/{}", s.base_url, a.id)}},
-        }))
-        .into_response(),
+        Some(scope) => Json(app_user_json(&s, &st, a, &u, scope)).into_response(),
         None => not_found(),
     }
 }
@@ -1329,7 +1478,7 @@ async fn delete_app_user(
         }
         Some(_) => okta_error(
             StatusCode::FORBIDDEN,
-            "E0000090",
+            GROUP_APP_REFUSED,
             "Deactivate application for user forbidden",
             &[
                 "The user is assigned to this application through a group; remove the user from the group",
@@ -1479,6 +1628,114 @@ async fn delete_role(
         }
         None => not_found(),
     }
+}
+
+/// `DELETE /api/v1/users/{id}`: a user who is not DEPROVISIONED is
+/// deactivated (asynchronously with `Prefer: respond-async`); a second call
+/// deletes the user for good.
+async fn delete_user(
+    AxState(s): AxState<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let now = Instant::now();
+    let consistency = s.consistency();
+    let mut st = s.okta.lock().expect("okta lock");
+    st.settle(now);
+    let Some(i) = st.user_idx(&id) else {
+        return not_found();
+    };
+    if st.users[i].status == "DEPROVISIONED" {
+        let gone = st.users.remove(i).id;
+        for g in &mut st.groups {
+            g.members.retain(|m| m.user != gone);
+        }
+        for a in &mut st.apps {
+            a.direct.retain(|m| m.user != gone);
+        }
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let is_async = headers
+        .get("prefer")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("respond-async"));
+    let u = &mut st.users[i];
+    u.deactivating = Some(if is_async { now + consistency } else { now });
+    st.settle(now);
+    if is_async {
+        StatusCode::ACCEPTED.into_response()
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    }
+}
+
+/// `GET /api/v1/groups/{groupId}/users`: the members, as users.
+async fn list_members(
+    AxState(s): AxState<Shared>,
+    Path(group): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let st = s.okta.lock().expect("okta lock");
+    let Some(g) = st.groups.iter().find(|g| g.id == group) else {
+        return not_found();
+    };
+    let items = g
+        .members
+        .iter()
+        .filter(|m| listed(&s, m.removed_at))
+        .filter_map(|m| st.users.iter().find(|u| u.id == m.user))
+        .map(|u| user_json(&s, u))
+        .collect();
+    drop(st);
+    page(
+        &s,
+        &format!("/api/v1/groups/{group}/users"),
+        &q,
+        &[],
+        items,
+        1000,
+        10000,
+    )
+}
+
+fn app_user_json(s: &Shared, st: &State, a: &App, u: &str, scope: &str) -> Value {
+    json!({
+        "id": u, "scope": scope, "status": "PROVISIONED", "syncState": "SYNCHRONIZED",
+        "created": "2024-03-01T09:10:00.000Z",
+        "credentials": {"userName": st.users.iter().find(|x| x.id == u).map(|x| x.login.clone())},
+        "profile": {},
+        "_links": {"app": {"href": format!("{}/api/v1/apps/{}", s.base_url, a.id)}},
+    })
+}
+
+/// `GET /api/v1/apps/{appId}/users`: everyone assigned, directly or
+/// through a group.
+async fn list_app_users(
+    AxState(s): AxState<Shared>,
+    Path(app): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let mut st = s.okta.lock().expect("okta lock");
+    st.settle(Instant::now());
+    let Some(a) = st.apps.iter().find(|a| a.id == app) else {
+        return not_found();
+    };
+    let items = st
+        .users
+        .iter()
+        .filter_map(|u| app_scope(&s, &st, a, &u.id).map(|scope| (u, scope)))
+        .map(|(u, scope)| app_user_json(&s, &st, a, &u.id, scope))
+        .collect();
+    drop(st);
+    page(
+        &s,
+        &format!("/api/v1/apps/{app}/users"),
+        &q,
+        &[],
+        items,
+        50,
+        500,
+    )
 }
 
 // ----- API tokens ----------------------------------------------------------

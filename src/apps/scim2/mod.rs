@@ -7,6 +7,7 @@
 pub mod driver;
 pub mod filter;
 pub mod twin;
+pub mod twin_discovery;
 
 use std::sync::Arc;
 

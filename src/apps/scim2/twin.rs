@@ -2,22 +2,26 @@
 //! app on its own path prefix (`/scim2/{app}/v2/...`) with its own bearer
 //! token. `/Users`, `/Groups` (GET list with `filter`, `startIndex`,
 //! `count`, `attributes`; GET, PUT, PATCH, DELETE one; POST), and
-//! `/ServiceProviderConfig`. Filters with every operator and value paths;
-//! PatchOp with any `op` case; `meta.version` ETags and 412 on a stale
-//! `If-Match`; the RFC error envelope (`status` as a string, `scimType`).
+//! `/ServiceProviderConfig`; `/Schemas`, `/ResourceTypes`, `/Bulk` and
+//! `/Me` in [`super::twin_discovery`]. Filters with every operator and
+//! value paths; PatchOp with any `op` case; `meta.version` ETags and 412
+//! on a stale `If-Match`; the RFC error envelope (`status` as a string,
+//! `scimType`).
 //!
 //! [`Quirks`] switch on the deviations real services show, per tenant:
 //! case-sensitive `eq`, 204 with no body on a PATCH that changes nothing,
 //! no `User.groups`, a `totalResults` that lies, `attributes=` dropping
 //! `schemas`, no `members[...]` filter on `/Groups`, no ETags, PATCH not
-//! implemented, a ServiceProviderConfig that misreports PATCH.
+//! implemented, a ServiceProviderConfig that misreports PATCH, bulk limits.
+//! They are read and set on a running sandbox through
+//! `GET`/`PUT /_sandbox/scim2/{app}`.
 
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, RawQuery, State as AxState};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -70,6 +74,11 @@ pub struct Quirks {
     /// client just before them (its version moves on, so a stale
     /// `If-Match` gets 412).
     pub concurrent_writes: u32,
+    /// `/Bulk`: the most operations one request may carry (0: bulk not
+    /// supported, 501).
+    pub bulk_max_operations: usize,
+    /// `/Bulk`: the largest request body, in bytes.
+    pub bulk_max_payload_size: usize,
 }
 
 impl Default for Quirks {
@@ -87,6 +96,8 @@ impl Default for Quirks {
             max_page: 100,
             ignore_start_index: false,
             concurrent_writes: 0,
+            bulk_max_operations: 1000,
+            bulk_max_payload_size: 1_048_576,
         }
     }
 }
@@ -288,11 +299,22 @@ impl State {
 }
 
 pub fn routes() -> Router<Shared> {
+    use super::twin_discovery as d;
     Router::new()
         .route(
             "/scim2/{app}/v2/ServiceProviderConfig",
             get(service_provider_config),
         )
+        .route("/scim2/{app}/v2/Schemas", get(d::list_schemas))
+        .route("/scim2/{app}/v2/Schemas/{id}", get(d::get_schema))
+        .route("/scim2/{app}/v2/ResourceTypes", get(d::list_resource_types))
+        .route(
+            "/scim2/{app}/v2/ResourceTypes/{id}",
+            get(d::get_resource_type),
+        )
+        .route("/scim2/{app}/v2/Bulk", post(d::bulk))
+        .route("/scim2/{app}/v2/Me", any(d::me))
+        .route("/_sandbox/scim2/{app}", get(get_quirks).put(put_quirks))
         .route("/scim2/{app}/v2/{kind}", get(list).post(create))
         .route(
             "/scim2/{app}/v2/{kind}/{id}",
@@ -314,7 +336,7 @@ pub fn error(status: StatusCode, scim_type: Option<&str>, detail: &str) -> Respo
     scim(status, body)
 }
 
-fn scim(status: StatusCode, body: Value) -> Response {
+pub(super) fn scim(status: StatusCode, body: Value) -> Response {
     let mut r = (status, Json(body)).into_response();
     r.headers_mut().insert(
         "content-type",
@@ -323,10 +345,10 @@ fn scim(status: StatusCode, body: Value) -> Response {
     r
 }
 
-type Guard<'a> = std::sync::MutexGuard<'a, State>;
+pub(super) type Guard<'a> = std::sync::MutexGuard<'a, State>;
 
 /// The tenant of `app`, after checking the bearer token.
-fn tenant<'a>(
+pub(super) fn tenant<'a>(
     st: &'a mut Guard<'_>,
     app: &str,
     headers: &HeaderMap,
@@ -381,7 +403,14 @@ fn render(base: &str, app: &str, t: &Tenant, k: Kind, r: &Resource) -> Value {
         Kind::Users => (USER_SCHEMA, "User", "Users"),
         Kind::Groups => (GROUP_SCHEMA, "Group", "Groups"),
     };
-    v.insert("schemas".into(), json!([schema]));
+    let mut schemas = vec![json!(schema)];
+    if k == Kind::Users
+        && r.attrs
+            .contains_key(super::twin_discovery::ENTERPRISE_SCHEMA)
+    {
+        schemas.push(json!(super::twin_discovery::ENTERPRISE_SCHEMA));
+    }
+    v.insert("schemas".into(), Value::Array(schemas));
     v.insert("id".into(), json!(r.id));
     for (key, val) in &r.attrs {
         v.insert(key.clone(), val.clone());
@@ -472,7 +501,11 @@ async fn service_provider_config(
         json!({
             "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
             "patch": {"supported": !q.no_patch && !q.misreport_patch},
-            "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+            "bulk": {
+                "supported": q.bulk_max_operations > 0,
+                "maxOperations": q.bulk_max_operations,
+                "maxPayloadSize": q.bulk_max_payload_size,
+            },
             "filter": {"supported": true, "maxResults": q.max_page},
             "changePassword": {"supported": false},
             "sort": {"supported": false},
@@ -482,7 +515,10 @@ async fn service_provider_config(
                 "name": "OAuth Bearer Token",
                 "description": "Authentication with a bearer token",
             }],
-            "meta": {"resourceType": "ServiceProviderConfig"},
+            "meta": {
+                "resourceType": "ServiceProviderConfig",
+                "location": format!("{}/scim2/{app}/v2/ServiceProviderConfig", s.base_url),
+            },
         }),
     )
 }
@@ -626,7 +662,7 @@ async fn read(
     }
 }
 
-async fn create(
+pub(super) async fn create(
     AxState(s): AxState<Shared>,
     Path((app, k)): Path<(String, String)>,
     headers: HeaderMap,
@@ -744,7 +780,7 @@ fn check_values(attrs: &Map<String, Value>) -> Result<(), (Option<&'static str>,
     Ok(())
 }
 
-async fn replace(
+pub(super) async fn replace(
     AxState(s): AxState<Shared>,
     Path((app, k, id)): Path<(String, String, String)>,
     headers: HeaderMap,
@@ -806,7 +842,7 @@ async fn replace(
     )
 }
 
-async fn delete(
+pub(super) async fn delete(
     AxState(s): AxState<Shared>,
     Path((app, k, id)): Path<(String, String, String)>,
     headers: HeaderMap,
@@ -1034,7 +1070,7 @@ fn apply(
     Ok(())
 }
 
-async fn patch(
+pub(super) async fn patch(
     AxState(s): AxState<Shared>,
     Path((app, k, id)): Path<(String, String, String)>,
     headers: HeaderMap,
@@ -1126,4 +1162,60 @@ async fn patch(
         t,
         &r,
     )
+}
+
+// ----- sandbox controls ----------------------------------------------------
+
+/// `GET /_sandbox/scim2/{app}`: the tenant's deviation switches.
+async fn get_quirks(AxState(s): AxState<Shared>, Path(app): Path<String>) -> Response {
+    let st = s.scim2.lock().expect("scim2 lock");
+    match st.apps.get(&app) {
+        Some(t) => Json(t.quirks.clone()).into_response(),
+        None => error(StatusCode::NOT_FOUND, None, "no such SCIM service"),
+    }
+}
+
+/// `PUT /_sandbox/scim2/{app}`: sets the switches named in the body (a
+/// JSON object of [`Quirks`] fields); those left out keep their value. An
+/// unknown field or a wrong type is refused with 400 and changes nothing.
+async fn put_quirks(
+    AxState(s): AxState<Shared>,
+    Path(app): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let mut st = s.scim2.lock().expect("scim2 lock");
+    let Some(t) = st.apps.get_mut(&app) else {
+        return error(StatusCode::NOT_FOUND, None, "no such SCIM service");
+    };
+    let Ok(Value::Object(changes)) = serde_json::from_slice::<Value>(&body) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            Some("invalidSyntax"),
+            "a JSON object of quirk switches is required",
+        );
+    };
+    let Ok(Value::Object(mut now)) = serde_json::to_value(&t.quirks) else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, None, "quirks unreadable");
+    };
+    for (k, v) in changes {
+        if !now.contains_key(&k) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                Some("invalidValue"),
+                &format!("unknown quirk `{k}`"),
+            );
+        }
+        now.insert(k, v);
+    }
+    match serde_json::from_value::<Quirks>(Value::Object(now)) {
+        Ok(q) => {
+            t.quirks = q.clone();
+            Json(q).into_response()
+        }
+        Err(e) => error(
+            StatusCode::BAD_REQUEST,
+            Some("invalidValue"),
+            &format!("quirks: {e}"),
+        ),
+    }
 }

@@ -1563,6 +1563,18 @@ async fn scim_delete(
     }
 }
 
+/// Slack's 429: `{"ok":false,"error":"ratelimited"}` with `Retry-After`.
+fn ratelimited(secs: u64) -> Response {
+    crate::sandbox::with_retry_after(
+        (
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            Json(json!({"ok": false, "error": "ratelimited"})),
+        )
+            .into_response(),
+        secs,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1592,16 +1604,4 @@ mod tests {
         ids.dedup();
         assert_eq!(ids.len(), st.groups.len(), "group ids stay unique");
     }
-}
-
-/// Slack's 429: `{"ok":false,"error":"ratelimited"}` with `Retry-After`.
-fn ratelimited(secs: u64) -> Response {
-    crate::sandbox::with_retry_after(
-        (
-            axum::http::StatusCode::TOO_MANY_REQUESTS,
-            Json(json!({"ok": false, "error": "ratelimited"})),
-        )
-            .into_response(),
-        secs,
-    )
 }
