@@ -822,6 +822,7 @@ async fn googles_own_python_client_runs_an_offboarding() {
     for (flag, file) in [
         ("--directory-doc", "google-admin-directory-v1.json"),
         ("--licensing-doc", "google-licensing-v1.json"),
+        ("--datatransfer-doc", "google-admin-datatransfer-v1.json"),
     ] {
         if specs.join(file).is_file() {
             cmd.arg(flag).arg(specs.join(file));
@@ -850,6 +851,7 @@ async fn googles_own_python_client_runs_an_offboarding() {
         "/twoStepVerification/turnOff",
         "/apps/licensing/v1/product/Google-Apps/users",
         "/customers/my_customer",
+        r#""method":"POST","path":"/admin/datatransfer/v1/transfers""#,
     ] {
         assert!(text.contains(needle), "{needle} not in the access log");
     }

@@ -6,14 +6,12 @@
 
 use std::path::Path;
 
-use futures::StreamExt;
 use serde::Serialize;
 
 use super::{CmdResult, Failure, Global, SweepArgs};
 use crate::config;
 use crate::connector::ConnectorError;
 use crate::engine::connectors_from_config;
-use crate::fleet::People;
 use crate::fleet::sweep::{SweepReport, sweep};
 use crate::sanitize::clean;
 
@@ -28,22 +26,15 @@ struct SweepJson<'a> {
     exit_code: u8,
 }
 
-/// Loads `--roster FILE`, printing its skipped lines on stderr.
-pub fn load_roster(path: &Path) -> Result<People, Failure> {
-    let roster = People::load(path).map_err(|e| Failure::usage(clean(&e)))?;
-    for p in &roster.problems {
-        eprintln!("offboard: warning: {}", clean(p));
-    }
-    Ok(roster)
-}
-
 pub async fn sweep_cmd(global: &Global, args: SweepArgs, data_dir: &Path) -> CmdResult {
-    let roster = match &args.roster {
-        Some(p) => Some(load_roster(p)?),
-        None => None,
-    };
     let path = config::config_path(global.config.as_deref());
     let loaded = config::load(&path)?;
+    // `--roster FILE`, else `[roster] path`; skipped lines go to stderr.
+    let roster = super::fleet::load_roster(
+        args.roster.as_deref(),
+        &loaded.config.roster,
+        Some(&loaded.dir),
+    )?;
     let resolved = loaded.connectors()?;
     if resolved.is_empty() {
         return Err(Failure::usage(format!(
@@ -96,9 +87,9 @@ pub async fn sweep_cmd(global: &Global, args: SweepArgs, data_dir: &Path) -> Cmd
         }
     };
     let code = report.exit_code();
-    let problems = roster
+    let problems: Vec<String> = roster
         .as_ref()
-        .map(|r| r.problems.clone())
+        .map(|r| r.errors.iter().map(|e| clean(&e.to_string())).collect())
         .unwrap_or_default();
     if args.json {
         let j = SweepJson {
@@ -161,201 +152,135 @@ pub fn sweep_text(r: &SweepReport) -> String {
 }
 
 /// `offboard revoke --from FILE`: many leavers in one engine, with a dry
-/// run, a cap and a circuit breaker. Progress lines go to stderr.
+/// run, a cap and a circuit breaker (see [`crate::fleet::batch`]). Progress
+/// lines (a bar per app and overall, with the time left) go to stderr.
 pub async fn revoke_batch(global: &Global, args: super::RevokeArgs, data_dir: &Path) -> CmdResult {
-    use crate::fleet::batch::{self, AppShare, Breaker, Limits};
-    use std::collections::{BTreeMap, HashSet};
+    use crate::fleet::batch::{self, Limits, Monitor, Progress};
     use std::io::IsTerminal;
+    use std::sync::{Arc, Mutex};
 
     let from = args.from.clone().expect("--from");
     let sel = super::case::selection(&args.apps, &args.kinds)?;
-    let batch = batch::batch_from_file(&from)
+    let loaded = config::load(&config::config_path(global.config.as_deref()))?;
+    let leavers = batch::leavers_from_file(&from, &loaded.config.roster)
         .map_err(|e| Failure::usage(format!("{} (nothing was changed)", clean(&e))))?;
-    let leavers: Vec<String> = batch.iter().map(|(e, _)| e.clone()).collect();
     if !args.dry_run && !args.yes && !std::io::stdin().is_terminal() {
         return Err(Failure::usage(
             "refusing to revoke a batch without --yes: stdin is not a terminal (nothing was changed)",
         ));
     }
-    let loaded = config::load(&config::config_path(global.config.as_deref()))?;
     let limits = Limits::from_config(&loaded.config.batch);
     let mut s = super::case::open(global, data_dir)?;
     let engine = s.engine.clone();
     let n = leavers.len();
-    let urgent = batch
-        .iter()
-        .filter(|(_, u)| *u == crate::connector::http::Urgency::Urgent)
-        .count();
-    eprintln!(
-        "batch: {n} leaver(s) from {} ({urgent} urgent, served first)",
-        from.display()
-    );
-    for (email, urgency) in &batch {
-        engine.set_urgency(email, *urgency);
-    }
-    // Discovery, a few leavers at a time, their lookups from one bulk read
-    // per app where it offers one.
-    engine.look_up_many(&leavers, &args.apps);
-    let discover = futures::stream::iter(leavers.iter().cloned())
-        .map(|email| {
-            let engine = engine.clone();
-            let apps = args.apps.clone();
-            async move { (email.clone(), engine.discover_apps(&email, &apps).await) }
-        })
-        .buffer_unordered(limits.concurrency)
-        .collect::<Vec<_>>();
-    let found = super::case::with_progress(&mut s.events, true, discover).await;
-    let mut active_in: BTreeMap<String, usize> = BTreeMap::new();
-    for (email, r) in &found {
-        let view = r
-            .as_ref()
-            .map_err(|e| Failure::usage(format!("{}: {e} (nothing was changed)", clean(email))))?;
-        for a in &view.accounts {
-            if sel.matches_app(&a.connector) && a.status.account().is_some_and(|x| x.active) {
-                *active_in.entry(a.connector.clone()).or_default() += 1;
-            }
-        }
-    }
-    // The share of each app's active accounts: one bulk listing per app.
-    let connectors = engine.connector_handles();
-    let mut shares = Vec::new();
-    for (app, count) in &active_in {
-        let Some(c) = connectors.iter().find(|c| c.id() == app) else {
-            continue;
-        };
-        let active = c
-            .list_accounts()
-            .await
-            .map(|v| v.iter().filter(|a| a.account.active).count())
-            .map_err(|e| clean(&e.to_string()));
-        shares.push(AppShare {
-            app: app.clone(),
-            leavers: *count,
-            active,
-        });
-    }
-    let reasons = batch::cap_reasons(n, &shares, &limits);
+    eprintln!("batch: {n} leaver(s) from {}", from.display());
+    let prepared = super::case::with_progress(
+        &mut s.events,
+        true,
+        batch::prepare(&engine, &leavers, &sel, &limits),
+    )
+    .await
+    .map_err(|e| Failure::usage(format!("{} (nothing was changed)", clean(&e))))?;
     if args.dry_run {
-        let mut totals: BTreeMap<(String, String), usize> = BTreeMap::new();
-        for email in &leavers {
-            let plan = engine
-                .plan(email, &sel)
-                .map_err(super::case::engine_failure)?;
-            for g in plan.phases.iter().flat_map(|p| &p.steps) {
-                *totals
-                    .entry((g.connector.clone(), g.kind.as_str().to_string()))
-                    .or_default() += 1;
-            }
-        }
         println!("dry run: {n} leaver(s); nothing was changed");
         let mut total = 0;
-        for ((app, kind), k) in &totals {
+        for ((app, kind), k) in &prepared.totals {
             println!("  {app:<12} {kind:<14} {k}");
             total += k;
         }
         println!("  {:<27} {total}", "total");
-        for r in &reasons {
+        for r in &prepared.reasons {
             println!("needs --confirm-count {n}: {r}");
         }
         return Ok(0);
     }
-    if !reasons.is_empty() && args.confirm_count != Some(n) {
+    if !prepared.confirmed_by(args.confirm_count) {
         let got = match args.confirm_count {
             Some(c) => format!(" (--confirm-count {c} does not match)"),
             None => String::new(),
         };
         return Err(Failure::usage(format!(
             "batch over the cap{got}: {}; run with --confirm-count {n} to go ahead (nothing was changed)",
-            reasons.join("; ")
+            prepared.reasons.join("; ")
         )));
     }
-    // Run: at most `concurrency` leavers at once; the breaker stops new
-    // ones from starting, those under way finish.
-    let mut breaker = Breaker::new(&limits);
-    let mut queue: std::collections::VecDeque<String> = leavers.iter().cloned().collect();
-    let mut running = tokio::task::JoinSet::new();
-    let mut done = 0usize;
-    let mut left_over = false;
-    let mut per_app: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let progress = Progress::new(
+        &prepared.leavers,
+        &prepared.requests,
+        &batch::quotas(&loaded),
+    );
+    let monitor = Arc::new(Mutex::new(Monitor::new(&limits, progress)));
+    let run = batch::run(
+        engine.clone(),
+        prepared.leavers.clone(),
+        sel,
+        limits.concurrency,
+        monitor.clone(),
+    );
+    tokio::pin!(run);
     let mut said_paused = false;
-    loop {
-        while breaker.tripped().is_none() && running.len() < limits.concurrency {
-            let Some(email) = queue.pop_front() else {
-                break;
-            };
-            let engine = engine.clone();
-            let sel = sel.clone();
-            running.spawn(async move {
-                let r = engine.revoke(&email, &sel).await;
-                (email, r)
-            });
+    let mut printed = 0usize;
+    let mut last_bars = std::time::Instant::now();
+    let bars = |m: &Monitor| {
+        for l in m.progress.lines(20) {
+            eprintln!("{l}");
         }
-        if let Some(why) = breaker.tripped()
-            && !said_paused
-            && !queue.is_empty()
-        {
-            eprintln!(
-                "batch PAUSED: circuit breaker: {}; {} leaver(s) not started",
-                clean(why),
-                queue.len()
-            );
-            said_paused = true;
-        }
-        if running.is_empty() {
-            break;
-        }
+    };
+    let outcome = loop {
         tokio::select! {
-            Some(j) = running.join_next() => {
-                done += 1;
-                match j {
-                    Ok((email, Ok(summary))) => {
-                        left_over |= summary.exit_code() != 0;
-                        eprintln!("overall: {done}/{n} leaver(s) finished ({}: exit {})", clean(&email), summary.exit_code());
-                    }
-                    Ok((email, Err(e))) => {
-                        left_over = true;
-                        eprintln!("overall: {done}/{n} leaver(s) finished ({}: {})", clean(&email), clean(&e.to_string()));
-                    }
-                    Err(e) => {
-                        left_over = true;
-                        eprintln!("overall: a leaver's task ended: {e}");
-                    }
-                }
-                for (app, (ok, failed)) in &per_app {
-                    eprintln!("[{app}] {ok} removal(s) accepted, {failed} failed");
-                }
-            }
+            out = &mut run => break out,
             Some(e) = s.events.recv() => {
-                breaker.observe(&e);
-                if let crate::engine::Event::State { key, state, .. } = &e {
-                    let app = key.split('/').next().unwrap_or("").to_string();
-                    let entry = per_app.entry(app).or_default();
-                    match state {
-                        crate::model::GrantState::Removed => entry.0 += 1,
-                        crate::model::GrantState::Failed { .. } => entry.1 += 1,
-                        _ => {}
-                    }
-                }
-                if let Some(line) = super::case::progress_line(&e) && !matches!(e, crate::engine::Event::State { .. }) {
+                let m = &mut *monitor.lock().expect("monitor lock");
+                m.observe(&e);
+                if let Some(line) = super::case::progress_line(&e)
+                    && !matches!(e, crate::engine::Event::State { .. })
+                {
                     eprintln!("{line}");
                 }
+                if let Some(why) = m.breaker.tripped() && !said_paused {
+                    eprintln!("batch PAUSED: circuit breaker: {}; no new leaver starts", clean(why));
+                    said_paused = true;
+                }
+                let finished = m.progress.finished.len();
+                if finished > printed {
+                    for f in &m.progress.finished[printed..] {
+                        eprintln!("overall: {}/{n} leaver(s) finished ({f})", m.progress.done);
+                    }
+                    printed = finished;
+                    bars(m);
+                    last_bars = std::time::Instant::now();
+                } else if last_bars.elapsed() >= std::time::Duration::from_secs(2) {
+                    bars(m);
+                    last_bars = std::time::Instant::now();
+                }
             }
         }
+    };
+    {
+        let mut m = monitor.lock().expect("monitor lock");
+        // What the engine said before the last leaver's revoke returned.
+        while let Ok(e) = s.events.try_recv() {
+            m.observe(&e);
+        }
+        for f in &m.progress.finished[printed..] {
+            eprintln!("overall: {}/{n} leaver(s) finished ({f})", m.progress.done);
+        }
+        bars(&m);
     }
-    let not_started: HashSet<&String> = queue.iter().collect();
-    if !not_started.is_empty() {
+    if !outcome.not_started.is_empty() {
         println!(
             "paused by the circuit breaker: {}",
-            clean(breaker.tripped().unwrap_or(""))
+            clean(outcome.paused.as_deref().unwrap_or(""))
         );
-        for e in &queue {
+        eprintln!(
+            "batch PAUSED: circuit breaker: {}; {} leaver(s) not started",
+            clean(outcome.paused.as_deref().unwrap_or("")),
+            outcome.not_started.len()
+        );
+        for e in &outcome.not_started {
             println!("  not started: {}", clean(e));
         }
     }
-    println!("{done} of {n} leaver(s) run");
-    Ok(if left_over || !not_started.is_empty() {
-        3
-    } else {
-        0
-    })
+    println!("{} of {n} leaver(s) run", outcome.finished.len());
+    Ok(outcome.exit_code())
 }

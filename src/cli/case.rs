@@ -502,6 +502,42 @@ pub(crate) fn open(global: &Global, data_dir: &std::path::Path) -> Result<Sessio
     })
 }
 
+/// Whom the leaver's data goes to in a hand-over: `--hand-over-to`, else
+/// their manager in `[roster] path` (when that file reads; a roster that
+/// does not leaves the hand-over a manual step).
+async fn name_hand_over(
+    global: &Global,
+    s: &Session,
+    email: &str,
+    flag: Option<&str>,
+) -> Result<(), Failure> {
+    let to = match flag {
+        Some(t) => Some(t.to_string()),
+        None => roster_manager(global, email),
+    };
+    if let Some(to) = to {
+        s.engine
+            .set_hand_over(email, &to)
+            .await
+            .map_err(engine_failure)?;
+    }
+    Ok(())
+}
+
+fn roster_manager(global: &Global, email: &str) -> Option<String> {
+    use crate::fleet::roster;
+    let loaded = load_config(global).ok()?;
+    let cfg = &loaded.config.roster;
+    let path = cfg.path.as_ref().filter(|p| p.as_os_str() != "-")?;
+    let path = if path.is_relative() {
+        loaded.dir.join(path)
+    } else {
+        path.clone()
+    };
+    let r = roster::load(&roster::Source::File(path), cfg).ok()?;
+    r.get(email)?.manager.clone()
+}
+
 /// `--account APP=ID` values.
 fn parse_picks(values: &[String]) -> Result<Vec<(String, String)>, Failure> {
     values
@@ -908,6 +944,7 @@ pub async fn scan(global: &Global, args: ScanArgs, data_dir: PathBuf) -> CmdResu
     let sel = selection(&args.apps, &[])?;
     let picks = parse_picks(&args.accounts)?;
     let mut s = open(global, &data_dir)?;
+    name_hand_over(global, &s, &args.email, args.hand_over_to.as_deref()).await?;
     let mut view = with_progress(
         &mut s.events,
         false,
@@ -984,6 +1021,7 @@ pub async fn revoke(global: &Global, args: RevokeArgs, data_dir: PathBuf) -> Cmd
             "revoke: name a leaver (EMAIL) or a batch (--from FILE)",
         ));
     };
+    name_hand_over(global, &s, target, args.hand_over_to.as_deref()).await?;
     let view = with_progress(
         &mut s.events,
         true,

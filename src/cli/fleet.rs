@@ -21,7 +21,6 @@ use crate::fleet::history::{self, CaseHistory};
 use crate::fleet::policy::{self, Decision, Scope, due_text};
 use crate::fleet::roster::{self, Roster, Source, Zone};
 use crate::fleet::{PolicyConfig, RosterConfig, period};
-use crate::model::GrantKind;
 use crate::sanitize::{clean, clean_max};
 
 pub const RUN_SCHEMA: &str = "offboard.run/1";
@@ -76,7 +75,7 @@ fn try_config(global: &Global) -> Result<Option<Loaded>, Failure> {
 }
 
 /// The roster from `--roster` or `[roster] path` (relative to the config).
-fn load_roster(
+pub(super) fn load_roster(
     flag: Option<&Path>,
     cfg: &RosterConfig,
     config_dir: Option<&Path>,
@@ -118,16 +117,7 @@ fn history_for<'a>(
 }
 
 fn selection(scope: Scope) -> Selection {
-    Selection {
-        kinds: match scope {
-            Scope::All => Vec::new(),
-            Scope::CutAccess => GrantKind::ALL
-                .into_iter()
-                .filter(|k| history::cuts_access(*k))
-                .collect(),
-        },
-        ..Selection::default()
-    }
+    scope.selection()
 }
 
 pub async fn run(global: &Global, args: RunArgs, data_dir: PathBuf) -> CmdResult {
@@ -212,6 +202,15 @@ pub async fn run(global: &Global, args: RunArgs, data_dir: PathBuf) -> CmdResult
                     session = Some(open(global, &data_dir)?);
                 }
                 let s = session.as_mut().expect("opened above");
+                if let Some(m) = &e.manager
+                    && let Err(err) = s.engine.set_hand_over(&e.email, m).await
+                {
+                    eprintln!(
+                        "warning: {}: manager {}: {err} (the hand-over stays a manual step)",
+                        clean(&e.email),
+                        clean(m)
+                    );
+                }
                 let sel = selection(scope);
                 let summary =
                     with_progress(&mut s.events, !args.json, s.engine.revoke(&e.email, &sel))

@@ -93,6 +93,10 @@ pub struct ScanArgs {
     /// ids are listed by `scan`); repeatable. Recorded in the ledger.
     #[arg(long = "account", value_name = "APP=ID")]
     pub accounts: Vec<String>,
+    /// Whom the leaver's data goes to in a hand-over (Google Drive and
+    /// Calendar); default: their manager in `[roster] path`.
+    #[arg(long, value_name = "EMAIL")]
+    pub hand_over_to: Option<String>,
     /// Machine-readable output (see README: JSON output).
     #[arg(long)]
     pub json: bool,
@@ -103,8 +107,8 @@ pub struct RevokeArgs {
     /// The leaver (or `--from FILE` for a batch).
     #[arg(required_unless_present = "from", conflicts_with = "from")]
     pub email: Option<String>,
-    /// A batch: one email per line, or a roster CSV (its `leaving` and
-    /// `left` people).
+    /// A batch: one email per line, or a roster (CSV or JSON Lines: its
+    /// `leaving` and `left` people, their managers taking their data).
     #[arg(long, value_name = "FILE")]
     pub from: Option<PathBuf>,
     /// Confirms a batch over the cap (`[batch] max_batch`, `max_share`):
@@ -121,6 +125,11 @@ pub struct RevokeArgs {
     /// Only these grant kinds (session, oauth_grant, group, ...); repeatable.
     #[arg(long = "kind", value_name = "KIND")]
     pub kinds: Vec<String>,
+    /// Whom the leaver's data goes to in a hand-over (Google Drive and
+    /// Calendar); default: their manager in `[roster] path` (with
+    /// `--from`, the file's manager column).
+    #[arg(long, value_name = "EMAIL", conflicts_with = "from")]
+    pub hand_over_to: Option<String>,
     /// Print the phased plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -199,7 +208,7 @@ pub struct EvidenceArgs {
 
 #[derive(Debug, Args)]
 pub struct SweepArgs {
-    /// HR roster, CSV with the header `email,status,aliases,manager`.
+    /// The roster (CSV or JSON Lines, `-` for stdin). Default: `[roster] path`.
     #[arg(long, value_name = "FILE")]
     pub roster: Option<PathBuf>,
     /// The app whose suspended users are suspended identities (default: the first configured).

@@ -138,7 +138,14 @@ pub enum RevokeOutcome {
 pub enum Presence {
     Present,
     Absent,
+    /// Still listed, and the app says the change is under way (a data
+    /// transfer in progress): not verified, and said so at the deadline.
+    InProgress,
 }
+
+/// The account fact in which a driver notes whom the leaver's data is
+/// handed over to ([`crate::model::Person::hand_over_to`]).
+pub const HAND_OVER_FACT: &str = "hand_over_to";
 
 /// What kind of identity a listed account is, for the orphan sweep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

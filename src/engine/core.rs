@@ -289,6 +289,20 @@ impl Engine {
         }
         let records = Ledger::read_case(self.ledger.path(), &person.email)?;
         let mut case = Case::from_ledger(person.clone(), &records);
+        // Whom a hand-over goes to, named once, is kept with the accounts
+        // found (a driver notes it in the account's facts).
+        if case.person.hand_over_to.is_none() {
+            case.person.hand_over_to = records.iter().rev().find_map(|r| match &r.event {
+                LedgerEvent::Discovered {
+                    account: Some(a), ..
+                } if r.case == person.email => a
+                    .facts
+                    .iter()
+                    .find(|(k, _)| k == crate::connector::HAND_OVER_FACT)
+                    .map(|(_, v)| v.clone()),
+                _ => None,
+            });
+        }
         let pending = case.pending_keys();
         // A resumed removal (accepted, or requested with no answer
         // recorded) gets a fresh verification deadline in this run; reads

@@ -80,6 +80,42 @@ impl Engine {
         Ok(self.case(&person.email).expect("case opened"))
     }
 
+    /// Names who receives the leaver's data in a hand-over (Google Drive and
+    /// Calendar): the manager from the roster, or a person the operator
+    /// names. It is kept with the case (and, through the accounts found,
+    /// in the ledger) and takes effect with the next lookup
+    /// ([`Engine::discover`]). Hand-over steps nobody acted on yet are
+    /// dropped, so that the next read lists them for the new person.
+    pub async fn set_hand_over(&self, email: &str, to: &str) -> Result<(), EngineError> {
+        let person = Self::normalise(email)?;
+        let to = Self::normalise(to)?.email;
+        if person.addresses().any(|a| a == to) {
+            return Err(EngineError::Invalid(format!(
+                "{} cannot hand their data over to themselves",
+                person.email
+            )));
+        }
+        self.open_case(&person).await?;
+        self.with_case(&person.email, |c| {
+            if c.person.hand_over_to.as_deref() != Some(to.as_str()) {
+                c.person.hand_over_to = Some(to.clone());
+                c.grants.retain(|e| {
+                    e.grant.kind != GrantKind::Delegation
+                        || e.requested
+                        || !matches!(e.state, GrantState::Manual | GrantState::Live)
+                });
+            }
+        });
+        Ok(())
+    }
+
+    /// Whom the leaver's data is handed over to, when known.
+    pub fn hand_over_of(&self, email: &str) -> Option<String> {
+        let email = Person::new(email).email;
+        self.with_case(&email, |c| c.person.hand_over_to.clone())
+            .flatten()
+    }
+
     /// The case's person, with the aliases learned so far.
     pub(super) fn case_person(&self, email: &str) -> Person {
         self.with_case(email, |c| c.person.clone())

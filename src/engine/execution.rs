@@ -21,7 +21,7 @@ impl Engine {
     /// once its requests of the one before are answered), and verifies until every requested
     /// grant is verified, acknowledged, failed or unconfirmed. Verification
     /// starts as soon as the first removal is accepted, alongside the later
-    /// phases. Discovers the case first when it is not open.
+    /// phases. Discovers the case first when nobody was looked up yet.
     pub async fn revoke(&self, email: &str, selection: &Selection) -> Result<Summary, EngineError> {
         self.as_leaver(email, self.revoke_queued(email, selection))
             .await
@@ -34,7 +34,10 @@ impl Engine {
     ) -> Result<Summary, EngineError> {
         let person = Self::normalise(email)?;
         let email = person.email.as_str();
-        if self.case(email).is_none() {
+        let looked_up = self
+            .with_case(email, |c| !c.accounts.is_empty())
+            .unwrap_or(false);
+        if !looked_up {
             self.discover(email).await?;
         }
         let plan = self.plan(email, selection)?;

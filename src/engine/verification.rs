@@ -116,6 +116,7 @@ impl Engine {
         let mut delay = self.opts.verify_initial_delay;
         let mut seen: HashSet<String> = HashSet::new();
         let mut last_error: HashMap<String, String> = HashMap::new();
+        let mut in_progress: HashSet<String> = HashSet::new();
         loop {
             let pending = self.pending(email, scope);
             if pending.is_empty() {
@@ -165,6 +166,11 @@ impl Engine {
                         Ok(Presence::Absent) => verified.push(key),
                         Ok(Presence::Present) => {
                             last_error.remove(&key);
+                            in_progress.remove(&key);
+                        }
+                        Ok(Presence::InProgress) => {
+                            last_error.remove(&key);
+                            in_progress.insert(key);
                         }
                         Err(e) => {
                             last_error.insert(key, clean(&e.to_string()));
@@ -214,7 +220,8 @@ impl Engine {
             } else {
                 (delay * 2).min(VERIFY_MAX_DELAY)
             };
-            self.escalate_overdue(email, scope, &last_error).await?;
+            self.escalate_overdue(email, scope, &last_error, &in_progress)
+                .await?;
         }
     }
 
@@ -264,6 +271,7 @@ impl Engine {
         email: &str,
         scope: &HashSet<String>,
         last_error: &HashMap<String, String>,
+        in_progress: &HashSet<String>,
     ) -> Result<(), EngineError> {
         let deadline =
             chrono::Duration::from_std(self.opts.verify_deadline).unwrap_or(chrono::Duration::MAX);
@@ -282,6 +290,10 @@ impl Engine {
             .into_iter()
             .map(|key| {
                 let reason = match last_error.get(&key) {
+                    None if in_progress.contains(&key) => format!(
+                        "pending: the app still reports it in progress {}s after accepting it (not verified; check again later with offboard verify)",
+                        self.opts.verify_deadline.as_secs()
+                    ),
                     Some(e) => format!(
                         "not confirmed within {}s; last read failed: {e}",
                         self.opts.verify_deadline.as_secs()

@@ -73,6 +73,20 @@ impl Scope {
         }
     }
 
+    /// The engine's selection for this scope.
+    pub fn selection(self) -> crate::engine::Selection {
+        crate::engine::Selection {
+            kinds: match self {
+                Scope::All => Vec::new(),
+                Scope::CutAccess => crate::model::GrantKind::ALL
+                    .into_iter()
+                    .filter(|k| cuts_access(*k))
+                    .collect(),
+            },
+            ..crate::engine::Selection::default()
+        }
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             Scope::All => "everything",
@@ -235,6 +249,66 @@ fn names<'a>(it: impl Iterator<Item = &'a str>) -> String {
 
 pub fn ts(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// Runs the policy once over the roster, as `offboard run --due --yes`
+/// does: each leaver the policy says to run (given the ledger's history,
+/// so a second run does nothing new) is revoked in the policy's scope,
+/// with their data handed over to their manager. One line per leaver acted
+/// on.
+pub async fn run_due(
+    engine: &crate::engine::Engine,
+    roster: &super::Roster,
+    policy: &PolicyConfig,
+    records: &[crate::evidence::Record],
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    use crate::sanitize::{clean, clean_max};
+    let histories = super::history::cases(records);
+    let mut out = Vec::new();
+    for e in roster.leavers() {
+        let h = histories
+            .get(&e.email)
+            .or_else(|| e.aliases.iter().find_map(|a| histories.get(a)));
+        let Decision::Run { scope, why } = decide(policy, e, h, now) else {
+            continue;
+        };
+        if let Some(m) = &e.manager
+            && let Err(err) = engine.set_hand_over(&e.email, m).await
+        {
+            out.push(format!(
+                "{}: manager {}: {err} (the hand-over stays a manual step)",
+                clean(&e.email),
+                clean(m)
+            ));
+        }
+        // A fresh lookup, so that the hand-over to the manager is planned.
+        if let Err(err) = engine.discover(&e.email).await {
+            out.push(format!(
+                "{}: {}",
+                clean(&e.email),
+                clean_max(&err.to_string(), 200)
+            ));
+            continue;
+        }
+        let line = match engine.revoke(&e.email, &scope.selection()).await {
+            Ok(s) => format!(
+                "{}: {} ({}): revoked {}: {} verified, {} acknowledged, {} left",
+                clean(&e.email),
+                e.exit_time
+                    .map(|x| due_text(x, now))
+                    .unwrap_or_else(|| "left".into()),
+                clean_max(&why, 80),
+                scope.describe(),
+                s.verified,
+                s.acknowledged,
+                s.live + s.removing + s.unconfirmed + s.failed + s.manual
+            ),
+            Err(err) => format!("{}: {}", clean(&e.email), clean_max(&err.to_string(), 200)),
+        };
+        out.push(line);
+    }
+    out
 }
 
 #[cfg(test)]

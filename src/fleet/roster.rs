@@ -140,7 +140,37 @@ pub struct Roster {
     pub errors: Vec<LineError>,
 }
 
+/// A roster's people by every address (primary and aliases, lower case),
+/// for matching many accounts at once.
+pub struct Index<'a> {
+    by_address: HashMap<&'a str, &'a Entry>,
+}
+
+impl<'a> Index<'a> {
+    /// The person one of whose addresses this is.
+    pub fn find(&self, address: &str) -> Option<&'a Entry> {
+        self.by_address
+            .get(address.trim().to_ascii_lowercase().as_str())
+            .copied()
+    }
+
+    /// The person any of these addresses belongs to.
+    pub fn find_any<'b>(&self, addresses: impl IntoIterator<Item = &'b str>) -> Option<&'a Entry> {
+        addresses.into_iter().find_map(|a| self.find(a))
+    }
+}
+
 impl Roster {
+    pub fn index(&self) -> Index<'_> {
+        let mut by_address = HashMap::new();
+        for e in &self.entries {
+            for a in std::iter::once(&e.email).chain(e.aliases.iter()) {
+                by_address.entry(a.as_str()).or_insert(e);
+            }
+        }
+        Index { by_address }
+    }
+
     pub fn get(&self, email: &str) -> Option<&Entry> {
         let e = email.trim().to_ascii_lowercase();
         self.entries
@@ -357,6 +387,14 @@ fn validate(line: usize, raw: Raw, cols: &Columns, zone: &Zone) -> Result<Entry,
         ),
         None => None,
     };
+    let manager = nonempty(raw.manager).map(|m| m.to_ascii_lowercase());
+    if let Some(m) = manager.as_deref().filter(|m| !valid_address(m)) {
+        return Err(format!(
+            "{} `{}` is not an email address",
+            cols.manager,
+            clean_max(m, 60)
+        ));
+    }
     let mut aliases = Vec::new();
     for a in raw.aliases {
         if !valid_address(&a) {
@@ -376,7 +414,7 @@ fn validate(line: usize, raw: Raw, cols: &Columns, zone: &Zone) -> Result<Entry,
         name: nonempty(raw.name),
         status,
         exit_time,
-        manager: nonempty(raw.manager),
+        manager,
         kind: nonempty(raw.kind),
         aliases,
     })
@@ -708,6 +746,25 @@ mod tests {
             "2026-12-01T17:30:00+00:00"
         );
         assert_eq!(r.get("a@example.com").unwrap().email, "ada@example.com");
+    }
+
+    #[test]
+    fn managers_are_addresses_and_the_index_finds_aliases() {
+        let text = "email,status,aliases,manager\n\
+            ann@example.com,left,a.old@example.com;ann2@example.com,Boss@Example.com\n\
+            carl@example.com,active,,not-an-address\n";
+        let r = parse_csv("hr.csv", text.as_bytes(), &Columns::default(), &utc()).unwrap();
+        assert_eq!(r.entries[0].manager.as_deref(), Some("boss@example.com"));
+        assert_eq!(
+            r.errors[0].to_string(),
+            "hr.csv line 3: manager `not-an-address` is not an email address"
+        );
+        let idx = r.index();
+        assert_eq!(
+            idx.find("ANN2@example.com").unwrap().email,
+            "ann@example.com"
+        );
+        assert!(idx.find("carl@example.com").is_none());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use futures::future::join_all;
 use serde::Serialize;
 
-use super::{People, RosterStatus};
+use super::{Roster, Status};
 use crate::connector::{AccountClass, Connector, ListedAccount};
 use crate::sanitize::{clean, clean_max};
 
@@ -130,7 +130,7 @@ fn primary(a: &ListedAccount) -> String {
 /// connector).
 pub async fn sweep(
     connectors: &[Arc<dyn Connector>],
-    roster: Option<&People>,
+    roster: Option<&Roster>,
     directory: Option<&str>,
 ) -> SweepReport {
     let listings = join_all(connectors.iter().map(|c| c.list_accounts())).await;
@@ -175,12 +175,14 @@ pub async fn sweep(
             }
         }
     }
+    let index = roster.map(Roster::index);
+    let index = index.as_ref();
     let mut findings = Vec::new();
     for (app, accounts) in &swept {
         let in_directory = directory.as_deref() == Some(app.as_str());
         for a in accounts.iter().filter(|a| a.account.active) {
             let addrs = addresses(a);
-            let person = roster.and_then(|r| r.find_any(addrs.iter().map(String::as_str)));
+            let person = index.and_then(|r| r.find_any(addrs.iter().map(String::as_str)));
             let email = person
                 .map(|p| p.email.clone())
                 .unwrap_or_else(|| primary(a));
@@ -204,13 +206,13 @@ pub async fn sweep(
                         continue;
                     };
                     let owner_l = owner.to_ascii_lowercase();
-                    let owner_entry = roster.and_then(|r| r.find(&owner_l));
+                    let owner_entry = index.and_then(|r| r.find(&owner_l));
                     let who = owner_entry
                         .map(|e| e.email.clone())
                         .unwrap_or_else(|| clean(owner));
                     let command =
                         format!("offboard revoke {who} --app {app} --kind owned_app --yes");
-                    if owner_entry.is_some_and(|e| e.status == RosterStatus::Left) {
+                    if owner_entry.is_some_and(|e| e.status == Status::Left) {
                         found(
                             FindingKind::OwnerLeft,
                             format!("owned by {who}, who has left"),
@@ -235,7 +237,7 @@ pub async fn sweep(
                 }
                 class => {
                     if let Some(p) = person
-                        && p.status == RosterStatus::Left
+                        && p.status == Status::Left
                     {
                         found(
                             FindingKind::Left,
@@ -258,8 +260,8 @@ pub async fn sweep(
                     if class == AccountClass::Guest {
                         let owner = person.and_then(|p| p.manager.as_deref());
                         let owner_left = owner
-                            .and_then(|m| roster.and_then(|r| r.find(m)))
-                            .is_some_and(|m| m.status == RosterStatus::Left)
+                            .and_then(|m| index.and_then(|r| r.find(m)))
+                            .is_some_and(|m| m.status == Status::Left)
                             || owner.is_some_and(|m| suspended.contains_key(m));
                         if roster.is_some() && (owner.is_none() || owner_left) {
                             let why = match owner {

@@ -18,6 +18,11 @@ pub struct Person {
     /// accounts found elsewhere; drivers try them after `email`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// Who receives the leaver's data in a hand-over (Google Drive and
+    /// Calendar): the manager from the roster, or a person the operator
+    /// names. Lower case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hand_over_to: Option<String>,
 }
 
 impl Person {
@@ -27,6 +32,7 @@ impl Person {
             display_name: None,
             exit_at: None,
             aliases: Vec::new(),
+            hand_over_to: None,
         }
     }
 

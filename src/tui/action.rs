@@ -9,7 +9,7 @@ use crossterm::event::KeyEvent;
 use crate::connector::Health;
 use crate::engine::{Event, Summary};
 
-use super::model::{CaseSnapshot, LoginPrompt, RevokeScope};
+use super::model::{BatchPlan, CaseSnapshot, LoginPrompt, RevokeScope};
 
 #[derive(Debug, Clone)]
 pub enum Action {
@@ -66,6 +66,22 @@ pub enum Action {
         result: Result<CaseSnapshot, String>,
         health: Vec<(String, Health)>,
     },
+    /// The exit-time policy ran (`:auto on`): what it did, one line a
+    /// leaver acted on, and the cases it changed.
+    AutoRan {
+        result: Result<Vec<String>, String>,
+        cases: Vec<CaseSnapshot>,
+    },
+    /// The picked leavers were discovered and planned as a batch.
+    BatchPrepared {
+        emails: Vec<String>,
+        result: Result<BatchPlan, String>,
+    },
+    /// The batch ended.
+    BatchFinished {
+        result: Result<crate::fleet::batch::Outcome, String>,
+        cases: Vec<CaseSnapshot>,
+    },
     /// SIGTERM, SIGINT, or a panic somewhere: leave now.
     Terminate(String),
 }
@@ -112,5 +128,21 @@ pub enum Effect {
     /// Abandon the sign-in in progress (its task is dropped).
     LoginCancel {
         app: String,
+    },
+    /// Run the exit-time policy once (`:auto on`).
+    AutoRun,
+    /// Hand the leaver's data over to this person, then read them again.
+    HandOver {
+        email: String,
+        to: String,
+    },
+    /// Discover and plan these leavers as a batch (its dry run).
+    BatchPrepare {
+        emails: Vec<String>,
+    },
+    /// Run them as one batch, with the cap confirmed.
+    BatchRun {
+        emails: Vec<String>,
+        confirm: usize,
     },
 }

@@ -319,26 +319,38 @@ pub async fn open(
     opts: ConsoleOptions,
     data_dir: &Path,
     connectors: Vec<ResolvedConnector>,
+    fleet: super::fleet::Fleet,
 ) -> CmdResult {
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         return Err(Failure::usage(
             "the console needs a terminal; for scripts use `offboard scan|revoke|verify|evidence`",
         ));
     }
+    let managers = opts
+        .leavers
+        .iter()
+        .filter_map(|l| l.manager.clone().map(|m| (l.email.clone(), m)))
+        .collect();
     let mut model = initial_model(&engine, opts);
     // The queue's lookups: one bulk read per app where it offers one.
     let queue: Vec<String> = model.leavers.iter().map(|l| l.email.clone()).collect();
     engine.look_up_many(&queue, &[]);
-    let service: Arc<dyn Service> = Arc::new(EngineService {
-        engine: engine.clone(),
-        data_dir: data_dir.to_path_buf(),
-        login: Some(SignIn {
-            connectors,
+    let service = super::fleet::FleetService::new(
+        EngineService {
+            engine: engine.clone(),
             data_dir: data_dir.to_path_buf(),
-            http: crate::connector::http::shared_reqwest(),
-            open_browser: true,
-        }),
-    });
+            login: Some(SignIn {
+                connectors,
+                data_dir: data_dir.to_path_buf(),
+                http: crate::connector::http::shared_reqwest(),
+                open_browser: true,
+            }),
+        },
+        fleet,
+        managers,
+    );
+    let events = super::fleet::forward_events(events, service.monitor.clone());
+    let service: Arc<dyn Service> = Arc::new(service);
     terminal::install_panic_hook(&data_dir.join("offboard.log"));
     let result = {
         let _guard =
@@ -414,7 +426,30 @@ pub async fn console(global: &Flags, data_dir: PathBuf) -> CmdResult {
         .collect();
     opts.notes = notes;
     roster_leavers(&loaded, &mut opts);
-    open(engine, events, opts, &data_dir, resolved).await
+    let fleet = fleet_of(&loaded);
+    open(engine, events, opts, &data_dir, resolved, fleet).await
+}
+
+/// The config's roster, policy, batch limits and each connector's quota,
+/// for `:auto on` and batches.
+fn fleet_of(loaded: &config::Loaded) -> super::fleet::Fleet {
+    let cfg = &loaded.config.roster;
+    let roster = cfg.path.as_ref().filter(|p| p.as_os_str() != "-").map(|p| {
+        if p.is_relative() {
+            loaded.dir.join(p)
+        } else {
+            p.clone()
+        }
+    });
+    super::fleet::Fleet {
+        roster,
+        roster_cfg: cfg.clone(),
+        policy: loaded.config.policy.clone(),
+        limits: Some(crate::fleet::batch::Limits::from_config(
+            &loaded.config.batch,
+        )),
+        quotas: crate::fleet::batch::quotas(loaded),
+    }
 }
 
 /// The queue from `[roster] path` when one is configured: its leavers
@@ -445,6 +480,7 @@ fn roster_leavers(loaded: &config::Loaded, opts: &mut ConsoleOptions) {
                     let mut row = LeaverRow::new(&e.email);
                     row.name = e.name.clone();
                     row.exit_at = e.exit_time;
+                    row.manager = e.manager.clone();
                     row
                 })
                 .collect();
@@ -488,17 +524,33 @@ pub async fn demo(
         config::project_dirs().map(|d| d.config_dir().to_path_buf()),
     );
     let now = Utc::now();
+    use crate::sandbox::tenant;
+    let demo_manager = tenant::people()
+        .into_iter()
+        .find(|p| p.scenario.is_none())
+        .map(|p| p.email);
     opts.leavers = crate::sandbox::tenant::LEAVERS
         .iter()
         .map(|l| {
             let mut row = LeaverRow::new(l.email);
             row.name = Some(l.name.to_string());
             row.exit_at = Some(now + chrono::Duration::days(l.exit_in_days));
+            // Leavers with a manager hand their Drive and Calendar over
+            // through the API; the others keep the manual step.
+            if matches!(
+                l.scenario,
+                tenant::Scenario::Scheduled
+                    | tenant::Scenario::Mover
+                    | tenant::Scenario::DifferentEmail
+            ) {
+                row.manager = demo_manager.clone();
+            }
             row
         })
         .collect();
     opts.notes = notes;
-    let result = open(engine, events, opts, &data_dir, resolved).await;
+    let fleet = fleet_of(&loaded);
+    let result = open(engine, events, opts, &data_dir, resolved, fleet).await;
     running.stop().await;
     result
 }

@@ -4,6 +4,7 @@
 
 pub mod action;
 pub mod app;
+pub mod fleet;
 pub mod model;
 pub mod runtime;
 pub mod signin;

@@ -151,6 +151,9 @@ pub struct LeaverRow {
     /// Steps of a revoke the ledger holds as interrupted (the console was
     /// quit or killed while it ran): resumed once the leaver is read.
     pub resume: Vec<String>,
+    /// Whom the leaver's data goes to in a hand-over (the roster's manager,
+    /// or `:handover EMAIL`).
+    pub manager: Option<String>,
 }
 
 impl LeaverRow {
@@ -168,6 +171,7 @@ impl LeaverRow {
             grants: Vec::new(),
             progress: BTreeMap::new(),
             resume: Vec::new(),
+            manager: None,
         }
     }
 
@@ -369,6 +373,42 @@ pub enum Dialog {
     Help {
         scroll: u16,
     },
+    /// Revoke the picked leavers as one batch: the dry run's totals, the
+    /// cap's reasons, and the exact number of leavers typed to go ahead.
+    Batch {
+        emails: Vec<String>,
+        /// None while the leavers are discovered and planned.
+        plan: Option<BatchPlan>,
+        typed: String,
+        error: Option<String>,
+    },
+}
+
+/// What a batch would do (its dry run), as the console shows it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BatchPlan {
+    /// Steps per app and kind.
+    pub totals: Vec<(String, String, usize)>,
+    /// Removals to request per app.
+    pub requests: BTreeMap<String, usize>,
+    /// Why the batch is over the cap (empty: it is not).
+    pub reasons: Vec<String>,
+    /// Each app's quota, requests a second.
+    pub quotas: BTreeMap<String, f64>,
+}
+
+// The quotas are finite rates: comparing them is an equivalence.
+impl Eq for BatchPlan {}
+
+/// A batch running (or finished) in the console.
+#[derive(Debug, Clone)]
+pub struct BatchView {
+    pub emails: Vec<String>,
+    pub progress: crate::fleet::batch::Progress,
+    pub running: bool,
+    /// Why the circuit breaker paused it, and who was not started.
+    pub paused: Option<String>,
+    pub not_started: Vec<String>,
 }
 
 /// What the operator needs to approve a sign-in. Holds no secret: the user
@@ -501,6 +541,17 @@ pub struct Model {
     /// The evidence ledger's chain was found broken at start: the header
     /// says so for as long as the console runs (work goes on).
     pub ledger_broken: bool,
+    /// `:auto on`: the exit-time policy (`run --due`) runs while the
+    /// console is open. Off by default.
+    pub auto: bool,
+    /// A policy run is under way.
+    pub auto_running: bool,
+    /// When the policy runs next.
+    pub auto_next: Option<DateTime<Utc>>,
+    /// Leavers picked (`Space` in the queue) for a batch (`B`).
+    pub picked: BTreeSet<String>,
+    /// The batch under way or last run (its progress).
+    pub batch: Option<BatchView>,
 }
 
 impl Model {
@@ -545,6 +596,11 @@ impl Model {
             popup_max_scroll: Cell::new(0),
             data_dir_hint: None,
             ledger_broken: false,
+            auto: false,
+            auto_running: false,
+            auto_next: None,
+            picked: BTreeSet::new(),
+            batch: None,
         };
         (model, msg)
     }
@@ -680,6 +736,8 @@ impl Model {
     /// Whether anything is moving (the spinner turns, ticks redraw).
     pub fn busy(&self) -> bool {
         matches!(self.dialog, Some(Dialog::Login { .. }))
+            || self.auto_running
+            || self.batch.as_ref().is_some_and(|b| b.running)
             || self.leavers.iter().any(|l| {
                 l.discovering || l.revoking || l.grants.iter().any(|g| g.state.is_removing())
             })

@@ -22,7 +22,7 @@ use crate::connector::Health;
 use crate::engine::{Event, Summary};
 
 use super::action::{Action, Effect};
-use super::model::{CaseSnapshot, LoginPrompt, Model, RevokeScope};
+use super::model::{BatchPlan, CaseSnapshot, LoginPrompt, Model, RevokeScope};
 use super::{update, view};
 
 /// Woken by the panic hook: a panic anywhere ends the console cleanly.
@@ -58,6 +58,31 @@ pub trait Service: Send + Sync + 'static {
     /// through `io`, and returns what to tell them at the end. Dropping the
     /// future abandons the sign-in.
     async fn login(&self, app: &str, io: LoginIo) -> Result<String, String>;
+    /// Runs the exit-time policy once (as `offboard run --due --yes`):
+    /// one line per leaver acted on.
+    async fn run_due(&self) -> Result<Vec<String>, String> {
+        Err("no roster: set [roster] path in the config".into())
+    }
+    /// Names whom the leaver's data goes to, and reads the leaver again.
+    async fn hand_over(&self, email: &str, to: &str) -> Result<CaseSnapshot, String> {
+        let _ = (email, to);
+        Err("hand-over is not available here".into())
+    }
+    /// Discovers and plans leavers as one batch; changes nothing.
+    async fn batch_prepare(&self, emails: &[String]) -> Result<BatchPlan, String> {
+        let _ = emails;
+        Err("batches are not available here".into())
+    }
+    /// Runs leavers as one batch (`confirm`: the number the operator typed;
+    /// refused unless it is exactly theirs when the batch is over the cap).
+    async fn batch_run(
+        &self,
+        emails: &[String],
+        confirm: usize,
+    ) -> Result<crate::fleet::batch::Outcome, String> {
+        let _ = (emails, confirm);
+        Err("batches are not available here".into())
+    }
 }
 
 /// The console's side of a sign-in in progress.
@@ -233,6 +258,28 @@ fn spawn_effect(service: &Arc<dyn Service>, tx: &mpsc::UnboundedSender<Action>, 
                 let result = s.export(&email, exit_at).await;
                 Action::Exported { email, result }
             }
+            Effect::AutoRun => {
+                let result = s.run_due().await;
+                let cases = cases_of(&s, result.as_ref().ok().map(Vec::as_slice).unwrap_or(&[]));
+                Action::AutoRan { result, cases }
+            }
+            Effect::HandOver { email, to } => {
+                let result = s.hand_over(&email, &to).await;
+                Action::Discovered {
+                    health: s.health(),
+                    email,
+                    result,
+                }
+            }
+            Effect::BatchPrepare { emails } => {
+                let result = s.batch_prepare(&emails).await;
+                Action::BatchPrepared { emails, result }
+            }
+            Effect::BatchRun { emails, confirm } => {
+                let result = s.batch_run(&emails, confirm).await;
+                let cases = emails.iter().filter_map(|e| s.case(e)).collect();
+                Action::BatchFinished { result, cases }
+            }
             Effect::Login { .. } | Effect::LoginPaste { .. } | Effect::LoginCancel { .. } => {
                 // Sign-ins keep state between effects: see [`Effects`].
                 return;
@@ -240,6 +287,16 @@ fn spawn_effect(service: &Arc<dyn Service>, tx: &mpsc::UnboundedSender<Action>, 
         };
         let _ = tx.send(action);
     });
+}
+
+/// The cases of the leavers named at the start of policy lines
+/// (`email: …`).
+fn cases_of(s: &Arc<dyn Service>, lines: &[String]) -> Vec<CaseSnapshot> {
+    lines
+        .iter()
+        .filter_map(|l| l.split_once(':').map(|(e, _)| e.trim()))
+        .filter_map(|e| s.case(e))
+        .collect()
 }
 
 async fn terminate_signal() {

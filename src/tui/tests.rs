@@ -1580,6 +1580,9 @@ fn states_to_draw() -> Vec<Model> {
         assert!(m.dialog.is_some());
         out.push(m);
     }
+    for stage in 0..3 {
+        out.push(batch_model(stage));
+    }
     let mut m = model_with(false, "default");
     update(
         &mut m,
@@ -2048,4 +2051,244 @@ fn queue_shows_due_and_overdue_leavers_with_overdue_open_access_highlighted() {
     let (x, y) = find(&buf, "due in 2h").unwrap_or_else(|| panic!("{screen}"));
     assert_ne!(buf[(x, y)].fg, danger.fg.unwrap_or_default());
     assert!(!screen.contains("due in 2h: still open"));
+}
+
+fn command(m: &mut Model, cmd: &str) -> Vec<Effect> {
+    update(m, ch(':'));
+    typed(m, cmd);
+    update(m, key(KeyCode::Enter))
+}
+
+#[test]
+fn auto_is_off_by_default_and_runs_the_policy_once_a_minute_when_on() {
+    let mut m = model_with(false, "default");
+    m.leavers[0].discovering = true;
+    assert!(!m.auto);
+    assert!(!text(&render(&m, 80, 24)).contains("AUTO"));
+    // Off: ticks never run the policy.
+    assert!(!update(&mut m, Action::Tick(t0())).contains(&Effect::AutoRun));
+
+    command(&mut m, "auto on");
+    assert!(m.auto);
+    let head = text(&render(&m, 80, 24));
+    assert!(head.lines().next().unwrap().contains("AUTO"), "{head}");
+    let fx = update(&mut m, Action::Tick(t0()));
+    assert_eq!(fx.iter().filter(|f| **f == Effect::AutoRun).count(), 1);
+    assert!(m.auto_running);
+    // Not again while it runs, nor before the minute is up.
+    let later = t0() + chrono::Duration::seconds(70);
+    assert!(!update(&mut m, Action::Tick(later)).contains(&Effect::AutoRun));
+    update(
+        &mut m,
+        Action::AutoRan {
+            result: Ok(vec![
+                "dana.whitfield@example.com: overdue 3h (exit time passed): revoked everything: 3 verified, 0 acknowledged, 0 left".into(),
+            ]),
+            cases: Vec::new(),
+        },
+    );
+    assert!(!m.auto_running);
+    assert!(
+        m.activity
+            .iter()
+            .any(|l| l.text.starts_with("auto: dana.whitfield"))
+    );
+    let soon = t0() + chrono::Duration::seconds(30);
+    assert!(!update(&mut m, Action::Tick(soon)).contains(&Effect::AutoRun));
+    assert!(update(&mut m, Action::Tick(later)).contains(&Effect::AutoRun));
+    update(
+        &mut m,
+        Action::AutoRan {
+            result: Err("no roster: set [roster] path in the config (a file)".into()),
+            cases: Vec::new(),
+        },
+    );
+    assert!(m.message.as_ref().unwrap().1.contains("no roster"));
+
+    command(&mut m, "auto off");
+    assert!(!m.auto);
+    let much_later = t0() + chrono::Duration::seconds(600);
+    assert!(!update(&mut m, Action::Tick(much_later)).contains(&Effect::AutoRun));
+    assert!(!text(&render(&m, 80, 24)).contains("AUTO"));
+
+    // Read-only: refused.
+    let mut ro = model_with(true, "default");
+    command(&mut ro, "auto on");
+    assert!(!ro.auto);
+}
+
+#[test]
+fn handover_names_whom_the_data_goes_to() {
+    let mut m = model_with(false, "default");
+    let fx = command(&mut m, "handover Boss@Example.com");
+    assert_eq!(
+        fx,
+        vec![Effect::HandOver {
+            email: "dana.whitfield@example.com".into(),
+            to: "boss@example.com".into(),
+        }]
+    );
+    assert_eq!(m.leavers[0].manager.as_deref(), Some("boss@example.com"));
+    assert!(command(&mut m, "handover nobody").is_empty());
+    assert!(
+        m.message
+            .as_ref()
+            .unwrap()
+            .1
+            .contains("not an email address")
+    );
+}
+
+/// The batch dialog before its dry run (0), with it (1), and the batch
+/// running (2).
+fn batch_model(stage: u8) -> Model {
+    let mut m = model_with(false, "default");
+    update(&mut m, ch(' '));
+    update(&mut m, ch(' '));
+    update(&mut m, ch('B'));
+    if stage >= 1 {
+        update(
+            &mut m,
+            Action::BatchPrepared {
+                emails: vec![
+                    "dana.whitfield@example.com".into(),
+                    "marcus.reyes@example.com".into(),
+                ],
+                result: Ok(plan_of_two()),
+            },
+        );
+    }
+    if stage >= 2 {
+        typed(&mut m, "2");
+        update(&mut m, key(KeyCode::Enter));
+    }
+    m
+}
+
+fn plan_of_two() -> BatchPlan {
+    BatchPlan {
+        totals: vec![
+            ("google".into(), "account".into(), 2),
+            ("google".into(), "oauth_grant".into(), 3),
+            ("slack".into(), "session".into(), 2),
+        ],
+        requests: [("google".to_string(), 5), ("slack".to_string(), 2)].into(),
+        reasons: vec!["2 leavers is more than [batch] max_batch = 1".into()],
+        quotas: [("google".to_string(), 40.0), ("slack".to_string(), 2.0)].into(),
+    }
+}
+
+#[test]
+fn picked_leavers_run_as_one_batch_after_the_dry_run_and_the_exact_count() {
+    let mut m = model_with(false, "default");
+    // Nothing picked: B says how.
+    assert!(update(&mut m, ch('B')).is_empty());
+    assert!(
+        m.message
+            .as_ref()
+            .unwrap()
+            .1
+            .contains("pick leavers with Space")
+    );
+    // Space in the queue picks the leaver and moves on.
+    update(&mut m, ch(' '));
+    assert_eq!(m.queue_sel, 1);
+    update(&mut m, ch(' '));
+    assert_eq!(m.picked.len(), 2);
+    assert!(text(&render(&m, 80, 24)).contains("Leavers (2, 2 picked)"));
+    let emails = vec![
+        "dana.whitfield@example.com".to_string(),
+        "marcus.reyes@example.com".to_string(),
+    ];
+    assert_eq!(
+        update(&mut m, ch('B')),
+        vec![Effect::BatchPrepare {
+            emails: emails.clone()
+        }]
+    );
+    // Enter before the dry run is in does nothing.
+    assert!(update(&mut m, key(KeyCode::Enter)).is_empty());
+    update(
+        &mut m,
+        Action::BatchPrepared {
+            emails: emails.clone(),
+            result: Ok(plan_of_two()),
+        },
+    );
+    let s = text(&render(&m, 80, 24));
+    assert!(s.contains("Dry run for 2 leaver(s)"), "{s}");
+    assert!(s.contains("google oauth_grant 3"), "{s}");
+    assert!(s.contains("over the cap: 2 leavers is more than"), "{s}");
+    assert!(s.contains("Type 2 (the number of leavers)"), "{s}");
+    // A wrong number (or letters) goes nowhere.
+    typed(&mut m, "3x");
+    assert!(update(&mut m, key(KeyCode::Enter)).is_empty());
+    assert!(m.message.as_ref().unwrap().1.contains("type 2"));
+    assert!(m.batch.is_none());
+    update(&mut m, key(KeyCode::Backspace));
+    typed(&mut m, "2");
+    assert_eq!(
+        update(&mut m, key(KeyCode::Enter)),
+        vec![Effect::BatchRun {
+            emails: emails.clone(),
+            confirm: 2
+        }]
+    );
+    assert!(m.dialog.is_none());
+    assert!(m.picked.is_empty());
+    assert!(m.leavers.iter().all(|l| l.revoking));
+    // Progress: a bar per app and overall, with the time left from the quota.
+    for i in 0..5 {
+        update(
+            &mut m,
+            Action::Engine(Event::ApiAnswer {
+                email: "dana.whitfield@example.com".into(),
+                key: format!("google/token:{i}"),
+                answer: "accepted".into(),
+            }),
+        );
+    }
+    let s = text(&render(&m, 100, 30));
+    assert!(s.contains("BATCH 0/2"), "{s}");
+    let google = s
+        .lines()
+        .find(|l| l.contains("google") && l.contains('['))
+        .unwrap();
+    assert!(google.contains("5/5") && google.contains("done"), "{s}");
+    let slack = s
+        .lines()
+        .find(|l| l.contains("slack") && l.contains('['))
+        .unwrap();
+    assert!(slack.contains("0/2") && slack.contains("~1s left"), "{s}");
+    assert!(slack.contains("(quota 2/s)"), "{s}");
+    assert!(
+        s.lines()
+            .any(|l| l.contains("overall") && l.contains("5/7")),
+        "{s}"
+    );
+    // The breaker paused it: said so, and who was not started.
+    update(
+        &mut m,
+        Action::BatchFinished {
+            result: Ok(crate::fleet::batch::Outcome {
+                finished: Vec::new(),
+                not_started: vec!["marcus.reyes@example.com".into()],
+                paused: Some("slack: 5 of its last 20 requests failed or were refused".into()),
+            }),
+            cases: Vec::new(),
+        },
+    );
+    assert!(m.leavers.iter().all(|l| !l.revoking));
+    let s = text(&render(&m, 100, 30));
+    assert!(s.contains("PAUSED by the circuit breaker: slack"), "{s}");
+    assert!(s.contains("not started: marcus.reyes@example.com"), "{s}");
+    assert!(m.message.as_ref().unwrap().1.starts_with("batch PAUSED"));
+    // Esc in the queue closes the finished batch's panel.
+    update(&mut m, key(KeyCode::Esc));
+    assert!(m.batch.is_none());
+    // Read-only: no batch.
+    let mut ro = model_with(true, "default");
+    update(&mut ro, ch(' '));
+    assert!(update(&mut ro, ch('B')).is_empty());
+    assert!(ro.picked.is_empty());
 }

@@ -89,7 +89,114 @@ pub fn update(model: &mut Model, action: Action) -> Vec<Effect> {
         Action::Tick(now) => on_tick(model, now),
         Action::Engine(ev) => {
             model.dirty = true;
+            if let Some(b) = model.batch.as_mut() {
+                b.progress.observe(&ev);
+            }
             on_event(model, ev);
+            Vec::new()
+        }
+        Action::AutoRan { result, cases } => {
+            model.dirty = true;
+            model.auto_running = false;
+            for snap in cases {
+                let email = snap.email.clone();
+                apply_snapshot(model, &email, snap);
+            }
+            match result {
+                Ok(lines) if lines.is_empty() => {}
+                Ok(lines) => {
+                    for l in lines {
+                        model.log(Level::Info, format!("auto: {}", clean(&l)));
+                    }
+                }
+                Err(e) => {
+                    let e = clean(&e);
+                    model.log(Level::Error, format!("auto: {e}"));
+                    model.message = Some((Level::Error, format!("auto: {e}")));
+                }
+            }
+            Vec::new()
+        }
+        Action::BatchPrepared { emails, result } => {
+            model.dirty = true;
+            if let Some(Dialog::Batch {
+                emails: open,
+                plan,
+                error,
+                ..
+            }) = model.dialog.as_mut()
+                && *open == emails
+            {
+                match result {
+                    Ok(p) => *plan = Some(p),
+                    Err(e) => *error = Some(clean(&e)),
+                }
+            }
+            Vec::new()
+        }
+        Action::BatchFinished { result, cases } => {
+            model.dirty = true;
+            for snap in cases {
+                let email = snap.email.clone();
+                apply_snapshot(model, &email, snap);
+            }
+            let emails = model
+                .batch
+                .as_ref()
+                .map(|b| b.emails.clone())
+                .unwrap_or_default();
+            for e in &emails {
+                if let Some(l) = model.leaver_mut(e) {
+                    l.revoking = false;
+                }
+            }
+            if let Some(b) = model.batch.as_mut() {
+                b.running = false;
+            }
+            match result {
+                Ok(out) => {
+                    if let Some(b) = model.batch.as_mut() {
+                        b.paused = out.paused.as_deref().map(clean);
+                        b.not_started = out.not_started.clone();
+                        // Leavers whose `Finished` event is still on its way.
+                        for (email, r) in &out.finished {
+                            b.progress.finish(email, r);
+                        }
+                    }
+                    if let Some(why) = &out.paused {
+                        let text = format!(
+                            "batch PAUSED: circuit breaker: {}; {} leaver(s) not started",
+                            clean(why),
+                            out.not_started.len()
+                        );
+                        model.log(Level::Error, text.clone());
+                        model.message = Some((Level::Error, text));
+                    } else {
+                        let level = if out.exit_code() == 0 {
+                            Level::Good
+                        } else {
+                            Level::Warn
+                        };
+                        let text = format!(
+                            "batch: {} of {} leaver(s) run{}",
+                            out.finished.len(),
+                            emails.len(),
+                            if out.exit_code() == 0 {
+                                " - all closed"
+                            } else {
+                                "; some need attention"
+                            }
+                        );
+                        model.log(level, text.clone());
+                        model.message = Some((level, text));
+                    }
+                }
+                Err(e) => {
+                    let e = clean(&e);
+                    model.log(Level::Error, format!("batch: {e}"));
+                    model.message = Some((Level::Error, format!("batch: {e}")));
+                }
+            }
             Vec::new()
         }
         Action::Discovered {
@@ -485,6 +592,9 @@ fn chrono_dur(d: std::time::Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::seconds(5))
 }
 
+/// How often `:auto on` runs the exit-time policy.
+pub const AUTO_EVERY_SECS: i64 = 60;
+
 fn on_tick(model: &mut Model, now: DateTime<Utc>) -> Vec<Effect> {
     let minute_changed = now.format("%H:%M").to_string() != model.now.format("%H:%M").to_string();
     model.now = now;
@@ -495,15 +605,21 @@ fn on_tick(model: &mut Model, now: DateTime<Utc>) -> Vec<Effect> {
     if minute_changed {
         model.dirty = true;
     }
+    let mut fx = Vec::new();
+    // `:auto on`: the exit-time policy, once a minute.
+    if model.auto && !model.auto_running && model.auto_next.is_none_or(|t| now >= t) {
+        model.auto_running = true;
+        model.auto_next = Some(now + chrono::Duration::seconds(AUTO_EVERY_SECS));
+        fx.push(Effect::AutoRun);
+    }
     // Live refresh of the selected leaver, per connector, one in flight each.
     let Some(l) = model.selected() else {
-        return Vec::new();
+        return fx;
     };
     if !l.discovered || l.discovering {
-        return Vec::new();
+        return fx;
     }
     let email = l.email.clone();
-    let mut fx = Vec::new();
     for c in &mut model.connectors {
         if c.in_flight {
             continue;
@@ -1009,6 +1125,15 @@ fn on_key(model: &mut Model, key: KeyEvent) -> Vec<Effect> {
             Vec::new()
         }
         KeyCode::Enter => on_enter(model),
+        KeyCode::Esc
+            if model.batch.as_ref().is_some_and(|b| !b.running)
+                && model.screen == Screen::Overview
+                && model.focus == Focus::Queue
+                && model.filter_queue.is_empty() =>
+        {
+            model.batch = None;
+            Vec::new()
+        }
         KeyCode::Esc => {
             on_esc(model);
             Vec::new()
@@ -1032,10 +1157,15 @@ fn on_key(model: &mut Model, key: KeyEvent) -> Vec<Effect> {
             Vec::new()
         }
         KeyCode::Char('v') => refresh_now(model),
+        KeyCode::Char(' ') if !model.read_only && model.focus == Focus::Queue => {
+            toggle_pick(model);
+            Vec::new()
+        }
         KeyCode::Char(' ') if !model.read_only => {
             toggle_mark(model);
             Vec::new()
         }
+        KeyCode::Char('B') if !model.read_only => open_batch(model),
         KeyCode::Char('r') if !model.read_only => {
             open_revoke(model);
             Vec::new()
@@ -1044,7 +1174,7 @@ fn on_key(model: &mut Model, key: KeyEvent) -> Vec<Effect> {
             open_revoke_all(model);
             Vec::new()
         }
-        KeyCode::Char(' ' | 'r' | 'R') => {
+        KeyCode::Char(' ' | 'r' | 'R' | 'B') => {
             model.message = Some((Level::Info, "read-only: no changes can be made".into()));
             Vec::new()
         }
@@ -1278,6 +1408,76 @@ fn on_esc(model: &mut Model) {
             }
         }
     }
+}
+
+/// Picks (or unpicks) the selected leaver for a batch.
+fn toggle_pick(model: &mut Model) {
+    if let Some(email) = model.selected().map(|l| l.email.clone()) {
+        if !model.picked.remove(&email) {
+            model.picked.insert(email);
+        }
+        model.message = Some((
+            Level::Info,
+            format!(
+                "{} leaver(s) picked; B revokes them as one batch",
+                model.picked.len()
+            ),
+        ));
+        move_sel(model, 1);
+    }
+}
+
+/// `B`: the picked leavers (or the selected one) as one batch: first its
+/// dry run, then the exact count typed.
+fn open_batch(model: &mut Model) -> Vec<Effect> {
+    if model.batch.as_ref().is_some_and(|b| b.running) {
+        model.message = Some((Level::Info, "a batch is already running".into()));
+        return Vec::new();
+    }
+    let emails: Vec<String> = model
+        .leavers
+        .iter()
+        .filter(|l| model.picked.contains(&l.email))
+        .map(|l| l.email.clone())
+        .collect();
+    if emails.is_empty() {
+        model.message = Some((
+            Level::Info,
+            "pick leavers with Space in the queue, then B".into(),
+        ));
+        return Vec::new();
+    }
+    model.dialog = Some(Dialog::Batch {
+        emails: emails.clone(),
+        plan: None,
+        typed: String::new(),
+        error: None,
+    });
+    vec![Effect::BatchPrepare { emails }]
+}
+
+fn start_batch(model: &mut Model, emails: Vec<String>, plan: &BatchPlan) -> Vec<Effect> {
+    let n = emails.len();
+    for e in &emails {
+        if let Some(l) = model.leaver_mut(e) {
+            l.revoking = true;
+            l.progress.clear();
+        }
+    }
+    model.batch = Some(BatchView {
+        emails: emails.clone(),
+        progress: crate::fleet::batch::Progress::new(&emails, &plan.requests, &plan.quotas),
+        running: true,
+        paused: None,
+        not_started: Vec::new(),
+    });
+    model.picked.clear();
+    model.activity_back = 0;
+    model.log(
+        Level::Info,
+        format!("batch of {n} leaver(s) requested by {}", model.operator),
+    );
+    vec![Effect::BatchRun { emails, confirm: n }]
 }
 
 fn toggle_mark(model: &mut Model) {
@@ -1554,6 +1754,44 @@ fn on_dialog_key(model: &mut Model, key: KeyEvent) -> Vec<Effect> {
             }
             _ => Vec::new(),
         },
+        Dialog::Batch {
+            emails,
+            plan,
+            typed,
+            ..
+        } => match key.code {
+            KeyCode::Esc => {
+                model.dialog = None;
+                Vec::new()
+            }
+            KeyCode::Backspace => {
+                typed.pop();
+                Vec::new()
+            }
+            KeyCode::Char(c) if c.is_ascii_digit() && typed.len() < 9 => {
+                typed.push(c);
+                Vec::new()
+            }
+            KeyCode::Enter => {
+                let n = emails.len();
+                match plan.clone() {
+                    Some(p) if typed.trim() == n.to_string() => {
+                        let emails = emails.clone();
+                        model.dialog = None;
+                        start_batch(model, emails, &p)
+                    }
+                    Some(_) => {
+                        model.message = Some((
+                            Level::Warn,
+                            format!("type {n} (the number of leavers) to go ahead"),
+                        ));
+                        Vec::new()
+                    }
+                    None => Vec::new(),
+                }
+            }
+            _ => Vec::new(),
+        },
         Dialog::RevokeAll { email, typed, .. } => match key.code {
             KeyCode::Esc => {
                 model.dialog = None;
@@ -1821,12 +2059,72 @@ fn run_command(model: &mut Model, cmd: &str) -> Vec<Effect> {
             model.dialog = Some(Dialog::Help { scroll: 0 });
             Vec::new()
         }
+        "auto" => match arg {
+            "on" if model.read_only => {
+                model.message = Some((Level::Info, "read-only: no changes can be made".into()));
+                Vec::new()
+            }
+            "on" => {
+                model.auto = true;
+                model.auto_next = None;
+                model.log(
+                    Level::Info,
+                    format!(
+                        "auto on: the exit-time policy runs every {AUTO_EVERY_SECS}s while the console is open (by {})",
+                        model.operator
+                    ),
+                );
+                Vec::new()
+            }
+            "off" => {
+                model.auto = false;
+                model.log(Level::Info, "auto off".to_string());
+                Vec::new()
+            }
+            _ => {
+                model.message = Some((
+                    Level::Warn,
+                    format!(
+                        "`:auto on` or `:auto off` (now {})",
+                        if model.auto { "on" } else { "off" }
+                    ),
+                ));
+                Vec::new()
+            }
+        },
+        "handover" => {
+            let to = arg.to_ascii_lowercase();
+            if model.read_only {
+                model.message = Some((Level::Info, "read-only: no changes can be made".into()));
+                return Vec::new();
+            }
+            if !valid_email(&to) {
+                model.message = Some((
+                    Level::Warn,
+                    format!(
+                        "`:handover EMAIL`: `{}` is not an email address",
+                        clean(arg)
+                    ),
+                ));
+                return Vec::new();
+            }
+            let Some(l) = model.selected().map(|l| l.email.clone()) else {
+                model.message = Some((Level::Info, "no leaver selected".into()));
+                return Vec::new();
+            };
+            if let Some(row) = model.leaver_mut(&l) {
+                row.manager = Some(to.clone());
+                row.discovering = true;
+            }
+            model.log(Level::Info, format!("{l}: data hand-over to {to}"));
+            vec![Effect::HandOver { email: l, to }]
+        }
         "" => Vec::new(),
         other => {
             model.message = Some((
                 Level::Warn,
                 format!(
-                    "unknown command `:{}` (add, app, theme, export, login, quit)",
+                    "unknown command `:{}` (add, app, theme, export, login, auto, handover, quit)",
                     clean(other)
                 ),
             ));

@@ -75,7 +75,10 @@ pub fn draw(m: &Model, area: Rect, buf: &mut Buffer) {
             let [q, main] =
                 Layout::horizontal([Constraint::Length(qw), Constraint::Min(20)]).areas(body);
             draw_queue(m, q, buf);
-            draw_matrix(m, main, buf);
+            match &m.batch {
+                Some(b) => draw_batch(m, b, main, buf),
+                None => draw_matrix(m, main, buf),
+            }
         }
         super::model::Screen::Drill(app) => {
             if wide {
@@ -93,6 +96,64 @@ pub fn draw(m: &Model, area: Rect, buf: &mut Buffer) {
     if let Some(d) = &m.dialog {
         draw_dialog(m, d, area, buf);
     }
+}
+
+/// A batch's progress: a bar per app and overall, each with the time left
+/// estimated from the app's quota; then who was not started, once the
+/// circuit breaker paused it.
+fn draw_batch(m: &Model, b: &super::model::BatchView, area: Rect, buf: &mut Buffer) {
+    let t = &m.theme;
+    let title = if b.running {
+        format!(" Batch: {} leaver(s) ", b.emails.len())
+    } else {
+        format!(" Batch: {} leaver(s), ended (Esc closes) ", b.emails.len())
+    };
+    let blk = block(m, title, m.focus == Focus::Matrix);
+    let inner = blk.inner(area);
+    blk.render(area, buf);
+    let w = inner.width as usize;
+    // The bar takes what the numbers leave: name, counts, time left.
+    let name_w = b
+        .progress
+        .apps
+        .keys()
+        .map(|a| a.len())
+        .max()
+        .unwrap_or(0)
+        .max(7);
+    let bar_w = w.saturating_sub(name_w + 50).clamp(4, 30);
+    let mut lines: Vec<Line> = Vec::new();
+    for l in b.progress.lines(bar_w) {
+        let role = if l.starts_with("overall") {
+            Role::Accent
+        } else {
+            Role::Text
+        };
+        if l.width() <= w {
+            lines.push(Line::from(Span::styled(l, t.style(role))));
+        } else {
+            for part in wrap_text(&l, w.max(10)) {
+                lines.push(Line::from(Span::styled(part, t.style(role))));
+            }
+        }
+    }
+    if let Some(why) = &b.paused {
+        lines.push(Line::from(""));
+        for part in wrap_text(&format!("PAUSED by the circuit breaker: {why}"), w.max(10)) {
+            lines.push(Line::from(Span::styled(part, t.style(Role::Danger))));
+        }
+        for e in &b.not_started {
+            lines.push(Line::from(format!("  not started: {e}")));
+        }
+    }
+    for f in b.progress.finished.iter().rev() {
+        lines.push(Line::from(Span::styled(
+            ellipsize(f, w, m.symbols.ellipsis_short()),
+            t.style(Role::Muted),
+        )));
+    }
+    lines.truncate(inner.height as usize);
+    Paragraph::new(lines).render(inner, buf);
 }
 
 fn draw_too_small(m: &Model, area: Rect, buf: &mut Buffer) {
@@ -213,6 +274,16 @@ fn draw_header(m: &Model, area: Rect, buf: &mut Buffer) {
         Span::styled(format!("  operator: {}", m.operator), hs),
     ]);
     let mut left = left;
+    if m.auto {
+        left.spans
+            .push(Span::styled("  AUTO", hs.patch(t.style(Role::Warning))));
+    }
+    if let Some(b) = m.batch.as_ref().filter(|b| b.running) {
+        left.spans.push(Span::styled(
+            format!("  BATCH {}/{}", b.progress.done, b.progress.leavers),
+            hs.patch(t.style(Role::Warning)),
+        ));
+    }
     if m.ledger_broken {
         left.spans.push(Span::styled(
             "  LEDGER CHAIN BROKEN",
@@ -307,7 +378,9 @@ fn status_role(s: &LeaverStatus) -> Role {
 
 fn draw_queue(m: &Model, area: Rect, buf: &mut Buffer) {
     let t = &m.theme;
-    let title = if m.filter_queue.is_empty() {
+    let title = if m.filter_queue.is_empty() && !m.picked.is_empty() {
+        format!(" Leavers ({}, {} picked) ", m.leavers.len(), m.picked.len())
+    } else if m.filter_queue.is_empty() {
         format!(" Leavers ({}) ", m.leavers.len())
     } else {
         format!(" Leavers /{} ", m.filter_queue)
@@ -351,11 +424,16 @@ fn draw_queue(m: &Model, area: Rect, buf: &mut Buffer) {
             );
         }
         let pointer = if sel { m.symbols.pointer() } else { " " };
+        let pick = if m.picked.contains(&l.email) {
+            "*"
+        } else {
+            " "
+        };
         buf.set_stringn(
             r.x,
             y,
             format!(
-                "{pointer} {}",
+                "{pointer}{pick}{}",
                 ellipsize(
                     &l.email,
                     (r.width as usize).saturating_sub(2),
@@ -1395,7 +1473,9 @@ pub fn hints(m: &Model) -> Vec<(&'static str, &'static str)> {
     match m.focus {
         Focus::Queue => {
             h.push(("Enter", "open"));
-            if rw {
+            if rw && !m.picked.is_empty() {
+                h.push(("B", "batch"));
+            } else if rw {
                 h.push(("R", "revoke all"));
             }
         }
@@ -1683,6 +1763,83 @@ fn draw_dialog(m: &Model, d: &Dialog, area: Rect, buf: &mut Buffer) {
             buf.set_string(yx, by, lb, t.style(Role::Muted));
             buf.set_string(yx + 1, by, yes, yes_style);
             buf.set_string(yx + 1 + yes.len() as u16, by, rb, t.style(Role::Muted));
+        }
+        Dialog::Batch {
+            emails,
+            plan,
+            typed,
+            error,
+        } => {
+            let n = emails.len();
+            let w = area.width.saturating_sub(4).min(76);
+            let text_w = w.saturating_sub(2) as usize;
+            let mut lines: Vec<Line> = Vec::new();
+            match (plan, error) {
+                (_, Some(e)) => {
+                    for part in wrap_text(&format!("cannot run the batch: {e}"), text_w) {
+                        lines.push(Line::from(Span::styled(part, t.style(Role::Error))));
+                    }
+                }
+                (None, None) => lines.push(Line::from(format!(
+                    "Discovering and planning {n} leaver(s) {} (nothing is changed)",
+                    m.symbols.spinner(m.spinner)
+                ))),
+                (Some(p), None) => {
+                    lines.push(Line::from(format!(
+                        "Dry run for {n} leaver(s): steps per app and kind"
+                    )));
+                    let total: usize = p.totals.iter().map(|(_, _, k)| k).sum();
+                    let mut row = String::new();
+                    for (app, kind, k) in &p.totals {
+                        let cell = format!("{app} {kind} {k}");
+                        if !row.is_empty() && row.len() + cell.len() + 3 > text_w {
+                            lines.push(Line::from(format!("  {row}")));
+                            row.clear();
+                        }
+                        if !row.is_empty() {
+                            row.push_str(&format!(" {} ", m.symbols.dot()));
+                        }
+                        row.push_str(&cell);
+                    }
+                    if !row.is_empty() {
+                        lines.push(Line::from(format!("  {row}")));
+                    }
+                    lines.push(Line::from(format!("  total {total} step(s)")));
+                    for r in &p.reasons {
+                        for part in wrap_text(&format!("over the cap: {r}"), text_w) {
+                            lines.push(Line::from(Span::styled(part, t.style(Role::Warning))));
+                        }
+                    }
+                    lines.push(Line::from(""));
+                    lines.push(Line::from(format!(
+                        "Type {n} (the number of leavers) to revoke them all:"
+                    )));
+                    lines.push(Line::from(vec![
+                        Span::styled("> ", t.style(Role::Accent)),
+                        Span::raw(typed.as_str()),
+                        Span::styled(
+                            if m.symbols.ascii { "_" } else { "▏" },
+                            t.style(Role::Accent),
+                        ),
+                    ]));
+                }
+            }
+            lines.push(Line::from(Span::styled(
+                "Enter confirm   Esc cancel",
+                t.style(Role::Muted),
+            )));
+            let h = (lines.len() as u16 + 2).min(area.height);
+            let r = popup(area, w, h);
+            Clear.render(r, buf);
+            let b = block(
+                m,
+                Span::styled(" Revoke a batch ", t.style(Role::Danger)),
+                true,
+            )
+            .border_style(t.style(Role::Danger));
+            let inner = b.inner(r);
+            b.render(r, buf);
+            Paragraph::new(lines).render(inner, buf);
         }
         Dialog::RevokeAll {
             email,
@@ -2035,12 +2192,15 @@ fn draw_dialog(m: &Model, d: &Dialog, area: Rect, buf: &mut Buffer) {
                 (":theme NAME", "switch theme"),
                 (":export", "write the evidence report"),
                 (":login APP", "sign in to an app"),
+                (":auto on|off", "run the exit-time policy while open"),
+                (":handover EMAIL", "hand the leaver's Drive/Calendar to"),
                 (":quit, q", "quit (asks while a revoke runs)"),
                 ("v, Ctrl-R", "refresh now"),
             ];
             if !m.read_only {
                 rows.extend([
-                    ("Space", "mark a grant"),
+                    ("Space", "mark a grant; in the queue: pick"),
+                    ("B", "revoke the picked leavers as a batch"),
                     ("r", "revoke marked/selected (retry failed)"),
                     ("R", "revoke everything (type the email)"),
                     ("Enter (manual)", "mark a manual step done"),

@@ -3,14 +3,16 @@
 
 Unmodified google-api-python-client and google-auth: the discovery-driven
 service objects (built from the Directory and Licensing discovery
-documents, with only `rootUrl` pointed at the sandbox), service-account
+and Data Transfer discovery documents, with only `rootUrl` pointed at the
+sandbox), service-account
 credentials with domain-wide delegation (only `token_uri` pointed at the
 sandbox; the JWT keeps the audience google-auth always signs), partial
 responses (`fields`), the client's own paging (`list_next`) and batching
 (`new_batch_http_request`).
 
     google_client.py --base-url http://127.0.0.1:PORT --key-file SA.json \
-        [--directory-doc FILE] [--licensing-doc FILE] [--leaver EMAIL]
+        [--directory-doc FILE] [--licensing-doc FILE] [--datatransfer-doc FILE]
+        [--leaver EMAIL]
 
 Without the document options the copies shipped inside the client library
 are used. Exits 0 when every step and every check passed; otherwise prints
@@ -37,6 +39,7 @@ SCOPES = [
     "https://www.googleapis.com/auth/admin.directory.group.member",
     "https://www.googleapis.com/auth/admin.directory.customer.readonly",
     "https://www.googleapis.com/auth/apps.licensing",
+    "https://www.googleapis.com/auth/admin.datatransfer",
 ]
 ADMIN = "admin@example.com"
 
@@ -96,6 +99,9 @@ def main():
     ap.add_argument("--key-file", required=True)
     ap.add_argument("--directory-doc", default=bundled("admin.directory_v1.json"))
     ap.add_argument("--licensing-doc", default=bundled("licensing.v1.json"))
+    ap.add_argument(
+        "--datatransfer-doc", default=bundled("admin.datatransfer_v1.json")
+    )
     ap.add_argument("--leaver", default="dana.whitfield@example.com")
     args = ap.parse_args()
     base = args.base_url.rstrip("/")
@@ -110,6 +116,7 @@ def main():
     http = google_auth_httplib2.AuthorizedHttp(creds, http=httplib2.Http(timeout=30))
     directory = service(args.directory_doc, base, http)
     licensing = service(args.licensing_doc, base, http)
+    datatransfer = service(args.datatransfer_doc, base, http)
 
     # The customer, and the leaver with only the fields needed.
     customer = directory.customers().get(
@@ -212,6 +219,55 @@ def main():
     check(list(failed) == ["not-a-member"], f"only the bad part failed: {failed}")
     check(failed["not-a-member"].resp.status == 404, "the bad part is a 404")
 
+    # Hand Drive and Calendar over to the admin (Data Transfer API), before
+    # the suspension: applications paged by the client, then the transfer.
+    apps_res = datatransfer.applications()
+    apps = all_pages(
+        apps_res.list_next,
+        apps_res.list(customerId=customer_id, maxResults=2),
+        "applications",
+    )
+    app_ids = {a["name"]: a["id"] for a in apps}
+    check(
+        {"Drive and Docs", "Calendar"} <= set(app_ids),
+        f"applications.list has Drive and Calendar: {app_ids}",
+    )
+    drive = apps_res.get(applicationId=app_ids["Drive and Docs"]).execute()
+    check(
+        drive["transferParams"][0]["key"] == "PRIVACY_LEVEL",
+        f"applications.get: {drive}",
+    )
+    new_owner = directory.users().get(userKey=ADMIN, fields="id").execute()["id"]
+    transfer = datatransfer.transfers().insert(
+        body={
+            "oldOwnerUserId": user["id"],
+            "newOwnerUserId": new_owner,
+            "applicationDataTransfers": [
+                {
+                    "applicationId": app_ids["Drive and Docs"],
+                    "applicationTransferParams": [
+                        {"key": "PRIVACY_LEVEL", "value": ["PRIVATE", "SHARED"]}
+                    ],
+                },
+                {
+                    "applicationId": app_ids["Calendar"],
+                    "applicationTransferParams": [
+                        {"key": "RELEASE_RESOURCES", "value": ["TRUE"]}
+                    ],
+                },
+            ],
+        }
+    ).execute()
+    check(
+        transfer.get("overallTransferStatusCode") in ("new", "inProgress"),
+        f"transfers.insert answered {transfer}",
+    )
+    listed = datatransfer.transfers().list(oldOwnerUserId=user["id"]).execute()
+    check(
+        [t["id"] for t in listed.get("dataTransfers", [])] == [transfer["id"]],
+        f"transfers.list by old owner: {listed}",
+    )
+
     # Suspend with users.update (PUT), release the licence, turn off 2SV.
     updated = directory.users().update(userKey=leaver, body={"suspended": True}).execute()
     check(updated.get("suspended") is True, f"users.update answered {updated.get('suspended')}")
@@ -255,9 +311,18 @@ def main():
             return e.resp.status == 404
 
     wait_until("the licence to be released", licence_gone)
+    wait_until(
+        "the data transfer to complete",
+        lambda: datatransfer.transfers()
+        .get(dataTransferId=transfer["id"])
+        .execute()
+        .get("overallTransferStatusCode")
+        == "completed",
+    )
     print(
         f"offboarded {leaver}: {len(tokens)} tokens, {len(asps['items'])} app passwords, "
-        f"{len(found)} groups (batch), licence {sku_id}, suspended, 2SV off"
+        f"{len(found)} groups (batch), licence {sku_id}, Drive and Calendar handed over, "
+        "suspended, 2SV off"
     )
 
 

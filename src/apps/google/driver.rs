@@ -18,6 +18,12 @@
 //! - devices: `GET D/customer/{c}/devices/mobile?query=email:{e}` (paged),
 //!   `POST D/customer/{c}/devices/mobile/{resourceId}/action {"action":"admin_account_wipe"}`
 //! - suspend: `PATCH D/users/{u} {"suspended":true}`
+//! - data hand-over (T = `/admin/datatransfer/v1`), when the person to hand
+//!   over to is known: `GET T/transfers?oldOwnerUserId=` (paged),
+//!   `GET T/applications` (Drive and Docs, Calendar, by name),
+//!   `POST T/transfers` (Drive with `PRIVACY_LEVEL` PRIVATE and SHARED,
+//!   Calendar with `RELEASE_RESOURCES`); verified once a fresh read shows
+//!   the transfer `completed`. Without a person it stays a manual step.
 //!
 //! Assumptions where Google's documentation is silent:
 //! - Every write can take a while to show in reads; nothing is taken as done
@@ -30,6 +36,10 @@
 //!   a manual step instead.
 //! - The device search matches words by prefix, so results are filtered to
 //!   devices whose `email` list holds the account's address exactly.
+//! - A transfer's `overallTransferStatusCode` is `completed` once the data
+//!   has moved, `failed` if it will not; anything else (`new`,
+//!   `inProgress`) is under way. One completed transfer covering Drive and
+//!   Calendar, to whomever, means the data has left the account.
 //!
 //! Left out on purpose: `POST /batch` and `fields`. Google counts every part
 //! of a batch against the same per-user quota as a single call, so a batch
@@ -184,6 +194,9 @@ pub struct GoogleWorkspace {
     client: ApiClient,
     directory: Url,
     licensing: Url,
+    transfer: Url,
+    /// Drive and Calendar application ids, read once.
+    transfer_apps: tokio::sync::OnceCell<(String, String)>,
     settings: Settings,
     /// The manifest's `[manual_steps]`.
     manual_steps: std::collections::BTreeMap<String, String>,
@@ -192,8 +205,9 @@ pub struct GoogleWorkspace {
 }
 
 /// Manifest steps that apply to every Google account: Drive and Calendar
-/// stay with the account until they are transferred (Data Transfer API /
-/// Admin console), which this tool does not do on its own.
+/// stay with the account until they are transferred. With a person to hand
+/// over to, the driver transfers them itself (the Data Transfer API); with
+/// nobody named, this stays a manual step.
 const ACCOUNT_STEPS: &[crate::connector::steps::AccountStep] =
     &[crate::connector::steps::AccountStep {
         step: "data_transfer",
@@ -260,6 +274,8 @@ pub fn build(
         refresh: resolved.refresh_interval(),
         directory: http::join_segments(&base, &["admin", "directory", "v1"])?,
         licensing: http::join_segments(&lic, &["apps", "licensing", "v1"])?,
+        transfer: http::join_segments(&base, &["admin", "datatransfer", "v1"])?,
+        transfer_apps: tokio::sync::OnceCell::new(),
         client,
         settings,
         manual_steps: resolved.manifest.manual_steps.clone(),
@@ -400,6 +416,78 @@ struct LicenseAssignment {
     product_name: Option<String>,
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DataTransfer {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    new_owner_user_id: String,
+    #[serde(default)]
+    overall_transfer_status_code: String,
+    #[serde(default)]
+    request_time: Option<String>,
+    #[serde(default)]
+    application_data_transfers: Vec<ApplicationDataTransfer>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ApplicationDataTransfer {
+    #[serde(default)]
+    application_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TransfersPage {
+    #[serde(default)]
+    data_transfers: Vec<DataTransfer>,
+    next_page_token: Option<String>,
+}
+
+impl Paged for TransfersPage {
+    type Item = DataTransfer;
+    fn parts(self) -> (Vec<DataTransfer>, Option<String>) {
+        (self.data_transfers, self.next_page_token)
+    }
+}
+
+#[derive(Deserialize)]
+struct TransferApp {
+    id: String,
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AppsPage {
+    #[serde(default)]
+    applications: Vec<TransferApp>,
+    next_page_token: Option<String>,
+}
+
+impl Paged for AppsPage {
+    type Item = TransferApp;
+    fn parts(self) -> (Vec<TransferApp>, Option<String>) {
+        (self.applications, self.next_page_token)
+    }
+}
+
+/// Where a leaver's data hand-over stands.
+enum HandOver {
+    /// Nobody to hand over to: the manifest's manual step.
+    Manual,
+    /// A transfer of Drive and Calendar has completed.
+    Done,
+    /// To hand over to this person; the transfer under way, if any.
+    Open {
+        to: String,
+        under_way: Option<DataTransfer>,
+    },
+}
+
 /// A page of a paged listing: its items and `nextPageToken`.
 trait Paged: DeserializeOwned {
     type Item;
@@ -471,6 +559,12 @@ impl Paged for UsersPage {
 const SIGNOUT: &str = "signout";
 const BACKUP_CODES: &str = "backup_codes";
 const SUSPEND: &str = "suspend";
+/// The Drive and Calendar hand-over through the Data Transfer API.
+const HAND_OVER: &str = "transfer:drive_calendar";
+/// Marks, among the ids `present_ids` returns, a transfer under way.
+const IN_PROGRESS: &str = "transfer:drive_calendar (in progress)";
+const DRIVE_APP: &str = "Drive and Docs";
+const CALENDAR_APP: &str = "Calendar";
 
 /// Device statuses that show the account is being, or has been, removed.
 const WIPED: &[&str] = &["ACCOUNT_WIPING", "ACCOUNT_WIPED", "WIPING", "WIPED"];
@@ -945,6 +1039,176 @@ impl GoogleWorkspace {
         (out, codes_err)
     }
 
+    // ---- data hand-over ------------------------------------------------------
+
+    fn hand_over_target(account: &Account) -> Option<&str> {
+        account
+            .facts
+            .iter()
+            .find(|(k, _)| k == crate::connector::HAND_OVER_FACT)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn transfer_url(&self, segments: &[&str]) -> Result<Url, ConnectorError> {
+        self.client.url(&self.transfer, segments)
+    }
+
+    /// Every transfer of the leaver's data (`oldOwnerUserId`), all pages.
+    async fn list_transfers(&self, old_owner: &str) -> Result<Vec<DataTransfer>, ConnectorError> {
+        let mut url = self.transfer_url(&["transfers"])?;
+        url.query_pairs_mut()
+            .append_pair("oldOwnerUserId", old_owner)
+            .append_pair("maxResults", &self.page_size(500));
+        self.collect::<TransfersPage>(url).await
+    }
+
+    /// The ids of Drive and Docs and of Calendar (`applications.list`, read
+    /// once).
+    async fn transfer_apps(&self) -> Result<&(String, String), ConnectorError> {
+        self.transfer_apps
+            .get_or_try_init(|| async {
+                let mut url = self.transfer_url(&["applications"])?;
+                url.query_pairs_mut().append_pair("maxResults", "500");
+                let apps = self.collect::<AppsPage>(url).await?;
+                let find = |name: &str| {
+                    apps.iter()
+                        .find(|a| a.name.eq_ignore_ascii_case(name))
+                        .map(|a| clean_max(&a.id, 40))
+                        .ok_or_else(|| ConnectorError::Refused {
+                            code: "noApplication".into(),
+                            message: format!("the Data Transfer API lists no `{name}` application"),
+                            manual: "Transfer the leaver's Drive and Calendar in the Admin console (Data transfer), then tick this step off".into(),
+                        })
+                };
+                Ok((find(DRIVE_APP)?, find(CALENDAR_APP)?))
+            })
+            .await
+    }
+
+    /// Where the hand-over stands: a fresh read of the leaver's transfers
+    /// when there is someone to hand over to.
+    async fn hand_over_state(&self, account: &Account) -> Result<HandOver, ConnectorError> {
+        let Some(to) = Self::hand_over_target(account) else {
+            return Ok(HandOver::Manual);
+        };
+        let transfers = self.list_transfers(&account.id).await?;
+        let (drive, calendar) = self.transfer_apps().await?;
+        let covers = |t: &DataTransfer| {
+            [drive, calendar].iter().all(|app| {
+                t.application_data_transfers
+                    .iter()
+                    .any(|a| &a.application_id == *app)
+            })
+        };
+        if transfers
+            .iter()
+            .any(|t| t.overall_transfer_status_code == "completed" && covers(t))
+        {
+            return Ok(HandOver::Done);
+        }
+        let under_way = transfers
+            .into_iter()
+            .filter(|t| {
+                !matches!(
+                    t.overall_transfer_status_code.as_str(),
+                    "completed" | "failed"
+                )
+            })
+            .rfind(|t| covers(t));
+        Ok(HandOver::Open {
+            to: to.to_string(),
+            under_way,
+        })
+    }
+
+    fn hand_over_grants(&self, state: &HandOver) -> Vec<Grant> {
+        match state {
+            HandOver::Manual => crate::connector::steps::account_step_grants(
+                &self.id,
+                &self.manual_steps,
+                ACCOUNT_STEPS,
+            ),
+            HandOver::Done => Vec::new(),
+            HandOver::Open { to, under_way } => {
+                let details = match under_way {
+                    Some(t) => format!(
+                        "transfer {} {} (requested {}) to user {}; verified once a fresh read shows it completed",
+                        clean_max(&t.id, 60),
+                        clean_max(&t.overall_transfer_status_code, 30),
+                        clean_max(t.request_time.as_deref().unwrap_or("?"), 40),
+                        clean_max(&t.new_owner_user_id, 40),
+                    ),
+                    None => "Drive files and Calendar go to this person through the Data Transfer API, before the account is suspended".into(),
+                };
+                vec![self.grant(
+                    HAND_OVER.into(),
+                    GrantKind::Delegation,
+                    format!("Drive and Calendar hand-over to {}", clean_max(to, 254)),
+                    details,
+                    Risk::Medium,
+                )]
+            }
+        }
+    }
+
+    /// Asks for the transfer of Drive (private and shared files) and
+    /// Calendar to the person named, unless one is already under way or
+    /// done.
+    async fn hand_over(&self, account: &Account) -> Result<RevokeOutcome, ConnectorError> {
+        let to = match self.hand_over_state(account).await? {
+            HandOver::Done => return Ok(RevokeOutcome::AlreadyGone),
+            HandOver::Open {
+                under_way: Some(_), ..
+            } => return Ok(RevokeOutcome::Accepted),
+            HandOver::Open { to, .. } => to,
+            HandOver::Manual => {
+                return Err(ConnectorError::Refused {
+                    code: "manual".into(),
+                    message: "nobody to hand the data over to".into(),
+                    manual: "Name the person to hand over to (the manager), or transfer in the Admin console (Data transfer)".into(),
+                });
+            }
+        };
+        let dest = match self.read_user(&to).await {
+            Ok(u) => u,
+            Err(e) if e.is_not_found() => {
+                return Err(ConnectorError::Refused {
+                    code: "notFound".into(),
+                    message: format!(
+                        "{} has no Google account to hand over to",
+                        clean_max(&to, 254)
+                    ),
+                    manual: format!(
+                        "Name another person to hand {}'s data to, or transfer it in the Admin console (Data transfer) and tick this step off",
+                        account.login
+                    ),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        if dest.id == account.id {
+            return Err(ConnectorError::Refused {
+                code: "sameUser".into(),
+                message: "the person to hand over to is the leaver".into(),
+                manual: "Name another person to hand the data over to".into(),
+            });
+        }
+        let (drive, calendar) = self.transfer_apps().await?;
+        let body = serde_json::json!({
+            "oldOwnerUserId": account.id,
+            "newOwnerUserId": dest.id,
+            "applicationDataTransfers": [
+                {"applicationId": drive, "applicationTransferParams": [
+                    {"key": "PRIVACY_LEVEL", "value": ["PRIVATE", "SHARED"]}]},
+                {"applicationId": calendar, "applicationTransferParams": [
+                    {"key": "RELEASE_RESOURCES", "value": ["TRUE"]}]},
+            ],
+        });
+        let req = ApiRequest::new(Method::POST, self.transfer_url(&["transfers"])?).json(body);
+        self.client.send(req).await?;
+        Ok(RevokeOutcome::Accepted)
+    }
+
     /// The ids present in a fresh read of one kind, for `verify`.
     async fn present_ids(
         &self,
@@ -992,12 +1256,18 @@ impl GoogleWorkspace {
             // Manifest steps apply while the account exists; only a person
             // ticks them off.
             GrantKind::Delegation => {
-                self.read_user(login).await?;
-                Ok(ids(crate::connector::steps::account_step_grants(
-                    &self.id,
-                    &self.manual_steps,
-                    ACCOUNT_STEPS,
-                )))
+                let state = self.hand_over_state(account).await?;
+                if matches!(state, HandOver::Manual) {
+                    self.read_user(login).await?;
+                }
+                let mut out = ids(self.hand_over_grants(&state));
+                if let HandOver::Open {
+                    under_way: Some(_), ..
+                } = state
+                {
+                    out.insert(IN_PROGRESS.into());
+                }
+                Ok(out)
             }
             other => Err(ConnectorError::Config(format!(
                 "the Google driver has no `{other}` grants"
@@ -1053,11 +1323,18 @@ impl Connector for GoogleWorkspace {
         // users.get resolves the primary address and aliases alike. The
         // person's primary address first, then each alias learned elsewhere;
         // only a 404 moves on (any other error is a failed lookup).
+        let to = person.hand_over_to.as_deref();
         find_by_each_address(person, |address| async move {
             match self.read_user(&address).await {
-                Ok(u) => Ok(Lookup::Found {
-                    account: self.account_of(&u),
-                }),
+                Ok(u) => {
+                    let mut account = self.account_of(&u);
+                    if let Some(to) = to {
+                        account
+                            .facts
+                            .push((crate::connector::HAND_OVER_FACT.into(), clean_max(to, 254)));
+                    }
+                    Ok(Lookup::Found { account })
+                }
                 Err(e) if e.is_not_found() => Ok(Lookup::NotFound),
                 Err(e) => Err(e),
             }
@@ -1068,7 +1345,7 @@ impl Connector for GoogleWorkspace {
     async fn list_grants(&self, account: &Account) -> Inventory {
         let login = account.login.as_str();
         let skus: Vec<&Sku> = self.settings.licenses.iter().collect();
-        let (user, tokens, asps, codes, groups, assignments, names, licenses, devices) = tokio::join!(
+        let (user, tokens, asps, codes, groups, assignments, names, licenses, devices, hand_over) = tokio::join!(
             self.read_user(login),
             self.list_tokens(login),
             self.list_asps(login),
@@ -1078,6 +1355,7 @@ impl Connector for GoogleWorkspace {
             self.role_names(),
             self.list_licenses(login, &skus),
             self.list_devices(login),
+            self.hand_over_state(account),
         );
         let mut inv = Inventory::default();
         match user {
@@ -1117,12 +1395,10 @@ impl Connector for GoogleWorkspace {
         );
         put(GrantKind::Group, groups.map(|g| self.group_grants(&g)));
         put(GrantKind::License, licenses);
-        inv.grants
-            .extend(crate::connector::steps::account_step_grants(
-                &self.id,
-                &self.manual_steps,
-                ACCOUNT_STEPS,
-            ));
+        put(
+            GrantKind::Delegation,
+            hand_over.map(|h| self.hand_over_grants(&h)),
+        );
         inv
     }
 
@@ -1156,6 +1432,9 @@ impl Connector for GoogleWorkspace {
                 }
                 Err(e) => Err(e),
             };
+        }
+        if id == HAND_OVER {
+            return self.hand_over(account).await;
         }
         if id == SUSPEND {
             let req = ApiRequest::new(Method::PATCH, self.dir(&["users", login])?)
@@ -1239,6 +1518,9 @@ impl Connector for GoogleWorkspace {
             .iter()
             .map(|g| {
                 let r = match by_kind.get(&g.kind) {
+                    Some(Ok(ids)) if g.id == HAND_OVER && ids.contains(IN_PROGRESS) => {
+                        Ok(Presence::InProgress)
+                    }
                     Some(Ok(ids)) if ids.contains(&g.id) => Ok(Presence::Present),
                     Some(Ok(_)) => Ok(Presence::Absent),
                     Some(Err(e)) => Err(e.clone()),

@@ -184,6 +184,14 @@ pub struct State {
     /// starting again with the last item of the page before: a listing
     /// that shifts while it is read, so one item shows on two pages.
     pub page_overlap: Option<usize>,
+    /// Data transfers requested (`datatransfer/v1/transfers`).
+    pub transfers: Vec<transfer::Transfer>,
+    /// While set, every transfer stays `inProgress`.
+    pub hold_transfers: bool,
+    /// How long a transfer takes to complete (default: the consistency
+    /// delay).
+    pub transfer_delay: Option<std::time::Duration>,
+    transfer_seq: u64,
     issued: HashMap<String, Issued>,
     cursors: HashMap<String, (String, usize)>,
     quota: HashMap<String, Bucket>,
@@ -1023,6 +1031,8 @@ macro_rules! guard {
 
 const D: &str = "/admin/directory/v1";
 
+pub mod transfer;
+
 pub fn routes() -> Router<Shared> {
     Router::new()
         .route("/token", post(token))
@@ -1099,6 +1109,7 @@ pub fn routes() -> Router<Shared> {
             get(list_licenses_for_product),
         )
         .route("/batch", post(batch::batch))
+        .merge(transfer::add(Router::new()))
         .route_layer(axum::middleware::from_fn(partial::partial_response))
 }
 
@@ -1112,6 +1123,12 @@ fn required_scopes(method: &axum::http::Method, path: &str) -> &'static [&'stati
     let under = |p: &str| path.starts_with(&format!("{D}{p}"));
     if path.starts_with("/apps/licensing/") {
         &["apps.licensing"]
+    } else if path.starts_with(transfer::T) {
+        if read {
+            &["admin.datatransfer", "admin.datatransfer.readonly"]
+        } else {
+            &["admin.datatransfer"]
+        }
     } else if under("/users/{userKey}/tokens")
         || under("/users/{userKey}/asps")
         || under("/users/{userKey}/verificationCodes")

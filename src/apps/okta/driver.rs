@@ -926,6 +926,24 @@ impl Connector for Okta {
         Health::from_stats(&self.client.stats())
     }
 
+    /// `GET /api/v1/users` (paged through `Link`), for the orphan sweep:
+    /// every user but the deprovisioned ones (Okta leaves them out of a
+    /// list without `search`; they cannot sign in). Okta has no guests:
+    /// every user is a member.
+    async fn list_accounts(&self) -> Result<Vec<crate::connector::ListedAccount>, ConnectorError> {
+        let users = self.list(self.url(&["users"])?, true).await?;
+        users
+            .iter()
+            .map(|u| {
+                Ok(crate::connector::ListedAccount {
+                    account: self.account(u)?,
+                    class: crate::connector::AccountClass::Member,
+                    owner: None,
+                })
+            })
+            .collect()
+    }
+
     /// `GET /api/v1/users?limit=1`: needs a valid credential with
     /// okta.users.read; its rate-limit headers feed the health line.
     async fn probe(&self) -> Result<(), ConnectorError> {

@@ -871,6 +871,30 @@ impl Connector for Scim2Driver {
         Health::from_stats(&self.client.stats())
     }
 
+    /// Every `/Users` page (`startIndex`/`count`), for the orphan sweep. A
+    /// SCIM user is a member, unless its `userType` says guest or external.
+    async fn list_accounts(&self) -> Result<Vec<crate::connector::ListedAccount>, ConnectorError> {
+        let users = self.list("Users", None, None).await?;
+        Ok(users
+            .iter()
+            .map(|u| {
+                let guest = str_of(u, "userType").is_some_and(|t| {
+                    let t = t.to_ascii_lowercase();
+                    t.contains("guest") || t.contains("external")
+                });
+                crate::connector::ListedAccount {
+                    account: self.account(u),
+                    class: if guest {
+                        crate::connector::AccountClass::Guest
+                    } else {
+                        crate::connector::AccountClass::Member
+                    },
+                    owner: None,
+                }
+            })
+            .collect())
+    }
+
     /// `/ServiceProviderConfig`, then a one-item `/Users` page (the token
     /// must be able to read users).
     async fn probe(&self) -> Result<(), ConnectorError> {
