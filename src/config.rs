@@ -34,6 +34,10 @@ pub struct Config {
     /// What `run --due` does at an exit time, and the SLA.
     #[serde(default)]
     pub policy: crate::fleet::PolicyConfig,
+    /// Where the queue and the ledger live: the data directory (default) or
+    /// a shared PostgreSQL database (team mode).
+    #[serde(default)]
+    pub store: crate::store::StoreConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

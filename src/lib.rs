@@ -14,5 +14,6 @@ pub mod outcome;
 pub mod sandbox;
 pub mod sanitize;
 pub mod secret;
+pub mod store;
 pub mod tomlfile;
 pub mod tui;

@@ -22,8 +22,8 @@ use crate::engine::{
     AccountStatus, CaseView, Engine, EngineError, EngineOptions, Event, GrantView, Selection,
     Summary, connectors_from_config,
 };
+use crate::evidence;
 use crate::evidence::report::{self, Format};
-use crate::evidence::{self, Ledger};
 use crate::model::{GrantKind, Plan, Revocation};
 use crate::sanitize::{clean, clean_max};
 
@@ -460,6 +460,85 @@ pub fn plan_json(email: &str, plan: &Plan, view: &CaseView) -> PlanJson {
 pub(crate) struct Session {
     pub(crate) engine: Arc<Engine>,
     pub(crate) events: UnboundedReceiver<Event>,
+    /// Where the ledger (and in team mode, the queue) lives.
+    pub(crate) store: evidence::Store,
+    pub(crate) lease: std::time::Duration,
+    pub(crate) operator: String,
+}
+
+/// What claiming a leaver gave.
+pub(crate) enum Claimed {
+    /// One operator, the ledger file: nothing to claim.
+    Solo,
+    Lease(crate::store::Lease),
+    Held(crate::store::Held),
+}
+
+impl Claimed {
+    pub(crate) async fn release(self) {
+        if let Claimed::Lease(l) = self {
+            let email = l.email.clone();
+            if let Err(e) = l.release().await {
+                eprintln!(
+                    "offboard: {}: the lease was not released ({e}); it expires by itself",
+                    clean(&email)
+                );
+            }
+        }
+    }
+}
+
+/// Team mode: claims `email` (adding it to the shared queue) before acting
+/// on it; a live lease of another host is taken only with `take_over`.
+pub(crate) async fn claim(
+    s: &Session,
+    email: &str,
+    source: &str,
+    take_over: bool,
+) -> Result<Claimed, Failure> {
+    claim_with(
+        &s.store,
+        s.engine.ledger(),
+        &s.operator,
+        s.lease,
+        email,
+        source,
+        take_over,
+    )
+    .await
+}
+
+/// [`claim`] with the parts of a session (for tasks of their own).
+pub(crate) async fn claim_with(
+    store: &evidence::Store,
+    ledger: &evidence::Ledger,
+    operator: &str,
+    lease: std::time::Duration,
+    email: &str,
+    source: &str,
+    take_over: bool,
+) -> Result<Claimed, Failure> {
+    let Some(pg) = store.shared() else {
+        return Ok(Claimed::Solo);
+    };
+    let me = crate::store::me(operator);
+    let email = crate::model::Person::new(email).email;
+    let (p, e, src, by) = (
+        pg.clone(),
+        email.clone(),
+        source.to_string(),
+        me.label.clone(),
+    );
+    crate::store::pg::spawn(async move { p.add_leavers(vec![(e, None)], src, by).await })
+        .await
+        .map_err(|e| Failure::other(e.to_string()))?;
+    match crate::store::Lease::claim(pg, ledger, &email, &me, lease, take_over)
+        .await
+        .map_err(|e| Failure::other(e.to_string()))?
+    {
+        Ok(lease) => Ok(Claimed::Lease(lease)),
+        Err(held) => Ok(Claimed::Held(held)),
+    }
 }
 
 pub(crate) fn engine_failure(e: EngineError) -> Failure {
@@ -491,14 +570,28 @@ pub(crate) fn open(global: &Global, data_dir: &std::path::Path) -> Result<Sessio
         other => Failure::other(other.to_string()),
     })?;
     let opts = EngineOptions::from_config(&loaded);
-    let ledger = Ledger::open_in(data_dir, &opts.operator)
+    let store = crate::store::open(&loaded.config.store, &loaded.dir, data_dir)
+        .map_err(|e| Failure::other(e.to_string()))?;
+    let ledger = store
+        .open(&opts.operator)
         .map_err(|e| Failure::other(format!("evidence ledger: {e}")))?;
     for note in ledger.startup_notes() {
         eprintln!("offboard: {note}");
     }
+    if let Some(pg) = store.shared() {
+        crate::store::share_quota(
+            pg,
+            &crate::store::me(&opts.operator),
+            resolved.iter().map(|r| r.id.clone()).collect(),
+        );
+    }
+    let operator = opts.operator.clone();
     Ok(Session {
         engine: Engine::new(connectors, ledger, opts, tx),
         events: rx,
+        store,
+        lease: loaded.config.store.lease(),
+        operator,
     })
 }
 
@@ -627,6 +720,7 @@ pub(super) fn progress_line(e: &Event) -> Option<String> {
             clean(reason)
         )),
         Event::Error { message, .. } => Some(format!("error: {}", clean(message))),
+        Event::Holder { .. } | Event::TeamStep { .. } => None,
         _ => None,
     }
 }
@@ -1021,7 +1115,45 @@ pub async fn revoke(global: &Global, args: RevokeArgs, data_dir: PathBuf) -> Cmd
             "revoke: name a leaver (EMAIL) or a batch (--from FILE)",
         ));
     };
-    name_hand_over(global, &s, target, args.hand_over_to.as_deref()).await?;
+    let claimed = if args.dry_run {
+        Claimed::Solo
+    } else {
+        claim(&s, target, "revoke", args.take_over).await?
+    };
+    if let Claimed::Held(h) = &claimed {
+        return Err(Failure::other(format!(
+            "{}: {h}; nothing was done. Watch it with `offboard store watch {}`, or take it over with `offboard revoke {} --take-over` (recorded in the ledger)",
+            clean(target),
+            clean(target),
+            clean(target)
+        )));
+    }
+    let work = revoke_claimed(global, &mut s, &args, target, &sel, &picks);
+    let code = match &claimed {
+        Claimed::Lease(l) => tokio::select! {
+            r = work => r,
+            () = l.lost_wait() => Err(lease_lost(target)),
+        },
+        _ => work.await,
+    };
+    claimed.release().await;
+    code
+}
+
+/// The lease was taken over (or expired while the database was away).
+pub(crate) fn lease_lost(email: &str) -> Failure {
+    Failure::other(format!("{}: {}", clean(email), crate::store::LEASE_LOST))
+}
+
+async fn revoke_claimed(
+    global: &Global,
+    s: &mut Session,
+    args: &RevokeArgs,
+    target: &str,
+    sel: &Selection,
+    picks: &[(String, String)],
+) -> CmdResult {
+    name_hand_over(global, s, target, args.hand_over_to.as_deref()).await?;
     let view = with_progress(
         &mut s.events,
         true,
@@ -1030,18 +1162,18 @@ pub async fn revoke(global: &Global, args: RevokeArgs, data_dir: PathBuf) -> Cmd
     .await
     .map_err(engine_failure)?;
     let email = view.email.clone();
-    apply_picks(&mut s, &email, &picks).await?;
+    apply_picks(s, &email, picks).await?;
     let view = s
         .engine
         .case(&email)
         .ok_or_else(|| Failure::other("the case vanished"))?;
-    let plan = s.engine.plan(&email, &sel).map_err(engine_failure)?;
+    let plan = s.engine.plan(&email, sel).map_err(engine_failure)?;
     if args.dry_run {
         if args.json {
             print_json(&plan_json(&email, &plan, &view))?;
         } else {
             print!("{}", render_plan(&plan));
-            let other = summarise(&view, &sel);
+            let other = summarise(&view, sel);
             if other.read_failures + other.ambiguous > 0 {
                 println!(
                     "note: {} app(s) could not be read completely and {} lookup(s) are ambiguous; the plan cannot cover them",
@@ -1057,20 +1189,20 @@ pub async fn revoke(global: &Global, args: RevokeArgs, data_dir: PathBuf) -> Cmd
             return Err(Failure::other("cancelled; nothing was changed"));
         }
     }
-    let summary = with_progress(&mut s.events, true, s.engine.revoke(&email, &sel))
+    let summary = with_progress(&mut s.events, true, s.engine.revoke(&email, sel))
         .await
         .map_err(engine_failure)?;
     let view = s
         .engine
         .case(&email)
         .ok_or_else(|| Failure::other("the case vanished"))?;
-    print_warnings(&view, &sel);
+    print_warnings(&view, sel);
     if args.json {
-        print_json(&case_json("revoke", &view, &sel, &summary))?;
+        print_json(&case_json("revoke", &view, sel, &summary))?;
     } else {
-        print!("{}", render_table(&view, &sel));
+        print!("{}", render_table(&view, sel));
         print!("\n{}", wrap_items(&summary_line(&summary), output_width()));
-        print_hints(&view, &sel);
+        print_hints(&view, sel);
         println!("evidence: offboard evidence {email} --format md");
     }
     Ok(summary.exit_code())
@@ -1086,15 +1218,28 @@ pub async fn done(global: &Global, args: DoneArgs, data_dir: PathBuf) -> CmdResu
     }
     let sel = Selection::default();
     let mut s = open(global, &data_dir)?;
+    let claimed = claim(&s, &args.email, "done", false).await?;
+    if let Claimed::Held(h) = &claimed {
+        return Err(Failure::other(format!(
+            "{}: {h}; nothing was recorded (the host that holds the leaver ticks it off, or take it over with `offboard revoke {} --take-over`)",
+            clean(&args.email),
+            clean(&args.email)
+        )));
+    }
     // A fresh read finds the step; only the tick-off is recorded (the
     // snapshot of the leaver's access was recorded by the scan or revoke).
-    with_progress(&mut s.events, false, s.engine.refresh(&args.email, None))
-        .await
-        .map_err(engine_failure)?;
-    s.engine
-        .manual_done(&args.email, &args.key, &args.note)
-        .await
-        .map_err(engine_failure)?;
+    let ticked = async {
+        with_progress(&mut s.events, false, s.engine.refresh(&args.email, None))
+            .await
+            .map_err(engine_failure)?;
+        s.engine
+            .manual_done(&args.email, &args.key, &args.note)
+            .await
+            .map_err(engine_failure)
+    }
+    .await;
+    claimed.release().await;
+    ticked?;
     let email = crate::model::Person::new(&args.email).email;
     let view = s
         .engine
@@ -1144,16 +1289,14 @@ pub async fn verify(global: &Global, args: VerifyArgs, data_dir: PathBuf) -> Cmd
     Ok(summary.exit_code())
 }
 
-pub async fn evidence(args: EvidenceArgs, data_dir: PathBuf) -> CmdResult {
-    let path = args
-        .ledger
-        .clone()
-        .unwrap_or_else(|| data_dir.join(evidence::LEDGER_FILE));
+pub async fn evidence(global: &Global, args: EvidenceArgs, data_dir: PathBuf) -> CmdResult {
+    let store = super::store::evidence_store(global, &data_dir, args.ledger.as_deref())?;
+    let path = store.path();
     if args.target == "verify" {
-        if !path.exists() {
+        if !store.exists() {
             return Err(Failure::other(format!("no ledger at {}", path.display())));
         }
-        let rep = evidence::verify_chain(&path).map_err(|e| Failure::other(e.to_string()))?;
+        let rep = store.verify().map_err(|e| Failure::other(e.to_string()))?;
         if rep.ok() {
             println!(
                 "OK: {} records, hash chain intact ({}){}\nhead: {} (keep it with the report: it shows later whether the last record was edited or records were cut from the end)",
@@ -1192,7 +1335,8 @@ pub async fn evidence(args: EvidenceArgs, data_dir: PathBuf) -> CmdResult {
             clean_max(&args.target, 60)
         )));
     }
-    let records = Ledger::read(&path)
+    let records = store
+        .records()
         .map_err(|e| Failure::other(format!("{e} (run `offboard evidence verify`)")))?;
     if !records.iter().any(|r| r.case == email) {
         return Err(Failure::other(format!(
@@ -1200,7 +1344,7 @@ pub async fn evidence(args: EvidenceArgs, data_dir: PathBuf) -> CmdResult {
             path.display()
         )));
     }
-    let chain = evidence::verify_chain(&path).map_err(|e| Failure::other(e.to_string()))?;
+    let chain = store.verify().map_err(|e| Failure::other(e.to_string()))?;
     let text = report::render_with_chain(&records, &email, format, Some(&chain));
     match &args.output {
         Some(out) => std::fs::write(out, text)

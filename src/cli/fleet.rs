@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::case::{engine_failure, open, with_progress};
+use super::case::{Claimed, claim, engine_failure, open, with_progress};
 use super::{CmdResult, EvidenceArgs, Failure, Global, RunArgs};
 use crate::config::{self, Loaded};
 use crate::engine::{Selection, Summary};
+use crate::evidence;
 use crate::evidence::report::Format;
-use crate::evidence::{self, Ledger};
 use crate::fleet::history::{self, CaseHistory};
 use crate::fleet::policy::{self, Decision, Scope, due_text};
 use crate::fleet::roster::{self, Roster, Source, Zone};
@@ -48,7 +48,8 @@ pub struct LeaverJson {
     pub exit_time: Option<DateTime<Utc>>,
     /// "due in 2h", "overdue 3d 4h".
     pub due: Option<String>,
-    /// `not_due`, `run` (or `would_run` in a dry run), `skip`.
+    /// `not_due`, `run` (or `would_run` in a dry run), `skip`, or in team
+    /// mode `held` (another host holds the leaver; `why` says who, since when).
     pub action: &'static str,
     pub scope: Option<Scope>,
     pub why: String,
@@ -99,12 +100,13 @@ pub(super) fn load_roster(
     Ok(Some(r))
 }
 
-fn read_ledger(data_dir: &Path) -> Result<Vec<evidence::Record>, Failure> {
-    let path = data_dir.join(evidence::LEDGER_FILE);
-    if !path.exists() {
+fn read_ledger(store: &evidence::Store) -> Result<Vec<evidence::Record>, Failure> {
+    if !store.exists() {
         return Ok(Vec::new());
     }
-    Ledger::read(&path).map_err(|e| Failure::other(format!("{e} (run `offboard evidence verify`)")))
+    store
+        .records()
+        .map_err(|e| Failure::other(format!("{e} (run `offboard evidence verify`)")))
 }
 
 fn history_for<'a>(
@@ -140,7 +142,20 @@ pub async fn run(global: &Global, args: RunArgs, data_dir: PathBuf) -> CmdResult
         ))
     })?;
     let now = Utc::now();
-    let records = read_ledger(&data_dir)?;
+    let store = crate::store::open(&loaded.config.store, &loaded.dir, &data_dir)
+        .map_err(|e| Failure::other(e.to_string()))?;
+    if let Some(pg) = store.shared() {
+        // The roster's leavers join the shared queue.
+        let (p, by) = (pg.clone(), crate::store::me(&loaded.operator()).label);
+        let leavers = roster
+            .leavers()
+            .map(|e| (e.email.clone(), e.name.clone()))
+            .collect();
+        crate::store::pg::spawn(async move { p.add_leavers(leavers, "roster".into(), by).await })
+            .await
+            .map_err(|e| Failure::other(e.to_string()))?;
+    }
+    let records = read_ledger(&store)?;
     let histories = history::cases(&records);
     let mut out = RunJson {
         schema: RUN_SCHEMA,
@@ -187,6 +202,46 @@ pub async fn run(global: &Global, args: RunArgs, data_dir: PathBuf) -> CmdResult
                 row.exit_code = Some(3);
             }
             Decision::Run { scope, why } => {
+                if session.is_none() {
+                    session = Some(open(global, &data_dir)?);
+                }
+                let s = session.as_mut().expect("opened above");
+                // Team mode: claim the leaver, then decide again on the
+                // ledger as it is now (another host may have closed it
+                // meanwhile).
+                let claimed = claim(s, &e.email, "roster", false).await?;
+                let (scope, why) = match &claimed {
+                    Claimed::Held(h) => {
+                        row.action = "held";
+                        row.why = h.to_string();
+                        row.exit_code = Some(3);
+                        out.leavers.push(row);
+                        continue;
+                    }
+                    Claimed::Solo => (scope, why),
+                    Claimed::Lease(_) => {
+                        let fresh = read_ledger(&s.store)?;
+                        let histories = history::cases(&fresh);
+                        match policy::decide(&policy, e, history_for(&histories, e), Utc::now()) {
+                            Decision::Run { scope, why } => (scope, why),
+                            Decision::NotDue { why } => {
+                                claimed.release().await;
+                                row.why = why;
+                                out.leavers.push(row);
+                                continue;
+                            }
+                            Decision::Skip { why, left } => {
+                                claimed.release().await;
+                                row.action = "skip";
+                                row.why = why;
+                                row.exit_code = Some(if left.is_empty() { 0 } else { 3 });
+                                row.left = left.iter().map(|l| clean(l)).collect();
+                                out.leavers.push(row);
+                                continue;
+                            }
+                        }
+                    }
+                };
                 row.action = "run";
                 row.scope = Some(scope);
                 row.why = why;
@@ -198,10 +253,6 @@ pub async fn run(global: &Global, args: RunArgs, data_dir: PathBuf) -> CmdResult
                         scope.describe()
                     );
                 }
-                if session.is_none() {
-                    session = Some(open(global, &data_dir)?);
-                }
-                let s = session.as_mut().expect("opened above");
                 if let Some(m) = &e.manager
                     && let Err(err) = s.engine.set_hand_over(&e.email, m).await
                 {
@@ -212,10 +263,17 @@ pub async fn run(global: &Global, args: RunArgs, data_dir: PathBuf) -> CmdResult
                     );
                 }
                 let sel = selection(scope);
-                let summary =
-                    with_progress(&mut s.events, !args.json, s.engine.revoke(&e.email, &sel))
-                        .await
-                        .map_err(engine_failure)?;
+                let work =
+                    with_progress(&mut s.events, !args.json, s.engine.revoke(&e.email, &sel));
+                let summary = match &claimed {
+                    Claimed::Lease(l) => tokio::select! {
+                        r = work => r.map_err(engine_failure),
+                        () = l.lost_wait() => Err(super::case::lease_lost(&e.email)),
+                    },
+                    _ => work.await.map_err(engine_failure),
+                };
+                claimed.release().await;
+                let summary = summary?;
                 row.exit_code = Some(summary.exit_code());
                 if let Some(view) = s.engine.case(&e.email) {
                     row.left = view
@@ -272,6 +330,7 @@ fn render_run(r: &RunJson) -> String {
         let what = match l.action {
             "not_due" => format!("not due: {}", l.why),
             "skip" => format!("skipped: {}", l.why),
+            "held" => format!("left to another host: {}", l.why),
             "would_run" => format!(
                 "would revoke {} ({})",
                 l.scope.map(Scope::describe).unwrap_or(""),
@@ -362,20 +421,19 @@ pub async fn report(global: &Global, args: EvidenceArgs, data_dir: PathBuf) -> C
         &roster_cfg,
         loaded.as_ref().map(|l| l.dir.as_path()),
     )?;
-    let path = args
-        .ledger
-        .clone()
-        .unwrap_or_else(|| data_dir.join(evidence::LEDGER_FILE));
-    let records = if path.exists() {
-        Ledger::read(&path)
+    let store = super::store::evidence_store(global, &data_dir, args.ledger.as_deref())?;
+    let path = store.path();
+    let records = if store.exists() {
+        store
+            .records()
             .map_err(|e| Failure::other(format!("{e} (run `offboard evidence verify`)")))?
     } else if roster.is_none() {
         return Err(Failure::other(format!("no ledger at {}", path.display())));
     } else {
         Vec::new()
     };
-    let chain = if path.exists() {
-        evidence::verify_chain(&path).map_err(|e| Failure::other(e.to_string()))?
+    let chain = if store.exists() {
+        store.verify().map_err(|e| Failure::other(e.to_string()))?
     } else {
         evidence::ChainReport {
             path: path.clone(),

@@ -7,6 +7,7 @@ pub mod batch;
 pub mod case;
 pub mod fleet;
 pub mod sandbox;
+pub mod store;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -81,6 +82,8 @@ pub enum Command {
     Sweep(SweepArgs),
     /// Run the API emulator alone (for scripts and tests).
     Sandbox(sandbox::SandboxArgs),
+    /// Team mode: the shared store on PostgreSQL (migrate, import, queue, add, watch).
+    Store(store::StoreArgs),
 }
 
 #[derive(Debug, Args)]
@@ -136,6 +139,9 @@ pub struct RevokeArgs {
     /// Act without asking (required when stdin is not a terminal).
     #[arg(long)]
     pub yes: bool,
+    /// Team mode: take the leaver over from the host that holds it (recorded in the ledger).
+    #[arg(long)]
+    pub take_over: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -314,6 +320,7 @@ pub fn main() -> ExitCode {
 async fn dispatch(cli: Cli, data_dir: PathBuf) -> CmdResult {
     match cli.command {
         Some(Command::Sandbox(args)) => sandbox::run(args).await,
+        Some(Command::Store(args)) => store::run(&cli.global, args, data_dir).await,
         Some(Command::Login(args)) => auth::login(&cli.global, args, data_dir).await,
         Some(Command::Logout(args)) => auth::logout(&cli.global, args, data_dir).await,
         Some(Command::Doctor) => auth::doctor(&cli.global, data_dir).await,
@@ -327,7 +334,7 @@ async fn dispatch(cli: Cli, data_dir: PathBuf) -> CmdResult {
         Some(Command::Evidence(args)) if args.target == "report" => {
             fleet::report(&cli.global, args, data_dir).await
         }
-        Some(Command::Evidence(args)) => case::evidence(args, data_dir).await,
+        Some(Command::Evidence(args)) => case::evidence(&cli.global, args, data_dir).await,
         Some(Command::Run(args)) => fleet::run(&cli.global, args, data_dir).await,
         Some(Command::Done(args)) => case::done(&cli.global, args, data_dir).await,
         Some(Command::Demo(args)) => match args.faults.to_faults() {

@@ -651,11 +651,41 @@ impl Slots {
     }
 }
 
+/// Hosts working each connector's app at once (team mode, from their
+/// heartbeats in the shared store): each takes 1 / hosts of the configured
+/// rate and burst, so together they stay within the vendor's limit.
+fn team_hosts(connector: &str) -> Arc<std::sync::atomic::AtomicU32> {
+    static HOSTS: std::sync::OnceLock<Mutex<HashMap<String, Arc<std::sync::atomic::AtomicU32>>>> =
+        std::sync::OnceLock::new();
+    HOSTS
+        .get_or_init(Default::default)
+        .lock()
+        .expect("team hosts lock")
+        .entry(connector.to_string())
+        .or_insert_with(|| Arc::new(std::sync::atomic::AtomicU32::new(1)))
+        .clone()
+}
+
+/// Sets how many live hosts share `connector`'s quota (at least 1).
+pub fn set_team_hosts(connector: &str, hosts: u32) {
+    let cell = team_hosts(connector);
+    let before = cell.swap(hosts.max(1), std::sync::atomic::Ordering::Relaxed);
+    if before != hosts.max(1) {
+        tracing::info!(
+            connector,
+            hosts = hosts.max(1),
+            "quota shared with the other hosts working this app"
+        );
+    }
+}
+
 /// Token bucket shared by one connector's requests, with a pause that a
 /// rate-limit answer sets for everyone ("slower when the API asks").
 struct RateLimiter {
     rate: f64,
     burst: f64,
+    /// Hosts sharing the quota ([`set_team_hosts`]).
+    hosts: Arc<std::sync::atomic::AtomicU32>,
     state: Mutex<BucketState>,
     /// Requests waiting for a token, by rank: one takes a token only while
     /// no more urgent one waits.
@@ -672,11 +702,12 @@ struct BucketState {
 }
 
 impl RateLimiter {
-    fn new(rate: f64, burst: u32) -> Self {
+    fn new(rate: f64, burst: u32, hosts: Arc<std::sync::atomic::AtomicU32>) -> Self {
         let burst = f64::from(burst.max(1));
         Self {
             rate: if rate > 0.0 { rate } else { f64::INFINITY },
             burst,
+            hosts,
             state: Mutex::new(BucketState {
                 tokens: burst,
                 last: Instant::now(),
@@ -716,8 +747,10 @@ impl RateLimiter {
                         return Some(Duration::from_millis(10));
                     }
                     let elapsed = now.duration_since(s.last).as_secs_f64();
-                    let rate = self.rate * s.share;
-                    let burst = (self.burst * s.share).max(1.0);
+                    let team =
+                        f64::from(self.hosts.load(std::sync::atomic::Ordering::Relaxed).max(1));
+                    let rate = self.rate * s.share / team;
+                    let burst = (self.burst * s.share / team).max(1.0);
                     s.tokens = (s.tokens + elapsed * rate).min(burst);
                     s.last = now;
                     if s.tokens >= 1.0 {
@@ -836,6 +869,7 @@ impl ApiClient {
             limiter: Arc::new(RateLimiter::new(
                 settings.requests_per_second,
                 settings.burst,
+                team_hosts(&settings.connector),
             )),
             buckets: Arc::new(HashMap::new()),
             permits: Arc::new(Slots::new(settings.max_concurrency)),
@@ -866,7 +900,14 @@ impl ApiClient {
     pub fn with_buckets(mut self, buckets: impl IntoIterator<Item = (String, BucketRate)>) -> Self {
         let mut map: HashMap<String, Arc<RateLimiter>> = (*self.buckets).clone();
         for (name, r) in buckets {
-            map.insert(name, Arc::new(RateLimiter::new(r.per_second, r.burst)));
+            map.insert(
+                name,
+                Arc::new(RateLimiter::new(
+                    r.per_second,
+                    r.burst,
+                    team_hosts(&self.settings.connector),
+                )),
+            );
         }
         self.buckets = Arc::new(map);
         self
@@ -1512,7 +1553,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_background_request_yields_its_bucket_to_waiting_ones() {
-        let l = Arc::new(RateLimiter::new(20.0, 1));
+        let l = Arc::new(RateLimiter::new(
+            20.0,
+            1,
+            Arc::new(std::sync::atomic::AtomicU32::new(1)),
+        ));
         l.acquire().await;
         let order = Arc::new(Mutex::new(Vec::new()));
         let run = |name: &'static str, bg: bool| {
@@ -1745,6 +1790,26 @@ mod tests {
             assert!(c.limiter_for(&fast).acquire().now_or_never().is_some());
             assert!(c.limiter_for(&req(None)).acquire().now_or_never().is_some());
         }
+    }
+
+    #[tokio::test]
+    async fn hosts_working_the_same_app_split_its_quota() {
+        use futures::FutureExt;
+        let hosts = team_hosts("quota-split-test");
+        let l = RateLimiter::new(0.001, 6, hosts);
+        // Three live hosts: this one takes a third of the burst of six.
+        set_team_hosts("quota-split-test", 3);
+        for _ in 0..2 {
+            assert!(l.acquire().now_or_never().is_some());
+        }
+        assert!(l.acquire().now_or_never().is_none());
+        // Alone again: the whole quota (what is left of the burst).
+        set_team_hosts("quota-split-test", 1);
+        let l = RateLimiter::new(0.001, 6, team_hosts("quota-split-test"));
+        for _ in 0..6 {
+            assert!(l.acquire().now_or_never().is_some());
+        }
+        assert!(l.acquire().now_or_never().is_none());
     }
 
     #[tokio::test]

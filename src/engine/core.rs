@@ -287,7 +287,7 @@ impl Engine {
         {
             return Ok(());
         }
-        let records = Ledger::read_case(self.ledger.path(), &person.email)?;
+        let records = self.ledger.case_records(&person.email)?;
         let mut case = Case::from_ledger(person.clone(), &records);
         // Whom a hand-over goes to, named once, is kept with the accounts
         // found (a driver notes it in the account's facts).

@@ -100,6 +100,19 @@ pub enum Event {
         email: Option<String>,
         message: String,
     },
+    /// Team mode: who holds a leaver in the shared queue now (None: free);
+    /// a leaver not in the console's queue joins it.
+    Holder {
+        email: String,
+        holder: Option<String>,
+        since: Option<DateTime<Utc>>,
+    },
+    /// Team mode: a step another operator recorded in the shared ledger.
+    TeamStep {
+        email: String,
+        operator: String,
+        text: String,
+    },
 }
 
 /// Counts of grant states for one leaver.

@@ -197,6 +197,13 @@ pub enum LedgerEvent {
     Finished {
         summary: crate::engine::Summary,
     },
+    /// Team mode: a leaver another host held (a live lease) was taken over
+    /// explicitly.
+    LeaseTakenOver {
+        from: String,
+        held_since: DateTime<Utc>,
+        by: String,
+    },
     /// A torn last line (a crash mid-write) was cut from the file; its
     /// bytes are kept here.
     TornLineSetAside {
@@ -224,6 +231,7 @@ impl LedgerEvent {
             LedgerEvent::AccountPicked { .. } => "account_picked",
             LedgerEvent::Resumed { .. } => "resumed",
             LedgerEvent::Finished { .. } => "finished",
+            LedgerEvent::LeaseTakenOver { .. } => "lease_taken_over",
             LedgerEvent::TornLineSetAside { .. } => "torn_line_set_aside",
         }
     }
@@ -254,6 +262,10 @@ pub enum LedgerError {
         LOCK_WAIT.as_secs()
     )]
     Locked { path: PathBuf },
+    /// The shared store (team mode) failed; the message says what and
+    /// what happens next.
+    #[error("{0}")]
+    Store(String),
     #[error("{path}: line {line}: {what}")]
     Corrupt {
         path: PathBuf,
@@ -325,9 +337,14 @@ struct Core {
 /// is under way are written together by the next one, in arrival order,
 /// with one `fdatasync` for all of them; each caller gets its records only
 /// after that fsync, so every record is durable before its step proceeds.
+///
+/// In team mode the same interface writes to the shared store's ledger
+/// table ([`Ledger::shared`]): each commit is one transaction that extends
+/// the one chain, and returns once PostgreSQL has committed it.
 #[derive(Clone)]
 pub struct Ledger {
     core: Arc<Core>,
+    shared: Option<Arc<crate::store::PgStore>>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -336,6 +353,116 @@ impl std::fmt::Debug for Ledger {
             .field("path", &self.core.path)
             .finish()
     }
+}
+
+/// Where the evidence is kept: the ledger file, or the shared store's
+/// ledger table. Reading, verifying and reporting work the same on both:
+/// a table row holds the exact line the file would.
+#[derive(Clone, Debug)]
+pub enum Store {
+    File(PathBuf),
+    Shared(Arc<crate::store::PgStore>),
+}
+
+fn store_err(e: crate::store::StoreError) -> LedgerError {
+    LedgerError::Store(e.0)
+}
+
+impl Store {
+    /// The file's path, or `postgres://host:port/db` (no credentials).
+    pub fn path(&self) -> PathBuf {
+        match self {
+            Store::File(p) => p.clone(),
+            Store::Shared(s) => PathBuf::from(s.label()),
+        }
+    }
+
+    /// Whether any evidence can be there (a file that exists; a database).
+    pub fn exists(&self) -> bool {
+        match self {
+            Store::File(p) => p.exists(),
+            Store::Shared(_) => true,
+        }
+    }
+
+    pub fn shared(&self) -> Option<&Arc<crate::store::PgStore>> {
+        match self {
+            Store::File(_) => None,
+            Store::Shared(s) => Some(s),
+        }
+    }
+
+    /// Opens the ledger for appends by `operator`.
+    pub fn open(&self, operator: &str) -> Result<Ledger, LedgerError> {
+        match self {
+            Store::File(p) => Ledger::open(p, operator),
+            Store::Shared(s) => Ok(Ledger::shared(s.clone(), operator)),
+        }
+    }
+
+    /// Every record, in order.
+    pub fn records(&self) -> Result<Vec<Record>, LedgerError> {
+        match self {
+            Store::File(p) => Ledger::read(p),
+            Store::Shared(s) => {
+                let s = s.clone();
+                let lines = crate::store::pg::block(async move { s.lines(None).await })
+                    .map_err(store_err)?;
+                parse_lines(&self.path(), &lines)
+            }
+        }
+    }
+
+    /// The records of one case.
+    pub fn case_records(&self, email: &str) -> Result<Vec<Record>, LedgerError> {
+        let email = email.trim().to_ascii_lowercase();
+        match self {
+            Store::File(p) => Ledger::read_case(p, &email),
+            Store::Shared(s) => {
+                let s = s.clone();
+                let lines = crate::store::pg::block(async move { s.lines(Some(email)).await })
+                    .map_err(store_err)?;
+                parse_lines(&self.path(), &lines)
+            }
+        }
+    }
+
+    /// Checks the whole chain (see [`verify_chain`]); on the shared store
+    /// the table's lines in `seq` order are checked exactly as a file's.
+    pub fn verify(&self) -> Result<ChainReport, LedgerError> {
+        match self {
+            Store::File(p) => verify_chain(p),
+            Store::Shared(s) => {
+                let s = s.clone();
+                let lines = crate::store::pg::block(async move { s.lines(None).await })
+                    .map_err(store_err)?;
+                Ok(verify_bytes(&self.path(), &join_lines(&lines)))
+            }
+        }
+    }
+}
+
+fn join_lines(lines: &[String]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+    for l in lines {
+        bytes.extend_from_slice(l.as_bytes());
+        bytes.push(b'\n');
+    }
+    bytes
+}
+
+fn parse_lines(path: &Path, lines: &[String]) -> Result<Vec<Record>, LedgerError> {
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| LedgerError::Corrupt {
+                path: path.to_path_buf(),
+                line: i + 1,
+                what: format!("not a ledger record: {e}"),
+            })
+        })
+        .collect()
 }
 
 impl Ledger {
@@ -374,11 +501,49 @@ impl Ledger {
         }
         Ok(Ledger {
             core: Arc::new(core),
+            shared: None,
         })
     }
 
+    /// The ledger on the shared store (team mode).
+    pub fn shared(store: Arc<crate::store::PgStore>, operator: &str) -> Ledger {
+        let path = PathBuf::from(store.label());
+        let core = Core {
+            lock_path: path.clone(),
+            path,
+            operator: crate::sanitize::clean(operator),
+            head: Mutex::new(Head {
+                len: 0,
+                seq: 0,
+                hash: GENESIS.to_string(),
+                lines: 0,
+            }),
+            torn: Mutex::new(Vec::new()),
+            queue: Mutex::new(Queue::default()),
+            syncs: std::sync::atomic::AtomicU64::new(0),
+        };
+        Ledger {
+            core: Arc::new(core),
+            shared: Some(store),
+        }
+    }
+
+    /// The file's path, or `postgres://host:port/db` on the shared store.
     pub fn path(&self) -> &Path {
         &self.core.path
+    }
+
+    /// Where this ledger is kept.
+    pub fn store(&self) -> Store {
+        match &self.shared {
+            Some(s) => Store::Shared(s.clone()),
+            None => Store::File(self.core.path.clone()),
+        }
+    }
+
+    /// The records of one case, from wherever the ledger is kept.
+    pub fn case_records(&self, email: &str) -> Result<Vec<Record>, LedgerError> {
+        self.store().case_records(email)
     }
 
     pub fn operator(&self) -> &str {
@@ -406,7 +571,7 @@ impl Ledger {
                 )
             })
             .collect();
-        match verify_chain(self.path()) {
+        match self.store().verify() {
             Ok(report) if report.ok() => {}
             Ok(report) => {
                 let first = report
@@ -435,6 +600,10 @@ impl Ledger {
 
     /// The last record's `seq` (the number of records in an intact ledger).
     pub fn last_seq(&self) -> u64 {
+        if let Some(s) = &self.shared {
+            let s = s.clone();
+            return crate::store::pg::block(async move { s.count().await }).unwrap_or(0);
+        }
         self.core.head.lock().expect("ledger head").seq
     }
 
@@ -446,6 +615,15 @@ impl Ledger {
 
     /// Appends one record for `case` and fsyncs it.
     pub fn append(&self, case: &str, event: LedgerEvent) -> Result<Record, LedgerError> {
+        if let Some(s) = &self.shared {
+            let (s, op, case) = (s.clone(), self.core.operator.clone(), case.to_string());
+            let mut records =
+                crate::store::pg::block(
+                    async move { s.append(&op, vec![(case, vec![event])]).await },
+                )
+                .map_err(store_err)?;
+            return Ok(records.remove(0));
+        }
         let mut records = self.core.write_batch(&[(case, vec![event])])?;
         Ok(records.remove(0))
     }
@@ -461,6 +639,14 @@ impl Ledger {
     ) -> Result<Vec<Record>, LedgerError> {
         if events.is_empty() {
             return Ok(Vec::new());
+        }
+        if let Some(s) = &self.shared {
+            let (s, op, case) = (s.clone(), self.core.operator.clone(), case.to_string());
+            return crate::store::pg::spawn(
+                async move { s.append(&op, vec![(case, events)]).await },
+            )
+            .await
+            .map_err(store_err);
         }
         let (done, answer) = tokio::sync::oneshot::channel();
         let start_writer = {

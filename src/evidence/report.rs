@@ -558,7 +558,8 @@ fn chain_line(c: &ChainStatus) -> String {
     }
 }
 
-fn event_detail(e: &LedgerEvent) -> String {
+/// One line saying what an event records (for lists and live views).
+pub fn event_detail(e: &LedgerEvent) -> String {
     match e {
         LedgerEvent::Discovered {
             connector,
@@ -620,6 +621,14 @@ fn event_detail(e: &LedgerEvent) -> String {
         LedgerEvent::TornLineSetAside { line, bytes, .. } => {
             format!("line {line} ({bytes} bytes) set aside")
         }
+        LedgerEvent::LeaseTakenOver {
+            from,
+            held_since,
+            by,
+        } => format!(
+            "{by} took the case over from {from} (held since {})",
+            held_since.format("%Y-%m-%d %H:%M:%S UTC")
+        ),
     }
 }
 

@@ -436,7 +436,10 @@ pub async fn run(
             };
             let (engine, sel) = (engine.clone(), sel.clone());
             running.spawn(async move {
-                let r = engine.revoke(&email, &sel).await.map_err(|e| e.to_string());
+                // Team mode: claimed first; a leaver another host holds is
+                // left to it.
+                let work = async { engine.revoke(&email, &sel).await.map_err(|e| e.to_string()) };
+                let r = crate::store::while_holding(engine.ledger(), &email, "batch", work).await;
                 (email, r)
             });
         }

@@ -12,7 +12,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use crate::config;
 use crate::connector::{ConnectorError, Health, ResolvedConnector};
 use crate::engine::{self, CaseView, Engine, EngineOptions, Event, Selection, Summary};
-use crate::evidence::{self, Ledger, report};
+use crate::evidence::{self, report};
 use crate::outcome::{CmdResult, Failure};
 
 use super::model::{
@@ -82,6 +82,19 @@ pub fn snapshot(v: CaseView) -> CaseSnapshot {
 #[async_trait]
 impl Service for EngineService {
     async fn discover(&self, email: &str) -> Result<CaseSnapshot, String> {
+        // Team mode: a leaver read here (`:add`, the roster) joins the
+        // shared queue.
+        let ledger = self.engine.ledger();
+        if let Some(pg) = ledger.store().shared().cloned() {
+            let by = crate::store::me(ledger.operator()).label;
+            let email = crate::model::Person::new(email).email;
+            crate::store::pg::spawn(async move {
+                pg.add_leavers(vec![(email, None)], "console".into(), by)
+                    .await
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        }
         self.engine
             .discover(email)
             .await
@@ -106,17 +119,25 @@ impl Service for EngineService {
         // The operator's revoke goes before the queue's background reads.
         self.engine
             .set_urgency(email, crate::connector::http::Urgency::Urgent);
-        self.engine
+        let lease = self.claim(email).await?;
+        let r = self
+            .engine
             .revoke(email, &selection)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string());
+        release(lease).await;
+        r
     }
 
     async fn manual_done(&self, email: &str, key: &str, note: &str) -> Result<(), String> {
-        self.engine
+        let lease = self.claim(email).await?;
+        let r = self
+            .engine
             .manual_done(email, key, note)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string());
+        release(lease).await;
+        r
     }
 
     async fn pick_account(
@@ -141,7 +162,7 @@ impl Service for EngineService {
     }
 
     async fn export(&self, email: &str, exit_at: Option<DateTime<Utc>>) -> Result<PathBuf, String> {
-        let ledger = self.engine.ledger_path();
+        let ledger = self.engine.ledger().store();
         let dir = self.data_dir.join("reports");
         let email = email.to_string();
         tokio::task::spawn_blocking(move || {
@@ -162,22 +183,58 @@ impl Service for EngineService {
     }
 }
 
+impl EngineService {
+    /// Team mode: the lease on `email` before acting (None: one operator,
+    /// nothing to claim). Another host's live lease: watch only.
+    async fn claim(&self, email: &str) -> Result<Option<crate::store::Lease>, String> {
+        let ledger = self.engine.ledger();
+        let Some(pg) = ledger.store().shared().cloned() else {
+            return Ok(None);
+        };
+        let me = crate::store::me(ledger.operator());
+        let email = crate::model::Person::new(email).email;
+        let (p, e, by) = (pg.clone(), email.clone(), me.label.clone());
+        crate::store::pg::spawn(
+            async move { p.add_leavers(vec![(e, None)], ":add".into(), by).await },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        match crate::store::Lease::claim(&pg, ledger, &email, &me, pg.target.lease, false)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Ok(lease) => Ok(Some(lease)),
+            Err(held) => Err(format!(
+                "{held}: you can watch it here; to act on it, take it over with `offboard revoke {email} --take-over` (recorded in the ledger)"
+            )),
+        }
+    }
+}
+
+async fn release(lease: Option<crate::store::Lease>) {
+    if let Some(l) = lease
+        && let Err(e) = l.release().await
+    {
+        tracing::warn!(error = %e, "lease not released; it expires by itself");
+    }
+}
+
 /// Writes the Markdown evidence report for `email` into `dir`.
 pub fn export_report(
-    ledger: &Path,
+    ledger: &evidence::Store,
     dir: &Path,
     email: &str,
     exit_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Result<PathBuf, String> {
-    let records = Ledger::read(ledger).map_err(|e| e.to_string())?;
+    let records = ledger.records().map_err(|e| e.to_string())?;
     if !records.iter().any(|r| r.case == email) {
         return Err(format!(
             "no evidence for {email} yet in {}",
-            ledger.display()
+            ledger.path().display()
         ));
     }
-    let chain = evidence::verify_chain(ledger).map_err(|e| e.to_string())?;
+    let chain = ledger.verify().map_err(|e| e.to_string())?;
     let text = report::render_full(
         &records,
         email,
@@ -277,7 +334,7 @@ pub fn initial_model(engine: &Engine, opts: ConsoleOptions) -> Model {
     model.leavers = opts.leavers;
     // Revokes the ledger holds as interrupted resume once their leaver is
     // read (the leaver joins the queue when it is not in it).
-    let records = Ledger::read(&engine.ledger_path()).unwrap_or_default();
+    let records = engine.ledger().store().records().unwrap_or_default();
     for (email, keys) in engine::interrupted_plans(&records) {
         let i = match model.leavers.iter().position(|l| l.email == email) {
             Some(i) => i,
@@ -395,9 +452,20 @@ fn engine_from(loaded: &config::Loaded, data_dir: &Path) -> Result<Built, Failur
             other => Failure::other(other.to_string()),
         })?;
     let opts = EngineOptions::from_config(loaded);
-    let ledger = Ledger::open_in(data_dir, &opts.operator)
+    let store = crate::store::open(&loaded.config.store, &loaded.dir, data_dir)
+        .map_err(|e| Failure::other(e.to_string()))?;
+    let ledger = store
+        .open(&opts.operator)
         .map_err(|e| Failure::other(format!("evidence ledger: {e}")))?;
     let notes = ledger.startup_notes();
+    if let Some(pg) = store.shared() {
+        crate::store::share_quota(
+            pg,
+            &crate::store::me(&opts.operator),
+            resolved.iter().map(|r| r.id.clone()).collect(),
+        );
+        crate::store::bridge(pg, &opts.operator, tx.clone());
+    }
     Ok((
         Engine::new(connectors, ledger, opts, tx),
         rx,

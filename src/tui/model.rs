@@ -151,6 +151,9 @@ pub struct LeaverRow {
     /// Steps of a revoke the ledger holds as interrupted (the console was
     /// quit or killed while it ran): resumed once the leaver is read.
     pub resume: Vec<String>,
+    /// Team mode: the host that holds the leaver (another operator's
+    /// lease), and since when.
+    pub holder: Option<(String, DateTime<Utc>)>,
     /// Whom the leaver's data goes to in a hand-over (the roster's manager,
     /// or `:handover EMAIL`).
     pub manager: Option<String>,
@@ -171,6 +174,7 @@ impl LeaverRow {
             grants: Vec::new(),
             progress: BTreeMap::new(),
             resume: Vec::new(),
+            holder: None,
             manager: None,
         }
     }

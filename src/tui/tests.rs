@@ -724,6 +724,62 @@ fn engine_states_move_a_grant_from_removing_to_verified() {
     assert!(m.activity.back().unwrap().text.contains("verified"));
 }
 
+#[test]
+fn team_mode_shows_who_holds_a_leaver_and_other_operators_steps() {
+    let mut m = model_with(false, "default");
+    let since = t0() - chrono::Duration::minutes(7);
+    update(
+        &mut m,
+        Action::Engine(Event::Holder {
+            email: "dana.whitfield@example.com".into(),
+            holder: Some("bob@jump2".into()),
+            since: Some(since),
+        }),
+    );
+    // A leaver another host works joins the queue.
+    update(
+        &mut m,
+        Action::Engine(Event::Holder {
+            email: "tom.becker@example.com".into(),
+            holder: Some("carol@jump3".into()),
+            since: Some(since),
+        }),
+    );
+    assert_eq!(m.leavers.len(), 3);
+    update(
+        &mut m,
+        Action::Engine(Event::TeamStep {
+            email: "dana.whitfield@example.com".into(),
+            operator: "bob".into(),
+            text: "verified: fresh read".into(),
+        }),
+    );
+    assert_eq!(
+        m.activity.back().unwrap().text,
+        "[bob] dana.whitfield@example.com: verified: fresh read"
+    );
+    let screen = text(&render(&m, 160, 30));
+    assert!(
+        screen.contains(&format!(
+            "held: bob@jump2 {}",
+            since.with_timezone(&chrono::Local).format("%H:%M")
+        )),
+        "{screen}"
+    );
+    // Free again: the mark goes.
+    update(
+        &mut m,
+        Action::Engine(Event::Holder {
+            email: "dana.whitfield@example.com".into(),
+            holder: None,
+            since: None,
+        }),
+    );
+    assert!(m.leavers[0].holder.is_none());
+    let screen = text(&render(&m, 160, 30));
+    assert!(!screen.contains("held: bob"), "{screen}");
+}
+
 // ---- rendering ----
 
 fn render(m: &Model, w: u16, h: u16) -> Buffer {

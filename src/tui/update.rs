@@ -1059,6 +1059,34 @@ fn on_event(model: &mut Model, ev: Event) {
             model.log(Level::Error, text.clone());
             model.message = Some((Level::Error, text));
         }
+        Event::Holder {
+            email,
+            holder,
+            since,
+        } => {
+            let email = clean(&email);
+            if model.leaver_mut(&email).is_none() {
+                model.leavers.push(LeaverRow::new(&email));
+            }
+            let holder = holder.zip(since).map(|(h, t)| (clean(&h), t));
+            if let Some(l) = model.leaver_mut(&email) {
+                l.holder = holder;
+            }
+        }
+        Event::TeamStep {
+            email,
+            operator,
+            text,
+        } => {
+            let email = clean(&email);
+            if !email.is_empty() && model.leaver_mut(&email).is_none() {
+                model.leavers.push(LeaverRow::new(&email));
+            }
+            model.log(
+                Level::Info,
+                format!("[{}] {email}: {}", clean(&operator), clean(&text)),
+            );
+        }
     }
 }
 

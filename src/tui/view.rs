@@ -468,6 +468,12 @@ fn draw_queue(m: &Model, area: Rect, buf: &mut Buffer) {
                 spans.push(Span::styled(text, t.style(Role::Muted)));
             }
         }
+        if let Some((who, since)) = &l.holder {
+            // Another host's lease: watch only.
+            // Shown even when cut short: it says why no action is taken.
+            let text = format!(" {} held: {who} {}", m.symbols.dot(), hhmm(*since));
+            spans.push(Span::styled(text, t.style(Role::Warning)));
+        }
         if let Some(e) = exit_label(l.exit_at, m.now) {
             // Past the exit time with access still open: highlighted, with
             // how long it has stayed open.

@@ -5,6 +5,7 @@
 pub mod console;
 pub mod driver;
 pub mod oauth;
+pub mod pg;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
