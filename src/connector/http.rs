@@ -1588,7 +1588,11 @@ mod tests {
     #[tokio::test]
     async fn an_urgent_request_takes_the_next_slot_and_token() {
         let slots = Arc::new(Slots::new(1));
-        let l = Arc::new(RateLimiter::new(50.0, 1));
+        let l = Arc::new(RateLimiter::new(
+            50.0,
+            1,
+            Arc::new(std::sync::atomic::AtomicU32::new(1)),
+        ));
         let held = slots.acquire(2).await;
         l.acquire().await;
         let order = Arc::new(Mutex::new(Vec::new()));
