@@ -13,6 +13,11 @@
 //! takes its token from that bucket instead of the connector-wide one, and a
 //! rate-limit answer to it pauses only that bucket. The connector-wide
 //! concurrency limit applies to every request.
+//!
+//! One client per connector serves every leaver of the process: its slots
+//! and tokens go to the most urgent request waiting ([`with_urgency`]),
+//! removals before the reads that confirm them ([`background`]). A vendor's
+//! report of its allocation paces the client by one rule ([`pacing`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -23,7 +28,7 @@ use futures::StreamExt;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use url::Url;
 
@@ -92,16 +97,8 @@ pub trait VendorPolicy: Send + Sync {
 
     /// A rate-limit headroom report, when the vendor sends one in headers
     /// (Salesforce `Sforce-Limit-Info`, Okta `X-Rate-Limit-*`): shown on
-    /// the health line, and its usage paces the client (see [`LimitInfo`]).
+    /// the health line, and its usage paces the client (see [`pacing`]).
     fn limit_info(&self, _headers: &HeaderMap) -> Option<LimitInfo> {
-        None
-    }
-
-    /// How long to hold the connector's next request, read from an answer's
-    /// rate-limit headers before the vendor has to refuse one (Okta
-    /// `X-Rate-Limit-Remaining`/`-Reset`): the client pauses its bucket
-    /// for that long. `None`: no need to slow down.
-    fn pace(&self, _headers: &HeaderMap) -> Option<Duration> {
         None
     }
 }
@@ -113,6 +110,42 @@ pub struct LimitInfo {
     pub text: String,
     /// Requests used of the allocation, and the allocation, when reported.
     pub usage: Option<(u64, u64)>,
+    /// How long until the allocation's window starts afresh, when the
+    /// vendor says (Okta's per-minute windows); `None` for a rolling
+    /// allocation (Salesforce's 24 hours).
+    pub resets_in: Option<Duration>,
+}
+
+/// What the client does on a vendor's report of its allocation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pacing {
+    /// Run every bucket of the connector at this share of its configured
+    /// rate (a rolling allocation: its last tenth is spent ever more slowly).
+    Share(f64),
+    /// Hold the bucket the answer came through for this long (a window:
+    /// what is left of it is spread over the time to its reset, and a spent
+    /// one waits for the reset).
+    Hold(Duration),
+}
+
+/// The one pacing rule, for every vendor that reports its allocation
+/// ([`VendorPolicy::limit_info`]): `None` when the report says nothing to
+/// pace by.
+pub fn pacing(info: &LimitInfo) -> Option<Pacing> {
+    let (used, allowed) = info.usage?;
+    match info.resets_in {
+        None => Some(Pacing::Share(pace_share(used, allowed))),
+        Some(reset) => {
+            let left = allowed.saturating_sub(used);
+            if left <= 1 {
+                Some(Pacing::Hold(reset + Duration::from_millis(100)))
+            } else if (left as f64) < allowed as f64 * PACE_BELOW_HEADROOM {
+                Some(Pacing::Hold(reset / (left as u32).max(1)))
+            } else {
+                None
+            }
+        }
+    }
 }
 
 /// Headroom (unused share of an allocation) below which the client slows
@@ -132,21 +165,6 @@ pub fn pace_share(used: u64, allowed: u64) -> f64 {
     }
     let headroom = allowed.saturating_sub(used) as f64 / allowed as f64;
     (headroom / PACE_BELOW_HEADROOM).clamp(MIN_PACE_SHARE, 1.0)
-}
-
-/// How long to hold a connector's requests, from a vendor's per-window
-/// rate-limit headers (Okta `X-Rate-Limit-*`, GitHub `x-ratelimit-*`):
-/// `limit` requests a window, `remaining` left, the window ending in
-/// `until_reset`. At the last request everything waits for the reset;
-/// below a tenth of the window left, what remains is spread evenly over
-/// the time to the reset, so that concurrent requests do not run it dry at
-/// once. `None`: no need to slow down.
-pub fn window_pace(limit: u64, remaining: u64, until_reset: Duration) -> Option<Duration> {
-    if remaining <= 1 {
-        return Some(until_reset + Duration::from_millis(100));
-    }
-    (remaining.saturating_mul(10) < limit)
-        .then(|| until_reset / (remaining.min(u64::from(u32::MAX)) as u32))
 }
 
 /// A header holding a whole number.
@@ -509,12 +527,31 @@ impl ApiResponse {
 
 tokio::task_local! {
     static BACKGROUND: bool;
+    static URGENCY: Urgency;
+}
+
+/// How soon a leaver's requests must go out, against other leavers'
+/// requests to the same connector: each connector's client is one queue for
+/// every leaver of the process (a batch, the console's queue), and serves
+/// the urgent first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Urgency {
+    /// An urgent termination: its requests go before any scheduled leaver's.
+    Urgent,
+    /// A leaver on the usual schedule.
+    #[default]
+    Scheduled,
+}
+
+/// Runs `f` with its requests at this urgency (see [`Urgency`]).
+pub async fn with_urgency<F: std::future::Future>(urgency: Urgency, f: F) -> F::Output {
+    URGENCY.scope(urgency, f).await
 }
 
 /// Runs `f` with its requests at background priority: each takes a token
-/// only while no other request of its bucket is waiting for one, so reads
-/// that confirm removals (the engine's verification) never delay the
-/// removals still being sent through the same bucket.
+/// only while no other request of its bucket and urgency is waiting for
+/// one, so reads that confirm removals (the engine's verification) never
+/// delay the removals still being sent through the same bucket.
 pub async fn background<F: std::future::Future>(f: F) -> F::Output {
     BACKGROUND.scope(true, f).await
 }
@@ -523,7 +560,17 @@ fn is_background() -> bool {
     BACKGROUND.try_with(|b| *b).unwrap_or(false)
 }
 
-/// Counts a foreground request waiting for a token while it lives.
+/// How many places in a connector's queue: urgent removals, urgent
+/// confirming reads, scheduled removals, scheduled confirming reads.
+const RANKS: usize = 4;
+
+/// The current task's place in the queue (0 goes first).
+fn rank() -> usize {
+    let urgency = URGENCY.try_with(|u| *u).unwrap_or_default();
+    2 * urgency as usize + usize::from(is_background())
+}
+
+/// Counts a request waiting for a token, by rank, while it lives.
 struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
 
 impl<'a> Waiting<'a> {
@@ -536,6 +583,89 @@ impl<'a> Waiting<'a> {
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A connector's concurrency limit, handed out by rank: a freed slot goes
+/// to the most urgent request waiting for one, first come first served
+/// within a rank.
+struct Slots {
+    state: Mutex<SlotState>,
+}
+
+struct SlotState {
+    free: usize,
+    queues: [std::collections::VecDeque<tokio::sync::oneshot::Sender<()>>; RANKS],
+}
+
+/// A slot held; freed on drop.
+struct Slot<'a>(&'a Slots);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+/// A wait for a slot; a slot handed to it after it was given up is freed.
+struct SlotWait<'a> {
+    slots: &'a Slots,
+    rx: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl Drop for SlotWait<'_> {
+    fn drop(&mut self) {
+        if let Some(mut rx) = self.rx.take() {
+            rx.close();
+            if rx.try_recv().is_ok() {
+                self.slots.release();
+            }
+        }
+    }
+}
+
+impl Slots {
+    fn new(n: usize) -> Self {
+        Self {
+            state: Mutex::new(SlotState {
+                free: n.max(1),
+                queues: Default::default(),
+            }),
+        }
+    }
+
+    async fn acquire(&self, rank: usize) -> Slot<'_> {
+        let rx = {
+            let mut s = self.state.lock().expect("slots lock");
+            if s.free > 0 {
+                s.free -= 1;
+                return Slot(self);
+            }
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            s.queues[rank.min(RANKS - 1)].push_back(tx);
+            rx
+        };
+        let mut wait = SlotWait {
+            slots: self,
+            rx: Some(rx),
+        };
+        let handed = wait.rx.as_mut().expect("set above").await;
+        wait.rx = None;
+        // The sender is dropped only after handing over a slot.
+        debug_assert!(handed.is_ok());
+        Slot(self)
+    }
+
+    fn release(&self) {
+        let mut s = self.state.lock().expect("slots lock");
+        for q in s.queues.iter_mut() {
+            while let Some(tx) = q.pop_front() {
+                if tx.send(()).is_ok() {
+                    return;
+                }
+            }
+        }
+        s.free += 1;
     }
 }
 
@@ -575,8 +705,9 @@ struct RateLimiter {
     /// Hosts sharing the quota ([`set_team_hosts`]).
     hosts: Arc<std::sync::atomic::AtomicU32>,
     state: Mutex<BucketState>,
-    /// Foreground requests waiting for a token (background ones yield).
-    waiting: std::sync::atomic::AtomicUsize,
+    /// Requests waiting for a token, by rank: one takes a token only while
+    /// no more urgent one waits.
+    waiting: [std::sync::atomic::AtomicUsize; RANKS],
 }
 
 struct BucketState {
@@ -601,13 +732,20 @@ impl RateLimiter {
                 paused_until: None,
                 share: 1.0,
             }),
-            waiting: std::sync::atomic::AtomicUsize::new(0),
+            waiting: Default::default(),
         }
     }
 
+    /// Whether a request of a more urgent rank than `rank` waits for a token.
+    fn outranked(&self, rank: usize) -> bool {
+        self.waiting[..rank]
+            .iter()
+            .any(|n| n.load(std::sync::atomic::Ordering::SeqCst) > 0)
+    }
+
     async fn acquire(&self) {
-        let background = is_background();
-        let _waiting = (!background).then(|| Waiting::new(&self.waiting));
+        let rank = rank();
+        let _waiting = Waiting::new(&self.waiting[rank]);
         loop {
             let wait = {
                 let mut s = self.state.lock().expect("rate limiter lock");
@@ -623,7 +761,7 @@ impl RateLimiter {
                     None
                 }
                 .or_else(|| {
-                    if background && self.waiting.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                    if self.outranked(rank) {
                         return Some(Duration::from_millis(10));
                     }
                     let elapsed = now.duration_since(s.last).as_secs_f64();
@@ -705,7 +843,8 @@ pub struct ApiClient {
     limiter: Arc<RateLimiter>,
     /// Named buckets a request may draw from instead of `limiter`.
     buckets: Arc<HashMap<String, Arc<RateLimiter>>>,
-    permits: Arc<Semaphore>,
+    /// The connector's concurrency limit, served by urgency.
+    permits: Arc<Slots>,
     notices: Option<mpsc::UnboundedSender<HttpNotice>>,
     stats: Arc<Mutex<ClientStats>>,
     /// The `Authorization` scheme the token goes in (`Bearer`; Okta API
@@ -751,7 +890,7 @@ impl ApiClient {
                 team_hosts(&settings.connector),
             )),
             buckets: Arc::new(HashMap::new()),
-            permits: Arc::new(Semaphore::new(settings.max_concurrency.max(1))),
+            permits: Arc::new(Slots::new(settings.max_concurrency)),
             settings: Arc::new(settings),
             origins: Arc::new(origins),
             auth,
@@ -835,23 +974,32 @@ impl ApiClient {
         self.stats.lock().expect("stats lock").clone()
     }
 
-    /// Paces every bucket of this connector by what the vendor reports of
-    /// its allocation (`used` of `allowed`): the allocation counts every
-    /// request, whichever bucket it draws from.
-    fn pace(&self, used: u64, allowed: u64) {
-        let share = pace_share(used, allowed);
-        let before = self.limiter.set_share(share);
-        for b in self.buckets.values() {
-            b.set_share(share);
-        }
-        if (before - share).abs() > f64::EPSILON && (before == 1.0 || share == 1.0) {
-            tracing::info!(
-                connector = %self.settings.connector,
-                used,
-                allowed,
-                share,
-                "allocation nearly spent: pacing at a share of the configured rate"
-            );
+    /// Paces the connector by what the vendor reports of its allocation
+    /// ([`pacing`]), before the vendor has to refuse a request: a rolling
+    /// allocation counts every request, whichever bucket it draws from, so
+    /// its share applies to every bucket; a window's hold applies to the
+    /// bucket the answer came through.
+    fn pace(&self, limiter: &RateLimiter, info: &LimitInfo) {
+        match pacing(info) {
+            None => {}
+            Some(Pacing::Hold(hold)) => {
+                tracing::debug!(connector = %self.settings.connector, ?hold, "pacing to the vendor's rate-limit window");
+                limiter.pause(hold);
+            }
+            Some(Pacing::Share(share)) => {
+                let before = self.limiter.set_share(share);
+                for b in self.buckets.values() {
+                    b.set_share(share);
+                }
+                if (before - share).abs() > f64::EPSILON && (before == 1.0 || share == 1.0) {
+                    tracing::info!(
+                        connector = %self.settings.connector,
+                        usage = ?info.usage,
+                        share,
+                        "allocation nearly spent: pacing at a share of the configured rate"
+                    );
+                }
+            }
         }
     }
 
@@ -947,10 +1095,10 @@ impl ApiClient {
                 if !(req.prepaid && attempt == 0) {
                     limiter.acquire().await;
                 }
-                let _permit = self.permits.acquire().await.expect("semaphore open");
+                let _permit = self.permits.acquire(rank()).await;
                 self.attempt(&req, token.as_ref().map(|t| t.expose())).await
             } else {
-                let _permit = self.permits.acquire().await.expect("semaphore open");
+                let _permit = self.permits.acquire(rank()).await;
                 if !(req.prepaid && attempt == 0) {
                     limiter.acquire().await;
                 }
@@ -976,17 +1124,8 @@ impl ApiClient {
                 }
             };
             if let Some(info) = self.policy.limit_info(&headers) {
-                if let Some((used, allowed)) = info.usage {
-                    self.pace(used, allowed);
-                }
+                self.pace(limiter, &info);
                 self.stats.lock().expect("stats").limit_info = Some(info.text);
-            }
-            if let Some(hold) = self.policy.pace(&headers) {
-                // Nearly out of quota: hold every request of this bucket
-                // until the vendor's window allows more, rather than be
-                // refused.
-                tracing::debug!(connector = %self.settings.connector, ?hold, "pacing to the vendor's rate-limit window");
-                limiter.pause(hold);
             }
             match self.policy.classify(status, &headers, &body) {
                 Verdict::Ok if is_cut_off(&req, &headers, &body) => {
@@ -1463,6 +1602,51 @@ mod tests {
             t.await.unwrap();
         }
         assert_eq!(*order.lock().unwrap(), ["write 1", "write 2", "read"]);
+    }
+
+    #[tokio::test]
+    async fn an_urgent_request_takes_the_next_slot_and_token() {
+        let slots = Arc::new(Slots::new(1));
+        let l = Arc::new(RateLimiter::new(
+            50.0,
+            1,
+            Arc::new(std::sync::atomic::AtomicU32::new(1)),
+        ));
+        let held = slots.acquire(2).await;
+        l.acquire().await;
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let run = |name: &'static str, urgency: Urgency| {
+            let (slots, l, order) = (slots.clone(), l.clone(), order.clone());
+            tokio::spawn(with_urgency(urgency, async move {
+                let _slot = slots.acquire(rank()).await;
+                l.acquire().await;
+                order.lock().unwrap().push(name);
+            }))
+        };
+        // Two scheduled leavers queue first; the urgent one still goes first.
+        let s1 = run("scheduled 1", Urgency::Scheduled);
+        let s2 = run("scheduled 2", Urgency::Scheduled);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let u = run("urgent", Urgency::Urgent);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        drop(held);
+        for t in [s1, s2, u] {
+            t.await.unwrap();
+        }
+        assert_eq!(
+            *order.lock().unwrap(),
+            ["urgent", "scheduled 1", "scheduled 2"]
+        );
+        // A wait given up hands its slot on rather than losing it.
+        let held = slots.acquire(0).await;
+        let gave_up = tokio::time::timeout(Duration::from_millis(5), slots.acquire(0)).await;
+        assert!(gave_up.is_err());
+        drop(held);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), slots.acquire(3))
+                .await
+                .is_ok()
+        );
     }
 
     #[test]

@@ -287,6 +287,24 @@ pub trait Connector: Send + Sync {
         false
     }
 
+    /// Looks many people up with one bulk read where the app offers one
+    /// (one directory listing, one query for many addresses): the lookup of
+    /// each person it can answer for, as [`Connector::find_person`] would
+    /// give it. A person it cannot answer for (no account or several match
+    /// the addresses read) is left out, to be looked up on their own.
+    /// Default: the app's account listing ([`Connector::list_accounts`]),
+    /// matched by [`match_listed`].
+    async fn find_people(
+        &self,
+        people: &[Person],
+    ) -> Result<Vec<(String, Lookup)>, ConnectorError> {
+        let listed = self.list_accounts().await?;
+        Ok(match_listed(
+            people,
+            &listed.into_iter().map(|l| l.account).collect::<Vec<_>>(),
+        ))
+    }
+
     /// A cheap authenticated read showing the API answers with the current
     /// credentials (`offboard doctor`). Default: look up an address that
     /// cannot exist; any answer but an error passes. Drivers with a cheaper
@@ -327,6 +345,41 @@ where
         }
     }
     Ok(Lookup::NotFound)
+}
+
+/// Matches people to accounts read in bulk, address by address as
+/// [`find_by_each_address`] does (the primary address first, then each
+/// alias; an account matches on any of its addresses or its login): the
+/// first address that matches exactly one account finds it. A person whose
+/// first matching address matches several accounts, or who matches none, is
+/// left out: only a lookup of their own may call that ambiguous or absent.
+pub fn match_listed(people: &[Person], accounts: &[Account]) -> Vec<(String, Lookup)> {
+    let mut by_address: std::collections::HashMap<String, Vec<usize>> =
+        std::collections::HashMap::new();
+    for (i, a) in accounts.iter().enumerate() {
+        let mut keys: Vec<String> = a.addresses.iter().map(|x| x.to_lowercase()).collect();
+        keys.push(a.login.to_lowercase());
+        keys.sort();
+        keys.dedup();
+        for k in keys.into_iter().filter(|k| !k.is_empty()) {
+            by_address.entry(k).or_default().push(i);
+        }
+    }
+    let mut out = Vec::new();
+    for p in people {
+        for address in p.addresses() {
+            let Some(found) = by_address.get(&address.to_lowercase()) else {
+                continue;
+            };
+            if let [one] = found.as_slice() {
+                let mut account = accounts[*one].clone();
+                account.matched_by = (address != p.email).then(|| address.to_string());
+                out.push((p.email.clone(), Lookup::Found { account }));
+            }
+            break;
+        }
+    }
+    out
 }
 
 /// Presence of each grant in a fresh inventory; grants of a kind whose

@@ -118,6 +118,10 @@ pub struct Engine {
     pub(super) opts: EngineOptions,
     pub(super) events: UnboundedSender<Event>,
     pub(super) cases: Mutex<HashMap<String, Case>>,
+    /// Each leaver's place in the connectors' queues.
+    pub(super) urgency: Mutex<HashMap<String, crate::connector::http::Urgency>>,
+    /// Bulk lookups started for many leavers.
+    pub(super) bulk: super::bulk::BulkReads,
 }
 
 impl Engine {
@@ -133,6 +137,8 @@ impl Engine {
             opts,
             events,
             cases: Mutex::new(HashMap::new()),
+            urgency: Mutex::new(HashMap::new()),
+            bulk: Default::default(),
         })
     }
 

@@ -28,6 +28,15 @@ impl Engine {
         email: &str,
         apps: &[String],
     ) -> Result<CaseView, EngineError> {
+        self.as_leaver(email, self.discover_apps_queued(email, apps))
+            .await
+    }
+
+    async fn discover_apps_queued(
+        &self,
+        email: &str,
+        apps: &[String],
+    ) -> Result<CaseView, EngineError> {
         let person = Self::normalise(email)?;
         self.check_apps(apps)?;
         self.open_case(&person).await?;
@@ -217,6 +226,15 @@ impl Engine {
         email: &str,
         connector: Option<&str>,
     ) -> Result<CaseView, EngineError> {
+        self.as_leaver(email, self.refresh_queued(email, connector))
+            .await
+    }
+
+    async fn refresh_queued(
+        &self,
+        email: &str,
+        connector: Option<&str>,
+    ) -> Result<CaseView, EngineError> {
         let person = Self::normalise(email)?;
         if let Some(c) = connector {
             self.check_apps(&[c.to_string()])?;
@@ -281,7 +299,7 @@ impl Engine {
             email: email.into(),
             connector: id.clone(),
         });
-        let (status, result, error) = match c.find_person(person).await {
+        let (status, result, error) = match self.lookup_in(person, c).await {
             Err(e) => {
                 let msg = clean(&e.to_string());
                 self.emit(Event::LookupFailed {

@@ -23,6 +23,15 @@ impl Engine {
     /// starts as soon as the first removal is accepted, alongside the later
     /// phases. Discovers the case first when nobody was looked up yet.
     pub async fn revoke(&self, email: &str, selection: &Selection) -> Result<Summary, EngineError> {
+        self.as_leaver(email, self.revoke_queued(email, selection))
+            .await
+    }
+
+    async fn revoke_queued(
+        &self,
+        email: &str,
+        selection: &Selection,
+    ) -> Result<Summary, EngineError> {
         let person = Self::normalise(email)?;
         let email = person.email.as_str();
         let looked_up = self

@@ -6,6 +6,7 @@
 //! partial read as absence, and never reports a grant `verified` without a
 //! fresh read that no longer lists it.
 
+mod bulk;
 mod case;
 mod core;
 mod discovery;
@@ -15,6 +16,7 @@ mod plan;
 mod tests;
 mod verification;
 
+pub use bulk::BULK_MIN;
 pub use case::{
     AccountStatus, AccountView, CaseView, GrantView, STILL_LISTED_NOTE, initial_state,
     interrupted_plans,

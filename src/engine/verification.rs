@@ -21,6 +21,15 @@ impl Engine {
     /// Re-reads every connector and waits until every removal under way is
     /// verified or past the deadline. Sends no revoke request.
     pub async fn verify(&self, email: &str, selection: &Selection) -> Result<Summary, EngineError> {
+        self.as_leaver(email, self.verify_queued(email, selection))
+            .await
+    }
+
+    async fn verify_queued(
+        &self,
+        email: &str,
+        selection: &Selection,
+    ) -> Result<Summary, EngineError> {
         let person = Self::normalise(email)?;
         let email = person.email.as_str();
         let started = Utc::now();

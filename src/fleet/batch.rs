@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
-use crate::connector::http::HttpNotice;
+use crate::connector::http::{HttpNotice, Urgency};
 use crate::engine::{Engine, Event, Selection, Summary};
 use crate::model::GrantState;
 use crate::sanitize::{clean, clean_max};
@@ -44,14 +44,18 @@ impl Limits {
 pub struct Leaver {
     pub email: String,
     pub manager: Option<String>,
+    /// Their place in each connector's queue (see [`Urgency`]).
+    pub urgency: Urgency,
 }
 
 /// The leavers of a batch file: a roster (CSV with a header that has the
 /// email and status columns, or JSON Lines; read as `[roster]` says: its
 /// `leaving` and `left` people, with their managers), or one address per
-/// line (blank lines and `#` comments skipped). Any line that does not
-/// parse refuses the whole batch: nothing is revoked because of a line that
-/// was misread.
+/// line (blank lines and `#` comments skipped; `ADDRESS urgent` marks an
+/// urgent termination). In a roster, people who have `left` are urgent.
+/// Urgent leavers come first, each group in file order. Any line that does
+/// not parse refuses the whole batch: nothing is revoked because of a line
+/// that was misread.
 pub fn leavers_from_file(path: &Path, cfg: &RosterConfig) -> Result<Vec<Leaver>, String> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: {e}"))?;
@@ -81,6 +85,11 @@ pub fn leavers_from_file(path: &Path, cfg: &RosterConfig) -> Result<Vec<Leaver>,
                 out.push(Leaver {
                     email: e.email.clone(),
                     manager: e.manager.clone(),
+                    urgency: if e.status == roster::Status::Left {
+                        Urgency::Urgent
+                    } else {
+                        Urgency::Scheduled
+                    },
                 });
             }
         }
@@ -90,7 +99,21 @@ pub fn leavers_from_file(path: &Path, cfg: &RosterConfig) -> Result<Vec<Leaver>,
             if l.is_empty() || l.starts_with('#') {
                 continue;
             }
-            let a = l.to_ascii_lowercase();
+            let mut words = l.split_whitespace();
+            let a = words.next().unwrap_or("").to_ascii_lowercase();
+            let urgency = match words.next() {
+                None => Urgency::Scheduled,
+                Some(w) if w.eq_ignore_ascii_case("urgent") && words.next().is_none() => {
+                    Urgency::Urgent
+                }
+                Some(_) => {
+                    return Err(format!(
+                        "{name} line {}: `{}` is not an email address, optionally followed by `urgent`",
+                        i + 1,
+                        clean_max(l, 80)
+                    ));
+                }
+            };
             if !is_address(&a) {
                 return Err(format!(
                     "{name} line {}: `{}` is not an email address",
@@ -102,6 +125,7 @@ pub fn leavers_from_file(path: &Path, cfg: &RosterConfig) -> Result<Vec<Leaver>,
                 out.push(Leaver {
                     email: a,
                     manager: None,
+                    urgency,
                 });
             }
         }
@@ -109,6 +133,7 @@ pub fn leavers_from_file(path: &Path, cfg: &RosterConfig) -> Result<Vec<Leaver>,
     if out.is_empty() {
         return Err(format!("{name}: no leaver in it"));
     }
+    out.sort_by_key(|l| l.urgency);
     Ok(out)
 }
 
@@ -275,7 +300,12 @@ pub async fn prepare(
                 .map_err(|e| format!("{}: {e}", clean(&l.email)))?;
         }
     }
+    for l in leavers {
+        engine.set_urgency(&l.email, l.urgency);
+    }
     let emails: Vec<String> = leavers.iter().map(|l| l.email.clone()).collect();
+    // Their lookups from one bulk read per app where it offers one.
+    engine.look_up_many(&emails, &sel.apps);
     let found = futures::stream::iter(emails)
         .map(|email| {
             let engine = engine.clone();
@@ -636,6 +666,51 @@ mod tests {
 
     fn limits() -> Limits {
         Limits::from_config(&crate::config::BatchConfig::default())
+    }
+
+    #[test]
+    fn urgent_leavers_come_first_in_file_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = RosterConfig::default();
+        let got = |path: &Path| {
+            leavers_from_file(path, &cfg).map(|v| {
+                v.into_iter()
+                    .map(|l| (l.email, l.urgency))
+                    .collect::<Vec<_>>()
+            })
+        };
+        let u = |e: &str, u| (e.to_string(), u);
+        let list = dir.path().join("list.txt");
+        std::fs::write(
+            &list,
+            "a@x.com\n# note\nb@x.com urgent\nc@x.com\nd@x.com URGENT\n",
+        )
+        .unwrap();
+        assert_eq!(
+            got(&list).unwrap(),
+            [
+                u("b@x.com", Urgency::Urgent),
+                u("d@x.com", Urgency::Urgent),
+                u("a@x.com", Urgency::Scheduled),
+                u("c@x.com", Urgency::Scheduled),
+            ]
+        );
+        std::fs::write(&list, "a@x.com soon\n").unwrap();
+        let e = got(&list).unwrap_err();
+        assert!(e.contains("line 1: `a@x.com soon`"), "{e}");
+        let roster = dir.path().join("roster.csv");
+        std::fs::write(
+            &roster,
+            "email,name,status\na@x.com,A,leaving\nb@x.com,B,left\nc@x.com,C,active\n",
+        )
+        .unwrap();
+        assert_eq!(
+            got(&roster).unwrap(),
+            [
+                u("b@x.com", Urgency::Urgent),
+                u("a@x.com", Urgency::Scheduled)
+            ]
+        );
     }
 
     #[test]

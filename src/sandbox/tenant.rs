@@ -222,6 +222,10 @@ pub struct BenchShape {
     pub gh_teams: usize,
     /// GitHub SSO-authorized credentials.
     pub gh_credentials: usize,
+    /// Extra people for a mass offboarding (`leaver.0001@example.com`, …),
+    /// each with an ordinary employee's footprint in Google, Salesforce,
+    /// Okta and the SCIM apps ([`crowd`]).
+    pub crowd: usize,
 }
 
 impl Default for BenchShape {
@@ -239,6 +243,7 @@ impl Default for BenchShape {
             sf_groups: 100,
             gh_teams: 100,
             gh_credentials: 100,
+            crowd: 0,
         }
     }
 }
@@ -246,6 +251,53 @@ impl Default for BenchShape {
 impl BenchShape {
     /// The bench leaver's number in the tenant (past the demo people).
     pub const PERSON_N: u32 = 5000;
+    /// The first crowd person's number.
+    pub const CROWD_N: u32 = 6000;
+
+    /// The bench leaver as a person of the tenant, for the apps that give
+    /// them an ordinary footprint rather than [`BenchShape`]'s counts.
+    pub fn person(&self) -> TenantPerson {
+        TenantPerson {
+            n: Self::PERSON_N,
+            first: "Bench".into(),
+            last: "Leaver".into(),
+            email: self.email.clone(),
+            aliases: Vec::new(),
+            department: DEPARTMENTS[0],
+            scenario: None,
+        }
+    }
+}
+
+/// The mass-offboarding crowd of a bench tenant (none without one).
+pub fn crowd(bench: Option<&BenchShape>) -> Vec<TenantPerson> {
+    let n = bench.map_or(0, |b| b.crowd);
+    (0..n)
+        .map(|i| TenantPerson {
+            n: BenchShape::CROWD_N + i as u32,
+            first: FIRST[i % FIRST.len()].to_string(),
+            last: LAST[(i / FIRST.len()) % LAST.len()].to_string(),
+            email: crowd_email(i),
+            aliases: Vec::new(),
+            department: DEPARTMENTS[i % DEPARTMENTS.len()],
+            scenario: None,
+        })
+        .collect()
+}
+
+/// The address of crowd person `i` (0-based).
+pub fn crowd_email(i: usize) -> String {
+    format!("leaver.{:04}@example.com", i + 1)
+}
+
+/// The demo people, then the bench leaver as a person, then the crowd.
+pub fn people_for(bench: Option<&BenchShape>) -> Vec<TenantPerson> {
+    let mut out = people();
+    if let Some(b) = bench {
+        out.push(b.person());
+    }
+    out.extend(crowd(bench));
+    out
 }
 
 #[cfg(test)]

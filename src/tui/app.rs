@@ -116,6 +116,9 @@ impl Service for EngineService {
             kinds: scope.kinds.clone(),
             keys: scope.keys.clone(),
         };
+        // The operator's revoke goes before the queue's background reads.
+        self.engine
+            .set_urgency(email, crate::connector::http::Urgency::Urgent);
         let lease = self.claim(email).await?;
         let r = self
             .engine
@@ -386,6 +389,9 @@ pub async fn open(
         .filter_map(|l| l.manager.clone().map(|m| (l.email.clone(), m)))
         .collect();
     let mut model = initial_model(&engine, opts);
+    // The queue's lookups: one bulk read per app where it offers one.
+    let queue: Vec<String> = model.leavers.iter().map(|l| l.email.clone()).collect();
+    engine.look_up_many(&queue, &[]);
     let service = super::fleet::FleetService::new(
         EngineService {
             engine: engine.clone(),

@@ -6,6 +6,7 @@
 //! monitor is fed every engine event on its way to the console
 //! ([`forward_events`]).
 
+use crate::connector::http::Urgency;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -78,6 +79,7 @@ impl FleetService {
             .map(|e| Leaver {
                 email: e.clone(),
                 manager: self.manager_of(e),
+                urgency: Urgency::Scheduled,
             })
             .collect();
         batch::prepare(

@@ -53,7 +53,7 @@ use url::Url;
 use crate::auth::oauth::Flow;
 use crate::connector::http::{
     ApiClient, ApiRequest, IndexPager, PageGuard, VendorPolicy, Verdict, body_excerpt, header_u64,
-    next_link, retry_after, until_epoch, window_pace,
+    next_link, retry_after, until_epoch,
 };
 use crate::connector::{
     BuildContext, Connector, ConnectorError, Health, Inventory, Lookup, Presence,
@@ -209,18 +209,12 @@ impl VendorPolicy for GitHubPolicy {
             .unwrap_or_default();
         Some(crate::connector::http::LimitInfo {
             text: format!("rate limit {remaining}/{limit} left ({resource}{reset})"),
-            usage: None,
+            // Paced by the one rule for windows (`http::pacing`): nearly out
+            // of the hour's requests, the rest are spread to the reset, and
+            // everything holds at the last one.
+            usage: Some((limit.saturating_sub(remaining), limit)),
+            resets_in: until_reset(headers),
         })
-    }
-
-    /// Nearly out of the hour's requests: spread the rest to the reset, and
-    /// hold everything at the last one.
-    fn pace(&self, headers: &HeaderMap) -> Option<Duration> {
-        window_pace(
-            header_u64(headers, "x-ratelimit-limit")?,
-            header_u64(headers, "x-ratelimit-remaining")?,
-            until_reset(headers)?,
-        )
     }
 }
 

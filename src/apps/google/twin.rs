@@ -414,7 +414,7 @@ impl State {
         s.assign(ROLE_SUPER, Assignee::User(admin));
         s.join(admin, "it-admins");
 
-        for p in tenant::people() {
+        for p in tenant::people().into_iter().chain(tenant::crowd(bench)) {
             if p.scenario == Some(Scenario::SlackOnlyContractor) {
                 continue;
             }

@@ -41,7 +41,7 @@ use url::Url;
 use crate::auth::oauth::Flow;
 use crate::connector::http::{
     ApiClient, ApiRequest, PageGuard, VendorPolicy, Verdict, default_classify, header_u64,
-    next_link, until_epoch, window_pace,
+    next_link, until_epoch,
 };
 use crate::connector::{
     BuildContext, Connector, ConnectorError, Health, Inventory, Lookup, Presence,
@@ -142,26 +142,17 @@ impl VendorPolicy for OktaPolicy {
         }
     }
 
+    /// The window's headroom: the shared client spreads what is left of
+    /// it over the time to its reset, and holds requests once it is spent
+    /// (see [`crate::connector::http::pacing`]).
     fn limit_info(&self, headers: &HeaderMap) -> Option<crate::connector::http::LimitInfo> {
         let limit = header_u64(headers, "x-rate-limit-limit")?;
         let remaining = header_u64(headers, "x-rate-limit-remaining")?;
-        // Paced per window by `pace` below, not by the daily-allocation
-        // headroom: no usage reported.
         Some(crate::connector::http::LimitInfo {
             text: format!("rate limit {remaining}/{limit} left this window"),
-            usage: None,
+            usage: Some((limit.saturating_sub(remaining), limit)),
+            resets_in: until_reset(headers),
         })
-    }
-
-    /// Nearly out of the window's quota: hold requests until it resets.
-    /// With a few left, the rest are spread over the time to the reset, so
-    /// that concurrent requests do not run the window dry at once.
-    fn pace(&self, headers: &HeaderMap) -> Option<Duration> {
-        window_pace(
-            header_u64(headers, "x-rate-limit-limit")?,
-            header_u64(headers, "x-rate-limit-remaining")?,
-            until_reset(headers)?,
-        )
     }
 }
 
@@ -758,6 +749,22 @@ impl Connector for Okta {
         .await
     }
 
+    /// `GET /api/v1/users` (every page, `Link` paging): one listing of the
+    /// org answers for every leaver it holds by login or profile email. It
+    /// omits deprovisioned users, as Okta's list does: those are looked up
+    /// on their own.
+    async fn find_people(
+        &self,
+        people: &[Person],
+    ) -> Result<Vec<(String, Lookup)>, ConnectorError> {
+        let rows = self.list(self.url(&["users"])?, true).await?;
+        let accounts = rows
+            .iter()
+            .map(|r| self.account(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(crate::connector::match_listed(people, &accounts))
+    }
+
     async fn list_grants(&self, account: &Account) -> Inventory {
         let uid = account.id.as_str();
         let login = account.login.as_str();
@@ -940,6 +947,7 @@ async fn maybe<F: std::future::Future>(want: bool, f: F) -> Option<F::Output> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connector::http::{Pacing, pacing};
 
     #[test]
     fn expression_values_are_escaped() {
@@ -954,14 +962,20 @@ mod tests {
         h.insert("x-rate-limit-limit", "100".parse().unwrap());
         h.insert("x-rate-limit-reset", reset.to_string().parse().unwrap());
         h.insert("x-rate-limit-remaining", "60".parse().unwrap());
-        assert_eq!(OktaPolicy.pace(&h), None);
+        let pace = |h: &HeaderMap| pacing(&OktaPolicy.limit_info(h).unwrap());
+        assert_eq!(pace(&h), None);
         h.insert("x-rate-limit-remaining", "5".parse().unwrap());
-        let spread = OktaPolicy.pace(&h).unwrap();
+        let Some(Pacing::Hold(spread)) = pace(&h) else {
+            panic!("a nearly spent window is spread out")
+        };
         assert!(
             spread <= Duration::from_secs(1) && spread > Duration::ZERO,
             "{spread:?}"
         );
         h.insert("x-rate-limit-remaining", "1".parse().unwrap());
-        assert!(OktaPolicy.pace(&h).unwrap() >= Duration::from_secs(3));
+        let Some(Pacing::Hold(hold)) = pace(&h) else {
+            panic!("a spent window holds")
+        };
+        assert!(hold >= Duration::from_secs(3));
     }
 }

@@ -99,8 +99,8 @@ token_file = "{okta_token}"
         Ok(Arc::new(driver::Okta::new(resolved, ctx)?))
     }
 
-    fn seed(_bench: Option<&BenchShape>) -> twin::State {
-        twin::State::seed()
+    fn seed(bench: Option<&BenchShape>) -> twin::State {
+        twin::State::seed_people(crate::sandbox::tenant::people_for(bench))
     }
 
     fn twin(state: &Shared) -> Router<Shared> {

@@ -259,6 +259,11 @@ impl State {
 
     /// The demo org: everyone of the tenant but the Slack-only guest.
     pub fn seed() -> State {
+        Self::seed_people(tenant::people())
+    }
+
+    /// The org with these people (the demo's, and a bench tenant's).
+    pub fn seed_people(people: Vec<tenant::TenantPerson>) -> State {
         let mut s = State {
             settings: Settings::default(),
             users: Vec::new(),
@@ -298,7 +303,7 @@ impl State {
             ("0oaclient0miro".into(), "Miro".into()),
         ];
 
-        for p in tenant::people() {
+        for p in people {
             if p.scenario == Some(Scenario::SlackOnlyContractor) {
                 continue;
             }
@@ -390,6 +395,52 @@ impl State {
             s.api_tokens.push(t);
         }
         s
+    }
+
+    /// What the person with this address still holds, read from the
+    /// org's own state (benchmarks check outcomes with it): an account
+    /// neither suspended nor deprovisioned (nor on its way), live sessions,
+    /// group memberships, direct app assignments, grants, tokens, roles,
+    /// factors, API tokens.
+    pub fn held_by(&self, email: &str) -> Vec<(crate::model::GrantKind, String)> {
+        use crate::model::GrantKind as K;
+        let Some(u) = self
+            .users
+            .iter()
+            .find(|u| u.email.eq_ignore_ascii_case(email) || u.login.eq_ignore_ascii_case(email))
+        else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        // Suspended (the default closure) or deprovisioned: closed.
+        if !matches!(u.status.as_str(), "SUSPENDED" | "DEPROVISIONED") && u.deactivating.is_none() {
+            out.push((K::Account, format!("account {}", u.status)));
+        }
+        if u.sessions > 0 && u.status != "DEPROVISIONED" {
+            out.push((K::Session, format!("{} session(s)", u.sessions)));
+        }
+        let live = |m: &Member| m.user == u.id && m.removed_at.is_none();
+        for g in self.groups.iter().filter(|g| g.members.iter().any(live)) {
+            out.push((K::Group, format!("group {}", g.name)));
+        }
+        for a in self.apps.iter().filter(|a| a.direct.iter().any(live)) {
+            out.push((K::License, format!("app {}", a.label)));
+        }
+        for (kind, items) in [
+            (K::OauthGrant, &self.grants),
+            (K::OauthGrant, &self.tokens),
+            (K::AdminRole, &self.roles),
+            (K::Device, &self.factors),
+            (K::ApiKey, &self.api_tokens),
+        ] {
+            for i in items
+                .iter()
+                .filter(|i| i.user == u.id && i.removed_at.is_none())
+            {
+                out.push((kind, format!("{} {}", i.id, i.what)));
+            }
+        }
+        out
     }
 
     /// What a user still holds, whatever any listing shows (for tests):

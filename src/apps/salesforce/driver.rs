@@ -167,6 +167,7 @@ impl VendorPolicy for SalesforcePolicy {
         Some(LimitInfo {
             text: format!("API requests {used}/{max} (24 h)"),
             usage: Some((used, max)),
+            resets_in: None,
         })
     }
 }
@@ -1005,6 +1006,41 @@ impl Connector for Salesforce {
                 (g.id.clone(), r)
             })
             .collect()
+    }
+
+    /// `SELECT … FROM User WHERE Email IN (…) OR Username IN (…)`, a
+    /// hundred addresses a query: the users matching any of the people's
+    /// addresses, matched to each person as their own lookup would.
+    async fn find_people(
+        &self,
+        people: &[Person],
+    ) -> Result<Vec<(String, Lookup)>, ConnectorError> {
+        let addresses: Vec<String> = people
+            .iter()
+            .flat_map(|p| p.addresses().map(|a| a.trim().to_string()))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut accounts: Vec<Account> = Vec::new();
+        for chunk in addresses.chunks(100) {
+            let list = chunk
+                .iter()
+                .map(|a| soql_quote(a))
+                .collect::<Vec<_>>()
+                .join(",");
+            let rows = self
+                .query(&format!(
+                    "SELECT {USER_FIELDS} FROM User WHERE Email IN ({list}) OR Username IN ({list})"
+                ))
+                .await?;
+            for r in &rows {
+                let a = self.account(r)?;
+                if !accounts.iter().any(|x| x.id == a.id) {
+                    accounts.push(a);
+                }
+            }
+        }
+        Ok(crate::connector::match_listed(people, &accounts))
     }
 
     /// `SELECT … FROM User` (every page): standard users are members;

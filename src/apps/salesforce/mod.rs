@@ -117,7 +117,9 @@ subject = "{admin}"
     }
 
     fn seed(bench: Option<&BenchShape>) -> twin::State {
-        let mut s = twin::State::seed();
+        let mut people = crate::sandbox::tenant::people();
+        people.extend(crate::sandbox::tenant::crowd(bench));
+        let mut s = twin::State::seed_people(people);
         if let Some(b) = bench {
             s.seed_bench(b);
         }

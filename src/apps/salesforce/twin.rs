@@ -2,7 +2,7 @@
 //! query locators, sObject PATCH/DELETE), the OAuth 2.0 token endpoint (JWT
 //! bearer flow) and the revoke endpoint, with a small SOQL engine that
 //! understands exactly the query forms Salesforce accepts for
-//! `SELECT f1, Rel.f2 FROM Object WHERE a = 'x' AND/OR ...`.
+//! `SELECT f1, Rel.f2 FROM Object WHERE a = 'x' AND/OR b IN ('y', 'z') ...`.
 //!
 //! Behaviour copied from Salesforce: errors are a JSON array
 //! `[{"message","errorCode","fields"}]`; an unknown or expired session is 401
@@ -383,6 +383,11 @@ const G_ADMINS: &str = "00GSB000000G06AAA";
 impl State {
     /// The demo org: the tenant's people as users, the leavers' access.
     pub fn seed() -> Self {
+        Self::seed_people(tenant::people())
+    }
+
+    /// The tenant with these people (the demo's, and a bench crowd).
+    pub fn seed_people(people: Vec<tenant::TenantPerson>) -> Self {
         let mut s = Seeder {
             objects: BTreeMap::new(),
             n: 0,
@@ -395,7 +400,7 @@ impl State {
             "Offboard Admin",
             SYSADMIN,
         );
-        for p in tenant::people() {
+        for p in people {
             let name = p.full_name();
             match p.scenario {
                 Some(Scenario::SlackOnlyContractor) => {}
@@ -1035,11 +1040,39 @@ impl Parser<'_> {
             }
         };
         let field = self.field(&name)?;
+        if keyword(self.peek(), "IN") {
+            // `Email IN ('a', 'b')`: any of the values.
+            self.bump();
+            if self.bump() != Some(Tok::LParen) {
+                return Err(malformed("expecting '(' after IN"));
+            }
+            let mut any = Vec::new();
+            loop {
+                any.push(Expr::Cmp(field.clone(), self.literal(&field)?));
+                match self.bump() {
+                    Some(Tok::Comma) => {}
+                    Some(Tok::RParen) => break,
+                    t => {
+                        return Err(malformed(format!(
+                            "unexpected token: '{}'",
+                            describe(t.as_ref())
+                        )));
+                    }
+                }
+            }
+            return Ok(Expr::Or(any));
+        }
         if self.bump() != Some(Tok::Eq) {
             return Err(malformed(format!(
-                "unexpected token after '{name}': only '=' is supported"
+                "unexpected token after '{name}': only '=' and IN are supported"
             )));
         }
+        let lit = self.literal(&field)?;
+        Ok(Expr::Cmp(field, lit))
+    }
+
+    /// A literal compared with `field`, of the field's type.
+    fn literal(&mut self, field: &str) -> Result<Lit, SoqlError> {
         let lit = match self.bump() {
             Some(Tok::Str(s)) => Lit::Str(s),
             Some(Tok::Word(w)) if w.eq_ignore_ascii_case("true") => Lit::Bool(true),
@@ -1058,8 +1091,8 @@ impl Parser<'_> {
                 )));
             }
         };
-        let boolean = BOOLEAN_FIELDS.contains(&field.as_str());
-        let number = NUMBER_FIELDS.contains(&field.as_str());
+        let boolean = BOOLEAN_FIELDS.contains(&field);
+        let number = NUMBER_FIELDS.contains(&field);
         let ok = match &lit {
             Lit::Null => true,
             Lit::Bool(_) => boolean,
@@ -1075,7 +1108,7 @@ impl Parser<'_> {
                 ),
             ));
         }
-        Ok(Expr::Cmp(field, lit))
+        Ok(lit)
     }
 }
 

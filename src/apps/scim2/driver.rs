@@ -683,6 +683,17 @@ impl Connector for Scim2Driver {
         find_by_each_address(person, |a| self.lookup(a)).await
     }
 
+    /// `GET /Users` (every page): one listing answers for every leaver it
+    /// holds by `userName` or an email, compared without regard to case.
+    async fn find_people(
+        &self,
+        people: &[Person],
+    ) -> Result<Vec<(String, Lookup)>, ConnectorError> {
+        let users = self.list("Users", None, None).await?;
+        let accounts: Vec<Account> = users.iter().map(|u| self.account(u)).collect();
+        Ok(crate::connector::match_listed(people, &accounts))
+    }
+
     async fn list_grants(&self, account: &Account) -> Inventory {
         let mut inv = Inventory::default();
         let user = match self.get("Users", &account.id).await {

@@ -78,8 +78,8 @@ token_file = "{token}"
         Ok(Arc::new(driver::Scim2Driver::build(resolved, ctx)?))
     }
 
-    fn seed(_bench: Option<&BenchShape>) -> twin::State {
-        twin::State::seed()
+    fn seed(bench: Option<&BenchShape>) -> twin::State {
+        twin::State::seed_people(crate::sandbox::tenant::people_for(bench))
     }
 
     fn twin(_: &Shared) -> Router<Shared> {

@@ -227,7 +227,11 @@ impl State {
     /// `User.groups`, 204 on a no-op PATCH. Tom Becker (the orphan) is
     /// still active in both.
     pub fn seed() -> Self {
-        let people = tenant::people();
+        Self::seed_people(tenant::people())
+    }
+
+    /// The tenants with these people (the demo's, and a bench tenant's).
+    pub fn seed_people(people: Vec<tenant::TenantPerson>) -> Self {
         let mut zoom = Tenant::new("zoom");
         let mut miro = Tenant::new("miro");
         miro.quirks.case_exact_filter = true;

@@ -621,6 +621,25 @@ pub struct SlackDriver {
 }
 
 impl SlackDriver {
+    /// `users.list`, every page (deactivated members included).
+    async fn members(&self) -> Result<Vec<SlackUser>, ConnectorError> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut guard = PageGuard::new();
+        loop {
+            let mut args = vec![("limit", "200")];
+            if let Some(c) = &cursor {
+                args.push(("cursor", c.as_str()));
+            }
+            let page: MembersPage = self.read("users.list", &args).await?;
+            out.extend(page.members);
+            match guard.next(page.response_metadata.next_cursor.as_deref())? {
+                Some(c) => cursor = Some(c),
+                None => return Ok(out),
+            }
+        }
+    }
+
     pub fn build(r: &ResolvedConnector, ctx: &BuildContext) -> Result<Self, ConnectorError> {
         let cfg = |e: crate::tomlfile::ConfigError| ConnectorError::Config(e.to_string());
         let base = r.url("base_url").map_err(cfg)?;
@@ -1597,42 +1616,44 @@ impl Connector for SlackDriver {
             .collect()
     }
 
+    /// `users.list` (cursor-paged, 200 a page): one read of the workspace's
+    /// members answers for every leaver it lists.
+    async fn find_people(
+        &self,
+        people: &[Person],
+    ) -> Result<Vec<(String, Lookup)>, ConnectorError> {
+        let accounts: Vec<Account> = self
+            .members()
+            .await?
+            .iter()
+            .map(|u| self.account_of(u))
+            .collect();
+        Ok(crate::connector::match_listed(people, &accounts))
+    }
+
     /// `users.list` (cursor-paged, deactivated members included) and
     /// `team.integrationLogs` (the apps still installed, each owned by
     /// whoever installed it last).
     async fn list_accounts(&self) -> Result<Vec<ListedAccount>, ConnectorError> {
         let mut out = Vec::new();
         let mut emails: HashMap<String, String> = HashMap::new();
-        let mut cursor: Option<String> = None;
-        let mut guard = PageGuard::new();
-        loop {
-            let mut args = vec![("limit", "200")];
-            if let Some(c) = &cursor {
-                args.push(("cursor", c.as_str()));
+        for u in self.members().await? {
+            let account = self.account_of(&u);
+            if let Some(e) = &u.profile.email {
+                emails.insert(u.id.clone(), sanitize::clean_max(e, 254));
             }
-            let page: MembersPage = self.read("users.list", &args).await?;
-            for u in &page.members {
-                let account = self.account_of(u);
-                if let Some(e) = &u.profile.email {
-                    emails.insert(u.id.clone(), sanitize::clean_max(e, 254));
-                }
-                let class = if u.is_bot {
-                    AccountClass::NonHuman
-                } else if u.is_restricted || u.is_ultra_restricted {
-                    AccountClass::Guest
-                } else {
-                    AccountClass::Member
-                };
-                out.push(ListedAccount {
-                    account,
-                    class,
-                    owner: None,
-                });
-            }
-            match guard.next(page.response_metadata.next_cursor.as_deref())? {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
+            let class = if u.is_bot {
+                AccountClass::NonHuman
+            } else if u.is_restricted || u.is_ultra_restricted {
+                AccountClass::Guest
+            } else {
+                AccountClass::Member
+            };
+            out.push(ListedAccount {
+                account,
+                class,
+                owner: None,
+            });
         }
         for (app, i) in self.installs(None).await? {
             if !i.installed() {
