@@ -289,12 +289,14 @@ async fn an_urgent_leaver_goes_before_scheduled_leavers_in_each_queue() {
     let after = count(&log[suspended..], is_scheduled);
     eprintln!("scheduled requests: {between} between, {after} after");
     // Only what already held a slot or slipped in between the urgent
-    // leaver's phases went first; the scheduled leavers' queue waited. (In
-    // one queue served first come first served, about a hundred went
-    // between and a couple of dozen after.)
+    // leaver's phases (while none of its requests waited) went first; the
+    // scheduled leavers' queue waited. In one queue served first come first
+    // served, about a hundred went between and a couple of dozen after; with
+    // urgency, 14 to 26 between and over a hundred after, depending on the
+    // machine's load: the test asks for a clear majority after.
     assert!(
-        between <= 25,
-        "{between} scheduled requests went between the urgent leaver's first request and its suspension"
+        between * 3 <= after,
+        "{between} scheduled requests went between the urgent leaver's first request and its suspension, {after} after"
     );
     assert!(
         after >= 60,
