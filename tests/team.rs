@@ -633,7 +633,7 @@ async fn the_console_acts_only_on_leavers_no_other_host_holds() {
         .await
         .unwrap_err();
     assert!(e.contains("held by bob@jump2"), "{e}");
-    assert!(e.contains("--take-over"), "{e}");
+    assert!(e.contains(":takeover"), "{e}");
     let e = service
         .manual_done(DANA, "google/manual:data_transfer", "done by hand")
         .await
@@ -654,16 +654,56 @@ async fn the_console_acts_only_on_leavers_no_other_host_holds() {
         .unwrap();
     let row = queue.iter().find(|r| r.email == DANA).unwrap();
     assert_eq!(row.holder.as_deref(), Some("bob@jump2"));
-    // Free again: carol's revoke goes ahead.
-    let p = pg.clone();
-    offboard::store::pg::spawn(async move { p.release(DANA.into(), "bob-token".into()).await })
-        .await
-        .unwrap();
+    // `:takeover`: carol takes Dana over, recorded, and her revoke goes
+    // ahead on the lease she took.
+    let said = service.take_over(DANA).await.unwrap();
+    assert!(said.contains("recorded"), "{said}");
+    let recs = records(&db).await;
+    assert!(
+        recs.iter().any(|r| r.case == DANA
+            && matches!(&r.event, LedgerEvent::LeaseTakenOver { from, .. } if from.contains("bob@jump2"))),
+        "the take-over is in the ledger"
+    );
     let summary = service
         .revoke(DANA, &offboard::tui::model::RevokeScope::default())
         .await
         .unwrap();
     assert!(summary.verified > 0, "{summary:?}");
+    // Bob's host lost the lease: its renewal is refused.
+    let p = pg.clone();
+    let renewed = offboard::store::pg::spawn(async move {
+        p.renew(DANA.into(), "bob-token".into(), Duration::from_secs(30))
+            .await
+    })
+    .await
+    .unwrap();
+    assert!(!renewed, "the former holder's lease was taken");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn takeover_without_team_mode_says_there_is_nothing_to_take() {
+    use offboard::tui::runtime::Service;
+    let sb = common::sandbox(common::quick(100)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let solo = host(dir.path(), "solo", &sb.base_url, "");
+    let loaded = offboard::config::load(&solo.config).unwrap();
+    let store = offboard::store::open(&loaded.config.store, &loaded.dir, &solo.data).unwrap();
+    let resolved = loaded.connectors().unwrap();
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let connectors = offboard::engine::connectors_from_config(&resolved, &solo.data, &tx).unwrap();
+    let engine = offboard::engine::Engine::new(
+        connectors,
+        store.open("solo").unwrap(),
+        offboard::engine::EngineOptions::from_config(&loaded),
+        tx,
+    );
+    let service = offboard::tui::app::EngineService {
+        engine,
+        data_dir: solo.data.clone(),
+        login: None,
+    };
+    let e = service.take_over(DANA).await.unwrap_err();
+    assert!(e.contains("team mode"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -47,6 +47,11 @@ pub enum Action {
         email: String,
         result: Result<PathBuf, String>,
     },
+    /// `:takeover` answered: what to tell the operator.
+    TookOver {
+        email: String,
+        result: Result<String, String>,
+    },
     /// A sign-in started: what to show the operator.
     LoginPrompt {
         app: String,
@@ -131,6 +136,11 @@ pub enum Effect {
     },
     /// Run the exit-time policy once (`:auto on`).
     AutoRun,
+    /// Team mode: take the leaver over from the host that holds them
+    /// (recorded in the ledger), for the next action on them.
+    TakeOver {
+        email: String,
+    },
     /// Hand the leaver's data over to this person, then read them again.
     HandOver {
         email: String,

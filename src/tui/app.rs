@@ -1,6 +1,7 @@
 //! Wiring: the engine behind the console's [`Service`], and the two entry
 //! points `offboard` (the user's config) and `offboard demo` (sandbox).
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -81,6 +82,27 @@ pub fn snapshot(v: CaseView) -> CaseSnapshot {
 
 #[async_trait]
 impl Service for EngineService {
+    async fn take_over(&self, email: &str) -> Result<String, String> {
+        let ledger = self.engine.ledger();
+        let Some(pg) = ledger.store().shared().cloned() else {
+            return Err(runtime::NO_TEAM.into());
+        };
+        let me = crate::store::me(ledger.operator());
+        let email = crate::model::Person::new(email).email;
+        match crate::store::Lease::claim(&pg, ledger, &email, &me, pg.target.lease, true)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Ok(lease) => {
+                taken_over().insert(email.clone(), lease);
+                Ok(format!(
+                    "{email}: yours now (a take-over from another host is recorded in the ledger); the next action on them goes ahead"
+                ))
+            }
+            Err(held) => Err(held.to_string()),
+        }
+    }
+
     async fn discover(&self, email: &str) -> Result<CaseSnapshot, String> {
         // Team mode: a leaver read here (`:add`, the roster) joins the
         // shared queue.
@@ -193,6 +215,12 @@ impl EngineService {
         };
         let me = crate::store::me(ledger.operator());
         let email = crate::model::Person::new(email).email;
+        let taken = taken_over().remove(&email);
+        if let Some(lease) = taken
+            && !lease.lost()
+        {
+            return Ok(Some(lease));
+        }
         let (p, e, by) = (pg.clone(), email.clone(), me.label.clone());
         crate::store::pg::spawn(
             async move { p.add_leavers(vec![(e, None)], ":add".into(), by).await },
@@ -205,10 +233,21 @@ impl EngineService {
         {
             Ok(lease) => Ok(Some(lease)),
             Err(held) => Err(format!(
-                "{held}: you can watch it here; to act on it, take it over with `offboard revoke {email} --take-over` (recorded in the ledger)"
+                "{held}: you can watch it here; to act on it, take it over with `:takeover` (recorded in the ledger)"
             )),
         }
     }
+}
+
+/// Leases `:takeover` took, each kept (and renewed) for the next action on
+/// its leaver in this console.
+fn taken_over() -> std::sync::MutexGuard<'static, HashMap<String, crate::store::Lease>> {
+    static TAKEN: std::sync::OnceLock<std::sync::Mutex<HashMap<String, crate::store::Lease>>> =
+        std::sync::OnceLock::new();
+    TAKEN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 async fn release(lease: Option<crate::store::Lease>) {

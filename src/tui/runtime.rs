@@ -31,6 +31,10 @@ pub static PANICKED: tokio::sync::Notify = tokio::sync::Notify::const_new();
 /// Ticks for the clock and spinner: four a second at most.
 pub const TICK: Duration = Duration::from_millis(250);
 
+/// Why `:takeover` has nothing to do without a shared store.
+pub const NO_TEAM: &str =
+    "nothing to take over: leavers are shared between hosts only in team mode ([store] url)";
+
 /// What the console needs from the engine. Errors are plain text (the
 /// console shows them, sanitised).
 #[async_trait]
@@ -62,6 +66,12 @@ pub trait Service: Send + Sync + 'static {
     /// one line per leaver acted on.
     async fn run_due(&self) -> Result<Vec<String>, String> {
         Err("no roster: set [roster] path in the config".into())
+    }
+    /// Team mode: takes the leaver over from the host that holds them
+    /// (recorded in the ledger) and keeps them for the next action.
+    async fn take_over(&self, email: &str) -> Result<String, String> {
+        let _ = email;
+        Err(NO_TEAM.into())
     }
     /// Names whom the leaver's data goes to, and reads the leaver again.
     async fn hand_over(&self, email: &str, to: &str) -> Result<CaseSnapshot, String> {
@@ -262,6 +272,10 @@ fn spawn_effect(service: &Arc<dyn Service>, tx: &mpsc::UnboundedSender<Action>, 
                 let result = s.run_due().await;
                 let cases = cases_of(&s, result.as_ref().ok().map(Vec::as_slice).unwrap_or(&[]));
                 Action::AutoRan { result, cases }
+            }
+            Effect::TakeOver { email } => {
+                let result = s.take_over(&email).await;
+                Action::TookOver { email, result }
             }
             Effect::HandOver { email, to } => {
                 let result = s.hand_over(&email, &to).await;

@@ -2195,6 +2195,35 @@ fn handover_names_whom_the_data_goes_to() {
     );
 }
 
+#[test]
+fn takeover_asks_for_the_selected_leaver_and_reports_the_answer() {
+    let mut m = model_with(false, "default");
+    let fx = command(&mut m, "takeover");
+    assert_eq!(
+        fx,
+        vec![Effect::TakeOver {
+            email: "dana.whitfield@example.com".into(),
+        }]
+    );
+    update(
+        &mut m,
+        Action::TookOver {
+            email: "dana.whitfield@example.com".into(),
+            result: Err("held by bob@jump2 since \x1b[31mnow".into()),
+        },
+    );
+    let (level, text) = m.message.clone().unwrap();
+    assert_eq!(level, Level::Error);
+    assert!(
+        text.contains("take-over failed: held by bob@jump2"),
+        "{text}"
+    );
+    assert!(!text.contains('\x1b'), "sanitised: {text}");
+    // Read-only: refused.
+    let mut ro = model_with(true, "default");
+    assert!(command(&mut ro, "takeover").is_empty());
+}
+
 /// The batch dialog before its dry run (0), with it (1), and the batch
 /// running (2).
 fn batch_model(stage: u8) -> Model {

@@ -369,6 +369,22 @@ pub fn update(model: &mut Model, action: Action) -> Vec<Effect> {
             }
             Vec::new()
         }
+        Action::TookOver { email, result } => {
+            model.dirty = true;
+            match result {
+                Ok(text) => {
+                    let text = clean(&text);
+                    model.log(Level::Good, text.clone());
+                    model.message = Some((Level::Good, text));
+                }
+                Err(e) => {
+                    let text = format!("{email}: take-over failed: {}", clean(&e));
+                    model.log(Level::Error, text.clone());
+                    model.message = Some((Level::Error, text));
+                }
+            }
+            Vec::new()
+        }
         Action::Exported { email, result } => {
             model.dirty = true;
             match result {
@@ -2120,6 +2136,21 @@ fn run_command(model: &mut Model, cmd: &str) -> Vec<Effect> {
                 Vec::new()
             }
         },
+        "takeover" => {
+            if model.read_only {
+                model.message = Some((Level::Info, "read-only: no changes can be made".into()));
+                return Vec::new();
+            }
+            let Some(l) = model.selected().map(|l| l.email.clone()) else {
+                model.message = Some((Level::Info, "no leaver selected".into()));
+                return Vec::new();
+            };
+            model.log(
+                Level::Info,
+                format!("{l}: taking over from the host that holds them"),
+            );
+            vec![Effect::TakeOver { email: l }]
+        }
         "handover" => {
             let to = arg.to_ascii_lowercase();
             if model.read_only {
@@ -2152,7 +2183,7 @@ fn run_command(model: &mut Model, cmd: &str) -> Vec<Effect> {
             model.message = Some((
                 Level::Warn,
                 format!(
-                    "unknown command `:{}` (add, app, theme, export, login, auto, handover, quit)",
+                    "unknown command `:{}` (add, app, theme, export, login, auto, handover, takeover, quit)",
                     clean(other)
                 ),
             ));

@@ -2200,6 +2200,7 @@ fn draw_dialog(m: &Model, d: &Dialog, area: Rect, buf: &mut Buffer) {
                 (":login APP", "sign in to an app"),
                 (":auto on|off", "run the exit-time policy while open"),
                 (":handover EMAIL", "hand the leaver's Drive/Calendar to"),
+                (":takeover", "team mode: take the leaver from its host"),
                 (":quit, q", "quit (asks while a revoke runs)"),
                 ("v, Ctrl-R", "refresh now"),
             ];
