@@ -1356,6 +1356,47 @@ fn header_fits_at_80_columns_when_rate_limited() {
 }
 
 #[test]
+fn header_names_the_apps_in_trouble_when_eight_do_not_fit_at_80_columns() {
+    let mut m = model_with(false, "default");
+    for (id, name) in [
+        ("github", "GitHub"),
+        ("microsoft-graph", "Microsoft 365"),
+        ("miro", "Miro"),
+        ("okta", "Okta"),
+        ("salesforce", "Salesforce"),
+        ("zoom", "Zoom"),
+    ] {
+        m.connectors
+            .push(ConnectorRow::new(id, name, Duration::from_secs(5)));
+    }
+    for c in &mut m.connectors {
+        c.health = HealthState::Ok;
+        c.last_refresh = Some(t0());
+    }
+    let header = |m: &Model| {
+        text(&render(m, 80, 24))
+            .lines()
+            .nth(1)
+            .unwrap()
+            .trim_end()
+            .to_string()
+    };
+    assert!(header(&m).contains("all 8 apps ok"), "{}", header(&m));
+    // The last app in trouble is named, never cut off the end.
+    let zoom = m.connectors.iter().position(|c| c.id == "zoom").unwrap();
+    m.connectors[zoom].health = HealthState::AuthError;
+    let h = header(&m);
+    assert!(h.contains("zoom auth error"), "{h}");
+    assert!(h.contains("7 more ok"), "{h}");
+    // Wide enough, every app is named.
+    let wide = text(&render(&m, 200, 24));
+    assert!(
+        wide.lines().nth(1).unwrap().contains("Microsoft 365 ok"),
+        "{wide}"
+    );
+}
+
+#[test]
 fn ascii_mode_draws_ascii_only() {
     let (mut m, _) = Model::new("ops", false, true, ThemeSet::builtin(false), "default");
     let base = model_with(false, "default");

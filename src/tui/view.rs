@@ -315,10 +315,53 @@ fn draw_header(m: &Model, area: Rect, buf: &mut Buffer) {
 }
 
 /// The header's health line, made shorter until it fits: full names with
-/// times, then without times, then connector ids.
+/// times, then without times, then connector ids, then only the apps that
+/// are not ok (by id, first) and a count of those that are.
 fn header_health<'a>(m: &Model, width: usize) -> Vec<Span<'a>> {
     let t = &m.theme;
     let sep = if m.symbols.ascii { " | " } else { " │ " };
+    let spans = header_health_each(m, width, sep);
+    let w: usize = spans.iter().map(|s| s.width()).sum();
+    if w <= width {
+        return spans;
+    }
+    let mut spans = Vec::new();
+    let ok = m
+        .connectors
+        .iter()
+        .filter(|c| c.health == HealthState::Ok)
+        .count();
+    for c in m.connectors.iter().filter(|c| c.health != HealthState::Ok) {
+        spans.push(Span::styled(c.id.clone(), t.style(Role::Accent)));
+        spans.push(Span::raw(" "));
+        spans.push(Span::styled(
+            health_label(m, c.health),
+            t.style(health_role(c.health)),
+        ));
+        spans.push(Span::styled(sep, t.style(Role::Muted)));
+    }
+    let in_flight = m.connectors.iter().any(|c| c.in_flight);
+    spans.push(Span::styled(
+        if ok == m.connectors.len() {
+            format!("all {ok} apps ok")
+        } else {
+            format!("{ok} more ok")
+        },
+        t.style(health_role(HealthState::Ok)),
+    ));
+    if in_flight {
+        spans.push(Span::styled(
+            format!(" {}", m.symbols.spinner(m.spinner)),
+            t.style(Role::Muted),
+        ));
+    }
+    spans
+}
+
+/// [`header_health`] with every app named: the longest form that fits, or
+/// the shortest.
+fn header_health_each<'a>(m: &Model, width: usize, sep: &'static str) -> Vec<Span<'a>> {
+    let t = &m.theme;
     for (long_names, times) in [(true, true), (true, false), (false, false)] {
         let mut spans = Vec::new();
         for (i, c) in m.connectors.iter().enumerate() {
