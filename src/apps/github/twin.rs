@@ -1559,16 +1559,10 @@ async fn remove_credential(
         return not_found();
     }
     let mut st = s.github.lock().expect("github lock");
-    match st
-        .credentials
-        .iter_mut()
-        .find(|c| c.id.to_string() == id && c.removed_at.is_none())
-    {
-        Some(c) => {
-            c.removed_at = Some(Instant::now());
-            StatusCode::NO_CONTENT.into_response()
-        }
-        None => not_found(),
+    if mark_removed(&mut st.credentials, |c| c.id.to_string() == id) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        not_found()
     }
 }
 
@@ -1687,16 +1681,10 @@ async fn cancel_invitation(
         return not_found();
     }
     let mut st = s.github.lock().expect("github lock");
-    match st
-        .invitations
-        .iter_mut()
-        .find(|i| i.id.to_string() == id && i.removed_at.is_none())
-    {
-        Some(i) => {
-            i.removed_at = Some(Instant::now());
-            StatusCode::NO_CONTENT.into_response()
-        }
-        None => not_found(),
+    if mark_removed(&mut st.invitations, |i| i.id.to_string() == id) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        not_found()
     }
 }
 
@@ -1749,16 +1737,25 @@ async fn delete_codespace(
         return not_found();
     }
     let mut st = s.github.lock().expect("github lock");
-    match st
-        .codespaces
-        .iter_mut()
-        .find(|c| c.login.eq_ignore_ascii_case(&user) && c.what == name && c.removed_at.is_none())
-    {
-        Some(c) => {
-            c.removed_at = Some(Instant::now());
-            (StatusCode::ACCEPTED, Json(json!({}))).into_response()
+    if mark_removed(&mut st.codespaces, |c| {
+        c.login.eq_ignore_ascii_case(&user) && c.what == name
+    }) {
+        (StatusCode::ACCEPTED, Json(json!({}))).into_response()
+    } else {
+        not_found()
+    }
+}
+
+/// Marks the first item `pick` chooses among those not yet removed as
+/// removed now (it disappears from reads after the consistency delay);
+/// false when there is none.
+fn mark_removed(items: &mut [Item], pick: impl Fn(&Item) -> bool) -> bool {
+    match items.iter_mut().find(|i| i.removed_at.is_none() && pick(i)) {
+        Some(i) => {
+            i.removed_at = Some(Instant::now());
+            true
         }
-        None => not_found(),
+        None => false,
     }
 }
 
