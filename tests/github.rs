@@ -9,7 +9,10 @@
 
 mod common;
 
-use common::driver::{AccessLog, context, context_with_notices, demo_connector, found, of_kind};
+use common::driver::{
+    AccessLog, context, context_with_notices, demo_connector, found, logged_sandbox, of_kind,
+    wait_absent,
+};
 
 use std::time::Duration;
 
@@ -19,7 +22,7 @@ use offboard::connector::{
     Connector, ConnectorError, Lookup, Presence, ResolvedConnector, RevokeOutcome,
 };
 use offboard::model::{Account, Grant, GrantKind, Person};
-use offboard::sandbox::{Faults, Options, Running};
+use offboard::sandbox::Running;
 
 struct Env {
     sb: Running,
@@ -30,29 +33,10 @@ struct Env {
 
 async fn env_with(consistency_ms: u64, tweak: impl FnOnce(&mut ResolvedConnector)) -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("access.jsonl");
-    let sb = offboard::sandbox::start(Options {
-        port: 0,
-        faults: Faults {
-            consistency_ms,
-            ..Faults::default()
-        },
-        access_log: Some(log.clone()),
-        ..Options::default()
-    })
-    .await
-    .unwrap();
-    let mut resolved = demo_connector(&sb, dir.path(), "github", "");
-    resolved.manifest.limits.requests_per_second = 500.0;
-    resolved.manifest.limits.burst = 100;
+    let (sb, log, mut resolved) = logged_sandbox(dir.path(), consistency_ms, "github", "").await;
     tweak(&mut resolved);
     let gh = GitHub::new(&resolved, &context(dir.path())).unwrap();
-    Env {
-        sb,
-        gh,
-        log: AccessLog(log),
-        dir,
-    }
+    Env { sb, gh, log, dir }
 }
 
 async fn env(consistency_ms: u64) -> Env {
@@ -74,21 +58,6 @@ async fn listed(c: &GitHub, a: &Account) -> Vec<Grant> {
     let inv = c.list_grants(a).await;
     assert!(inv.failed.is_empty(), "{:?}", inv.failed);
     inv.grants
-}
-
-async fn wait_absent(c: &GitHub, a: &Account, grants: &[Grant]) {
-    common::wait_for(
-        Duration::from_secs(10),
-        "grants verified absent",
-        || async {
-            c.verify(a, grants)
-                .await
-                .iter()
-                .all(|(_, p)| matches!(p, Ok(Presence::Absent)))
-                .then_some(())
-        },
-    )
-    .await;
 }
 
 fn with_twin<T>(sb: &Running, f: impl FnOnce(&mut offboard::apps::github::twin::State) -> T) -> T {

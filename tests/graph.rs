@@ -8,7 +8,9 @@
 
 mod common;
 
-use common::driver::{AccessLog, context, context_with_notices, demo_connector, found, of_kind};
+use common::driver::{
+    AccessLog, context, context_with_notices, demo_connector, found, logged_sandbox, of_kind,
+};
 
 use std::time::Duration;
 
@@ -18,7 +20,7 @@ use offboard::connector::{
     Connector, ConnectorError, Lookup, Presence, ResolvedConnector, RevokeOutcome,
 };
 use offboard::model::{Account, Grant, GrantKind, Person, Phase};
-use offboard::sandbox::{Faults, Options, Running};
+use offboard::sandbox::{Options, Running};
 use serde_json::{Value, json};
 
 struct Env {
@@ -34,27 +36,14 @@ async fn env_with(
     tweak: impl FnOnce(&mut ResolvedConnector),
 ) -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("access.jsonl");
-    let sb = offboard::sandbox::start(Options {
-        port: 0,
-        faults: Faults {
-            consistency_ms,
-            ..Faults::default()
-        },
-        access_log: Some(log.clone()),
-        ..Options::default()
-    })
-    .await
-    .unwrap();
-    let mut resolved = demo_connector(&sb, dir.path(), "microsoft-graph", extra);
-    resolved.manifest.limits.requests_per_second = 500.0;
-    resolved.manifest.limits.burst = 100;
+    let (sb, log, mut resolved) =
+        logged_sandbox(dir.path(), consistency_ms, "microsoft-graph", extra).await;
     tweak(&mut resolved);
     let graph = Graph::new(&resolved, &context(dir.path())).unwrap();
     Env {
         sb,
         graph,
-        log: AccessLog(log),
+        log,
         dir,
     }
 }

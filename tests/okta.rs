@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::driver::{AccessLog, context, context_with_notices, demo_connector, found, of_kind};
+use common::driver::{
+    AccessLog, context, context_with_notices, demo_connector, found, logged_sandbox, of_kind,
+};
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +17,7 @@ use offboard::connector::{
     Connector, ConnectorError, Lookup, Presence, ResolvedConnector, RevokeOutcome,
 };
 use offboard::model::{Account, Grant, GrantKind, Person};
-use offboard::sandbox::{Faults, Options, Running};
+use offboard::sandbox::Running;
 
 struct Env {
     sb: Running,
@@ -30,29 +32,10 @@ async fn env_with(
     tweak: impl FnOnce(&mut ResolvedConnector),
 ) -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("access.jsonl");
-    let sb = offboard::sandbox::start(Options {
-        port: 0,
-        faults: Faults {
-            consistency_ms,
-            ..Faults::default()
-        },
-        access_log: Some(log.clone()),
-        ..Options::default()
-    })
-    .await
-    .unwrap();
-    let mut resolved = demo_connector(&sb, dir.path(), "okta", extra);
-    resolved.manifest.limits.requests_per_second = 500.0;
-    resolved.manifest.limits.burst = 100;
+    let (sb, log, mut resolved) = logged_sandbox(dir.path(), consistency_ms, "okta", extra).await;
     tweak(&mut resolved);
     let okta = Okta::new(&resolved, &context(dir.path())).unwrap();
-    Env {
-        sb,
-        okta,
-        log: AccessLog(log),
-        dir,
-    }
+    Env { sb, okta, log, dir }
 }
 
 async fn env(consistency_ms: u64) -> Env {

@@ -92,6 +92,33 @@ pub async fn wait_absent(c: &dyn Connector, account: &Account, grants: &[Grant])
     .await;
 }
 
+/// A sandbox with `consistency_ms` of delay that logs every request into
+/// `dir`, and a connector of its demo config (`id`, plus `extra` TOML) at a
+/// quota that never paces the tests.
+pub async fn logged_sandbox(
+    dir: &Path,
+    consistency_ms: u64,
+    id: &str,
+    extra: &str,
+) -> (Running, AccessLog, ResolvedConnector) {
+    let log = dir.join("access.jsonl");
+    let sb = offboard::sandbox::start(offboard::sandbox::Options {
+        port: 0,
+        faults: offboard::sandbox::Faults {
+            consistency_ms,
+            ..offboard::sandbox::Faults::default()
+        },
+        access_log: Some(log.clone()),
+        ..offboard::sandbox::Options::default()
+    })
+    .await
+    .unwrap();
+    let mut resolved = demo_connector(&sb, dir, id, extra);
+    resolved.manifest.limits.requests_per_second = 500.0;
+    resolved.manifest.limits.burst = 100;
+    (sb, AccessLog(log), resolved)
+}
+
 /// The sandbox's access log (`Options::access_log`): one JSON line a request.
 pub struct AccessLog(pub std::path::PathBuf);
 
