@@ -670,7 +670,8 @@ fn bucket_of(l: &Logged, paces: &HashMap<String, Pace>) -> String {
 
 /// The requests a grant's removal needs at least, with its dependent round
 /// trips: one write; a Slack user group's re-read then write; a Salesforce
-/// token's re-read of its DeleteToken then the revocation.
+/// token's re-read of its DeleteToken then the revocation; a SCIM
+/// resource's read for its version, then the write.
 fn needs(g: &Grant) -> (Vec<&'static str>, u32) {
     let prefix = g.id.split(':').next().unwrap_or("");
     match (g.connector.as_str(), prefix) {
@@ -688,6 +689,9 @@ fn needs(g: &Grant) -> (Vec<&'static str>, u32) {
         ("salesforce", "oauth") => (vec!["*", "*"], 2),
         // PIM: the schedule is re-read, then the adminRemove request.
         ("microsoft-graph", "eligible") => (vec!["*", "*"], 2),
+        // The SCIM twins have ETags: each write carries `If-Match` with the
+        // resource's current version, read first.
+        ("zoom" | "miro", _) => (vec!["*", "*"], 2),
         _ => (vec!["*"], 1),
     }
 }

@@ -425,3 +425,75 @@ async fn an_answer_to_a_request_carrying_a_credential_is_never_quoted_whatever_t
     let (e, _) = error_for(&salesforce, &base, 403, true).await;
     assert!(matches!(e, ConnectorError::RateLimited { .. }), "{e:?}");
 }
+
+/// A speculative read (`http::probe`) is sent only with quota to spare: it
+/// never waits for a token, never leaves the bucket less than half full,
+/// and gives up at the first rate-limit answer (which still pauses the
+/// bucket for everyone). What it does not send reaches no server.
+#[tokio::test]
+async fn a_speculative_read_is_sent_only_with_quota_to_spare() {
+    use offboard::connector::http::probe;
+    let seen = Arc::new(Seen::default());
+    let limited = Arc::new(AtomicUsize::new(0));
+    let home = serve(
+        Router::new()
+            .route(
+                "/read",
+                get(|State(s): State<Arc<Seen>>| async move {
+                    s.hits.fetch_add(1, Ordering::SeqCst);
+                    "{\"ok\":true}"
+                }),
+            )
+            .with_state(seen.clone())
+            .route(
+                "/limited",
+                get(|State(h): State<Arc<AtomicUsize>>| async move {
+                    h.fetch_add(1, Ordering::SeqCst);
+                    (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        [("retry-after", "1")],
+                        "slow down",
+                    )
+                }),
+            )
+            .with_state(limited.clone()),
+    )
+    .await;
+    let mut settings = quick_settings();
+    // Four at once, then one every 10 s: refills play no part below.
+    settings.burst = 4;
+    settings.requests_per_second = 0.1;
+    let c = client(std::slice::from_ref(&home), settings);
+    let read = home.join("read").unwrap();
+    // A full bucket of four: two speculative reads leave it half full.
+    for _ in 0..2 {
+        probe(c.get_json::<serde_json::Value>(read.clone()))
+            .await
+            .unwrap();
+    }
+    assert_eq!(seen.hits.load(Ordering::SeqCst), 2);
+    // A third would leave it less than half full.
+    let r = probe(c.get_json::<serde_json::Value>(read.clone())).await;
+    assert!(matches!(r, Err(ConnectorError::Deferred)), "{r:?}");
+    assert_eq!(seen.hits.load(Ordering::SeqCst), 2, "nothing was sent");
+    // An ordinary read still gets its token at once.
+    let started = tokio::time::Instant::now();
+    c.get_json::<serde_json::Value>(read.clone()).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(seen.hits.load(Ordering::SeqCst), 3);
+    assert_eq!(c.stats().requests, 3, "a read not sent is not counted");
+
+    // A rate-limit answer to a speculative read: given up, not retried,
+    // and the bucket paused for everyone.
+    let mut settings = quick_settings();
+    settings.burst = 10;
+    settings.requests_per_second = 10.0;
+    let c = client(std::slice::from_ref(&home), settings);
+    let r = probe(c.get_json::<serde_json::Value>(home.join("limited").unwrap())).await;
+    assert!(matches!(r, Err(ConnectorError::Deferred)), "{r:?}");
+    assert_eq!(limited.load(Ordering::SeqCst), 1, "not retried");
+    assert!(c.paused_for(None).is_some(), "the pause holds for everyone");
+    let r = probe(c.get_json::<serde_json::Value>(read.clone())).await;
+    assert!(matches!(r, Err(ConnectorError::Deferred)), "{r:?}");
+    assert_eq!(seen.hits.load(Ordering::SeqCst), 3, "not sent while paused");
+}

@@ -29,6 +29,11 @@ async fn sandbox_with_log(dir: &Path) -> Running {
 }
 
 fn engine(sb: &Running, dir: &Path, extra: &str) -> Arc<Engine> {
+    engine_with(sb, dir, extra, Duration::from_millis(50))
+}
+
+/// [`engine`] with the first backoff read after `initial`.
+fn engine_with(sb: &Running, dir: &Path, extra: &str, initial: Duration) -> Arc<Engine> {
     let cfg = common::write_config(&dir.join("cfg"), &sb.base_url);
     let mut text = std::fs::read_to_string(&cfg).unwrap();
     text.push_str(extra);
@@ -43,7 +48,7 @@ fn engine(sb: &Running, dir: &Path, extra: &str) -> Arc<Engine> {
     let opts = EngineOptions {
         operator: "test".into(),
         verify_deadline: Duration::from_secs(60),
-        verify_initial_delay: Duration::from_millis(50),
+        verify_initial_delay: initial,
     };
     Engine::new(
         connectors,
@@ -302,4 +307,28 @@ async fn an_urgent_leaver_goes_before_scheduled_leavers_in_each_queue() {
         after >= 60,
         "only {after} scheduled requests were still queued behind the urgent suspension"
     );
+}
+
+/// Verification follows each app's own answers: once an app has answered
+/// every removal of the leaver, a read goes out at once (with quota to
+/// spare), so apps whose reads are consistent at once are confirmed
+/// without waiting for the backoff's first read (here 30 s away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_app_is_confirmed_by_a_read_right_after_its_last_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sb = sandbox_with_log(tmp.path()).await;
+    let engine = engine_with(&sb, tmp.path(), "", Duration::from_secs(30));
+    let leaver = tenant::LEAVERS[0].email;
+    engine.discover(leaver).await.unwrap();
+    let summary = tokio::time::timeout(
+        Duration::from_secs(25),
+        engine.revoke(leaver, &Selection::default()),
+    )
+    .await
+    .expect("every removal confirmed before the backoff's first read")
+    .unwrap();
+    assert!(summary.verified > 10, "{summary:?}");
+    assert_eq!(summary.removing, 0, "{summary:?}");
+    assert_eq!(summary.unconfirmed, 0, "{summary:?}");
+    sb.stop().await;
 }

@@ -474,6 +474,7 @@ fn redact(e: ConnectorError, status: StatusCode, carried: &[String]) -> Connecto
         ConnectorError::ForeignLink(_) => ConnectorError::ForeignLink(NOT_QUOTED.into()),
         ConnectorError::Config(_) => ConnectorError::Config(NOT_QUOTED.into()),
         ConnectorError::Timeout => ConnectorError::Timeout,
+        ConnectorError::Deferred => ConnectorError::Deferred,
     }
 }
 
@@ -527,6 +528,7 @@ impl ApiResponse {
 
 tokio::task_local! {
     static BACKGROUND: bool;
+    static PROBE: bool;
     static URGENCY: Urgency;
 }
 
@@ -558,6 +560,21 @@ pub async fn background<F: std::future::Future>(f: F) -> F::Output {
 
 fn is_background() -> bool {
     BACKGROUND.try_with(|b| *b).unwrap_or(false)
+}
+
+/// Runs `f` with its requests as speculative reads: at background
+/// priority, and sent only with quota to spare. A request that would wait
+/// for a token or a connection slot, or leave its bucket less than half
+/// full, or that the vendor answers with a rate limit, is not sent (or not
+/// retried) and fails with [`ConnectorError::Deferred`]. The engine's early
+/// confirming reads go this way: as often as they are worth, and never at
+/// the cost of a removal or of the confirming read that must follow.
+pub async fn probe<F: std::future::Future>(f: F) -> F::Output {
+    BACKGROUND.scope(true, PROBE.scope(true, f)).await
+}
+
+fn is_probe() -> bool {
+    PROBE.try_with(|b| *b).unwrap_or(false)
 }
 
 /// How many places in a connector's queue: urgent removals, urgent
@@ -654,6 +671,17 @@ impl Slots {
         // The sender is dropped only after handing over a slot.
         debug_assert!(handed.is_ok());
         Slot(self)
+    }
+
+    /// A slot now, if one is free and nobody waits for one.
+    fn try_acquire(&self) -> Option<Slot<'_>> {
+        let mut s = self.state.lock().expect("slots lock");
+        if s.free > 0 && s.queues.iter().all(|q| q.is_empty()) {
+            s.free -= 1;
+            Some(Slot(self))
+        } else {
+            None
+        }
     }
 
     fn release(&self) {
@@ -764,13 +792,7 @@ impl RateLimiter {
                     if self.outranked(rank) {
                         return Some(Duration::from_millis(10));
                     }
-                    let elapsed = now.duration_since(s.last).as_secs_f64();
-                    let team =
-                        f64::from(self.hosts.load(std::sync::atomic::Ordering::Relaxed).max(1));
-                    let rate = self.rate * s.share / team;
-                    let burst = (self.burst * s.share / team).max(1.0);
-                    s.tokens = (s.tokens + elapsed * rate).min(burst);
-                    s.last = now;
+                    let (rate, _) = self.refill(&mut s, now);
                     if s.tokens >= 1.0 {
                         s.tokens -= 1.0;
                         None
@@ -783,6 +805,40 @@ impl RateLimiter {
                 None => return,
                 Some(d) => tokio::time::sleep(d).await,
             }
+        }
+    }
+
+    /// Adds the tokens earned since the last look; returns the rate and
+    /// burst in force (the vendor's share, split between team hosts).
+    fn refill(&self, s: &mut BucketState, now: Instant) -> (f64, f64) {
+        let elapsed = now.duration_since(s.last).as_secs_f64();
+        let team = f64::from(self.hosts.load(std::sync::atomic::Ordering::Relaxed).max(1));
+        let rate = self.rate * s.share / team;
+        let burst = (self.burst * s.share / team).max(1.0);
+        s.tokens = (s.tokens + elapsed * rate).min(burst);
+        s.last = now;
+        (rate, burst)
+    }
+
+    /// A token for a speculative read ([`probe`]), taken only when nothing
+    /// waits for one and the bucket stays at least half full after it.
+    fn try_spare(&self) -> bool {
+        let mut s = self.state.lock().expect("rate limiter lock");
+        let now = Instant::now();
+        if s.paused_until.is_some_and(|u| u > now)
+            || self
+                .waiting
+                .iter()
+                .any(|n| n.load(std::sync::atomic::Ordering::SeqCst) > 0)
+        {
+            return false;
+        }
+        let (_, burst) = self.refill(&mut s, now);
+        if s.tokens >= 1.0 + burst / 2.0 {
+            s.tokens -= 1.0;
+            true
+        } else {
+            false
         }
     }
 
@@ -1089,7 +1145,16 @@ impl ApiClient {
                 })?),
                 _ => None,
             };
-            let outcome = if is_background() {
+            let outcome = if is_probe() {
+                // Only with quota and a slot to spare, never waiting.
+                if !(req.prepaid && attempt == 0) && !limiter.try_spare() {
+                    return Err(ConnectorError::Deferred);
+                }
+                let Some(_permit) = self.permits.try_acquire() else {
+                    return Err(ConnectorError::Deferred);
+                };
+                self.attempt(&req, token.as_ref().map(|t| t.expose())).await
+            } else if is_background() {
                 // A background request takes its token before a slot, so
                 // while it yields to waiting removals it holds no slot.
                 if !(req.prepaid && attempt == 0) {
@@ -1112,7 +1177,8 @@ impl ApiClient {
                     return Err(e);
                 }
                 Err(AttemptError::Transient(e)) => {
-                    if req.idempotent && transient_tries < self.settings.max_retries {
+                    if req.idempotent && !is_probe() && transient_tries < self.settings.max_retries
+                    {
                         transient_tries += 1;
                         let wait = self.backoff(transient_tries);
                         self.notice_retry(attempt + 1, wait, &e.to_string());
@@ -1139,7 +1205,7 @@ impl ApiClient {
                             body_excerpt(&body)
                         )
                     });
-                    if transient_tries < self.settings.max_retries {
+                    if !is_probe() && transient_tries < self.settings.max_retries {
                         transient_tries += 1;
                         let wait = self.backoff(transient_tries);
                         self.notice_retry(attempt + 1, wait, "answer cut off");
@@ -1168,6 +1234,12 @@ impl ApiClient {
                         Some(d) => d + jitter(Duration::from_millis(50)),
                         None => self.backoff(limit_tries + 1),
                     };
+                    if is_probe() {
+                        // Everyone waits the pause; the speculative read
+                        // itself is given up.
+                        limiter.pause(wait);
+                        return Err(ConnectorError::Deferred);
+                    }
                     if limit_tries >= self.settings.max_rate_limit_retries
                         || wait > self.settings.max_retry_after
                     {
@@ -1202,7 +1274,8 @@ impl ApiClient {
                         },
                         status,
                     );
-                    if req.idempotent && transient_tries < self.settings.max_retries {
+                    if req.idempotent && !is_probe() && transient_tries < self.settings.max_retries
+                    {
                         transient_tries += 1;
                         let wait = retry_after(&headers)
                             .filter(|d| *d <= self.settings.max_retry_after)

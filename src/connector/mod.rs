@@ -49,6 +49,10 @@ pub enum ConnectorError {
     },
     #[error("{0}")]
     Config(String),
+    /// Not sent: a speculative read ([`http::probe`]) found no quota to
+    /// spare. Says nothing about the app.
+    #[error("not sent: no quota to spare for a speculative read")]
+    Deferred,
 }
 
 impl ConnectorError {

@@ -26,8 +26,8 @@ pub struct EngineOptions {
     pub operator: String,
     /// Past it, a removal not confirmed by a read is `unconfirmed`.
     pub verify_deadline: Duration,
-    /// First wait between verification reads (then doubled while reads
-    /// confirm nothing, halved while they confirm some; at most 5 s).
+    /// First wait before a read that confirms a removal (then as long
+    /// again as it has waited; at most 5 s apart).
     pub verify_initial_delay: Duration,
 }
 
@@ -122,6 +122,9 @@ pub struct Engine {
     pub(super) urgency: Mutex<HashMap<String, crate::connector::http::Urgency>>,
     /// Bulk lookups started for many leavers.
     pub(super) bulk: super::bulk::BulkReads,
+    /// Each app's delay between accepting a removal and leaving it out of
+    /// its reads, as seen so far (seconds).
+    pub(super) lags: Mutex<HashMap<String, f64>>,
 }
 
 impl Engine {
@@ -139,6 +142,7 @@ impl Engine {
             cases: Mutex::new(HashMap::new()),
             urgency: Mutex::new(HashMap::new()),
             bulk: Default::default(),
+            lags: Mutex::new(HashMap::new()),
         })
     }
 

@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use super::case::answer_state;
 use super::core::{Engine, EngineError, Selection};
 use super::{Event, Summary};
-use crate::connector::{ConnectorError, RevokeOutcome};
+use crate::connector::ConnectorError;
 use crate::evidence::{LedgerEvent, PlannedStep};
 use crate::model::{Grant, GrantState, Phase, Plan};
 use crate::sanitize::clean;
@@ -263,14 +263,10 @@ impl Engine {
         if self.state_of(email, &key) == Some(GrantState::Revoking) {
             self.set_state(email, &key, state, Some(answer));
         }
-        if matches!(
-            outcome,
-            Some(RevokeOutcome::Accepted | RevokeOutcome::AlreadyGone)
-        ) {
-            // Every connector's verification waits on it.
-            wake.notify_waiters();
-            wake.notify_one();
-        }
+        // Every connector's verification waits on it: a removal to confirm,
+        // or the app's last answer (its early reads may start).
+        wake.notify_waiters();
+        wake.notify_one();
         self.emit_health(&c);
         Ok(())
     }

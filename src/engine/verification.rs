@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use super::case::STILL_LISTED_NOTE;
 use super::core::{Engine, EngineError, Selection, VERIFY_MAX_DELAY};
 use super::{Event, Summary};
-use crate::connector::Presence;
+use crate::connector::{ConnectorError, Presence};
 use crate::evidence::LedgerEvent;
 use crate::model::{Grant, GrantState};
 use crate::sanitize::clean;
@@ -105,7 +105,8 @@ impl Engine {
         join_all(loops).await.into_iter().collect()
     }
 
-    /// [`Self::verify_loop`] for one connector's grants (`scope`).
+    /// [`Self::verify_loop`] for one connector's grants (`scope`), each on
+    /// its own schedule ([`Watch`]).
     async fn verify_connector(
         &self,
         email: &str,
@@ -113,13 +114,12 @@ impl Engine {
         exec_done: &AtomicBool,
         wake: &Notify,
     ) -> Result<(), EngineError> {
-        let mut delay = self.opts.verify_initial_delay;
-        let mut seen: HashSet<String> = HashSet::new();
+        let mut watch: HashMap<String, Watch> = HashMap::new();
         let mut last_error: HashMap<String, String> = HashMap::new();
         let mut in_progress: HashSet<String> = HashSet::new();
+        let initial = self.opts.verify_initial_delay.as_secs_f64();
         loop {
-            let pending = self.pending(email, scope);
-            if pending.is_empty() {
+            let Some((cid, account, pending)) = self.pending_ages(email, scope) else {
                 if exec_done.load(Ordering::SeqCst) {
                     return Ok(());
                 }
@@ -128,101 +128,206 @@ impl Engine {
                     _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                 }
                 continue;
-            }
-            let keys: HashSet<String> = pending
-                .values()
-                .flat_map(|(_, gs)| gs.iter().map(Grant::key))
-                .collect();
-            if !keys.is_subset(&seen) {
-                delay = self.opts.verify_initial_delay;
-                seen.extend(keys);
-            }
-            tokio::time::sleep(delay).await;
-            let mut progressed = false;
-
-            let rounds = pending
-                .into_iter()
-                .map(|(cid, (account, grants))| async move {
-                    let c = self.connector(&cid).cloned();
-                    let results = match &c {
-                        // Behind the removals still going out through the
-                        // same rate buckets.
-                        Some(c) => {
-                            crate::connector::http::background(c.verify(&account, &grants)).await
-                        }
-                        None => Vec::new(),
-                    };
-                    (cid, c, grants, results)
-                });
-            for (cid, c, grants, results) in join_all(rounds).await {
-                let asked: HashSet<&str> = grants.iter().map(|g| g.id.as_str()).collect();
-                let mut verified = Vec::new();
-                for (id, r) in results {
-                    let key = format!("{cid}/{id}");
-                    if !asked.contains(id.as_str()) {
-                        continue;
-                    }
-                    match r {
-                        Ok(Presence::Absent) => verified.push(key),
-                        Ok(Presence::Present) => {
-                            last_error.remove(&key);
-                            in_progress.remove(&key);
-                        }
-                        Ok(Presence::InProgress) => {
-                            last_error.remove(&key);
-                            in_progress.insert(key);
-                        }
-                        Err(e) => {
-                            last_error.insert(key, clean(&e.to_string()));
-                        }
-                    }
-                }
-                // One fsync for the whole round; each grant turns verified
-                // only once its record is durable.
-                verified.retain(|key| self.state_of(email, key) == Some(GrantState::Removed));
-                self.record_all(
-                    email,
-                    verified
-                        .iter()
-                        .map(|key| LedgerEvent::Verified {
-                            key: key.clone(),
-                            how: "absent from a fresh read".into(),
-                        })
-                        .collect(),
-                )
-                .await?;
-                let now = Utc::now();
-                progressed |= !verified.is_empty();
-                let gone: HashSet<String> = verified
-                    .iter()
-                    .filter_map(|k| k.strip_prefix(&format!("{cid}/")).map(str::to_string))
-                    .collect();
-                for key in verified {
-                    self.set_state(email, &key, GrantState::Verified { at: now }, None);
-                }
-                if let Some(c) = c {
-                    // What is held through a grant just verified gone (a
-                    // Google admin role held through a group) is decided by
-                    // a fresh read now: verified, or still manual.
-                    if self.held_through(email, &cid, &gone) {
-                        let person = self.case_person(email);
-                        self.read_connector(&person, c.clone(), false, false)
-                            .await?;
-                    }
-                    self.emit_health(&c);
-                }
-            }
-            // Removals settle in a wave: while reads confirm some, the rest
-            // are close behind, so the wait shortens; a round that confirms
-            // nothing doubles it.
-            delay = if progressed {
-                (delay / 2).max(self.opts.verify_initial_delay)
-            } else {
-                (delay * 2).min(VERIFY_MAX_DELAY)
             };
+            let quiet = exec_done.load(Ordering::SeqCst) || !self.outgoing(email, scope);
+            let lag = self.lag_of(&cid);
+            watch.retain(|k, _| pending.iter().any(|(g, _)| g.key() == *k));
+            let mut sure = Vec::new();
+            let mut speculative = Vec::new();
+            let mut next = f64::INFINITY;
+            let mut soon = Vec::new();
+            for (g, age) in &pending {
+                let w = watch.entry(g.key()).or_insert_with(|| Watch::new(initial));
+                match w.due(*age, lag, quiet) {
+                    Due::Read => sure.push(g.clone()),
+                    Due::Probe => speculative.push(g.clone()),
+                    Due::In(d) => {
+                        next = next.min(d);
+                        if d <= PROBE_MIN.max(age * PROBE_SHARE) {
+                            soon.push(g.clone());
+                        }
+                    }
+                }
+            }
+            // Removals due shortly go with this round: they are most often
+            // in the same listing.
+            if !sure.is_empty() {
+                sure.extend(soon);
+            } else if !speculative.is_empty() {
+                speculative.extend(soon);
+            }
+            if sure.is_empty() && speculative.is_empty() {
+                // Until the first grant is due; a removal answered or a
+                // grant added wakes it sooner.
+                let cap = if quiet {
+                    VERIFY_MAX_DELAY.as_secs_f64()
+                } else {
+                    0.2
+                };
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs_f64(next.clamp(0.001, cap))) => {}
+                }
+                continue;
+            }
+            let ages: HashMap<String, f64> =
+                pending.iter().map(|(g, a)| (g.id.clone(), *a)).collect();
+            let Some(c) = self.connector(&cid).cloned() else {
+                return Ok(());
+            };
+            let read = |grants: Vec<Grant>, probe: bool| {
+                let c = c.clone();
+                let account = account.clone();
+                async move {
+                    if grants.is_empty() {
+                        return Vec::new();
+                    }
+                    // Behind the removals still going out through the same
+                    // rate buckets; a speculative read only with quota to
+                    // spare.
+                    let results = if probe {
+                        crate::connector::http::probe(c.verify(&account, &grants)).await
+                    } else {
+                        crate::connector::http::background(c.verify(&account, &grants)).await
+                    };
+                    let asked: HashSet<&str> = grants.iter().map(|g| g.id.as_str()).collect();
+                    results
+                        .into_iter()
+                        .filter(|(id, _)| asked.contains(id.as_str()))
+                        .collect::<Vec<_>>()
+                }
+            };
+            let (a, b) = tokio::join!(read(sure, false), read(speculative, true));
+            let mut verified = Vec::new();
+            let mut brackets = Vec::new();
+            for (id, r) in a.into_iter().chain(b) {
+                let key = format!("{cid}/{id}");
+                let age = ages.get(&id).copied().unwrap_or(0.0);
+                let Some(w) = watch.get_mut(&key) else {
+                    continue;
+                };
+                match r {
+                    Ok(Presence::Absent) => {
+                        if let Some(p) = w.listed_at {
+                            brackets.push((p, age));
+                        }
+                        verified.push(key);
+                    }
+                    Ok(Presence::Present) => {
+                        last_error.remove(&key);
+                        in_progress.remove(&key);
+                        w.listed(age, lag, initial);
+                    }
+                    Ok(Presence::InProgress) => {
+                        last_error.remove(&key);
+                        in_progress.insert(key);
+                        // A job under way says nothing of the app's delay.
+                        w.listed_at = None;
+                        w.listed(age, None, initial);
+                    }
+                    Err(ConnectorError::Deferred) => w.deferred(age),
+                    Err(e) => {
+                        last_error.insert(key, clean(&e.to_string()));
+                        w.listed(age, lag, initial);
+                    }
+                }
+            }
+            self.learn_lag(&cid, &brackets);
+            // One fsync for the whole round; each grant turns verified only
+            // once its record is durable.
+            verified.retain(|key| self.state_of(email, key) == Some(GrantState::Removed));
+            self.record_all(
+                email,
+                verified
+                    .iter()
+                    .map(|key| LedgerEvent::Verified {
+                        key: key.clone(),
+                        how: "absent from a fresh read".into(),
+                    })
+                    .collect(),
+            )
+            .await?;
+            let now = Utc::now();
+            let gone: HashSet<String> = verified
+                .iter()
+                .filter_map(|k| k.strip_prefix(&format!("{cid}/")).map(str::to_string))
+                .collect();
+            for key in verified {
+                self.set_state(email, &key, GrantState::Verified { at: now }, None);
+            }
+            // What is held through a grant just verified gone (a Google
+            // admin role held through a group) is decided by a fresh read
+            // now: verified, or still manual.
+            if self.held_through(email, &cid, &gone) {
+                let person = self.case_person(email);
+                self.read_connector(&person, c.clone(), false, false)
+                    .await?;
+            }
+            self.emit_health(&c);
             self.escalate_overdue(email, scope, &last_error, &in_progress)
                 .await?;
         }
+    }
+
+    /// The app's delay between accepting a removal and its reads leaving it
+    /// out, as this process has seen it (see [`Self::learn_lag`]).
+    fn lag_of(&self, connector: &str) -> Option<f64> {
+        self.lags.lock().expect("lags lock").get(connector).copied()
+    }
+
+    /// Learns an app's delay from removals seen listed at one age and gone
+    /// at a later one (`brackets`, seconds since each was accepted): the
+    /// youngest age at which one was gone, unless another was still listed
+    /// older than that (then the oldest gone). A removal gone at its first
+    /// read says nothing (it may have been gone before it was asked).
+    fn learn_lag(&self, connector: &str, brackets: &[(f64, f64)]) {
+        if let Some(lag) = lag_from(brackets) {
+            self.lags
+                .lock()
+                .expect("lags lock")
+                .insert(connector.to_string(), lag);
+        }
+    }
+
+    /// The one connector of `scope` with removals awaiting confirmation:
+    /// its id, the account, and each removal with its age (seconds since
+    /// the app accepted it).
+    fn pending_ages(
+        &self,
+        email: &str,
+        scope: &HashSet<String>,
+    ) -> Option<(String, crate::model::Account, Vec<(Grant, f64)>)> {
+        let now = Utc::now();
+        let (cid, (account, grants)) = self.pending(email, scope).into_iter().next()?;
+        let ages: HashMap<String, f64> = self
+            .with_case(email, |c| {
+                c.grants
+                    .iter()
+                    .filter(|e| e.grant.connector == cid)
+                    .map(|e| (e.grant.id.clone(), (now - e.since).as_seconds_f64()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let grants = grants
+            .into_iter()
+            .map(|g| {
+                let age = ages.get(&g.id).copied().unwrap_or(0.0).max(0.0);
+                (g, age)
+            })
+            .collect();
+        Some((cid, account, grants))
+    }
+
+    /// Whether a removal in `scope` is still to be sent or answered.
+    fn outgoing(&self, email: &str, scope: &HashSet<String>) -> bool {
+        self.with_case(email, |c| {
+            c.grants.iter().any(|e| {
+                scope.contains(&e.key())
+                    && !e.grant.is_manual()
+                    && matches!(e.state, GrantState::Live | GrantState::Revoking)
+            })
+        })
+        .unwrap_or(false)
     }
 
     /// Whether an open manual grant of `connector` is held through one of
@@ -321,5 +426,187 @@ impl Engine {
             self.set_state(email, &key, GrantState::Unconfirmed { reason }, None);
         }
         Ok(())
+    }
+}
+
+/// See [`Engine::learn_lag`]; `None` without a bracket.
+fn lag_from(brackets: &[(f64, f64)]) -> Option<f64> {
+    if brackets.is_empty() {
+        return None;
+    }
+    let listed = brackets.iter().map(|b| b.0).fold(0.0, f64::max);
+    let gone = brackets.iter().map(|b| b.1).fold(f64::INFINITY, f64::min);
+    let lag = if gone > listed {
+        gone
+    } else {
+        brackets.iter().map(|b| b.1).fold(0.0, f64::max)
+    };
+    Some(lag.min(LAG_CAP))
+}
+
+/// Longest app delay [`Engine::learn_lag`] keeps: beyond it the backoff
+/// reads come first anyway.
+const LAG_CAP: f64 = 60.0;
+
+/// A speculative read comes this long after the last one at least...
+const PROBE_MIN: f64 = 0.1;
+
+/// ...and otherwise after this share of the time the removal has waited,
+/// so that it is confirmed within about that share of its delay.
+const PROBE_SHARE: f64 = 0.15;
+
+/// One removal's confirmation schedule. Three kinds of read, by age (the
+/// seconds since the app accepted it):
+///
+/// - a read that waits for quota if it must, on a backoff: first at the
+///   engine's initial delay, then after as long again as the removal has
+///   waited since the last read of any kind, at most [`VERIFY_MAX_DELAY`]
+///   apart (what confirms every removal, however busy the quota);
+/// - one such read once the removal is as old as the app's learned delay
+///   ([`Engine::learn_lag`]): when it should be gone;
+/// - speculative reads ([`crate::connector::http::probe`]), once the app
+///   has every removal of the leaver answered: right then (most apps are
+///   consistent at once) or, once the app's delay is known, not before it;
+///   then every [`PROBE_SHARE`] of the age; sent only with quota to spare,
+///   so an app's delay is found out at little cost.
+#[derive(Debug)]
+struct Watch {
+    /// Age of the next read that waits for quota.
+    read_at: f64,
+    /// Age of the next speculative read.
+    probe_at: f64,
+    /// The read at the learned delay was made.
+    lag_read: bool,
+    /// Age at the last read that listed it.
+    listed_at: Option<f64>,
+}
+
+/// What a removal's schedule says now.
+#[derive(Debug, PartialEq)]
+enum Due {
+    Read,
+    Probe,
+    /// Nothing for this many seconds.
+    In(f64),
+}
+
+impl Watch {
+    fn new(initial: f64) -> Watch {
+        Watch {
+            read_at: initial,
+            probe_at: 0.0,
+            lag_read: false,
+            listed_at: None,
+        }
+    }
+
+    fn due(&mut self, age: f64, lag: Option<f64>, quiet: bool) -> Due {
+        let lag_due = lag.filter(|_| !self.lag_read);
+        if age >= self.read_at || lag_due.is_some_and(|l| age >= l) {
+            if lag_due.is_some_and(|l| age >= l) {
+                self.lag_read = true;
+            }
+            return Due::Read;
+        }
+        // Before the app's learned delay, a speculative read is wasted.
+        let probe_at = lag_due.map_or(self.probe_at, |l| self.probe_at.max(l));
+        if quiet && age >= probe_at {
+            return Due::Probe;
+        }
+        let mut next = self.read_at;
+        if let Some(l) = lag_due {
+            next = next.min(l);
+        }
+        if quiet {
+            next = next.min(probe_at);
+        }
+        Due::In(next - age)
+    }
+
+    /// A read at `age` (speculative or not) still listed it, or failed.
+    fn listed(&mut self, age: f64, lag: Option<f64>, initial: f64) {
+        self.listed_at = Some(age);
+        self.probe_at = age + PROBE_MIN.max(age * PROBE_SHARE);
+        self.read_at = age + age.max(initial).min(VERIFY_MAX_DELAY.as_secs_f64());
+        if lag.is_some_and(|l| age >= l) {
+            self.lag_read = true;
+        }
+    }
+
+    /// A speculative read at `age` was not sent (or only in part): the
+    /// next as if it had been, so that speculative reads never take more
+    /// than their share however short the quota.
+    fn deferred(&mut self, age: f64) {
+        self.probe_at = age + PROBE_MIN.max(age * PROBE_SHARE);
+    }
+}
+
+#[cfg(test)]
+mod schedule_tests {
+    use super::*;
+
+    /// The wait a schedule names, to the millisecond.
+    fn wait(d: Due) -> Option<i64> {
+        match d {
+            Due::In(s) => Some((s * 1000.0).round() as i64),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn while_the_app_still_has_removals_to_answer_only_the_backoff_reads() {
+        let mut w = Watch::new(0.25);
+        assert_eq!(wait(w.due(0.0, None, false)), Some(250));
+        assert_eq!(wait(w.due(0.1, Some(2.0), false)), Some(150));
+        assert_eq!(w.due(0.25, None, false), Due::Read);
+        // Listed at 0.25: the next such read after as long again.
+        w.listed(0.25, None, 0.25);
+        assert_eq!(wait(w.due(0.3, None, false)), Some(200));
+        // Never more than five seconds apart.
+        w.listed(20.0, None, 0.25);
+        assert_eq!(wait(w.due(20.0, None, false)), Some(5000));
+    }
+
+    #[test]
+    fn once_the_app_has_answered_everything_a_speculative_read_goes_at_once_then_every_share_of_the_wait()
+     {
+        let mut w = Watch::new(0.25);
+        assert_eq!(w.due(0.01, None, true), Due::Probe);
+        w.listed(0.01, None, 0.25);
+        // At least 100 ms apart...
+        assert_eq!(wait(w.due(0.05, None, true)), Some(60));
+        assert_eq!(w.due(0.11, None, true), Due::Probe);
+        // ...else 15% of the age: listed at 2 s, the next at 2.3 s.
+        w.listed(2.0, None, 0.25);
+        assert_eq!(wait(w.due(2.2, None, true)), Some(100));
+        assert_eq!(w.due(2.3, None, true), Due::Probe);
+        // Not sent (no quota to spare): the next one as if it had been.
+        w.deferred(2.3);
+        assert_eq!(wait(w.due(2.35, None, true)), Some(295));
+    }
+
+    #[test]
+    fn a_learned_delay_brings_one_read_that_waits_for_quota_when_it_is_reached() {
+        let mut w = Watch::new(5.0);
+        assert_eq!(wait(w.due(1.0, Some(1.5), false)), Some(500));
+        assert_eq!(w.due(1.5, Some(1.5), false), Due::Read);
+        // No speculative read before the delay, even with every removal answered.
+        let mut v = Watch::new(5.0);
+        assert_eq!(wait(v.due(0.2, Some(1.5), true)), Some(1300));
+        // Still listed then: the backoff goes on; no second read for the delay.
+        w.listed(1.5, Some(1.5), 5.0);
+        assert_eq!(wait(w.due(1.6, Some(1.5), false)), Some(4900));
+    }
+
+    #[test]
+    fn the_delay_is_learned_from_removals_seen_listed_then_gone() {
+        assert_eq!(lag_from(&[]), None);
+        // Listed at 1.2 s and gone at 1.6 s; another listed at 1.3 s and
+        // gone at 1.8 s: between 1.3 and 1.6, so 1.6.
+        assert_eq!(lag_from(&[(1.2, 1.6), (1.3, 1.8)]), Some(1.6));
+        // Inconsistent (one listed later than another was gone): the
+        // longest, so that the read at it finds them gone.
+        assert_eq!(lag_from(&[(0.1, 0.5), (0.9, 1.4)]), Some(1.4));
+        assert_eq!(lag_from(&[(100.0, 500.0)]), Some(LAG_CAP));
     }
 }

@@ -39,7 +39,7 @@
 //! - Paging ends on an empty page, never on `totalResults` alone
 //!   ([`IndexPager`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -815,16 +815,30 @@ impl Connector for Scim2Driver {
         let needs_user = grants
             .iter()
             .any(|g| !g.id.starts_with("group:") && !g.is_manual());
-        let user = if needs_user {
-            Some(self.get("Users", &account.id).await)
-        } else {
-            None
-        };
+        // The user and each group asked about, read at once.
+        let group_ids: Vec<&str> = grants
+            .iter()
+            .filter_map(|g| g.id.strip_prefix("group:"))
+            .collect();
+        let (user, groups) = tokio::join!(
+            async {
+                match needs_user {
+                    true => Some(self.get("Users", &account.id).await),
+                    false => None,
+                }
+            },
+            futures::future::join_all(group_ids.iter().map(|gid| self.get("Groups", gid)))
+        );
+        let mut groups: HashMap<&str, Result<Option<Value>, ConnectorError>> =
+            group_ids.into_iter().zip(groups).collect();
         let mut out = Vec::new();
         for g in grants {
             let r = if let Some(gid) = g.id.strip_prefix("group:") {
                 // A fresh read of the group's members.
-                match self.get("Groups", gid).await {
+                match groups
+                    .remove(gid)
+                    .unwrap_or_else(|| Err(ConnectorError::BadResponse("not read".into())))
+                {
                     Ok(None) => Ok(Presence::Absent),
                     Ok(Some(grp)) => Ok(
                         if values(&grp, "members")
