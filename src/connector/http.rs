@@ -1147,7 +1147,8 @@ impl ApiClient {
             };
             let outcome = if is_probe() {
                 // Only with quota and a slot to spare, never waiting.
-                if !(req.prepaid && attempt == 0) && !limiter.try_spare() {
+                let prepaid = req.prepaid && attempt == 0;
+                if !prepaid && !limiter.try_spare() {
                     return Err(ConnectorError::Deferred);
                 }
                 let Some(_permit) = self.permits.try_acquire() else {

@@ -292,11 +292,7 @@ impl Engine {
     /// The one connector of `scope` with removals awaiting confirmation:
     /// its id, the account, and each removal with its age (seconds since
     /// the app accepted it).
-    fn pending_ages(
-        &self,
-        email: &str,
-        scope: &HashSet<String>,
-    ) -> Option<(String, crate::model::Account, Vec<(Grant, f64)>)> {
+    fn pending_ages(&self, email: &str, scope: &HashSet<String>) -> Option<PendingAges> {
         let now = Utc::now();
         let (cid, (account, grants)) = self.pending(email, scope).into_iter().next()?;
         let ages: HashMap<String, f64> = self
@@ -428,6 +424,10 @@ impl Engine {
         Ok(())
     }
 }
+
+/// One connector's removals awaiting confirmation: its id, the account,
+/// and each removal with its age in seconds.
+type PendingAges = (String, crate::model::Account, Vec<(Grant, f64)>);
 
 /// See [`Engine::learn_lag`]; `None` without a bracket.
 fn lag_from(brackets: &[(f64, f64)]) -> Option<f64> {
