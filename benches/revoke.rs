@@ -839,18 +839,26 @@ fn floor(
             .iter()
             .map(|(k, n)| b.take(k, *n, t))
             .fold(t, f64::max);
-        let slots = t + ((total as f64 / conc).ceil() - 1.0).max(0.0) * l;
-        t = sent.max(slots) + f64::from(rtt) * l;
+        // At least: the last token's request answered; the requests through
+        // the connector's slots, `conc` at a time; the longest chain of
+        // dependent requests (`rtt`), which overlaps the other requests.
+        let waves = (total as f64 / conc).ceil().max(f64::from(rtt));
+        t = (sent + l).max(t + waves * l);
         if phase == Phase::CloseAccount {
             closed = Some(t);
         }
     }
     // The last removal is listed for the consistency delay (the SCIM
-    // twins have none); then one confirming read of each listing discovery
-    // read.
-    if !matches!(app, "zoom" | "miro") {
-        t += consistency;
-    }
+    // twins have none) from when the sandbox handled it, at the end of its
+    // round trip; then one confirming read of each listing discovery read,
+    // handled (at the end of its own round trip) once the delay is over:
+    // it may be sent one round trip before.
+    let settled = if matches!(app, "zoom" | "miro") {
+        t
+    } else {
+        t + consistency
+    };
+    t = (settled - l).max(t);
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for x in discovery_log
         .iter()
@@ -864,11 +872,19 @@ fn floor(
         counts.clear();
         counts.insert("*".into(), github_confirm_reads(&mine));
     }
+    if matches!(app, "zoom" | "miro") {
+        // SCIM's: the user, and each group a removal was from (the
+        // lookup's filtered listings are not read again).
+        counts.clear();
+        let groups = mine.iter().filter(|g| g.id.starts_with("group:")).count();
+        counts.insert("*".into(), 1 + groups);
+    }
     let sent = counts
         .iter()
         .map(|(k, n)| b.take(k, *n, t))
         .fold(t, f64::max);
-    (closed, sent + f64::from(verify_rtt(app, discovery_log)) * l)
+    let pages = f64::from(verify_rtt(app, discovery_log));
+    (closed, (sent + pages * l).max(settled + (pages - 1.0) * l))
 }
 
 /// One app's share of a mass offboarding.

@@ -14,7 +14,7 @@ use super::core::{Engine, EngineError, Selection, VERIFY_MAX_DELAY};
 use super::{Event, Summary};
 use crate::connector::{ConnectorError, Presence};
 use crate::evidence::LedgerEvent;
-use crate::model::{Grant, GrantState};
+use crate::model::{Grant, GrantKind, GrantState};
 use crate::sanitize::clean;
 
 impl Engine {
@@ -136,7 +136,25 @@ impl Engine {
             let mut speculative = Vec::new();
             let mut next = f64::INFINITY;
             let mut soon = Vec::new();
+            // Removals of a kind settle in the order they were made: one
+            // younger than another of its kind was when a read still
+            // listed that one is not read yet (for its first seconds, so
+            // that a removal that never settles holds nothing up for long).
+            let mut listed: HashMap<crate::model::GrantKind, f64> = HashMap::new();
+            for (g, _) in &pending {
+                if let Some(a) = watch.get(&g.key()).and_then(|w| w.listed_at) {
+                    let e = listed.entry(g.kind).or_insert(a);
+                    *e = e.max(a);
+                }
+            }
             for (g, age) in &pending {
+                if let Some(a) = listed.get(&g.kind)
+                    && *a > *age
+                    && *age < VERIFY_MAX_DELAY.as_secs_f64()
+                {
+                    next = next.min(a - age);
+                    continue;
+                }
                 let w = watch.entry(g.key()).or_insert_with(|| Watch::new(initial));
                 match w.due(*age, lag, quiet) {
                     Due::Read => sure.push(g.clone()),
@@ -170,8 +188,10 @@ impl Engine {
                 }
                 continue;
             }
-            let ages: HashMap<String, f64> =
-                pending.iter().map(|(g, a)| (g.id.clone(), *a)).collect();
+            let ages: HashMap<String, (f64, GrantKind)> = pending
+                .iter()
+                .map(|(g, a)| (g.id.clone(), (*a, g.kind)))
+                .collect();
             let Some(c) = self.connector(&cid).cloned() else {
                 return Ok(());
             };
@@ -199,21 +219,29 @@ impl Engine {
             };
             let (a, b) = tokio::join!(read(sure, false), read(speculative, true));
             let mut verified = Vec::new();
-            let mut brackets = Vec::new();
+            let mut seen = Vec::new();
             for (id, r) in a.into_iter().chain(b) {
                 let key = format!("{cid}/{id}");
-                let age = ages.get(&id).copied().unwrap_or(0.0);
-                let Some(w) = watch.get_mut(&key) else {
+                let (Some(w), Some(&(age, kind))) = (watch.get_mut(&key), ages.get(&id)) else {
                     continue;
                 };
                 match r {
                     Ok(Presence::Absent) => {
-                        if let Some(p) = w.listed_at {
-                            brackets.push((p, age));
-                        }
+                        seen.push(Seen {
+                            kind,
+                            age,
+                            gone: true,
+                            listed_at: w.listed_at,
+                        });
                         verified.push(key);
                     }
                     Ok(Presence::Present) => {
+                        seen.push(Seen {
+                            kind,
+                            age,
+                            gone: false,
+                            listed_at: None,
+                        });
                         last_error.remove(&key);
                         in_progress.remove(&key);
                         w.listed(age, lag, initial);
@@ -232,7 +260,7 @@ impl Engine {
                     }
                 }
             }
-            self.learn_lag(&cid, &brackets);
+            self.learn_lag(&cid, &seen);
             // One fsync for the whole round; each grant turns verified only
             // once its record is durable.
             verified.retain(|key| self.state_of(email, key) == Some(GrantState::Removed));
@@ -275,13 +303,16 @@ impl Engine {
         self.lags.lock().expect("lags lock").get(connector).copied()
     }
 
-    /// Learns an app's delay from removals seen listed at one age and gone
-    /// at a later one (`brackets`, seconds since each was accepted): the
-    /// youngest age at which one was gone, unless another was still listed
-    /// older than that (then the oldest gone). A removal gone at its first
-    /// read says nothing (it may have been gone before it was asked).
-    fn learn_lag(&self, connector: &str, brackets: &[(f64, f64)]) {
-        if let Some(lag) = lag_from(brackets) {
+    /// Learns an app's delay from one round of reads (`seen`; ages in
+    /// seconds since each removal was accepted), kind by kind: removals of
+    /// a kind listed at some age (in this round, or in an earlier one for
+    /// those gone now) and others gone at a greater one bracket the delay;
+    /// it is taken as the youngest age at which one was gone (the oldest,
+    /// if one was listed older than that), the longest over the kinds. A
+    /// kind with nothing seen listed says nothing (gone at once, or before
+    /// it was asked).
+    fn learn_lag(&self, connector: &str, seen: &[Seen]) {
+        if let Some(lag) = lag_from(seen) {
             self.lags
                 .lock()
                 .expect("lags lock")
@@ -429,19 +460,40 @@ impl Engine {
 /// and each removal with its age in seconds.
 type PendingAges = (String, crate::model::Account, Vec<(Grant, f64)>);
 
+/// What one read said of one removal, for [`Engine::learn_lag`].
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    kind: GrantKind,
+    /// Its age at the read.
+    age: f64,
+    gone: bool,
+    /// Its age at the last read that listed it, when it is gone now.
+    listed_at: Option<f64>,
+}
+
 /// See [`Engine::learn_lag`]; `None` without a bracket.
-fn lag_from(brackets: &[(f64, f64)]) -> Option<f64> {
-    if brackets.is_empty() {
-        return None;
-    }
-    let listed = brackets.iter().map(|b| b.0).fold(0.0, f64::max);
-    let gone = brackets.iter().map(|b| b.1).fold(f64::INFINITY, f64::min);
-    let lag = if gone > listed {
-        gone
-    } else {
-        brackets.iter().map(|b| b.1).fold(0.0, f64::max)
-    };
-    Some(lag.min(LAG_CAP))
+fn lag_from(seen: &[Seen]) -> Option<f64> {
+    let mut kinds: Vec<GrantKind> = seen.iter().map(|s| s.kind).collect();
+    kinds.sort();
+    kinds.dedup();
+    kinds
+        .into_iter()
+        .filter_map(|k| {
+            let of_kind = seen.iter().filter(|s| s.kind == k);
+            let listed = of_kind
+                .clone()
+                .filter_map(|s| if s.gone { s.listed_at } else { Some(s.age) })
+                .reduce(f64::max)?;
+            let gone: Vec<f64> = of_kind.filter(|s| s.gone).map(|s| s.age).collect();
+            let first = gone.iter().copied().reduce(f64::min)?;
+            Some(if first > listed {
+                first
+            } else {
+                gone.iter().copied().fold(0.0, f64::max)
+            })
+        })
+        .reduce(f64::max)
+        .map(|l| l.min(LAG_CAP))
 }
 
 /// Longest app delay [`Engine::learn_lag`] keeps: beyond it the backoff
@@ -477,6 +529,9 @@ struct Watch {
     probe_at: f64,
     /// The read at the learned delay was made.
     lag_read: bool,
+    /// Listed past the app's learned delay once: the one quick re-read
+    /// that follows was scheduled.
+    late: bool,
     /// Age at the last read that listed it.
     listed_at: Option<f64>,
 }
@@ -496,6 +551,7 @@ impl Watch {
             read_at: initial,
             probe_at: 0.0,
             lag_read: false,
+            late: false,
             listed_at: None,
         }
     }
@@ -530,6 +586,12 @@ impl Watch {
         self.read_at = age + age.max(initial).min(VERIFY_MAX_DELAY.as_secs_f64());
         if lag.is_some_and(|l| age >= l) {
             self.lag_read = true;
+            // Later than the app's delay said: once, the next read that
+            // waits for quota comes as soon as a speculative one would.
+            if !self.late {
+                self.late = true;
+                self.read_at = self.probe_at;
+            }
         }
     }
 
@@ -593,20 +655,68 @@ mod schedule_tests {
         // No speculative read before the delay, even with every removal answered.
         let mut v = Watch::new(5.0);
         assert_eq!(wait(v.due(0.2, Some(1.5), true)), Some(1300));
-        // Still listed then: the backoff goes on; no second read for the delay.
+        // Still listed then: one quick read that waits for quota, as soon
+        // as a speculative one would (15% of 1.5 s later)...
         w.listed(1.5, Some(1.5), 5.0);
-        assert_eq!(wait(w.due(1.6, Some(1.5), false)), Some(4900));
+        assert_eq!(wait(w.due(1.6, Some(1.5), false)), Some(125));
+        assert_eq!(w.due(1.725, Some(1.5), false), Due::Read);
+        // ...then the backoff; no second read for the delay.
+        w.listed(1.725, Some(1.5), 5.0);
+        assert_eq!(wait(w.due(1.8, Some(1.5), false)), Some(4925));
     }
 
     #[test]
     fn the_delay_is_learned_from_removals_seen_listed_then_gone() {
+        let g = |kind, age, gone, listed_at| Seen {
+            kind,
+            age,
+            gone,
+            listed_at,
+        };
+        use GrantKind::{Group, OauthGrant, Session};
         assert_eq!(lag_from(&[]), None);
+        // Gone at the first read: nothing learned.
+        assert_eq!(lag_from(&[g(Group, 0.3, true, None)]), None);
         // Listed at 1.2 s and gone at 1.6 s; another listed at 1.3 s and
         // gone at 1.8 s: between 1.3 and 1.6, so 1.6.
-        assert_eq!(lag_from(&[(1.2, 1.6), (1.3, 1.8)]), Some(1.6));
-        // Inconsistent (one listed later than another was gone): the
-        // longest, so that the read at it finds them gone.
-        assert_eq!(lag_from(&[(0.1, 0.5), (0.9, 1.4)]), Some(1.4));
-        assert_eq!(lag_from(&[(100.0, 500.0)]), Some(LAG_CAP));
+        assert_eq!(
+            lag_from(&[
+                g(Group, 1.6, true, Some(1.2)),
+                g(Group, 1.8, true, Some(1.3))
+            ]),
+            Some(1.6)
+        );
+        // In one read, one gone at 1.6 s and another of its kind still
+        // listed at 1.4 s: 1.6.
+        assert_eq!(
+            lag_from(&[
+                g(OauthGrant, 1.6, true, None),
+                g(OauthGrant, 1.4, false, None)
+            ]),
+            Some(1.6)
+        );
+        // Inconsistent (one listed older than another was gone): the
+        // longest gone, so that the read at it finds them gone.
+        assert_eq!(
+            lag_from(&[
+                g(Group, 0.5, true, Some(0.1)),
+                g(Group, 1.4, true, Some(0.9))
+            ]),
+            Some(1.4)
+        );
+        // Kinds apart: one gone at once says nothing of another's delay;
+        // the longest of the kinds' delays is kept.
+        assert_eq!(
+            lag_from(&[
+                g(Session, 0.1, true, None),
+                g(Group, 0.9, true, Some(0.5)),
+                g(Session, 2.0, true, Some(1.9)),
+            ]),
+            Some(2.0)
+        );
+        assert_eq!(
+            lag_from(&[g(Group, 500.0, true, Some(100.0))]),
+            Some(LAG_CAP)
+        );
     }
 }
