@@ -30,6 +30,10 @@ struct Fake {
     failing_kinds: Mutex<Vec<GrantKind>>,
     /// Order of revoke calls with the time they started.
     calls: Mutex<Vec<(String, Instant)>>,
+    /// Grant ids its confirming reads leave out of their answer.
+    unanswered: Vec<String>,
+    /// Confirming reads made.
+    verifies: std::sync::atomic::AtomicUsize,
     revoke_latency: Duration,
 }
 
@@ -104,6 +108,19 @@ impl Connector for Fake {
             });
         }
         Ok(Lookup::Found { account })
+    }
+    async fn verify(
+        &self,
+        account: &Account,
+        grants: &[Grant],
+    ) -> Vec<(String, Result<crate::connector::Presence, ConnectorError>)> {
+        self.verifies
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let inv = self.list_grants(account).await;
+        crate::connector::presence_from_inventory(&inv, grants)
+            .into_iter()
+            .filter(|(id, _)| !self.unanswered.contains(id))
+            .collect()
     }
     async fn list_grants(&self, _account: &Account) -> Inventory {
         let failing = self.failing_kinds.lock().unwrap().clone();
@@ -342,6 +359,29 @@ async fn refused_and_stuck_grants_end_failed_and_unconfirmed() {
             .count(),
         3
     );
+}
+
+/// A read that gives no answer for a grant is a failed read: the grant is
+/// read again on its schedule (not at once, over and over) and ends
+/// unconfirmed, never verified.
+#[tokio::test]
+async fn a_grant_a_read_gives_no_answer_for_is_a_failed_read() {
+    let mut f = Fake::new("g", standard());
+    f.unanswered = vec!["group:a".into()];
+    let f = Arc::new(f);
+    let s = setup(vec![f.clone()], 400);
+    let summary = s.engine.revoke(DANA, &Selection::default()).await.unwrap();
+    assert_eq!(summary.unconfirmed, 1, "{summary:?}");
+    let view = s.engine.case(DANA).unwrap();
+    let group = view.grant("g/group:a").unwrap();
+    assert!(
+        group.state.reason().unwrap().contains("gave no answer"),
+        "{:?}",
+        group.state
+    );
+    // Spaced like any other read in 400 ms: a handful, not hundreds.
+    let reads = f.verifies.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(reads < 40, "{reads} reads");
 }
 
 #[tokio::test]

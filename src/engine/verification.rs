@@ -217,31 +217,29 @@ impl Engine {
                         .collect::<Vec<_>>()
                 }
             };
+            let asked: Vec<String> = sure.iter().chain(&speculative).map(Grant::key).collect();
             let (a, b) = tokio::join!(read(sure, false), read(speculative, true));
             let mut verified = Vec::new();
             let mut seen = Vec::new();
+            let mut answered: HashSet<String> = HashSet::new();
             for (id, r) in a.into_iter().chain(b) {
                 let key = format!("{cid}/{id}");
                 let (Some(w), Some(&(age, kind))) = (watch.get_mut(&key), ages.get(&id)) else {
                     continue;
                 };
+                answered.insert(key.clone());
+                if let Ok(p @ (Presence::Absent | Presence::Present)) = &r {
+                    let gone = *p == Presence::Absent;
+                    seen.push(Seen {
+                        kind,
+                        age,
+                        gone,
+                        listed_at: w.listed_at.filter(|_| gone),
+                    });
+                }
                 match r {
-                    Ok(Presence::Absent) => {
-                        seen.push(Seen {
-                            kind,
-                            age,
-                            gone: true,
-                            listed_at: w.listed_at,
-                        });
-                        verified.push(key);
-                    }
+                    Ok(Presence::Absent) => verified.push(key),
                     Ok(Presence::Present) => {
-                        seen.push(Seen {
-                            kind,
-                            age,
-                            gone: false,
-                            listed_at: None,
-                        });
                         last_error.remove(&key);
                         in_progress.remove(&key);
                         w.listed(age, lag, initial);
@@ -258,6 +256,18 @@ impl Engine {
                         last_error.insert(key, clean(&e.to_string()));
                         w.listed(age, lag, initial);
                     }
+                }
+            }
+            // A grant the app's read gave no answer for is a failed read:
+            // its schedule moves on like any other's.
+            for key in asked.iter().filter(|k| !answered.contains(*k)) {
+                if let (Some(w), Some(&(age, _))) = (
+                    watch.get_mut(key),
+                    key.strip_prefix(&format!("{cid}/"))
+                        .and_then(|id| ages.get(id)),
+                ) {
+                    last_error.insert(key.clone(), "the app's read gave no answer for it".into());
+                    w.listed(age, lag, initial);
                 }
             }
             self.learn_lag(&cid, &seen);
