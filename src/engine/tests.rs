@@ -34,6 +34,10 @@ struct Fake {
     unanswered: Vec<String>,
     /// Confirming reads made.
     verifies: std::sync::atomic::AtomicUsize,
+    /// Listings made (confirming reads and full reads).
+    lists: std::sync::atomic::AtomicUsize,
+    /// (held, holder): a grant that goes when its holder's removal does.
+    held: Vec<(String, String)>,
     revoke_latency: Duration,
 }
 
@@ -64,14 +68,21 @@ impl Fake {
 
     fn listed(&self) -> Vec<Grant> {
         let removed = self.removed.lock().unwrap();
+        let gone = |id: &str| {
+            removed
+                .get(id)
+                .is_some_and(|t| t.elapsed() >= self.consistency)
+        };
         self.grants
             .lock()
             .unwrap()
             .iter()
             .filter(|g| {
-                removed
-                    .get(&g.id)
-                    .is_none_or(|t| t.elapsed() < self.consistency)
+                !gone(&g.id)
+                    && !self
+                        .held
+                        .iter()
+                        .any(|(held, holder)| *held == g.id && gone(holder))
             })
             .cloned()
             .collect()
@@ -123,6 +134,7 @@ impl Connector for Fake {
             .collect()
     }
     async fn list_grants(&self, _account: &Account) -> Inventory {
+        self.lists.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let failing = self.failing_kinds.lock().unwrap().clone();
         Inventory {
             grants: self
@@ -382,6 +394,64 @@ async fn a_grant_a_read_gives_no_answer_for_is_a_failed_read() {
     // Spaced like any other read in 400 ms: a handful, not hundreds.
     let reads = f.verifies.load(std::sync::atomic::Ordering::SeqCst);
     assert!(reads < 40, "{reads} reads");
+}
+
+/// A Google-style admin role held through a group (manual, `after` the
+/// group), and the group.
+fn role_through_group() -> Vec<Grant> {
+    let mut role = Grant {
+        revocation: Revocation::Manual {
+            instructions: "held through group:a".into(),
+        },
+        ..grant("g", "role:r", GrantKind::AdminRole)
+    };
+    role.after = vec!["group:a".into()];
+    vec![grant("g", "group:a", GrantKind::Group), role]
+}
+
+#[tokio::test]
+async fn a_role_held_through_a_removed_group_is_confirmed_by_reading_it_alone() {
+    let mut f = Fake::new("g", role_through_group());
+    f.held = vec![("role:r".into(), "group:a".into())];
+    let f = Arc::new(f);
+    let s = setup(vec![f.clone()], 2_000);
+    let summary = s.engine.revoke(DANA, &Selection::default()).await.unwrap();
+    assert_eq!(summary.unconfirmed, 0, "{summary:?}");
+    let view = s.engine.case(DANA).unwrap();
+    assert!(matches!(
+        view.grant("g/role:r").unwrap().state,
+        GrantState::Verified { .. }
+    ));
+    // Discovery's one listing; every other a confirming read.
+    let lists = f.lists.load(std::sync::atomic::Ordering::SeqCst);
+    let verifies = f.verifies.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        lists - verifies,
+        1,
+        "{lists} listings, {verifies} confirming"
+    );
+    let events = Ledger::read(&s.path).unwrap();
+    assert!(events.iter().any(|r| matches!(
+        &r.event,
+        LedgerEvent::Verified { key, how } if key == "g/role:r" && how.contains("what held it")
+    )));
+}
+
+#[tokio::test]
+async fn a_role_that_outlives_what_held_it_brings_a_full_read() {
+    // Nothing ends the role with the group: it is held some other way now.
+    let f = Arc::new(Fake::new("g", role_through_group()));
+    let s = setup(vec![f.clone()], 2_000);
+    s.engine.revoke(DANA, &Selection::default()).await.unwrap();
+    let view = s.engine.case(DANA).unwrap();
+    assert_eq!(view.grant("g/role:r").unwrap().state, GrantState::Manual);
+    let lists = f.lists.load(std::sync::atomic::Ordering::SeqCst);
+    let verifies = f.verifies.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        lists - verifies,
+        2,
+        "{lists} listings, {verifies} confirming"
+    );
 }
 
 #[tokio::test]

@@ -296,10 +296,9 @@ impl Engine {
             // What is held through a grant just verified gone (a Google
             // admin role held through a group) is decided by a fresh read
             // now: verified, or still manual.
-            if self.held_through(email, &cid, &gone) {
-                let person = self.case_person(email);
-                self.read_connector(&person, c.clone(), false, false)
-                    .await?;
+            let held = self.held_through(email, &cid, &gone);
+            if !held.is_empty() {
+                self.read_held(email, &c, &account, held).await?;
             }
             self.emit_health(&c);
             self.escalate_overdue(email, scope, &last_error, &in_progress)
@@ -367,20 +366,86 @@ impl Engine {
         .unwrap_or(false)
     }
 
-    /// Whether an open manual grant of `connector` is held through one of
-    /// `ids` (names it in `after`).
-    fn held_through(&self, email: &str, connector: &str, ids: &HashSet<String>) -> bool {
-        !ids.is_empty()
-            && self
-                .with_case(email, |c| {
-                    c.grants.iter().any(|e| {
-                        e.grant.connector == connector
-                            && e.grant.is_manual()
-                            && matches!(e.state, GrantState::Manual | GrantState::Live)
-                            && e.grant.after.iter().any(|a| ids.contains(a))
-                    })
+    /// The open manual grants of `connector` held through one of `ids`
+    /// (that name it in `after`).
+    fn held_through(&self, email: &str, connector: &str, ids: &HashSet<String>) -> Vec<Grant> {
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        self.with_case(email, |c| {
+            c.grants
+                .iter()
+                .filter(|e| {
+                    e.grant.connector == connector
+                        && e.grant.is_manual()
+                        && matches!(e.state, GrantState::Manual | GrantState::Live)
+                        && e.grant.after.iter().any(|a| ids.contains(a))
                 })
-                .unwrap_or(false)
+                .map(|e| e.grant.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+    }
+
+    /// A fresh read of `held`, manual grants held through removals just
+    /// verified: one the read no longer lists went with them (verified);
+    /// one still listed once nothing the plan removes holds it any more is
+    /// held some other way now, and a full read of the app says how (it
+    /// may be removable itself). A read that fails or says nothing of one
+    /// brings the full read too.
+    async fn read_held(
+        &self,
+        email: &str,
+        c: &std::sync::Arc<dyn crate::connector::Connector>,
+        account: &crate::model::Account,
+        held: Vec<Grant>,
+    ) -> Result<(), EngineError> {
+        let answers = crate::connector::http::background(c.verify(account, &held)).await;
+        let mut went = Vec::new();
+        let mut full = false;
+        for g in &held {
+            match answers.iter().find(|(id, _)| *id == g.id).map(|(_, r)| r) {
+                Some(Ok(Presence::Absent)) => went.push(g.key()),
+                Some(Ok(Presence::Present)) => full |= !self.holders_open(email, g),
+                _ => full = true,
+            }
+        }
+        went.retain(|key| {
+            matches!(
+                self.state_of(email, key),
+                Some(GrantState::Manual | GrantState::Live)
+            )
+        });
+        self.record_all(
+            email,
+            went.iter()
+                .map(|key| LedgerEvent::Verified {
+                    key: key.clone(),
+                    how: "absent from a fresh read once what held it was removed".into(),
+                })
+                .collect(),
+        )
+        .await?;
+        let now = Utc::now();
+        for key in went {
+            self.set_state(email, &key, GrantState::Verified { at: now }, None);
+        }
+        if full {
+            let person = self.case_person(email);
+            self.read_connector(&person, c.clone(), false, false)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Whether something `g` is held through (its `after`) is a grant of
+    /// the case not verified gone yet.
+    fn holders_open(&self, email: &str, g: &Grant) -> bool {
+        g.after.iter().any(|a| {
+            let key = format!("{}/{a}", g.connector);
+            self.state_of(email, &key)
+                .is_some_and(|s| !matches!(s, GrantState::Verified { .. }))
+        })
     }
 
     /// Removals under way in `scope`, grouped by connector, with the account.

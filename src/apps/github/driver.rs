@@ -865,14 +865,16 @@ impl GitHub {
             .await?;
         Ok(match v {
             Some(_) => {
-                let mut g = self.grant(
+                // Not held through the membership (it outlives its
+                // removal): a read that no longer lists it saw the IdP
+                // deprovision it.
+                let g = self.grant(
                     format!("scim:{scim_id}"),
                     GrantKind::Account,
                     format!("SCIM identity in {org}"),
                     "outlives a removal made in GitHub: the IdP would provision it again".into(),
                     Risk::Medium,
                 );
-                g.after = vec![format!("membership:{login}")];
                 vec![Self::manual(
                     g,
                     format!(
