@@ -530,6 +530,24 @@ tokio::task_local! {
     static BACKGROUND: bool;
     static PROBE: bool;
     static URGENCY: Urgency;
+    static SENT: std::cell::Cell<Option<(Instant, Instant)>>;
+}
+
+/// Runs `f`, and says when the first and the last of its requests went out
+/// (`None` if it sent none): what a read saw was true at some moment
+/// between the two, however long its requests waited for quota.
+pub async fn timed<F: std::future::Future>(f: F) -> (F::Output, Option<(Instant, Instant)>) {
+    SENT.scope(std::cell::Cell::new(None), async {
+        let out = f.await;
+        (out, SENT.with(std::cell::Cell::get))
+    })
+    .await
+}
+
+/// Notes a request going out now, for [`timed`].
+fn note_sent() {
+    let now = Instant::now();
+    let _ = SENT.try_with(|c| c.set(Some((c.get().map_or(now, |(first, _)| first), now))));
 }
 
 /// How soon a leaver's requests must go out, against other leavers'
@@ -1376,6 +1394,7 @@ impl ApiClient {
             Body::Json(v) => builder.json(v),
             Body::Form(f) => builder.form(f),
         };
+        note_sent();
         let resp = builder.send().await.map_err(classify_send_error)?;
         let status = resp.status();
         let headers = resp.headers().clone();

@@ -124,7 +124,7 @@ pub struct Engine {
     pub(super) bulk: super::bulk::BulkReads,
     /// Each app's delay between accepting a removal and leaving it out of
     /// its reads, as seen so far (seconds).
-    pub(super) lags: Mutex<HashMap<String, f64>>,
+    pub(super) lags: Mutex<HashMap<String, super::verification::Delays>>,
 }
 
 impl Engine {
@@ -142,7 +142,7 @@ impl Engine {
             cases: Mutex::new(HashMap::new()),
             urgency: Mutex::new(HashMap::new()),
             bulk: Default::default(),
-            lags: Mutex::new(HashMap::new()),
+            lags: Mutex::default(),
         })
     }
 
@@ -218,7 +218,20 @@ impl Engine {
         state: GrantState,
         answer: Option<String>,
     ) {
-        let now = Utc::now();
+        self.set_state_since(email, key, state, answer, Utc::now());
+    }
+
+    /// [`Self::set_state`] for a state entered at `now` (an app's answer,
+    /// from the moment it came rather than the moment its record was
+    /// durable: a removal's age is what its confirmation is scheduled by).
+    pub(super) fn set_state_since(
+        &self,
+        email: &str,
+        key: &str,
+        state: GrantState,
+        answer: Option<String>,
+        now: chrono::DateTime<Utc>,
+    ) {
         let changed = self.with_case(email, |c| {
             c.entry_mut(key).map(|e| {
                 e.requested |= matches!(state, GrantState::Revoking | GrantState::Manual);

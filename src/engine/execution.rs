@@ -124,7 +124,9 @@ impl Engine {
         Ok(())
     }
 
-    /// One app's steps of the plan, phase after phase.
+    /// One app's steps of the plan, phase after phase. A manual step is
+    /// recorded as required alongside: nothing is sent for it, so the app's
+    /// next phase does not wait for it.
     async fn execute_app(
         &self,
         email: &str,
@@ -133,48 +135,75 @@ impl Engine {
         done: &[AtomicUsize],
         wake: &Notify,
     ) -> Result<(), EngineError> {
-        for (phase, done) in plan.phases.iter().zip(done) {
-            let total = phase.steps.len();
-            let steps: Vec<&Grant> = phase.steps.iter().filter(|g| g.connector == app).collect();
-            // One flag per step, set once its request is answered. A step
-            // waits only for the steps it names in `after` that come before
-            // it in the phase (the plan puts them first; a cycle is not
-            // waited on): everything else runs concurrently.
-            let answered: Vec<tokio::sync::watch::Sender<bool>> = steps
-                .iter()
-                .map(|_| tokio::sync::watch::channel(false).0)
-                .collect();
-            let jobs = steps.iter().enumerate().map(|(i, g)| {
-                let waits: Vec<tokio::sync::watch::Receiver<bool>> = steps[..i]
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, p)| g.after.contains(&p.id))
-                    .map(|(j, _)| answered[j].subscribe())
-                    .collect();
-                let answered = &answered[i];
-                async move {
-                    for mut w in waits {
-                        let _ = w.wait_for(|d| *d).await;
-                    }
-                    let r = self.execute_one(email, phase.phase, g, wake).await;
-                    answered.send_replace(true);
-                    let n = done.fetch_add(1, Ordering::SeqCst) + 1;
-                    self.emit(Event::PhaseProgress {
-                        email: email.into(),
-                        phase: phase.phase,
-                        done: n,
-                        total,
-                    });
-                    r
-                }
+        let progress = |i: usize| {
+            let phase = &plan.phases[i];
+            let n = done[i].fetch_add(1, Ordering::SeqCst) + 1;
+            self.emit(Event::PhaseProgress {
+                email: email.into(),
+                phase: phase.phase,
+                done: n,
+                total: phase.steps.len(),
             });
-            // Every request of this app's phase is answered before its next
-            // phase starts.
-            for r in join_all(jobs).await {
-                r?;
+        };
+        let manual = plan.phases.iter().enumerate().flat_map(|(i, phase)| {
+            phase
+                .steps
+                .iter()
+                .filter(|g| g.connector == app && g.is_manual())
+                .map(move |g| (i, phase.phase, g))
+        });
+        let manual = join_all(manual.map(|(i, phase, g)| async move {
+            let r = self.execute_one(email, phase, g, wake).await;
+            progress(i);
+            r
+        }));
+        let sent = async {
+            for (i, phase) in plan.phases.iter().enumerate() {
+                let steps: Vec<&Grant> = phase
+                    .steps
+                    .iter()
+                    .filter(|g| g.connector == app && !g.is_manual())
+                    .collect();
+                // One flag per step, set once its request is answered. A
+                // step waits only for the steps it names in `after` that
+                // come before it in the phase (the plan puts them first; a
+                // cycle is not waited on): everything else runs
+                // concurrently.
+                let answered: Vec<tokio::sync::watch::Sender<bool>> = steps
+                    .iter()
+                    .map(|_| tokio::sync::watch::channel(false).0)
+                    .collect();
+                let jobs = steps.iter().enumerate().map(|(j, g)| {
+                    let waits: Vec<tokio::sync::watch::Receiver<bool>> = steps[..j]
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, p)| g.after.contains(&p.id))
+                        .map(|(k, _)| answered[k].subscribe())
+                        .collect();
+                    let answered = &answered[j];
+                    async move {
+                        for mut w in waits {
+                            let _ = w.wait_for(|d| *d).await;
+                        }
+                        let r = self.execute_one(email, phase.phase, g, wake).await;
+                        answered.send_replace(true);
+                        progress(i);
+                        r
+                    }
+                });
+                // Every request of this app's phase is answered before its
+                // next phase starts.
+                for r in join_all(jobs).await {
+                    r?;
+                }
             }
+            Ok::<(), EngineError>(())
+        };
+        let (manual, sent) = tokio::join!(manual, sent);
+        for r in manual {
+            r?;
         }
-        Ok(())
+        sent
     }
 
     pub(super) async fn execute_one(
@@ -233,6 +262,7 @@ impl Engine {
         .await?;
         self.set_state(email, &key, GrantState::Revoking, None);
         let result = c.revoke(&account, g).await;
+        let answered = Utc::now();
         let (outcome, error, manual) = match &result {
             Ok(o) => (Some(*o), None, None),
             Err(ConnectorError::Refused { manual, .. }) => (
@@ -252,8 +282,7 @@ impl Engine {
             },
         )
         .await?;
-        let (state, answer) =
-            answer_state(outcome, error.as_deref(), manual.as_deref(), Utc::now());
+        let (state, answer) = answer_state(outcome, error.as_deref(), manual.as_deref(), answered);
         self.emit(Event::ApiAnswer {
             email: email.into(),
             key: key.clone(),
@@ -261,7 +290,7 @@ impl Engine {
         });
         // A concurrent refresh may already have verified it.
         if self.state_of(email, &key) == Some(GrantState::Revoking) {
-            self.set_state(email, &key, state, Some(answer));
+            self.set_state_since(email, &key, state, Some(answer), answered);
         }
         // Every connector's verification waits on it: a removal to confirm,
         // or the app's last answer (its early reads may start).

@@ -161,7 +161,8 @@ impl Engine {
                     Due::Probe => speculative.push(g.clone()),
                     Due::In(d) => {
                         next = next.min(d);
-                        if d <= PROBE_MIN.max(age * PROBE_SHARE) {
+                        // Not before the app's delay: it would be listed.
+                        if d <= PROBE_MIN.max(age * PROBE_SHARE) && lag.is_none_or(|l| *age >= l) {
                             soon.push(g.clone());
                         }
                     }
@@ -200,39 +201,66 @@ impl Engine {
                 let account = account.clone();
                 async move {
                     if grants.is_empty() {
-                        return Vec::new();
+                        return (Vec::new(), None);
                     }
                     // Behind the removals still going out through the same
                     // rate buckets; a speculative read only with quota to
                     // spare.
-                    let results = if probe {
-                        crate::connector::http::probe(c.verify(&account, &grants)).await
+                    let (results, sent) = if probe {
+                        crate::connector::http::probe(crate::connector::http::timed(
+                            c.verify(&account, &grants),
+                        ))
+                        .await
                     } else {
-                        crate::connector::http::background(c.verify(&account, &grants)).await
+                        crate::connector::http::background(crate::connector::http::timed(
+                            c.verify(&account, &grants),
+                        ))
+                        .await
                     };
                     let asked: HashSet<&str> = grants.iter().map(|g| g.id.as_str()).collect();
-                    results
+                    let results = results
                         .into_iter()
                         .filter(|(id, _)| asked.contains(id.as_str()))
-                        .collect::<Vec<_>>()
+                        .collect::<Vec<_>>();
+                    (results, sent)
                 }
             };
             let asked: Vec<String> = sure.iter().chain(&speculative).map(Grant::key).collect();
-            let (a, b) = tokio::join!(read(sure, false), read(speculative, true));
+            let started = tokio::time::Instant::now();
+            let ((a, a_sent), (b, b_sent)) =
+                tokio::join!(read(sure, false), read(speculative, true));
+            // A read's requests may wait for quota: what it saw held at
+            // some moment between its first and its last request, this
+            // long after the ages were taken.
+            let after = |sent: Option<(tokio::time::Instant, tokio::time::Instant)>| {
+                sent.map(|(first, last)| {
+                    (
+                        (first - started).as_secs_f64(),
+                        (last - started).as_secs_f64(),
+                    )
+                })
+            };
+            let (a_sent, b_sent) = (after(a_sent), after(b_sent));
             let mut verified = Vec::new();
             let mut seen = Vec::new();
             let mut answered: HashSet<String> = HashSet::new();
-            for (id, r) in a.into_iter().chain(b) {
+            let a = a.into_iter().map(|r| (r, a_sent));
+            let b = b.into_iter().map(|r| (r, b_sent));
+            for ((id, r), sent) in a.chain(b) {
                 let key = format!("{cid}/{id}");
                 let (Some(w), Some(&(age, kind))) = (watch.get_mut(&key), ages.get(&id)) else {
                     continue;
                 };
                 answered.insert(key.clone());
-                if let Ok(p @ (Presence::Absent | Presence::Present)) = &r {
+                let age = age + sent.map_or(0.0, |(first, _)| first);
+                if let (Ok(p @ (Presence::Absent | Presence::Present)), Some((first, last))) =
+                    (&r, sent)
+                {
                     let gone = *p == Presence::Absent;
                     seen.push(Seen {
                         kind,
                         age,
+                        span: last - first,
                         gone,
                         listed_at: w.listed_at.filter(|_| gone),
                     });
@@ -309,24 +337,21 @@ impl Engine {
     /// The app's delay between accepting a removal and its reads leaving it
     /// out, as this process has seen it (see [`Self::learn_lag`]).
     fn lag_of(&self, connector: &str) -> Option<f64> {
-        self.lags.lock().expect("lags lock").get(connector).copied()
+        self.lags
+            .lock()
+            .expect("lags lock")
+            .get(connector)
+            .and_then(Delays::lag)
     }
 
-    /// Learns an app's delay from one round of reads (`seen`; ages in
-    /// seconds since each removal was accepted), kind by kind: removals of
-    /// a kind listed at some age (in this round, or in an earlier one for
-    /// those gone now) and others gone at a greater one bracket the delay;
-    /// it is taken as the youngest age at which one was gone (the oldest,
-    /// if one was listed older than that), the longest over the kinds. A
-    /// kind with nothing seen listed says nothing (gone at once, or before
-    /// it was asked).
+    /// Learns an app's delay from one round of reads (see [`Delays`]).
     fn learn_lag(&self, connector: &str, seen: &[Seen]) {
-        if let Some(lag) = lag_from(seen) {
-            self.lags
-                .lock()
-                .expect("lags lock")
-                .insert(connector.to_string(), lag);
-        }
+        self.lags
+            .lock()
+            .expect("lags lock")
+            .entry(connector.to_string())
+            .or_default()
+            .learn(seen);
     }
 
     /// The one connector of `scope` with removals awaiting confirmation:
@@ -539,36 +564,75 @@ type PendingAges = (String, crate::model::Account, Vec<(Grant, f64)>);
 #[derive(Debug, Clone, Copy)]
 struct Seen {
     kind: GrantKind,
-    /// Its age at the read.
+    /// Its age when the read's first request went out: still listed,
+    /// the app's delay is longer.
     age: f64,
+    /// From the read's first request to its last: gone, the delay is
+    /// `age + span` at most.
+    span: f64,
     gone: bool,
     /// Its age at the last read that listed it, when it is gone now.
     listed_at: Option<f64>,
 }
 
-/// See [`Engine::learn_lag`]; `None` without a bracket.
-fn lag_from(seen: &[Seen]) -> Option<f64> {
-    let mut kinds: Vec<GrantKind> = seen.iter().map(|s| s.kind).collect();
-    kinds.sort();
-    kinds.dedup();
-    kinds
-        .into_iter()
-        .filter_map(|k| {
-            let of_kind = seen.iter().filter(|s| s.kind == k);
-            let listed = of_kind
-                .clone()
-                .filter_map(|s| if s.gone { s.listed_at } else { Some(s.age) })
-                .reduce(f64::max)?;
-            let gone: Vec<f64> = of_kind.filter(|s| s.gone).map(|s| s.age).collect();
-            let first = gone.iter().copied().reduce(f64::min)?;
-            Some(if first > listed {
-                first
-            } else {
-                gone.iter().copied().fold(0.0, f64::max)
-            })
-        })
-        .reduce(f64::max)
-        .map(|l| l.min(LAG_CAP))
+/// What one app's reads have shown of its delay between accepting a
+/// removal and leaving it out of its reads, kind by kind (ages in seconds
+/// since each removal was accepted): a removal still listed at some age
+/// says the delay is longer; one gone says it is that long at most. The
+/// kind's delay is the shortest gone age past the longest listed one; the
+/// app's, the longest over its kinds known that closely (to within a
+/// speculative read's spacing), else the shortest of the kinds' bounds. A
+/// kind with nothing seen listed says nothing (gone at once, or before it
+/// was asked); one listed past an age seen gone makes that gone age stale
+/// (the delay grew).
+#[derive(Debug, Default)]
+pub(super) struct Delays(HashMap<GrantKind, Bracket>);
+
+#[derive(Debug, Clone, Copy)]
+struct Bracket {
+    /// The longest age seen listed.
+    listed: Option<f64>,
+    /// The shortest age seen gone past it.
+    gone: Option<f64>,
+}
+
+impl Delays {
+    fn learn(&mut self, seen: &[Seen]) {
+        for s in seen {
+            let b = self.0.entry(s.kind).or_insert(Bracket {
+                listed: None,
+                gone: None,
+            });
+            let listed = if s.gone { s.listed_at } else { Some(s.age) };
+            if let Some(a) = listed
+                && b.listed.is_none_or(|l| a > l)
+            {
+                b.listed = Some(a);
+                b.gone = b.gone.filter(|g| *g > a);
+            }
+        }
+        for s in seen.iter().filter(|s| s.gone) {
+            let b = self.0.get_mut(&s.kind).expect("entered above");
+            let at = s.age + s.span;
+            if b.listed.is_none_or(|l| at > l) {
+                b.gone = Some(b.gone.map_or(at, |g| g.min(at)));
+            }
+        }
+    }
+
+    fn lag(&self) -> Option<f64> {
+        let brackets = self.0.values().filter_map(|b| Some((b.listed?, b.gone?)));
+        // Kinds known to within a speculative read's spacing: the longest.
+        let tight = brackets
+            .clone()
+            .filter(|(l, g)| g - l <= PROBE_MIN.max(g * PROBE_SHARE))
+            .map(|(_, g)| g)
+            .reduce(f64::max);
+        // Otherwise the closest bound: the read at it finds out more.
+        tight
+            .or_else(|| brackets.map(|(_, g)| g).reduce(f64::min))
+            .map(|l| l.min(LAG_CAP))
+    }
 }
 
 /// Longest app delay [`Engine::learn_lag`] keeps: beyond it the backoff
@@ -602,8 +666,10 @@ struct Watch {
     read_at: f64,
     /// Age of the next speculative read.
     probe_at: f64,
-    /// The read at the learned delay was made.
-    lag_read: bool,
+    /// The learned delay its read at the delay was made for: a read made
+    /// for a delay learned too short does not stand for the longer one
+    /// learned since.
+    lag_read: Option<f64>,
     /// Listed past the app's learned delay once: the one quick re-read
     /// that follows was scheduled.
     late: bool,
@@ -625,17 +691,17 @@ impl Watch {
         Watch {
             read_at: initial,
             probe_at: 0.0,
-            lag_read: false,
+            lag_read: None,
             late: false,
             listed_at: None,
         }
     }
 
     fn due(&mut self, age: f64, lag: Option<f64>, quiet: bool) -> Due {
-        let lag_due = lag.filter(|_| !self.lag_read);
+        let lag_due = lag.filter(|l| self.lag_read.is_none_or(|r| *l > r * (1.0 + PROBE_SHARE)));
         if age >= self.read_at || lag_due.is_some_and(|l| age >= l) {
-            if lag_due.is_some_and(|l| age >= l) {
-                self.lag_read = true;
+            if let Some(l) = lag_due.filter(|l| age >= *l) {
+                self.lag_read = Some(l);
             }
             return Due::Read;
         }
@@ -659,8 +725,8 @@ impl Watch {
         self.listed_at = Some(age);
         self.probe_at = age + PROBE_MIN.max(age * PROBE_SHARE);
         self.read_at = age + age.max(initial).min(VERIFY_MAX_DELAY.as_secs_f64());
-        if lag.is_some_and(|l| age >= l) {
-            self.lag_read = true;
+        if let Some(l) = lag.filter(|l| age >= *l) {
+            self.lag_read = Some(self.lag_read.map_or(l, |r| r.max(l)));
             // Later than the app's delay said: once, the next read that
             // waits for quota comes as soon as a speculative one would.
             if !self.late {
@@ -681,6 +747,13 @@ impl Watch {
 #[cfg(test)]
 mod schedule_tests {
     use super::*;
+
+    /// What one round of reads teaches a fresh app.
+    fn lag_from(seen: &[Seen]) -> Option<f64> {
+        let mut d = Delays::default();
+        d.learn(seen);
+        d.lag()
+    }
 
     /// The wait a schedule names, to the millisecond.
     fn wait(d: Due) -> Option<i64> {
@@ -745,10 +818,11 @@ mod schedule_tests {
         let g = |kind, age, gone, listed_at| Seen {
             kind,
             age,
+            span: 0.0,
             gone,
             listed_at,
         };
-        use GrantKind::{Group, OauthGrant, Session};
+        use GrantKind::{BackupCodes, Group, OauthGrant, Session};
         assert_eq!(lag_from(&[]), None);
         // Gone at the first read: nothing learned.
         assert_eq!(lag_from(&[g(Group, 0.3, true, None)]), None);
@@ -793,5 +867,51 @@ mod schedule_tests {
             lag_from(&[g(Group, 500.0, true, Some(100.0))]),
             Some(LAG_CAP)
         );
+        // A read that took 0.5 s (waiting for quota): listed at 1.0 s when
+        // it began says the delay is longer than 1.0 s; gone at 1.1 s when
+        // it began says it is 1.6 s at most.
+        let slow = |age, gone| Seen {
+            kind: Group,
+            age,
+            span: 0.5,
+            gone,
+            listed_at: None,
+        };
+        assert_eq!(lag_from(&[slow(1.1, true), slow(1.0, false)]), Some(1.6));
+        // A kind known closely outweighs one known loosely.
+        assert_eq!(
+            lag_from(&[
+                g(Group, 1.43, false, None),
+                g(Group, 1.46, true, None),
+                g(BackupCodes, 3.15, true, Some(0.8)),
+            ]),
+            Some(1.46)
+        );
+        // Rounds add up: a later, looser gone age does not replace a
+        // tighter one...
+        let mut d = Delays::default();
+        d.learn(&[slow(0.95, false), slow(0.95, true)]);
+        assert_eq!(d.lag(), Some(1.45));
+        d.learn(&[slow(1.35, true)]);
+        assert_eq!(d.lag(), Some(1.45));
+        // ...and one listed past it says the delay grew: learned again.
+        d.learn(&[slow(1.6, false)]);
+        assert_eq!(d.lag(), None);
+        d.learn(&[slow(1.7, true)]);
+        assert_eq!(d.lag(), Some(2.2));
+    }
+
+    #[test]
+    fn a_delay_learned_longer_brings_another_read_at_it() {
+        let mut w = Watch::new(5.0);
+        assert_eq!(w.due(1.0, Some(1.0), false), Due::Read);
+        w.listed(1.0, Some(1.0), 5.0);
+        w.listed(1.15, Some(1.0), 5.0);
+        assert_eq!(wait(w.due(1.2, Some(1.0), false)), Some(4950));
+        // Learned 1.5 s since: one read when it is reached.
+        assert_eq!(wait(w.due(1.2, Some(1.5), false)), Some(300));
+        assert_eq!(w.due(1.5, Some(1.5), false), Due::Read);
+        // A few hundredths longer is not worth another.
+        assert_eq!(wait(w.due(1.6, Some(1.55), false)), Some(4550));
     }
 }
