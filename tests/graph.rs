@@ -366,6 +366,11 @@ async fn urgent_termination_every_operation_verified_by_fresh_reads() {
             .any(|(_, p)| matches!(p, Ok(Presence::Present)))
     );
     wait_absent(&e.graph, &marcus, &removed).await;
+    // A grant no Graph list holds is never taken for gone.
+    let mut stranger = removed[0].clone();
+    stranger.id = "unknown:1".into();
+    let r = e.graph.verify(&marcus, &[stranger]).await;
+    assert!(r[0].1.is_err(), "{r:?}");
     let st = twin_state(&e.sb).await;
     assert_eq!(st["revocations"][&marcus.id], 1);
     // The tenant-wide consent is untouched.

@@ -122,8 +122,8 @@ pub struct Engine {
     pub(super) urgency: Mutex<HashMap<String, crate::connector::http::Urgency>>,
     /// Bulk lookups started for many leavers.
     pub(super) bulk: super::bulk::BulkReads,
-    /// Each app's delay between accepting a removal and leaving it out of
-    /// its reads, as seen so far (seconds).
+    /// What each app's reads have shown so far of its delay between
+    /// accepting a removal and leaving it out of its reads.
     pub(super) lags: Mutex<HashMap<String, super::verification::Delays>>,
 }
 

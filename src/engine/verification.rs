@@ -206,16 +206,11 @@ impl Engine {
                     // Behind the removals still going out through the same
                     // rate buckets; a speculative read only with quota to
                     // spare.
+                    let read = crate::connector::http::timed(c.verify(&account, &grants));
                     let (results, sent) = if probe {
-                        crate::connector::http::probe(crate::connector::http::timed(
-                            c.verify(&account, &grants),
-                        ))
-                        .await
+                        crate::connector::http::probe(read).await
                     } else {
-                        crate::connector::http::background(crate::connector::http::timed(
-                            c.verify(&account, &grants),
-                        ))
-                        .await
+                        crate::connector::http::background(read).await
                     };
                     let asked: HashSet<&str> = grants.iter().map(|g| g.id.as_str()).collect();
                     let results = results
@@ -299,28 +294,13 @@ impl Engine {
                 }
             }
             self.learn_lag(&cid, &seen);
-            // One fsync for the whole round; each grant turns verified only
-            // once its record is durable.
             verified.retain(|key| self.state_of(email, key) == Some(GrantState::Removed));
-            self.record_all(
-                email,
-                verified
-                    .iter()
-                    .map(|key| LedgerEvent::Verified {
-                        key: key.clone(),
-                        how: "absent from a fresh read".into(),
-                    })
-                    .collect(),
-            )
-            .await?;
-            let now = Utc::now();
             let gone: HashSet<String> = verified
                 .iter()
                 .filter_map(|k| k.strip_prefix(&format!("{cid}/")).map(str::to_string))
                 .collect();
-            for key in verified {
-                self.set_state(email, &key, GrantState::Verified { at: now }, None);
-            }
+            self.record_verified(email, verified, "absent from a fresh read")
+                .await?;
             // What is held through a grant just verified gone (a Google
             // admin role held through a group) is decided by a fresh read
             // now: verified, or still manual.
@@ -441,24 +421,41 @@ impl Engine {
                 Some(GrantState::Manual | GrantState::Live)
             )
         });
+        self.record_verified(
+            email,
+            went,
+            "absent from a fresh read once what held it was removed",
+        )
+        .await?;
+        if full {
+            let person = self.case_person(email);
+            self.read_connector(&person, c.clone(), false, false)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Records `keys` verified (`how`), with one fsync; each turns verified
+    /// only once its record is durable.
+    async fn record_verified(
+        &self,
+        email: &str,
+        keys: Vec<String>,
+        how: &str,
+    ) -> Result<(), EngineError> {
         self.record_all(
             email,
-            went.iter()
+            keys.iter()
                 .map(|key| LedgerEvent::Verified {
                     key: key.clone(),
-                    how: "absent from a fresh read once what held it was removed".into(),
+                    how: how.into(),
                 })
                 .collect(),
         )
         .await?;
         let now = Utc::now();
-        for key in went {
+        for key in keys {
             self.set_state(email, &key, GrantState::Verified { at: now }, None);
-        }
-        if full {
-            let person = self.case_person(email);
-            self.read_connector(&person, c.clone(), false, false)
-                .await?;
         }
         Ok(())
     }

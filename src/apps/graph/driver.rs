@@ -1271,7 +1271,21 @@ impl Connector for Graph {
             }
         }
         let inv = self.inventory(account, &wanted).await;
+        // A grant no list holds is never taken for gone.
         crate::connector::presence_from_inventory(&inv, grants)
+            .into_iter()
+            .zip(grants)
+            .map(|((id, r), g)| match reads_for(g) {
+                [] => (
+                    id,
+                    Err(ConnectorError::Config(format!(
+                        "not a Microsoft 365 grant: {}",
+                        clean_max(&g.id, 80)
+                    ))),
+                ),
+                _ => (id, r),
+            })
+            .collect()
     }
 
     /// Every user (`GET /users`, 999 a page, with `userType`): members,
