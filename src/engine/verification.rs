@@ -78,11 +78,10 @@ impl Engine {
     }
 
     /// Re-reads, batched per connector, every grant in `scope` whose removal
-    /// was accepted, with a delay that doubles after a round that confirms
-    /// nothing, halves after one that confirms some, and starts over when
-    /// new removals arrive, until each is absent from a fresh successful read (`verified`) or its
-    /// deadline passes (`unconfirmed`, escalated in the ledger). Ends when
-    /// nothing is pending and `exec_done` is set.
+    /// was accepted, each on its own schedule ([`Watch`]), until it is
+    /// absent from a fresh successful read (`verified`) or its deadline
+    /// passes (`unconfirmed`, escalated in the ledger). Ends when nothing
+    /// is pending and `exec_done` is set.
     ///
     /// Each connector is re-read on its own schedule: a connector whose
     /// reads wait for its rate limit never holds back another's
@@ -156,7 +155,7 @@ impl Engine {
                     continue;
                 }
                 let w = watch.entry(g.key()).or_insert_with(|| Watch::new(initial));
-                match w.due(*age, lag, quiet) {
+                match w.due(*age, lag, self.hold_of(&cid, g.kind), quiet) {
                     Due::Read => sure.push(g.clone()),
                     Due::Probe => speculative.push(g.clone()),
                     Due::In(d) => {
@@ -322,6 +321,15 @@ impl Engine {
             .expect("lags lock")
             .get(connector)
             .and_then(Delays::lag)
+    }
+
+    /// See [`Delays::hold`].
+    fn hold_of(&self, connector: &str, kind: GrantKind) -> Option<f64> {
+        self.lags
+            .lock()
+            .expect("lags lock")
+            .get(connector)
+            .and_then(|d| d.hold(kind))
     }
 
     /// Learns an app's delay from one round of reads (see [`Delays`]).
@@ -617,18 +625,35 @@ impl Delays {
         }
     }
 
-    fn lag(&self) -> Option<f64> {
-        let brackets = self.0.values().filter_map(|b| Some((b.listed?, b.gone?)));
-        // Kinds known to within a speculative read's spacing: the longest.
-        let tight = brackets
-            .clone()
+    fn brackets(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
+        self.0.values().filter_map(|b| Some((b.listed?, b.gone?)))
+    }
+
+    /// The longest delay among kinds known to within a speculative read's
+    /// spacing.
+    fn known(&self) -> Option<f64> {
+        self.brackets()
             .filter(|(l, g)| g - l <= PROBE_MIN.max(g * PROBE_SHARE))
-            .map(|(_, g)| g)
-            .reduce(f64::max);
+            .map(|(_, g)| g.min(LAG_CAP))
+            .reduce(f64::max)
+    }
+
+    fn lag(&self) -> Option<f64> {
         // Otherwise the closest bound: the read at it finds out more.
-        tight
-            .or_else(|| brackets.map(|(_, g)| g).reduce(f64::min))
-            .map(|l| l.min(LAG_CAP))
+        self.known().or_else(|| {
+            self.brackets()
+                .map(|(_, g)| g.min(LAG_CAP))
+                .reduce(f64::min)
+        })
+    }
+
+    /// The age before which a read of a removal of `kind` would still list
+    /// it: the app's delay once known closely, unless removals of this kind
+    /// were seen gone sooner.
+    fn hold(&self, kind: GrantKind) -> Option<f64> {
+        let known = self.known()?;
+        let own = self.0.get(&kind).and_then(|b| b.gone);
+        Some(own.map_or(known, |g| g.min(known)))
     }
 }
 
@@ -694,9 +719,15 @@ impl Watch {
         }
     }
 
-    fn due(&mut self, age: f64, lag: Option<f64>, quiet: bool) -> Due {
+    fn due(&mut self, age: f64, lag: Option<f64>, hold: Option<f64>, quiet: bool) -> Due {
         let lag_due = lag.filter(|l| self.lag_read.is_none_or(|r| *l > r * (1.0 + PROBE_SHARE)));
-        if age >= self.read_at || lag_due.is_some_and(|l| age >= l) {
+        // Before the app's delay, known closely, the backoff's early reads
+        // would only list it, and take quota from the reads that would not.
+        let read_at = match hold {
+            Some(h) if self.lag_read.is_none() => self.read_at.max(h),
+            _ => self.read_at,
+        };
+        if age >= read_at || lag_due.is_some_and(|l| age >= l) {
             if let Some(l) = lag_due.filter(|l| age >= *l) {
                 self.lag_read = Some(l);
             }
@@ -707,7 +738,7 @@ impl Watch {
         if quiet && age >= probe_at {
             return Due::Probe;
         }
-        let mut next = self.read_at;
+        let mut next = read_at;
         if let Some(l) = lag_due {
             next = next.min(l);
         }
@@ -763,51 +794,84 @@ mod schedule_tests {
     #[test]
     fn while_the_app_still_has_removals_to_answer_only_the_backoff_reads() {
         let mut w = Watch::new(0.25);
-        assert_eq!(wait(w.due(0.0, None, false)), Some(250));
-        assert_eq!(wait(w.due(0.1, Some(2.0), false)), Some(150));
-        assert_eq!(w.due(0.25, None, false), Due::Read);
+        assert_eq!(wait(w.due(0.0, None, None, false)), Some(250));
+        assert_eq!(wait(w.due(0.1, Some(2.0), None, false)), Some(150));
+        assert_eq!(w.due(0.25, None, None, false), Due::Read);
         // Listed at 0.25: the next such read after as long again.
         w.listed(0.25, None, 0.25);
-        assert_eq!(wait(w.due(0.3, None, false)), Some(200));
+        assert_eq!(wait(w.due(0.3, None, None, false)), Some(200));
         // Never more than five seconds apart.
         w.listed(20.0, None, 0.25);
-        assert_eq!(wait(w.due(20.0, None, false)), Some(5000));
+        assert_eq!(wait(w.due(20.0, None, None, false)), Some(5000));
     }
 
     #[test]
     fn once_the_app_has_answered_everything_a_speculative_read_goes_at_once_then_every_share_of_the_wait()
      {
         let mut w = Watch::new(0.25);
-        assert_eq!(w.due(0.01, None, true), Due::Probe);
+        assert_eq!(w.due(0.01, None, None, true), Due::Probe);
         w.listed(0.01, None, 0.25);
         // At least 100 ms apart...
-        assert_eq!(wait(w.due(0.05, None, true)), Some(60));
-        assert_eq!(w.due(0.11, None, true), Due::Probe);
+        assert_eq!(wait(w.due(0.05, None, None, true)), Some(60));
+        assert_eq!(w.due(0.11, None, None, true), Due::Probe);
         // ...else 15% of the age: listed at 2 s, the next at 2.3 s.
         w.listed(2.0, None, 0.25);
-        assert_eq!(wait(w.due(2.2, None, true)), Some(100));
-        assert_eq!(w.due(2.3, None, true), Due::Probe);
+        assert_eq!(wait(w.due(2.2, None, None, true)), Some(100));
+        assert_eq!(w.due(2.3, None, None, true), Due::Probe);
         // Not sent (no quota to spare): the next one as if it had been.
         w.deferred(2.3);
-        assert_eq!(wait(w.due(2.35, None, true)), Some(295));
+        assert_eq!(wait(w.due(2.35, None, None, true)), Some(295));
     }
 
     #[test]
     fn a_learned_delay_brings_one_read_that_waits_for_quota_when_it_is_reached() {
         let mut w = Watch::new(5.0);
-        assert_eq!(wait(w.due(1.0, Some(1.5), false)), Some(500));
-        assert_eq!(w.due(1.5, Some(1.5), false), Due::Read);
+        assert_eq!(wait(w.due(1.0, Some(1.5), None, false)), Some(500));
+        assert_eq!(w.due(1.5, Some(1.5), None, false), Due::Read);
         // No speculative read before the delay, even with every removal answered.
         let mut v = Watch::new(5.0);
-        assert_eq!(wait(v.due(0.2, Some(1.5), true)), Some(1300));
+        assert_eq!(wait(v.due(0.2, Some(1.5), None, true)), Some(1300));
         // Still listed then: one quick read that waits for quota, as soon
         // as a speculative one would (15% of 1.5 s later)...
         w.listed(1.5, Some(1.5), 5.0);
-        assert_eq!(wait(w.due(1.6, Some(1.5), false)), Some(125));
-        assert_eq!(w.due(1.725, Some(1.5), false), Due::Read);
+        assert_eq!(wait(w.due(1.6, Some(1.5), None, false)), Some(125));
+        assert_eq!(w.due(1.725, Some(1.5), None, false), Due::Read);
         // ...then the backoff; no second read for the delay.
         w.listed(1.725, Some(1.5), 5.0);
-        assert_eq!(wait(w.due(1.8, Some(1.5), false)), Some(4925));
+        assert_eq!(wait(w.due(1.8, Some(1.5), None, false)), Some(4925));
+    }
+
+    #[test]
+    fn once_the_delay_is_known_closely_no_backoff_read_comes_before_it() {
+        let g = |kind, age, gone| Seen {
+            kind,
+            age,
+            span: 0.0,
+            gone,
+            listed_at: None,
+        };
+        use GrantKind::{Account, ApiKey, Session};
+        let mut d = Delays::default();
+        // Known loosely: nothing held back.
+        d.learn(&[g(ApiKey, 0.9, false), g(ApiKey, 1.45, true)]);
+        assert_eq!(d.hold(Account), None);
+        // Known closely: held back to it, for every kind...
+        d.learn(&[g(ApiKey, 1.4, false)]);
+        assert_eq!(d.hold(Account), Some(1.45));
+        assert_eq!(d.hold(ApiKey), Some(1.45));
+        // ...but a kind seen gone sooner is not held past that.
+        d.learn(&[g(Session, 0.3, true)]);
+        assert_eq!(d.hold(Session), Some(0.3));
+        // The backoff read due at 0.25 s and 0.5 s waits for 1.45 s...
+        let mut w = Watch::new(0.25);
+        assert_eq!(wait(w.due(0.3, None, Some(1.45), false)), Some(1150));
+        assert_eq!(w.due(1.45, Some(1.45), Some(1.45), false), Due::Read);
+        // ...and once read there, the backoff goes on as before.
+        w.listed(1.45, Some(1.45), 0.25);
+        assert_eq!(w.due(1.7, Some(1.45), Some(1.45), false), Due::Read);
+        // Without it, the backoff's first read comes at 0.25 s.
+        let mut v = Watch::new(0.25);
+        assert_eq!(v.due(0.3, None, None, false), Due::Read);
     }
 
     #[test]
@@ -901,14 +965,14 @@ mod schedule_tests {
     #[test]
     fn a_delay_learned_longer_brings_another_read_at_it() {
         let mut w = Watch::new(5.0);
-        assert_eq!(w.due(1.0, Some(1.0), false), Due::Read);
+        assert_eq!(w.due(1.0, Some(1.0), None, false), Due::Read);
         w.listed(1.0, Some(1.0), 5.0);
         w.listed(1.15, Some(1.0), 5.0);
-        assert_eq!(wait(w.due(1.2, Some(1.0), false)), Some(4950));
+        assert_eq!(wait(w.due(1.2, Some(1.0), None, false)), Some(4950));
         // Learned 1.5 s since: one read when it is reached.
-        assert_eq!(wait(w.due(1.2, Some(1.5), false)), Some(300));
-        assert_eq!(w.due(1.5, Some(1.5), false), Due::Read);
+        assert_eq!(wait(w.due(1.2, Some(1.5), None, false)), Some(300));
+        assert_eq!(w.due(1.5, Some(1.5), None, false), Due::Read);
         // A few hundredths longer is not worth another.
-        assert_eq!(wait(w.due(1.6, Some(1.55), false)), Some(4550));
+        assert_eq!(wait(w.due(1.6, Some(1.55), None, false)), Some(4550));
     }
 }
