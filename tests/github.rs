@@ -333,6 +333,11 @@ async fn the_scim_identity_outlives_a_removal_made_in_github() {
     // Still there: the identity provider must deprovision it.
     let r = e.gh.verify(&dana, &[scim[0].clone()]).await;
     assert!(matches!(r[0].1, Ok(Presence::Present)), "{r:?}");
+    // A grant no GitHub listing holds is never taken for gone.
+    let mut stranger = m.clone();
+    stranger.id = "unknown:1".into();
+    let r = e.gh.verify(&dana, &[stranger]).await;
+    assert!(r[0].1.is_err(), "{r:?}");
     // Her teams and seat went with the membership.
     let rest: Vec<Grant> = grants
         .iter()

@@ -479,6 +479,16 @@ async fn a_leaver_with_hundreds_of_groups_is_listed_completely() {
     let v = e.google.verify(&b, &inv.grants).await;
     assert_eq!(v.len(), inv.grants.len());
     assert!(v.iter().all(|(_, p)| matches!(p, Ok(Presence::Present))));
+    // What no read holds (a licence of a product no longer configured, an
+    // account step this driver does not make) is never taken for gone.
+    let mut licence = inv.grants[0].clone();
+    licence.kind = GrantKind::License;
+    licence.id = "license:Google-Apps/retired-sku".into();
+    let mut account = inv.grants[0].clone();
+    account.kind = GrantKind::Account;
+    account.id = "delete".into();
+    let v = e.google.verify(&b, &[licence, account]).await;
+    assert!(v.iter().all(|(_, p)| p.is_err()), "{v:?}");
     e.sb.stop().await;
 }
 

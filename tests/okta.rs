@@ -223,6 +223,11 @@ async fn urgent_termination_every_operation_verified_by_fresh_reads() {
     let st = twin_state(&e.sb).await;
     assert!(st.get("marcus.reyes@example.com").is_none(), "{st}");
     wait_absent(&e.okta, &marcus, &removed).await;
+    // A grant no Okta listing holds is never taken for gone.
+    let mut stranger = removed[0].clone();
+    stranger.id = "unknown:1".into();
+    let r = e.okta.verify(&marcus, &[stranger]).await;
+    assert!(r[0].1.is_err(), "{r:?}");
     // The role held through IT Helpdesk went with that membership.
     let gr = (*group_role).clone();
     wait_absent(&e.okta, &marcus, std::slice::from_ref(&gr)).await;

@@ -849,6 +849,12 @@ async fn a_grant_is_present_until_a_fresh_read_says_otherwise() {
         common::driver::presence(c.as_ref(), &a, &group).await,
         Presence::Absent
     );
+    // A grant no SCIM read holds is never taken for gone.
+    let mut stranger = group.clone();
+    stranger.kind = offboard::model::GrantKind::AdminRole;
+    stranger.id = "nickname:x".into();
+    let r = c.verify(&a, std::slice::from_ref(&stranger)).await;
+    assert!(r[0].1.is_err(), "{:?}", r[0].1);
     // A failed read is never absence.
     with(&s.sb, "fresh", |t| t.token = "rotated".into());
     let r = c.verify(&a, std::slice::from_ref(&group)).await;

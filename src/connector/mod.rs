@@ -392,10 +392,22 @@ pub fn presence_from_inventory(
     inv: &Inventory,
     grants: &[Grant],
 ) -> Vec<(String, Result<Presence, ConnectorError>)> {
+    presence_where_read(inv, grants, |_| true)
+}
+
+/// [`presence_from_inventory`] for a read of some of the app's listings:
+/// a grant no listing of the read holds (`read` says no: an id the
+/// driver does not know) is an error, never taken for gone.
+pub fn presence_where_read(
+    inv: &Inventory,
+    grants: &[Grant],
+    read: impl Fn(&Grant) -> bool,
+) -> Vec<(String, Result<Presence, ConnectorError>)> {
     grants
         .iter()
         .map(|g| {
             let r = match inv.kind_failed(g.kind) {
+                _ if !read(g) => Err(not_read(g)),
                 Some(e) => Err(e.clone()),
                 None if inv.grants.iter().any(|x| x.id == g.id) => Ok(Presence::Present),
                 None => Ok(Presence::Absent),
@@ -403,6 +415,30 @@ pub fn presence_from_inventory(
             (g.id.clone(), r)
         })
         .collect()
+}
+
+/// A grant none of the driver's listings holds (an id it does not know,
+/// such as one a changed configuration no longer reads): never gone.
+pub fn not_read(g: &Grant) -> ConnectorError {
+    ConnectorError::Config(format!(
+        "no read of this app lists a grant like {}",
+        crate::sanitize::clean_max(&g.id, 80)
+    ))
+}
+
+/// The part of a grant id before its first `:` (the drivers' kind of
+/// grant, which says which listing holds it).
+pub fn id_prefix(g: &Grant) -> &str {
+    g.id.split_once(':').map_or(g.id.as_str(), |(p, _)| p)
+}
+
+/// Awaits `f` only when `want` (a driver's read of only the listings a
+/// confirming read needs).
+pub async fn maybe<F: std::future::Future>(want: bool, f: F) -> Option<F::Output> {
+    match want {
+        true => Some(f.await),
+        false => None,
+    }
 }
 
 /// What building a driver needs besides its resolved manifest.

@@ -39,6 +39,8 @@
 //! any other 403 is a refusal. `x-ratelimit-*` on every answer paces the
 //! client before the limit is reached ([`GitHubPolicy::pace`]).
 
+use crate::connector::id_prefix as prefix;
+use crate::connector::maybe;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -1386,18 +1388,24 @@ fn refused(e: ConnectorError) -> ConnectorError {
     }
 }
 
-/// The part of a grant id before its first `:`.
-fn prefix(g: &Grant) -> &str {
-    g.id.split_once(':').map_or(g.id.as_str(), |(p, _)| p)
-}
-
-/// Awaits `f` only when `want`.
-async fn maybe<F: std::future::Future>(want: bool, f: F) -> Option<F::Output> {
-    match want {
-        true => Some(f.await),
-        false => None,
-    }
-}
+/// The id prefixes [`GitHub::read`] has a listing for (and `owned-*`).
+const READ: &[&str] = &[
+    "membership",
+    "admin",
+    "outside",
+    "enterprise-teams",
+    "scim",
+    "suspend",
+    "delete",
+    "orgrole",
+    "team",
+    "repo",
+    "credential",
+    "pat",
+    "invitation",
+    "codespace",
+    "copilot",
+];
 
 #[async_trait]
 impl Connector for GitHub {
@@ -1538,7 +1546,9 @@ impl Connector for GitHub {
             })
         };
         let inv = self.read(account, &want, Some(&teams), Some(&repos)).await;
-        crate::connector::presence_from_inventory(&inv, grants)
+        crate::connector::presence_where_read(&inv, grants, |g| {
+            READ.contains(&prefix(g)) || prefix(g).starts_with("owned")
+        })
     }
 
     fn health(&self) -> Health {

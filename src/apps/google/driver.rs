@@ -1517,7 +1517,18 @@ impl Connector for GoogleWorkspace {
         grants
             .iter()
             .map(|g| {
+                // A read answers for the ids it can hold: a licence of a
+                // product no longer configured, say, is not read at all.
+                let read = match g.kind {
+                    GrantKind::Account => g.id == SUSPEND,
+                    GrantKind::BackupCodes => g.id == BACKUP_CODES,
+                    GrantKind::License => {
+                        self.settings.licenses.iter().any(|s| g.id == license_id(s))
+                    }
+                    _ => true,
+                };
                 let r = match by_kind.get(&g.kind) {
+                    _ if !read => Err(crate::connector::not_read(g)),
                     Some(Ok(ids)) if g.id == HAND_OVER && ids.contains(IN_PROGRESS) => {
                         Ok(Presence::InProgress)
                     }

@@ -34,6 +34,7 @@
 //! `Retry-After`. Paging follows the absolute `@odata.nextLink` through the
 //! shared client's same-origin check and page guard.
 
+use crate::connector::id_prefix as prefix;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -283,11 +284,6 @@ fn reads_for(g: &Grant) -> &'static [Read] {
         "owned" => &[Read::Owned],
         _ => &[],
     }
-}
-
-/// The part of a grant id before its first `:`.
-fn prefix(g: &Grant) -> &str {
-    g.id.split_once(':').map_or(g.id.as_str(), |(p, _)| p)
 }
 
 pub struct Graph {
@@ -1271,21 +1267,7 @@ impl Connector for Graph {
             }
         }
         let inv = self.inventory(account, &wanted).await;
-        // A grant no list holds is never taken for gone.
-        crate::connector::presence_from_inventory(&inv, grants)
-            .into_iter()
-            .zip(grants)
-            .map(|((id, r), g)| match reads_for(g) {
-                [] => (
-                    id,
-                    Err(ConnectorError::Config(format!(
-                        "not a Microsoft 365 grant: {}",
-                        clean_max(&g.id, 80)
-                    ))),
-                ),
-                _ => (id, r),
-            })
-            .collect()
+        crate::connector::presence_where_read(&inv, grants, |g| !reads_for(g).is_empty())
     }
 
     /// Every user (`GET /users`, 999 a page, with `userType`): members,

@@ -28,6 +28,8 @@
 //! before Okta refuses ([`OktaPolicy::pace`]); a 429 `E0000047` waits until
 //! `X-Rate-Limit-Reset`.
 
+use crate::connector::id_prefix as prefix;
+use crate::connector::maybe;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -723,11 +725,6 @@ fn refused(e: ConnectorError) -> ConnectorError {
     }
 }
 
-/// The part of a grant id before its first `:`.
-fn prefix(g: &Grant) -> &str {
-    g.id.split_once(':').map_or(g.id.as_str(), |(p, _)| p)
-}
-
 #[async_trait]
 impl Connector for Okta {
     fn id(&self) -> &str {
@@ -854,8 +851,18 @@ impl Connector for Okta {
         account: &Account,
         grants: &[Grant],
     ) -> Vec<(String, Result<Presence, ConnectorError>)> {
+        // The listings, by the grants each holds.
+        const ACCOUNT: &[&str] = &["sessions", "suspend", "deactivate"];
+        const CONSENTS: &[&str] = &["grant"];
+        const TOKENS: &[&str] = &["tokens"];
+        const API: &[&str] = &["apitoken"];
+        const FACTORS: &[&str] = &["factor"];
+        const ROLES: &[&str] = &["role"];
+        const APPS: &[&str] = &["app"];
+        const GROUPS: &[&str] = &["group", "role", "app"];
+        let read = [ACCOUNT, CONSENTS, TOKENS, API, FACTORS, GROUPS];
         let has = |p: &[&str]| grants.iter().any(|g| p.contains(&prefix(g)));
-        let needs_groups = has(&["group", "role", "app"]);
+        let needs_groups = has(GROUPS);
         let mut inv = Inventory::default();
         let uid = account.id.as_str();
         let login = account.login.as_str();
@@ -865,14 +872,11 @@ impl Connector for Okta {
             None => {}
         };
         let (acct, consents, tokens, api, factors, groups) = tokio::join!(
-            maybe(
-                has(&["sessions", "suspend", "deactivate"]),
-                self.account_grants(uid)
-            ),
-            maybe(has(&["grant"]), self.consent_grants(uid)),
-            maybe(has(&["tokens"]), self.token_grants(uid)),
-            maybe(has(&["apitoken"]), self.api_token_grants(uid)),
-            maybe(has(&["factor"]), self.factor_grants(uid)),
+            maybe(has(ACCOUNT), self.account_grants(uid)),
+            maybe(has(CONSENTS), self.consent_grants(uid)),
+            maybe(has(TOKENS), self.token_grants(uid)),
+            maybe(has(API), self.api_token_grants(uid)),
+            maybe(has(FACTORS), self.factor_grants(uid)),
             maybe(needs_groups, self.group_grants(uid, login)),
         );
         let group_list: Vec<Grant> = match &groups {
@@ -880,8 +884,8 @@ impl Connector for Okta {
             _ => Vec::new(),
         };
         let (roles, apps) = tokio::join!(
-            maybe(has(&["role"]), self.role_grants(uid, login, &group_list)),
-            maybe(has(&["app"]), self.app_grants(uid, login, &group_list)),
+            maybe(has(ROLES), self.role_grants(uid, login, &group_list)),
+            maybe(has(APPS), self.app_grants(uid, login, &group_list)),
         );
         match acct {
             Some(Err(e)) => {
@@ -902,7 +906,9 @@ impl Connector for Okta {
         take(GrantKind::Group, groups);
         take(GrantKind::AdminRole, roles);
         take(GrantKind::License, apps);
-        crate::connector::presence_from_inventory(&inv, grants)
+        crate::connector::presence_where_read(&inv, grants, |g| {
+            read.iter().any(|l| l.contains(&prefix(g)))
+        })
     }
 
     fn health(&self) -> Health {
@@ -933,14 +939,6 @@ impl Connector for Okta {
         let mut url = self.url(&["users"])?;
         url.query_pairs_mut().append_pair("limit", "1");
         self.client.send(ApiRequest::get(url)).await.map(|_| ())
-    }
-}
-
-/// Awaits `f` only when `want`.
-async fn maybe<F: std::future::Future>(want: bool, f: F) -> Option<F::Output> {
-    match want {
-        true => Some(f.await),
-        false => None,
     }
 }
 

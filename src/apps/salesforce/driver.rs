@@ -47,6 +47,8 @@
 //!   their share.
 
 use crate::connector::find_by_each_address;
+use crate::connector::id_prefix as grant_prefix;
+use crate::connector::maybe;
 
 /// The sign-in methods this driver uses (`auth.flow`).
 pub const FLOWS: &[crate::auth::oauth::Flow] = {
@@ -808,19 +810,6 @@ impl Salesforce {
             }),
             Err(e) => Err(e),
         }
-    }
-}
-
-/// The part of a grant id before its first `:`.
-fn grant_prefix(g: &Grant) -> &str {
-    g.id.split_once(':').map_or(g.id.as_str(), |(p, _)| p)
-}
-
-/// Awaits `f` only when `want`.
-async fn maybe<F: std::future::Future>(want: bool, f: F) -> Option<F::Output> {
-    match want {
-        true => Some(f.await),
-        false => None,
     }
 }
 

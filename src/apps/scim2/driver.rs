@@ -859,20 +859,20 @@ impl Connector for Scim2Driver {
                     Err(e) => Err(e.clone()),
                     Ok(None) => Ok(Presence::Absent),
                     Ok(Some(u)) => {
-                        let present = if g.id.starts_with("account:") {
-                            is_active(u)
-                        } else if let Some(v) = g.id.strip_prefix("role:") {
-                            values(u, "roles").iter().any(|(x, _)| clean(x) == v)
-                        } else if let Some(v) = g.id.strip_prefix("entitlement:") {
-                            values(u, "entitlements").iter().any(|(x, _)| clean(x) == v)
-                        } else {
-                            false
+                        let held = |attr: &str, v: &str| {
+                            values(u, attr).iter().any(|(x, _)| clean(x) == v)
                         };
-                        Ok(if present {
-                            Presence::Present
-                        } else {
-                            Presence::Absent
-                        })
+                        let present = match g.id.split_once(':') {
+                            Some(("account", _)) => Some(is_active(u)),
+                            Some(("role", v)) => Some(held("roles", v)),
+                            Some(("entitlement", v)) => Some(held("entitlements", v)),
+                            _ => None,
+                        };
+                        match present {
+                            Some(true) => Ok(Presence::Present),
+                            Some(false) => Ok(Presence::Absent),
+                            None => Err(crate::connector::not_read(g)),
+                        }
                     }
                 }
             };

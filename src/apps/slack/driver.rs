@@ -73,6 +73,8 @@ pub const FLOWS: &[crate::auth::oauth::Flow] = &[
     crate::auth::oauth::Flow::AuthorizationCode,
 ];
 use crate::connector::find_by_each_address;
+use crate::connector::id_prefix as grant_prefix;
+use crate::connector::maybe;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use futures::future::join_all;
@@ -1343,19 +1345,6 @@ impl SlackDriver {
     }
 }
 
-/// The part of a grant id before its first `:`.
-fn grant_prefix(g: &Grant) -> &str {
-    g.id.split_once(':').map_or(g.id.as_str(), |(p, _)| p)
-}
-
-/// Awaits `f` only when `want`.
-async fn maybe<F: std::future::Future>(want: bool, f: F) -> Option<F::Output> {
-    match want {
-        true => Some(f.await),
-        false => None,
-    }
-}
-
 fn set(v: &[String]) -> BTreeSet<&str> {
     v.iter().map(String::as_str).collect()
 }
@@ -1606,10 +1595,7 @@ impl Connector for SlackDriver {
                     "usergroup" => present(&groups, g),
                     "role" => present(&roles, g),
                     "app" => present(&apps, g),
-                    _ => Err(ConnectorError::Config(format!(
-                        "`{}` is not a grant this driver lists",
-                        sanitize::clean_max(&g.id, 80)
-                    ))),
+                    _ => Err(crate::connector::not_read(g)),
                 };
                 (g.id.clone(), r)
             })
