@@ -41,6 +41,7 @@
 
 use crate::connector::id_prefix as prefix;
 use crate::connector::maybe;
+use futures::future::join_all;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -958,23 +959,23 @@ impl GitHub {
                 .filter(|(slug, _)| !slug.is_empty())
                 .collect(),
         };
-        let mut out = Vec::new();
-        for (slug, name) in slugs {
-            let Some(m) = self
-                .get_opt(self.org_url(&["teams", &slug, "memberships", login])?)
-                .await?
-            else {
-                continue;
-            };
-            out.push(self.grant(
-                format!("team:{slug}"),
-                GrantKind::Group,
-                format!("Team: {name}"),
-                format!("{} ({})", s(&m, "role"), s(&m, "state")),
-                Risk::Low,
-            ));
-        }
-        Ok(out)
+        // One read per team, at once: the client's concurrency and rate
+        // limits pace them.
+        let reads = join_all(slugs.into_iter().map(|(slug, name)| async move {
+            let url = self.org_url(&["teams", &slug, "memberships", login])?;
+            let m = self.get_opt(url).await?;
+            Ok::<_, ConnectorError>(m.map(|m| {
+                self.grant(
+                    format!("team:{slug}"),
+                    GrantKind::Group,
+                    format!("Team: {name}"),
+                    format!("{} ({})", s(&m, "role"), s(&m, "state")),
+                    Risk::Low,
+                )
+            }))
+        }))
+        .await;
+        reads.into_iter().filter_map(Result::transpose).collect()
     }
 
     async fn repo_grants(
@@ -983,23 +984,21 @@ impl GitHub {
         only: Option<&[String]>,
     ) -> Result<Vec<Grant>, ConnectorError> {
         let repos = only.unwrap_or(&self.settings.repositories);
-        let mut out = Vec::new();
-        for r in repos {
-            if self
-                .get_opt(self.url(&["repos", self.org(), r, "collaborators", login])?)
-                .await?
-                .is_some()
-            {
-                out.push(self.grant(
+        let reads = join_all(repos.iter().map(|r| async move {
+            let url = self.url(&["repos", self.org(), r, "collaborators", login])?;
+            let found = self.get_opt(url).await?.is_some();
+            Ok::<_, ConnectorError>(found.then(|| {
+                self.grant(
                     format!("repo:{r}"),
                     GrantKind::Group,
                     format!("Collaborator on {}/{r}", self.org()),
                     "direct repository access".into(),
                     Risk::Medium,
-                ));
-            }
-        }
-        Ok(out)
+                )
+            }))
+        }))
+        .await;
+        reads.into_iter().filter_map(Result::transpose).collect()
     }
 
     async fn credential_grants(&self, login: &str) -> Result<Vec<Grant>, ConnectorError> {
