@@ -316,20 +316,21 @@ impl Engine {
     /// The app's delay between accepting a removal and its reads leaving it
     /// out, as this process has seen it (see [`Self::learn_lag`]).
     fn lag_of(&self, connector: &str) -> Option<f64> {
-        self.lags
-            .lock()
-            .expect("lags lock")
-            .get(connector)
-            .and_then(Delays::lag)
+        self.delays(connector, Delays::lag)
     }
 
     /// See [`Delays::hold`].
     fn hold_of(&self, connector: &str, kind: GrantKind) -> Option<f64> {
+        self.delays(connector, |d| d.hold(kind))
+    }
+
+    /// `f` of what this process has learned of the app's delay, if anything.
+    fn delays(&self, connector: &str, f: impl FnOnce(&Delays) -> Option<f64>) -> Option<f64> {
         self.lags
             .lock()
             .expect("lags lock")
             .get(connector)
-            .and_then(|d| d.hold(kind))
+            .and_then(f)
     }
 
     /// Learns an app's delay from one round of reads (see [`Delays`]).
@@ -593,7 +594,7 @@ struct Seen {
 #[derive(Debug, Default)]
 pub(super) struct Delays(HashMap<GrantKind, Bracket>);
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Bracket {
     /// The longest age seen listed.
     listed: Option<f64>,
@@ -604,10 +605,7 @@ struct Bracket {
 impl Delays {
     fn learn(&mut self, seen: &[Seen]) {
         for s in seen {
-            let b = self.0.entry(s.kind).or_insert(Bracket {
-                listed: None,
-                gone: None,
-            });
+            let b = self.0.entry(s.kind).or_default();
             let listed = if s.gone { s.listed_at } else { Some(s.age) };
             if let Some(a) = listed
                 && b.listed.is_none_or(|l| a > l)

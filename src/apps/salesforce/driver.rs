@@ -47,7 +47,7 @@
 //!   their share.
 
 use crate::connector::find_by_each_address;
-use crate::connector::id_prefix as grant_prefix;
+use crate::connector::id_prefix as prefix;
 use crate::connector::maybe;
 
 /// The sign-in methods this driver uses (`auth.flow`).
@@ -953,7 +953,6 @@ impl Connector for Salesforce {
         grants: &[Grant],
     ) -> Vec<(String, Result<Presence, ConnectorError>)> {
         let user = account.id.as_str();
-        let prefix = grant_prefix;
         let has = |p: &str| grants.iter().any(|g| prefix(g) == p);
         let (acct, sessions, oauth, permsets, psls, groups, packages) = tokio::join!(
             maybe(

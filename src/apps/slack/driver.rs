@@ -73,7 +73,7 @@ pub const FLOWS: &[crate::auth::oauth::Flow] = &[
     crate::auth::oauth::Flow::AuthorizationCode,
 ];
 use crate::connector::find_by_each_address;
-use crate::connector::id_prefix as grant_prefix;
+use crate::connector::id_prefix as prefix;
 use crate::connector::maybe;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -1532,7 +1532,6 @@ impl Connector for SlackDriver {
         grants: &[Grant],
     ) -> Vec<(String, Result<Presence, ConnectorError>)> {
         let uid = account.id.as_str();
-        let prefix = grant_prefix;
         let has = |p: &str| grants.iter().any(|g| prefix(g) == p);
         let scim_account =
             |g: &Grant| g.kind == GrantKind::Account && self.scim.is_some() && !g.is_manual();
